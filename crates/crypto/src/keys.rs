@@ -1,0 +1,173 @@
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::SecretBytes;
+
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const WRAP_AAD: &[u8] = b"swarmkeep/data-key/v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// Wrong key, wrong associated data, or tampered ciphertext. Deliberately
+    /// says nothing more.
+    #[error("sealed data could not be opened")]
+    Open,
+    #[error("key material has the wrong length")]
+    KeyLength,
+}
+
+/// A 32-byte XChaCha20-Poly1305 key. Zeroized on drop, never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+struct SymmetricKey([u8; 32]);
+
+impl SymmetricKey {
+    fn generate() -> Self {
+        let mut k = [0u8; 32];
+        crate::random_bytes(&mut k);
+        Self(k)
+    }
+
+    fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let k: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::KeyLength)?;
+        Ok(Self(k))
+    }
+
+    /// `nonce(24) ‖ ciphertext ‖ tag(16)`, with a fresh random nonce.
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let cipher = XChaCha20Poly1305::new(&Key::from(self.0));
+        let mut nonce = [0u8; NONCE_LEN];
+        crate::random_bytes(&mut nonce);
+        let ct = cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return Err(CryptoError::Open);
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Open)?;
+        let cipher = XChaCha20Poly1305::new(&Key::from(self.0));
+        cipher
+            .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad })
+            .map(SecretBytes::new)
+            .map_err(|_| CryptoError::Open)
+    }
+}
+
+/// The cluster data key: seals every secret payload before it enters the raft
+/// log. Made once at `swarm init`.
+#[derive(Clone)]
+pub struct DataKey(SymmetricKey);
+
+impl DataKey {
+    pub fn generate() -> Self {
+        Self(SymmetricKey::generate())
+    }
+
+    /// Seals a secret payload; the object's ID is the associated data, so a
+    /// sealed payload cannot be moved to another object.
+    pub fn seal(&self, object_id: &str, plaintext: &SecretBytes) -> Vec<u8> {
+        self.0.seal(object_id.as_bytes(), plaintext.expose())
+    }
+
+    pub fn open(&self, object_id: &str, sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        self.0.open(object_id.as_bytes(), sealed)
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey([redacted])")
+    }
+}
+
+/// The key-encryption key that wraps the data key on a manager's disk.
+pub struct KeyEncryptionKey(SymmetricKey);
+
+impl KeyEncryptionKey {
+    pub fn generate() -> Self {
+        Self(SymmetricKey::generate())
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        SymmetricKey::from_slice(bytes).map(Self)
+    }
+
+    /// The raw key, to be written to a 0600 file.
+    pub fn to_bytes(&self) -> SecretBytes {
+        SecretBytes::new(self.0.0.to_vec())
+    }
+
+    pub fn wrap(&self, key: &DataKey) -> Vec<u8> {
+        self.0.seal(WRAP_AAD, &key.0.0)
+    }
+
+    pub fn unwrap_key(&self, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
+        let raw = self.0.open(WRAP_AAD, wrapped)?;
+        SymmetricKey::from_slice(raw.expose()).map(DataKey)
+    }
+}
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEncryptionKey([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_rejects_tampering() {
+        let key = DataKey::generate();
+        let plain = SecretBytes::new(b"s3cr3t-value".to_vec());
+        let sealed = key.seal("id1", &plain);
+        assert!(!sealed.windows(12).any(|w| w == b"s3cr3t-value"));
+        assert_eq!(key.open("id1", &sealed).unwrap().expose(), b"s3cr3t-value");
+        assert!(key.open("id2", &sealed).is_err(), "wrong AAD must fail");
+        let mut flipped = sealed.clone();
+        flipped[30] ^= 1;
+        assert!(key.open("id1", &flipped).is_err(), "tampering must fail");
+        assert!(
+            DataKey::generate().open("id1", &sealed).is_err(),
+            "wrong key must fail"
+        );
+        assert!(key.open("id1", &sealed[..10]).is_err());
+    }
+
+    #[test]
+    fn nonces_are_fresh() {
+        let key = DataKey::generate();
+        let plain = SecretBytes::new(b"x".to_vec());
+        assert_ne!(key.seal("a", &plain), key.seal("a", &plain));
+    }
+
+    #[test]
+    fn wrapped_data_key_round_trips() {
+        let kek = KeyEncryptionKey::generate();
+        let dk = DataKey::generate();
+        let wrapped = kek.wrap(&dk);
+        let back = kek.unwrap_key(&wrapped).unwrap();
+        let sealed = dk.seal("o", &SecretBytes::new(b"v".to_vec()));
+        assert_eq!(back.open("o", &sealed).unwrap().expose(), b"v");
+        let kek2 = KeyEncryptionKey::from_bytes(kek.to_bytes().expose()).unwrap();
+        assert!(kek2.unwrap_key(&wrapped).is_ok());
+        assert!(KeyEncryptionKey::generate().unwrap_key(&wrapped).is_err());
+        assert_eq!(format!("{dk:?}"), "DataKey([redacted])");
+    }
+}

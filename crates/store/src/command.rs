@@ -1,0 +1,80 @@
+//! What a raft log entry carries: commands that change the cluster state, and
+//! what applying each one answered.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::objects::{Cluster, Config, Node, Secret};
+
+/// One change to the cluster state. Commands are decided by the leader (IDs,
+/// timestamps, sealed payloads) so that applying them is deterministic.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    InitCluster { cluster: Cluster, node: Node },
+    PutNode(Node),
+    CreateSecret(Secret),
+    UpdateSecretLabels(LabelUpdate),
+    RemoveSecret { id: String },
+    CreateConfig(Config),
+    UpdateConfigLabels(LabelUpdate),
+    RemoveConfig { id: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LabelUpdate {
+    pub id: String,
+    /// The `Version.Index` the caller read; a write against an older version
+    /// is refused (optimistic concurrency, as swarmkit's store does).
+    pub expected_version: u64,
+    pub labels: BTreeMap<String, String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// One raft log entry: the commands that arrived together, applied in order.
+/// Batching concurrent writes into one entry costs one fsync for all of them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Proposal {
+    pub commands: Vec<Command>,
+}
+
+/// Why the state machine refused a command. Nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    #[error("{kind} {name} already exists")]
+    NameConflict { kind: ObjectKind, name: String },
+    #[error("{kind} {id} not found")]
+    NotFound { kind: ObjectKind, id: String },
+    #[error("update out of sequence")]
+    VersionConflict,
+    #[error("the cluster is already initialized")]
+    AlreadyInitialized,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectKind {
+    Secret,
+    Config,
+    Node,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Secret => "secret",
+            ObjectKind::Config => "config",
+            ObjectKind::Node => "node",
+        })
+    }
+}
+
+/// The answer to one command: the raft index it was applied at.
+pub type CommandResult = Result<u64, CommandError>;
+
+/// The answers to one proposal, in command order.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProposalResult {
+    pub results: Vec<CommandResult>,
+}

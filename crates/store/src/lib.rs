@@ -1,0 +1,198 @@
+//! The replicated cluster store: an openraft group of managers whose state
+//! machine holds every cluster object, with its log and snapshots on disk.
+//!
+//! Architecture invariant: the store never sees a plaintext secret. Secrets
+//! arrive already sealed under the cluster data key ([`objects::Secret`] has no
+//! field for plaintext), so the raft log, snapshots and memory of this crate
+//! hold ciphertext only.
+
+pub mod command;
+pub mod objects;
+mod proposer;
+pub mod raft;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, SnapshotPolicy};
+
+pub use command::{
+    Command, CommandError, CommandResult, LabelUpdate, ObjectKind, Proposal, ProposalResult,
+};
+pub use proposer::WriteError;
+pub use state::ClusterState;
+
+use raft::log_store::LogStore;
+use raft::network::Network;
+use raft::state_machine::{SharedState, StateMachineStore};
+use raft::{NodeId, Raft};
+
+/// Swarm's default: a snapshot every 10000 log entries.
+pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub snapshot_interval: u64,
+    /// Entries kept behind a snapshot for slow followers (Swarm's
+    /// LogEntriesForSlowFollowers, 500).
+    pub log_entries_for_slow_followers: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
+            log_entries_for_slow_followers: 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Storage(#[from] openraft::StorageError<NodeId>),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A manager's handle on the replicated store.
+#[derive(Clone)]
+pub struct Store {
+    raft: Raft,
+    state: SharedState,
+    proposer: proposer::Proposer,
+    raft_id: NodeId,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir` and starts this member's raft
+    /// node. A store that was bootstrapped before resumes where it stopped.
+    pub async fn open(
+        dir: &Path,
+        raft_id: NodeId,
+        settings: &StoreSettings,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Raft(format!("creating {}: {e}", dir.display())))?;
+        let log = LogStore::open(&dir.join("log.redb"))?;
+        let sm = StateMachineStore::open(&dir.join("snapshots"))?;
+        let state = sm.shared();
+        let config = openraft::Config {
+            cluster_name: "swarmkeep".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_interval),
+            max_in_snapshot_log_to_keep: settings.log_entries_for_slow_followers,
+            purge_batch_size: 256,
+            ..Default::default()
+        };
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| StoreError::Raft(e.to_string()))?,
+        );
+        let raft = Raft::new(raft_id, config, Network, log, sm)
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        let proposer = proposer::Proposer::spawn(raft.clone());
+        Ok(Self {
+            raft,
+            state,
+            proposer,
+            raft_id,
+        })
+    }
+
+    /// Makes this member the first and only voter of a new raft group and
+    /// waits until it leads it.
+    pub async fn bootstrap(&self, addr: &str) -> Result<(), StoreError> {
+        let members = BTreeMap::from([(
+            self.raft_id,
+            BasicNode {
+                addr: addr.to_string(),
+            },
+        )]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        self.wait_for_leader(Duration::from_secs(10)).await
+    }
+
+    /// Waits until some member leads and this one has applied what it committed.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Whether this member has ever been part of a raft group (it has a vote
+    /// or a log on disk).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Proposes `command`, returning once it is committed on a quorum (fsync'd)
+    /// and applied here, with the raft index it was applied at.
+    pub async fn write(&self, command: Command) -> Result<u64, WriteError> {
+        self.proposer.propose(command).await
+    }
+
+    /// Reads the state this member has applied.
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        let applied = self.state.read().unwrap_or_else(|p| p.into_inner());
+        f(&applied.state)
+    }
+
+    /// Reads after confirming with a quorum that this member leads and has
+    /// applied everything committed so far (openraft's linearizable read).
+    pub async fn read_linearizable<R>(
+        &self,
+        f: impl FnOnce(&ClusterState) -> R,
+    ) -> Result<R, WriteError> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| WriteError::from_raft(&e.to_string()))?;
+        Ok(self.read(f))
+    }
+
+    pub fn raft_id(&self) -> NodeId {
+        self.raft_id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.raft_id)
+    }
+
+    /// The index of the last log entry this member applied.
+    pub fn last_applied(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
+    }
+
+    /// Asks raft to build a snapshot now (and compact the log behind it).
+    pub async fn trigger_snapshot(&self) -> Result<(), StoreError> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}

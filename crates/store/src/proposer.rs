@@ -1,0 +1,93 @@
+//! Group commit: concurrent writes are gathered into one raft entry.
+//!
+//! openraft 0.9 appends and fsyncs one client write at a time, so without this
+//! every create costs a full fsync of its own. The proposer keeps one proposal
+//! in flight; everything that arrives meanwhile becomes the next proposal, so
+//! N concurrent writers share each fsync.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{Command, CommandError, Proposal};
+use crate::raft::Raft;
+
+/// Most commands in one raft entry.
+const MAX_BATCH: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The state machine refused the command; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] CommandError),
+    /// This member does not lead; `leader` is the address of the one that does, if known.
+    #[error("not the raft leader")]
+    NotLeader { leader: Option<String> },
+    /// No quorum, shut down, or a storage failure: the write may not have happened.
+    #[error("the raft group is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl WriteError {
+    pub(crate) fn from_raft(text: &str) -> Self {
+        WriteError::Unavailable(text.to_string())
+    }
+}
+
+type Reply = oneshot::Sender<Result<u64, WriteError>>;
+
+#[derive(Clone)]
+pub(crate) struct Proposer {
+    tx: mpsc::UnboundedSender<(Command, Reply)>,
+}
+
+impl Proposer {
+    pub(crate) fn spawn(raft: Raft) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Self { tx }
+    }
+
+    pub(crate) async fn propose(&self, command: Command) -> Result<u64, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((command, reply))
+            .map_err(|_| WriteError::Unavailable("the store is shut down".into()))?;
+        answer
+            .await
+            .map_err(|_| WriteError::Unavailable("the store is shut down".into()))?
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
+    while let Some(first) = rx.recv().await {
+        let mut commands = vec![first.0];
+        let mut replies = vec![first.1];
+        while commands.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok((c, r)) => {
+                    commands.push(c);
+                    replies.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        match raft.client_write(Proposal { commands }).await {
+            Ok(resp) => {
+                let results = resp.data.results;
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result.map_err(WriteError::Rejected));
+                }
+            }
+            Err(e) => {
+                let err = match e.forward_to_leader() {
+                    Some(fwd) => WriteError::NotLeader {
+                        leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
+                    },
+                    None => WriteError::Unavailable(e.to_string()),
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}

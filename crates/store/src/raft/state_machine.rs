@@ -1,0 +1,215 @@
+//! The state machine: the cluster state in memory, made durable by snapshot
+//! files in the data dir plus the raft log after them — swarmkit's design
+//! (memdb + WAL + snapshots). A restart loads the newest snapshot and openraft
+//! re-applies the committed log entries that follow it.
+//!
+//! Snapshot files are written to a temporary name, fsync'd, renamed into
+//! place and the directory fsync'd, so a crash leaves the old or the new one.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
+use crate::command::ProposalResult;
+use crate::state::ClusterState;
+
+/// What has been applied, kept under one lock so readers see a state and the
+/// log position it corresponds to together.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub state: ClusterState,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+}
+
+pub type SharedState = Arc<RwLock<Applied>>;
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    /// The snapshot data as sent to followers: the JSON of a [`ClusterState`].
+    data: String,
+}
+
+const SNAPSHOT_FILE: &str = "snapshot.json";
+
+#[derive(Clone)]
+pub struct StateMachineStore {
+    applied: SharedState,
+    dir: PathBuf,
+}
+
+fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+fn snapshot_write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+impl StateMachineStore {
+    /// Opens the state machine in `dir`, loading the newest snapshot if any.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(snapshot_write_err)?;
+        let store = Self {
+            applied: SharedState::default(),
+            dir: dir.to_path_buf(),
+        };
+        if let Some(file) = store.read_snapshot_file()? {
+            let mut state: ClusterState = serde_json::from_str(&file.data).map_err(sm_read_err)?;
+            state.reindex();
+            let mut applied = store.applied.write().map_err(|_| poisoned())?;
+            applied.state = state;
+            applied.last_applied = file.meta.last_log_id;
+            applied.membership = file.meta.last_membership;
+        }
+        Ok(store)
+    }
+
+    /// The state readers see; shared with the [`crate::Store`] handle.
+    pub fn shared(&self) -> SharedState {
+        self.applied.clone()
+    }
+
+    fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError> {
+        match std::fs::read(self.dir.join(SNAPSHOT_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e).into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageIOError::read_snapshot(None, &e).into()),
+        }
+    }
+
+    fn write_snapshot_file(&self, file: &SnapshotFile) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(file).map_err(snapshot_write_err)?;
+        let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let mut f = std::fs::File::create(&tmp).map_err(snapshot_write_err)?;
+        f.write_all(&bytes).map_err(snapshot_write_err)?;
+        f.sync_all().map_err(snapshot_write_err)?;
+        std::fs::rename(&tmp, self.dir.join(SNAPSHOT_FILE)).map_err(snapshot_write_err)?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(snapshot_write_err)?;
+        Ok(())
+    }
+}
+
+fn poisoned() -> StorageError {
+    StorageIOError::read_state_machine(&std::io::Error::other("state lock poisoned")).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (data, last_log_id, membership) = {
+            let applied = self.applied.read().map_err(|_| poisoned())?;
+            let data = serde_json::to_string(&applied.state).map_err(snapshot_write_err)?;
+            (data, applied.last_applied, applied.membership.clone())
+        };
+        let snapshot_id = match last_log_id {
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id.term, id.leader_id.node_id, id.index
+            ),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        self.write_snapshot_file(&file)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(file.data.into_bytes())),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+        let applied = self.applied.read().map_err(|_| poisoned())?;
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut applied = self.applied.write().map_err(|_| poisoned())?;
+        let mut replies = Vec::new();
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            let index = entry.log_id.index;
+            match entry.payload {
+                EntryPayload::Blank => replies.push(ProposalResult::default()),
+                EntryPayload::Normal(proposal) => {
+                    let results = proposal
+                        .commands
+                        .into_iter()
+                        .map(|cmd| applied.state.apply(index, cmd))
+                        .collect();
+                    replies.push(ProposalResult { results });
+                }
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    replies.push(ProposalResult::default());
+                }
+            }
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = String::from_utf8(snapshot.into_inner())
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let mut state: ClusterState = serde_json::from_str(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        state.reindex();
+        self.write_snapshot_file(&SnapshotFile {
+            meta: meta.clone(),
+            data,
+        })?;
+        let mut applied = self.applied.write().map_err(|_| poisoned())?;
+        applied.state = state;
+        applied.last_applied = meta.last_log_id;
+        applied.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self.read_snapshot_file()?.map(|file| Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data.into_bytes())),
+        }))
+    }
+}
