@@ -1,6 +1,14 @@
 //! The wire contract of swarmkeep: gRPC types generated from `proto/`, the
-//! Docker Engine JSON shapes they are shown as, and the one mapping from a gRPC
-//! status to the error text Docker prints.
+//! Docker Engine JSON shapes they are shown as, and the one mapping from a
+//! gRPC status to the error text Docker prints.
+//!
+//! Architecture invariant: nothing here converts a secret's payload into a
+//! shape that is shown — the engine shapes of a secret have no data field
+//! that is ever filled.
+
 pub mod control {
     tonic::include_proto!("swarmkeep.control");
 }
+pub mod engine;
+pub mod errors;
+pub mod timefmt;

@@ -40,13 +40,7 @@ impl SymmetricKey {
         let mut nonce = [0u8; NONCE_LEN];
         crate::random_bytes(&mut nonce);
         let ct = cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
+            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad })
             .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -143,10 +137,7 @@ mod tests {
         let mut flipped = sealed.clone();
         flipped[30] ^= 1;
         assert!(key.open("id1", &flipped).is_err(), "tampering must fail");
-        assert!(
-            DataKey::generate().open("id1", &sealed).is_err(),
-            "wrong key must fail"
-        );
+        assert!(DataKey::generate().open("id1", &sealed).is_err(), "wrong key must fail");
         assert!(key.open("id1", &sealed[..10]).is_err());
     }
 

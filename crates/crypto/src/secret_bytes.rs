@@ -25,6 +25,12 @@ impl SecretBytes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Compares in time that depends only on the lengths, not the contents.
+    pub fn ct_eq(&self, other: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.len() == other.len() && bool::from(self.0.as_slice().ct_eq(other))
+    }
 }
 
 impl From<Vec<u8>> for SecretBytes {

@@ -1,1 +1,123 @@
-fn main() {}
+//! `swarmkeepd`: the node daemon. It serves the control API on a unix socket
+//! (or loopback TCP) and runs the manager role once the node is in a swarm.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use swarmkeep_api::control::control_server::ControlServer;
+use swarmkeep_manager::controlapi::ControlService;
+use swarmkeep_manager::{Manager, ManagerConfig};
+use swarmkeep_store::StoreSettings;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+
+pub const DEFAULT_HOST: &str = "unix:///run/swarmkeep/swarmkeep.sock";
+
+#[derive(Parser, Debug)]
+#[command(name = "swarmkeepd", version, about = "swarmkeep node daemon: manager and agent")]
+struct Args {
+    /// Where the node keeps its state.
+    #[arg(long, default_value = "/var/lib/swarmkeep")]
+    data_dir: PathBuf,
+    /// Control API address: unix:///PATH or tcp://127.0.0.1:PORT.
+    #[arg(short = 'H', long, env = "SWARMKEEP_HOST", default_value = DEFAULT_HOST)]
+    host: String,
+    /// The hostname this node reports (default: the system's).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Raft log entries between snapshots (Swarm's default is 10000).
+    #[arg(long, default_value_t = swarmkeep_store::DEFAULT_SNAPSHOT_INTERVAL)]
+    snapshot_interval: u64,
+    /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, env = "SWARMKEEP_LOG", default_value = "info")]
+    log_level: String,
+}
+
+enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+fn bind(host: &str) -> anyhow::Result<Listener> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        let path = PathBuf::from(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing stale socket {}", path.display())),
+        }
+        let listener = UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        Ok(Listener::Unix(listener, path))
+    } else if let Some(addr) = host.strip_prefix("tcp://") {
+        let std_listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        std_listener.set_nonblocking(true)?;
+        Ok(Listener::Tcp(TcpListener::from_std(std_listener)?))
+    } else {
+        bail!("invalid --host {host:?}: expected unix:///PATH or tcp://IP:PORT")
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the daemon still stops on kill -9.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let listener = bind(&args.host)?;
+    let config = ManagerConfig {
+        data_dir: args.data_dir.clone(),
+        hostname: args.hostname.clone(),
+        store: StoreSettings {
+            snapshot_interval: args.snapshot_interval,
+            ..StoreSettings::default()
+        },
+    };
+    let manager: Arc<Manager> = Manager::start(config).await.map_err(anyhow::Error::msg)?;
+    tracing::info!(host = %args.host, data_dir = %args.data_dir.display(), "swarmkeepd listening");
+
+    let service = ControlServer::new(ControlService::new(manager.clone()));
+    let server = tonic::transport::Server::builder().add_service(service);
+    let socket_path = match listener {
+        Listener::Unix(l, path) => {
+            server
+                .serve_with_incoming_shutdown(UnixListenerStream::new(l), shutdown_signal())
+                .await?;
+            Some(path)
+        }
+        Listener::Tcp(l) => {
+            server
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown_signal())
+                .await?;
+            None
+        }
+    };
+    manager.shutdown().await;
+    if let Some(path) = socket_path {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("swarmkeepd stopped");
+    Ok(())
+}

@@ -1,1 +1,13 @@
-//! wip
+//! The manager role: a node's membership in the swarm (init, its keys and
+//! local state on disk), and the control API that operators call.
+//!
+//! Architecture invariant: plaintext secrets pass through here only on the
+//! way in — sealed under the cluster data key before they reach the store —
+//! and nothing this crate returns, logs or writes to disk contains one.
+
+pub mod controlapi;
+mod keystore;
+mod local_node;
+mod manager;
+
+pub use manager::{ActiveSwarm, Manager, ManagerConfig};

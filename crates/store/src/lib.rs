@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use openraft::{BasicNode, SnapshotPolicy};
 
-pub use command::{
-    Command, CommandError, CommandResult, LabelUpdate, ObjectKind, Proposal, ProposalResult,
-};
+pub use command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind, Proposal, ProposalResult};
 pub use proposer::WriteError;
 pub use state::ClusterState;
 
@@ -70,13 +68,8 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store under `dir` and starts this member's raft
     /// node. A store that was bootstrapped before resumes where it stopped.
-    pub async fn open(
-        dir: &Path,
-        raft_id: NodeId,
-        settings: &StoreSettings,
-    ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Raft(format!("creating {}: {e}", dir.display())))?;
+    pub async fn open(dir: &Path, raft_id: NodeId, settings: &StoreSettings) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Raft(format!("creating {}: {e}", dir.display())))?;
         let log = LogStore::open(&dir.join("log.redb"))?;
         let sm = StateMachineStore::open(&dir.join("snapshots"))?;
         let state = sm.shared();
@@ -91,37 +84,44 @@ impl Store {
             purge_batch_size: 256,
             ..Default::default()
         };
-        let config = Arc::new(
-            config
-                .validate()
-                .map_err(|e| StoreError::Raft(e.to_string()))?,
-        );
+        let config = Arc::new(config.validate().map_err(|e| StoreError::Raft(e.to_string()))?);
         let raft = Raft::new(raft_id, config, Network, log, sm)
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
         let proposer = proposer::Proposer::spawn(raft.clone());
-        Ok(Self {
+        let store = Self {
             raft,
             state,
             proposer,
             raft_id,
-        })
+        };
+        store.elect_if_sole_voter().await;
+        Ok(store)
     }
 
     /// Makes this member the first and only voter of a new raft group and
     /// waits until it leads it.
     pub async fn bootstrap(&self, addr: &str) -> Result<(), StoreError> {
-        let members = BTreeMap::from([(
-            self.raft_id,
-            BasicNode {
-                addr: addr.to_string(),
-            },
-        )]);
+        let members = BTreeMap::from([(self.raft_id, BasicNode { addr: addr.to_string() })]);
         self.raft
             .initialize(members)
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
         self.wait_for_leader(Duration::from_secs(10)).await
+    }
+
+    /// A member that is the only voter of its group need not wait out an
+    /// election timeout after a restart: it campaigns at once.
+    async fn elect_if_sole_voter(&self) {
+        let sole = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let voters: Vec<_> = m.membership_config.membership().voter_ids().collect();
+            voters == [self.raft_id]
+        };
+        if sole {
+            let _ = self.raft.trigger().elect().await;
+        }
     }
 
     /// Waits until some member leads and this one has applied what it committed.
@@ -154,10 +154,7 @@ impl Store {
 
     /// Reads after confirming with a quorum that this member leads and has
     /// applied everything committed so far (openraft's linearizable read).
-    pub async fn read_linearizable<R>(
-        &self,
-        f: impl FnOnce(&ClusterState) -> R,
-    ) -> Result<R, WriteError> {
+    pub async fn read_linearizable<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> Result<R, WriteError> {
         self.raft
             .ensure_linearizable()
             .await
@@ -169,18 +166,18 @@ impl Store {
         self.raft_id
     }
 
+    /// The raft ID of the member this one believes leads, if any.
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.raft_id)
     }
 
     /// The index of the last log entry this member applied.
     pub fn last_applied(&self) -> u64 {
-        self.raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map(|l| l.index)
-            .unwrap_or(0)
+        self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
     }
 
     /// Asks raft to build a snapshot now (and compact the log behind it).

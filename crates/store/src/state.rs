@@ -53,10 +53,7 @@ impl ClusterState {
     /// Applies one command at raft log `index`. A refused command changes nothing.
     pub fn apply(&mut self, index: u64, command: Command) -> CommandResult {
         match command {
-            Command::InitCluster {
-                mut cluster,
-                mut node,
-            } => {
+            Command::InitCluster { mut cluster, mut node } => {
                 if self.cluster.is_some() {
                     return Err(CommandError::AlreadyInitialized);
                 }
@@ -89,20 +86,14 @@ impl ClusterState {
                     .secrets
                     .get_mut(&update.id)
                     .ok_or_else(|| not_found(ObjectKind::Secret, &update.id))?;
-                apply_labels(
-                    &mut secret.meta,
-                    &mut secret.annotations.labels,
-                    index,
-                    update,
-                )?;
+                apply_labels(&mut secret.meta, &mut secret.annotations.labels, index, update)?;
             }
             Command::RemoveSecret { id } => {
                 let secret = self
                     .secrets
                     .remove(&id)
                     .ok_or_else(|| not_found(ObjectKind::Secret, &id))?;
-                self.secret_names
-                    .remove(&secret.annotations.name.to_lowercase());
+                self.secret_names.remove(&secret.annotations.name.to_lowercase());
             }
             Command::CreateConfig(mut config) => {
                 let key = config.annotations.name.to_lowercase();
@@ -121,20 +112,14 @@ impl ClusterState {
                     .configs
                     .get_mut(&update.id)
                     .ok_or_else(|| not_found(ObjectKind::Config, &update.id))?;
-                apply_labels(
-                    &mut config.meta,
-                    &mut config.annotations.labels,
-                    index,
-                    update,
-                )?;
+                apply_labels(&mut config.meta, &mut config.annotations.labels, index, update)?;
             }
             Command::RemoveConfig { id } => {
                 let config = self
                     .configs
                     .remove(&id)
                     .ok_or_else(|| not_found(ObjectKind::Config, &id))?;
-                self.config_names
-                    .remove(&config.annotations.name.to_lowercase());
+                self.config_names.remove(&config.annotations.name.to_lowercase());
             }
         }
         Ok(index)
@@ -190,24 +175,18 @@ mod tests {
     fn names_are_unique_case_insensitively_and_refusals_change_nothing() {
         let mut st = ClusterState::default();
         assert_eq!(st.apply(5, Command::CreateSecret(secret("a", "Db"))), Ok(5));
-        let err = st
-            .apply(6, Command::CreateSecret(secret("b", "dB")))
-            .unwrap_err();
+        let err = st.apply(6, Command::CreateSecret(secret("b", "dB"))).unwrap_err();
         assert_eq!(err.to_string(), "secret dB already exists");
         assert_eq!(st.secrets.len(), 1);
         assert_eq!(st.secrets["a"].meta.version, 5);
         assert!(st.secret_by_name("Db").is_some());
-        assert!(
-            st.secret_by_name("db").is_none(),
-            "exact-name lookup is case-sensitive"
-        );
+        assert!(st.secret_by_name("db").is_none(), "exact-name lookup is case-sensitive");
     }
 
     #[test]
     fn label_update_checks_version() {
         let mut st = ClusterState::default();
-        st.apply(3, Command::CreateSecret(secret("a", "x")))
-            .unwrap();
+        st.apply(3, Command::CreateSecret(secret("a", "x"))).unwrap();
         let upd = |v| {
             Command::UpdateSecretLabels(LabelUpdate {
                 id: "a".into(),
@@ -225,22 +204,16 @@ mod tests {
     #[test]
     fn remove_frees_the_name() {
         let mut st = ClusterState::default();
-        st.apply(1, Command::CreateSecret(secret("a", "x")))
-            .unwrap();
-        st.apply(2, Command::RemoveSecret { id: "a".into() })
-            .unwrap();
-        assert!(
-            st.apply(3, Command::RemoveSecret { id: "a".into() })
-                .is_err()
-        );
+        st.apply(1, Command::CreateSecret(secret("a", "x"))).unwrap();
+        st.apply(2, Command::RemoveSecret { id: "a".into() }).unwrap();
+        assert!(st.apply(3, Command::RemoveSecret { id: "a".into() }).is_err());
         assert_eq!(st.apply(4, Command::CreateSecret(secret("b", "x"))), Ok(4));
     }
 
     #[test]
     fn reindex_restores_name_lookup() {
         let mut st = ClusterState::default();
-        st.apply(1, Command::CreateSecret(secret("a", "x")))
-            .unwrap();
+        st.apply(1, Command::CreateSecret(secret("a", "x"))).unwrap();
         let json = serde_json::to_string(&st).unwrap();
         let mut back: ClusterState = serde_json::from_str(&json).unwrap();
         back.reindex();

@@ -38,10 +38,7 @@ async fn writes_survive_restart_and_snapshots_compact_the_log() {
 
     let mut versions = BTreeMap::new();
     for i in 0..120 {
-        let idx = store
-            .write(secret(&format!("id{i}"), &format!("s{i}")))
-            .await
-            .unwrap();
+        let idx = store.write(secret(&format!("id{i}"), &format!("s{i}"))).await.unwrap();
         versions.insert(format!("id{i}"), idx);
     }
     // Concurrent writers share raft entries (group commit) and each still gets its answer.
@@ -49,10 +46,7 @@ async fn writes_survive_restart_and_snapshots_compact_the_log() {
     for i in 120..200 {
         let s = store.clone();
         handles.push(tokio::spawn(async move {
-            (
-                i,
-                s.write(secret(&format!("id{i}"), &format!("s{i}"))).await,
-            )
+            (i, s.write(secret(&format!("id{i}"), &format!("s{i}"))).await)
         }));
     }
     for h in handles {
@@ -76,10 +70,7 @@ async fn writes_survive_restart_and_snapshots_compact_the_log() {
 
     let store = Store::open(dir.path(), 1, &settings).await.unwrap();
     assert!(store.is_initialized().await);
-    store
-        .wait_for_leader(std::time::Duration::from_secs(10))
-        .await
-        .unwrap();
+    store.wait_for_leader(std::time::Duration::from_secs(10)).await.unwrap();
     // Re-applying the log after the snapshot happens as the member resumes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while store.read(|s| s.secrets.len()) < 200 && std::time::Instant::now() < deadline {

@@ -46,19 +46,12 @@ impl LogStore {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
-            Some(v) => serde_json::from_slice(v.value())
-                .map(Some)
-                .map_err(read_err),
+            Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(read_err),
             None => Ok(None),
         }
     }
 
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-        durability: Durability,
-    ) -> Result<(), StorageError> {
+    fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T, durability: Durability) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
         let mut txn = self.db.begin_write().map_err(write_err)?;
         txn.set_durability(durability).map_err(write_err)?;
@@ -129,11 +122,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.meta::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -143,9 +132,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
             for entry in entries {
                 let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-                table
-                    .insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(write_err)?;
+                table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
             }
         }
         // Durability::Immediate is redb's default: commit returns after fsync.
@@ -165,9 +152,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let txn = self.db.begin_write().map_err(write_err)?;
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
-            table
-                .retain_in(log_id.index.., |_, _| false)
-                .map_err(write_err)?;
+            table.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
     }
@@ -177,12 +162,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let txn = self.db.begin_write().map_err(write_err)?;
         {
             let mut meta = txn.open_table(META).map_err(write_err)?;
-            meta.insert(LAST_PURGED, bytes.as_slice())
-                .map_err(write_err)?;
+            meta.insert(LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
             let mut table = txn.open_table(LOG).map_err(write_err)?;
-            table
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(write_err)?;
+            table.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
     }

@@ -12,8 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
-    StoredMembership,
+    BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -115,10 +114,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             (data, applied.last_applied, applied.membership.clone())
         };
         let snapshot_id = match last_log_id {
-            Some(id) => format!(
-                "{}-{}-{}",
-                id.leader_id.term, id.leader_id.node_id, id.index
-            ),
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
             None => "empty".to_string(),
         };
         let meta = SnapshotMeta {
@@ -141,9 +137,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
         let applied = self.applied.read().map_err(|_| poisoned())?;
         Ok((applied.last_applied, applied.membership.clone()))
     }
@@ -192,8 +186,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = String::from_utf8(snapshot.into_inner())
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        let mut state: ClusterState = serde_json::from_str(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let mut state: ClusterState =
+            serde_json::from_str(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         state.reindex();
         self.write_snapshot_file(&SnapshotFile {
             meta: meta.clone(),

@@ -1,0 +1,254 @@
+//! The Docker Engine API JSON shapes (API 1.41) of swarmkeep's objects, as
+//! `docker … inspect` prints them. Field order is Docker's.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::control;
+use crate::timefmt::rfc3339_nano;
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Version {
+    pub index: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+pub struct Secret {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Version")]
+    pub version: Version,
+    #[serde(rename = "CreatedAt")]
+    pub created_at: String,
+    #[serde(rename = "UpdatedAt")]
+    pub updated_at: String,
+    #[serde(rename = "Spec")]
+    pub spec: SecretSpec,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// base64, as Go marshals `[]byte`.
+    pub data: String,
+}
+
+#[derive(Serialize)]
+pub struct Config {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Version")]
+    pub version: Version,
+    #[serde(rename = "CreatedAt")]
+    pub created_at: String,
+    #[serde(rename = "UpdatedAt")]
+    pub updated_at: String,
+    #[serde(rename = "Spec")]
+    pub spec: ConfigSpec,
+}
+
+fn meta_parts(meta: Option<&control::Meta>) -> (Version, String, String) {
+    let index = meta.and_then(|m| m.version.as_ref()).map(|v| v.index).unwrap_or(0);
+    (
+        Version { index },
+        rfc3339_nano(meta.and_then(|m| m.created_at.as_ref())),
+        rfc3339_nano(meta.and_then(|m| m.updated_at.as_ref())),
+    )
+}
+
+fn annotations(a: Option<&control::Annotations>) -> (String, BTreeMap<String, String>) {
+    match a {
+        Some(a) => (
+            a.name.clone(),
+            a.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ),
+        None => (String::new(), BTreeMap::new()),
+    }
+}
+
+impl From<&control::Secret> for Secret {
+    fn from(s: &control::Secret) -> Self {
+        let (version, created_at, updated_at) = meta_parts(s.meta.as_ref());
+        let (name, labels) = annotations(s.spec.as_ref().and_then(|sp| sp.annotations.as_ref()));
+        // The payload is never shown: SecretSpec has no data field at all.
+        Secret {
+            id: s.id.clone(),
+            version,
+            created_at,
+            updated_at,
+            spec: SecretSpec { name, labels },
+        }
+    }
+}
+
+impl From<&control::Config> for Config {
+    fn from(c: &control::Config) -> Self {
+        let (version, created_at, updated_at) = meta_parts(c.meta.as_ref());
+        let spec = c.spec.as_ref();
+        let (name, labels) = annotations(spec.and_then(|sp| sp.annotations.as_ref()));
+        let data = base64::engine::general_purpose::STANDARD.encode(spec.map(|s| s.data.as_slice()).unwrap_or(&[]));
+        Config {
+            id: c.id.clone(),
+            version,
+            created_at,
+            updated_at,
+            spec: ConfigSpec { name, labels, data },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeSpec {
+    pub labels: BTreeMap<String, String>,
+    pub role: String,
+    pub availability: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Platform {
+    pub architecture: String,
+    #[serde(rename = "OS")]
+    pub os: String,
+}
+
+#[derive(Serialize)]
+pub struct Resources {
+    #[serde(rename = "NanoCPUs")]
+    pub nano_cpus: i64,
+    #[serde(rename = "MemoryBytes")]
+    pub memory_bytes: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EngineDescription {
+    pub engine_version: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub platform: Platform,
+    pub resources: Resources,
+    pub engine: EngineDescription,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeStatus {
+    pub state: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub addr: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManagerStatus {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub leader: bool,
+    pub reachability: String,
+    pub addr: String,
+}
+
+#[derive(Serialize)]
+pub struct Node {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Version")]
+    pub version: Version,
+    #[serde(rename = "CreatedAt")]
+    pub created_at: String,
+    #[serde(rename = "UpdatedAt")]
+    pub updated_at: String,
+    #[serde(rename = "Spec")]
+    pub spec: NodeSpec,
+    #[serde(rename = "Description")]
+    pub description: NodeDescription,
+    #[serde(rename = "Status")]
+    pub status: NodeStatus,
+    #[serde(rename = "ManagerStatus", skip_serializing_if = "Option::is_none")]
+    pub manager_status: Option<ManagerStatus>,
+}
+
+impl From<&control::Node> for Node {
+    fn from(n: &control::Node) -> Self {
+        let (version, created_at, updated_at) = meta_parts(n.meta.as_ref());
+        let spec = n.spec.clone().unwrap_or_default();
+        let desc = n.description.clone().unwrap_or_default();
+        let status = n.status.clone().unwrap_or_default();
+        Node {
+            id: n.id.clone(),
+            version,
+            created_at,
+            updated_at,
+            spec: NodeSpec {
+                labels: annotations(spec.annotations.as_ref()).1,
+                role: spec.role,
+                availability: spec.availability,
+            },
+            description: NodeDescription {
+                hostname: desc.hostname,
+                platform: Platform {
+                    architecture: desc.architecture,
+                    os: desc.os,
+                },
+                resources: Resources {
+                    nano_cpus: desc.nano_cpus,
+                    memory_bytes: desc.memory_bytes,
+                },
+                engine: EngineDescription {
+                    engine_version: desc.engine_version,
+                },
+            },
+            status: NodeStatus {
+                state: status.state,
+                message: status.message,
+                addr: status.addr,
+            },
+            manager_status: n.manager_status.as_ref().map(|m| ManagerStatus {
+                leader: m.leader,
+                reachability: m.reachability.clone(),
+                addr: m.addr.clone(),
+            }),
+        }
+    }
+}
+
+/// JSON as Go's `encoding/json` writes it: `<`, `>` and `&` inside strings are
+/// escaped (they never occur outside strings in JSON).
+pub fn go_escape(json: String) -> String {
+    if !json.contains(['<', '>', '&']) {
+        return json;
+    }
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// A value as `docker inspect` prints a list: indented by four spaces.
+pub fn to_inspect_json<T: Serialize>(value: &T) -> String {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    // Serializing these plain structs cannot fail.
+    if value.serialize(&mut ser).is_err() {
+        return "null".into();
+    }
+    go_escape(String::from_utf8(out).unwrap_or_default())
+}

@@ -1,0 +1,132 @@
+//! Times as Docker prints them.
+
+use prost_types::Timestamp;
+use time::OffsetDateTime;
+
+pub fn to_datetime(ts: Option<&Timestamp>) -> OffsetDateTime {
+    ts.and_then(|t| {
+        OffsetDateTime::from_unix_timestamp(t.seconds)
+            .ok()
+            .map(|d| d + time::Duration::nanoseconds(i64::from(t.nanos)))
+    })
+    .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub fn to_timestamp(t: OffsetDateTime) -> Timestamp {
+    Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: t.nanosecond() as i32,
+    }
+}
+
+/// Go's `.999999999` fraction: nanoseconds with trailing zeros (and a bare
+/// dot) removed.
+fn go_fraction(nanos: u32) -> String {
+    if nanos == 0 {
+        return String::new();
+    }
+    let digits = format!("{nanos:09}");
+    format!(".{}", digits.trim_end_matches('0'))
+}
+
+/// RFC 3339 with nanoseconds, as Go's `time.RFC3339Nano` marshals it in JSON:
+/// `2026-11-25T18:48:50.448292634Z`.
+pub fn rfc3339_nano(ts: Option<&Timestamp>) -> String {
+    let t = to_datetime(ts);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        go_fraction(t.nanosecond())
+    )
+}
+
+/// Go's `time.Time.String()` in UTC, as Docker's `--pretty` shows it after
+/// lower-casing everything but the first letter:
+/// `2026-11-25 18:48:50.448292634 +0000 utc`.
+pub fn pretty(ts: Option<&Timestamp>) -> String {
+    let t = to_datetime(ts);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{} +0000 utc",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        go_fraction(t.nanosecond())
+    )
+}
+
+/// go-units' `HumanDuration` plus " ago", as the CREATED columns show it.
+pub fn ago(ts: Option<&Timestamp>, now: OffsetDateTime) -> String {
+    format!("{} ago", human_duration(now - to_datetime(ts)))
+}
+
+fn human_duration(d: time::Duration) -> String {
+    let seconds = d.whole_seconds();
+    let minutes = d.whole_minutes();
+    let hours_rounded = (d.as_seconds_f64() / 3600.0 + 0.5) as i64;
+    if seconds < 1 {
+        "Less than a second".into()
+    } else if seconds == 1 {
+        "1 second".into()
+    } else if seconds < 60 {
+        format!("{seconds} seconds")
+    } else if minutes == 1 {
+        "About a minute".into()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours_rounded == 1 {
+        "About an hour".into()
+    } else if hours_rounded < 48 {
+        format!("{hours_rounded} hours")
+    } else if hours_rounded < 24 * 7 * 2 {
+        format!("{} days", hours_rounded / 24)
+    } else if hours_rounded < 24 * 30 * 2 {
+        format!("{} weeks", hours_rounded / 24 / 7)
+    } else if hours_rounded < 24 * 365 * 2 {
+        format!("{} months", hours_rounded / 24 / 30)
+    } else {
+        format!("{} years", d.whole_hours() / 24 / 365)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(seconds: i64, nanos: i32) -> Timestamp {
+        Timestamp { seconds, nanos }
+    }
+
+    #[test]
+    fn formats_like_go() {
+        // 2026-11-25T18:48:50Z
+        let t = ts(1795632530, 448292634);
+        assert_eq!(rfc3339_nano(Some(&t)), "2026-11-25T18:48:50.448292634Z");
+        assert_eq!(pretty(Some(&t)), "2026-11-25 18:48:50.448292634 +0000 utc");
+        assert_eq!(
+            rfc3339_nano(Some(&ts(1795632530, 503235600))),
+            "2026-11-25T18:48:50.5032356Z"
+        );
+        assert_eq!(rfc3339_nano(Some(&ts(1795632530, 0))), "2026-11-25T18:48:50Z");
+    }
+
+    #[test]
+    fn human_durations() {
+        let t = ts(1795632530, 0);
+        let at = |secs: i64| to_datetime(Some(&t)) + time::Duration::seconds(secs);
+        assert_eq!(ago(Some(&t), at(0)), "Less than a second ago");
+        assert_eq!(ago(Some(&t), at(1)), "1 second ago");
+        assert_eq!(ago(Some(&t), at(59)), "59 seconds ago");
+        assert_eq!(ago(Some(&t), at(60)), "About a minute ago");
+        assert_eq!(ago(Some(&t), at(300)), "5 minutes ago");
+        assert_eq!(ago(Some(&t), at(3600)), "About an hour ago");
+        assert_eq!(ago(Some(&t), at(3 * 86400)), "3 days ago");
+    }
+}

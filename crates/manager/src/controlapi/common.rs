@@ -1,0 +1,202 @@
+//! What every control call shares: Docker's texts, validation at the door,
+//! lookups by ID/name/prefix, and the mapping of store answers to statuses.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use swarmkeep_api::control;
+use swarmkeep_api::errors::{plain, rpc};
+use swarmkeep_api::timefmt::to_timestamp;
+use swarmkeep_store::objects::Meta;
+use swarmkeep_store::{CommandError, WriteError};
+use tonic::{Code, Status};
+
+pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
+pub const ALREADY_IN_SWARM: &str =
+    "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.";
+
+static NAME_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9])?$").expect("valid regex"));
+
+/// swarmkit's `validateAnnotations` for secrets and configs.
+pub fn validate_name(annotations: Option<&control::Annotations>) -> Result<(), Status> {
+    let name = annotations.map(|a| a.name.as_str()).unwrap_or("");
+    if name.is_empty() {
+        return Err(rpc(Code::InvalidArgument, "name must be provided"));
+    }
+    if name.len() > 64 || !NAME_RE.is_match(name) {
+        return Err(rpc(
+            Code::InvalidArgument,
+            "invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]",
+        ));
+    }
+    Ok(())
+}
+
+/// Maps a refused or failed store write to the status Docker shows.
+pub fn write_error(e: WriteError) -> Status {
+    match e {
+        WriteError::Rejected(CommandError::NameConflict { kind, name }) => {
+            rpc(Code::AlreadyExists, format!("{kind} {name} already exists"))
+        }
+        WriteError::Rejected(CommandError::NotFound { kind, id }) => {
+            rpc(Code::NotFound, format!("{kind} {id} not found"))
+        }
+        WriteError::Rejected(CommandError::VersionConflict) => rpc(Code::Unknown, "update out of sequence"),
+        WriteError::Rejected(CommandError::AlreadyInitialized) => plain(Code::Unavailable, ALREADY_IN_SWARM),
+        WriteError::NotLeader { leader } => rpc(
+            Code::Unavailable,
+            match leader {
+                Some(addr) => format!("this manager is not the raft leader; the leader is {addr}"),
+                None => "no raft leader is elected: the swarm does not have a quorum of managers".into(),
+            },
+        ),
+        WriteError::Unavailable(reason) => rpc(Code::Unavailable, format!("the swarm store is unavailable: {reason}")),
+    }
+}
+
+pub fn meta_to_proto(meta: &Meta) -> control::Meta {
+    control::Meta {
+        version: Some(control::Version { index: meta.version }),
+        created_at: Some(to_timestamp(meta.created_at)),
+        updated_at: Some(to_timestamp(meta.updated_at)),
+    }
+}
+
+pub fn annotations_to_proto(a: &swarmkeep_store::objects::Annotations) -> control::Annotations {
+    control::Annotations {
+        name: a.name.clone(),
+        labels: a.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+/// What an object looks like to the list filters and lookups.
+pub trait Listed {
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    fn labels(&self) -> &std::collections::BTreeMap<String, String>;
+}
+
+/// swarmkit's list filters: names, name prefixes and ID prefixes are OR-ed
+/// (an object passes if any matches, or if none is given); labels are AND-ed.
+pub fn matches_filters<T: Listed>(obj: &T, filters: Option<&control::ListFilters>) -> bool {
+    let Some(f) = filters else { return true };
+    let any_name_filter = !f.names.is_empty() || !f.name_prefixes.is_empty() || !f.id_prefixes.is_empty();
+    if any_name_filter {
+        let lower = obj.name().to_lowercase();
+        let hit = f.names.iter().any(|n| n.to_lowercase() == lower)
+            || f.name_prefixes.iter().any(|p| lower.starts_with(&p.to_lowercase()))
+            || f.id_prefixes.iter().any(|p| obj.id().starts_with(p.as_str()));
+        if !hit {
+            return false;
+        }
+    }
+    labels_match(obj.labels(), &f.labels)
+}
+
+fn labels_match(labels: &std::collections::BTreeMap<String, String>, wanted: &HashMap<String, String>) -> bool {
+    wanted.iter().all(|(k, v)| match labels.get(k) {
+        Some(have) => v.is_empty() || have == v,
+        None => false,
+    })
+}
+
+/// Docker's lookup of `input`: full ID, then name, then unique ID prefix.
+pub fn resolve<'a, T: Listed>(
+    kind: &str,
+    input: &str,
+    objects: impl Iterator<Item = &'a T> + Clone,
+) -> Result<&'a T, Status> {
+    if input.is_empty() {
+        return Err(rpc(Code::InvalidArgument, format!("{kind} ID must be provided")));
+    }
+    if let Some(obj) = objects.clone().find(|o| o.id() == input) {
+        return Ok(obj);
+    }
+    let lower = input.to_lowercase();
+    if let Some(obj) = objects.clone().find(|o| o.name().to_lowercase() == lower) {
+        return Ok(obj);
+    }
+    let mut by_prefix = objects.filter(|o| o.id().starts_with(input));
+    match (by_prefix.next(), by_prefix.count()) {
+        (Some(obj), 0) => Ok(obj),
+        (Some(_), more) => Err(plain(
+            Code::InvalidArgument,
+            format!("{kind} {input} is ambiguous ({} matches found)", more + 1),
+        )),
+        (None, _) => Err(plain(Code::NotFound, format!("{kind} {input} not found"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct O(&'static str, &'static str, BTreeMap<String, String>);
+    impl Listed for O {
+        fn id(&self) -> &str {
+            self.0
+        }
+        fn name(&self) -> &str {
+            self.1
+        }
+        fn labels(&self) -> &BTreeMap<String, String> {
+            &self.2
+        }
+    }
+
+    #[test]
+    fn names_follow_swarmkit_rules() {
+        let a = |n: &str| control::Annotations {
+            name: n.into(),
+            labels: Default::default(),
+        };
+        assert!(validate_name(Some(&a("db_password"))).is_ok());
+        assert!(validate_name(Some(&a("a.b-c_d"))).is_ok());
+        assert!(validate_name(Some(&a(&"a".repeat(64)))).is_ok());
+        for bad in ["bad name!", "-x", "x-", &"a".repeat(65), "é"] {
+            let e = validate_name(Some(&a(bad))).unwrap_err();
+            assert!(e.message().starts_with("invalid name, only 64"), "{bad}");
+        }
+        assert_eq!(
+            validate_name(Some(&a(""))).unwrap_err().message(),
+            "name must be provided"
+        );
+    }
+
+    #[test]
+    fn lookup_order_is_id_then_name_then_prefix() {
+        let objs = vec![
+            O("abc111", "abc222", BTreeMap::new()),
+            O("abc222", "other", BTreeMap::new()),
+            O("xyz333", "third", BTreeMap::new()),
+        ];
+        assert_eq!(resolve("secret", "abc222", objs.iter()).unwrap().0, "abc222");
+        assert_eq!(resolve("secret", "THIRD", objs.iter()).unwrap().0, "xyz333");
+        assert_eq!(resolve("secret", "xyz", objs.iter()).unwrap().0, "xyz333");
+        let amb = resolve("secret", "abc", objs.iter()).unwrap_err();
+        assert_eq!(amb.message(), "secret abc is ambiguous (2 matches found)");
+        let nf = resolve("secret", "nope", objs.iter()).unwrap_err();
+        assert_eq!(swarmkeep_api::errors::docker_message(&nf), "secret nope not found");
+    }
+
+    #[test]
+    fn label_filters_need_key_and_optional_value() {
+        let o = O("i", "n", [("env".to_string(), "prod".to_string())].into());
+        let f = |k: &str, v: &str| control::ListFilters {
+            labels: [(k.to_string(), v.to_string())].into(),
+            ..Default::default()
+        };
+        assert!(matches_filters(&o, Some(&f("env", "prod"))));
+        assert!(matches_filters(&o, Some(&f("env", ""))));
+        assert!(!matches_filters(&o, Some(&f("env", "dev"))));
+        assert!(!matches_filters(&o, Some(&f("team", ""))));
+        let names = control::ListFilters {
+            name_prefixes: vec!["N".into()],
+            ..Default::default()
+        };
+        assert!(matches_filters(&o, Some(&names)));
+    }
+}

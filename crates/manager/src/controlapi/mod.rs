@@ -1,0 +1,142 @@
+//! The control API (gRPC), one file per object as in swarmkit's
+//! `manager/controlapi`. Every call but `Init` and `Info` needs this node to
+//! be a manager of a swarm.
+
+pub mod common;
+mod config;
+mod node;
+mod secret;
+
+pub use config::MAX_CONFIG_SIZE;
+pub use secret::MAX_SECRET_SIZE;
+
+use std::sync::Arc;
+
+use swarmkeep_api::control::control_server::Control;
+use swarmkeep_api::control::*;
+use tonic::{Request, Response, Status};
+
+use crate::Manager;
+
+pub struct ControlService {
+    manager: Arc<Manager>,
+}
+
+impl ControlService {
+    pub fn new(manager: Arc<Manager>) -> Self {
+        Self { manager }
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+        let req = req.into_inner();
+        let node_id = self.manager.init(&req.advertise_addr, &req.listen_addr).await?;
+        Ok(Response::new(InitResponse { node_id }))
+    }
+
+    async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        let Ok(swarm) = self.manager.active() else {
+            return Ok(Response::new(InfoResponse {
+                local_node_state: "inactive".into(),
+                ..Default::default()
+            }));
+        };
+        let (nodes, managers) = swarm.store.read(|st| {
+            (
+                st.nodes.len(),
+                st.nodes.values().filter(|n| n.manager_addr.is_some()).count(),
+            )
+        });
+        let node_addr = swarm
+            .local
+            .advertise_addr
+            .rsplit_once(':')
+            .map(|(ip, _)| ip.to_string())
+            .unwrap_or_default();
+        Ok(Response::new(InfoResponse {
+            node_id: swarm.local.node_id.clone(),
+            node_addr,
+            local_node_state: "active".into(),
+            control_available: true,
+            cluster_id: swarm.local.cluster_id.clone(),
+            nodes: nodes as u32,
+            managers: managers as u32,
+        }))
+    }
+
+    async fn list_nodes(&self, req: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let nodes = swarm.list_nodes(req.get_ref().filters.as_ref()).await;
+        Ok(Response::new(ListNodesResponse { nodes }))
+    }
+
+    async fn get_node(&self, req: Request<GetNodeRequest>) -> Result<Response<GetNodeResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let node = swarm.get_node(&req.get_ref().id).await?;
+        Ok(Response::new(GetNodeResponse { node: Some(node) }))
+    }
+
+    async fn create_secret(&self, req: Request<CreateSecretRequest>) -> Result<Response<CreateSecretResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let secret = swarm.create_secret(req.into_inner().spec).await?;
+        Ok(Response::new(CreateSecretResponse { secret: Some(secret) }))
+    }
+
+    async fn get_secret(&self, req: Request<GetSecretRequest>) -> Result<Response<GetSecretResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let secret = swarm.get_secret(&req.get_ref().id).await?;
+        Ok(Response::new(GetSecretResponse { secret: Some(secret) }))
+    }
+
+    async fn list_secrets(&self, req: Request<ListSecretsRequest>) -> Result<Response<ListSecretsResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let secrets = swarm.list_secrets(req.get_ref().filters.as_ref()).await;
+        Ok(Response::new(ListSecretsResponse { secrets }))
+    }
+
+    async fn update_secret(&self, req: Request<UpdateSecretRequest>) -> Result<Response<UpdateSecretResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let req = req.into_inner();
+        let secret = swarm.update_secret(&req.id, req.version, req.spec).await?;
+        Ok(Response::new(UpdateSecretResponse { secret: Some(secret) }))
+    }
+
+    async fn remove_secret(&self, req: Request<RemoveSecretRequest>) -> Result<Response<RemoveSecretResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.remove_secret(&req.get_ref().id).await?;
+        Ok(Response::new(RemoveSecretResponse {}))
+    }
+
+    async fn create_config(&self, req: Request<CreateConfigRequest>) -> Result<Response<CreateConfigResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let config = swarm.create_config(req.into_inner().spec).await?;
+        Ok(Response::new(CreateConfigResponse { config: Some(config) }))
+    }
+
+    async fn get_config(&self, req: Request<GetConfigRequest>) -> Result<Response<GetConfigResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let config = swarm.get_config(&req.get_ref().id).await?;
+        Ok(Response::new(GetConfigResponse { config: Some(config) }))
+    }
+
+    async fn list_configs(&self, req: Request<ListConfigsRequest>) -> Result<Response<ListConfigsResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let configs = swarm.list_configs(req.get_ref().filters.as_ref()).await;
+        Ok(Response::new(ListConfigsResponse { configs }))
+    }
+
+    async fn update_config(&self, req: Request<UpdateConfigRequest>) -> Result<Response<UpdateConfigResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let req = req.into_inner();
+        let config = swarm.update_config(&req.id, req.version, req.spec).await?;
+        Ok(Response::new(UpdateConfigResponse { config: Some(config) }))
+    }
+
+    async fn remove_config(&self, req: Request<RemoveConfigRequest>) -> Result<Response<RemoveConfigResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.remove_config(&req.get_ref().id).await?;
+        Ok(Response::new(RemoveConfigResponse {}))
+    }
+}

@@ -1,0 +1,94 @@
+//! The manager's keys on disk: the cluster data key, wrapped by a
+//! key-encryption key that sits in its own 0600 file (autolock, which keeps
+//! the KEK off disk, builds on this layout).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use swarmkeep_crypto::{DataKey, KeyEncryptionKey, SecretBytes};
+
+const KEK_FILE: &str = "kek";
+const DATA_KEY_FILE: &str = "data-key.wrapped";
+
+pub struct KeyStore {
+    dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error("key store {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("the data key in {0} cannot be opened with this node's key-encryption key")]
+    Unwrap(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyStoreError + '_ {
+    move |source| KeyStoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl KeyStore {
+    pub fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_path_buf() }
+    }
+
+    /// Writes a new KEK and the data key wrapped by it, each fsync'd.
+    pub fn create(&self, data_key: &DataKey) -> Result<(), KeyStoreError> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let kek = KeyEncryptionKey::generate();
+        write_private(&self.dir.join(KEK_FILE), kek.to_bytes().expose())?;
+        write_private(&self.dir.join(DATA_KEY_FILE), &kek.wrap(data_key))?;
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
+        Ok(())
+    }
+
+    pub fn load(&self) -> Result<DataKey, KeyStoreError> {
+        let kek_path = self.dir.join(KEK_FILE);
+        let kek_bytes = SecretBytes::new(fs::read(&kek_path).map_err(io_err(&kek_path))?);
+        let kek = KeyEncryptionKey::from_bytes(kek_bytes.expose())
+            .map_err(|_| KeyStoreError::Unwrap(kek_path.display().to_string()))?;
+        let dk_path = self.dir.join(DATA_KEY_FILE);
+        let wrapped = fs::read(&dk_path).map_err(io_err(&dk_path))?;
+        kek.unwrap_key(&wrapped)
+            .map_err(|_| KeyStoreError::Unwrap(dk_path.display().to_string()))
+    }
+}
+
+/// Creates `path` with mode 0600 (never readable by others, not even briefly)
+/// and fsyncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn keys_round_trip_and_kek_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::new(dir.path());
+        let dk = DataKey::generate();
+        ks.create(&dk).unwrap();
+        let mode = fs::metadata(dir.path().join(KEK_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let loaded = ks.load().unwrap();
+        let sealed = dk.seal("x", &SecretBytes::new(b"v".to_vec()));
+        assert_eq!(loaded.open("x", &sealed).unwrap().expose(), b"v");
+    }
+}

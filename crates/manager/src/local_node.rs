@@ -1,0 +1,42 @@
+//! What a node remembers about itself across restarts: `state.json` in the
+//! data dir. Written last during `swarm init`, so its presence means the
+//! node's keys and raft store are complete.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+const STATE_FILE: &str = "state.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LocalNode {
+    pub node_id: String,
+    pub cluster_id: String,
+    pub raft_id: u64,
+    /// `IP:PORT` other nodes reach this manager at.
+    pub advertise_addr: String,
+    /// `IP:PORT` the cluster listener binds.
+    pub listen_addr: String,
+}
+
+impl LocalNode {
+    pub fn load(data_dir: &Path) -> std::io::Result<Option<Self>> {
+        match fs::read(data_dir.join(STATE_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes atomically: temp file, fsync, rename, fsync of the directory.
+    pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
+        let tmp = data_dir.join(format!("{STATE_FILE}.tmp"));
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        fs::rename(&tmp, data_dir.join(STATE_FILE))?;
+        fs::File::open(data_dir)?.sync_all()
+    }
+}
