@@ -1,1 +1,172 @@
-fn main() {}
+//! `swarmkeep`: the command line, shaped like `docker swarm|node|secret|config`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use swarmkeep_cli::client::{DEFAULT_HOST, connect};
+use swarmkeep_cli::commands::{self, Output};
+
+#[derive(Parser)]
+#[command(
+    name = "swarmkeep",
+    version,
+    about = "Manage a swarmkeep cluster: swarm, nodes, secrets and configs"
+)]
+struct Cli {
+    /// Daemon socket to connect to (unix:///PATH or tcp://IP:PORT).
+    #[arg(short = 'H', long, env = "SWARMKEEP_HOST", default_value = DEFAULT_HOST, global = true)]
+    host: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage Swarm
+    #[command(subcommand)]
+    Swarm(SwarmCmd),
+    /// Manage Swarm nodes
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Manage Swarm secrets
+    #[command(subcommand)]
+    Secret(ObjectCmd),
+    /// Manage Swarm configs
+    #[command(subcommand)]
+    Config(ObjectCmd),
+}
+
+#[derive(Subcommand)]
+enum SwarmCmd {
+    /// Initialize a swarm
+    Init {
+        /// Advertised address (format: <ip>[:port])
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// Listen address (format: <ip>[:port])
+        #[arg(long)]
+        listen_addr: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Only display IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    format: Option<String>,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Print the information in a human friendly format
+    #[arg(long)]
+    pretty: bool,
+    /// Format output using a custom template
+    #[arg(short, long)]
+    format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// List nodes in the swarm
+    #[command(visible_alias = "list")]
+    Ls(ListArgs),
+    /// Display detailed information on one or more nodes
+    Inspect {
+        #[command(flatten)]
+        opts: InspectArgs,
+        /// self, a node name or ID
+        nodes: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ObjectCmd {
+    /// Create from a file or STDIN as content
+    Create {
+        /// Labels (key=value)
+        #[arg(short, long = "label")]
+        label: Vec<String>,
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        /// A file, or - for STDIN
+        #[arg(allow_hyphen_values = true)]
+        file: Option<String>,
+    },
+    /// List
+    #[command(visible_alias = "list")]
+    Ls(ListArgs),
+    /// Display detailed information on one or more objects
+    Inspect {
+        #[command(flatten)]
+        opts: InspectArgs,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+async fn run(cli: Cli) -> Output {
+    let mut client = match connect(&cli.host).await {
+        Ok(c) => c,
+        Err(e) => return e.into(),
+    };
+    let c = &mut client;
+    match cli.command {
+        Command::Swarm(SwarmCmd::Init {
+            advertise_addr,
+            listen_addr,
+        }) => commands::swarm::init(c, advertise_addr.as_deref(), listen_addr.as_deref()).await,
+        Command::Node(NodeCmd::Ls(a)) => commands::node::ls(c, a.quiet, &a.filter, a.format.as_deref()).await,
+        Command::Node(NodeCmd::Inspect { opts, nodes }) => {
+            commands::node::inspect(c, &nodes, opts.pretty, opts.format.as_deref()).await
+        }
+        Command::Secret(cmd) => match cmd {
+            ObjectCmd::Create { label, name, file } => {
+                commands::secret::create(c, &name, file.as_deref(), &label).await
+            }
+            ObjectCmd::Ls(a) => commands::secret::ls(c, a.quiet, &a.filter, a.format.as_deref()).await,
+            ObjectCmd::Inspect { opts, names } => {
+                commands::secret::inspect(c, &names, opts.pretty, opts.format.as_deref()).await
+            }
+            ObjectCmd::Rm { names } => commands::secret::rm(c, &names).await,
+        },
+        Command::Config(cmd) => match cmd {
+            ObjectCmd::Create { label, name, file } => {
+                commands::config::create(c, &name, file.as_deref(), &label).await
+            }
+            ObjectCmd::Ls(a) => commands::config::ls(c, a.quiet, &a.filter, a.format.as_deref()).await,
+            ObjectCmd::Inspect { opts, names } => {
+                commands::config::inspect(c, &names, opts.pretty, opts.format.as_deref()).await
+            }
+            ObjectCmd::Rm { names } => commands::config::rm(c, &names).await,
+        },
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = run(cli).await;
+    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let _ = std::io::stdout().flush();
+    match out.error {
+        Some(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}

@@ -1,0 +1,117 @@
+//! `swarmkeep config create|ls|inspect|rm`. Configs are not secret: inspect shows
+//! their data (base64 in JSON, as text with `--pretty`).
+
+use swarmkeep_api::control::{self, CreateConfigRequest, GetConfigRequest, ListConfigsRequest, RemoveConfigRequest};
+use swarmkeep_api::engine;
+use time::OffsetDateTime;
+
+use super::objects::{Common, list_filters, ls_headers, read_payload, sort_by_name};
+use super::{Output, inspect_output, parse_labels};
+use crate::client::{CliError, Client, daemon_error};
+
+/// Read at most twice the server's limit, as the docker CLI does.
+const READ_LIMIT: usize = 2 * 1000 * 1024;
+
+const DEFAULT_FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.CreatedAt}}\t{{.UpdatedAt}}";
+
+fn common(s: &control::Config) -> Common<'_> {
+    Common {
+        id: &s.id,
+        meta: s.meta.as_ref(),
+        annotations: s.spec.as_ref().and_then(|sp| sp.annotations.as_ref()),
+    }
+}
+
+pub async fn create(client: &mut Client, name: &str, file: Option<&str>, labels: &[String]) -> Output {
+    let data = match read_payload("config", file, READ_LIMIT) {
+        Ok(d) => d,
+        Err(e) => return e.into(),
+    };
+    let spec = control::ConfigSpec {
+        annotations: Some(control::Annotations {
+            name: name.to_string(),
+            labels: parse_labels(labels),
+        }),
+        data: data.expose().to_vec(),
+    };
+    match client.create_config(CreateConfigRequest { spec: Some(spec) }).await {
+        Ok(resp) => Output::ok(format!(
+            "{}\n",
+            resp.into_inner().config.map(|s| s.id).unwrap_or_default()
+        )),
+        Err(status) => CliError::from(status).into(),
+    }
+}
+
+pub async fn ls(client: &mut Client, quiet: bool, filters: &[String], format: Option<&str>) -> Output {
+    let filters = match list_filters(filters) {
+        Ok(f) => f,
+        Err(e) => return e.into(),
+    };
+    let mut configs = match client.list_configs(ListConfigsRequest { filters: Some(filters) }).await {
+        Ok(r) => r.into_inner().configs,
+        Err(status) => return CliError::from(status).into(),
+    };
+    sort_by_name(&mut configs, |s| common(s).name());
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<_> = configs.iter().map(|s| common(s).ls_row(now, None)).collect();
+    let format = if quiet {
+        "{{.ID}}"
+    } else {
+        format.unwrap_or(DEFAULT_FORMAT)
+    };
+    match crate::format::render_list(format, &ls_headers(), &rows) {
+        Ok(s) => Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
+
+fn pretty(s: &control::Config) -> String {
+    let c = common(s);
+    let data = s
+        .spec
+        .as_ref()
+        .map(|sp| String::from_utf8_lossy(&sp.data).into_owned())
+        .unwrap_or_default();
+    format!(
+        "ID:\t\t\t{}\nName:\t\t\t{}{}\nCreated at:            \t{}\nUpdated at:            \t{}\nData:\n{}",
+        c.id,
+        c.name(),
+        c.label_lines(),
+        c.created(),
+        c.updated(),
+        data
+    )
+}
+
+pub async fn inspect(client: &mut Client, names: &[String], is_pretty: bool, format: Option<&str>) -> Output {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        match client.get_config(GetConfigRequest { id: name.clone() }).await {
+            Ok(r) => found.extend(r.into_inner().config),
+            Err(status) => errors.push(daemon_error(&status)),
+        }
+    }
+    let texts = is_pretty.then(|| found.iter().map(pretty).collect());
+    let json = found
+        .iter()
+        .map(|s| serde_json::to_value(engine::Config::from(s)).unwrap_or_default())
+        .collect();
+    inspect_output(json, texts, format, errors)
+}
+
+pub async fn rm(client: &mut Client, names: &[String]) -> Output {
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    for name in names {
+        match client.remove_config(RemoveConfigRequest { id: name.clone() }).await {
+            Ok(_) => out.stdout.push_str(&format!("{name}\n")),
+            Err(status) => errors.push(daemon_error(&status)),
+        }
+    }
+    if !errors.is_empty() {
+        out.error = Some(CliError(errors.join("\n")));
+    }
+    out
+}

@@ -1,0 +1,84 @@
+//! One module per command group, as the docker CLI splits them.
+
+pub mod config;
+pub mod node;
+pub mod secret;
+pub mod swarm;
+
+mod objects;
+
+use crate::client::CliError;
+
+/// Output of a command: what goes to stdout, and an error for stderr (which
+/// makes the exit status 1) — both may be set, as for `rm a nope`.
+#[derive(Default)]
+pub struct Output {
+    pub stdout: String,
+    pub error: Option<CliError>,
+}
+
+impl Output {
+    pub fn ok(stdout: String) -> Self {
+        Self { stdout, error: None }
+    }
+}
+
+impl From<CliError> for Output {
+    fn from(e: CliError) -> Self {
+        Self {
+            stdout: String::new(),
+            error: Some(e),
+        }
+    }
+}
+
+/// `--filter key=value` flags as Docker parses them.
+pub fn parse_filters(flags: &[String], valid: &[&str]) -> Result<Vec<(String, String)>, CliError> {
+    let mut out = Vec::new();
+    for f in flags {
+        let Some((k, v)) = f.split_once('=') else {
+            return Err(CliError("bad format of filter (expected name=value)".into()));
+        };
+        let key = k.trim().to_lowercase();
+        if !valid.contains(&key.as_str()) {
+            return Err(CliError(format!("Error response from daemon: invalid filter '{key}'")));
+        }
+        out.push((key, v.to_string()));
+    }
+    Ok(out)
+}
+
+/// Docker's `--label k=v` list as a map (`k` alone means an empty value).
+pub fn parse_labels(flags: &[String]) -> std::collections::HashMap<String, String> {
+    flags
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// `docker inspect`'s output: the found objects (as a JSON array, one
+/// `--format` line each, or pretty text), then the lookup errors.
+pub fn inspect_output(
+    found: Vec<serde_json::Value>,
+    pretty: Option<Vec<String>>,
+    format: Option<&str>,
+    errors: Vec<String>,
+) -> Output {
+    let stdout = match (pretty, format) {
+        (Some(texts), _) => texts.join("\n\n") + if found.is_empty() { "" } else { "\n" },
+        (None, Some(f)) => match crate::format::render_each(f, &found) {
+            Ok(s) => s,
+            Err(e) => return e.into(),
+        },
+        (None, None) => swarmkeep_api::engine::to_inspect_json(&found) + "\n",
+    };
+    let error = if errors.is_empty() {
+        None
+    } else {
+        Some(CliError(errors.join("\n")))
+    };
+    Output { stdout, error }
+}

@@ -1,0 +1,111 @@
+//! `swarmkeep secret create|ls|inspect|rm`.
+
+use swarmkeep_api::control::{self, CreateSecretRequest, GetSecretRequest, ListSecretsRequest, RemoveSecretRequest};
+use swarmkeep_api::engine;
+use time::OffsetDateTime;
+
+use super::objects::{Common, list_filters, ls_headers, read_payload, sort_by_name};
+use super::{Output, inspect_output, parse_labels};
+use crate::client::{CliError, Client, daemon_error};
+
+/// Read at most twice the server's limit, as the docker CLI does.
+const READ_LIMIT: usize = 2 * 500 * 1024;
+
+const DEFAULT_FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.CreatedAt}}\t{{.UpdatedAt}}";
+
+fn common(s: &control::Secret) -> Common<'_> {
+    Common {
+        id: &s.id,
+        meta: s.meta.as_ref(),
+        annotations: s.spec.as_ref().and_then(|sp| sp.annotations.as_ref()),
+    }
+}
+
+pub async fn create(client: &mut Client, name: &str, file: Option<&str>, labels: &[String]) -> Output {
+    let data = match read_payload("secret", file, READ_LIMIT) {
+        Ok(d) => d,
+        Err(e) => return e.into(),
+    };
+    let spec = control::SecretSpec {
+        annotations: Some(control::Annotations {
+            name: name.to_string(),
+            labels: parse_labels(labels),
+        }),
+        data: data.expose().to_vec(),
+    };
+    drop(data);
+    match client.create_secret(CreateSecretRequest { spec: Some(spec) }).await {
+        Ok(resp) => Output::ok(format!(
+            "{}\n",
+            resp.into_inner().secret.map(|s| s.id).unwrap_or_default()
+        )),
+        Err(status) => CliError::from(status).into(),
+    }
+}
+
+pub async fn ls(client: &mut Client, quiet: bool, filters: &[String], format: Option<&str>) -> Output {
+    let filters = match list_filters(filters) {
+        Ok(f) => f,
+        Err(e) => return e.into(),
+    };
+    let mut secrets = match client.list_secrets(ListSecretsRequest { filters: Some(filters) }).await {
+        Ok(r) => r.into_inner().secrets,
+        Err(status) => return CliError::from(status).into(),
+    };
+    sort_by_name(&mut secrets, |s| common(s).name());
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<_> = secrets.iter().map(|s| common(s).ls_row(now, Some(""))).collect();
+    let format = if quiet {
+        "{{.ID}}"
+    } else {
+        format.unwrap_or(DEFAULT_FORMAT)
+    };
+    match crate::format::render_list(format, &ls_headers(), &rows) {
+        Ok(s) => Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
+
+fn pretty(s: &control::Secret) -> String {
+    let c = common(s);
+    format!(
+        "ID:              {}\nName:              {}{}\nDriver:            \nCreated at:        {}\nUpdated at:        {}",
+        c.id,
+        c.name(),
+        c.label_lines(),
+        c.created(),
+        c.updated()
+    )
+}
+
+pub async fn inspect(client: &mut Client, names: &[String], is_pretty: bool, format: Option<&str>) -> Output {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        match client.get_secret(GetSecretRequest { id: name.clone() }).await {
+            Ok(r) => found.extend(r.into_inner().secret),
+            Err(status) => errors.push(daemon_error(&status)),
+        }
+    }
+    let texts = is_pretty.then(|| found.iter().map(pretty).collect());
+    let json = found
+        .iter()
+        .map(|s| serde_json::to_value(engine::Secret::from(s)).unwrap_or_default())
+        .collect();
+    inspect_output(json, texts, format, errors)
+}
+
+pub async fn rm(client: &mut Client, names: &[String]) -> Output {
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    for name in names {
+        match client.remove_secret(RemoveSecretRequest { id: name.clone() }).await {
+            Ok(_) => out.stdout.push_str(&format!("{name}\n")),
+            Err(status) => errors.push(daemon_error(&status)),
+        }
+    }
+    if !errors.is_empty() {
+        out.error = Some(CliError(errors.join("\n")));
+    }
+    out
+}
