@@ -1,1 +1,243 @@
-//! wip
+//! Test support: builds the real `swarmkeepd` and `swarmkeep` binaries once,
+//! starts daemons on temporary data dirs, and drives the CLI against them.
+//! Every end-to-end test goes through here, so no test writes its own fixture.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub use swarmkeep_api::control;
+
+struct Binaries {
+    daemon: PathBuf,
+    cli: PathBuf,
+}
+
+/// Builds (or finds up to date) the two binaries with cargo, once per test process.
+fn binaries() -> &'static Binaries {
+    static BINS: OnceLock<Binaries> = OnceLock::new();
+    BINS.get_or_init(|| {
+        // `--workspace` resolves features as `cargo test --workspace` does, and
+        // no `--target`, so this reuses the test build's artifacts.
+        let build = |bin: &str| {
+            escargot::CargoBuild::new()
+                .arg("--workspace")
+                .bin(bin)
+                .current_release()
+                .run()
+                .unwrap_or_else(|e| panic!("building {bin}: {e}"))
+                .path()
+                .to_path_buf()
+        };
+        Binaries { daemon: build("swarmkeepd"), cli: build("swarmkeep") }
+    })
+}
+
+/// What one CLI run printed and its exit status.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "command failed: {self:?}");
+        &self.stdout
+    }
+}
+
+/// A running `swarmkeepd` on its own data dir and control socket.
+pub struct Daemon {
+    dir: TempDir,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    log_level: String,
+    starts: u32,
+}
+
+impl Daemon {
+    pub fn start() -> Self {
+        Self::start_with(&[], "info")
+    }
+
+    /// Starts a daemon with extra flags and a log filter (e.g. "trace").
+    pub fn start_with(extra_args: &[&str], log_level: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("swarmkeep-test").tempdir().expect("temp dir");
+        let mut d = Daemon {
+            dir,
+            child: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_level: log_level.into(),
+            starts: 0,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("swarmkeep.sock")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// All the daemon's stderr so far, across restarts.
+    pub fn log(&self) -> String {
+        let mut all = String::new();
+        for i in 1..=self.starts {
+            all.push_str(&std::fs::read_to_string(self.log_path(i)).unwrap_or_default());
+        }
+        all
+    }
+
+    fn log_path(&self, start: u32) -> PathBuf {
+        self.dir.path().join(format!("daemon-{start}.log"))
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
+        let child = Command::new(&binaries().daemon)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("-H")
+            .arg(self.host())
+            .args(&self.extra_args)
+            .env("SWARMKEEP_LOG", &self.log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting swarmkeepd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.socket().exists() {
+            assert!(Instant::now() < deadline, "swarmkeepd did not open its socket:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        c.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Starts the daemon again on the same data dir and socket.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(self.socket());
+        self.spawn();
+    }
+
+    /// Runs `swarmkeep ARGS` against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Run {
+        self.cli_stdin(args, None)
+    }
+
+    /// Runs `swarmkeep ARGS` with `stdin` as standard input.
+    pub fn cli_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        run_cli(&self.host(), args, stdin, Some(self.dir.path()))
+    }
+
+    /// `swarm init` on 127.0.0.1; returns the node ID.
+    pub fn init(&self) -> String {
+        let out = self.cli(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        let text = out.ok();
+        let start = text.find('(').expect("node id") + 1;
+        text[start..start + 25].to_string()
+    }
+
+    /// A gRPC client of this daemon's control API.
+    pub async fn client(&self) -> swarmkeep_cli::client::Client {
+        swarmkeep_cli::client::connect(&self.host()).await.expect("connect")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs the CLI against any host (e.g. one where nothing listens).
+pub fn run_cli(host: &str, args: &[&str], stdin: Option<&[u8]>, cwd: Option<&Path>) -> Run {
+    let mut cmd = Command::new(&binaries().cli);
+    cmd.args(["-H", host]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().expect("starting swarmkeep");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(bytes).expect("writing stdin");
+    }
+    let out = child.wait_with_output().expect("swarmkeep output");
+    Run {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code().unwrap_or(-1),
+    }
+}
+
+/// Replaces IDs, times and version indexes with the placeholders the golden
+/// files use, so outputs can be compared with them.
+pub fn mask(text: &str) -> String {
+    let id = regex::Regex::new(r"\b[0-9a-z]{25}\b").expect("regex");
+    let rfc = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z").expect("regex");
+    let pretty = regex::Regex::new(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? \+0000 utc").expect("regex");
+    let index = regex::Regex::new(r#""Index": \d+"#).expect("regex");
+    let text = id.replace_all(text, "<id>");
+    let text = rfc.replace_all(&text, "<time>");
+    let text = pretty.replace_all(&text, "<time>");
+    index.replace_all(&text, "\"Index\": <n>").into_owned()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `haystack` contains `needle` anywhere.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

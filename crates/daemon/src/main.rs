@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, default_value_t = swarmkeep_store::DEFAULT_SNAPSHOT_INTERVAL)]
     snapshot_interval: u64,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
-    #[arg(long, env = "SWARMKEEP_LOG", default_value = "info")]
+    #[arg(long, env = "SWARMKEEP_LOG", default_value = "info,openraft=warn")]
     log_level: String,
 }
 
@@ -81,9 +81,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let listener = bind(&args.host)?;
