@@ -33,7 +33,10 @@ fn binaries() -> &'static Binaries {
                 .path()
                 .to_path_buf()
         };
-        Binaries { daemon: build("swarmkeepd"), cli: build("swarmkeep") }
+        Binaries {
+            daemon: build("swarmkeepd"),
+            cli: build("swarmkeep"),
+        }
     })
 }
 
@@ -69,7 +72,10 @@ impl Daemon {
 
     /// Starts a daemon with extra flags and a log filter (e.g. "trace").
     pub fn start_with(extra_args: &[&str], log_level: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("swarmkeep-test").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("swarmkeep-test")
+            .tempdir()
+            .expect("temp dir");
         let mut d = Daemon {
             dir,
             child: None,
@@ -124,7 +130,11 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.socket().exists() {
-            assert!(Instant::now() < deadline, "swarmkeepd did not open its socket:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "swarmkeepd did not open its socket:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -140,7 +150,10 @@ impl Daemon {
     /// SIGTERM, then wait for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         c.wait().ok().and_then(|s| s.code())
     }
 
@@ -188,7 +201,10 @@ impl Drop for Daemon {
 /// Runs the CLI against any host (e.g. one where nothing listens).
 pub fn run_cli(host: &str, args: &[&str], stdin: Option<&[u8]>, cwd: Option<&Path>) -> Run {
     let mut cmd = Command::new(&binaries().cli);
-    cmd.args(["-H", host]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(["-H", host])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
@@ -240,4 +256,58 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Whether `haystack` contains `needle` anywhere.
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The ways a value could be written down by accident: raw, base64 (at each
+/// of the three alignments it can start at inside a longer buffer), hex, and
+/// Rust's `Debug` of a byte slice. A leak scan looks for all of them.
+pub fn leak_forms(value: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let mut forms = vec![value.to_vec()];
+    for offset in 0..3 {
+        // Encode as if `offset` bytes came before; keep only the characters
+        // that do not depend on the neighbouring bytes.
+        let mut padded = vec![0u8; offset];
+        padded.extend_from_slice(value);
+        let text = base64::engine::general_purpose::STANDARD.encode(&padded);
+        let skip = if offset == 0 { 0 } else { 4 };
+        let inner = &text[skip..text.len().saturating_sub(4)];
+        forms.push(inner.as_bytes().to_vec());
+    }
+    forms.push(
+        value
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into_bytes(),
+    );
+    let debug = format!("{value:?}");
+    forms.push(debug.trim_start_matches('[').trim_end_matches(']').as_bytes().to_vec());
+    forms
+}
+
+/// Whether any leak form of `value` is in `haystack`.
+pub fn leaks(haystack: &[u8], value: &[u8]) -> bool {
+    leak_forms(value).iter().any(|form| contains_bytes(haystack, form))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn leak_scan_finds_every_encoding() {
+        let marker = b"MARKER-do-not-leak";
+        for prefix in ["", "x", "xy", "xyz"] {
+            let mut buf = prefix.as_bytes().to_vec();
+            buf.extend_from_slice(marker);
+            buf.extend_from_slice(b"tail");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&buf);
+            assert!(leaks(b64.as_bytes(), marker), "base64 after {prefix:?}");
+            assert!(leaks(format!("{buf:?}").as_bytes(), marker));
+        }
+        assert!(leaks(b"..4d41524b45522d646f2d6e6f742d6c65616b..", marker));
+        assert!(!leaks(b"nothing here", marker));
+    }
 }

@@ -10,7 +10,11 @@ fn config_commands_match_docker() {
     let d = Daemon::start();
     d.init();
     std::fs::write(d.path().join("config.yml"), CONFIG_YML).unwrap();
-    let id = d.cli(&["config", "create", "app-config", "config.yml"]).ok().trim().to_string();
+    let id = d
+        .cli(&["config", "create", "app-config", "config.yml"])
+        .ok()
+        .trim()
+        .to_string();
     assert_eq!(id.len(), 25);
 
     let ls = d.cli(&["config", "ls"]);
@@ -43,7 +47,9 @@ fn config_commands_match_docker() {
     let pretty = d.cli(&["config", "inspect", "--pretty", "app-config"]);
     assert_eq!(
         mask(pretty.ok()),
-        format!("ID:\t\t\t<id>\nName:\t\t\tapp-config\nCreated at:            \t<time>\nUpdated at:            \t<time>\nData:\n{CONFIG_YML}\n")
+        format!(
+            "ID:\t\t\t<id>\nName:\t\t\tapp-config\nCreated at:            \t<time>\nUpdated at:            \t<time>\nData:\n{CONFIG_YML}\n"
+        )
     );
 
     let dup = d.cli(&["config", "create", "app-config", "config.yml"]);

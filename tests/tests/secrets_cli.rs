@@ -25,7 +25,10 @@ fn before_init_every_call_says_not_a_manager_and_a_dead_daemon_is_named() {
 fn swarm_init_and_node_ls() {
     let d = Daemon::start_with(&["--hostname", "vm"], "info");
     let out = d.cli(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
-    assert_eq!(mask(out.ok()), "Swarm initialized: current node (<id>) is now a manager.\n");
+    assert_eq!(
+        mask(out.ok()),
+        "Swarm initialized: current node (<id>) is now a manager.\n"
+    );
     let again = d.cli(&["swarm", "init"]);
     assert_eq!(again.code, 1);
     assert_eq!(
@@ -41,7 +44,13 @@ fn swarm_init_and_node_ls() {
              <id> *   vm         Ready     Active         Leader           {version}\n"
         )
     );
-    let fmt = d.cli(&["node", "inspect", "self", "--format", "{{json .Spec}} {{json .Status}} {{json .ManagerStatus}}"]);
+    let fmt = d.cli(&[
+        "node",
+        "inspect",
+        "self",
+        "--format",
+        "{{json .Spec}} {{json .Status}} {{json .ManagerStatus}}",
+    ]);
     assert_eq!(
         fmt.ok(),
         "{\"Labels\":{},\"Role\":\"manager\",\"Availability\":\"active\"} {\"State\":\"ready\",\"Addr\":\"127.0.0.1\"} {\"Leader\":true,\"Reachability\":\"reachable\",\"Addr\":\"127.0.0.1:2377\"}\n"
@@ -86,12 +95,28 @@ fn secret_commands_match_docker() {
          <id>   db_password             Less than a second ago   Less than a second ago\n"
     );
     assert_eq!(d.cli(&["secret", "ls", "-q"]).ok().lines().count(), 2);
-    assert_eq!(d.cli(&["secret", "ls", "--filter", "label=env=prod", "--format", "{{.Name}}"]).ok(), "api_key\n");
-    assert_eq!(d.cli(&["secret", "ls", "--filter", "label=env", "-q"]).ok(), format!("{api_id}\n"));
-    assert_eq!(d.cli(&["secret", "ls", "--filter", "name=db", "-q"]).ok(), format!("{db_id}\n"));
-    assert_eq!(d.cli(&["secret", "ls", "--filter", "id=", "-q"]).ok().lines().count(), 2);
+    assert_eq!(
+        d.cli(&["secret", "ls", "--filter", "label=env=prod", "--format", "{{.Name}}"])
+            .ok(),
+        "api_key\n"
+    );
+    assert_eq!(
+        d.cli(&["secret", "ls", "--filter", "label=env", "-q"]).ok(),
+        format!("{api_id}\n")
+    );
+    assert_eq!(
+        d.cli(&["secret", "ls", "--filter", "name=db", "-q"]).ok(),
+        format!("{db_id}\n")
+    );
+    assert_eq!(
+        d.cli(&["secret", "ls", "--filter", "id=", "-q"]).ok().lines().count(),
+        2
+    );
     let bad_filter = d.cli(&["secret", "ls", "--filter", "colour=red"]);
-    assert_eq!(bad_filter.stderr, "Error response from daemon: invalid filter 'colour'\n");
+    assert_eq!(
+        bad_filter.stderr,
+        "Error response from daemon: invalid filter 'colour'\n"
+    );
     let json_rows = d.cli(&["secret", "ls", "--format", "{{json .}}", "--filter", "name=api"]);
     assert_eq!(
         mask(json_rows.ok()),
@@ -140,7 +165,10 @@ fn secret_commands_match_docker() {
     d.cli(&["secret", "create", &"a".repeat(64), "./file"]).ok();
 
     let empty = d.cli(&["secret", "create", "empty_one", "/dev/null"]);
-    assert_eq!((empty.stderr.as_str(), empty.code), ("error reading from /dev/null: data is empty\n", 1));
+    assert_eq!(
+        (empty.stderr.as_str(), empty.code),
+        ("error reading from /dev/null: data is empty\n", 1)
+    );
     let empty_stdin = d.cli_stdin(&["secret", "create", "empty_two", "-"], Some(b""));
     assert_eq!(empty_stdin.stderr, "error reading from STDIN: data is empty\n");
     let no_file = d.cli(&["secret", "create", "nofile", "./does-not-exist"]);
@@ -155,12 +183,17 @@ fn secret_commands_match_docker() {
     d.cli(&["secret", "create", "fits", "fits"]).ok();
 
     // Secrets are bytes: non-UTF-8 data is accepted.
-    d.cli_stdin(&["secret", "create", "binary", "-"], Some(&[0xff, 0x00, 0xfe, 0x80])).ok();
+    d.cli_stdin(&["secret", "create", "binary", "-"], Some(&[0xff, 0x00, 0xfe, 0x80]))
+        .ok();
 
     let rm = d.cli(&["secret", "rm", "api_key", "nope"]);
     assert_eq!((rm.stdout.as_str(), rm.code), ("api_key\n", 1));
     assert_eq!(rm.stderr, "Error response from daemon: secret nope not found\n");
-    assert!(!d.cli(&["secret", "ls", "--format", "{{.Name}}"]).ok().contains("api_key"));
+    assert!(
+        !d.cli(&["secret", "ls", "--format", "{{.Name}}"])
+            .ok()
+            .contains("api_key")
+    );
     // Nothing half-written: the refused creates left no objects behind.
     assert_eq!(
         d.cli(&["secret", "ls", "--format", "{{.Name}}"]).ok(),
