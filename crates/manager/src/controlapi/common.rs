@@ -1,7 +1,8 @@
 //! What every control call shares: Docker's texts, validation at the door,
 //! lookups by ID/name/prefix, and the mapping of store answers to statuses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -102,31 +103,41 @@ fn labels_match(labels: &std::collections::BTreeMap<String, String>, wanted: &Ha
     })
 }
 
-/// Docker's lookup of `input`: full ID, then name, then unique ID prefix.
+/// Docker's lookup of `input`: full ID, then name (case-insensitive, as
+/// swarmkit's name index), then unique ID prefix. `objects` is keyed by ID, so
+/// each step is an index lookup or a range scan, not a walk of every object.
 pub fn resolve<'a, T: Listed>(
     kind: &str,
     input: &str,
-    objects: impl Iterator<Item = &'a T> + Clone,
+    objects: &'a BTreeMap<String, T>,
+    by_name: impl FnOnce(&str) -> Option<&'a T>,
 ) -> Result<&'a T, Status> {
     if input.is_empty() {
         return Err(rpc(Code::InvalidArgument, format!("{kind} ID must be provided")));
     }
-    if let Some(obj) = objects.clone().find(|o| o.id() == input) {
+    if let Some(obj) = objects.get(input) {
         return Ok(obj);
     }
-    let lower = input.to_lowercase();
-    if let Some(obj) = objects.clone().find(|o| o.name().to_lowercase() == lower) {
+    if let Some(obj) = by_name(input) {
         return Ok(obj);
     }
-    let mut by_prefix = objects.filter(|o| o.id().starts_with(input));
+    let mut by_prefix = objects
+        .range::<str, _>((Bound::Included(input), Bound::Unbounded))
+        .take_while(|(id, _)| id.starts_with(input));
     match (by_prefix.next(), by_prefix.count()) {
-        (Some(obj), 0) => Ok(obj),
+        (Some((_, obj)), 0) => Ok(obj),
         (Some(_), more) => Err(plain(
             Code::InvalidArgument,
             format!("{kind} {input} is ambiguous ({} matches found)", more + 1),
         )),
         (None, _) => Err(plain(Code::NotFound, format!("{kind} {input} not found"))),
     }
+}
+
+/// A name lookup for objects without a name index (nodes: there are few).
+pub fn scan_name<'a, T: Listed>(objects: &'a BTreeMap<String, T>, name: &str) -> Option<&'a T> {
+    let lower = name.to_lowercase();
+    objects.values().find(|o| o.name().to_lowercase() == lower)
 }
 
 #[cfg(test)]
@@ -168,17 +179,23 @@ mod tests {
 
     #[test]
     fn lookup_order_is_id_then_name_then_prefix() {
-        let objs = vec![
+        let objs: BTreeMap<String, O> = [
             O("abc111", "abc222", BTreeMap::new()),
             O("abc222", "other", BTreeMap::new()),
             O("xyz333", "third", BTreeMap::new()),
-        ];
-        assert_eq!(resolve("secret", "abc222", objs.iter()).unwrap().0, "abc222");
-        assert_eq!(resolve("secret", "THIRD", objs.iter()).unwrap().0, "xyz333");
-        assert_eq!(resolve("secret", "xyz", objs.iter()).unwrap().0, "xyz333");
-        let amb = resolve("secret", "abc", objs.iter()).unwrap_err();
-        assert_eq!(amb.message(), "secret abc is ambiguous (2 matches found)");
-        let nf = resolve("secret", "nope", objs.iter()).unwrap_err();
+        ]
+        .into_iter()
+        .map(|o| (o.0.to_string(), o))
+        .collect();
+        let find = |input: &str| resolve("secret", input, &objs, |n| scan_name(&objs, n)).map(|o| o.0);
+        assert_eq!(find("abc222").unwrap(), "abc222");
+        assert_eq!(find("THIRD").unwrap(), "xyz333");
+        assert_eq!(find("xyz").unwrap(), "xyz333");
+        assert_eq!(
+            find("abc").unwrap_err().message(),
+            "secret abc is ambiguous (2 matches found)"
+        );
+        let nf = find("nope").unwrap_err();
         assert_eq!(swarmkeep_api::errors::docker_message(&nf), "secret nope not found");
     }
 

@@ -79,7 +79,7 @@ impl ActiveSwarm {
 
     pub async fn get_config(&self, input: &str) -> Result<control::Config, Status> {
         self.store
-            .read(|st| resolve("config", input, st.configs.values()).map(to_proto))
+            .read(|st| resolve("config", input, &st.configs, |n| st.config_by_name(n)).map(to_proto))
     }
 
     pub async fn list_configs(&self, filters: Option<&control::ListFilters>) -> Vec<control::Config> {
@@ -103,7 +103,7 @@ impl ActiveSwarm {
         };
         let current = self
             .store
-            .read(|st| resolve("config", input, st.configs.values()).cloned())?;
+            .read(|st| resolve("config", input, &st.configs, |n| st.config_by_name(n)).cloned())?;
         let name = spec.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or("");
         if name != current.annotations.name || (!spec.data.is_empty() && spec.data != current.data) {
             return Err(rpc(Code::InvalidArgument, "only updates to Labels are allowed"));
@@ -129,7 +129,7 @@ impl ActiveSwarm {
     pub async fn remove_config(&self, input: &str) -> Result<(), Status> {
         let id = self
             .store
-            .read(|st| resolve("config", input, st.configs.values()).map(|c| c.id.clone()))?;
+            .read(|st| resolve("config", input, &st.configs, |n| st.config_by_name(n)).map(|c| c.id.clone()))?;
         self.store
             .write(Command::RemoveConfig { id: id.clone() })
             .await

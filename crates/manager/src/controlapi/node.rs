@@ -7,7 +7,7 @@ use swarmkeep_api::control;
 use swarmkeep_store::objects::{Availability, Node, NodeRole};
 use tonic::Status;
 
-use super::common::{Listed, matches_filters, meta_to_proto, resolve};
+use super::common::{Listed, matches_filters, meta_to_proto, resolve, scan_name};
 use crate::ActiveSwarm;
 
 impl Listed for Node {
@@ -90,7 +90,7 @@ impl ActiveSwarm {
         };
         let node = self
             .store
-            .read(|st| resolve("node", input, st.nodes.values()).cloned())?;
+            .read(|st| resolve("node", input, &st.nodes, |n| scan_name(&st.nodes, n)).cloned())?;
         Ok(self.node_to_proto(&node))
     }
 }

@@ -92,7 +92,7 @@ impl ActiveSwarm {
 
     pub async fn get_secret(&self, input: &str) -> Result<control::Secret, Status> {
         self.store
-            .read(|st| resolve("secret", input, st.secrets.values()).map(to_proto))
+            .read(|st| resolve("secret", input, &st.secrets, |n| st.secret_by_name(n)).map(to_proto))
     }
 
     pub async fn list_secrets(&self, filters: Option<&control::ListFilters>) -> Vec<control::Secret> {
@@ -119,7 +119,7 @@ impl ActiveSwarm {
         let data = SecretBytes::new(spec.data);
         let current = self
             .store
-            .read(|st| resolve("secret", input, st.secrets.values()).cloned())?;
+            .read(|st| resolve("secret", input, &st.secrets, |n| st.secret_by_name(n)).cloned())?;
         let name = spec.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or("");
         let same_data = data.is_empty() || {
             let opened = self.data_key.open(&current.id, &current.sealed_data).map_err(|_| {
@@ -154,7 +154,7 @@ impl ActiveSwarm {
     pub async fn remove_secret(&self, input: &str) -> Result<(), Status> {
         let id = self
             .store
-            .read(|st| resolve("secret", input, st.secrets.values()).map(|s| s.id.clone()))?;
+            .read(|st| resolve("secret", input, &st.secrets, |n| st.secret_by_name(n)).map(|s| s.id.clone()))?;
         self.store
             .write(Command::RemoveSecret { id: id.clone() })
             .await
