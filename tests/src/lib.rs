@@ -174,9 +174,10 @@ impl Daemon {
         run_cli(&self.host(), args, stdin, Some(self.dir.path()))
     }
 
-    /// `swarm init` on 127.0.0.1; returns the node ID.
+    /// `swarm init` on 127.0.0.1 and a free port; returns the node ID.
     pub fn init(&self) -> String {
-        let out = self.cli(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        let addr = free_addr("127.0.0.1");
+        let out = self.cli(&["swarm", "init", "--advertise-addr", &addr, "--listen-addr", &addr]);
         let text = out.ok();
         let start = text.find('(').expect("node id") + 1;
         text[start..start + 25].to_string()
@@ -196,6 +197,13 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// `IP:PORT` with a port that was free a moment ago on `ip`.
+pub fn free_addr(ip: &str) -> String {
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("a free port");
+    let port = listener.local_addr().expect("local addr").port();
+    format!("{ip}:{port}")
 }
 
 /// Runs the CLI against any host (e.g. one where nothing listens).

@@ -24,10 +24,18 @@ fn before_init_every_call_says_not_a_manager_and_a_dead_daemon_is_named() {
 #[test]
 fn swarm_init_and_node_ls() {
     let d = Daemon::start_with(&["--hostname", "vm"], "info");
-    let out = d.cli(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+    let addr = swarmkeep_tests::free_addr("127.0.0.1");
+    let out = d.cli(&["swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", &addr]);
+    let token = regex::Regex::new(r"SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}").unwrap();
+    let port = addr.rsplit_once(':').unwrap().1;
     assert_eq!(
-        mask(out.ok()),
-        "Swarm initialized: current node (<id>) is now a manager.\n"
+        mask(&token.replace_all(out.ok(), "<token>")),
+        format!(
+            "Swarm initialized: current node (<id>) is now a manager.\n\n\
+             To add a worker to this swarm, run the following command:\n\n    \
+             swarmkeep swarm join --token <token> 127.0.0.1:{port}\n\n\
+             To add a manager to this swarm, run 'swarmkeep swarm join-token manager' and follow the instructions.\n\n"
+        )
     );
     let again = d.cli(&["swarm", "init"]);
     assert_eq!(again.code, 1);
@@ -53,13 +61,15 @@ fn swarm_init_and_node_ls() {
     ]);
     assert_eq!(
         fmt.ok(),
-        "{\"Labels\":{},\"Role\":\"manager\",\"Availability\":\"active\"} {\"State\":\"ready\",\"Addr\":\"127.0.0.1\"} {\"Leader\":true,\"Reachability\":\"reachable\",\"Addr\":\"127.0.0.1:2377\"}\n"
+        format!(
+            "{{\"Labels\":{{}},\"Role\":\"manager\",\"Availability\":\"active\"}} {{\"State\":\"ready\",\"Addr\":\"127.0.0.1\"}} {{\"Leader\":true,\"Reachability\":\"reachable\",\"Addr\":\"127.0.0.1:{port}\"}}\n"
+        )
     );
     let pretty = d.cli(&["node", "inspect", "--pretty", "self"]);
     let text = mask(pretty.ok());
     assert!(
         text.starts_with(
-            "ID:\t\t\t<id>\nHostname:              \tvm\nJoined at:             \t<time>\nStatus:\n State:\t\t\tReady\n Availability:         \tActive\n Address:\t\t127.0.0.1\nManager Status:\n Address:\t\t127.0.0.1:2377\n Raft Status:\t\tReachable\n Leader:\t\tYes\nPlatform:\n Operating System:\tlinux\n"
+            &format!("ID:\t\t\t<id>\nHostname:              \tvm\nJoined at:             \t<time>\nStatus:\n State:\t\t\tReady\n Availability:         \tActive\n Address:\t\t127.0.0.1\nManager Status:\n Address:\t\t127.0.0.1:{port}\n Raft Status:\t\tReachable\n Leader:\t\tYes\nPlatform:\n Operating System:\tlinux\n")
         ),
         "{text}"
     );

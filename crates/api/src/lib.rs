@@ -9,6 +9,9 @@
 pub mod control {
     tonic::include_proto!("swarmkeep.control");
 }
+pub mod cluster {
+    tonic::include_proto!("swarmkeep.cluster");
+}
 pub mod engine;
 pub mod errors;
 pub mod timefmt;

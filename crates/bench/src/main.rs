@@ -98,9 +98,12 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut c = connect(&host).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
     c.init(InitRequest {
-        advertise_addr: "127.0.0.1".into(),
-        listen_addr: String::new(),
+        advertise_addr: addr.clone(),
+        listen_addr: addr,
+        heartbeat_period_ms: 0,
     })
     .await?;
 

@@ -47,6 +47,40 @@ enum SwarmCmd {
         /// Listen address (format: <ip>[:port])
         #[arg(long)]
         listen_addr: Option<String>,
+        /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
+        #[arg(long)]
+        dispatcher_heartbeat: Option<String>,
+    },
+    /// Join a swarm as a node and/or manager
+    Join {
+        /// Token for entry into the swarm
+        #[arg(long)]
+        token: String,
+        /// Advertised address (format: <ip>[:port])
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// Listen address (format: <ip>[:port])
+        #[arg(long)]
+        listen_addr: Option<String>,
+        /// HOST:PORT of a manager
+        remote: String,
+    },
+    /// Leave the swarm
+    Leave {
+        /// Force this node to leave the swarm, ignoring warnings
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Manage join tokens
+    JoinToken {
+        /// Only display token
+        #[arg(short, long)]
+        quiet: bool,
+        /// Rotate join token
+        #[arg(long)]
+        rotate: bool,
+        /// worker or manager
+        role: String,
     },
 }
 
@@ -83,6 +117,41 @@ enum NodeCmd {
         #[command(flatten)]
         opts: InspectArgs,
         /// self, a node name or ID
+        nodes: Vec<String>,
+    },
+    /// Promote one or more nodes to manager in the swarm
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Demote one or more nodes from manager in the swarm
+    Demote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Update a node
+    Update {
+        /// Availability of the node ("active"|"pause"|"drain")
+        #[arg(long)]
+        availability: Option<String>,
+        /// Role of the node ("worker"|"manager")
+        #[arg(long)]
+        role: Option<String>,
+        /// Add or update a node label (key=value)
+        #[arg(long = "label-add")]
+        label_add: Vec<String>,
+        /// Remove a node label if exists
+        #[arg(long = "label-rm")]
+        label_rm: Vec<String>,
+        node: String,
+    },
+    /// Remove one or more nodes from the swarm
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Force remove a node from the swarm
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
         nodes: Vec<String>,
     },
 }
@@ -128,7 +197,46 @@ async fn run(cli: Cli) -> Output {
         Command::Swarm(SwarmCmd::Init {
             advertise_addr,
             listen_addr,
-        }) => commands::swarm::init(c, advertise_addr.as_deref(), listen_addr.as_deref()).await,
+            dispatcher_heartbeat,
+        }) => {
+            commands::swarm::init(
+                c,
+                advertise_addr.as_deref(),
+                listen_addr.as_deref(),
+                dispatcher_heartbeat.as_deref(),
+            )
+            .await
+        }
+        Command::Swarm(SwarmCmd::Join {
+            token,
+            advertise_addr,
+            listen_addr,
+            remote,
+        }) => commands::swarm::join(c, &token, &remote, advertise_addr.as_deref(), listen_addr.as_deref()).await,
+        Command::Swarm(SwarmCmd::Leave { force }) => commands::swarm::leave(c, force).await,
+        Command::Swarm(SwarmCmd::JoinToken { quiet, rotate, role }) => {
+            commands::swarm::join_token(c, &role, quiet, rotate).await
+        }
+        Command::Node(NodeCmd::Promote { nodes }) => commands::node::set_role(c, &nodes, "manager").await,
+        Command::Node(NodeCmd::Demote { nodes }) => commands::node::set_role(c, &nodes, "worker").await,
+        Command::Node(NodeCmd::Update {
+            availability,
+            role,
+            label_add,
+            label_rm,
+            node,
+        }) => {
+            commands::node::update_cmd(
+                c,
+                &node,
+                availability.as_deref(),
+                role.as_deref(),
+                &label_add,
+                &label_rm,
+            )
+            .await
+        }
+        Command::Node(NodeCmd::Rm { force, nodes }) => commands::node::rm(c, &nodes, force).await,
         Command::Node(NodeCmd::Ls(a)) => commands::node::ls(c, a.quiet, &a.filter, a.format.as_deref()).await,
         Command::Node(NodeCmd::Inspect { opts, nodes }) => {
             commands::node::inspect(c, &nodes, opts.pretty, opts.format.as_deref()).await

@@ -72,6 +72,15 @@ impl DataKey {
         Self(SymmetricKey::generate())
     }
 
+    /// The raw key, for handing to a joining manager over mTLS.
+    pub fn to_bytes(&self) -> SecretBytes {
+        SecretBytes::new(self.0.0.to_vec())
+    }
+
+    pub fn from_bytes(bytes: &SecretBytes) -> Result<Self, CryptoError> {
+        SymmetricKey::from_slice(bytes.expose()).map(Self)
+    }
+
     /// Seals a secret payload; the object's ID is the associated data, so a
     /// sealed payload cannot be moved to another object.
     pub fn seal(&self, object_id: &str, plaintext: &SecretBytes) -> Vec<u8> {

@@ -9,7 +9,7 @@ mod ids;
 mod keys;
 mod secret_bytes;
 
-pub use ids::new_id;
+pub use ids::{base36_padded, base36_to_32_bytes, new_id};
 pub use keys::{CryptoError, DataKey, KeyEncryptionKey};
 pub use secret_bytes::SecretBytes;
 

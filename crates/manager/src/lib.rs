@@ -5,9 +5,12 @@
 //! way in — sealed under the cluster data key before they reach the store —
 //! and nothing this crate returns, logs or writes to disk contains one.
 
+pub mod ca;
+pub mod cluster;
 pub mod controlapi;
 mod keystore;
 mod local_node;
 mod manager;
+pub mod tokens;
 
-pub use manager::{ActiveSwarm, Manager, ManagerConfig};
+pub use manager::{ActiveSwarm, Manager, ManagerConfig, Membership};

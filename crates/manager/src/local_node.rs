@@ -19,6 +19,17 @@ pub struct LocalNode {
     pub advertise_addr: String,
     /// `IP:PORT` the cluster listener binds.
     pub listen_addr: String,
+    /// "manager" or "worker".
+    #[serde(default = "manager_role")]
+    pub role: String,
+    /// Cluster addresses of the managers, as last heard (workers use them
+    /// to find the leader).
+    #[serde(default)]
+    pub managers: Vec<String>,
+}
+
+fn manager_role() -> String {
+    "manager".into()
 }
 
 impl LocalNode {
@@ -31,6 +42,13 @@ impl LocalNode {
     }
 
     /// Writes atomically: temp file, fsync, rename, fsync of the directory.
+    pub fn remove(data_dir: &Path) -> std::io::Result<()> {
+        match fs::remove_file(data_dir.join(STATE_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
         let tmp = data_dir.join(format!("{STATE_FILE}.tmp"));
         let mut f = fs::File::create(&tmp)?;

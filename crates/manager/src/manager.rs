@@ -1,23 +1,39 @@
-//! A node's manager role: inactive until `swarm init`, then the holder of the
-//! cluster data key and the raft store.
+//! A node's membership in a swarm: inactive until `swarm init` or `swarm
+//! join`; then a worker or a manager, with its cluster listener, heartbeats
+//! and — on managers — the raft store and the cluster data key.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use swarmkeep_crypto::{DataKey, new_id, random_bytes};
-use swarmkeep_store::objects::{Availability, Cluster, Meta, Node, NodeDescription, NodeRole};
+use swarmkeep_api::cluster::cluster_client::ClusterClient;
+use swarmkeep_api::cluster::node_ca_client::NodeCaClient;
+use swarmkeep_api::cluster::{
+    GetRootCaRequest, IssueNodeCertificateRequest, JoinRaftRequest, LeaveRaftRequest, ManagerKeysRequest,
+};
+use swarmkeep_api::errors::{plain, rpc};
+use swarmkeep_crypto::{DataKey, SecretBytes, new_id, random_bytes};
+use swarmkeep_store::objects::{Availability, Cluster, Meta, Node, NodeDescription, NodeRole, NodeState};
 use swarmkeep_store::{Command, Store, StoreSettings};
 use time::OffsetDateTime;
+use tokio::sync::watch;
 use tonic::{Code, Status};
 
-use crate::controlapi::common::{ALREADY_IN_SWARM, NOT_A_MANAGER, write_error};
+use crate::ca::{RootCa, cert_digest, node_key_and_csr};
+use crate::cluster::network::GrpcNetwork;
+use crate::cluster::tls::{NodeTls, pinned_channel, unverified_channel};
+use crate::cluster::{self, Liveness};
+use crate::controlapi::common::{ALREADY_IN_SWARM, NOT_A_MANAGER, WORKER_NOT_A_MANAGER};
 use crate::keystore::KeyStore;
 use crate::local_node::LocalNode;
+use crate::tokens;
 
 /// Swarm's default cluster port.
 pub const DEFAULT_PORT: u16 = 2377;
+/// Swarm's default dispatcher heartbeat period.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 5000;
 
 #[derive(Clone, Debug)]
 pub struct ManagerConfig {
@@ -27,31 +43,58 @@ pub struct ManagerConfig {
     pub store: StoreSettings,
 }
 
-/// A manager that is part of a swarm.
-pub struct ActiveSwarm {
-    pub store: Store,
-    pub data_key: DataKey,
-    pub local: LocalNodeInfo,
-}
-
-/// This node's identity, as the control API reports it.
+/// Who this node is in its swarm.
 #[derive(Clone, Debug)]
 pub struct LocalNodeInfo {
     pub node_id: String,
     pub cluster_id: String,
     pub advertise_addr: String,
+    pub listen_addr: String,
+}
+
+/// A manager that is part of a swarm.
+pub struct ActiveSwarm {
+    pub store: Store,
+    pub data_key: DataKey,
+    pub local: LocalNodeInfo,
+    pub tls: Arc<NodeTls>,
+    pub liveness: Liveness,
+}
+
+/// A worker: no store, no keys; it knows the managers to heartbeat.
+pub struct WorkerNode {
+    pub local: LocalNodeInfo,
+    pub tls: Arc<NodeTls>,
+    pub managers: RwLock<Vec<String>>,
+}
+
+#[derive(Clone)]
+pub enum Membership {
+    Inactive,
+    Worker(Arc<WorkerNode>),
+    Manager(Arc<ActiveSwarm>),
+}
+
+struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 pub struct Manager {
     config: ManagerConfig,
-    active: RwLock<Option<Arc<ActiveSwarm>>>,
-    /// Serialises `swarm init` (and later join/leave).
-    membership: tokio::sync::Mutex<()>,
+    state: RwLock<Membership>,
+    /// Serialises init, join, leave and role changes.
+    transitions: tokio::sync::Mutex<()>,
+    background: std::sync::Mutex<Option<Background>>,
+}
+
+fn internal(what: &str, e: &dyn std::fmt::Display) -> Status {
+    rpc(Code::Internal, format!("{what}: {e}"))
 }
 
 impl Manager {
-    /// Starts the manager role from the data dir: a node that was part of a
-    /// swarm resumes it; any leftover of an interrupted init is removed.
+    /// Starts from the data dir: a node that was in a swarm resumes its role;
+    /// any leftover of an interrupted init or join is removed.
     pub async fn start(config: ManagerConfig) -> Result<Arc<Self>, String> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -60,27 +103,42 @@ impl Manager {
             .map_err(|e| format!("creating data dir {}: {e}", config.data_dir.display()))?;
         let manager = Arc::new(Self {
             config,
-            active: RwLock::new(None),
-            membership: Default::default(),
+            state: RwLock::new(Membership::Inactive),
+            transitions: Default::default(),
+            background: Default::default(),
         });
         match LocalNode::load(&manager.config.data_dir).map_err(|e| format!("reading node state: {e}"))? {
             Some(local) => {
-                let data_key = KeyStore::new(&manager.keys_dir()).load().map_err(|e| e.to_string())?;
-                let store = Store::open(&manager.raft_dir(), local.raft_id, &manager.config.store)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(node_id = %local.node_id, "resuming swarm membership");
-                manager.set_active(ActiveSwarm {
-                    store,
-                    data_key,
-                    local: LocalNodeInfo {
-                        node_id: local.node_id,
-                        cluster_id: local.cluster_id,
-                        advertise_addr: local.advertise_addr,
-                    },
-                });
+                let tls =
+                    Arc::new(NodeTls::load(&manager.tls_dir()).map_err(|e| format!("reading TLS identity: {e}"))?);
+                let info = LocalNodeInfo {
+                    node_id: local.node_id.clone(),
+                    cluster_id: local.cluster_id.clone(),
+                    advertise_addr: local.advertise_addr.clone(),
+                    listen_addr: local.listen_addr.clone(),
+                };
+                if local.role == "manager" {
+                    let data_key = KeyStore::new(&manager.keys_dir()).load().map_err(|e| e.to_string())?;
+                    let store = manager
+                        .open_store(local.raft_id, &tls)
+                        .await
+                        .map_err(|e| e.message().to_string())?;
+                    manager.set(Membership::Manager(Arc::new(ActiveSwarm::new(
+                        store, data_key, info, tls,
+                    ))));
+                } else {
+                    manager.set(Membership::Worker(Arc::new(WorkerNode {
+                        local: info,
+                        tls,
+                        managers: RwLock::new(local.managers.clone()),
+                    })));
+                }
+                tracing::info!(node_id = %local.node_id, role = %local.role, "resuming swarm membership");
+                manager
+                    .start_background(&local.listen_addr)
+                    .map_err(|e| e.message().to_string())?;
             }
-            None => manager.remove_partial_init(),
+            None => manager.remove_local_state(),
         }
         Ok(manager)
     }
@@ -93,145 +151,517 @@ impl Manager {
         self.config.data_dir.join("raft")
     }
 
-    fn remove_partial_init(&self) {
-        for dir in [self.keys_dir(), self.raft_dir()] {
+    fn tls_dir(&self) -> PathBuf {
+        self.config.data_dir.join("tls")
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    fn remove_local_state(&self) {
+        let _ = LocalNode::remove(&self.config.data_dir);
+        for dir in [self.keys_dir(), self.raft_dir(), self.tls_dir()] {
             if dir.exists() {
-                tracing::warn!(dir = %dir.display(), "removing the remains of an interrupted swarm init");
+                tracing::info!(dir = %dir.display(), "removing swarm state");
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
     }
 
-    fn set_active(&self, swarm: ActiveSwarm) {
-        *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(swarm));
+    async fn open_store(&self, raft_id: u64, tls: &Arc<NodeTls>) -> Result<Store, Status> {
+        Store::open(
+            &self.raft_dir(),
+            raft_id,
+            &self.config.store,
+            GrpcNetwork::new(tls.clone()),
+        )
+        .await
+        .map_err(|e| internal("opening the raft store", &e))
+    }
+
+    fn set(&self, m: Membership) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = m;
+    }
+
+    pub fn membership(&self) -> Membership {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The swarm this node manages, or Docker's "not a swarm manager" error.
     pub fn active(&self) -> Result<Arc<ActiveSwarm>, Status> {
-        self.active
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| swarmkeep_api::errors::plain(Code::Unavailable, NOT_A_MANAGER))
+        match self.membership() {
+            Membership::Manager(m) => Ok(m),
+            Membership::Worker(_) => Err(plain(Code::Unavailable, WORKER_NOT_A_MANAGER)),
+            Membership::Inactive => Err(plain(Code::Unavailable, NOT_A_MANAGER)),
+        }
     }
 
-    pub fn is_active(&self) -> bool {
-        self.active.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    fn ensure_inactive(&self) -> Result<(), Status> {
+        match self.membership() {
+            Membership::Inactive => Ok(()),
+            _ => Err(plain(Code::Unavailable, ALREADY_IN_SWARM)),
+        }
     }
 
-    /// `swarm init`: makes a new one-manager swarm. Either every piece (keys,
+    /// `swarm init`: a new one-manager swarm. Either every piece (CA, keys,
     /// raft store, cluster and node objects, node state) is in place when it
     /// returns Ok, or none is.
-    pub async fn init(&self, advertise_addr: &str, listen_addr: &str) -> Result<String, Status> {
-        let _guard = self.membership.lock().await;
-        if self.is_active() {
-            return Err(swarmkeep_api::errors::plain(Code::Unavailable, ALREADY_IN_SWARM));
-        }
-        let listen = parse_addr(
-            if listen_addr.is_empty() { "0.0.0.0" } else { listen_addr },
-            DEFAULT_PORT,
-        )
-        .map_err(|_| {
-            swarmkeep_api::errors::plain(Code::InvalidArgument, format!("invalid listen address {listen_addr}"))
-        })?;
-        let advertise = choose_advertise_addr(advertise_addr, listen)?;
-        self.remove_partial_init();
-        match self.create_swarm(advertise, listen).await {
-            Ok(id) => Ok(id),
-            Err(e) => {
-                self.remove_partial_init();
-                Err(e)
+    pub async fn init(
+        self: &Arc<Self>,
+        advertise_addr: &str,
+        listen_addr: &str,
+        heartbeat_ms: u64,
+    ) -> Result<String, Status> {
+        let _guard = self.transitions.lock().await;
+        self.ensure_inactive()?;
+        let (advertise, listen) = addresses(advertise_addr, listen_addr)?;
+        self.remove_local_state();
+        let result = self.create_swarm(advertise, listen, heartbeat_ms).await;
+        if result.is_err() {
+            self.stop_background().await;
+            if let Membership::Manager(m) = self.membership() {
+                m.store.shutdown().await;
             }
+            self.set(Membership::Inactive);
+            self.remove_local_state();
         }
+        result
     }
 
-    async fn create_swarm(&self, advertise: SocketAddr, listen: SocketAddr) -> Result<String, Status> {
-        let internal = |what: &str, e: &dyn std::fmt::Display| {
-            swarmkeep_api::errors::rpc(Code::Internal, format!("swarm init: {what}: {e}"))
-        };
+    async fn create_swarm(
+        self: &Arc<Self>,
+        advertise: SocketAddr,
+        listen: SocketAddr,
+        heartbeat_ms: u64,
+    ) -> Result<String, Status> {
         let node_id = new_id();
         let cluster_id = new_id();
         let raft_id = random_raft_id();
         let data_key = DataKey::generate();
+        let ca = RootCa::generate().map_err(|e| internal("creating the cluster CA", &e))?;
+        let (key_pem, csr) = node_key_and_csr().map_err(|e| internal("creating the node key", &e))?;
+        let cert_pem = ca
+            .issue(&csr, &node_id)
+            .map_err(|e| internal("issuing the node certificate", &e))?;
+        let tls = Arc::new(NodeTls {
+            ca_pem: ca.cert_pem.clone(),
+            cert_pem,
+            key_pem,
+        });
+        tls.save(&self.tls_dir())
+            .map_err(|e| internal("writing the TLS identity", &e))?;
         KeyStore::new(&self.keys_dir())
             .create(&data_key)
             .map_err(|e| internal("writing keys", &e))?;
 
-        let store = Store::open(&self.raft_dir(), raft_id, &self.config.store)
+        let store = self.open_store(raft_id, &tls).await?;
+        let info = LocalNodeInfo {
+            node_id: node_id.clone(),
+            cluster_id: cluster_id.clone(),
+            advertise_addr: advertise.to_string(),
+            listen_addr: listen.to_string(),
+        };
+        let swarm = Arc::new(ActiveSwarm::new(store, data_key, info, tls));
+        self.set(Membership::Manager(swarm.clone()));
+        // The listener first, so raft peers (later) and joiners can reach us.
+        self.start_background(&listen.to_string())?;
+        swarm
+            .store
+            .bootstrap(&advertise.to_string())
             .await
-            .map_err(|e| internal("opening the raft store", &e))?;
-        let created = async {
-            store
-                .bootstrap(&advertise.to_string())
-                .await
-                .map_err(|e| internal("starting raft", &e))?;
-            let now = OffsetDateTime::now_utc();
-            let meta = Meta {
-                version: 0,
-                created_at: now,
-                updated_at: now,
-            };
-            let cluster = Cluster {
-                id: cluster_id.clone(),
-                meta: meta.clone(),
-                name: "default".into(),
-                snapshot_interval: self.config.store.snapshot_interval,
-                task_history_retention_limit: 5,
-            };
-            let node = Node {
-                id: node_id.clone(),
-                meta,
-                labels: Default::default(),
-                role: NodeRole::Manager,
-                availability: Availability::Active,
-                description: describe_host(self.config.hostname.as_deref()),
-                addr: advertise.ip().to_string(),
-                raft_id: Some(raft_id),
-                manager_addr: Some(advertise.to_string()),
-            };
-            store
-                .write(Command::InitCluster { cluster, node })
-                .await
-                .map_err(write_error)?;
-            let local = LocalNode {
-                node_id: node_id.clone(),
-                cluster_id: cluster_id.clone(),
-                raft_id,
-                advertise_addr: advertise.to_string(),
-                listen_addr: listen.to_string(),
-            };
-            local
-                .save(&self.config.data_dir)
-                .map_err(|e| internal("writing node state", &e))?;
-            Ok::<_, Status>(())
-        }
-        .await;
-        if let Err(e) = created {
-            store.shutdown().await;
-            return Err(e);
-        }
-        tracing::info!(%node_id, %advertise, "swarm initialized");
-        self.set_active(ActiveSwarm {
-            store,
-            data_key,
-            local: LocalNodeInfo {
-                node_id: node_id.clone(),
-                cluster_id,
-                advertise_addr: advertise.to_string(),
+            .map_err(|e| internal("starting raft", &e))?;
+
+        let digest = ca.digest().map_err(|e| internal("cluster CA", &e))?;
+        let now = OffsetDateTime::now_utc();
+        let meta = Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let cluster = Cluster {
+            id: cluster_id.clone(),
+            meta: meta.clone(),
+            name: "default".into(),
+            snapshot_interval: self.config.store.snapshot_interval,
+            task_history_retention_limit: 5,
+            heartbeat_period_ms: if heartbeat_ms == 0 {
+                DEFAULT_HEARTBEAT_MS
+            } else {
+                heartbeat_ms
             },
-        });
+            ca_cert_pem: ca.cert_pem.clone(),
+            sealed_ca_key: swarm.data_key.seal(cluster::CA_KEY_AAD, ca.key_pem()),
+            sealed_worker_token: swarm.seal_token("worker", &tokens::generate(&digest)),
+            sealed_manager_token: swarm.seal_token("manager", &tokens::generate(&digest)),
+        };
+        let node = Node {
+            id: node_id.clone(),
+            meta,
+            labels: Default::default(),
+            role: NodeRole::Manager,
+            availability: Availability::Active,
+            state: NodeState::Ready,
+            description: describe_host(self.config.hostname.as_deref()),
+            addr: advertise.ip().to_string(),
+            raft_id: Some(raft_id),
+            manager_addr: Some(advertise.to_string()),
+        };
+        swarm
+            .store
+            .write(Command::InitCluster { cluster, node })
+            .await
+            .map_err(crate::controlapi::common::write_error)?;
+        LocalNode {
+            node_id: node_id.clone(),
+            cluster_id,
+            raft_id,
+            advertise_addr: advertise.to_string(),
+            listen_addr: listen.to_string(),
+            role: "manager".into(),
+            managers: vec![advertise.to_string()],
+        }
+        .save(&self.config.data_dir)
+        .map_err(|e| internal("writing node state", &e))?;
+        tracing::info!(%node_id, %advertise, "swarm initialized");
         Ok(node_id)
     }
 
+    /// `swarm join`: pins the CA by the token's digest, gets a certificate
+    /// for the token's role, and — for a manager — the data key and a seat in
+    /// the raft group. Returns the role joined as.
+    pub async fn join(
+        self: &Arc<Self>,
+        token: &str,
+        remote: &str,
+        advertise_addr: &str,
+        listen_addr: &str,
+    ) -> Result<String, Status> {
+        let _guard = self.transitions.lock().await;
+        self.ensure_inactive()?;
+        let parsed = tokens::parse(token).ok_or_else(|| plain(Code::InvalidArgument, "invalid join token"))?;
+        let remote = parse_addr(remote, DEFAULT_PORT)
+            .map_err(|_| plain(Code::InvalidArgument, format!("invalid remote address {remote}")))?
+            .to_string();
+        let (advertise, listen) = addresses(advertise_addr, listen_addr)?;
+        self.remove_local_state();
+        let result = self.join_swarm(parsed, &remote, advertise, listen).await;
+        if result.is_err() {
+            self.stop_background().await;
+            if let Membership::Manager(m) = self.membership() {
+                m.store.shutdown().await;
+            }
+            self.set(Membership::Inactive);
+            self.remove_local_state();
+        }
+        result
+    }
+
+    async fn join_swarm(
+        self: &Arc<Self>,
+        token: tokens::ParsedToken,
+        remote: &str,
+        advertise: SocketAddr,
+        listen: SocketAddr,
+    ) -> Result<String, Status> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            rpc(
+                Code::Unavailable,
+                format!("connection error: desc = \"transport: Error while dialing dial tcp {remote}: {e}\""),
+            )
+        };
+        let channel = unverified_channel(remote)
+            .await
+            .map_err(|_| unreachable(&"connect: connection refused"))?;
+        let ca_pem = NodeCaClient::new(channel)
+            .get_root_ca_certificate(GetRootCaRequest {})
+            .await
+            .map_err(|s| unreachable(&s.message()))?
+            .into_inner()
+            .certificate_pem;
+        let digest = cert_digest(&ca_pem).map_err(|e| internal("remote CA", &e))?;
+        if digest != token.ca_digest {
+            return Err(plain(
+                Code::InvalidArgument,
+                format!(
+                    "remote CA does not match fingerprint. Expected: {}",
+                    tokens::hex(&token.ca_digest)
+                ),
+            ));
+        }
+        let (key_pem, csr) = node_key_and_csr().map_err(|e| internal("creating the node key", &e))?;
+        let desc = describe_host(self.config.hostname.as_deref());
+        let pinned = pinned_channel(remote, &ca_pem).map_err(|e| unreachable(&e))?;
+        let issued = NodeCaClient::new(pinned)
+            .issue_node_certificate(IssueNodeCertificateRequest {
+                token: token.text.clone(),
+                csr_pem: csr,
+                hostname: desc.hostname.clone(),
+                advertise_addr: advertise.to_string(),
+                os: desc.os.clone(),
+                architecture: desc.architecture.clone(),
+                nano_cpus: desc.nano_cpus,
+                memory_bytes: desc.memory_bytes,
+                engine_version: desc.engine_version.clone(),
+            })
+            .await?
+            .into_inner();
+        let tls = Arc::new(NodeTls {
+            ca_pem,
+            cert_pem: issued.certificate_pem,
+            key_pem,
+        });
+        tls.save(&self.tls_dir())
+            .map_err(|e| internal("writing the TLS identity", &e))?;
+        let info = LocalNodeInfo {
+            node_id: issued.node_id.clone(),
+            cluster_id: issued.cluster_id.clone(),
+            advertise_addr: advertise.to_string(),
+            listen_addr: listen.to_string(),
+        };
+        let mut local = LocalNode {
+            node_id: issued.node_id.clone(),
+            cluster_id: issued.cluster_id,
+            raft_id: 0,
+            advertise_addr: advertise.to_string(),
+            listen_addr: listen.to_string(),
+            role: issued.role.clone(),
+            managers: vec![remote.to_string()],
+        };
+        if issued.role == "manager" {
+            let swarm = self.become_manager(info, tls, remote).await?;
+            local.raft_id = swarm.store.raft_id();
+        } else {
+            self.set(Membership::Worker(Arc::new(WorkerNode {
+                local: info,
+                tls,
+                managers: RwLock::new(vec![remote.to_string()]),
+            })));
+            self.start_background(&listen.to_string())?;
+        }
+        local
+            .save(&self.config.data_dir)
+            .map_err(|e| internal("writing node state", &e))?;
+        tracing::info!(node_id = %issued.node_id, role = %issued.role, "joined the swarm");
+        Ok(issued.role)
+    }
+
+    /// Fetches the data key from a manager, starts an empty raft member and
+    /// asks the leader to add it (it catches up by log or snapshot).
+    async fn become_manager(
+        self: &Arc<Self>,
+        info: LocalNodeInfo,
+        tls: Arc<NodeTls>,
+        via: &str,
+    ) -> Result<Arc<ActiveSwarm>, Status> {
+        let channel = tls.channel(via).map_err(|e| internal("connecting", &e))?;
+        let keys = ClusterClient::new(channel)
+            .manager_keys(ManagerKeysRequest {})
+            .await?
+            .into_inner();
+        let data_key = DataKey::from_bytes(&SecretBytes::new(keys.data_key)).map_err(|e| internal("data key", &e))?;
+        KeyStore::new(&self.keys_dir())
+            .create(&data_key)
+            .map_err(|e| internal("writing keys", &e))?;
+        let raft_id = random_raft_id();
+        let _ = std::fs::remove_dir_all(self.raft_dir());
+        let store = self.open_store(raft_id, &tls).await?;
+        let advertise = info.advertise_addr.clone();
+        let listen = info.listen_addr.clone();
+        let swarm = Arc::new(ActiveSwarm::new(store, data_key, info, tls.clone()));
+        self.stop_background().await;
+        self.set(Membership::Manager(swarm.clone()));
+        self.start_background(&listen)?;
+        cluster::call_leader(&tls, via, |mut client| {
+            let advertise = advertise.clone();
+            async move {
+                client
+                    .join_raft(JoinRaftRequest {
+                        raft_id,
+                        addr: advertise,
+                    })
+                    .await
+            }
+        })
+        .await?;
+        swarm
+            .store
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .map_err(|e| internal("raft", &e))?;
+        Ok(swarm)
+    }
+
+    /// A manager that was demoted: leave the raft group, drop the store and
+    /// the keys, carry on as a worker.
+    pub(crate) async fn become_worker(self: &Arc<Self>) -> Result<(), Status> {
+        let _guard = self.transitions.lock().await;
+        let Membership::Manager(swarm) = self.membership() else {
+            return Ok(());
+        };
+        let leader = swarm.store.leader_addr();
+        if let Some(addr) = &leader {
+            let _ = cluster::call_leader(&swarm.tls, addr, |mut c| async move {
+                c.leave_raft(LeaveRaftRequest {}).await
+            })
+            .await;
+        }
+        swarm.store.shutdown().await;
+        let _ = std::fs::remove_dir_all(self.raft_dir());
+        let _ = std::fs::remove_dir_all(self.keys_dir());
+        let managers: Vec<String> = leader.into_iter().collect();
+        self.set(Membership::Worker(Arc::new(WorkerNode {
+            local: swarm.local.clone(),
+            tls: swarm.tls.clone(),
+            managers: RwLock::new(managers.clone()),
+        })));
+        self.save_role("worker", 0, managers)?;
+        tracing::info!("demoted: now a worker");
+        Ok(())
+    }
+
+    /// A worker that was promoted.
+    pub(crate) async fn promote_self(self: &Arc<Self>, via: &str) -> Result<(), Status> {
+        let _guard = self.transitions.lock().await;
+        let Membership::Worker(w) = self.membership() else {
+            return Ok(());
+        };
+        let swarm = self.become_manager(w.local.clone(), w.tls.clone(), via).await?;
+        self.save_role("manager", swarm.store.raft_id(), vec![via.to_string()])?;
+        tracing::info!("promoted: now a manager");
+        Ok(())
+    }
+
+    fn save_role(&self, role: &str, raft_id: u64, managers: Vec<String>) -> Result<(), Status> {
+        let mut local = LocalNode::load(&self.config.data_dir)
+            .map_err(|e| internal("reading node state", &e))?
+            .ok_or_else(|| internal("node state", &"missing"))?;
+        local.role = role.into();
+        local.raft_id = raft_id;
+        local.managers = managers;
+        local
+            .save(&self.config.data_dir)
+            .map_err(|e| internal("writing node state", &e))
+    }
+
+    /// `swarm leave`. A manager leaves only with `force`; then, unlike Swarm,
+    /// it first takes itself out of the raft membership so no ghost member
+    /// counts against the quorum.
+    pub async fn leave(self: &Arc<Self>, force: bool) -> Result<(), Status> {
+        let _guard = self.transitions.lock().await;
+        match self.membership() {
+            Membership::Inactive => return Err(plain(Code::Unavailable, "This node is not part of a swarm")),
+            Membership::Manager(swarm) => {
+                if !force {
+                    let last = swarm.store.voters().len() <= 1;
+                    return Err(plain(
+                        Code::FailedPrecondition,
+                        if last {
+                            "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."
+                        } else {
+                            "You are attempting to leave the swarm on a node that is participating as a manager. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+                        },
+                    ));
+                }
+                if swarm.store.voters().len() > 1
+                    && let Some(addr) = swarm.store.leader_addr()
+                {
+                    let left = cluster::call_leader(&swarm.tls, &addr, |mut c| async move {
+                        c.leave_raft(LeaveRaftRequest {}).await
+                    })
+                    .await;
+                    if let Err(e) = left {
+                        tracing::warn!(error = %e.message(), "could not leave the raft group cleanly");
+                    }
+                }
+                swarm.store.shutdown().await;
+            }
+            Membership::Worker(_) => {}
+        }
+        self.stop_background().await;
+        self.set(Membership::Inactive);
+        self.remove_local_state();
+        tracing::info!("left the swarm");
+        Ok(())
+    }
+
+    /// Leaves because the managers no longer list this node.
+    pub(crate) async fn removed_from_swarm(self: &Arc<Self>) {
+        let _guard = self.transitions.lock().await;
+        if let Membership::Manager(swarm) = self.membership() {
+            swarm.store.shutdown().await;
+        }
+        self.set(Membership::Inactive);
+        self.remove_local_state();
+        tracing::warn!("this node was removed from the swarm");
+        // The heartbeat loop calling this ends with the stop signal.
+        if let Some(bg) = self.background.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = bg.stop.send(true);
+        }
+    }
+
+    fn start_background(self: &Arc<Self>, listen_addr: &str) -> Result<(), Status> {
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = cluster::spawn(self.clone(), listen_addr, stop_rx)?;
+        *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(Background { stop, tasks });
+        Ok(())
+    }
+
+    async fn stop_background(&self) {
+        let bg = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(bg) = bg {
+            let _ = bg.stop.send(true);
+            for t in bg.tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            }
+        }
+    }
+
     pub async fn shutdown(&self) {
-        let active = self.active.write().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(swarm) = active {
+        self.stop_background().await;
+        if let Membership::Manager(swarm) = self.membership() {
             swarm.store.shutdown().await;
         }
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.config.data_dir
+    pub fn hostname(&self) -> Option<&str> {
+        self.config.hostname.as_deref()
+    }
+}
+
+impl ActiveSwarm {
+    fn new(store: Store, data_key: DataKey, local: LocalNodeInfo, tls: Arc<NodeTls>) -> Self {
+        Self {
+            store,
+            data_key,
+            local,
+            tls,
+            liveness: Liveness::default(),
+        }
+    }
+
+    pub(crate) fn seal_token(&self, role: &str, token: &str) -> Vec<u8> {
+        self.data_key.seal(
+            &format!("join-token/{role}"),
+            &SecretBytes::new(token.as_bytes().to_vec()),
+        )
+    }
+
+    pub(crate) fn open_token(&self, role: &str, sealed: &[u8]) -> Result<String, Status> {
+        let plain = self.data_key.open(&format!("join-token/{role}"), sealed).map_err(|_| {
+            rpc(
+                Code::Internal,
+                "the join token cannot be opened with this manager's data key",
+            )
+        })?;
+        String::from_utf8(plain.expose().to_vec()).map_err(|_| rpc(Code::Internal, "join token"))
+    }
+
+    /// Proposes a write; on a follower it is carried to the leader, and the
+    /// call returns once this manager has applied it too (read-your-writes).
+    /// A write that cannot reach a quorum fails within a bounded time.
+    pub async fn write(&self, command: Command) -> Result<u64, Status> {
+        cluster::write(self, command).await
     }
 }
 
@@ -254,19 +684,26 @@ pub fn parse_addr(text: &str, default_port: u16) -> Result<SocketAddr, ()> {
     Ok(SocketAddr::new(ip, default_port))
 }
 
+fn addresses(advertise_addr: &str, listen_addr: &str) -> Result<(SocketAddr, SocketAddr), Status> {
+    let listen = parse_addr(
+        if listen_addr.is_empty() { "0.0.0.0" } else { listen_addr },
+        DEFAULT_PORT,
+    )
+    .map_err(|_| plain(Code::InvalidArgument, format!("invalid listen address {listen_addr}")))?;
+    Ok((choose_advertise_addr(advertise_addr, listen)?, listen))
+}
+
 fn choose_advertise_addr(advertise: &str, listen: SocketAddr) -> Result<SocketAddr, Status> {
+    let bad = || {
+        plain(
+            Code::InvalidArgument,
+            "advertise address must be a non-zero IP address or network interface (with optional port number)",
+        )
+    };
     if !advertise.is_empty() {
-        let addr = parse_addr(advertise, listen.port()).map_err(|_| {
-            swarmkeep_api::errors::plain(
-                Code::InvalidArgument,
-                "advertise address must be a non-zero IP address or network interface (with optional port number)",
-            )
-        })?;
+        let addr = parse_addr(advertise, listen.port()).map_err(|_| bad())?;
         if addr.ip().is_unspecified() {
-            return Err(swarmkeep_api::errors::plain(
-                Code::InvalidArgument,
-                "advertise address must be a non-zero IP address or network interface (with optional port number)",
-            ));
+            return Err(bad());
         }
         return Ok(addr);
     }
@@ -297,7 +734,7 @@ fn default_route_ip() -> Option<IpAddr> {
     })
 }
 
-fn describe_host(hostname: Option<&str>) -> NodeDescription {
+pub(crate) fn describe_host(hostname: Option<&str>) -> NodeDescription {
     let hostname = hostname
         .map(str::to_string)
         .or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()))
@@ -339,10 +776,9 @@ mod tests {
         assert!(parse_addr("eth0:x", 2377).is_err());
         let listen = parse_addr("0.0.0.0", 2377).unwrap();
         assert!(choose_advertise_addr("0.0.0.0", listen).is_err());
+        let specific = parse_addr("127.0.0.5:3000", 1).unwrap();
         assert_eq!(
-            choose_advertise_addr("", parse_addr("127.0.0.5:3000", 1).unwrap())
-                .unwrap()
-                .to_string(),
+            choose_advertise_addr("", specific).unwrap().to_string(),
             "127.0.0.5:3000"
         );
     }

@@ -12,14 +12,32 @@ use crate::objects::{Cluster, Config, Node, Secret};
 /// timestamps, sealed payloads) so that applying them is deterministic.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
-    InitCluster { cluster: Cluster, node: Node },
+    InitCluster {
+        cluster: Cluster,
+        node: Node,
+    },
+    /// Replaces the cluster settings (keeps `created_at`).
+    PutCluster(Cluster),
+    /// Creates or replaces a node (keeps `created_at`).
     PutNode(Node),
+    /// Updates a node's spec if it is still at `expected_version`.
+    UpdateNode {
+        node: Node,
+        expected_version: u64,
+    },
+    RemoveNode {
+        id: String,
+    },
     CreateSecret(Secret),
     UpdateSecretLabels(LabelUpdate),
-    RemoveSecret { id: String },
+    RemoveSecret {
+        id: String,
+    },
     CreateConfig(Config),
     UpdateConfigLabels(LabelUpdate),
-    RemoveConfig { id: String },
+    RemoveConfig {
+        id: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

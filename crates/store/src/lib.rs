@@ -12,7 +12,7 @@ mod proposer;
 pub mod raft;
 pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +24,19 @@ pub use proposer::WriteError;
 pub use state::ClusterState;
 
 use raft::log_store::LogStore;
-use raft::network::Network;
 use raft::state_machine::{SharedState, StateMachineStore};
 use raft::{NodeId, Raft};
+
+fn membership_error(
+    e: &openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>,
+) -> WriteError {
+    match e.forward_to_leader() {
+        Some(fwd) => WriteError::NotLeader {
+            leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
+        },
+        None => WriteError::Unavailable(e.to_string()),
+    }
+}
 
 /// Swarm's default: a snapshot every 10000 log entries.
 pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;
@@ -68,7 +78,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store under `dir` and starts this member's raft
     /// node. A store that was bootstrapped before resumes where it stopped.
-    pub async fn open(dir: &Path, raft_id: NodeId, settings: &StoreSettings) -> Result<Self, StoreError> {
+    pub async fn open<N>(dir: &Path, raft_id: NodeId, settings: &StoreSettings, network: N) -> Result<Self, StoreError>
+    where
+        N: openraft::RaftNetworkFactory<raft::TypeConfig>,
+    {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Raft(format!("creating {}: {e}", dir.display())))?;
         let log = LogStore::open(&dir.join("log.redb"))?;
         let sm = StateMachineStore::open(&dir.join("snapshots"))?;
@@ -85,7 +98,7 @@ impl Store {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| StoreError::Raft(e.to_string()))?);
-        let raft = Raft::new(raft_id, config, Network, log, sm)
+        let raft = Raft::new(raft_id, config, network, log, sm)
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
         let proposer = proposer::Proposer::spawn(raft.clone());
@@ -178,6 +191,65 @@ impl Store {
     /// The index of the last log entry this member applied.
     pub fn last_applied(&self) -> u64 {
         self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
+    }
+
+    /// The raft handle, for the transport that feeds it peers' messages.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The raft IDs of the voting members.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    /// The cluster address of the member this one believes leads.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Adds a manager: first as a learner that catches up (by snapshot if its
+    /// log is far behind), then as a voter. Must be called on the leader.
+    pub async fn add_voter(&self, raft_id: NodeId, addr: &str) -> Result<(), WriteError> {
+        let node = BasicNode { addr: addr.to_string() };
+        self.raft
+            .add_learner(raft_id, node, true)
+            .await
+            .map_err(|e| membership_error(&e))?;
+        let mut voters = self.voters();
+        voters.insert(raft_id);
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| membership_error(&e))?;
+        Ok(())
+    }
+
+    /// Takes a member out of the raft group (voter or learner). Must be called
+    /// on the leader.
+    pub async fn remove_member(&self, raft_id: NodeId) -> Result<(), WriteError> {
+        let mut voters = self.voters();
+        let change: openraft::ChangeMembers<NodeId, BasicNode> = if voters.remove(&raft_id) {
+            openraft::ChangeMembers::ReplaceAllVoters(voters)
+        } else {
+            openraft::ChangeMembers::RemoveNodes(BTreeSet::from([raft_id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| membership_error(&e))?;
+        Ok(())
     }
 
     /// Asks raft to build a snapshot now (and compact the log behind it).

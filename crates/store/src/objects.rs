@@ -70,6 +70,18 @@ pub struct NodeDescription {
     pub engine_version: String,
 }
 
+/// A node's liveness as the leader's dispatcher judges it from heartbeats.
+/// Written to the store only when it changes, so every manager shows the
+/// same STATUS, also right after a leader change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Ready,
+    Down,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub id: String,
@@ -77,6 +89,8 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
     pub role: NodeRole,
     pub availability: Availability,
+    #[serde(default)]
+    pub state: NodeState,
     pub description: NodeDescription,
     /// The address the node's traffic comes from (`Status.Addr`).
     pub addr: String,
@@ -93,6 +107,18 @@ pub struct Cluster {
     pub name: String,
     pub snapshot_interval: u64,
     pub task_history_retention_limit: i64,
+    /// How often nodes heartbeat; a node is Down after three missed periods.
+    pub heartbeat_period_ms: u64,
+    /// The root CA certificate (public).
+    pub ca_cert_pem: String,
+    /// The CA's private key, sealed under the data key (AAD `ca-key`).
+    #[serde(with = "bytes_b64")]
+    pub sealed_ca_key: Vec<u8>,
+    /// Join tokens, sealed under the data key (AAD `join-token/worker|manager`).
+    #[serde(with = "bytes_b64")]
+    pub sealed_worker_token: Vec<u8>,
+    #[serde(with = "bytes_b64")]
+    pub sealed_manager_token: Vec<u8>,
 }
 
 /// Byte fields are stored as base64 in the JSON the log and snapshots use,

@@ -61,6 +61,35 @@ impl ClusterState {
                 self.cluster = Some(cluster);
                 self.nodes.insert(node.id.clone(), node);
             }
+            Command::PutCluster(mut cluster) => {
+                let Some(old) = &self.cluster else {
+                    return Err(CommandError::NotFound {
+                        kind: ObjectKind::Node,
+                        id: cluster.id,
+                    });
+                };
+                cluster.meta.created_at = old.meta.created_at;
+                cluster.meta.version = index;
+                self.cluster = Some(cluster);
+            }
+            Command::UpdateNode {
+                mut node,
+                expected_version,
+            } => {
+                let old = self
+                    .nodes
+                    .get(&node.id)
+                    .ok_or_else(|| not_found(ObjectKind::Node, &node.id))?;
+                if old.meta.version != expected_version {
+                    return Err(CommandError::VersionConflict);
+                }
+                node.meta.created_at = old.meta.created_at;
+                node.meta.version = index;
+                self.nodes.insert(node.id.clone(), node);
+            }
+            Command::RemoveNode { id } => {
+                self.nodes.remove(&id).ok_or_else(|| not_found(ObjectKind::Node, &id))?;
+            }
             Command::PutNode(mut node) => {
                 node.meta.version = index;
                 if let Some(old) = self.nodes.get(&node.id) {

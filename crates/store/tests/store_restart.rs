@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use swarmkeep_store::objects::{Annotations, Meta, Secret};
+use swarmkeep_store::raft::network::NoPeers;
 use swarmkeep_store::{Command, CommandError, ObjectKind, Store, StoreSettings, WriteError};
 use time::OffsetDateTime;
 
@@ -31,7 +32,7 @@ async fn writes_survive_restart_and_snapshots_compact_the_log() {
         snapshot_interval: 50,
         log_entries_for_slow_followers: 5,
     };
-    let store = Store::open(dir.path(), 1, &settings).await.unwrap();
+    let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();
     assert!(!store.is_initialized().await);
     store.bootstrap("127.0.0.1:2377").await.unwrap();
     assert!(store.is_initialized().await);
@@ -68,7 +69,7 @@ async fn writes_survive_restart_and_snapshots_compact_the_log() {
     store.shutdown().await;
     drop(store);
 
-    let store = Store::open(dir.path(), 1, &settings).await.unwrap();
+    let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();
     assert!(store.is_initialized().await);
     store.wait_for_leader(std::time::Duration::from_secs(10)).await.unwrap();
     // Re-applying the log after the snapshot happens as the member resumes.

@@ -179,3 +179,90 @@ mod tests {
         assert_eq!(bytes_size(512), "512B");
     }
 }
+
+async fn update(client: &mut Client, req: control::UpdateNodeRequest) -> Result<control::Node, CliError> {
+    Ok(client.update_node(req).await?.into_inner().node.unwrap_or_default())
+}
+
+/// `node promote` / `node demote`.
+pub async fn set_role(client: &mut Client, nodes: &[String], role: &str) -> Output {
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    for name in nodes {
+        let current = match client.get_node(GetNodeRequest { id: name.clone() }).await {
+            Ok(r) => r.into_inner().node.unwrap_or_default(),
+            Err(s) => {
+                errors.push(daemon_error(&s));
+                continue;
+            }
+        };
+        let id = current.id.clone();
+        if current.spec.as_ref().is_some_and(|s| s.role == role) {
+            out.stdout.push_str(&if role == "manager" {
+                format!("Node {id} is already a manager.\n")
+            } else {
+                format!("Node {id} is already a worker.\n")
+            });
+            continue;
+        }
+        let req = control::UpdateNodeRequest {
+            id: id.clone(),
+            role: role.into(),
+            ..Default::default()
+        };
+        match update(client, req).await {
+            Ok(_) if role == "manager" => out
+                .stdout
+                .push_str(&format!("Node {id} promoted to a manager in the swarm.\n")),
+            Ok(_) => out.stdout.push_str(&format!("Manager {id} demoted in the swarm.\n")),
+            Err(e) => errors.push(e.0),
+        }
+    }
+    if !errors.is_empty() {
+        out.error = Some(CliError(errors.join("\n")));
+    }
+    out
+}
+
+/// `node update [--availability] [--label-add k=v] [--label-rm k] [--role] NODE`.
+pub async fn update_cmd(
+    client: &mut Client,
+    node: &str,
+    availability: Option<&str>,
+    role: Option<&str>,
+    label_add: &[String],
+    label_rm: &[String],
+) -> Output {
+    let req = control::UpdateNodeRequest {
+        id: node.into(),
+        role: role.unwrap_or("").into(),
+        availability: availability.unwrap_or("").into(),
+        label_add: super::parse_labels(label_add),
+        label_rm: label_rm.to_vec(),
+    };
+    match update(client, req).await {
+        Ok(_) => Output::ok(format!("{node}\n")),
+        Err(e) => e.into(),
+    }
+}
+
+pub async fn rm(client: &mut Client, nodes: &[String], force: bool) -> Output {
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    for name in nodes {
+        match client
+            .remove_node(control::RemoveNodeRequest {
+                id: name.clone(),
+                force,
+            })
+            .await
+        {
+            Ok(_) => out.stdout.push_str(&format!("{name}\n")),
+            Err(s) => errors.push(daemon_error(&s)),
+        }
+    }
+    if !errors.is_empty() {
+        out.error = Some(CliError(errors.join("\n")));
+    }
+    out
+}

@@ -6,6 +6,7 @@ pub mod common;
 mod config;
 mod node;
 mod secret;
+mod swarm;
 
 pub use config::MAX_CONFIG_SIZE;
 pub use secret::MAX_SECRET_SIZE;
@@ -32,8 +33,47 @@ impl ControlService {
 impl Control for ControlService {
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let req = req.into_inner();
-        let node_id = self.manager.init(&req.advertise_addr, &req.listen_addr).await?;
+        let node_id = self
+            .manager
+            .init(&req.advertise_addr, &req.listen_addr, req.heartbeat_period_ms)
+            .await?;
         Ok(Response::new(InitResponse { node_id }))
+    }
+
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let req = req.into_inner();
+        let role = self
+            .manager
+            .join(&req.token, &req.remote_addr, &req.advertise_addr, &req.listen_addr)
+            .await?;
+        Ok(Response::new(JoinResponse { role }))
+    }
+
+    async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+        self.manager.leave(req.get_ref().force).await?;
+        Ok(Response::new(LeaveResponse {}))
+    }
+
+    async fn get_join_token(
+        &self,
+        req: Request<GetJoinTokenRequest>,
+    ) -> Result<Response<GetJoinTokenResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let req = req.into_inner();
+        Ok(Response::new(swarm.join_token(&req.role, req.rotate).await?))
+    }
+
+    async fn update_node(&self, req: Request<UpdateNodeRequest>) -> Result<Response<UpdateNodeResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let node = swarm.update_node(req.into_inner()).await?;
+        Ok(Response::new(UpdateNodeResponse { node: Some(node) }))
+    }
+
+    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let req = req.into_inner();
+        swarm.remove_node(&req.id, req.force).await?;
+        Ok(Response::new(RemoveNodeResponse {}))
     }
 
     async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
@@ -46,7 +86,10 @@ impl Control for ControlService {
         let (nodes, managers) = swarm.store.read(|st| {
             (
                 st.nodes.len(),
-                st.nodes.values().filter(|n| n.manager_addr.is_some()).count(),
+                st.nodes
+                    .values()
+                    .filter(|n| n.role == swarmkeep_store::objects::NodeRole::Manager)
+                    .count(),
             )
         });
         let node_addr = swarm
@@ -63,6 +106,7 @@ impl Control for ControlService {
             cluster_id: swarm.local.cluster_id.clone(),
             nodes: nodes as u32,
             managers: managers as u32,
+            role: "manager".into(),
         }))
     }
 

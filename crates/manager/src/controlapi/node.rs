@@ -4,7 +4,11 @@
 use std::collections::BTreeMap;
 
 use swarmkeep_api::control;
-use swarmkeep_store::objects::{Availability, Node, NodeRole};
+use swarmkeep_api::errors::rpc;
+use swarmkeep_store::Command;
+use swarmkeep_store::objects::{Availability, Node, NodeRole, NodeState};
+use time::OffsetDateTime;
+use tonic::Code;
 use tonic::Status;
 
 use super::common::{Listed, matches_filters, meta_to_proto, resolve, scan_name};
@@ -24,10 +28,17 @@ impl Listed for Node {
 
 impl ActiveSwarm {
     fn node_to_proto(&self, n: &Node) -> control::Node {
-        // This manager answers, so its own node is up. Other nodes' status
-        // comes from dispatcher heartbeats once agents join.
-        let state = if n.id == self.local.node_id { "ready" } else { "unknown" };
+        let state = match n.state {
+            NodeState::Ready => "ready",
+            NodeState::Down => "down",
+            NodeState::Unknown => "unknown",
+        };
         let leader = n.raft_id.is_some() && n.raft_id == self.store.current_leader();
+        let reachability = if n.state == NodeState::Ready {
+            "reachable"
+        } else {
+            "unreachable"
+        };
         control::Node {
             id: n.id.clone(),
             meta: Some(meta_to_proto(&n.meta)),
@@ -61,10 +72,10 @@ impl ActiveSwarm {
                 message: String::new(),
                 addr: n.addr.clone(),
             }),
-            manager_status: n.manager_addr.as_ref().map(|addr| control::ManagerStatus {
+            manager_status: (n.role == NodeRole::Manager && n.raft_id.is_some()).then(|| control::ManagerStatus {
                 leader,
-                reachability: "reachable".into(),
-                addr: addr.clone(),
+                reachability: reachability.into(),
+                addr: n.manager_addr.clone().unwrap_or_default(),
                 raft_id: n.raft_id.unwrap_or(0),
             }),
         }
@@ -92,5 +103,87 @@ impl ActiveSwarm {
             .store
             .read(|st| resolve("node", input, &st.nodes, |n| scan_name(&st.nodes, n)).cloned())?;
         Ok(self.node_to_proto(&node))
+    }
+}
+
+impl ActiveSwarm {
+    /// `node update`, `node promote`, `node demote`. A role change takes
+    /// effect as the node hears it (heartbeat) and the leader reconciles the
+    /// raft membership with the roles in the store.
+    pub async fn update_node(&self, req: control::UpdateNodeRequest) -> Result<control::Node, Status> {
+        let input = if req.id == "self" {
+            self.local.node_id.clone()
+        } else {
+            req.id.clone()
+        };
+        for _ in 0..10 {
+            let (mut node, managers) = self.store.read(|st| {
+                let node = resolve("node", &input, &st.nodes, |n| scan_name(&st.nodes, n)).cloned();
+                (node, st.nodes.values().filter(|n| n.role == NodeRole::Manager).count())
+            });
+            let node_ref = node.as_mut().map_err(|e| e.clone())?;
+            let expected_version = node_ref.meta.version;
+            match req.role.as_str() {
+                "" => {}
+                "manager" => node_ref.role = NodeRole::Manager,
+                "worker" => {
+                    if node_ref.role == NodeRole::Manager && managers <= 1 {
+                        return Err(rpc(
+                            Code::FailedPrecondition,
+                            "attempting to demote the last manager of the swarm",
+                        ));
+                    }
+                    node_ref.role = NodeRole::Worker;
+                }
+                other => return Err(rpc(Code::InvalidArgument, format!("invalid role {other:?}"))),
+            }
+            match req.availability.as_str() {
+                "" => {}
+                "active" => node_ref.availability = Availability::Active,
+                "pause" => node_ref.availability = Availability::Pause,
+                "drain" => node_ref.availability = Availability::Drain,
+                other => return Err(rpc(Code::InvalidArgument, format!("invalid availability {other:?}"))),
+            }
+            for k in &req.label_rm {
+                node_ref.labels.remove(k);
+            }
+            for (k, v) in &req.label_add {
+                node_ref.labels.insert(k.clone(), v.clone());
+            }
+            node_ref.meta.updated_at = OffsetDateTime::now_utc();
+            let id = node_ref.id.clone();
+            let node = node.map_err(|e| e.clone())?;
+            match self.write(Command::UpdateNode { node, expected_version }).await {
+                Ok(_) => return self.get_node(&id).await,
+                Err(s) if s.message() == "update out of sequence" => continue,
+                Err(s) => return Err(s),
+            }
+        }
+        Err(rpc(Code::Aborted, "the node changed too often to update"))
+    }
+
+    /// `node rm`: a raft member must be demoted first; a live node only goes with `force`.
+    pub async fn remove_node(&self, input: &str, force: bool) -> Result<(), Status> {
+        let node = self
+            .store
+            .read(|st| resolve("node", input, &st.nodes, |n| scan_name(&st.nodes, n)).cloned())?;
+        if node.role == NodeRole::Manager && node.raft_id.is_some() {
+            return Err(rpc(
+                Code::FailedPrecondition,
+                format!(
+                    "node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+                    node.id
+                ),
+            ));
+        }
+        if !force && node.state == NodeState::Ready {
+            return Err(rpc(
+                Code::FailedPrecondition,
+                format!("node {} is not down and can't be removed", node.id),
+            ));
+        }
+        self.write(Command::RemoveNode { id: node.id.clone() }).await?;
+        tracing::info!(node_id = %node.id, "node removed");
+        Ok(())
     }
 }

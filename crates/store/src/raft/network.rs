@@ -1,10 +1,6 @@
-//! The raft network between managers.
-//!
-//! A swarm made by `swarm init` is a one-member raft group: there is no peer
-//! to send to, and openraft never asks for a client for itself. Joining
-//! managers (the cluster capability) replace this with the mTLS gRPC
-//! transport; until then a request to any peer reports it unreachable, which
-//! is the truth.
+//! A raft network with no peers, for the store's own tests of a one-member
+//! group (openraft never asks a member for a client to itself). Managers use
+//! the mTLS gRPC transport in `swarmkeep-manager`'s `cluster` module.
 
 use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
@@ -17,13 +13,13 @@ use openraft::raft::{
 use super::{NodeId, TypeConfig};
 
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct NoPeers;
 
 pub struct PeerClient {
     target: NodeId,
 }
 
-impl RaftNetworkFactory<TypeConfig> for Network {
+impl RaftNetworkFactory<TypeConfig> for NoPeers {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> PeerClient {

@@ -1,0 +1,112 @@
+//! openraft's network over the cluster's mTLS gRPC: each raft message is
+//! serialized with serde into a `RaftMessage`. One lazily connecting channel
+//! per peer, reused for every RPC.
+
+use std::sync::Arc;
+
+use openraft::BasicNode;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use swarmkeep_api::cluster::RaftMessage;
+use swarmkeep_api::cluster::raft_client::RaftClient;
+use swarmkeep_store::raft::{NodeId, TypeConfig};
+use tonic::transport::Channel;
+
+use super::tls::NodeTls;
+
+#[derive(Clone)]
+pub struct GrpcNetwork {
+    tls: Arc<NodeTls>,
+}
+
+impl GrpcNetwork {
+    pub fn new(tls: Arc<NodeTls>) -> Self {
+        Self { tls }
+    }
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    client: Option<RaftClient<Channel>>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        let client = self.tls.channel(&node.addr).ok().map(RaftClient::new);
+        PeerClient { target, client }
+    }
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(&mut self, kind: Kind, req: &Req) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
+                "invalid peer address",
+            ))));
+        };
+        let payload = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let msg = RaftMessage { payload };
+        let resp = match kind {
+            Kind::Append => client.append_entries(msg).await,
+            Kind::Vote => client.vote(msg).await,
+            Kind::Snapshot => client.install_snapshot(msg).await,
+        };
+        let resp = resp.map_err(|status| match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
+                RPCError::Unreachable(Unreachable::new(&status))
+            }
+            _ => RPCError::Network(NetworkError::new(&status)),
+        })?;
+        let result: Result<Resp, E> =
+            serde_json::from_slice(&resp.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        self.call(Kind::Append, &rpc).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        self.call(Kind::Snapshot, &rpc).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        self.call(Kind::Vote, &rpc).await
+    }
+}

@@ -1,0 +1,338 @@
+//! The services on the cluster port. Every caller but a joiner presents a
+//! certificate from the cluster CA; its node ID is that certificate's CN, and
+//! manager-only calls check the caller's role in the store.
+
+use std::sync::{Arc, Weak};
+
+use swarmkeep_api::cluster::cluster_server::Cluster;
+use swarmkeep_api::cluster::node_ca_server::NodeCa;
+use swarmkeep_api::cluster::raft_server::Raft as RaftService;
+use swarmkeep_api::cluster::*;
+use swarmkeep_api::errors::rpc;
+use swarmkeep_crypto::{SecretBytes, new_id};
+use swarmkeep_store::objects::{Availability, Meta, Node, NodeDescription, NodeRole, NodeState};
+use swarmkeep_store::{Command, WriteError};
+use time::OffsetDateTime;
+use tonic::{Code, Request, Response, Status};
+
+use super::{CA_KEY_AAD, not_leader};
+use crate::ca::{RootCa, node_id_of};
+use crate::manager::{ActiveSwarm, Manager, Membership};
+use crate::tokens;
+
+#[derive(Clone)]
+pub struct ClusterService {
+    manager: Weak<Manager>,
+}
+
+impl ClusterService {
+    pub fn new(manager: Weak<Manager>) -> Self {
+        Self { manager }
+    }
+
+    fn swarm(&self) -> Result<Arc<ActiveSwarm>, Status> {
+        let m = self
+            .manager
+            .upgrade()
+            .ok_or_else(|| Status::unavailable("shutting down"))?;
+        match m.membership() {
+            Membership::Manager(s) => Ok(s),
+            _ => Err(Status::unavailable("this node is not a manager")),
+        }
+    }
+
+    /// The leader, or "ask the leader" with its address.
+    fn leader(&self) -> Result<Arc<ActiveSwarm>, Status> {
+        let swarm = self.swarm()?;
+        if swarm.store.is_leader() {
+            Ok(swarm)
+        } else {
+            Err(not_leader(swarm.store.leader_addr()))
+        }
+    }
+}
+
+/// The caller's node ID, from its verified client certificate.
+fn caller<T>(req: &Request<T>) -> Result<String, Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a cluster client certificate is required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a cluster client certificate is required"))?;
+    node_id_of(leaf.as_ref()).ok_or_else(|| Status::unauthenticated("the client certificate names no node"))
+}
+
+fn require_manager(swarm: &ActiveSwarm, node_id: &str) -> Result<Node, Status> {
+    match swarm.store.read(|st| st.nodes.get(node_id).cloned()) {
+        Some(n) if n.role == NodeRole::Manager => Ok(n),
+        Some(_) => Err(Status::permission_denied(format!("node {node_id} is not a manager"))),
+        None => Err(Status::permission_denied(format!(
+            "node {node_id} is not part of this swarm"
+        ))),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(payload).map_err(|e| Status::invalid_argument(format!("malformed raft message: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftMessage { payload }))
+}
+
+impl ClusterService {
+    /// Raft traffic needs a cluster certificate. A member that already knows
+    /// the sender insists it is a manager; one still catching up (which does
+    /// not know the leader's node object yet) accepts any cluster node.
+    fn raft_peer<T>(&self, req: &Request<T>) -> Result<Arc<ActiveSwarm>, Status> {
+        let id = caller(req)?;
+        let swarm = self.swarm()?;
+        if let Some(node) = swarm.store.read(|st| st.nodes.get(&id).cloned())
+            && node.role != NodeRole::Manager
+        {
+            return Err(Status::permission_denied(format!("node {id} is not a manager")));
+        }
+        Ok(swarm)
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for ClusterService {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let swarm = self.raft_peer(&req)?;
+        let rpc = decode(&req.into_inner().payload)?;
+        encode(&swarm.store.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let swarm = self.raft_peer(&req)?;
+        let rpc = decode(&req.into_inner().payload)?;
+        encode(&swarm.store.raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let swarm = self.raft_peer(&req)?;
+        let rpc = decode(&req.into_inner().payload)?;
+        encode(&swarm.store.raft().install_snapshot(rpc).await)
+    }
+}
+
+#[tonic::async_trait]
+impl NodeCa for ClusterService {
+    async fn get_root_ca_certificate(
+        &self,
+        _req: Request<GetRootCaRequest>,
+    ) -> Result<Response<GetRootCaResponse>, Status> {
+        let swarm = self.swarm()?;
+        let pem = swarm
+            .store
+            .read(|st| st.cluster.as_ref().map(|c| c.ca_cert_pem.clone()));
+        Ok(Response::new(GetRootCaResponse {
+            certificate_pem: pem.unwrap_or_default(),
+        }))
+    }
+
+    async fn issue_node_certificate(
+        &self,
+        req: Request<IssueNodeCertificateRequest>,
+    ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
+        let swarm = self.swarm()?;
+        let req = req.into_inner();
+        let cluster = swarm
+            .store
+            .read(|st| st.cluster.clone())
+            .ok_or_else(|| Status::unavailable("no cluster"))?;
+        let invalid = || {
+            rpc(
+                Code::InvalidArgument,
+                "A valid join token is necessary to join this cluster",
+            )
+        };
+        tokens::parse(&req.token).ok_or_else(invalid)?;
+        let worker = swarm.open_token("worker", &cluster.sealed_worker_token)?;
+        let manager = swarm.open_token("manager", &cluster.sealed_manager_token)?;
+        // Both comparisons always run, in constant time.
+        let (is_worker, is_manager) = (
+            tokens::matches(&req.token, &worker),
+            tokens::matches(&req.token, &manager),
+        );
+        let role = match (is_worker, is_manager) {
+            (true, _) => NodeRole::Worker,
+            (_, true) => NodeRole::Manager,
+            _ => return Err(invalid()),
+        };
+        let ca_key = swarm
+            .data_key
+            .open(CA_KEY_AAD, &cluster.sealed_ca_key)
+            .map_err(|_| Status::internal("the CA key cannot be opened with this manager's data key"))?;
+        let ca = RootCa::from_parts(cluster.ca_cert_pem.clone(), ca_key);
+        let node_id = new_id();
+        let cert = ca
+            .issue(&req.csr_pem, &node_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let addr = req
+            .advertise_addr
+            .rsplit_once(':')
+            .map(|(ip, _)| ip.to_string())
+            .unwrap_or_default();
+        let now = OffsetDateTime::now_utc();
+        let node = Node {
+            id: node_id.clone(),
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
+            labels: Default::default(),
+            role,
+            availability: Availability::Active,
+            state: NodeState::Unknown,
+            description: NodeDescription {
+                hostname: req.hostname,
+                os: req.os,
+                architecture: req.architecture,
+                nano_cpus: req.nano_cpus,
+                memory_bytes: req.memory_bytes,
+                engine_version: req.engine_version,
+            },
+            addr,
+            raft_id: None,
+            manager_addr: None,
+        };
+        swarm.write(Command::PutNode(node)).await?;
+        tracing::info!(%node_id, ?role, "node joined");
+        Ok(Response::new(IssueNodeCertificateResponse {
+            node_id,
+            certificate_pem: cert,
+            role: match role {
+                NodeRole::Manager => "manager",
+                NodeRole::Worker => "worker",
+            }
+            .into(),
+            cluster_id: cluster.id,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.leader()?;
+        require_manager(&swarm, &id)?;
+        let command: Command = decode(&req.into_inner().command)?;
+        let result = match swarm.store.write(command).await {
+            Ok(index) => Ok(index),
+            Err(WriteError::Rejected(e)) => Err(e),
+            Err(WriteError::NotLeader { leader }) => return Err(not_leader(leader)),
+            Err(e) => return Err(Status::unavailable(e.to_string())),
+        };
+        let index = *result.as_ref().unwrap_or(&0);
+        let result = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ProposeResponse { result, index }))
+    }
+
+    async fn manager_keys(&self, req: Request<ManagerKeysRequest>) -> Result<Response<ManagerKeysResponse>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.swarm()?;
+        require_manager(&swarm, &id)?;
+        let key: SecretBytes = swarm.data_key.to_bytes();
+        tracing::info!(node_id = %id, "data key sent to a manager");
+        Ok(Response::new(ManagerKeysResponse {
+            data_key: key.expose().to_vec(),
+        }))
+    }
+
+    async fn join_raft(&self, req: Request<JoinRaftRequest>) -> Result<Response<JoinRaftResponse>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.leader()?;
+        require_manager(&swarm, &id)?;
+        let req = req.into_inner();
+        swarm
+            .store
+            .add_voter(req.raft_id, &req.addr)
+            .await
+            .map_err(crate::controlapi::common::write_error)?;
+        update_node(&swarm, &id, |n| {
+            n.raft_id = Some(req.raft_id);
+            n.manager_addr = Some(req.addr.clone());
+        })
+        .await?;
+        tracing::info!(node_id = %id, raft_id = req.raft_id, "manager added to the raft group");
+        Ok(Response::new(JoinRaftResponse {}))
+    }
+
+    async fn leave_raft(&self, req: Request<LeaveRaftRequest>) -> Result<Response<LeaveRaftResponse>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.leader()?;
+        let node = swarm
+            .store
+            .read(|st| st.nodes.get(&id).cloned())
+            .ok_or_else(|| Status::permission_denied(format!("node {id} is not part of this swarm")))?;
+        if let Some(raft_id) = node.raft_id {
+            swarm
+                .store
+                .remove_member(raft_id)
+                .await
+                .map_err(crate::controlapi::common::write_error)?;
+        }
+        update_node(&swarm, &id, |n| {
+            n.role = NodeRole::Worker;
+            n.raft_id = None;
+            n.manager_addr = None;
+        })
+        .await?;
+        tracing::info!(node_id = %id, "manager left the raft group");
+        Ok(Response::new(LeaveRaftResponse {}))
+    }
+
+    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.leader()?;
+        let (node, period_ms, managers) = swarm.store.read(|st| {
+            (
+                st.nodes.get(&id).cloned(),
+                st.cluster.as_ref().map(|c| c.heartbeat_period_ms).unwrap_or(5000),
+                st.nodes
+                    .values()
+                    .filter_map(|n| n.manager_addr.clone())
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let role = match node {
+            None => String::new(),
+            Some(n) => {
+                swarm.liveness.saw(&id);
+                match n.role {
+                    NodeRole::Manager => "manager".into(),
+                    NodeRole::Worker => "worker".into(),
+                }
+            }
+        };
+        Ok(Response::new(HeartbeatResponse {
+            role,
+            period_ms,
+            managers,
+        }))
+    }
+}
+
+/// Read-modify-write of a node, retried if it changed meanwhile.
+async fn update_node(swarm: &ActiveSwarm, id: &str, change: impl Fn(&mut Node)) -> Result<(), Status> {
+    for _ in 0..10 {
+        let Some(mut node) = swarm.store.read(|st| st.nodes.get(id).cloned()) else {
+            return Err(Status::not_found(format!("node {id} not found")));
+        };
+        let expected_version = node.meta.version;
+        change(&mut node);
+        node.meta.updated_at = OffsetDateTime::now_utc();
+        match swarm.write(Command::UpdateNode { node, expected_version }).await {
+            Ok(_) => return Ok(()),
+            Err(s) if s.message() == "update out of sequence" => continue,
+            Err(s) => return Err(s),
+        }
+    }
+    Err(Status::aborted("node changed too often to update"))
+}
