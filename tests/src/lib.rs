@@ -319,3 +319,122 @@ mod tests {
         assert!(!leaks(b"nothing here", marker));
     }
 }
+
+/// Polls `check` until it returns true or `timeout` passes; returns whether it did.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A node of a test swarm: a daemon and its own 127.0.0.x cluster address.
+pub struct SwarmNode {
+    pub daemon: Daemon,
+    pub addr: String,
+    pub name: String,
+}
+
+impl SwarmNode {
+    pub fn cli(&self, args: &[&str]) -> Run {
+        self.daemon.cli(args)
+    }
+
+    pub fn node_id(&self) -> String {
+        self.cli(&["node", "inspect", "self", "--format", "{{.ID}}"])
+            .stdout
+            .trim()
+            .to_string()
+    }
+}
+
+/// Starts a daemon for a swarm node named `name` on its own loopback address.
+pub fn swarm_node(index: usize, name: &str) -> SwarmNode {
+    let daemon = Daemon::start_with(&["--hostname", name], "info");
+    let addr = free_addr(&format!("127.0.0.{}", index + 2));
+    SwarmNode {
+        daemon,
+        addr,
+        name: name.to_string(),
+    }
+}
+
+/// A swarm of `managers` managers and `workers` workers (each its own
+/// daemon, data dir and 127.0.0.x address), heartbeats every 300 ms.
+/// Node 0 is the first manager (`m1`); workers are named `w1`, `w2`, ….
+pub fn swarm(managers: usize, workers: usize) -> Vec<SwarmNode> {
+    let mut nodes = Vec::new();
+    let first = swarm_node(0, "m1");
+    first
+        .cli(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &first.addr,
+            "--listen-addr",
+            &first.addr,
+            "--dispatcher-heartbeat",
+            "300ms",
+        ])
+        .ok();
+    let manager_token = first
+        .cli(&["swarm", "join-token", "-q", "manager"])
+        .ok()
+        .trim()
+        .to_string();
+    let worker_token = first
+        .cli(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .trim()
+        .to_string();
+    let remote = first.addr.clone();
+    nodes.push(first);
+    for i in 1..managers + workers {
+        let is_manager = i < managers;
+        let name = if is_manager {
+            format!("m{}", i + 1)
+        } else {
+            format!("w{}", i + 1 - managers)
+        };
+        let node = swarm_node(i, &name);
+        let token = if is_manager { &manager_token } else { &worker_token };
+        let out = node.cli(&[
+            "swarm",
+            "join",
+            "--token",
+            token,
+            "--advertise-addr",
+            &node.addr,
+            "--listen-addr",
+            &node.addr,
+            &remote,
+        ]);
+        let role = if is_manager { "manager" } else { "worker" };
+        assert_eq!(out.ok(), format!("This node joined a swarm as a {role}.\n"));
+        nodes.push(node);
+    }
+    nodes
+}
+
+/// `node ls` rows as (hostname, status, availability, manager status).
+pub fn node_rows(node: &SwarmNode) -> Vec<(String, String, String, String)> {
+    let out = node.cli(&[
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}}|{{.Status}}|{{.Availability}}|{{.ManagerStatus}}",
+    ]);
+    out.ok()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string(), f[3].to_string())
+        })
+        .collect()
+}

@@ -10,9 +10,7 @@ use swarmkeep_store::{Command, LabelUpdate};
 use time::OffsetDateTime;
 use tonic::{Code, Status};
 
-use super::common::{
-    Listed, annotations_to_proto, matches_filters, meta_to_proto, resolve, validate_name, write_error,
-};
+use super::common::{Listed, annotations_to_proto, matches_filters, meta_to_proto, resolve, validate_name};
 use crate::ActiveSwarm;
 
 /// swarmkit's `MaxConfigSize`: the payload must be shorter than this.
@@ -68,11 +66,7 @@ impl ActiveSwarm {
             data: spec.data,
         };
         let name = config.annotations.name.clone();
-        let index = self
-            .store
-            .write(Command::CreateConfig(config))
-            .await
-            .map_err(write_error)?;
+        let index = self.write(Command::CreateConfig(config)).await?;
         tracing::info!(%id, %name, index, "config created");
         self.get_config(&id).await
     }
@@ -118,10 +112,7 @@ impl ActiveSwarm {
             labels,
             updated_at: OffsetDateTime::now_utc(),
         };
-        self.store
-            .write(Command::UpdateConfigLabels(update))
-            .await
-            .map_err(write_error)?;
+        self.write(Command::UpdateConfigLabels(update)).await?;
         tracing::info!(id = %current.id, "config labels updated");
         self.get_config(&current.id).await
     }
@@ -130,10 +121,7 @@ impl ActiveSwarm {
         let id = self
             .store
             .read(|st| resolve("config", input, &st.configs, |n| st.config_by_name(n)).map(|c| c.id.clone()))?;
-        self.store
-            .write(Command::RemoveConfig { id: id.clone() })
-            .await
-            .map_err(write_error)?;
+        self.write(Command::RemoveConfig { id: id.clone() }).await?;
         tracing::info!(%id, "config removed");
         Ok(())
     }

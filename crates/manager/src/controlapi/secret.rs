@@ -11,9 +11,7 @@ use swarmkeep_store::{Command, LabelUpdate};
 use time::OffsetDateTime;
 use tonic::{Code, Status};
 
-use super::common::{
-    Listed, annotations_to_proto, matches_filters, meta_to_proto, resolve, validate_name, write_error,
-};
+use super::common::{Listed, annotations_to_proto, matches_filters, meta_to_proto, resolve, validate_name};
 use crate::ActiveSwarm;
 
 /// swarmkit's `MaxSecretSize`: the payload must be shorter than this.
@@ -81,11 +79,7 @@ impl ActiveSwarm {
             sealed_data,
         };
         let name = secret.annotations.name.clone();
-        let index = self
-            .store
-            .write(Command::CreateSecret(secret))
-            .await
-            .map_err(write_error)?;
+        let index = self.write(Command::CreateSecret(secret)).await?;
         tracing::info!(%id, %name, index, "secret created");
         self.get_secret(&id).await
     }
@@ -143,10 +137,7 @@ impl ActiveSwarm {
             labels,
             updated_at: OffsetDateTime::now_utc(),
         };
-        self.store
-            .write(Command::UpdateSecretLabels(update))
-            .await
-            .map_err(write_error)?;
+        self.write(Command::UpdateSecretLabels(update)).await?;
         tracing::info!(id = %current.id, "secret labels updated");
         self.get_secret(&current.id).await
     }
@@ -155,10 +146,7 @@ impl ActiveSwarm {
         let id = self
             .store
             .read(|st| resolve("secret", input, &st.secrets, |n| st.secret_by_name(n)).map(|s| s.id.clone()))?;
-        self.store
-            .write(Command::RemoveSecret { id: id.clone() })
-            .await
-            .map_err(write_error)?;
+        self.write(Command::RemoveSecret { id: id.clone() }).await?;
         tracing::info!(%id, "secret removed");
         Ok(())
     }

@@ -1,0 +1,126 @@
+//! Multi-node swarms on loopback addresses (each node its own daemon, data
+//! dir and 127.0.0.x address): join, node status, promote, demote, drain,
+//! leave and rm, compared with ../shared/golden/multi-node.txt and nodes.txt.
+
+use std::time::Duration;
+
+use swarmkeep_tests::{eventually, node_rows, swarm};
+
+const WORKER_REFUSAL: &str = "Error response from daemon: This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.\n";
+
+fn row<'a>(rows: &'a [(String, String, String, String)], host: &str) -> &'a (String, String, String, String) {
+    rows.iter()
+        .find(|r| r.0 == host)
+        .unwrap_or_else(|| panic!("{host} not in {rows:?}"))
+}
+
+#[test]
+fn three_managers_two_workers_join_promote_demote_drain_leave_rm() {
+    let nodes = swarm(3, 2);
+    let (m1, m2, m3, w1, w2) = (&nodes[0], &nodes[1], &nodes[2], &nodes[3], &nodes[4]);
+
+    // Every node is seen Ready; one leader, two reachable managers, workers blank.
+    let settled = eventually(Duration::from_secs(15), || {
+        let rows = node_rows(m2);
+        rows.len() == 5 && rows.iter().all(|r| r.1 == "Ready")
+    });
+    assert!(settled, "{:?}", node_rows(m2));
+    let rows = node_rows(m3);
+    let statuses: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "Leader").count(), 1, "{rows:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == "Reachable").count(), 2, "{rows:?}");
+    assert_eq!(row(&rows, "w1").3, "");
+    let ls = m2.cli(&["node", "ls"]).ok().to_string();
+    assert!(ls.lines().any(|l| l.contains(" * ") && l.contains("m2")), "{ls}");
+
+    // Workers cannot read cluster state.
+    assert_eq!(w1.cli(&["secret", "ls"]).stderr, WORKER_REFUSAL);
+    assert_eq!(w1.cli(&["node", "ls"]).stderr, WORKER_REFUSAL);
+
+    // A write on any manager is seen on every manager.
+    let id = m3
+        .daemon
+        .cli_stdin(&["secret", "create", "from_m3", "-"], Some(b"v"))
+        .ok()
+        .trim()
+        .to_string();
+    for m in [m1, m2, m3] {
+        assert!(eventually(Duration::from_secs(5), || m
+            .cli(&["secret", "ls", "-q"])
+            .stdout
+            .contains(&id)));
+    }
+
+    // Drain.
+    assert_eq!(
+        m1.cli(&["node", "update", "--availability", "drain", "w2"]).ok(),
+        "w2\n"
+    );
+    assert_eq!(row(&node_rows(m2), "w2").2, "Drain");
+
+    // Promote a worker: it becomes a reachable manager and can serve reads.
+    let w1_id = w1.node_id();
+    assert!(w1_id.is_empty(), "a worker cannot inspect");
+    let out = m1.cli(&["node", "promote", "w1"]);
+    assert!(
+        out.ok().starts_with("Node ") && out.stdout.ends_with(" promoted to a manager in the swarm.\n"),
+        "{out:?}"
+    );
+    let promoted = eventually(Duration::from_secs(20), || {
+        row(&node_rows(m1), "w1").3 == "Reachable" && w1.cli(&["secret", "ls", "-q"]).stdout.contains(&id)
+    });
+    assert!(promoted, "{:?}", node_rows(m1));
+    assert!(
+        m2.cli(&["node", "promote", "w1"])
+            .ok()
+            .ends_with(" is already a manager.\n")
+    );
+
+    // Demote it again: out of the raft group, back to a worker.
+    assert!(
+        m2.cli(&["node", "demote", "w1"])
+            .ok()
+            .ends_with(" demoted in the swarm.\n")
+    );
+    let demoted = eventually(Duration::from_secs(20), || {
+        row(&node_rows(m1), "w1").3.is_empty() && w1.cli(&["secret", "ls"]).stderr == WORKER_REFUSAL
+    });
+    assert!(demoted, "{:?}", node_rows(m1));
+
+    // A live node cannot be removed; a manager must be demoted first.
+    let rm_live = m1.cli(&["node", "rm", "w2"]);
+    assert!(
+        rm_live.stderr.ends_with("is not down and can't be removed\n"),
+        "{rm_live:?}"
+    );
+    let rm_manager = m1.cli(&["node", "rm", "m3"]);
+    assert!(
+        rm_manager.stderr.contains(
+            "is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"
+        ),
+        "{rm_manager:?}"
+    );
+
+    // A worker leaves: it goes Down on the managers, then `node rm` removes it.
+    assert_eq!(w2.cli(&["swarm", "leave"]).ok(), "Node left the swarm.\n");
+    assert!(eventually(Duration::from_secs(10), || row(&node_rows(m1), "w2").1 == "Down"));
+    assert_eq!(m1.cli(&["node", "rm", "w2"]).ok(), "w2\n");
+    assert!(!node_rows(m1).iter().any(|r| r.0 == "w2"));
+
+    // A manager leaves only with --force, and then it leaves the raft group
+    // too (no ghost member counting against the quorum).
+    let refused = m3.cli(&["swarm", "leave"]);
+    assert!(refused.stderr.contains("participating as a manager"), "{refused:?}");
+    assert_eq!(m3.cli(&["swarm", "leave", "--force"]).ok(), "Node left the swarm.\n");
+    let gone = eventually(Duration::from_secs(10), || {
+        let r = node_rows(m1);
+        let m3row = row(&r, "m3");
+        m3row.1 == "Down" && m3row.3.is_empty()
+    });
+    assert!(gone, "{:?}", node_rows(m1));
+    // Two managers remain, both voters: writes still commit.
+    m2.daemon
+        .cli_stdin(&["secret", "create", "after_leave", "-"], Some(b"v"))
+        .ok();
+    assert_eq!(m3.cli(&["secret", "ls"]).stderr.contains("not a swarm manager"), true);
+}
