@@ -57,6 +57,20 @@ impl Proposer {
     }
 }
 
+/// How long the leader waits for a quorum to confirm it still leads.
+const QUORUM_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn check_quorum(raft: &Raft) -> Result<(), WriteError> {
+    match tokio::time::timeout(QUORUM_CHECK, raft.ensure_linearizable()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(match e.forward_to_leader() {
+            Some(fwd) => WriteError::NotLeader { leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()) },
+            None => WriteError::Unavailable(e.to_string()),
+        }),
+        Err(_) => Err(WriteError::Unavailable("no quorum of managers confirmed the leader".into())),
+    }
+}
+
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
     while let Some(first) = rx.recv().await {
         let mut commands = vec![first.0];
@@ -69,6 +83,15 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
                 }
                 Err(_) => break,
             }
+        }
+        // Propose only while a quorum still follows this leader: a write
+        // refused here never enters the log, so a failure reported to the
+        // caller cannot turn into a commit later.
+        if let Err(err) = check_quorum(&raft).await {
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+            continue;
         }
         match raft.client_write(Proposal { commands }).await {
             Ok(resp) => {

@@ -109,7 +109,7 @@ pub(crate) async fn write(swarm: &ActiveSwarm, command: Command) -> Result<u64, 
                     Ok(Err(s)) => return Err(s),
                 }
             }
-            Ok(Err(WriteError::NotLeader { leader: None })) => {
+            Ok(Err(WriteError::NotLeader { leader: None })) | Ok(Err(WriteError::Unavailable(_))) => {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(no_quorum());
                 }
