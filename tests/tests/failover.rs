@@ -7,18 +7,31 @@ use swarmkeep_tests::{SwarmNode, eventually, node_rows, swarm};
 
 fn leader_index(nodes: &[SwarmNode], asker: &SwarmNode) -> usize {
     let rows = node_rows(asker);
-    let host = rows.iter().find(|r| r.3 == "Leader").map(|r| r.0.clone()).expect("a leader");
-    nodes.iter().position(|n| n.name == host).expect("leader is one of ours")
+    let host = rows
+        .iter()
+        .find(|r| r.3 == "Leader")
+        .map(|r| r.0.clone())
+        .expect("a leader");
+    nodes
+        .iter()
+        .position(|n| n.name == host)
+        .expect("leader is one of ours")
 }
 
 fn secret_names(node: &SwarmNode) -> Vec<String> {
-    node.cli(&["secret", "ls", "--format", "{{.Name}}"]).stdout.lines().map(str::to_string).collect()
+    node.cli(&["secret", "ls", "--format", "{{.Name}}"])
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn leader_kill_9_under_writes_loses_no_acknowledged_write() {
     let mut nodes = swarm(5, 0);
-    assert!(eventually(Duration::from_secs(15), || node_rows(&nodes[1]).iter().all(|r| r.1 == "Ready")));
+    assert!(eventually(Duration::from_secs(15), || node_rows(&nodes[1])
+        .iter()
+        .all(|r| r.1 == "Ready")));
     let leader = leader_index(&nodes, &nodes[1]);
     let writer = (leader + 1) % nodes.len();
 
@@ -31,7 +44,9 @@ fn leader_kill_9_under_writes_loses_no_acknowledged_write() {
             killed_at = Some(Instant::now());
         }
         let name = format!("s{i}");
-        let out = nodes[writer].daemon.cli_stdin(&["secret", "create", &name, "-"], Some(b"v"));
+        let out = nodes[writer]
+            .daemon
+            .cli_stdin(&["secret", "create", &name, "-"], Some(b"v"));
         if out.code == 0 {
             if let (Some(k), None) = (killed_at, first_ack_after_kill) {
                 first_ack_after_kill = Some(k.elapsed());
@@ -41,7 +56,11 @@ fn leader_kill_9_under_writes_loses_no_acknowledged_write() {
     }
     let failover = first_ack_after_kill.expect("writes resumed after the leader died");
     assert!(failover < Duration::from_secs(15), "failover took {failover:?}");
-    assert!(acknowledged.len() >= 60, "most writes acknowledged: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 60,
+        "most writes acknowledged: {}",
+        acknowledged.len()
+    );
 
     let survivors: Vec<usize> = (0..nodes.len()).filter(|&i| i != leader).collect();
     for &i in &survivors {
@@ -61,18 +80,24 @@ fn leader_kill_9_under_writes_loses_no_acknowledged_write() {
         acknowledged.iter().all(|a| names.contains(a))
     });
     assert!(caught_up, "the old leader caught up");
-    assert!(eventually(Duration::from_secs(15), || node_rows(&nodes[writer]).iter().all(|r| r.1 == "Ready")));
+    assert!(eventually(Duration::from_secs(15), || node_rows(&nodes[writer])
+        .iter()
+        .all(|r| r.1 == "Ready")));
 }
 
 #[test]
 fn without_quorum_writes_fail_cleanly_and_resume_when_it_returns() {
     let mut nodes = swarm(3, 0);
-    assert!(eventually(Duration::from_secs(15), || node_rows(&nodes[0]).iter().all(|r| r.1 == "Ready")));
+    assert!(eventually(Duration::from_secs(15), || node_rows(&nodes[0])
+        .iter()
+        .all(|r| r.1 == "Ready")));
     nodes[1].daemon.kill9();
     nodes[2].daemon.kill9();
 
     let started = Instant::now();
-    let out = nodes[0].daemon.cli_stdin(&["secret", "create", "no_quorum", "-"], Some(b"v"));
+    let out = nodes[0]
+        .daemon
+        .cli_stdin(&["secret", "create", "no_quorum", "-"], Some(b"v"));
     let took = started.elapsed();
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("no quorum of managers"), "{out:?}");
@@ -81,12 +106,21 @@ fn without_quorum_writes_fail_cleanly_and_resume_when_it_returns() {
     nodes[1].daemon.restart();
     nodes[2].daemon.restart();
     let resumed = eventually(Duration::from_secs(30), || {
-        nodes[0].daemon.cli_stdin(&["secret", "create", "with_quorum", "-"], Some(b"v")).code == 0
+        nodes[0]
+            .daemon
+            .cli_stdin(&["secret", "create", "with_quorum", "-"], Some(b"v"))
+            .code
+            == 0
     });
     assert!(resumed, "writes succeed once the managers return");
     // The refused write was never applied, anywhere.
     for n in &nodes {
-        assert!(eventually(Duration::from_secs(10), || secret_names(n).contains(&"with_quorum".to_string())));
-        assert!(!secret_names(n).contains(&"no_quorum".to_string()), "{} applied a refused write", n.name);
+        assert!(eventually(Duration::from_secs(10), || secret_names(n)
+            .contains(&"with_quorum".to_string())));
+        assert!(
+            !secret_names(n).contains(&"no_quorum".to_string()),
+            "{} applied a refused write",
+            n.name
+        );
     }
 }

@@ -64,10 +64,14 @@ async fn check_quorum(raft: &Raft) -> Result<(), WriteError> {
     match tokio::time::timeout(QUORUM_CHECK, raft.ensure_linearizable()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(match e.forward_to_leader() {
-            Some(fwd) => WriteError::NotLeader { leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()) },
+            Some(fwd) => WriteError::NotLeader {
+                leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
+            },
             None => WriteError::Unavailable(e.to_string()),
         }),
-        Err(_) => Err(WriteError::Unavailable("no quorum of managers confirmed the leader".into())),
+        Err(_) => Err(WriteError::Unavailable(
+            "no quorum of managers confirmed the leader".into(),
+        )),
     }
 }
 

@@ -1,0 +1,169 @@
+//! Who may join and who may call what on the cluster port.
+
+use std::path::Path;
+
+use swarmkeep_api::cluster::cluster_client::ClusterClient;
+use swarmkeep_api::cluster::raft_client::RaftClient;
+use swarmkeep_api::cluster::{HeartbeatRequest, ManagerKeysRequest, ProposeRequest, RaftMessage};
+use swarmkeep_manager::cluster::tls::{NodeTls, pinned_channel};
+use swarmkeep_tests::{free_addr, swarm, swarm_node};
+
+fn tls_of(data_dir: &Path) -> NodeTls {
+    NodeTls::load(&data_dir.join("tls")).expect("node TLS identity")
+}
+
+#[test]
+fn joins_with_bad_tokens_are_refused_with_dockers_errors() {
+    let nodes = swarm(1, 0);
+    let m1 = &nodes[0];
+    let other = swarm_node(5, "other");
+    other
+        .cli(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &other.addr,
+            "--listen-addr",
+            &other.addr,
+        ])
+        .ok();
+    let foreign_token = other
+        .cli(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .trim()
+        .to_string();
+    let token = m1.cli(&["swarm", "join-token", "-q", "worker"]).ok().trim().to_string();
+
+    let joiner = swarm_node(6, "joiner");
+    let join = |t: &str, remote: &str| {
+        joiner.cli(&[
+            "swarm",
+            "join",
+            "--token",
+            t,
+            "--advertise-addr",
+            &joiner.addr,
+            "--listen-addr",
+            &joiner.addr,
+            remote,
+        ])
+    };
+
+    // A token of another cluster pins another CA.
+    let out = join(&foreign_token, &m1.addr);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .starts_with("Error response from daemon: remote CA does not match fingerprint. Expected: "),
+        "{out:?}"
+    );
+    // A forged digest.
+    let forged = format!("SWMTKN-1-{}-{}", "0".repeat(50), &token[60..]);
+    assert_eq!(
+        join(&forged, &m1.addr).stderr,
+        format!(
+            "Error response from daemon: remote CA does not match fingerprint. Expected: {}\n",
+            "0".repeat(64)
+        )
+    );
+    // The right CA, a wrong secret.
+    let wrong_secret = format!("{}{}", &token[..60], "a".repeat(25));
+    assert_eq!(
+        join(&wrong_secret, &m1.addr).stderr,
+        "Error response from daemon: rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster\n"
+    );
+    assert_eq!(
+        join("garbage", &m1.addr).stderr,
+        "Error response from daemon: invalid join token\n"
+    );
+    let nobody = free_addr("127.0.0.9");
+    let out = join(&token, &nobody);
+    assert!(
+        out.stderr
+            .starts_with("Error response from daemon: rpc error: code = Unavailable desc = connection error"),
+        "{out:?}"
+    );
+    // A failed join leaves nothing behind: the right token then works.
+    assert_eq!(join(&token, &m1.addr).ok(), "This node joined a swarm as a worker.\n");
+    assert_eq!(
+        join(&token, &m1.addr).stderr,
+        "Error response from daemon: This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.\n"
+    );
+
+    // A rotated token stops working at once.
+    m1.cli(&["swarm", "join-token", "--rotate", "worker"]).ok();
+    let late = swarm_node(7, "late");
+    let out = late.cli(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        "--advertise-addr",
+        &late.addr,
+        "--listen-addr",
+        &late.addr,
+        &m1.addr,
+    ]);
+    assert!(out.stderr.contains("A valid join token is necessary"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_certificates_and_workers_cannot_call_manager_rpcs() {
+    let nodes = tokio::task::spawn_blocking(|| swarm(1, 1)).await.unwrap();
+    let (m1, w1) = (&nodes[0], &nodes[1]);
+    let worker_tls = tls_of(&w1.daemon.data_dir());
+
+    // A worker's certificate: heartbeats yes, manager-only calls no.
+    let mut as_worker = ClusterClient::new(worker_tls.channel(&m1.addr).unwrap());
+    as_worker
+        .heartbeat(HeartbeatRequest {})
+        .await
+        .expect("workers heartbeat");
+    let keys = as_worker.manager_keys(ManagerKeysRequest {}).await.unwrap_err();
+    assert_eq!(keys.code(), tonic::Code::PermissionDenied, "{keys:?}");
+    let propose = as_worker
+        .propose(ProposeRequest {
+            command: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(propose.code(), tonic::Code::PermissionDenied, "{propose:?}");
+    let mut raft_as_worker = RaftClient::new(worker_tls.channel(&m1.addr).unwrap());
+    let append = raft_as_worker
+        .append_entries(RaftMessage {
+            payload: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(append.code(), tonic::Code::PermissionDenied, "{append:?}");
+
+    // No client certificate at all.
+    let mut anonymous = ClusterClient::new(pinned_channel(&m1.addr, &worker_tls.ca_pem).unwrap());
+    let anon = anonymous.manager_keys(ManagerKeysRequest {}).await.unwrap_err();
+    assert_eq!(anon.code(), tonic::Code::Unauthenticated, "{anon:?}");
+
+    // A certificate from another cluster's CA is refused in the handshake.
+    let other = tokio::task::spawn_blocking(|| {
+        let other = swarm_node(5, "other");
+        other
+            .cli(&[
+                "swarm",
+                "init",
+                "--advertise-addr",
+                &other.addr,
+                "--listen-addr",
+                &other.addr,
+            ])
+            .ok();
+        other
+    })
+    .await
+    .unwrap();
+    let mut foreign = tls_of(&other.daemon.data_dir());
+    // Trust m1's CA so only the client certificate is foreign.
+    foreign.ca_pem = worker_tls.ca_pem.clone();
+    let mut as_foreign = ClusterClient::new(foreign.channel(&m1.addr).unwrap());
+    let refused = as_foreign.heartbeat(HeartbeatRequest {}).await.unwrap_err();
+    assert_ne!(refused.code(), tonic::Code::Ok);
+    assert_ne!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+}
