@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         advertise_addr: addr.clone(),
         listen_addr: addr,
         heartbeat_period_ms: 0,
+        autolock: false,
     })
     .await?;
 

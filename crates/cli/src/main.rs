@@ -50,7 +50,45 @@ enum SwarmCmd {
         /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
         #[arg(long)]
         dispatcher_heartbeat: Option<String>,
+        /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
+        #[arg(long)]
+        autolock: bool,
     },
+    /// Update the swarm
+    Update {
+        /// Change manager autolocking setting (true|false)
+        #[arg(long)]
+        autolock: Option<bool>,
+        /// Validity period for node certificates (ns|us|ms|s|m|h)
+        #[arg(long)]
+        cert_expiry: Option<String>,
+        /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
+        #[arg(long)]
+        dispatcher_heartbeat: Option<String>,
+        /// Number of log entries between Raft snapshots
+        #[arg(long)]
+        snapshot_interval: Option<u64>,
+        /// Task history retention limit
+        #[arg(long)]
+        task_history_limit: Option<i64>,
+    },
+    /// Display detailed information on the swarm
+    Inspect {
+        /// Format output using a custom template
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Manage the unlock key
+    UnlockKey {
+        /// Only display token
+        #[arg(short, long)]
+        quiet: bool,
+        /// Rotate unlock key
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Unlock swarm (the key is read from standard input)
+    Unlock,
     /// Join a swarm as a node and/or manager
     Join {
         /// Token for entry into the swarm
@@ -198,15 +236,30 @@ async fn run(cli: Cli) -> Output {
             advertise_addr,
             listen_addr,
             dispatcher_heartbeat,
+            autolock,
         }) => {
-            commands::swarm::init(
-                c,
-                advertise_addr.as_deref(),
-                listen_addr.as_deref(),
-                dispatcher_heartbeat.as_deref(),
-            )
-            .await
+            let hb = dispatcher_heartbeat.as_deref();
+            commands::swarm::init(c, advertise_addr.as_deref(), listen_addr.as_deref(), hb, autolock).await
         }
+        Command::Swarm(SwarmCmd::Update {
+            autolock,
+            cert_expiry,
+            dispatcher_heartbeat,
+            snapshot_interval,
+            task_history_limit,
+        }) => {
+            let flags = commands::swarm::UpdateFlags {
+                autolock,
+                cert_expiry: cert_expiry.as_deref(),
+                dispatcher_heartbeat: dispatcher_heartbeat.as_deref(),
+                snapshot_interval,
+                task_history_limit,
+            };
+            commands::swarm::update(c, flags).await
+        }
+        Command::Swarm(SwarmCmd::Inspect { format }) => commands::swarm::inspect(c, format.as_deref()).await,
+        Command::Swarm(SwarmCmd::UnlockKey { quiet, rotate }) => commands::swarm::unlock_key(c, quiet, rotate).await,
+        Command::Swarm(SwarmCmd::Unlock) => commands::swarm::unlock(c).await,
         Command::Swarm(SwarmCmd::Join {
             token,
             advertise_addr,

@@ -110,6 +110,28 @@ impl KeyEncryptionKey {
         SymmetricKey::from_slice(bytes).map(Self)
     }
 
+    /// Parses an unlock key, `SWMKEY-1-<base64 of 32 bytes>`.
+    pub fn from_unlock_key(text: &str) -> Result<Self, CryptoError> {
+        use base64::Engine;
+        let b64 = text.trim().strip_prefix("SWMKEY-1-").ok_or(CryptoError::KeyLength)?;
+        let raw = SecretBytes::new(
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(b64)
+                .map_err(|_| CryptoError::KeyLength)?,
+        );
+        Self::from_bytes(raw.expose())
+    }
+
+    /// This key written as an unlock key.
+    pub fn to_unlock_key(&self) -> SecretBytes {
+        use base64::Engine;
+        let text = format!(
+            "SWMKEY-1-{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(self.0.0)
+        );
+        SecretBytes::new(text.into_bytes())
+    }
+
     /// The raw key, to be written to a 0600 file.
     pub fn to_bytes(&self) -> SecretBytes {
         SecretBytes::new(self.0.0.to_vec())
@@ -155,6 +177,17 @@ mod tests {
         let key = DataKey::generate();
         let plain = SecretBytes::new(b"x".to_vec());
         assert_ne!(key.seal("a", &plain), key.seal("a", &plain));
+    }
+
+    #[test]
+    fn unlock_keys_round_trip() {
+        let kek = KeyEncryptionKey::generate();
+        let text = String::from_utf8(kek.to_unlock_key().expose().to_vec()).unwrap();
+        assert!(text.starts_with("SWMKEY-1-"));
+        let back = KeyEncryptionKey::from_unlock_key(&text).unwrap();
+        let dk = DataKey::generate();
+        assert!(back.unwrap_key(&kek.wrap(&dk)).is_ok());
+        assert!(KeyEncryptionKey::from_unlock_key("SWMKEY-1-short").is_err());
     }
 
     #[test]

@@ -48,6 +48,37 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Autolock mode: the data key is wrapped by the unlock key only, and no
+    /// key-encryption key is on disk.
+    pub fn is_locked_mode(&self) -> bool {
+        !self.dir.join(KEK_FILE).exists() && self.dir.join(DATA_KEY_FILE).exists()
+    }
+
+    /// Opens the data key with an unlock key (autolock mode).
+    pub fn unlock(&self, kek: &KeyEncryptionKey) -> Result<DataKey, KeyStoreError> {
+        let dk_path = self.dir.join(DATA_KEY_FILE);
+        let wrapped = fs::read(&dk_path).map_err(io_err(&dk_path))?;
+        kek.unwrap_key(&wrapped)
+            .map_err(|_| KeyStoreError::Unwrap(dk_path.display().to_string()))
+    }
+
+    pub fn wrapped_opens_with(&self, kek: &KeyEncryptionKey) -> bool {
+        self.unlock(kek).is_ok()
+    }
+
+    /// Switches to autolock mode: re-wraps the data key with `kek` (the
+    /// unlock key), then removes the key-encryption key file.
+    pub fn lock_with(&self, data_key: &DataKey, kek: &KeyEncryptionKey) -> Result<(), KeyStoreError> {
+        write_private(&self.dir.join(DATA_KEY_FILE), &kek.wrap(data_key))?;
+        match fs::remove_file(self.dir.join(KEK_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&self.dir)(e)),
+            _ => {}
+        }
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))
+    }
+
     pub fn load(&self) -> Result<DataKey, KeyStoreError> {
         let kek_path = self.dir.join(KEK_FILE);
         let kek_bytes = SecretBytes::new(fs::read(&kek_path).map_err(io_err(&kek_path))?);

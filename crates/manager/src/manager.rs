@@ -25,7 +25,7 @@ use crate::ca::{RootCa, cert_digest, node_key_and_csr};
 use crate::cluster::network::GrpcNetwork;
 use crate::cluster::tls::{NodeTls, pinned_channel, unverified_channel};
 use crate::cluster::{self, Liveness};
-use crate::controlapi::common::{ALREADY_IN_SWARM, NOT_A_MANAGER, WORKER_NOT_A_MANAGER};
+use crate::controlapi::common::{ALREADY_IN_SWARM, NOT_A_MANAGER, SWARM_LOCKED, WORKER_NOT_A_MANAGER};
 use crate::keystore::KeyStore;
 use crate::local_node::LocalNode;
 use crate::tokens;
@@ -71,6 +71,8 @@ pub struct WorkerNode {
 #[derive(Clone)]
 pub enum Membership {
     Inactive,
+    /// An autolocked manager after a restart, waiting for `swarm unlock`.
+    Locked(Arc<LocalNode>),
     Worker(Arc<WorkerNode>),
     Manager(Arc<ActiveSwarm>),
 }
@@ -117,6 +119,11 @@ impl Manager {
                     advertise_addr: local.advertise_addr.clone(),
                     listen_addr: local.listen_addr.clone(),
                 };
+                if local.role == "manager" && KeyStore::new(&manager.keys_dir()).is_locked_mode() {
+                    tracing::warn!(node_id = %local.node_id, "swarm is locked: run `swarmkeep swarm unlock`");
+                    manager.set(Membership::Locked(Arc::new(local)));
+                    return Ok(manager);
+                }
                 if local.role == "manager" {
                     let data_key = KeyStore::new(&manager.keys_dir()).load().map_err(|e| e.to_string())?;
                     let store = manager
@@ -143,7 +150,7 @@ impl Manager {
         Ok(manager)
     }
 
-    fn keys_dir(&self) -> PathBuf {
+    pub(crate) fn keys_dir(&self) -> PathBuf {
         self.config.data_dir.join("keys")
     }
 
@@ -193,6 +200,7 @@ impl Manager {
         match self.membership() {
             Membership::Manager(m) => Ok(m),
             Membership::Worker(_) => Err(plain(Code::Unavailable, WORKER_NOT_A_MANAGER)),
+            Membership::Locked(_) => Err(plain(Code::Unavailable, SWARM_LOCKED)),
             Membership::Inactive => Err(plain(Code::Unavailable, NOT_A_MANAGER)),
         }
     }
@@ -294,6 +302,9 @@ impl Manager {
             sealed_ca_key: swarm.data_key.seal(cluster::CA_KEY_AAD, ca.key_pem()),
             sealed_worker_token: swarm.seal_token("worker", &tokens::generate(&digest)),
             sealed_manager_token: swarm.seal_token("manager", &tokens::generate(&digest)),
+            node_cert_expiry_ms: 90 * 24 * 3600 * 1000,
+            autolock: false,
+            sealed_unlock_key: Vec::new(),
         };
         let node = Node {
             id: node_id.clone(),
@@ -544,6 +555,34 @@ impl Manager {
             .map_err(|e| internal("writing node state", &e))
     }
 
+    /// `swarm unlock`: opens the data key with the unlock key and resumes
+    /// the manager role.
+    pub async fn unlock(self: &Arc<Self>, unlock_key: &str) -> Result<(), Status> {
+        let _guard = self.transitions.lock().await;
+        let local = match self.membership() {
+            Membership::Locked(local) => local,
+            Membership::Inactive => return Err(plain(Code::FailedPrecondition, "This node is not part of a swarm")),
+            _ => return Err(plain(Code::FailedPrecondition, "swarm is not locked")),
+        };
+        let invalid = || plain(Code::InvalidArgument, "invalid key");
+        let kek = swarmkeep_crypto::KeyEncryptionKey::from_unlock_key(unlock_key).map_err(|_| invalid())?;
+        let data_key = KeyStore::new(&self.keys_dir()).unlock(&kek).map_err(|_| invalid())?;
+        let tls = Arc::new(NodeTls::load(&self.tls_dir()).map_err(|e| internal("reading TLS identity", &e))?);
+        let store = self.open_store(local.raft_id, &tls).await?;
+        let info = LocalNodeInfo {
+            node_id: local.node_id.clone(),
+            cluster_id: local.cluster_id.clone(),
+            advertise_addr: local.advertise_addr.clone(),
+            listen_addr: local.listen_addr.clone(),
+        };
+        self.set(Membership::Manager(Arc::new(ActiveSwarm::new(
+            store, data_key, info, tls,
+        ))));
+        self.start_background(&local.listen_addr)?;
+        tracing::info!("swarm unlocked");
+        Ok(())
+    }
+
     /// `swarm leave`. A manager leaves only with `force`; then, unlike Swarm,
     /// it first takes itself out of the raft membership so no ghost member
     /// counts against the quorum.
@@ -551,6 +590,7 @@ impl Manager {
         let _guard = self.transitions.lock().await;
         match self.membership() {
             Membership::Inactive => return Err(plain(Code::Unavailable, "This node is not part of a swarm")),
+            Membership::Locked(_) => {}
             Membership::Manager(swarm) => {
                 if !force {
                     let last = swarm.store.voters().len() <= 1;
@@ -638,6 +678,19 @@ impl ActiveSwarm {
             tls,
             liveness: Liveness::default(),
         }
+    }
+
+    pub(crate) fn open_unlock_key(&self, sealed: &[u8]) -> Result<swarmkeep_crypto::KeyEncryptionKey, Status> {
+        let text = self.data_key.open(cluster::UNLOCK_KEY_AAD, sealed).map_err(|_| {
+            rpc(
+                Code::Internal,
+                "the unlock key cannot be opened with this manager's data key",
+            )
+        })?;
+        let text = std::str::from_utf8(text.expose())
+            .map_err(|_| rpc(Code::Internal, "unlock key"))?
+            .to_string();
+        swarmkeep_crypto::KeyEncryptionKey::from_unlock_key(&text).map_err(|_| rpc(Code::Internal, "unlock key"))
     }
 
     pub(crate) fn seal_token(&self, role: &str, token: &str) -> Vec<u8> {

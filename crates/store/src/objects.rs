@@ -119,6 +119,20 @@ pub struct Cluster {
     pub sealed_worker_token: Vec<u8>,
     #[serde(with = "bytes_b64")]
     pub sealed_manager_token: Vec<u8>,
+    /// Node certificate lifetime (Swarm's default: 90 days).
+    #[serde(default = "default_cert_expiry_ms")]
+    pub node_cert_expiry_ms: u64,
+    /// Autolock: managers keep the data key wrapped by the unlock key only.
+    #[serde(default)]
+    pub autolock: bool,
+    /// The unlock key (`SWMKEY-1-…`), sealed under the data key (AAD
+    /// `unlock-key`); empty when autolock is off.
+    #[serde(default, with = "bytes_b64")]
+    pub sealed_unlock_key: Vec<u8>,
+}
+
+fn default_cert_expiry_ms() -> u64 {
+    90 * 24 * 3600 * 1000
 }
 
 /// Byte fields are stored as base64 in the JSON the log and snapshots use,

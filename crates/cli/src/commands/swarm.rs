@@ -1,6 +1,9 @@
 //! `swarmkeep swarm init|join|leave|join-token`.
 
-use swarmkeep_api::control::{GetJoinTokenRequest, InitRequest, JoinRequest, LeaveRequest};
+use swarmkeep_api::control::{
+    GetClusterRequest, GetJoinTokenRequest, GetUnlockKeyRequest, InfoRequest, InitRequest, JoinRequest, LeaveRequest,
+    UnlockRequest, UpdateClusterRequest,
+};
 
 use super::Output;
 use crate::client::{CliError, Client};
@@ -34,11 +37,18 @@ async fn join_command(client: &mut Client, role: &str) -> Result<String, CliErro
     ))
 }
 
+fn unlock_key_text(key: &str) -> String {
+    format!(
+        "To unlock a swarm manager after it restarts, run the `swarmkeep swarm unlock`\ncommand and provide the following key:\n\n    {key}\n\nPlease remember to store this key in a password manager, since without it you\nwill not be able to restart the manager.\n"
+    )
+}
+
 pub async fn init(
     client: &mut Client,
     advertise_addr: Option<&str>,
     listen_addr: Option<&str>,
     heartbeat: Option<&str>,
+    autolock: bool,
 ) -> Output {
     let result = async {
         let heartbeat_period_ms = heartbeat.map(parse_duration_ms).transpose()?.unwrap_or(0);
@@ -46,6 +56,7 @@ pub async fn init(
             advertise_addr: advertise_addr.unwrap_or("").to_string(),
             listen_addr: listen_addr.unwrap_or("").to_string(),
             heartbeat_period_ms,
+            autolock,
         };
         let node_id = client.init(req).await?.into_inner().node_id;
         let mut out = format!("Swarm initialized: current node ({node_id}) is now a manager.\n\n");
@@ -53,6 +64,14 @@ pub async fn init(
         out.push_str(
             "To add a manager to this swarm, run 'swarmkeep swarm join-token manager' and follow the instructions.\n\n",
         );
+        if autolock {
+            let key = client
+                .get_unlock_key(GetUnlockKeyRequest { rotate: false })
+                .await?
+                .into_inner()
+                .unlock_key;
+            out.push_str(&unlock_key_text(&key));
+        }
         Ok::<_, CliError>(out)
     };
     match result.await {
@@ -108,6 +127,116 @@ pub async fn join_token(client: &mut Client, role: &str, quiet: bool, rotate: bo
         }
         out.push_str(&join_command(client, role).await?);
         Ok::<_, CliError>(out)
+    };
+    match result.await {
+        Ok(s) => Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
+
+/// The settings `swarm update` can change; None leaves one as it is.
+#[derive(Default)]
+pub struct UpdateFlags<'a> {
+    pub autolock: Option<bool>,
+    pub cert_expiry: Option<&'a str>,
+    pub dispatcher_heartbeat: Option<&'a str>,
+    pub snapshot_interval: Option<u64>,
+    pub task_history_limit: Option<i64>,
+}
+
+pub async fn update(client: &mut Client, flags: UpdateFlags<'_>) -> Output {
+    let result = async {
+        let req = UpdateClusterRequest {
+            task_history_retention_limit: flags.task_history_limit,
+            snapshot_interval: flags.snapshot_interval,
+            heartbeat_period_ms: flags.dispatcher_heartbeat.map(parse_duration_ms).transpose()?,
+            node_cert_expiry_ms: flags.cert_expiry.map(parse_duration_ms).transpose()?,
+            autolock: flags.autolock,
+        };
+        let resp = client.update_cluster(req).await?.into_inner();
+        let mut out = String::from("Swarm updated.\n");
+        if !resp.unlock_key.is_empty() {
+            out.push_str(&unlock_key_text(&resp.unlock_key));
+        }
+        Ok::<_, CliError>(out)
+    };
+    match result.await {
+        Ok(s) => Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
+
+/// `swarm inspect`: the cluster as the Engine API's `GET /swarm` shows it.
+pub async fn inspect(client: &mut Client, format: Option<&str>) -> Output {
+    let c = match client.get_cluster(GetClusterRequest {}).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return CliError::from(s).into(),
+    };
+    let settings = c.settings.unwrap_or_default();
+    let meta = c.meta.as_ref();
+    let json = serde_json::json!({
+        "ID": c.id,
+        "Version": {"Index": meta.and_then(|m| m.version.as_ref()).map(|v| v.index).unwrap_or(0)},
+        "CreatedAt": swarmkeep_api::timefmt::rfc3339_nano(meta.and_then(|m| m.created_at.as_ref())),
+        "UpdatedAt": swarmkeep_api::timefmt::rfc3339_nano(meta.and_then(|m| m.updated_at.as_ref())),
+        "Spec": {
+            "Name": "default",
+            "Labels": {},
+            "Orchestration": {"TaskHistoryRetentionLimit": settings.task_history_retention_limit},
+            "Raft": {"SnapshotInterval": settings.snapshot_interval, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1},
+            "Dispatcher": {"HeartbeatPeriod": settings.heartbeat_period_ms * 1_000_000},
+            "CAConfig": {"NodeCertExpiry": settings.node_cert_expiry_ms * 1_000_000},
+            "TaskDefaults": {},
+            "EncryptionConfig": {"AutoLockManagers": settings.autolock},
+        },
+        "TLSInfo": {"TrustRoot": c.ca_cert_pem},
+        "RootRotationInProgress": false,
+        "DefaultAddrPool": null,
+        "SubnetSize": 24,
+        "DataPathPort": 4789,
+        "JoinTokens": {"Worker": c.worker_token, "Manager": c.manager_token},
+    });
+    super::inspect_output(vec![json], None, format, Vec::new())
+}
+
+pub async fn unlock_key(client: &mut Client, quiet: bool, rotate: bool) -> Output {
+    match client.get_unlock_key(GetUnlockKeyRequest { rotate }).await {
+        Ok(r) => {
+            let key = r.into_inner().unlock_key;
+            if quiet {
+                return Output::ok(format!("{key}\n"));
+            }
+            let prefix = if rotate {
+                "Successfully rotated manager unlock key.\n\n"
+            } else {
+                ""
+            };
+            Output::ok(format!("{prefix}{}", unlock_key_text(&key)))
+        }
+        Err(s) => CliError::from(s).into(),
+    }
+}
+
+/// `swarm unlock`: the key is read from stdin (never from an argument, so it
+/// stays out of shell history and `ps`).
+pub async fn unlock(client: &mut Client) -> Output {
+    let result = async {
+        let state = client.info(InfoRequest {}).await?.into_inner().local_node_state;
+        match state.as_str() {
+            "locked" => {}
+            "inactive" => return Err(CliError("Error: This node is not part of a swarm".into())),
+            _ => return Err(CliError("Error: swarm is not locked".into())),
+        }
+        let mut key = String::new();
+        std::io::stdin()
+            .read_line(&mut key)
+            .map_err(|e| CliError(format!("error reading the unlock key: {e}")))?;
+        client
+            .unlock(UnlockRequest {
+                unlock_key: key.trim().to_string(),
+            })
+            .await?;
+        Ok::<_, CliError>(String::new())
     };
     match result.await {
         Ok(s) => Output::ok(s),

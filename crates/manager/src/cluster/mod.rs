@@ -25,11 +25,14 @@ use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 use crate::controlapi::common::write_error;
+use crate::keystore::KeyStore;
 use crate::manager::{ActiveSwarm, Manager, Membership};
 use tls::NodeTls;
 
 /// AAD of the CA key sealed in the cluster object.
 pub const CA_KEY_AAD: &str = "ca-key";
+/// AAD of the unlock key sealed in the cluster object.
+pub const UNLOCK_KEY_AAD: &str = "unlock-key";
 const LEADER_KEY: &str = "x-swarmkeep-leader";
 /// How long a write may wait for a quorum before it is reported as failed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -168,7 +171,7 @@ pub(crate) fn spawn(
     let tls = match manager.membership() {
         Membership::Manager(m) => m.tls.clone(),
         Membership::Worker(w) => w.tls.clone(),
-        Membership::Inactive => return Err(plain(Code::Internal, "not in a swarm")),
+        Membership::Inactive | Membership::Locked(_) => return Err(plain(Code::Internal, "not in a swarm")),
     };
     let listener = std::net::TcpListener::bind(listen_addr).map_err(|e| {
         plain(
@@ -212,7 +215,7 @@ async fn heartbeat_loop(manager: Weak<Manager>, mut stop: watch::Receiver<bool>)
         }
         let Some(m) = manager.upgrade() else { return };
         let (tls, target, role) = match m.membership() {
-            Membership::Inactive => return,
+            Membership::Inactive | Membership::Locked(_) => return,
             Membership::Manager(swarm) => {
                 if swarm.store.is_leader() {
                     swarm.liveness.saw(&swarm.local.node_id);
@@ -305,6 +308,7 @@ async fn liveness_loop(manager: Weak<Manager>, mut stop: watch::Receiver<bool>) 
         let Membership::Manager(swarm) = m.membership() else {
             continue;
         };
+        reconcile_autolock(&m, &swarm);
         if !swarm.store.is_leader() {
             swarm.liveness.was_leader.store(false, Ordering::SeqCst);
             continue;
@@ -349,6 +353,39 @@ async fn liveness_loop(manager: Weak<Manager>, mut stop: watch::Receiver<bool>) 
             }
         }
         reconcile_raft_members(&swarm).await;
+    }
+}
+
+/// Every manager keeps its data key wrapped the way the cluster asks: by the
+/// current unlock key (and no key file on disk) with autolock, by a local
+/// key-encryption key without.
+fn reconcile_autolock(m: &Manager, swarm: &ActiveSwarm) {
+    let Some((autolock, sealed)) = swarm
+        .store
+        .read(|st| st.cluster.as_ref().map(|c| (c.autolock, c.sealed_unlock_key.clone())))
+    else {
+        return;
+    };
+    let keys = KeyStore::new(&m.keys_dir());
+    let result = if autolock {
+        match swarm.open_unlock_key(&sealed) {
+            Ok(kek) if keys.is_locked_mode() && keys.wrapped_opens_with(&kek) => Ok(()),
+            Ok(kek) => keys
+                .lock_with(&swarm.data_key, &kek)
+                .map(|_| tracing::info!("data key now wrapped by the unlock key")),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "autolock is on but the unlock key cannot be read");
+                Ok(())
+            }
+        }
+    } else if keys.is_locked_mode() {
+        keys.create(&swarm.data_key)
+            .map(|_| tracing::info!("autolock off: data key wrapped by a local key again"))
+    } else {
+        Ok(())
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "re-wrapping the data key failed");
     }
 }
 

@@ -15,6 +15,7 @@ use tonic::{Code, Status};
 
 pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
 pub const WORKER_NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+pub const SWARM_LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
 pub const ALREADY_IN_SWARM: &str =
     "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.";
 

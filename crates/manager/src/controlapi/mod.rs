@@ -37,7 +37,42 @@ impl Control for ControlService {
             .manager
             .init(&req.advertise_addr, &req.listen_addr, req.heartbeat_period_ms)
             .await?;
+        if req.autolock {
+            let swarm = self.manager.active()?;
+            swarm
+                .update_cluster(UpdateClusterRequest {
+                    autolock: Some(true),
+                    ..Default::default()
+                })
+                .await?;
+        }
         Ok(Response::new(InitResponse { node_id }))
+    }
+
+    async fn get_cluster(&self, _req: Request<GetClusterRequest>) -> Result<Response<GetClusterResponse>, Status> {
+        let swarm = self.manager.active()?;
+        Ok(Response::new(swarm.cluster_info().await?))
+    }
+
+    async fn update_cluster(
+        &self,
+        req: Request<UpdateClusterRequest>,
+    ) -> Result<Response<UpdateClusterResponse>, Status> {
+        let swarm = self.manager.active()?;
+        Ok(Response::new(swarm.update_cluster(req.into_inner()).await?))
+    }
+
+    async fn get_unlock_key(
+        &self,
+        req: Request<GetUnlockKeyRequest>,
+    ) -> Result<Response<GetUnlockKeyResponse>, Status> {
+        let swarm = self.manager.active()?;
+        Ok(Response::new(swarm.unlock_key(req.get_ref().rotate).await?))
+    }
+
+    async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        self.manager.unlock(&req.get_ref().unlock_key).await?;
+        Ok(Response::new(UnlockResponse {}))
     }
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
@@ -77,11 +112,40 @@ impl Control for ControlService {
     }
 
     async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
-        let Ok(swarm) = self.manager.active() else {
-            return Ok(Response::new(InfoResponse {
-                local_node_state: "inactive".into(),
-                ..Default::default()
-            }));
+        let swarm = match self.manager.membership() {
+            crate::Membership::Manager(s) => s,
+            crate::Membership::Worker(w) => {
+                let node_addr = w
+                    .local
+                    .advertise_addr
+                    .rsplit_once(':')
+                    .map(|(ip, _)| ip.to_string())
+                    .unwrap_or_default();
+                return Ok(Response::new(InfoResponse {
+                    node_id: w.local.node_id.clone(),
+                    node_addr,
+                    local_node_state: "active".into(),
+                    control_available: false,
+                    cluster_id: w.local.cluster_id.clone(),
+                    role: "worker".into(),
+                    ..Default::default()
+                }));
+            }
+            crate::Membership::Locked(local) => {
+                return Ok(Response::new(InfoResponse {
+                    node_id: local.node_id.clone(),
+                    local_node_state: "locked".into(),
+                    cluster_id: local.cluster_id.clone(),
+                    role: "manager".into(),
+                    ..Default::default()
+                }));
+            }
+            crate::Membership::Inactive => {
+                return Ok(Response::new(InfoResponse {
+                    local_node_state: "inactive".into(),
+                    ..Default::default()
+                }));
+            }
         };
         let (nodes, managers) = swarm.store.read(|st| {
             (

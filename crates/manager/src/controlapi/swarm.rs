@@ -57,3 +57,112 @@ impl ActiveSwarm {
         })
     }
 }
+
+impl ActiveSwarm {
+    pub async fn cluster_info(&self) -> Result<control::GetClusterResponse, Status> {
+        let c = self
+            .store
+            .read(|st| st.cluster.clone())
+            .ok_or_else(|| Status::unavailable("no cluster"))?;
+        Ok(control::GetClusterResponse {
+            id: c.id.clone(),
+            meta: Some(super::common::meta_to_proto(&c.meta)),
+            settings: Some(control::ClusterSettings {
+                task_history_retention_limit: c.task_history_retention_limit,
+                snapshot_interval: c.snapshot_interval,
+                heartbeat_period_ms: c.heartbeat_period_ms,
+                node_cert_expiry_ms: c.node_cert_expiry_ms,
+                autolock: c.autolock,
+            }),
+            ca_cert_pem: c.ca_cert_pem.clone(),
+            worker_token: self.open_token("worker", &c.sealed_worker_token)?,
+            manager_token: self.open_token("manager", &c.sealed_manager_token)?,
+        })
+    }
+
+    fn new_unlock_key(&self) -> (String, Vec<u8>) {
+        let kek = swarmkeep_crypto::KeyEncryptionKey::generate();
+        let text = kek.to_unlock_key();
+        let sealed = self.data_key.seal(crate::cluster::UNLOCK_KEY_AAD, &text);
+        (String::from_utf8_lossy(text.expose()).into_owned(), sealed)
+    }
+
+    /// `swarm update`: the settings Docker exposes. Turning autolock on
+    /// returns the new unlock key (shown once, as Docker does).
+    pub async fn update_cluster(
+        &self,
+        req: control::UpdateClusterRequest,
+    ) -> Result<control::UpdateClusterResponse, Status> {
+        let mut cluster = self
+            .store
+            .read(|st| st.cluster.clone())
+            .ok_or_else(|| Status::unavailable("no cluster"))?;
+        let mut unlock_key = String::new();
+        if let Some(v) = req.task_history_retention_limit {
+            cluster.task_history_retention_limit = v;
+        }
+        if let Some(v) = req.snapshot_interval {
+            if v == 0 {
+                return Err(rpc(Code::InvalidArgument, "snapshot interval must be greater than 0"));
+            }
+            cluster.snapshot_interval = v;
+        }
+        if let Some(v) = req.heartbeat_period_ms {
+            if v == 0 {
+                return Err(rpc(Code::InvalidArgument, "heartbeat period must be greater than 0"));
+            }
+            cluster.heartbeat_period_ms = v;
+        }
+        if let Some(v) = req.node_cert_expiry_ms {
+            if v < 3600 * 1000 {
+                return Err(rpc(Code::InvalidArgument, "minimum certificate expiry time is: 1h0m0s"));
+            }
+            cluster.node_cert_expiry_ms = v;
+        }
+        match req.autolock {
+            Some(true) if !cluster.autolock => {
+                let (text, sealed) = self.new_unlock_key();
+                cluster.autolock = true;
+                cluster.sealed_unlock_key = sealed;
+                unlock_key = text;
+            }
+            Some(false) => {
+                cluster.autolock = false;
+                cluster.sealed_unlock_key = Vec::new();
+            }
+            _ => {}
+        }
+        cluster.meta.updated_at = OffsetDateTime::now_utc();
+        self.write(Command::PutCluster(cluster)).await?;
+        tracing::info!("cluster settings updated");
+        Ok(control::UpdateClusterResponse { unlock_key })
+    }
+
+    /// `swarm unlock-key [--rotate]`.
+    pub async fn unlock_key(&self, rotate: bool) -> Result<control::GetUnlockKeyResponse, Status> {
+        let mut cluster = self
+            .store
+            .read(|st| st.cluster.clone())
+            .ok_or_else(|| Status::unavailable("no cluster"))?;
+        if !cluster.autolock {
+            let msg = if rotate {
+                "cannot rotate because autolock is not turned on"
+            } else {
+                "no unlock key is set"
+            };
+            return Err(swarmkeep_api::errors::plain(Code::FailedPrecondition, msg));
+        }
+        if rotate {
+            let (text, sealed) = self.new_unlock_key();
+            cluster.sealed_unlock_key = sealed;
+            cluster.meta.updated_at = OffsetDateTime::now_utc();
+            self.write(Command::PutCluster(cluster)).await?;
+            tracing::info!("unlock key rotated");
+            return Ok(control::GetUnlockKeyResponse { unlock_key: text });
+        }
+        let kek = self.open_unlock_key(&cluster.sealed_unlock_key)?;
+        Ok(control::GetUnlockKeyResponse {
+            unlock_key: String::from_utf8_lossy(kek.to_unlock_key().expose()).into_owned(),
+        })
+    }
+}
