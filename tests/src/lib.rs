@@ -356,7 +356,11 @@ impl SwarmNode {
 
 /// Starts a daemon for a swarm node named `name` on its own loopback address.
 pub fn swarm_node(index: usize, name: &str) -> SwarmNode {
-    let daemon = Daemon::start_with(&["--hostname", name], "info");
+    swarm_node_logging(index, name, "info")
+}
+
+pub fn swarm_node_logging(index: usize, name: &str, log_level: &str) -> SwarmNode {
+    let daemon = Daemon::start_with(&["--hostname", name], log_level);
     let addr = free_addr(&format!("127.0.0.{}", index + 2));
     SwarmNode {
         daemon,
@@ -369,8 +373,13 @@ pub fn swarm_node(index: usize, name: &str) -> SwarmNode {
 /// daemon, data dir and 127.0.0.x address), heartbeats every 300 ms.
 /// Node 0 is the first manager (`m1`); workers are named `w1`, `w2`, ….
 pub fn swarm(managers: usize, workers: usize) -> Vec<SwarmNode> {
+    swarm_logging(managers, workers, "info")
+}
+
+/// [`swarm`] with every daemon logging at `log_level`.
+pub fn swarm_logging(managers: usize, workers: usize, log_level: &str) -> Vec<SwarmNode> {
     let mut nodes = Vec::new();
-    let first = swarm_node(0, "m1");
+    let first = swarm_node_logging(0, "m1", log_level);
     first
         .cli(&[
             "swarm",
@@ -402,7 +411,7 @@ pub fn swarm(managers: usize, workers: usize) -> Vec<SwarmNode> {
         } else {
             format!("w{}", i + 1 - managers)
         };
-        let node = swarm_node(i, &name);
+        let node = swarm_node_logging(i, &name, log_level);
         let token = if is_manager { &manager_token } else { &worker_token };
         let out = node.cli(&[
             "swarm",
