@@ -86,23 +86,47 @@ fn a_secret_value_shows_up_nowhere() {
 fn a_secret_value_shows_up_nowhere_in_a_cluster() {
     let nodes = swarmkeep_tests::swarm_logging(3, 1, "trace");
     // Created on a follower: forwarded to the leader, replicated to all.
-    nodes[1].daemon.cli_stdin(&["secret", "create", "clustered", "-"], Some(MARKER)).ok();
+    nodes[1]
+        .daemon
+        .cli_stdin(&["secret", "create", "clustered", "-"], Some(MARKER))
+        .ok();
     for n in &nodes[..3] {
         assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || {
-            n.cli(&["secret", "ls", "--format", "{{.Name}}"]).stdout.contains("clustered")
+            n.cli(&["secret", "ls", "--format", "{{.Name}}"])
+                .stdout
+                .contains("clustered")
         }));
-        for args in [vec!["secret", "inspect", "clustered"], vec!["secret", "ls", "--format", "{{json .}}"]] {
+        for args in [
+            vec!["secret", "inspect", "clustered"],
+            vec!["secret", "ls", "--format", "{{json .}}"],
+        ] {
             let out = n.cli(&args);
             assert!(!leaks(out.stdout.as_bytes(), MARKER) && !leaks(out.stderr.as_bytes(), MARKER));
         }
     }
     // A manager that joins now receives the state (and the data key) over mTLS.
     let late = swarmkeep_tests::swarm_node_logging(4, "late", "trace");
-    let token = nodes[0].cli(&["swarm", "join-token", "-q", "manager"]).ok().trim().to_string();
-    late.cli(&["swarm", "join", "--token", &token, "--advertise-addr", &late.addr, "--listen-addr", &late.addr, &nodes[0].addr])
-        .ok();
+    let token = nodes[0]
+        .cli(&["swarm", "join-token", "-q", "manager"])
+        .ok()
+        .trim()
+        .to_string();
+    late.cli(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        "--advertise-addr",
+        &late.addr,
+        "--listen-addr",
+        &late.addr,
+        &nodes[0].addr,
+    ])
+    .ok();
     assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || {
-        late.cli(&["secret", "ls", "--format", "{{.Name}}"]).stdout.contains("clustered")
+        late.cli(&["secret", "ls", "--format", "{{.Name}}"])
+            .stdout
+            .contains("clustered")
     }));
     for n in nodes.iter().chain(std::iter::once(&late)) {
         assert!(!leaks(n.daemon.log().as_bytes(), MARKER), "marker in {}'s log", n.name);

@@ -1,12 +1,15 @@
-//! `swarmkeep-bench`: secret create throughput and inspect latency through a
-//! real `swarmkeepd` (fsync on, as always), over its control socket.
+//! `swarmkeep-bench`: secret create throughput, inspect latency and leader
+//! failover time through real `swarmkeepd` processes (fsync on, as always).
 //!
-//!   cargo build --release && target/release/swarmkeep-bench
+//!   cargo build --release && target/release/swarmkeep-bench                 # one manager
+//!   target/release/swarmkeep-bench --managers 3 --failover-kills 20         # three managers
 //!
-//! Starts its own daemon on a temporary data dir (the `swarmkeepd` beside this
-//! binary unless `--daemon` says otherwise), runs `swarm init`, then measures:
-//! creates/s with 1 and with 8 concurrent clients (1 KiB values), and the
-//! latency of `GetSecret` (what `secret inspect` calls). Prints one JSON line.
+//! Starts its own daemons on temporary data dirs (the `swarmkeepd` beside this
+//! binary unless `--daemon` says otherwise), each manager on its own
+//! 127.0.0.x address. Measures creates/s with 1 and 8 concurrent clients
+//! (1 KiB values) against the leader, `GetSecret` (inspect) latency, and —
+//! with `--failover-kills` — the time from `kill -9` of the leader to the next
+//! acknowledged write. Prints one JSON line.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use swarmkeep_api::control::{Annotations, CreateSecretRequest, GetSecretRequest, InitRequest, SecretSpec};
+use swarmkeep_api::control::{
+    Annotations, CreateSecretRequest, GetJoinTokenRequest, GetSecretRequest, InitRequest, JoinRequest,
+    ListNodesRequest, SecretSpec,
+};
 use swarmkeep_cli::client::{Client, connect};
 
 #[derive(Parser)]
@@ -22,21 +28,92 @@ struct Args {
     /// The daemon binary to benchmark.
     #[arg(long)]
     daemon: Option<PathBuf>,
-    /// Secrets created per run.
+    /// Secrets created by the 8-client run (the 1-client run makes a quarter).
     #[arg(long, default_value_t = 4000)]
     n: usize,
     /// Inspect calls for the latency figures.
     #[arg(long, default_value_t = 5000)]
     inspects: usize,
+    /// Managers in the swarm.
+    #[arg(long, default_value_t = 1)]
+    managers: usize,
+    /// Leader kills for the failover figures (needs at least 3 managers).
+    #[arg(long, default_value_t = 0)]
+    failover_kills: usize,
 }
 
-struct DaemonGuard(Child);
+struct Daemon {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    addr: String,
+    child: Option<Child>,
+}
 
-impl Drop for DaemonGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Daemon {
+    fn start(binary: &PathBuf, index: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("swarmkeep-bench")
+            .tempdir_in("/var/tmp")?;
+        let ip = format!("127.0.0.{}", index + 2);
+        let port = std::net::TcpListener::bind((ip.as_str(), 0))?.local_addr()?.port();
+        let mut d = Self {
+            binary: binary.clone(),
+            dir,
+            addr: format!("{ip}:{port}"),
+            child: None,
+        };
+        d.spawn()?;
+        Ok(d)
     }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("sock").display())
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let sock = self.dir.path().join("sock");
+        let _ = std::fs::remove_file(&sock);
+        let child = Command::new(&self.binary)
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(["-H", &self.host(), "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() {
+            if Instant::now() > deadline {
+                bail!("the daemon did not start");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spec(name: String) -> Option<SecretSpec> {
+    Some(SecretSpec {
+        annotations: Some(Annotations {
+            name,
+            labels: Default::default(),
+        }),
+        data: vec![b'v'; 1024],
+    })
 }
 
 async fn create_all(clients: Vec<Client>, n: usize, prefix: &str) -> anyhow::Result<f64> {
@@ -47,14 +124,10 @@ async fn create_all(clients: Vec<Client>, n: usize, prefix: &str) -> anyhow::Res
         let prefix = prefix.to_string();
         tasks.push(tokio::spawn(async move {
             for i in (w..n).step_by(conc) {
-                let spec = SecretSpec {
-                    annotations: Some(Annotations {
-                        name: format!("{prefix}-{i}"),
-                        labels: Default::default(),
-                    }),
-                    data: vec![b'v'; 1024],
-                };
-                c.create_secret(CreateSecretRequest { spec: Some(spec) }).await?;
+                c.create_secret(CreateSecretRequest {
+                    spec: spec(format!("{prefix}-{i}")),
+                })
+                .await?;
             }
             Ok::<_, tonic::Status>(())
         }));
@@ -67,47 +140,72 @@ async fn create_all(clients: Vec<Client>, n: usize, prefix: &str) -> anyhow::Res
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
-    sorted[i].as_secs_f64() * 1000.0
+    (sorted[i].as_secs_f64() * 1e6).round() / 1000.0
+}
+
+async fn leader_index(daemons: &[Daemon], ask: usize) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut c) = connect(&daemons[ask].host()).await
+            && let Ok(resp) = c.list_nodes(ListNodesRequest::default()).await
+        {
+            for n in resp.into_inner().nodes {
+                if let Some(m) = n.manager_status
+                    && m.leader
+                    && let Some(i) = daemons.iter().position(|d| d.addr == m.addr)
+                {
+                    return Ok(i);
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no leader elected");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let daemon = match args.daemon {
+    let binary = match args.daemon {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("swarmkeepd"),
     };
-    let dir = tempfile::Builder::new()
-        .prefix("swarmkeep-bench")
-        .tempdir_in("/var/tmp")?;
-    let sock = dir.path().join("sock");
-    let host = format!("unix://{}", sock.display());
-    let child = Command::new(&daemon)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["-H", &host, "--log-level", "warn"])
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", daemon.display()))?;
-    let _guard = DaemonGuard(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        if Instant::now() > deadline {
-            bail!("the daemon did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut daemons = Vec::new();
+    for i in 0..args.managers.max(1) {
+        daemons.push(Daemon::start(&binary, i)?);
     }
-    let mut c = connect(&host).await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let addr = format!("127.0.0.1:{port}");
-    c.init(InitRequest {
-        advertise_addr: addr.clone(),
-        listen_addr: addr,
-        heartbeat_period_ms: 0,
-        autolock: false,
-    })
-    .await?;
+    let mut first = connect(&daemons[0].host()).await?;
+    let addr = daemons[0].addr.clone();
+    first
+        .init(InitRequest {
+            advertise_addr: addr.clone(),
+            listen_addr: addr.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let token = first
+        .get_join_token(GetJoinTokenRequest {
+            role: "manager".into(),
+            rotate: false,
+        })
+        .await?
+        .into_inner()
+        .token;
+    for d in &daemons[1..] {
+        let mut c = connect(&d.host()).await?;
+        let req = JoinRequest {
+            token: token.clone(),
+            remote_addr: addr.clone(),
+            advertise_addr: d.addr.clone(),
+            listen_addr: d.addr.clone(),
+        };
+        c.join(req).await?;
+    }
 
+    let leader = leader_index(&daemons, 0).await?;
+    let host = daemons[leader].host();
     let one = create_all(vec![connect(&host).await?], args.n / 4, "one").await?;
     let mut clients = Vec::new();
     for _ in 0..8 {
@@ -115,22 +213,58 @@ async fn main() -> anyhow::Result<()> {
     }
     let eight = create_all(clients, args.n, "eight").await?;
 
+    let mut c = connect(&host).await?;
     let mut lat = Vec::with_capacity(args.inspects);
     for i in 0..args.inspects {
-        let name = format!("eight-{}", i % args.n);
         let t = Instant::now();
-        c.get_secret(GetSecretRequest { id: name }).await?;
+        c.get_secret(GetSecretRequest {
+            id: format!("eight-{}", i % args.n),
+        })
+        .await?;
         lat.push(t.elapsed());
     }
     lat.sort();
-    let report = serde_json::json!({
+
+    let mut failovers = Vec::new();
+    for k in 0..args.failover_kills {
+        let leader = leader_index(&daemons, 0).await.or(leader_index(&daemons, 1).await)?;
+        let writer = (leader + 1) % daemons.len();
+        let mut wc = connect(&daemons[writer].host()).await?;
+        daemons[leader].kill9();
+        let killed = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let req = CreateSecretRequest {
+                spec: spec(format!("failover-{k}-{attempt}")),
+            };
+            if wc.create_secret(req).await.is_ok() {
+                break;
+            }
+            if killed.elapsed() > Duration::from_secs(60) {
+                bail!("no write acknowledged within 60s of killing the leader");
+            }
+        }
+        failovers.push(killed.elapsed());
+        daemons[leader].spawn()?;
+        // Let the old leader rejoin before the next kill.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    failovers.sort();
+
+    let mut report = serde_json::json!({
+        "managers": daemons.len(),
         "creates_per_s_1_client": one.round(),
         "creates_per_s_8_clients": eight.round(),
-        "inspect_p50_ms": (percentile(&lat, 0.5) * 1000.0).round() / 1000.0,
-        "inspect_p99_ms": (percentile(&lat, 0.99) * 1000.0).round() / 1000.0,
-        "secrets": args.n + args.n / 4,
+        "inspect_p50_ms": percentile(&lat, 0.5),
+        "inspect_p99_ms": percentile(&lat, 0.99),
         "value_bytes": 1024,
     });
+    if !failovers.is_empty() {
+        report["failover_kills"] = failovers.len().into();
+        report["failover_p50_ms"] = percentile(&failovers, 0.5).into();
+        report["failover_max_ms"] = percentile(&failovers, 1.0).into();
+    }
     println!("{report}");
     Ok(())
 }

@@ -88,9 +88,11 @@ impl Store {
         let state = sm.shared();
         let config = openraft::Config {
             cluster_name: "swarmkeep".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            // Loopback and LAN timings with room for a busy 2-core machine:
+            // a dead leader is noticed within 0.4–0.8 s.
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_interval),
             max_in_snapshot_log_to_keep: settings.log_entries_for_slow_followers,

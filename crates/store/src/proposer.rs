@@ -60,7 +60,19 @@ impl Proposer {
 /// How long the leader waits for a quorum to confirm it still leads.
 const QUORUM_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// A quorum acknowledgement younger than this (two heartbeats) is taken as
+/// proof the leader still leads, without another round trip.
+const RECENT_QUORUM_ACK_MS: u64 = 200;
+
 async fn check_quorum(raft: &Raft) -> Result<(), WriteError> {
+    let recent = raft
+        .metrics()
+        .borrow()
+        .millis_since_quorum_ack
+        .is_some_and(|ms| ms < RECENT_QUORUM_ACK_MS);
+    if recent {
+        return Ok(());
+    }
     match tokio::time::timeout(QUORUM_CHECK, raft.ensure_linearizable()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(match e.forward_to_leader() {
@@ -88,9 +100,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
                 Err(_) => break,
             }
         }
-        // Propose only while a quorum still follows this leader: a write
-        // refused here never enters the log, so a failure reported to the
-        // caller cannot turn into a commit later.
+        // Propose only while a quorum still follows this leader (acknowledged
+        // within two heartbeats, or confirmed now): a write refused here never
+        // enters the log, so its failure cannot turn into a commit later.
         if let Err(err) = check_quorum(&raft).await {
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));

@@ -192,7 +192,8 @@ pub(crate) fn spawn(
         .add_service(ClusterServer::new(service));
     let mut server_stop = stop.clone();
     let server = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Raft round trips are small messages: no Nagle delay on them.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let shutdown = async move {
             let _ = server_stop.changed().await;
         };
