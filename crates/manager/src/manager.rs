@@ -351,9 +351,7 @@ impl Manager {
         let _guard = self.transitions.lock().await;
         self.ensure_inactive()?;
         let parsed = tokens::parse(token).ok_or_else(|| plain(Code::InvalidArgument, "invalid join token"))?;
-        let remote = parse_addr(remote, DEFAULT_PORT)
-            .map_err(|_| plain(Code::InvalidArgument, format!("invalid remote address {remote}")))?
-            .to_string();
+        let remote = resolve_remote(remote).await?;
         let (advertise, listen) = addresses(advertise_addr, listen_addr)?;
         self.remove_local_state();
         let result = self.join_swarm(parsed, &remote, advertise, listen).await;
@@ -735,6 +733,17 @@ pub fn parse_addr(text: &str, default_port: u16) -> Result<SocketAddr, ()> {
         .parse()
         .map_err(|_| ())?;
     Ok(SocketAddr::new(ip, default_port))
+}
+
+/// A manager's address as `swarm join` takes it: `IP[:PORT]` or `HOST[:PORT]`.
+async fn resolve_remote(remote: &str) -> Result<String, Status> {
+    if let Ok(addr) = parse_addr(remote, DEFAULT_PORT) {
+        return Ok(addr.to_string());
+    }
+    let with_port = if remote.contains(':') { remote.to_string() } else { format!("{remote}:{DEFAULT_PORT}") };
+    let invalid = || plain(Code::InvalidArgument, format!("invalid remote address {remote}"));
+    let mut addrs = tokio::net::lookup_host(with_port).await.map_err(|_| invalid())?;
+    addrs.next().map(|a| a.to_string()).ok_or_else(invalid)
 }
 
 fn addresses(advertise_addr: &str, listen_addr: &str) -> Result<(SocketAddr, SocketAddr), Status> {
