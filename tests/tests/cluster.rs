@@ -124,3 +124,46 @@ fn three_managers_two_workers_join_promote_demote_drain_leave_rm() {
         .ok();
     assert_eq!(m3.cli(&["secret", "ls"]).stderr.contains("not a swarm manager"), true);
 }
+
+/// The refusals of golden/nodes.txt on a one-manager swarm.
+#[test]
+fn last_manager_refusals_match_docker() {
+    let nodes = swarm(1, 0);
+    let m1 = &nodes[0];
+    let id = m1.node_id();
+    assert_eq!(
+        m1.cli(&["node", "demote", "m1"]).stderr,
+        "Error response from daemon: rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm\n"
+    );
+    assert_eq!(
+        m1.cli(&["node", "rm", "m1"]).stderr,
+        format!(
+            "Error response from daemon: rpc error: code = FailedPrecondition desc = node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal\n"
+        )
+    );
+    assert_eq!(
+        m1.cli(&["node", "promote", "m1"]).ok(),
+        format!("Node {id} is already a manager.\n")
+    );
+    assert_eq!(
+        m1.cli(&["swarm", "leave"]).stderr,
+        "Error response from daemon: You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.\n"
+    );
+    assert_eq!(
+        m1.cli(&["node", "update", "--availability", "drain", "m1"]).ok(),
+        "m1\n"
+    );
+    let ls = m1.cli(&["node", "ls", "--format", "{{.Availability}} {{.ManagerStatus}}"]);
+    assert_eq!(ls.ok(), "Drain Leader\n");
+    assert_eq!(m1.cli(&["node", "update", "--label-add", "zone=a", "m1"]).ok(), "m1\n");
+    assert_eq!(
+        m1.cli(&["node", "inspect", "self", "--format", "{{json .Spec.Labels}}"])
+            .ok(),
+        "{\"zone\":\"a\"}\n"
+    );
+    assert_eq!(m1.cli(&["swarm", "leave", "--force"]).ok(), "Node left the swarm.\n");
+    assert_eq!(
+        m1.cli(&["node", "ls"]).stderr,
+        "Error response from daemon: This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.\n"
+    );
+}

@@ -740,7 +740,11 @@ async fn resolve_remote(remote: &str) -> Result<String, Status> {
     if let Ok(addr) = parse_addr(remote, DEFAULT_PORT) {
         return Ok(addr.to_string());
     }
-    let with_port = if remote.contains(':') { remote.to_string() } else { format!("{remote}:{DEFAULT_PORT}") };
+    let with_port = if remote.contains(':') {
+        remote.to_string()
+    } else {
+        format!("{remote}:{DEFAULT_PORT}")
+    };
     let invalid = || plain(Code::InvalidArgument, format!("invalid remote address {remote}"));
     let mut addrs = tokio::net::lookup_host(with_port).await.map_err(|_| invalid())?;
     addrs.next().map(|a| a.to_string()).ok_or_else(invalid)
