@@ -299,27 +299,6 @@ pub fn leaks(haystack: &[u8], value: &[u8]) -> bool {
     leak_forms(value).iter().any(|form| contains_bytes(haystack, form))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use base64::Engine;
-
-    #[test]
-    fn leak_scan_finds_every_encoding() {
-        let marker = b"MARKER-do-not-leak";
-        for prefix in ["", "x", "xy", "xyz"] {
-            let mut buf = prefix.as_bytes().to_vec();
-            buf.extend_from_slice(marker);
-            buf.extend_from_slice(b"tail");
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&buf);
-            assert!(leaks(b64.as_bytes(), marker), "base64 after {prefix:?}");
-            assert!(leaks(format!("{buf:?}").as_bytes(), marker));
-        }
-        assert!(leaks(b"..4d41524b45522d646f2d6e6f742d6c65616b..", marker));
-        assert!(!leaks(b"nothing here", marker));
-    }
-}
-
 /// Polls `check` until it returns true or `timeout` passes; returns whether it did.
 pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -446,4 +425,25 @@ pub fn node_rows(node: &SwarmNode) -> Vec<(String, String, String, String)> {
             (f[0].to_string(), f[1].to_string(), f[2].to_string(), f[3].to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn leak_scan_finds_every_encoding() {
+        let marker = b"MARKER-do-not-leak";
+        for prefix in ["", "x", "xy", "xyz"] {
+            let mut buf = prefix.as_bytes().to_vec();
+            buf.extend_from_slice(marker);
+            buf.extend_from_slice(b"tail");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&buf);
+            assert!(leaks(b64.as_bytes(), marker), "base64 after {prefix:?}");
+            assert!(leaks(format!("{buf:?}").as_bytes(), marker));
+        }
+        assert!(leaks(b"..4d41524b45522d646f2d6e6f742d6c65616b..", marker));
+        assert!(!leaks(b"nothing here", marker));
+    }
 }

@@ -122,7 +122,7 @@ fn three_managers_two_workers_join_promote_demote_drain_leave_rm() {
     m2.daemon
         .cli_stdin(&["secret", "create", "after_leave", "-"], Some(b"v"))
         .ok();
-    assert_eq!(m3.cli(&["secret", "ls"]).stderr.contains("not a swarm manager"), true);
+    assert!(m3.cli(&["secret", "ls"]).stderr.contains("not a swarm manager"));
 }
 
 /// The refusals of golden/nodes.txt on a one-manager swarm.

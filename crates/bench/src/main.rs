@@ -50,14 +50,14 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(binary: &PathBuf, index: usize) -> anyhow::Result<Self> {
+    fn start(binary: &std::path::Path, index: usize) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("swarmkeep-bench")
             .tempdir_in("/var/tmp")?;
         let ip = format!("127.0.0.{}", index + 2);
         let port = std::net::TcpListener::bind((ip.as_str(), 0))?.local_addr()?.port();
         let mut d = Self {
-            binary: binary.clone(),
+            binary: binary.to_path_buf(),
             dir,
             addr: format!("{ip}:{port}"),
             child: None,

@@ -320,7 +320,10 @@ impl Manager {
         };
         swarm
             .store
-            .write(Command::InitCluster { cluster, node })
+            .write(Command::InitCluster {
+                cluster: Box::new(cluster),
+                node: Box::new(node),
+            })
             .await
             .map_err(crate::controlapi::common::write_error)?;
         LocalNode {

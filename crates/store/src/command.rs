@@ -13,11 +13,11 @@ use crate::objects::{Cluster, Config, Node, Secret};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
     InitCluster {
-        cluster: Cluster,
-        node: Node,
+        cluster: Box<Cluster>,
+        node: Box<Node>,
     },
     /// Replaces the cluster settings (keeps `created_at`).
-    PutCluster(Cluster),
+    PutCluster(Box<Cluster>),
     /// Creates or replaces a node (keeps `created_at`).
     PutNode(Node),
     /// Updates a node's spec if it is still at `expected_version`.

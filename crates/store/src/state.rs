@@ -58,8 +58,8 @@ impl ClusterState {
                 }
                 cluster.meta.version = index;
                 node.meta.version = index;
-                self.cluster = Some(cluster);
-                self.nodes.insert(node.id.clone(), node);
+                self.cluster = Some(*cluster);
+                self.nodes.insert(node.id.clone(), *node);
             }
             Command::PutCluster(mut cluster) => {
                 let Some(old) = &self.cluster else {
@@ -70,7 +70,7 @@ impl ClusterState {
                 };
                 cluster.meta.created_at = old.meta.created_at;
                 cluster.meta.version = index;
-                self.cluster = Some(cluster);
+                self.cluster = Some(*cluster);
             }
             Command::UpdateNode {
                 mut node,

@@ -167,19 +167,6 @@ pub async fn inspect(client: &mut Client, names: &[String], is_pretty: bool, for
     inspect_output(json, texts, format, errors)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_like_go_units() {
-        assert_eq!(bytes_size(25276510208), "23.54GiB");
-        assert_eq!(bytes_size(1024), "1KiB");
-        assert_eq!(bytes_size(1536), "1.5KiB");
-        assert_eq!(bytes_size(512), "512B");
-    }
-}
-
 async fn update(client: &mut Client, req: control::UpdateNodeRequest) -> Result<control::Node, CliError> {
     Ok(client.update_node(req).await?.into_inner().node.unwrap_or_default())
 }
@@ -265,4 +252,17 @@ pub async fn rm(client: &mut Client, nodes: &[String], force: bool) -> Output {
         out.error = Some(CliError(errors.join("\n")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_go_units() {
+        assert_eq!(bytes_size(25276510208), "23.54GiB");
+        assert_eq!(bytes_size(1024), "1KiB");
+        assert_eq!(bytes_size(1536), "1.5KiB");
+        assert_eq!(bytes_size(512), "512B");
+    }
 }

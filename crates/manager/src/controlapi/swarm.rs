@@ -37,7 +37,7 @@ impl ActiveSwarm {
                 if current != Some(expected) {
                     continue;
                 }
-                self.write(Command::PutCluster(cluster)).await?;
+                self.write(Command::PutCluster(Box::new(cluster))).await?;
                 tracing::info!(%role, "join token rotated");
                 break;
             }
@@ -133,7 +133,7 @@ impl ActiveSwarm {
             _ => {}
         }
         cluster.meta.updated_at = OffsetDateTime::now_utc();
-        self.write(Command::PutCluster(cluster)).await?;
+        self.write(Command::PutCluster(Box::new(cluster))).await?;
         tracing::info!("cluster settings updated");
         Ok(control::UpdateClusterResponse { unlock_key })
     }
@@ -156,7 +156,7 @@ impl ActiveSwarm {
             let (text, sealed) = self.new_unlock_key();
             cluster.sealed_unlock_key = sealed;
             cluster.meta.updated_at = OffsetDateTime::now_utc();
-            self.write(Command::PutCluster(cluster)).await?;
+            self.write(Command::PutCluster(Box::new(cluster))).await?;
             tracing::info!("unlock key rotated");
             return Ok(control::GetUnlockKeyResponse { unlock_key: text });
         }
