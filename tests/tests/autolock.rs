@@ -110,6 +110,17 @@ fn swarm_inspect_and_update_show_and_change_settings() {
         d.cli(&["swarm", "update", "--cert-expiry", "1m"]).stderr,
         "Error response from daemon: rpc error: code = InvalidArgument desc = minimum certificate expiry time is: 1h0m0s\n"
     );
+    // The snapshot interval is live and cluster-wide.
+    let snapshot = d.data_dir().join("raft/snapshots/snapshot.json");
+    assert!(!snapshot.exists());
+    d.cli(&["swarm", "update", "--snapshot-interval", "10"]).ok();
+    for i in 0..12 {
+        d.cli_stdin(&["secret", "create", &format!("s{i}"), "-"], Some(b"v"))
+            .ok();
+    }
+    assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(5), || {
+        snapshot.exists()
+    }));
     let tokens = d.cli(&["swarm", "inspect", "--format", "{{.JoinTokens.Worker}}"]);
     assert_eq!(
         tokens.ok().trim(),

@@ -41,6 +41,8 @@ fn a_secret_value_shows_up_nowhere() {
         assert!(!leaks(text.as_bytes(), MARKER), "marker in CLI output: {text}");
     }
 
+    let snapshot = d.data_dir().join("raft/snapshots/snapshot.json");
+    assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || snapshot.exists()));
     // Restart so the state is also recovered from disk, then stop cleanly.
     d.restart();
     assert!(d.cli(&["secret", "inspect", "marked"]).ok().contains("marked"));

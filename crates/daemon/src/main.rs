@@ -27,7 +27,8 @@ struct Args {
     /// The hostname this node reports (default: the system's).
     #[arg(long)]
     hostname: Option<String>,
-    /// Raft log entries between snapshots (Swarm's default is 10000).
+    /// Raft log entries between snapshots for a swarm this node initializes
+    /// (Swarm's default is 10000; `swarm update --snapshot-interval` changes it).
     #[arg(long, default_value_t = swarmkeep_store::DEFAULT_SNAPSHOT_INTERVAL)]
     snapshot_interval: u64,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
@@ -92,10 +93,12 @@ async fn main() -> anyhow::Result<()> {
     let config = ManagerConfig {
         data_dir: args.data_dir.clone(),
         hostname: args.hostname.clone(),
+        // Managers snapshot on the cluster's interval, not openraft's policy.
         store: StoreSettings {
-            snapshot_interval: args.snapshot_interval,
+            snapshot_interval: None,
             ..StoreSettings::default()
         },
+        initial_snapshot_interval: args.snapshot_interval,
     };
     let manager: Arc<Manager> = Manager::start(config).await.map_err(anyhow::Error::msg)?;
     tracing::info!(host = %args.host, data_dir = %args.data_dir.display(), "swarmkeepd listening");

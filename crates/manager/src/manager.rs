@@ -41,6 +41,9 @@ pub struct ManagerConfig {
     /// The hostname this node reports (`--hostname`), else the system's.
     pub hostname: Option<String>,
     pub store: StoreSettings,
+    /// The snapshot interval a new swarm starts with (`swarm update
+    /// --snapshot-interval` changes it cluster-wide).
+    pub initial_snapshot_interval: u64,
 }
 
 /// Who this node is in its swarm.
@@ -291,7 +294,7 @@ impl Manager {
             id: cluster_id.clone(),
             meta: meta.clone(),
             name: "default".into(),
-            snapshot_interval: self.config.store.snapshot_interval,
+            snapshot_interval: self.config.initial_snapshot_interval,
             task_history_retention_limit: 5,
             heartbeat_period_ms: if heartbeat_ms == 0 {
                 DEFAULT_HEARTBEAT_MS

@@ -43,7 +43,10 @@ pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
-    pub snapshot_interval: u64,
+    /// Raft entries between snapshots, as openraft's own policy. `None`
+    /// leaves snapshots to the caller ([`Store::snapshot_if_due`]), which is
+    /// how managers follow the cluster-wide setting of `swarm update`.
+    pub snapshot_interval: Option<u64>,
     /// Entries kept behind a snapshot for slow followers (Swarm's
     /// LogEntriesForSlowFollowers, 500).
     pub log_entries_for_slow_followers: u64,
@@ -52,7 +55,7 @@ pub struct StoreSettings {
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
-            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_interval: Some(DEFAULT_SNAPSHOT_INTERVAL),
             log_entries_for_slow_followers: 500,
         }
     }
@@ -94,7 +97,10 @@ impl Store {
             election_timeout_min: 400,
             election_timeout_max: 800,
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_interval),
+            snapshot_policy: match settings.snapshot_interval {
+                Some(n) => SnapshotPolicy::LogsSinceLast(n),
+                None => SnapshotPolicy::Never,
+            },
             max_in_snapshot_log_to_keep: settings.log_entries_for_slow_followers,
             purge_batch_size: 256,
             ..Default::default()
@@ -252,6 +258,23 @@ impl Store {
             .await
             .map_err(|e| membership_error(&e))?;
         Ok(())
+    }
+
+    /// Builds a snapshot if `interval` entries were applied since the last
+    /// one (raft compacts the log behind it).
+    pub async fn snapshot_if_due(&self, interval: u64) {
+        let (applied, snapshot) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (
+                m.last_applied.map(|l| l.index).unwrap_or(0),
+                m.snapshot.map(|l| l.index).unwrap_or(0),
+            )
+        };
+        // openraft ignores a trigger while a snapshot is being built.
+        if interval > 0 && applied.saturating_sub(snapshot) >= interval {
+            let _ = self.raft.trigger().snapshot().await;
+        }
     }
 
     /// Asks raft to build a snapshot now (and compact the log behind it).

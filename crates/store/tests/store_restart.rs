@@ -29,7 +29,7 @@ fn secret(id: &str, name: &str) -> Command {
 async fn writes_survive_restart_and_snapshots_compact_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let settings = StoreSettings {
-        snapshot_interval: 50,
+        snapshot_interval: Some(50),
         log_entries_for_slow_followers: 5,
     };
     let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();

@@ -310,6 +310,11 @@ async fn liveness_loop(manager: Weak<Manager>, mut stop: watch::Receiver<bool>) 
             continue;
         };
         reconcile_autolock(&m, &swarm);
+        let interval = swarm
+            .store
+            .read(|st| st.cluster.as_ref().map(|c| c.snapshot_interval))
+            .unwrap_or(0);
+        swarm.store.snapshot_if_due(interval).await;
         if !swarm.store.is_leader() {
             swarm.liveness.was_leader.store(false, Ordering::SeqCst);
             continue;
