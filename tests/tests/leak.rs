@@ -42,7 +42,9 @@ fn a_secret_value_shows_up_nowhere() {
     }
 
     let snapshot = d.data_dir().join("raft/snapshots/snapshot.json");
-    assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || snapshot.exists()));
+    assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || {
+        snapshot.exists()
+    }));
     // Restart so the state is also recovered from disk, then stop cleanly.
     d.restart();
     assert!(d.cli(&["secret", "inspect", "marked"]).ok().contains("marked"));

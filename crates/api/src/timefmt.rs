@@ -29,12 +29,12 @@ fn go_fraction(nanos: u32) -> String {
     format!(".{}", digits.trim_end_matches('0'))
 }
 
-/// RFC 3339 with nanoseconds, as Go's `time.RFC3339Nano` marshals it in JSON:
-/// `2026-11-25T18:48:50.448292634Z`.
-pub fn rfc3339_nano(ts: Option<&Timestamp>) -> String {
+/// `YYYY-MM-DD<sep>hh:mm:ss<fraction><zone>` in UTC, the shape both of Go's
+/// formats below share.
+fn go_layout(ts: Option<&Timestamp>, sep: char, zone: &str) -> String {
     let t = to_datetime(ts);
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}Z",
+        "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}{}{zone}",
         t.year(),
         u8::from(t.month()),
         t.day(),
@@ -45,21 +45,17 @@ pub fn rfc3339_nano(ts: Option<&Timestamp>) -> String {
     )
 }
 
+/// RFC 3339 with nanoseconds, as Go's `time.RFC3339Nano` marshals it in JSON:
+/// `2026-11-25T18:48:50.448292634Z`.
+pub fn rfc3339_nano(ts: Option<&Timestamp>) -> String {
+    go_layout(ts, 'T', "Z")
+}
+
 /// Go's `time.Time.String()` in UTC, as Docker's `--pretty` shows it after
 /// lower-casing everything but the first letter:
 /// `2026-11-25 18:48:50.448292634 +0000 utc`.
 pub fn pretty(ts: Option<&Timestamp>) -> String {
-    let t = to_datetime(ts);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{} +0000 utc",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        go_fraction(t.nanosecond())
-    )
+    go_layout(ts, ' ', " +0000 utc")
 }
 
 /// go-units' `HumanDuration` plus " ago", as the CREATED columns show it.

@@ -6,8 +6,8 @@ use swarmkeep_api::engine;
 use time::OffsetDateTime;
 
 use super::objects::{Common, list_filters, ls_headers, read_payload, sort_by_name};
-use super::{Output, inspect_output, parse_labels};
-use crate::client::{CliError, Client, daemon_error};
+use super::{Output, fetch_each, inspect_output, parse_labels, remove_each};
+use crate::client::{CliError, Client};
 
 /// Read at most twice the server's limit, as the docker CLI does.
 const READ_LIMIT: usize = 2 * 1000 * 1024;
@@ -85,33 +85,21 @@ fn pretty(s: &control::Config) -> String {
 }
 
 pub async fn inspect(client: &mut Client, names: &[String], is_pretty: bool, format: Option<&str>) -> Output {
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for name in names {
-        match client.get_config(GetConfigRequest { id: name.clone() }).await {
-            Ok(r) => found.extend(r.into_inner().config),
-            Err(status) => errors.push(daemon_error(&status)),
-        }
-    }
+    let (found, errors) = fetch_each(names, async |id| {
+        Ok(client.get_config(GetConfigRequest { id }).await?.into_inner().config)
+    })
+    .await;
     let texts = is_pretty.then(|| found.iter().map(pretty).collect());
     let json = found
         .iter()
-        .map(|s| serde_json::to_value(engine::Config::from(s)).unwrap_or_default())
+        .map(|o| serde_json::to_value(engine::Config::from(o)).unwrap_or_default())
         .collect();
     inspect_output(json, texts, format, errors)
 }
 
 pub async fn rm(client: &mut Client, names: &[String]) -> Output {
-    let mut out = Output::default();
-    let mut errors = Vec::new();
-    for name in names {
-        match client.remove_config(RemoveConfigRequest { id: name.clone() }).await {
-            Ok(_) => out.stdout.push_str(&format!("{name}\n")),
-            Err(status) => errors.push(daemon_error(&status)),
-        }
-    }
-    if !errors.is_empty() {
-        out.error = Some(CliError(errors.join("\n")));
-    }
-    out
+    remove_each(names, async |id| {
+        client.remove_config(RemoveConfigRequest { id }).await.map(drop)
+    })
+    .await
 }

@@ -32,6 +32,40 @@ impl From<CliError> for Output {
     }
 }
 
+/// Looks up each name in turn, as `docker … inspect` does: the found objects,
+/// and Docker's error text for each one that was not.
+pub async fn fetch_each<T>(
+    names: &[String],
+    mut fetch: impl AsyncFnMut(String) -> Result<Option<T>, tonic::Status>,
+) -> (Vec<T>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        match fetch(name.clone()).await {
+            Ok(obj) => found.extend(obj),
+            Err(status) => errors.push(crate::client::daemon_error(&status)),
+        }
+    }
+    (found, errors)
+}
+
+/// Removes each name in turn, as `docker … rm` does: the removed names on
+/// stdout, the failures together on stderr (exit status 1).
+pub async fn remove_each(names: &[String], mut remove: impl AsyncFnMut(String) -> Result<(), tonic::Status>) -> Output {
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    for name in names {
+        match remove(name.clone()).await {
+            Ok(()) => out.stdout.push_str(&format!("{name}\n")),
+            Err(status) => errors.push(crate::client::daemon_error(&status)),
+        }
+    }
+    if !errors.is_empty() {
+        out.error = Some(CliError(errors.join("\n")));
+    }
+    out
+}
+
 /// `--filter key=value` flags as Docker parses them.
 pub fn parse_filters(flags: &[String], valid: &[&str]) -> Result<Vec<(String, String)>, CliError> {
     let mut out = Vec::new();

@@ -5,7 +5,7 @@ use swarmkeep_api::engine;
 use swarmkeep_api::timefmt::pretty;
 
 use super::objects::sort_by_name;
-use super::{Output, inspect_output, parse_filters};
+use super::{Output, fetch_each, inspect_output, parse_filters, remove_each};
 use crate::client::{CliError, Client, daemon_error};
 
 const DEFAULT_FORMAT: &str = "table {{.ID}} {{if .Self}}*{{else}} {{ end }}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}";
@@ -151,14 +151,10 @@ fn pretty_node(n: &control::Node) -> String {
 pub async fn inspect(client: &mut Client, names: &[String], is_pretty: bool, format: Option<&str>) -> Output {
     let defaults = ["self".to_string()];
     let names = if names.is_empty() { &defaults[..] } else { names };
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for name in names {
-        match client.get_node(GetNodeRequest { id: name.clone() }).await {
-            Ok(r) => found.extend(r.into_inner().node),
-            Err(status) => errors.push(daemon_error(&status)),
-        }
-    }
+    let (found, errors) = fetch_each(names, async |id| {
+        Ok(client.get_node(GetNodeRequest { id }).await?.into_inner().node)
+    })
+    .await;
     let texts = is_pretty.then(|| found.iter().map(pretty_node).collect());
     let json = found
         .iter()
@@ -234,24 +230,13 @@ pub async fn update_cmd(
 }
 
 pub async fn rm(client: &mut Client, nodes: &[String], force: bool) -> Output {
-    let mut out = Output::default();
-    let mut errors = Vec::new();
-    for name in nodes {
-        match client
-            .remove_node(control::RemoveNodeRequest {
-                id: name.clone(),
-                force,
-            })
+    remove_each(nodes, async |id| {
+        client
+            .remove_node(control::RemoveNodeRequest { id, force })
             .await
-        {
-            Ok(_) => out.stdout.push_str(&format!("{name}\n")),
-            Err(s) => errors.push(daemon_error(&s)),
-        }
-    }
-    if !errors.is_empty() {
-        out.error = Some(CliError(errors.join("\n")));
-    }
-    out
+            .map(drop)
+    })
+    .await
 }
 
 #[cfg(test)]
