@@ -132,8 +132,21 @@ fn a_secret_value_shows_up_nowhere_in_a_cluster() {
             .stdout
             .contains("clustered")
     }));
+    // The cluster data key itself travelled to `late`: it must not be in any
+    // log either (it is on disk only wrapped by the key-encryption key).
+    let keys = nodes[0].daemon.data_dir().join("keys");
+    let kek = swarmkeep_crypto::KeyEncryptionKey::from_bytes(&std::fs::read(keys.join("kek")).unwrap()).unwrap();
+    let data_key = kek
+        .unwrap_key(&std::fs::read(keys.join("data-key.wrapped")).unwrap())
+        .unwrap()
+        .to_bytes();
     for n in nodes.iter().chain(std::iter::once(&late)) {
         assert!(!leaks(n.daemon.log().as_bytes(), MARKER), "marker in {}'s log", n.name);
+        assert!(
+            !leaks(n.daemon.log().as_bytes(), data_key.expose()),
+            "data key in {}'s log",
+            n.name
+        );
         for f in files_under(&n.daemon.data_dir()) {
             assert!(!leaks(&std::fs::read(&f).unwrap(), MARKER), "marker in {}", f.display());
         }
