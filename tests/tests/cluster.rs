@@ -51,6 +51,28 @@ fn three_managers_two_workers_join_promote_demote_drain_leave_rm() {
             .contains(&id)));
     }
 
+    // Reads are linearizable on every manager: a write acknowledged by one is
+    // seen by the next read on any other, with no waiting.
+    for i in 0..5 {
+        let name = format!("linear{i}");
+        let writer = [m1, m2, m3][i % 3];
+        let id = writer
+            .daemon
+            .cli_stdin(&["secret", "create", &name, "-"], Some(b"v"))
+            .ok()
+            .trim()
+            .to_string();
+        for reader in [m1, m2, m3] {
+            assert_eq!(
+                reader
+                    .cli(&["secret", "inspect", "--format", "{{.ID}}", &name])
+                    .ok()
+                    .trim(),
+                id
+            );
+        }
+    }
+
     // Drain.
     assert_eq!(
         m1.cli(&["node", "update", "--availability", "drain", "w2"]).ok(),

@@ -72,6 +72,22 @@ fn leader_kill_9_under_writes_loses_no_acknowledged_write() {
     }
     let new_leader = leader_index(&nodes, &nodes[writer]);
     assert_ne!(new_leader, leader);
+    // Across the leader change no live node was shown Unknown (Swarm shows
+    // Unknown for a while): survivors stay Ready, the dead one goes Down.
+    let rows = node_rows(&nodes[writer]);
+    for (host, status, _, _) in &rows {
+        let expect = if *host == nodes[leader].name {
+            ["Ready", "Down"]
+        } else {
+            ["Ready", "Ready"]
+        };
+        assert!(expect.contains(&status.as_str()), "{host} is {status}: {rows:?}");
+    }
+    assert!(eventually(Duration::from_secs(10), || {
+        node_rows(&nodes[writer])
+            .iter()
+            .any(|r| r.0 == nodes[leader].name && r.1 == "Down")
+    }));
 
     // The old leader restarts, rejoins as a follower and catches up.
     nodes[leader].daemon.restart();

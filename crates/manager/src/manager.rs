@@ -720,6 +720,11 @@ impl ActiveSwarm {
     pub async fn write(&self, command: Command) -> Result<u64, Status> {
         cluster::write(self, command).await
     }
+
+    /// Makes the next local read linearizable (see [`cluster::read_barrier`]).
+    pub async fn read_barrier(&self) -> Result<(), Status> {
+        cluster::read_barrier(self).await
+    }
 }
 
 fn random_raft_id() -> u64 {

@@ -183,6 +183,49 @@ impl Store {
         Ok(self.read(f))
     }
 
+    /// The leader's side of a linearizable read: an index such that a member
+    /// that has applied it sees every write acknowledged before the call.
+    /// Within the leader's lease (a quorum acknowledged it less than two
+    /// heartbeats ago, well inside the election timeout, so no other leader
+    /// can exist) that is its last log index; otherwise openraft confirms
+    /// leadership with a quorum round trip.
+    pub async fn read_index(&self) -> Result<u64, WriteError> {
+        let (lease, last_log) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (
+                m.current_leader == Some(self.raft_id)
+                    && m.millis_since_quorum_ack
+                        .is_some_and(|ms| ms < proposer::RECENT_QUORUM_ACK_MS),
+                m.last_log_index.unwrap_or(0),
+            )
+        };
+        if lease {
+            return Ok(last_log);
+        }
+        match self.raft.ensure_linearizable().await {
+            Ok(read_log_id) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+            Err(e) => Err(match e.forward_to_leader() {
+                Some(fwd) => WriteError::NotLeader {
+                    leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
+                },
+                None => WriteError::Unavailable(e.to_string()),
+            }),
+        }
+    }
+
+    /// Waits until this member has applied `index` (or `timeout` passes).
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.last_applied.map(|l| l.index).unwrap_or(0) >= index,
+                "applied up to the read index",
+            )
+            .await
+            .is_ok()
+    }
+
     pub fn raft_id(&self) -> NodeId {
         self.raft_id
     }

@@ -62,7 +62,7 @@ const QUORUM_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A quorum acknowledgement younger than this (two heartbeats) is taken as
 /// proof the leader still leads, without another round trip.
-const RECENT_QUORUM_ACK_MS: u64 = 200;
+pub(crate) const RECENT_QUORUM_ACK_MS: u64 = 200;
 
 async fn check_quorum(raft: &Raft) -> Result<(), WriteError> {
     let recent = raft

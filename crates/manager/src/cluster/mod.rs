@@ -16,7 +16,7 @@ use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::cluster_server::ClusterServer;
 use swarmkeep_api::cluster::node_ca_server::NodeCaServer;
 use swarmkeep_api::cluster::raft_server::RaftServer;
-use swarmkeep_api::cluster::{HeartbeatRequest, ProposeRequest};
+use swarmkeep_api::cluster::{HeartbeatRequest, ProposeRequest, ReadIndexRequest};
 use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_store::objects::{NodeRole, NodeState};
 use swarmkeep_store::{Command, CommandError, WriteError};
@@ -121,6 +121,49 @@ pub(crate) async fn write(swarm: &ActiveSwarm, command: Command) -> Result<u64, 
             Ok(Err(e)) => return Err(write_error(e)),
         }
     }
+}
+
+/// A linearizable read barrier: returns once this manager has applied every
+/// write acknowledged anywhere before the call. The leader uses its lease or a
+/// quorum round trip; a follower asks the leader for its read index.
+pub(crate) async fn read_barrier(swarm: &ActiveSwarm) -> Result<(), Status> {
+    let index = if swarm.store.is_leader() {
+        match swarm.store.read_index().await {
+            Ok(i) => Some(i),
+            Err(WriteError::NotLeader { .. }) => None,
+            Err(_) => return Err(no_quorum_for_read()),
+        }
+    } else {
+        None
+    };
+    let index = match index {
+        Some(i) => i,
+        None => {
+            let leader = swarm.store.leader_addr().ok_or_else(no_quorum_for_read)?;
+            let resp = tokio::time::timeout(
+                WRITE_TIMEOUT,
+                call_leader(&swarm.tls, &leader, |mut c| async move {
+                    c.read_index(ReadIndexRequest {}).await
+                }),
+            )
+            .await
+            .map_err(|_| no_quorum_for_read())?
+            .map_err(|_| no_quorum_for_read())?;
+            resp.index
+        }
+    };
+    if swarm.store.wait_applied(index, Duration::from_secs(5)).await {
+        Ok(())
+    } else {
+        Err(no_quorum_for_read())
+    }
+}
+
+fn no_quorum_for_read() -> Status {
+    rpc(
+        Code::Unavailable,
+        "the swarm has no quorum of managers: a consistent read is not possible",
+    )
 }
 
 async fn forward(swarm: &ActiveSwarm, leader: &str, command: &Command) -> Result<u64, Status> {

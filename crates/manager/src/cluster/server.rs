@@ -288,6 +288,18 @@ impl Cluster for ClusterService {
         Ok(Response::new(LeaveRaftResponse {}))
     }
 
+    async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.leader()?;
+        require_manager(&swarm, &id)?;
+        let index = match swarm.store.read_index().await {
+            Ok(i) => i,
+            Err(WriteError::NotLeader { leader }) => return Err(not_leader(leader)),
+            Err(e) => return Err(Status::unavailable(e.to_string())),
+        };
+        Ok(Response::new(ReadIndexResponse { index }))
+    }
+
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;

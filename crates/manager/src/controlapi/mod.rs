@@ -176,12 +176,14 @@ impl Control for ControlService {
 
     async fn list_nodes(&self, req: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
         let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
         let nodes = swarm.list_nodes(req.get_ref().filters.as_ref()).await;
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
     async fn get_node(&self, req: Request<GetNodeRequest>) -> Result<Response<GetNodeResponse>, Status> {
         let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
         let node = swarm.get_node(&req.get_ref().id).await?;
         Ok(Response::new(GetNodeResponse { node: Some(node) }))
     }
@@ -194,12 +196,14 @@ impl Control for ControlService {
 
     async fn get_secret(&self, req: Request<GetSecretRequest>) -> Result<Response<GetSecretResponse>, Status> {
         let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
         let secret = swarm.get_secret(&req.get_ref().id).await?;
         Ok(Response::new(GetSecretResponse { secret: Some(secret) }))
     }
 
     async fn list_secrets(&self, req: Request<ListSecretsRequest>) -> Result<Response<ListSecretsResponse>, Status> {
         let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
         let secrets = swarm.list_secrets(req.get_ref().filters.as_ref()).await;
         Ok(Response::new(ListSecretsResponse { secrets }))
     }
@@ -225,12 +229,14 @@ impl Control for ControlService {
 
     async fn get_config(&self, req: Request<GetConfigRequest>) -> Result<Response<GetConfigResponse>, Status> {
         let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
         let config = swarm.get_config(&req.get_ref().id).await?;
         Ok(Response::new(GetConfigResponse { config: Some(config) }))
     }
 
     async fn list_configs(&self, req: Request<ListConfigsRequest>) -> Result<Response<ListConfigsResponse>, Status> {
         let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
         let configs = swarm.list_configs(req.get_ref().filters.as_ref()).await;
         Ok(Response::new(ListConfigsResponse { configs }))
     }
