@@ -83,7 +83,7 @@ where
             Ok(r) => return Ok(r.into_inner()),
             Err(s) if is_not_leader(&s) && Instant::now() < deadline => match leader_hint(&s) {
                 Some(leader) => addr = leader,
-                None => tokio::time::sleep(Duration::from_millis(200)).await,
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
             },
             Err(s) => return Err(s),
         }
@@ -107,7 +107,7 @@ pub(crate) async fn write(swarm: &ActiveSwarm, command: Command) -> Result<u64, 
                         return Ok(index);
                     }
                     Ok(Err(s)) if is_not_leader(&s) || s.code() == Code::Unavailable => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        tokio::time::sleep(Duration::from_millis(25)).await;
                     }
                     Ok(Err(s)) => return Err(s),
                 }
@@ -116,7 +116,7 @@ pub(crate) async fn write(swarm: &ActiveSwarm, command: Command) -> Result<u64, 
                 if tokio::time::Instant::now() >= deadline {
                     return Err(no_quorum());
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
             }
             Ok(Err(e)) => return Err(write_error(e)),
         }
