@@ -66,7 +66,7 @@ impl RootCa {
 
     /// Signs `csr_pem` for `node_id`. Only the public key is taken from the
     /// CSR; the subject, names and usages are the CA's choice.
-    pub fn issue(&self, csr_pem: &str, node_id: &str) -> Result<String, CaError> {
+    pub fn issue(&self, csr_pem: &str, node_id: &str, validity: time::Duration) -> Result<String, CaError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|_| CaError::Invalid("the certificate signing request is malformed".into()))?;
         let mut params = CertificateParams::new(vec![TLS_SERVER_NAME.to_string()])?;
@@ -77,8 +77,7 @@ impl RootCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
-        // Swarm's default node certificate expiry: 90 days.
-        params.not_after = now + time::Duration::days(90);
+        params.not_after = now + validity;
         let key_text = std::str::from_utf8(self.key_pem.expose()).map_err(|_| CaError::Invalid("CA key".into()))?;
         let ca_key = KeyPair::from_pem(key_text)?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key)?;
@@ -128,9 +127,9 @@ mod tests {
     fn issues_node_certificates_with_the_node_id_as_cn() {
         let ca = RootCa::generate().unwrap();
         let (_key, csr) = node_key_and_csr().unwrap();
-        let cert = ca.issue(&csr, "abc123").unwrap();
+        let cert = ca.issue(&csr, "abc123", time::Duration::days(90)).unwrap();
         assert_eq!(node_id_of_pem(&cert).as_deref(), Some("abc123"));
         assert_ne!(ca.digest().unwrap(), RootCa::generate().unwrap().digest().unwrap());
-        assert!(ca.issue("garbage", "x").is_err());
+        assert!(ca.issue("garbage", "x", time::Duration::days(1)).is_err());
     }
 }

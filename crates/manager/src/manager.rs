@@ -253,7 +253,7 @@ impl Manager {
         let ca = RootCa::generate().map_err(|e| internal("creating the cluster CA", &e))?;
         let (key_pem, csr) = node_key_and_csr().map_err(|e| internal("creating the node key", &e))?;
         let cert_pem = ca
-            .issue(&csr, &node_id)
+            .issue(&csr, &node_id, time::Duration::days(90))
             .map_err(|e| internal("issuing the node certificate", &e))?;
         let tls = Arc::new(NodeTls {
             ca_pem: ca.cert_pem.clone(),

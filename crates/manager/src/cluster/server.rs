@@ -170,7 +170,11 @@ impl NodeCa for ClusterService {
         let ca = RootCa::from_parts(cluster.ca_cert_pem.clone(), ca_key);
         let node_id = new_id();
         let cert = ca
-            .issue(&req.csr_pem, &node_id)
+            .issue(
+                &req.csr_pem,
+                &node_id,
+                time::Duration::milliseconds(cluster.node_cert_expiry_ms as i64),
+            )
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let addr = req
             .advertise_addr
