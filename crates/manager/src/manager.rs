@@ -230,14 +230,19 @@ impl Manager {
         self.remove_local_state();
         let result = self.create_swarm(advertise, listen, heartbeat_ms).await;
         if result.is_err() {
-            self.stop_background().await;
-            if let Membership::Manager(m) = self.membership() {
-                m.store.shutdown().await;
-            }
-            self.set(Membership::Inactive);
-            self.remove_local_state();
+            self.abandon().await;
         }
         result
+    }
+
+    /// Undoes a failed init or join: nothing of it stays running or on disk.
+    async fn abandon(&self) {
+        self.stop_background().await;
+        if let Membership::Manager(m) = self.membership() {
+            m.store.shutdown().await;
+        }
+        self.set(Membership::Inactive);
+        self.remove_local_state();
     }
 
     async fn create_swarm(
@@ -362,12 +367,7 @@ impl Manager {
         self.remove_local_state();
         let result = self.join_swarm(parsed, &remote, advertise, listen).await;
         if result.is_err() {
-            self.stop_background().await;
-            if let Membership::Manager(m) = self.membership() {
-                m.store.shutdown().await;
-            }
-            self.set(Membership::Inactive);
-            self.remove_local_state();
+            self.abandon().await;
         }
         result
     }
