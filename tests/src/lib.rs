@@ -349,7 +349,7 @@ pub fn swarm_node_logging(index: usize, name: &str, log_level: &str) -> SwarmNod
 }
 
 /// A swarm of `managers` managers and `workers` workers (each its own
-/// daemon, data dir and 127.0.0.x address), heartbeats every 300 ms.
+/// daemon, data dir and 127.0.0.x address), heartbeats every 500 ms.
 /// Node 0 is the first manager (`m1`); workers are named `w1`, `w2`, ….
 pub fn swarm(managers: usize, workers: usize) -> Vec<SwarmNode> {
     swarm_logging(managers, workers, "info")
@@ -368,7 +368,7 @@ pub fn swarm_logging(managers: usize, workers: usize, log_level: &str) -> Vec<Sw
             "--listen-addr",
             &first.addr,
             "--dispatcher-heartbeat",
-            "300ms",
+            "500ms",
         ])
         .ok();
     let manager_token = first

@@ -5,13 +5,15 @@ use std::time::{Duration, Instant};
 
 use swarmkeep_tests::{SwarmNode, eventually, node_rows, swarm};
 
+/// The leader as `asker` sees it, waiting out an election in progress.
 fn leader_index(nodes: &[SwarmNode], asker: &SwarmNode) -> usize {
-    let rows = node_rows(asker);
-    let host = rows
-        .iter()
-        .find(|r| r.3 == "Leader")
-        .map(|r| r.0.clone())
-        .expect("a leader");
+    let mut host = None;
+    let found = eventually(Duration::from_secs(15), || {
+        host = node_rows(asker).iter().find(|r| r.3 == "Leader").map(|r| r.0.clone());
+        host.is_some()
+    });
+    assert!(found, "no leader: {:?}", node_rows(asker));
+    let host = host.unwrap_or_default();
     nodes
         .iter()
         .position(|n| n.name == host)
