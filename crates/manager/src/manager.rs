@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -163,10 +163,6 @@ impl Manager {
 
     fn tls_dir(&self) -> PathBuf {
         self.config.data_dir.join("tls")
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.config.data_dir
     }
 
     fn remove_local_state(&self) {
@@ -666,10 +662,6 @@ impl Manager {
         if let Membership::Manager(swarm) = self.membership() {
             swarm.store.shutdown().await;
         }
-    }
-
-    pub fn hostname(&self) -> Option<&str> {
-        self.config.hostname.as_deref()
     }
 }
 

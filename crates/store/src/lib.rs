@@ -320,15 +320,6 @@ impl Store {
         }
     }
 
-    /// Asks raft to build a snapshot now (and compact the log behind it).
-    pub async fn trigger_snapshot(&self) -> Result<(), StoreError> {
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| StoreError::Raft(e.to_string()))
-    }
-
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
     }
