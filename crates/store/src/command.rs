@@ -73,6 +73,7 @@ pub enum CommandError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ObjectKind {
+    Cluster,
     Secret,
     Config,
     Node,
@@ -81,6 +82,7 @@ pub enum ObjectKind {
 impl std::fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            ObjectKind::Cluster => "cluster",
             ObjectKind::Secret => "secret",
             ObjectKind::Config => "config",
             ObjectKind::Node => "node",

@@ -64,7 +64,7 @@ impl ClusterState {
             Command::PutCluster(mut cluster) => {
                 let Some(old) = &self.cluster else {
                     return Err(CommandError::NotFound {
-                        kind: ObjectKind::Node,
+                        kind: ObjectKind::Cluster,
                         id: cluster.id,
                     });
                 };

@@ -3,9 +3,8 @@
 
 use swarmkeep_api::control::{self, CreateConfigRequest, GetConfigRequest, ListConfigsRequest, RemoveConfigRequest};
 use swarmkeep_api::engine;
-use time::OffsetDateTime;
 
-use super::objects::{Common, list_filters, ls_headers, read_payload, sort_by_name};
+use super::objects::{Common, list_filters, ls_output, read_payload};
 use super::{Output, fetch_each, inspect_output, parse_labels, remove_each};
 use crate::client::{CliError, Client};
 
@@ -48,22 +47,12 @@ pub async fn ls(client: &mut Client, quiet: bool, filters: &[String], format: Op
         Ok(f) => f,
         Err(e) => return e.into(),
     };
-    let mut configs = match client.list_configs(ListConfigsRequest { filters: Some(filters) }).await {
+    let configs = match client.list_configs(ListConfigsRequest { filters: Some(filters) }).await {
         Ok(r) => r.into_inner().configs,
         Err(status) => return CliError::from(status).into(),
     };
-    sort_by_name(&mut configs, |s| common(s).name());
-    let now = OffsetDateTime::now_utc();
-    let rows: Vec<_> = configs.iter().map(|s| common(s).ls_row(now, None)).collect();
-    let format = if quiet {
-        "{{.ID}}"
-    } else {
-        format.unwrap_or(DEFAULT_FORMAT)
-    };
-    match crate::format::render_list(format, &ls_headers(), &rows) {
-        Ok(s) => Output::ok(s),
-        Err(e) => e.into(),
-    }
+    let items = configs.iter().map(common).collect();
+    ls_output(items, quiet, format, DEFAULT_FORMAT, None)
 }
 
 fn pretty(s: &control::Config) -> String {

@@ -66,6 +66,12 @@ pub async fn remove_each(names: &[String], mut remove: impl AsyncFnMut(String) -
     out
 }
 
+/// The template an `ls` renders: IDs only with `-q`, else `--format`, else
+/// the command's default table.
+pub fn list_format<'a>(quiet: bool, format: Option<&'a str>, default: &'a str) -> &'a str {
+    if quiet { "{{.ID}}" } else { format.unwrap_or(default) }
+}
+
 /// `--filter key=value` flags as Docker parses them.
 pub fn parse_filters(flags: &[String], valid: &[&str]) -> Result<Vec<(String, String)>, CliError> {
     let mut out = Vec::new();

@@ -81,11 +81,7 @@ pub async fn ls(client: &mut Client, quiet: bool, filters: &[String], format: Op
             n.description.as_ref().map(|d| d.hostname.as_str()).unwrap_or("")
         });
         let rows: Vec<_> = nodes.iter().map(|n| ls_row(n, &me)).collect();
-        let format = if quiet {
-            "{{.ID}}"
-        } else {
-            format.unwrap_or(DEFAULT_FORMAT)
-        };
+        let format = super::list_format(quiet, format, DEFAULT_FORMAT);
         crate::format::render_list(format, &ls_headers(), &rows)
     };
     match result.await {

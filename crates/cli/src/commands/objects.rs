@@ -133,8 +133,26 @@ impl<'a> Common<'a> {
     }
 }
 
+/// `secret ls` / `config ls`: sorted by name, rendered with the table or
+/// `--format`. `driver` is the DRIVER column (secrets only).
+pub fn ls_output(
+    mut items: Vec<Common<'_>>,
+    quiet: bool,
+    format: Option<&str>,
+    default_format: &str,
+    driver: Option<&str>,
+) -> super::Output {
+    sort_by_name(&mut items, |c| c.name());
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<_> = items.iter().map(|c| c.ls_row(now, driver)).collect();
+    match crate::format::render_list(super::list_format(quiet, format, default_format), &ls_headers(), &rows) {
+        Ok(s) => super::Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
+
 /// Headers of the `ls` columns.
-pub fn ls_headers() -> serde_json::Value {
+fn ls_headers() -> serde_json::Value {
     serde_json::json!({
         "CreatedAt": "CREATED", "Driver": "DRIVER", "ID": "ID", "Labels": "LABELS",
         "Name": "NAME", "UpdatedAt": "UPDATED",

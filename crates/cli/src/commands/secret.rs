@@ -2,9 +2,8 @@
 
 use swarmkeep_api::control::{self, CreateSecretRequest, GetSecretRequest, ListSecretsRequest, RemoveSecretRequest};
 use swarmkeep_api::engine;
-use time::OffsetDateTime;
 
-use super::objects::{Common, list_filters, ls_headers, read_payload, sort_by_name};
+use super::objects::{Common, list_filters, ls_output, read_payload};
 use super::{Output, fetch_each, inspect_output, parse_labels, remove_each};
 use crate::client::{CliError, Client};
 
@@ -48,22 +47,12 @@ pub async fn ls(client: &mut Client, quiet: bool, filters: &[String], format: Op
         Ok(f) => f,
         Err(e) => return e.into(),
     };
-    let mut secrets = match client.list_secrets(ListSecretsRequest { filters: Some(filters) }).await {
+    let secrets = match client.list_secrets(ListSecretsRequest { filters: Some(filters) }).await {
         Ok(r) => r.into_inner().secrets,
         Err(status) => return CliError::from(status).into(),
     };
-    sort_by_name(&mut secrets, |s| common(s).name());
-    let now = OffsetDateTime::now_utc();
-    let rows: Vec<_> = secrets.iter().map(|s| common(s).ls_row(now, Some(""))).collect();
-    let format = if quiet {
-        "{{.ID}}"
-    } else {
-        format.unwrap_or(DEFAULT_FORMAT)
-    };
-    match crate::format::render_list(format, &ls_headers(), &rows) {
-        Ok(s) => Output::ok(s),
-        Err(e) => e.into(),
-    }
+    let items = secrets.iter().map(common).collect();
+    ls_output(items, quiet, format, DEFAULT_FORMAT, Some(""))
 }
 
 fn pretty(s: &control::Secret) -> String {

@@ -8,7 +8,7 @@ pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -194,6 +194,8 @@ async fn wait_applied(swarm: &ActiveSwarm, index: u64) {
 pub struct Liveness {
     seen: Mutex<HashMap<String, Instant>>,
     was_leader: AtomicBool,
+    /// The cluster object version this manager's key wrapping last matched.
+    keys_reconciled_at: AtomicU64,
 }
 
 impl Liveness {
@@ -409,12 +411,17 @@ async fn liveness_loop(manager: Weak<Manager>, mut stop: watch::Receiver<bool>) 
 /// current unlock key (and no key file on disk) with autolock, by a local
 /// key-encryption key without.
 fn reconcile_autolock(m: &Manager, swarm: &ActiveSwarm) {
-    let Some((autolock, sealed)) = swarm
-        .store
-        .read(|st| st.cluster.as_ref().map(|c| (c.autolock, c.sealed_unlock_key.clone())))
-    else {
+    let Some((version, autolock, sealed)) = swarm.store.read(|st| {
+        st.cluster
+            .as_ref()
+            .map(|c| (c.meta.version, c.autolock, c.sealed_unlock_key.clone()))
+    }) else {
         return;
     };
+    // Only when the cluster object changed since the last successful pass.
+    if swarm.liveness.keys_reconciled_at.load(Ordering::SeqCst) == version {
+        return;
+    }
     let keys = KeyStore::new(&m.keys_dir());
     let result = if autolock {
         match swarm.open_unlock_key(&sealed) {
@@ -433,8 +440,9 @@ fn reconcile_autolock(m: &Manager, swarm: &ActiveSwarm) {
     } else {
         Ok(())
     };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "re-wrapping the data key failed");
+    match result {
+        Ok(()) => swarm.liveness.keys_reconciled_at.store(version, Ordering::SeqCst),
+        Err(e) => tracing::warn!(error = %e, "re-wrapping the data key failed; will retry"),
     }
 }
 

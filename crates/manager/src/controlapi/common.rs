@@ -67,6 +67,39 @@ pub fn meta_to_proto(meta: &Meta) -> control::Meta {
     }
 }
 
+/// Metadata of an object created now (the version is set when it is applied).
+pub fn new_meta() -> Meta {
+    let now = time::OffsetDateTime::now_utc();
+    Meta {
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+pub fn annotations_from_proto(a: Option<control::Annotations>) -> swarmkeep_store::objects::Annotations {
+    let a = a.unwrap_or_default();
+    swarmkeep_store::objects::Annotations {
+        name: a.name,
+        labels: a.labels.into_iter().collect(),
+    }
+}
+
+/// The labels-only change of `id` that swarmkit's Update allows, checked
+/// against the version the caller read.
+pub fn label_update(
+    id: &str,
+    version: control::Version,
+    annotations: Option<control::Annotations>,
+) -> swarmkeep_store::LabelUpdate {
+    swarmkeep_store::LabelUpdate {
+        id: id.to_string(),
+        expected_version: version.index,
+        labels: annotations.map(|a| a.labels.into_iter().collect()).unwrap_or_default(),
+        updated_at: time::OffsetDateTime::now_utc(),
+    }
+}
+
 pub fn annotations_to_proto(a: &swarmkeep_store::objects::Annotations) -> control::Annotations {
     control::Annotations {
         name: a.name.clone(),

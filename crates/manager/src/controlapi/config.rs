@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
 use swarmkeep_crypto::new_id;
-use swarmkeep_store::objects::{Annotations, Config, Meta};
-use swarmkeep_store::{Command, LabelUpdate};
-use time::OffsetDateTime;
+use swarmkeep_store::Command;
+use swarmkeep_store::objects::Config;
 use tonic::{Code, Status};
 
-use super::common::{Listed, annotations_to_proto, matches_filters, meta_to_proto, resolve, validate_name};
+use super::common::{
+    Listed, annotations_from_proto, annotations_to_proto, label_update, matches_filters, meta_to_proto, new_meta,
+    resolve, validate_name,
+};
 use crate::ActiveSwarm;
 
 /// swarmkit's `MaxConfigSize`: the payload must be shorter than this.
@@ -49,20 +51,12 @@ impl ActiveSwarm {
                 format!("config data must be larger than 0 and less than {MAX_CONFIG_SIZE} bytes"),
             ));
         }
-        let annotations = spec.annotations.unwrap_or_default();
+        let annotations = spec.annotations;
         let id = new_id();
-        let now = OffsetDateTime::now_utc();
         let config = Config {
             id: id.clone(),
-            meta: Meta {
-                version: 0,
-                created_at: now,
-                updated_at: now,
-            },
-            annotations: Annotations {
-                name: annotations.name,
-                labels: annotations.labels.into_iter().collect(),
-            },
+            meta: new_meta(),
+            annotations: annotations_from_proto(annotations),
             data: spec.data,
         };
         let name = config.annotations.name.clone();
@@ -102,16 +96,7 @@ impl ActiveSwarm {
         if name != current.annotations.name || (!spec.data.is_empty() && spec.data != current.data) {
             return Err(rpc(Code::InvalidArgument, "only updates to Labels are allowed"));
         }
-        let labels = spec
-            .annotations
-            .map(|a| a.labels.into_iter().collect())
-            .unwrap_or_default();
-        let update = LabelUpdate {
-            id: current.id.clone(),
-            expected_version: version.index,
-            labels,
-            updated_at: OffsetDateTime::now_utc(),
-        };
+        let update = label_update(&current.id, version, spec.annotations);
         self.write(Command::UpdateConfigLabels(update)).await?;
         tracing::info!(id = %current.id, "config labels updated");
         self.get_config(&current.id).await

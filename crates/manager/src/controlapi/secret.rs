@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
 use swarmkeep_crypto::{SecretBytes, new_id};
-use swarmkeep_store::objects::{Annotations, Meta, Secret};
-use swarmkeep_store::{Command, LabelUpdate};
-use time::OffsetDateTime;
+use swarmkeep_store::Command;
+use swarmkeep_store::objects::Secret;
 use tonic::{Code, Status};
 
-use super::common::{Listed, annotations_to_proto, matches_filters, meta_to_proto, resolve, validate_name};
+use super::common::{
+    Listed, annotations_from_proto, annotations_to_proto, label_update, matches_filters, meta_to_proto, new_meta,
+    resolve, validate_name,
+};
 use crate::ActiveSwarm;
 
 /// swarmkit's `MaxSecretSize`: the payload must be shorter than this.
@@ -59,23 +61,14 @@ impl ActiveSwarm {
         let annotations = spec.annotations;
         validate_name(annotations.as_ref())?;
         validate_payload(&data)?;
-        let annotations = annotations.unwrap_or_default();
 
         let id = new_id();
         let sealed_data = self.data_key.seal(&id, &data);
         drop(data);
-        let now = OffsetDateTime::now_utc();
         let secret = Secret {
             id: id.clone(),
-            meta: Meta {
-                version: 0,
-                created_at: now,
-                updated_at: now,
-            },
-            annotations: Annotations {
-                name: annotations.name,
-                labels: annotations.labels.into_iter().collect(),
-            },
+            meta: new_meta(),
+            annotations: annotations_from_proto(annotations),
             sealed_data,
         };
         let name = secret.annotations.name.clone();
@@ -127,16 +120,7 @@ impl ActiveSwarm {
         if name != current.annotations.name || !same_data {
             return Err(rpc(Code::InvalidArgument, "only updates to Labels are allowed"));
         }
-        let labels = spec
-            .annotations
-            .map(|a| a.labels.into_iter().collect())
-            .unwrap_or_default();
-        let update = LabelUpdate {
-            id: current.id.clone(),
-            expected_version: version.index,
-            labels,
-            updated_at: OffsetDateTime::now_utc(),
-        };
+        let update = label_update(&current.id, version, spec.annotations);
         self.write(Command::UpdateSecretLabels(update)).await?;
         tracing::info!(id = %current.id, "secret labels updated");
         self.get_secret(&current.id).await
