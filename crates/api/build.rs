@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [
             format!("{proto_dir}/control.proto"),
             format!("{proto_dir}/cluster.proto"),
+            format!("{proto_dir}/dispatcher.proto"),
         ],
         [proto_dir],
     )?;

@@ -12,6 +12,9 @@ pub mod control {
 pub mod cluster {
     tonic::include_proto!("swarmkeep.cluster");
 }
+pub mod dispatcher {
+    tonic::include_proto!("swarmkeep.dispatcher");
+}
 pub mod engine;
 pub mod errors;
 pub mod timefmt;

@@ -20,7 +20,7 @@ pub enum CryptoError {
 
 /// A 32-byte XChaCha20-Poly1305 key. Zeroized on drop, never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-struct SymmetricKey([u8; 32]);
+pub(crate) struct SymmetricKey(pub(crate) [u8; 32]);
 
 impl SymmetricKey {
     fn generate() -> Self {
@@ -35,7 +35,7 @@ impl SymmetricKey {
     }
 
     /// `nonce(24) ‖ ciphertext ‖ tag(16)`, with a fresh random nonce.
-    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let cipher = XChaCha20Poly1305::new(&Key::from(self.0));
         let mut nonce = [0u8; NONCE_LEN];
         crate::random_bytes(&mut nonce);
@@ -48,7 +48,7 @@ impl SymmetricKey {
         out
     }
 
-    fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
         if sealed.len() < NONCE_LEN + TAG_LEN {
             return Err(CryptoError::Open);
         }

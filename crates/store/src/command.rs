@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::objects::{Cluster, Config, Node, Secret};
+use crate::objects::{Cluster, Config, Node, Secret, Service, Task, TaskStatus};
 
 /// One change to the cluster state. Commands are decided by the leader (IDs,
 /// timestamps, sealed payloads) so that applying them is deterministic.
@@ -38,6 +38,26 @@ pub enum Command {
     RemoveConfig {
         id: String,
     },
+    /// Refused if the name is taken or a referenced secret or config is gone.
+    CreateService(Service),
+    UpdateService {
+        service: Service,
+        expected_version: u64,
+    },
+    /// Removes the service and all its tasks.
+    RemoveService {
+        id: String,
+    },
+    /// Creates or replaces tasks (the orchestrator and scheduler, on the leader).
+    PutTasks(Vec<Task>),
+    /// A status reported by the agent of `node_id`; applied only if the task
+    /// is on that node and the state moves forward.
+    UpdateTaskStatus {
+        id: String,
+        node_id: String,
+        status: TaskStatus,
+    },
+    RemoveTasks(Vec<String>),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,6 +89,15 @@ pub enum CommandError {
     VersionConflict,
     #[error("the cluster is already initialized")]
     AlreadyInitialized,
+    /// swarmkit's text, "services" when there are several.
+    #[error("{kind} '{name}' is in use by the following service{}: {}", if services.len() > 1 { "s" } else { "" }, services.join(", "))]
+    InUse {
+        kind: ObjectKind,
+        name: String,
+        services: Vec<String>,
+    },
+    #[error("task {id} is not assigned to this node")]
+    NotAssigned { id: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +106,8 @@ pub enum ObjectKind {
     Secret,
     Config,
     Node,
+    Service,
+    Task,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -86,6 +117,8 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Secret => "secret",
             ObjectKind::Config => "config",
             ObjectKind::Node => "node",
+            ObjectKind::Service => "service",
+            ObjectKind::Task => "task",
         })
     }
 }

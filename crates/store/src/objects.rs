@@ -151,3 +151,175 @@ mod bytes_b64 {
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
+
+/// Where a secret or config reference puts its file in the task, and with
+/// which owner and mode. `target` is as the user gave it: relative targets
+/// are under `/run/secrets` (secrets) or `/` (configs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileReference {
+    /// The referenced object's ID (references are by ID, as in swarmkit).
+    pub id: String,
+    /// The object's name when the reference was made (display only).
+    pub name: String,
+    pub target: String,
+    pub uid: String,
+    pub gid: String,
+    pub mode: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    None,
+    OnFailure,
+    Any,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    pub delay_ns: u64,
+    /// 0 means unlimited, as in Docker.
+    pub max_attempts: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            condition: RestartCondition::Any,
+            delay_ns: 5_000_000_000,
+            max_attempts: 0,
+        }
+    }
+}
+
+/// What a task runs: Docker's `TaskTemplate`, trimmed to what swarmkeep runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub user: String,
+    pub secrets: Vec<FileReference>,
+    pub configs: Vec<FileReference>,
+    pub restart: RestartPolicy,
+    pub stop_grace_period_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceMode {
+    Replicated { replicas: u64 },
+    Global,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub annotations: Annotations,
+    pub task: TaskSpec,
+    pub mode: ServiceMode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub meta: Meta,
+    pub spec: ServiceSpec,
+}
+
+/// Swarm's task states, in the order a task goes through them. A task only
+/// moves forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Remove,
+    Orphaned,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        self > TaskState::Running
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        ALL_TASK_STATES.iter().copied().find(|s| s.as_str() == text)
+    }
+}
+
+pub const ALL_TASK_STATES: [TaskState; 14] = [
+    TaskState::New,
+    TaskState::Pending,
+    TaskState::Assigned,
+    TaskState::Accepted,
+    TaskState::Preparing,
+    TaskState::Ready,
+    TaskState::Starting,
+    TaskState::Running,
+    TaskState::Complete,
+    TaskState::Shutdown,
+    TaskState::Failed,
+    TaskState::Rejected,
+    TaskState::Remove,
+    TaskState::Orphaned,
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub message: String,
+    pub err: String,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub meta: Meta,
+    pub service_id: String,
+    /// The service's name when the task was made (tasks are `name.slot`).
+    pub service_name: String,
+    /// Replicated services number their tasks' slots from 1; global tasks have 0.
+    pub slot: u64,
+    pub node_id: Option<String>,
+    pub spec: TaskSpec,
+    /// The service version the task was made from.
+    pub spec_version: u64,
+    pub desired_state: TaskState,
+    pub status: TaskStatus,
+}

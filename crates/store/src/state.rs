@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind};
-use crate::objects::{Cluster, Config, Node, Secret};
+use crate::objects::{Cluster, Config, Node, Secret, Service, Task};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -14,11 +14,17 @@ pub struct ClusterState {
     pub nodes: BTreeMap<String, Node>,
     pub secrets: BTreeMap<String, Secret>,
     pub configs: BTreeMap<String, Config>,
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, Task>,
     /// Lower-cased name → ID; names are unique case-insensitively, as in swarmkit.
     #[serde(skip)]
     secret_names: HashMap<String, String>,
     #[serde(skip)]
     config_names: HashMap<String, String>,
+    #[serde(skip)]
+    service_names: HashMap<String, String>,
 }
 
 impl ClusterState {
@@ -34,6 +40,44 @@ impl ClusterState {
             .values()
             .map(|c| (c.annotations.name.to_lowercase(), c.id.clone()))
             .collect();
+        self.service_names = self
+            .services
+            .values()
+            .map(|s| (s.spec.annotations.name.to_lowercase(), s.id.clone()))
+            .collect();
+    }
+
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.service_names
+            .get(&name.to_lowercase())
+            .and_then(|id| self.services.get(id))
+    }
+
+    /// Names of the services whose tasks reference the secret (or config) `id`.
+    pub fn services_using(&self, id: &str, secret: bool) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .services
+            .values()
+            .filter(|s| {
+                let refs = if secret { &s.spec.task.secrets } else { &s.spec.task.configs };
+                refs.iter().any(|r| r.id == id)
+            })
+            .map(|s| s.spec.annotations.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The first secret or config a service spec references that is gone.
+    fn missing_reference(&self, service: &Service) -> Option<CommandError> {
+        let task = &service.spec.task;
+        if let Some(r) = task.secrets.iter().find(|r| !self.secrets.contains_key(&r.id)) {
+            return Some(not_found(ObjectKind::Secret, &r.name));
+        }
+        if let Some(r) = task.configs.iter().find(|r| !self.configs.contains_key(&r.id)) {
+            return Some(not_found(ObjectKind::Config, &r.name));
+        }
+        None
     }
 
     /// Name lookup is case-insensitive, as swarmkit's name index is.
@@ -117,6 +161,7 @@ impl ClusterState {
                 apply_labels(&mut secret.meta, &mut secret.annotations.labels, index, update)?;
             }
             Command::RemoveSecret { id } => {
+                self.check_unused(&id, true)?;
                 let secret = self
                     .secrets
                     .remove(&id)
@@ -143,14 +188,113 @@ impl ClusterState {
                 apply_labels(&mut config.meta, &mut config.annotations.labels, index, update)?;
             }
             Command::RemoveConfig { id } => {
+                self.check_unused(&id, false)?;
                 let config = self
                     .configs
                     .remove(&id)
                     .ok_or_else(|| not_found(ObjectKind::Config, &id))?;
                 self.config_names.remove(&config.annotations.name.to_lowercase());
             }
+            Command::CreateService(mut service) => {
+                let key = service.spec.annotations.name.to_lowercase();
+                if self.service_names.contains_key(&key) || self.services.contains_key(&service.id) {
+                    return Err(CommandError::NameConflict {
+                        kind: ObjectKind::Service,
+                        name: service.spec.annotations.name,
+                    });
+                }
+                if let Some(e) = self.missing_reference(&service) {
+                    return Err(e);
+                }
+                service.meta.version = index;
+                self.service_names.insert(key, service.id.clone());
+                self.services.insert(service.id.clone(), service);
+            }
+            Command::UpdateService {
+                mut service,
+                expected_version,
+            } => {
+                let old = self
+                    .services
+                    .get(&service.id)
+                    .ok_or_else(|| not_found(ObjectKind::Service, &service.id))?;
+                if old.meta.version != expected_version {
+                    return Err(CommandError::VersionConflict);
+                }
+                let old_key = old.spec.annotations.name.to_lowercase();
+                let key = service.spec.annotations.name.to_lowercase();
+                if key != old_key && self.service_names.contains_key(&key) {
+                    return Err(CommandError::NameConflict {
+                        kind: ObjectKind::Service,
+                        name: service.spec.annotations.name,
+                    });
+                }
+                if let Some(e) = self.missing_reference(&service) {
+                    return Err(e);
+                }
+                service.meta.created_at = old.meta.created_at;
+                service.meta.version = index;
+                self.service_names.remove(&old_key);
+                self.service_names.insert(key, service.id.clone());
+                self.services.insert(service.id.clone(), service);
+            }
+            Command::RemoveService { id } => {
+                let service = self
+                    .services
+                    .remove(&id)
+                    .ok_or_else(|| not_found(ObjectKind::Service, &id))?;
+                self.service_names.remove(&service.spec.annotations.name.to_lowercase());
+                self.tasks.retain(|_, t| t.service_id != id);
+            }
+            Command::PutTasks(tasks) => {
+                for mut task in tasks {
+                    task.meta.version = index;
+                    if let Some(old) = self.tasks.get(&task.id) {
+                        task.meta.created_at = old.meta.created_at;
+                    }
+                    self.tasks.insert(task.id.clone(), task);
+                }
+            }
+            Command::UpdateTaskStatus { id, node_id, status } => {
+                let task = self
+                    .tasks
+                    .get_mut(&id)
+                    .ok_or_else(|| not_found(ObjectKind::Task, &id))?;
+                if task.node_id.as_deref() != Some(node_id.as_str()) {
+                    return Err(CommandError::NotAssigned { id });
+                }
+                // A task only moves forward; a late report of an earlier
+                // state is dropped.
+                if status.state > task.status.state {
+                    task.status = status;
+                    task.meta.version = index;
+                    task.meta.updated_at = task.status.timestamp;
+                }
+            }
+            Command::RemoveTasks(ids) => {
+                for id in ids {
+                    self.tasks.remove(&id);
+                }
+            }
         }
         Ok(index)
+    }
+
+    fn check_unused(&self, id: &str, secret: bool) -> Result<(), CommandError> {
+        let services = self.services_using(id, secret);
+        if services.is_empty() {
+            return Ok(());
+        }
+        let (kind, name) = if secret {
+            (ObjectKind::Secret, self.secrets.get(id).map(|s| s.annotations.name.clone()))
+        } else {
+            (ObjectKind::Config, self.configs.get(id).map(|c| c.annotations.name.clone()))
+        };
+        Err(CommandError::InUse {
+            kind,
+            name: name.unwrap_or_else(|| id.to_string()),
+            services,
+        })
     }
 }
 

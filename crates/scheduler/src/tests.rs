@@ -1,0 +1,199 @@
+use std::collections::BTreeMap;
+
+use swarmkeep_store::objects::*;
+use swarmkeep_store::{ClusterState, Command};
+use time::OffsetDateTime;
+
+use crate::reconcile;
+
+fn meta(now: OffsetDateTime) -> Meta {
+    Meta {
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn node(id: &str, state: NodeState, availability: Availability) -> Node {
+    Node {
+        id: id.into(),
+        meta: meta(OffsetDateTime::UNIX_EPOCH),
+        labels: BTreeMap::new(),
+        role: NodeRole::Worker,
+        availability,
+        state,
+        description: NodeDescription {
+            hostname: id.into(),
+            os: "linux".into(),
+            architecture: "x86_64".into(),
+            nano_cpus: 0,
+            memory_bytes: 0,
+            engine_version: String::new(),
+        },
+        addr: String::new(),
+        raft_id: None,
+        manager_addr: None,
+    }
+}
+
+fn service(replicas: u64) -> Service {
+    Service {
+        id: "svc".into(),
+        meta: meta(OffsetDateTime::UNIX_EPOCH),
+        spec: ServiceSpec {
+            annotations: Annotations {
+                name: "web".into(),
+                labels: BTreeMap::new(),
+            },
+            task: TaskSpec {
+                image: "bb".into(),
+                args: vec!["sleep".into(), "1000".into()],
+                ..Default::default()
+            },
+            mode: ServiceMode::Replicated { replicas },
+        },
+    }
+}
+
+fn cluster() -> ClusterState {
+    let mut st = ClusterState::default();
+    let mut index = 1;
+    for n in [
+        node("a", NodeState::Ready, Availability::Active),
+        node("b", NodeState::Ready, Availability::Active),
+        node("c", NodeState::Down, Availability::Active),
+        node("d", NodeState::Ready, Availability::Drain),
+    ] {
+        st.apply(index, Command::PutNode(n)).unwrap();
+        index += 1;
+    }
+    st.apply(index, Command::CreateService(service(3))).unwrap();
+    st
+}
+
+/// Applies what reconcile asks until it asks nothing (at most 5 rounds).
+fn settle(st: &mut ClusterState, now: OffsetDateTime) -> usize {
+    for round in 0..5 {
+        let commands = reconcile(st, now);
+        if commands.is_empty() {
+            return round;
+        }
+        for c in commands {
+            st.apply(100 + round as u64, c).unwrap();
+        }
+    }
+    panic!("reconcile did not settle");
+}
+
+fn per_node(st: &ClusterState) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for t in st.tasks.values().filter(|t| t.desired_state == TaskState::Running) {
+        *m.entry(t.node_id.clone().unwrap_or_default()).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn replicas_spread_over_ready_active_nodes_and_settle() {
+    let mut st = cluster();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(settle(&mut st, now), 1, "one round makes and places every task");
+    assert_eq!(per_node(&st), BTreeMap::from([("a".into(), 2), ("b".into(), 1)]));
+    let slots: Vec<u64> = st.tasks.values().map(|t| t.slot).collect();
+    assert_eq!(slots.iter().copied().collect::<std::collections::BTreeSet<_>>().len(), 3);
+    assert!(st.tasks.values().all(|t| t.status.state == TaskState::Assigned));
+}
+
+#[test]
+fn scale_down_shuts_down_the_highest_slots() {
+    let mut st = cluster();
+    let now = OffsetDateTime::now_utc();
+    settle(&mut st, now);
+    let mut s = st.services["svc"].clone();
+    s.spec.mode = ServiceMode::Replicated { replicas: 1 };
+    let v = s.meta.version;
+    st.apply(200, Command::UpdateService { service: s, expected_version: v }).unwrap();
+    settle(&mut st, now);
+    let running: Vec<u64> = st
+        .tasks
+        .values()
+        .filter(|t| t.desired_state == TaskState::Running)
+        .map(|t| t.slot)
+        .collect();
+    assert_eq!(running, vec![1]);
+}
+
+#[test]
+fn a_failed_task_is_replaced_after_the_restart_delay() {
+    let mut st = cluster();
+    let now = OffsetDateTime::now_utc();
+    settle(&mut st, now);
+    let victim = st.tasks.values().find(|t| t.slot == 1).unwrap().clone();
+    let failed = TaskStatus {
+        state: TaskState::Failed,
+        timestamp: now,
+        message: "started".into(),
+        err: "task: non-zero exit (1)".into(),
+        exit_code: Some(1),
+        pid: None,
+    };
+    st.apply(
+        300,
+        Command::UpdateTaskStatus {
+            id: victim.id.clone(),
+            node_id: victim.node_id.clone().unwrap(),
+            status: failed,
+        },
+    )
+    .unwrap();
+    // Within the 5 s default delay nothing happens.
+    assert!(reconcile(&st, now + time::Duration::seconds(1)).is_empty());
+    settle(&mut st, now + time::Duration::seconds(6));
+    let slot1: Vec<&Task> = st.tasks.values().filter(|t| t.slot == 1).collect();
+    assert_eq!(slot1.len(), 2);
+    assert_eq!(st.tasks[&victim.id].desired_state, TaskState::Shutdown);
+    assert!(slot1.iter().any(|t| t.id != victim.id && t.desired_state == TaskState::Running));
+}
+
+#[test]
+fn restart_condition_none_leaves_the_slot_finished() {
+    let mut st = cluster();
+    let mut s = st.services["svc"].clone();
+    s.spec.task.restart.condition = RestartCondition::None;
+    let v = s.meta.version;
+    st.apply(50, Command::UpdateService { service: s, expected_version: v }).unwrap();
+    let now = OffsetDateTime::now_utc();
+    settle(&mut st, now);
+    for t in st.tasks.clone().values() {
+        let status = TaskStatus {
+            state: TaskState::Complete,
+            timestamp: now,
+            message: "finished".into(),
+            err: String::new(),
+            exit_code: Some(0),
+            pid: None,
+        };
+        st.apply(
+            60,
+            Command::UpdateTaskStatus {
+                id: t.id.clone(),
+                node_id: t.node_id.clone().unwrap(),
+                status,
+            },
+        )
+        .unwrap();
+    }
+    assert!(reconcile(&st, now + time::Duration::seconds(60)).is_empty());
+}
+
+#[test]
+fn no_eligible_node_leaves_tasks_pending() {
+    let mut st = ClusterState::default();
+    st.apply(1, Command::PutNode(node("c", NodeState::Down, Availability::Active)))
+        .unwrap();
+    st.apply(2, Command::CreateService(service(2))).unwrap();
+    let now = OffsetDateTime::now_utc();
+    settle(&mut st, now);
+    assert_eq!(st.tasks.len(), 2);
+    assert!(st.tasks.values().all(|t| t.status.state == TaskState::Pending && t.node_id.is_none()));
+}
