@@ -3,11 +3,13 @@
 //!
 //! Architecture invariant: plaintext secrets pass through here only on the
 //! way in — sealed under the cluster data key before they reach the store —
-//! and nothing this crate returns, logs or writes to disk contains one.
+//! and on the way out to a node, sealed to that node's session key by the
+//! dispatcher. Nothing this crate returns, logs or writes to disk contains one.
 
 pub mod ca;
 pub mod cluster;
 pub mod controlapi;
+pub mod dispatcher;
 mod keystore;
 mod local_node;
 mod manager;

@@ -76,6 +76,9 @@ pub struct Store {
     state: SharedState,
     proposer: proposer::Proposer,
     raft_id: NodeId,
+    /// The last applied log index and whether this member leads, updated only
+    /// when one of them changes (raft metrics change far more often).
+    changes: tokio::sync::watch::Receiver<(u64, bool)>,
 }
 
 impl Store {
@@ -110,11 +113,13 @@ impl Store {
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
         let proposer = proposer::Proposer::spawn(raft.clone());
+        let changes = watch_changes(&raft, raft_id);
         let store = Self {
             raft,
             state,
             proposer,
             raft_id,
+            changes,
         };
         store.elect_if_sole_voter().await;
         Ok(store)
@@ -244,6 +249,12 @@ impl Store {
         self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
     }
 
+    /// Changes whenever a log entry is applied or leadership moves: what the
+    /// leader's loops (orchestrator, dispatcher sessions) wait on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<(u64, bool)> {
+        self.changes.clone()
+    }
+
     /// The raft handle, for the transport that feeds it peers' messages.
     pub fn raft(&self) -> &Raft {
         &self.raft
@@ -323,4 +334,29 @@ impl Store {
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
     }
+}
+
+fn watch_changes(raft: &Raft, raft_id: NodeId) -> tokio::sync::watch::Receiver<(u64, bool)> {
+    let mut metrics = raft.metrics();
+    let current = |m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>| {
+        (
+            m.last_applied.map(|l| l.index).unwrap_or(0),
+            m.current_leader == Some(raft_id),
+        )
+    };
+    let (tx, rx) = tokio::sync::watch::channel(current(&metrics.borrow()));
+    tokio::spawn(async move {
+        while metrics.changed().await.is_ok() {
+            let now = current(&metrics.borrow_and_update());
+            tx.send_if_modified(|v| {
+                let changed = *v != now;
+                *v = now;
+                changed
+            });
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    rx
 }

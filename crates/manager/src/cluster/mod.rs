@@ -3,7 +3,7 @@
 //! leader's judgement of which nodes are up.
 
 pub mod network;
-mod server;
+pub(crate) mod server;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::cluster_server::ClusterServer;
 use swarmkeep_api::cluster::node_ca_server::NodeCaServer;
 use swarmkeep_api::cluster::raft_server::RaftServer;
+use swarmkeep_api::dispatcher::dispatcher_server::DispatcherServer;
 use swarmkeep_api::cluster::{HeartbeatRequest, ProposeRequest, ReadIndexRequest};
 use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_store::objects::{NodeRole, NodeState};
@@ -234,6 +235,7 @@ pub(crate) fn spawn(
         .map_err(|e| plain(Code::Internal, e.to_string()))?
         .add_service(RaftServer::new(service.clone()).max_decoding_message_size(256 * 1024 * 1024))
         .add_service(NodeCaServer::new(service.clone()))
+        .add_service(DispatcherServer::new(service.clone()))
         .add_service(ClusterServer::new(service));
     let mut server_stop = stop.clone();
     let server = tokio::spawn(async move {
@@ -247,8 +249,9 @@ pub(crate) fn spawn(
         }
     });
     let heartbeats = tokio::spawn(heartbeat_loop(Arc::downgrade(&manager), stop.clone()));
-    let monitor = tokio::spawn(liveness_loop(Arc::downgrade(&manager), stop));
-    Ok(vec![server, heartbeats, monitor])
+    let monitor = tokio::spawn(liveness_loop(Arc::downgrade(&manager), stop.clone()));
+    let orchestrator = tokio::spawn(orchestrator_loop(Arc::downgrade(&manager), stop));
+    Ok(vec![server, heartbeats, monitor, orchestrator])
 }
 
 async fn heartbeat_loop(manager: Weak<Manager>, mut stop: watch::Receiver<bool>) {
@@ -337,6 +340,37 @@ async fn heartbeat_loop(manager: Weak<Manager>, mut stop: watch::Receiver<bool>)
                     next_manager += 1;
                 }
             }
+        }
+    }
+}
+
+/// On the leader: runs the orchestrator and scheduler whenever the state
+/// changes (and every half second, for restart delays), and proposes what
+/// they decide.
+async fn orchestrator_loop(manager: Weak<Manager>, mut stop: watch::Receiver<bool>) {
+    let mut metrics = match manager.upgrade().map(|m| m.membership()) {
+        Some(Membership::Manager(swarm)) => swarm.store.changes(),
+        _ => return,
+    };
+    loop {
+        let Some(m) = manager.upgrade() else { return };
+        let Membership::Manager(swarm) = m.membership() else { return };
+        drop(m);
+        if swarm.store.is_leader() {
+            let now = time::OffsetDateTime::now_utc();
+            let commands = swarm.store.read(|st| swarmkeep_scheduler::reconcile(st, now));
+            for command in commands {
+                if let Err(e) = swarm.write(command).await {
+                    tracing::debug!(error = %e.message(), "orchestrator write failed; will retry");
+                    break;
+                }
+            }
+        }
+        drop(swarm);
+        tokio::select! {
+            _ = stop.changed() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }

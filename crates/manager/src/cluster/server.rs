@@ -42,7 +42,7 @@ impl ClusterService {
     }
 
     /// The leader, or "ask the leader" with its address.
-    fn leader(&self) -> Result<Arc<ActiveSwarm>, Status> {
+    pub(crate) fn leader(&self) -> Result<Arc<ActiveSwarm>, Status> {
         let swarm = self.swarm()?;
         if swarm.store.is_leader() {
             Ok(swarm)
@@ -53,7 +53,7 @@ impl ClusterService {
 }
 
 /// The caller's node ID, from its verified client certificate.
-fn caller<T>(req: &Request<T>) -> Result<String, Status> {
+pub(crate) fn caller<T>(req: &Request<T>) -> Result<String, Status> {
     let certs = req
         .peer_certs()
         .ok_or_else(|| Status::unauthenticated("a cluster client certificate is required"))?;

@@ -46,6 +46,8 @@ pub fn write_error(e: WriteError) -> Status {
         WriteError::Rejected(CommandError::NotFound { kind, id }) => {
             rpc(Code::NotFound, format!("{kind} {id} not found"))
         }
+        WriteError::Rejected(e @ CommandError::InUse { .. }) => rpc(Code::InvalidArgument, e.to_string()),
+        WriteError::Rejected(e @ CommandError::NotAssigned { .. }) => rpc(Code::PermissionDenied, e.to_string()),
         WriteError::Rejected(CommandError::VersionConflict) => rpc(Code::Unknown, "update out of sequence"),
         WriteError::Rejected(CommandError::AlreadyInitialized) => plain(Code::Unavailable, ALREADY_IN_SWARM),
         WriteError::NotLeader { leader } => rpc(

@@ -6,6 +6,7 @@ pub mod common;
 mod config;
 mod node;
 mod secret;
+pub mod service;
 mod swarm;
 
 pub use config::MAX_CONFIG_SIZE;
@@ -252,5 +253,64 @@ impl Control for ControlService {
         let swarm = self.manager.active()?;
         swarm.remove_config(&req.get_ref().id).await?;
         Ok(Response::new(RemoveConfigResponse {}))
+    }
+
+    async fn create_service(
+        &self,
+        req: Request<CreateServiceRequest>,
+    ) -> Result<Response<CreateServiceResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let service = swarm.create_service(req.into_inner().spec).await?;
+        Ok(Response::new(CreateServiceResponse { service: Some(service) }))
+    }
+
+    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<GetServiceResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
+        let service = swarm.get_service(&req.get_ref().id).await?;
+        Ok(Response::new(GetServiceResponse { service: Some(service) }))
+    }
+
+    async fn list_services(
+        &self,
+        req: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
+        Ok(Response::new(swarm.list_services(req.get_ref().filters.as_ref()).await))
+    }
+
+    async fn update_service(
+        &self,
+        req: Request<UpdateServiceRequest>,
+    ) -> Result<Response<UpdateServiceResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let req = req.into_inner();
+        let service = swarm.update_service(&req.id, req.version, req.spec).await?;
+        Ok(Response::new(UpdateServiceResponse { service: Some(service) }))
+    }
+
+    async fn remove_service(
+        &self,
+        req: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
+        swarm.remove_service(&req.get_ref().id).await?;
+        Ok(Response::new(RemoveServiceResponse {}))
+    }
+
+    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
+        let tasks = swarm.list_tasks(req.get_ref()).await;
+        Ok(Response::new(ListTasksResponse { tasks }))
+    }
+
+    async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<GetTaskResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
+        let task = swarm.get_task(&req.get_ref().id).await?;
+        Ok(Response::new(GetTaskResponse { task: Some(task) }))
     }
 }

@@ -1,0 +1,423 @@
+//! Services and tasks: specs validated at the door (names, images, secret
+//! and config references and their targets), then written for the leader's
+//! orchestrator to turn into tasks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+
+use regex::Regex;
+use swarmkeep_api::control;
+use swarmkeep_api::errors::rpc;
+use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
+use swarmkeep_crypto::new_id;
+use swarmkeep_store::objects::{
+    FileReference, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState,
+    TaskStatus,
+};
+use swarmkeep_store::{ClusterState, Command};
+use tonic::{Code, Status};
+
+use super::common::{Listed, annotations_from_proto, annotations_to_proto, matches_filters, meta_to_proto, new_meta, resolve};
+use crate::ActiveSwarm;
+
+/// swarmkit's rule for service names: a DNS name component.
+static SERVICE_NAME_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$").expect("valid regex"));
+
+/// Where relative secret targets live in a task.
+pub const SECRETS_DIR: &str = "/run/secrets";
+
+impl Listed for Service {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.spec.annotations.name
+    }
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.spec.annotations.labels
+    }
+}
+
+fn refs_to_proto(refs: &[FileReference]) -> Vec<control::FileReference> {
+    refs.iter()
+        .map(|r| control::FileReference {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            file: Some(control::FileTarget {
+                name: r.target.clone(),
+                uid: r.uid.clone(),
+                gid: r.gid.clone(),
+                mode: r.mode,
+            }),
+        })
+        .collect()
+}
+
+pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
+    control::TaskSpec {
+        image: t.image.clone(),
+        command: t.command.clone(),
+        args: t.args.clone(),
+        env: t.env.clone(),
+        workdir: t.workdir.clone(),
+        user: t.user.clone(),
+        secrets: refs_to_proto(&t.secrets),
+        configs: refs_to_proto(&t.configs),
+        restart: Some(control::RestartPolicy {
+            condition: match t.restart.condition {
+                RestartCondition::None => "none",
+                RestartCondition::OnFailure => "on-failure",
+                RestartCondition::Any => "any",
+            }
+            .into(),
+            delay_ns: t.restart.delay_ns,
+            max_attempts: t.restart.max_attempts,
+        }),
+        stop_grace_period_ns: t.stop_grace_period_ns,
+    }
+}
+
+pub fn service_to_proto(s: &Service) -> control::Service {
+    let (mode, replicas) = match s.spec.mode {
+        ServiceMode::Replicated { replicas } => ("replicated", replicas),
+        ServiceMode::Global => ("global", 0),
+    };
+    control::Service {
+        id: s.id.clone(),
+        meta: Some(meta_to_proto(&s.meta)),
+        spec: Some(control::ServiceSpec {
+            annotations: Some(annotations_to_proto(&s.spec.annotations)),
+            task: Some(task_spec_to_proto(&s.spec.task)),
+            mode: mode.into(),
+            replicas,
+        }),
+    }
+}
+
+pub fn status_to_proto(s: &TaskStatus) -> control::TaskStatus {
+    control::TaskStatus {
+        state: s.state.as_str().into(),
+        timestamp: Some(to_timestamp(s.timestamp)),
+        message: s.message.clone(),
+        err: s.err.clone(),
+        exit_code: s.exit_code,
+        pid: s.pid,
+    }
+}
+
+pub fn task_to_proto(t: &Task) -> control::Task {
+    control::Task {
+        id: t.id.clone(),
+        meta: Some(meta_to_proto(&t.meta)),
+        service_id: t.service_id.clone(),
+        service_name: t.service_name.clone(),
+        slot: t.slot,
+        node_id: t.node_id.clone().unwrap_or_default(),
+        spec: Some(task_spec_to_proto(&t.spec)),
+        desired_state: t.desired_state.as_str().into(),
+        status: Some(status_to_proto(&t.status)),
+    }
+}
+
+/// A status as an agent reported it; the state must be one an agent reaches.
+pub fn status_from_proto(s: control::TaskStatus) -> Result<TaskStatus, Status> {
+    let state = TaskState::parse(&s.state)
+        .filter(|st| *st >= TaskState::Accepted)
+        .ok_or_else(|| rpc(Code::InvalidArgument, format!("invalid task state {:?}", s.state)))?;
+    Ok(TaskStatus {
+        state,
+        timestamp: s
+            .timestamp
+            .as_ref()
+            .map(|t| to_datetime(Some(t)))
+            .unwrap_or_else(time::OffsetDateTime::now_utc),
+        message: s.message,
+        err: s.err,
+        exit_code: s.exit_code,
+        pid: s.pid,
+    })
+}
+
+/// A target as the task sees it: relative secret targets are under
+/// /run/secrets, relative config targets under /. Refuses `..` and NUL
+/// (Docker accepts `../escape`; swarmkeep does not).
+pub fn effective_target(target: &str, secret: bool) -> Result<String, String> {
+    if target.contains('\0') {
+        return Err(format!("invalid target {target:?}: a target must not contain a NUL byte"));
+    }
+    if target.split('/').any(|c| c == "..") {
+        return Err(format!("invalid target {target:?}: a target must not contain \"..\""));
+    }
+    let base = if target.starts_with('/') {
+        String::new()
+    } else if secret {
+        SECRETS_DIR.to_string()
+    } else {
+        String::new()
+    };
+    let parts: Vec<&str> = target.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    if parts.is_empty() {
+        return Err(format!("invalid target {target:?}: a target must name a file"));
+    }
+    Ok(format!("{base}/{}", parts.join("/")))
+}
+
+fn refs_from_proto(
+    kind: &str,
+    refs: Vec<control::FileReference>,
+    secret: bool,
+    seen: &mut HashMap<String, String>,
+) -> Result<Vec<FileReference>, Status> {
+    let mut out = Vec::with_capacity(refs.len());
+    for r in refs {
+        let file = r
+            .file
+            .ok_or_else(|| rpc(Code::InvalidArgument, format!("malformed {kind} reference, no target provided")))?;
+        if file.name.is_empty() {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("malformed file {kind} reference, invalid target file name provided"),
+            ));
+        }
+        let path = effective_target(&file.name, secret).map_err(|e| rpc(Code::InvalidArgument, e))?;
+        if let Some(prev) = seen.insert(path.clone(), r.name.clone()) {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("{kind} references '{prev}' and '{}' have a conflicting target: '{}'", r.name, file.name),
+            ));
+        }
+        let uid = if file.uid.is_empty() { "0".to_string() } else { file.uid };
+        let gid = if file.gid.is_empty() { "0".to_string() } else { file.gid };
+        for (what, v) in [("uid", &uid), ("gid", &gid)] {
+            if v.parse::<u32>().is_err() {
+                return Err(rpc(Code::InvalidArgument, format!("invalid {what} {v:?}: must be a number")));
+            }
+        }
+        if file.mode > 0o7777 {
+            return Err(rpc(Code::InvalidArgument, format!("invalid file mode {:o}", file.mode)));
+        }
+        out.push(FileReference {
+            id: r.id,
+            name: r.name,
+            target: file.name,
+            uid,
+            gid,
+            mode: file.mode,
+        });
+    }
+    Ok(out)
+}
+
+fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, Status> {
+    let spec = spec.ok_or_else(|| rpc(Code::InvalidArgument, "invalid argument"))?;
+    let annotations = annotations_from_proto(spec.annotations);
+    if annotations.name.is_empty() {
+        return Err(rpc(Code::InvalidArgument, "name must be provided"));
+    }
+    if annotations.name.len() > 63 || !SERVICE_NAME_RE.is_match(&annotations.name) {
+        return Err(rpc(Code::InvalidArgument, "name must be valid as a DNS name component"));
+    }
+    let task = spec.task.unwrap_or_default();
+    if task.image.is_empty() {
+        return Err(rpc(Code::InvalidArgument, "ContainerSpec: image reference must be provided"));
+    }
+    let mut seen = HashMap::new();
+    let secrets = refs_from_proto("secret", task.secrets, true, &mut seen)?;
+    let configs = refs_from_proto("config", task.configs, false, &mut seen)?;
+    let restart = match task.restart {
+        None => RestartPolicy::default(),
+        Some(r) => RestartPolicy {
+            condition: match r.condition.as_str() {
+                "" | "any" => RestartCondition::Any,
+                "on-failure" => RestartCondition::OnFailure,
+                "none" => RestartCondition::None,
+                other => {
+                    return Err(rpc(Code::InvalidArgument, format!("invalid restart condition {other:?}")));
+                }
+            },
+            delay_ns: r.delay_ns,
+            max_attempts: r.max_attempts,
+        },
+    };
+    let mode = match spec.mode.as_str() {
+        "" | "replicated" => ServiceMode::Replicated { replicas: spec.replicas },
+        "global" => ServiceMode::Global,
+        other => return Err(rpc(Code::InvalidArgument, format!("invalid service mode {other:?}"))),
+    };
+    Ok(ServiceSpec {
+        annotations,
+        task: TaskSpec {
+            image: task.image,
+            command: task.command,
+            args: task.args,
+            env: task.env,
+            workdir: task.workdir,
+            user: task.user,
+            secrets,
+            configs,
+            restart,
+            stop_grace_period_ns: if task.stop_grace_period_ns == 0 {
+                10_000_000_000
+            } else {
+                task.stop_grace_period_ns
+            },
+        },
+        mode,
+    })
+}
+
+/// swarmkit's existence check: every reference must name an existing object
+/// by ID, under its current name.
+fn check_references(st: &ClusterState, spec: &ServiceSpec) -> Result<(), Status> {
+    for (kind, refs, secret) in [("secret", &spec.task.secrets, true), ("config", &spec.task.configs, false)] {
+        let missing: Vec<&str> = refs
+            .iter()
+            .filter(|r| {
+                let name = if secret {
+                    st.secrets.get(&r.id).map(|s| &s.annotations.name)
+                } else {
+                    st.configs.get(&r.id).map(|c| &c.annotations.name)
+                };
+                name != Some(&r.name)
+            })
+            .map(|r| r.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let plural = if missing.len() > 1 { "s" } else { "" };
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("{kind}{plural} not found: {}", missing.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ActiveSwarm {
+    pub async fn create_service(&self, spec: Option<control::ServiceSpec>) -> Result<control::Service, Status> {
+        let spec = spec_from_proto(spec)?;
+        self.store.read(|st| check_references(st, &spec))?;
+        let id = new_id();
+        let name = spec.annotations.name.clone();
+        let service = Service {
+            id: id.clone(),
+            meta: new_meta(),
+            spec,
+        };
+        let index = self.write(Command::CreateService(service)).await?;
+        tracing::info!(%id, %name, index, "service created");
+        self.get_service(&id).await
+    }
+
+    pub async fn get_service(&self, input: &str) -> Result<control::Service, Status> {
+        self.store.read(|st| {
+            resolve("service", input, &st.services, |n| st.service_by_name(n)).map(service_to_proto)
+        })
+    }
+
+    pub async fn list_services(&self, filters: Option<&control::ListFilters>) -> control::ListServicesResponse {
+        self.store.read(|st| {
+            let services: Vec<&Service> = st.services.values().filter(|s| matches_filters(*s, filters)).collect();
+            let counts = services
+                .iter()
+                .map(|s| {
+                    let tasks = st.tasks.values().filter(|t| t.service_id == s.id);
+                    let running = tasks
+                        .clone()
+                        .filter(|t| t.desired_state == TaskState::Running && t.status.state == TaskState::Running)
+                        .count() as u64;
+                    let desired = match s.spec.mode {
+                        ServiceMode::Replicated { replicas } => replicas,
+                        ServiceMode::Global => tasks.filter(|t| t.desired_state == TaskState::Running).count() as u64,
+                    };
+                    control::ServiceCounts {
+                        service_id: s.id.clone(),
+                        running,
+                        desired,
+                    }
+                })
+                .collect();
+            control::ListServicesResponse {
+                services: services.into_iter().map(service_to_proto).collect(),
+                counts,
+            }
+        })
+    }
+
+    pub async fn update_service(
+        &self,
+        input: &str,
+        version: Option<control::Version>,
+        spec: Option<control::ServiceSpec>,
+    ) -> Result<control::Service, Status> {
+        let version = version.ok_or_else(|| rpc(Code::InvalidArgument, "invalid argument"))?;
+        let spec = spec_from_proto(spec)?;
+        let current = self
+            .store
+            .read(|st| resolve("service", input, &st.services, |n| st.service_by_name(n)).cloned())?;
+        self.store.read(|st| check_references(st, &spec))?;
+        let mut service = current.clone();
+        service.spec = spec;
+        service.meta.updated_at = time::OffsetDateTime::now_utc();
+        self.write(Command::UpdateService {
+            service,
+            expected_version: version.index,
+        })
+        .await?;
+        tracing::info!(id = %current.id, "service updated");
+        self.get_service(&current.id).await
+    }
+
+    pub async fn remove_service(&self, input: &str) -> Result<(), Status> {
+        let id = self
+            .store
+            .read(|st| resolve("service", input, &st.services, |n| st.service_by_name(n)).map(|s| s.id.clone()))?;
+        self.write(Command::RemoveService { id: id.clone() }).await?;
+        tracing::info!(%id, "service removed");
+        Ok(())
+    }
+
+    pub async fn list_tasks(&self, req: &control::ListTasksRequest) -> Vec<control::Task> {
+        self.store.read(|st| {
+            st.tasks
+                .values()
+                .filter(|t| req.service_ids.is_empty() || req.service_ids.contains(&t.service_id))
+                .filter(|t| {
+                    req.node_ids.is_empty() || t.node_id.as_ref().is_some_and(|n| req.node_ids.contains(n))
+                })
+                .filter(|t| {
+                    req.desired_states.is_empty() || req.desired_states.iter().any(|d| d == t.desired_state.as_str())
+                })
+                .filter(|t| req.id_prefixes.is_empty() || req.id_prefixes.iter().any(|p| t.id.starts_with(p)))
+                .map(task_to_proto)
+                .collect()
+        })
+    }
+
+    pub async fn get_task(&self, input: &str) -> Result<control::Task, Status> {
+        self.store.read(|st| {
+            st.tasks
+                .get(input)
+                .map(task_to_proto)
+                .ok_or_else(|| swarmkeep_api::errors::plain(Code::NotFound, format!("task {input} not found")))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_target;
+
+    #[test]
+    fn targets_are_normalised_and_escapes_refused() {
+        assert_eq!(effective_target("db", true).unwrap(), "/run/secrets/db");
+        assert_eq!(effective_target("./a//b", true).unwrap(), "/run/secrets/a/b");
+        assert_eq!(effective_target("app.conf", false).unwrap(), "/app.conf");
+        assert_eq!(effective_target("/etc/app/key", true).unwrap(), "/etc/app/key");
+        assert!(effective_target("../escape", true).is_err());
+        assert!(effective_target("/etc/../shadow", false).is_err());
+        assert!(effective_target("a\0b", true).is_err());
+        assert!(effective_target("/", true).is_err());
+    }
+}
