@@ -338,7 +338,7 @@ impl Store {
 
 fn watch_changes(raft: &Raft, raft_id: NodeId) -> tokio::sync::watch::Receiver<(u64, bool)> {
     let mut metrics = raft.metrics();
-    let current = |m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>| {
+    let current = move |m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>| {
         (
             m.last_applied.map(|l| l.index).unwrap_or(0),
             m.current_leader == Some(raft_id),
