@@ -252,3 +252,146 @@ pub fn to_inspect_json<T: Serialize>(value: &T) -> String {
     }
     go_escape(String::from_utf8(out).unwrap_or_default())
 }
+
+fn file_refs(refs: &[control::FileReference], id_key: &str, name_key: &str) -> serde_json::Value {
+    refs.iter()
+        .map(|r| {
+            let f = r.file.clone().unwrap_or_default();
+            let mut m = serde_json::Map::new();
+            m.insert(
+                "File".into(),
+                serde_json::json!({"Name": f.name, "UID": f.uid, "GID": f.gid, "Mode": f.mode}),
+            );
+            m.insert(id_key.into(), r.id.clone().into());
+            m.insert(name_key.into(), r.name.clone().into());
+            serde_json::Value::Object(m)
+        })
+        .collect()
+}
+
+/// Docker's `ContainerSpec` of a task spec; empty lists are left out, as Go's
+/// `omitempty` does.
+fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("Image".into(), t.image.clone().into());
+    if !t.command.is_empty() {
+        m.insert("Command".into(), t.command.clone().into());
+    }
+    if !t.args.is_empty() {
+        m.insert("Args".into(), t.args.clone().into());
+    }
+    if !t.env.is_empty() {
+        m.insert("Env".into(), t.env.clone().into());
+    }
+    if !t.workdir.is_empty() {
+        m.insert("Dir".into(), t.workdir.clone().into());
+    }
+    if !t.user.is_empty() {
+        m.insert("User".into(), t.user.clone().into());
+    }
+    m.insert("Init".into(), false.into());
+    m.insert("StopGracePeriod".into(), t.stop_grace_period_ns.into());
+    m.insert("DNSConfig".into(), serde_json::json!({}));
+    if !t.secrets.is_empty() {
+        m.insert("Secrets".into(), file_refs(&t.secrets, "SecretID", "SecretName"));
+    }
+    if !t.configs.is_empty() {
+        m.insert("Configs".into(), file_refs(&t.configs, "ConfigID", "ConfigName"));
+    }
+    m.insert("Isolation".into(), "default".into());
+    serde_json::Value::Object(m)
+}
+
+fn task_template(t: &control::TaskSpec) -> serde_json::Value {
+    let restart = t.restart.clone().unwrap_or_default();
+    serde_json::json!({
+        "ContainerSpec": container_spec(t),
+        "Resources": {"Limits": {}, "Reservations": {}},
+        "RestartPolicy": {
+            "Condition": restart.condition,
+            "Delay": restart.delay_ns,
+            "MaxAttempts": restart.max_attempts,
+        },
+        "Placement": {},
+        "ForceUpdate": 0,
+        "Runtime": "container",
+    })
+}
+
+/// A service as `docker service inspect` prints it (update and rollback
+/// settings are Swarm's defaults until rolling updates land).
+pub fn service_json(s: &control::Service) -> serde_json::Value {
+    let (version, created_at, updated_at) = meta_parts(s.meta.as_ref());
+    let spec = s.spec.clone().unwrap_or_default();
+    let (name, labels) = annotations(spec.annotations.as_ref());
+    let mode = if spec.mode == "global" {
+        serde_json::json!({"Global": {}})
+    } else {
+        serde_json::json!({"Replicated": {"Replicas": spec.replicas}})
+    };
+    serde_json::json!({
+        "ID": s.id,
+        "Version": {"Index": version.index},
+        "CreatedAt": created_at,
+        "UpdatedAt": updated_at,
+        "Spec": {
+            "Name": name,
+            "Labels": labels,
+            "TaskTemplate": task_template(&spec.task.unwrap_or_default()),
+            "Mode": mode,
+            "UpdateConfig": {
+                "Parallelism": 1,
+                "FailureAction": "pause",
+                "Monitor": 5_000_000_000u64,
+                "MaxFailureRatio": 0,
+                "Order": "stop-first",
+            },
+            "RollbackConfig": {
+                "Parallelism": 1,
+                "FailureAction": "pause",
+                "Monitor": 5_000_000_000u64,
+                "MaxFailureRatio": 0,
+                "Order": "stop-first",
+            },
+            "EndpointSpec": {"Mode": "vip"},
+        },
+        "Endpoint": {"Spec": {}},
+    })
+}
+
+/// A task as `docker inspect <task>` prints it.
+pub fn task_json(t: &control::Task) -> serde_json::Value {
+    let (version, created_at, updated_at) = meta_parts(t.meta.as_ref());
+    let status = t.status.clone().unwrap_or_default();
+    let mut st = serde_json::Map::new();
+    st.insert("Timestamp".into(), rfc3339_nano(status.timestamp.as_ref()).into());
+    st.insert("State".into(), status.state.clone().into());
+    st.insert("Message".into(), status.message.clone().into());
+    if !status.err.is_empty() {
+        st.insert("Err".into(), status.err.clone().into());
+    }
+    if status.pid.is_some() || status.exit_code.is_some() {
+        st.insert(
+            "ContainerStatus".into(),
+            serde_json::json!({"ContainerID": "", "PID": status.pid.unwrap_or(0), "ExitCode": status.exit_code.unwrap_or(0)}),
+        );
+    }
+    st.insert("PortStatus".into(), serde_json::json!({}));
+    let mut m = serde_json::Map::new();
+    m.insert("ID".into(), t.id.clone().into());
+    m.insert("Version".into(), serde_json::json!({"Index": version.index}));
+    m.insert("CreatedAt".into(), created_at.into());
+    m.insert("UpdatedAt".into(), updated_at.into());
+    m.insert("Labels".into(), serde_json::json!({}));
+    m.insert("Spec".into(), task_template(&t.spec.clone().unwrap_or_default()));
+    m.insert("ServiceID".into(), t.service_id.clone().into());
+    if t.slot > 0 {
+        m.insert("Slot".into(), t.slot.into());
+    }
+    if !t.node_id.is_empty() {
+        m.insert("NodeID".into(), t.node_id.clone().into());
+    }
+    m.insert("Status".into(), serde_json::Value::Object(st));
+    m.insert("DesiredState".into(), t.desired_state.clone().into());
+    serde_json::Value::Object(m)
+}

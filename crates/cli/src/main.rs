@@ -11,7 +11,7 @@ use swarmkeep_cli::commands::{self, Output};
 #[command(
     name = "swarmkeep",
     version,
-    about = "Manage a swarmkeep cluster: swarm, nodes, secrets and configs"
+    about = "Manage a swarmkeep cluster: swarm, nodes, secrets, configs and services"
 )]
 struct Cli {
     /// Daemon socket to connect to (unix:///PATH or tcp://IP:PORT).
@@ -35,6 +35,106 @@ enum Command {
     /// Manage Swarm configs
     #[command(subcommand)]
     Config(ObjectCmd),
+    /// Manage Swarm services
+    #[command(subcommand)]
+    Service(ServiceCmd),
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Create a new service
+    Create {
+        /// Service name
+        #[arg(long)]
+        name: Option<String>,
+        /// Service mode (replicated or global)
+        #[arg(long)]
+        mode: Option<String>,
+        /// Number of tasks
+        #[arg(long)]
+        replicas: Option<u64>,
+        /// Specify secrets to expose to the service
+        #[arg(long)]
+        secret: Vec<String>,
+        /// Specify configurations to expose to the service
+        #[arg(long)]
+        config: Vec<String>,
+        /// Set environment variables
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// Service labels
+        #[arg(short, long)]
+        label: Vec<String>,
+        /// Username or UID (format: <uid>[:<gid>])
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Working directory inside the task
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// Restart when condition is met ("none", "on-failure", "any")
+        #[arg(long)]
+        restart_condition: Option<String>,
+        /// Delay between restart attempts (ns|us|ms|s|m|h)
+        #[arg(long)]
+        restart_delay: Option<String>,
+        /// Maximum number of restarts before giving up
+        #[arg(long)]
+        restart_max_attempts: Option<u64>,
+        /// Time to wait before force killing a task (ns|us|ms|s|m|h)
+        #[arg(long)]
+        stop_grace_period: Option<String>,
+        /// Exit immediately instead of waiting for the service to converge
+        /// (swarmkeep always returns at once)
+        #[arg(short, long)]
+        detach: bool,
+        /// Do not query the registry to resolve image digest (always so here)
+        #[arg(long)]
+        no_resolve_image: bool,
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// List services
+    #[command(visible_alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// List the tasks of one or more services
+    Ps {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Display detailed information on one or more services
+    Inspect {
+        #[command(flatten)]
+        opts: InspectArgs,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Scale one or multiple replicated services (SERVICE=REPLICAS)
+    Scale {
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Remove one or more services
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,6 +403,57 @@ async fn run(cli: Cli) -> Output {
                 commands::secret::inspect(c, &names, opts.pretty, opts.format.as_deref()).await
             }
             ObjectCmd::Rm { names } => commands::secret::rm(c, &names).await,
+        },
+        Command::Service(cmd) => match cmd {
+            ServiceCmd::Create {
+                name,
+                mode,
+                replicas,
+                secret,
+                config,
+                env,
+                label,
+                user,
+                workdir,
+                restart_condition,
+                restart_delay,
+                restart_max_attempts,
+                stop_grace_period,
+                detach: _,
+                no_resolve_image: _,
+                image,
+                args,
+            } => {
+                let flags = commands::service::CreateFlags {
+                    name: name.as_deref(),
+                    mode: mode.as_deref(),
+                    replicas,
+                    secrets: &secret,
+                    configs: &config,
+                    env: &env,
+                    labels: &label,
+                    user: user.as_deref(),
+                    workdir: workdir.as_deref(),
+                    restart_condition: restart_condition.as_deref(),
+                    restart_delay: restart_delay.as_deref(),
+                    restart_max_attempts,
+                    stop_grace_period: stop_grace_period.as_deref(),
+                };
+                commands::service::create(c, flags, &image, &args).await
+            }
+            ServiceCmd::Ls { quiet, format } => commands::service::ls(c, quiet, format.as_deref()).await,
+            ServiceCmd::Ps {
+                quiet,
+                no_trunc,
+                filter,
+                format,
+                services,
+            } => commands::service::ps(c, &services, quiet, no_trunc, &filter, format.as_deref()).await,
+            ServiceCmd::Inspect { opts, services } => {
+                commands::service::inspect(c, &services, opts.pretty, opts.format.as_deref()).await
+            }
+            ServiceCmd::Scale { detach: _, pairs } => commands::service::scale(c, &pairs).await,
+            ServiceCmd::Rm { services } => commands::service::rm(c, &services).await,
         },
         Command::Config(cmd) => match cmd {
             ObjectCmd::Create { label, name, file } => {

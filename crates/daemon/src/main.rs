@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use swarmkeep_agent::{Agent, AgentConfig, Backend};
 use swarmkeep_api::control::control_server::ControlServer;
 use swarmkeep_manager::controlapi::ControlService;
 use swarmkeep_manager::{Manager, ManagerConfig};
@@ -31,9 +32,26 @@ struct Args {
     /// (Swarm's default is 10000; `swarm update --snapshot-interval` changes it).
     #[arg(long, default_value_t = swarmkeep_store::DEFAULT_SNAPSHOT_INTERVAL)]
     snapshot_interval: u64,
+    /// Where task secret mounts are served from: a tmpfs per task, or a FUSE
+    /// filesystem per task served from memory (every read logged).
+    #[arg(long, value_enum, default_value = "tmpfs")]
+    secrets_backend: SecretsBackend,
+    /// Where the agent makes each task's mount and root.
+    #[arg(long, default_value = "/run/swarmkeep")]
+    exec_root: PathBuf,
+    /// Run no agent on this node (a manager that runs no tasks; tasks placed on
+    /// it stay assigned).
+    #[arg(long)]
+    no_agent: bool,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "SWARMKEEP_LOG", default_value = "info,openraft=warn")]
     log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SecretsBackend {
+    Tmpfs,
+    Fuse,
 }
 
 enum Listener {
@@ -77,9 +95,18 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    // The task shim runs before any thread exists: it unshares its mount
+    // namespace and execs the task (see swarmkeep_agent::executor::shim).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("task-shim") {
+        let spec = argv.get(2).map(String::as_str).unwrap_or("");
+        std::process::exit(swarmkeep_agent::executor::shim::main(spec));
+    }
+    tokio::runtime::Runtime::new()?.block_on(run(Args::parse()))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
     use std::io::IsTerminal;
@@ -89,6 +116,13 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    let backend = match args.secrets_backend {
+        SecretsBackend::Tmpfs => Backend::Tmpfs,
+        SecretsBackend::Fuse => Backend::Fuse,
+    };
+    if !args.no_agent {
+        swarmkeep_agent::check_privileges(backend).map_err(anyhow::Error::msg)?;
+    }
     let listener = bind(&args.host)?;
     let config = ManagerConfig {
         data_dir: args.data_dir.clone(),
@@ -102,6 +136,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let manager: Arc<Manager> = Manager::start(config).await.map_err(anyhow::Error::msg)?;
     tracing::info!(host = %args.host, data_dir = %args.data_dir.display(), "swarmkeepd listening");
+    let agent = if args.no_agent {
+        None
+    } else {
+        let config = AgentConfig {
+            exec_root: args.exec_root.clone(),
+            backend,
+            data_dir: args.data_dir.clone(),
+            shim_exe: std::env::current_exe().context("locating the swarmkeepd binary")?,
+        };
+        Some(Agent::start(manager.clone(), config))
+    };
 
     let service = ControlServer::new(ControlService::new(manager.clone()));
     let server = tonic::transport::Server::builder().add_service(service);
@@ -119,6 +164,9 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
+    if let Some(agent) = agent {
+        agent.shutdown().await;
+    }
     manager.shutdown().await;
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);

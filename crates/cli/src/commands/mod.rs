@@ -3,6 +3,7 @@
 pub mod config;
 pub mod node;
 pub mod secret;
+pub mod service;
 pub mod swarm;
 
 mod objects;

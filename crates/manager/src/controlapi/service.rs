@@ -211,9 +211,10 @@ fn refs_from_proto(
 
 fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, Status> {
     let spec = spec.ok_or_else(|| rpc(Code::InvalidArgument, "invalid argument"))?;
-    let annotations = annotations_from_proto(spec.annotations);
+    let mut annotations = annotations_from_proto(spec.annotations);
     if annotations.name.is_empty() {
-        return Err(rpc(Code::InvalidArgument, "name must be provided"));
+        // As Docker: a service created without a name gets a random one.
+        annotations.name = swarmkeep_scheduler::random_service_name();
     }
     if annotations.name.len() > 63 || !SERVICE_NAME_RE.is_match(&annotations.name) {
         return Err(rpc(Code::InvalidArgument, "name must be valid as a DNS name component"));

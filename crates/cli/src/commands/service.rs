@@ -1,0 +1,565 @@
+//! `swarmkeep service create|ls|ps|inspect|scale|rm`.
+
+use std::collections::HashMap;
+
+use swarmkeep_api::control::{
+    self, GetServiceRequest, ListConfigsRequest, ListNodesRequest, ListSecretsRequest, ListServicesRequest,
+    ListTasksRequest, RemoveServiceRequest, UpdateServiceRequest,
+};
+use swarmkeep_api::engine;
+use swarmkeep_api::timefmt::ago;
+use time::OffsetDateTime;
+
+use super::objects::sort_by_name;
+use super::{Output, fetch_each, inspect_output, parse_labels, remove_each};
+use crate::client::{CliError, Client, daemon_error};
+
+const LS_FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}";
+const PS_FORMAT: &str =
+    "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}";
+
+/// What `service create` takes besides the image and its arguments.
+#[derive(Default)]
+pub struct CreateFlags<'a> {
+    pub name: Option<&'a str>,
+    pub mode: Option<&'a str>,
+    pub replicas: Option<u64>,
+    pub secrets: &'a [String],
+    pub configs: &'a [String],
+    pub env: &'a [String],
+    pub labels: &'a [String],
+    pub user: Option<&'a str>,
+    pub workdir: Option<&'a str>,
+    pub restart_condition: Option<&'a str>,
+    pub restart_delay: Option<&'a str>,
+    pub restart_max_attempts: Option<u64>,
+    pub stop_grace_period: Option<&'a str>,
+}
+
+/// A `--secret`/`--config` value before its source is looked up.
+#[derive(Debug, PartialEq)]
+struct RefOpt {
+    source: String,
+    target: String,
+    uid: String,
+    gid: String,
+    mode: u32,
+}
+
+/// Go's `strconv.ParseUint(s, 0, 32)`: `0x` hex, `0o` or a leading `0` octal.
+fn parse_mode(s: &str) -> Option<u32> {
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u32::from_str_radix(h, 16).ok()
+    } else if let Some(o) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
+        u32::from_str_radix(o, 8).ok()
+    } else if s.len() > 1 && s.starts_with('0') {
+        u32::from_str_radix(&s[1..], 8).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+/// Docker's `--secret`/`--config` syntax: `NAME`, or
+/// `source=NAME[,target=T][,uid=U][,gid=G][,mode=M]`.
+fn parse_ref(value: &str) -> Result<RefOpt, CliError> {
+    let mut opt = RefOpt {
+        source: String::new(),
+        target: String::new(),
+        uid: "0".into(),
+        gid: "0".into(),
+        mode: 0o444,
+    };
+    for field in value.split(',') {
+        let Some((k, v)) = field.split_once('=') else {
+            if !value.contains('=') && !value.contains(',') {
+                opt.source = value.to_string();
+                opt.target = value.to_string();
+                return Ok(opt);
+            }
+            return Err(CliError(format!("invalid field '{field}' must be a key=value pair")));
+        };
+        match k.trim().to_lowercase().as_str() {
+            "source" | "src" => opt.source = v.to_string(),
+            "target" => opt.target = v.to_string(),
+            "uid" => opt.uid = v.to_string(),
+            "gid" => opt.gid = v.to_string(),
+            "mode" => {
+                opt.mode = parse_mode(v).ok_or_else(|| CliError(format!("invalid mode specified: {v:?}")))?;
+            }
+            other => return Err(CliError(format!("invalid field key {other}"))),
+        }
+    }
+    if opt.source.is_empty() {
+        return Err(CliError("source is required".into()));
+    }
+    if opt.target.is_empty() {
+        opt.target = opt.source.clone();
+    }
+    Ok(opt)
+}
+
+/// Go's `time.ParseDuration` for the forms operators type (`5s`, `1m30s`, `250ms`).
+pub fn parse_duration(s: &str) -> Result<u64, CliError> {
+    let bad = || CliError(format!("invalid duration {s:?}"));
+    if s == "0" {
+        return Ok(0);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    Ok(total as u64)
+}
+
+/// Looks the references' sources up by name, as the docker CLI does before
+/// it sends the spec.
+async fn resolve_refs(client: &mut Client, values: &[String], secret: bool) -> Result<Vec<control::FileReference>, CliError> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let opts: Vec<RefOpt> = values.iter().map(|v| parse_ref(v)).collect::<Result<_, _>>()?;
+    let filters = control::ListFilters {
+        names: opts.iter().map(|o| o.source.clone()).collect(),
+        ..Default::default()
+    };
+    let ids: HashMap<String, String> = if secret {
+        client
+            .list_secrets(ListSecretsRequest { filters: Some(filters) })
+            .await
+            .map_err(CliError::from)?
+            .into_inner()
+            .secrets
+            .into_iter()
+            .map(|s| (s.spec.and_then(|sp| sp.annotations).map(|a| a.name).unwrap_or_default(), s.id))
+            .collect()
+    } else {
+        client
+            .list_configs(ListConfigsRequest { filters: Some(filters) })
+            .await
+            .map_err(CliError::from)?
+            .into_inner()
+            .configs
+            .into_iter()
+            .map(|c| (c.spec.and_then(|sp| sp.annotations).map(|a| a.name).unwrap_or_default(), c.id))
+            .collect()
+    };
+    let kind = if secret { "secret" } else { "config" };
+    opts.into_iter()
+        .map(|o| {
+            let id = ids
+                .get(&o.source)
+                .cloned()
+                .ok_or_else(|| CliError(format!("{kind} not found: {}", o.source)))?;
+            Ok(control::FileReference {
+                id,
+                name: o.source,
+                file: Some(control::FileTarget {
+                    name: o.target,
+                    uid: o.uid,
+                    gid: o.gid,
+                    mode: o.mode,
+                }),
+            })
+        })
+        .collect()
+}
+
+pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, args: &[String]) -> Output {
+    let result = async {
+        let secrets = resolve_refs(client, flags.secrets, true).await?;
+        let configs = resolve_refs(client, flags.configs, false).await?;
+        let restart = control::RestartPolicy {
+            condition: flags.restart_condition.unwrap_or("any").to_string(),
+            delay_ns: match flags.restart_delay {
+                Some(d) => parse_duration(d)?,
+                None => 5_000_000_000,
+            },
+            max_attempts: flags.restart_max_attempts.unwrap_or(0),
+        };
+        let mode = flags.mode.unwrap_or("replicated");
+        if mode != "replicated" && mode != "global" {
+            return Err(CliError(format!("invalid mode {mode:?}: replicated or global")));
+        }
+        if mode == "global" && flags.replicas.is_some() {
+            return Err(CliError("replicas can only be used with replicated mode".into()));
+        }
+        let spec = control::ServiceSpec {
+            annotations: Some(control::Annotations {
+                name: flags.name.unwrap_or("").to_string(),
+                labels: parse_labels(flags.labels),
+            }),
+            task: Some(control::TaskSpec {
+                image: image.to_string(),
+                command: Vec::new(),
+                args: args.to_vec(),
+                env: flags.env.to_vec(),
+                workdir: flags.workdir.unwrap_or("").to_string(),
+                user: flags.user.unwrap_or("").to_string(),
+                secrets,
+                configs,
+                restart: Some(restart),
+                stop_grace_period_ns: match flags.stop_grace_period {
+                    Some(d) => parse_duration(d)?,
+                    None => 10_000_000_000,
+                },
+            }),
+            mode: mode.to_string(),
+            replicas: flags.replicas.unwrap_or(1),
+        };
+        let resp = client
+            .create_service(control::CreateServiceRequest { spec: Some(spec) })
+            .await
+            .map_err(CliError::from)?;
+        Ok(resp.into_inner().service.map(|s| s.id).unwrap_or_default())
+    }
+    .await;
+    match result {
+        Ok(id) => Output::ok(format!("{id}\n")),
+        Err(e) => e.into(),
+    }
+}
+
+fn truncate_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+pub async fn ls(client: &mut Client, quiet: bool, format: Option<&str>) -> Output {
+    let resp = match client.list_services(ListServicesRequest { filters: None }).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return CliError::from(s).into(),
+    };
+    let counts: HashMap<&str, &control::ServiceCounts> =
+        resp.counts.iter().map(|c| (c.service_id.as_str(), c)).collect();
+    let mut services: Vec<&control::Service> = resp.services.iter().collect();
+    sort_by_name(&mut services, |s| {
+        s.spec.as_ref().and_then(|sp| sp.annotations.as_ref()).map(|a| a.name.as_str()).unwrap_or("")
+    });
+    let rows: Vec<serde_json::Value> = services
+        .iter()
+        .map(|s| {
+            let spec = s.spec.clone().unwrap_or_default();
+            let c = counts.get(s.id.as_str());
+            let replicas = format!(
+                "{}/{}",
+                c.map(|c| c.running).unwrap_or(0),
+                c.map(|c| c.desired).unwrap_or(0)
+            );
+            serde_json::json!({
+                "ID": if format.is_some() || quiet { s.id.as_str() } else { truncate_id(&s.id) },
+                "Image": spec.task.map(|t| t.image).unwrap_or_default(),
+                "Mode": spec.mode,
+                "Name": spec.annotations.map(|a| a.name).unwrap_or_default(),
+                "Ports": "",
+                "Replicas": replicas,
+            })
+        })
+        .collect();
+    let headers = serde_json::json!({
+        "ID": "ID", "Image": "IMAGE", "Mode": "MODE", "Name": "NAME", "Ports": "PORTS", "Replicas": "REPLICAS",
+    });
+    match crate::format::render_list(super::list_format(quiet, format, LS_FORMAT), &headers, &rows) {
+        Ok(s) => Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+pub async fn ps(
+    client: &mut Client,
+    services: &[String],
+    quiet: bool,
+    no_trunc: bool,
+    filters: &[String],
+    format: Option<&str>,
+) -> Output {
+    let filters = match super::parse_filters(filters, &["desired-state", "id", "name", "node"]) {
+        Ok(f) => f,
+        Err(e) => return e.into(),
+    };
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in services {
+        match client.get_service(GetServiceRequest { id: name.clone() }).await {
+            Ok(r) => found.extend(r.into_inner().service),
+            Err(s) if s.code() == tonic::Code::NotFound => errors.push(format!("no such service: {name}")),
+            Err(s) => errors.push(daemon_error(&s)),
+        }
+    }
+    if !errors.is_empty() {
+        return CliError(errors.join("\n")).into();
+    }
+    let mut req = ListTasksRequest {
+        service_ids: found.iter().map(|s| s.id.clone()).collect(),
+        ..Default::default()
+    };
+    for (k, v) in &filters {
+        match k.as_str() {
+            "desired-state" => req.desired_states.push(v.to_lowercase()),
+            "id" => req.id_prefixes.push(v.clone()),
+            _ => {}
+        }
+    }
+    let tasks = match client.list_tasks(req).await {
+        Ok(r) => r.into_inner().tasks,
+        Err(s) => return CliError::from(s).into(),
+    };
+    let hostnames: HashMap<String, String> = match client.list_nodes(ListNodesRequest { filters: None }).await {
+        Ok(r) => r
+            .into_inner()
+            .nodes
+            .into_iter()
+            .map(|n| (n.id.clone(), n.description.map(|d| d.hostname).unwrap_or(n.id)))
+            .collect(),
+        Err(_) => HashMap::new(),
+    };
+    let rows = task_rows(tasks, &hostnames, no_trunc || quiet || format.is_some(), &filters);
+    let headers = serde_json::json!({
+        "ID": "ID", "Name": "NAME", "Image": "IMAGE", "Node": "NODE", "DesiredState": "DESIRED STATE",
+        "CurrentState": "CURRENT STATE", "Error": "ERROR", "Ports": "PORTS",
+    });
+    match crate::format::render_list(super::list_format(quiet, format, PS_FORMAT), &headers, &rows) {
+        Ok(s) => Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
+
+/// The `service ps` rows: by service name and slot, the task that is meant
+/// to run first, then the older ones as ` \_ name.slot`, newest first.
+fn task_rows(
+    mut tasks: Vec<control::Task>,
+    hostnames: &HashMap<String, String>,
+    full: bool,
+    filters: &[(String, String)],
+) -> Vec<serde_json::Value> {
+    let now = OffsetDateTime::now_utc();
+    let created = |t: &control::Task| {
+        t.meta
+            .as_ref()
+            .and_then(|m| m.created_at.as_ref())
+            .map(|c| (c.seconds, c.nanos))
+            .unwrap_or_default()
+    };
+    tasks.sort_by(|a, b| {
+        natord::compare(&a.service_name, &b.service_name)
+            .then(a.slot.cmp(&b.slot))
+            .then(a.node_id.cmp(&b.node_id))
+            .then(created(b).cmp(&created(a)))
+    });
+    let mut rows = Vec::new();
+    let mut prev: Option<(String, u64, String)> = None;
+    for t in &tasks {
+        let node = hostnames.get(&t.node_id).cloned().unwrap_or_default();
+        if filters.iter().any(|(k, v)| k == "node" && v != &node && v != &t.node_id) {
+            continue;
+        }
+        let key = (t.service_name.clone(), t.slot, if t.slot == 0 { t.node_id.clone() } else { String::new() });
+        let base = if t.slot > 0 {
+            format!("{}.{}", t.service_name, t.slot)
+        } else {
+            format!("{}.{}", t.service_name, t.node_id)
+        };
+        if filters.iter().any(|(k, v)| k == "name" && !base.starts_with(v.as_str())) {
+            continue;
+        }
+        let name = if prev.as_ref() == Some(&key) { format!(" \\_ {base}") } else { base };
+        prev = Some(key);
+        let status = t.status.clone().unwrap_or_default();
+        let current = format!("{} {}", capitalize(&status.state), ago(status.timestamp.as_ref(), now));
+        let error = if status.err.is_empty() {
+            String::new()
+        } else if full {
+            format!("\"{}\"", status.err)
+        } else {
+            let e: String = status.err.chars().take(29).collect();
+            format!("\"{e}{}\"", if status.err.chars().count() > 29 { "…" } else { "" })
+        };
+        rows.push(serde_json::json!({
+            "ID": if full { t.id.as_str() } else { truncate_id(&t.id) },
+            "Name": name,
+            "Image": t.spec.as_ref().map(|s| s.image.clone()).unwrap_or_default(),
+            "Node": node,
+            "DesiredState": capitalize(&t.desired_state),
+            "CurrentState": current,
+            "Error": error,
+            "Ports": "",
+        }));
+    }
+    rows
+}
+
+fn pretty(s: &control::Service) -> String {
+    let spec = s.spec.clone().unwrap_or_default();
+    let task = spec.task.clone().unwrap_or_default();
+    let name = spec.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+    let mut out = format!("\nID:\t\t{}\nName:\t\t{}\n", s.id, name);
+    if let Some(a) = &spec.annotations
+        && !a.labels.is_empty()
+    {
+        let mut labels: Vec<_> = a.labels.iter().collect();
+        labels.sort();
+        out.push_str("Labels:\n");
+        for (k, v) in labels {
+            out.push_str(&format!(" {k}={v}\n"));
+        }
+    }
+    if spec.mode == "global" {
+        out.push_str("Service Mode:\tGlobal\n");
+    } else {
+        out.push_str(&format!("Service Mode:\tReplicated\n Replicas:\t{}\n", spec.replicas));
+    }
+    out.push_str(
+        "Placement:\nUpdateConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n Max failure ratio: 0\n \
+         Update order:      stop-first\nRollbackConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n \
+         Max failure ratio: 0\n Rollback order:    stop-first\n",
+    );
+    out.push_str(&format!("ContainerSpec:\n Image:\t\t{}\n", task.image));
+    if !task.args.is_empty() {
+        out.push_str(&format!(" Args:\t\t{} \n", task.args.join(" ")));
+    }
+    if !task.env.is_empty() {
+        out.push_str(&format!(" Env:\t\t{} \n", task.env.join(" ")));
+    }
+    if !task.workdir.is_empty() {
+        out.push_str(&format!(" Dir:\t\t{}\n", task.workdir));
+    }
+    if !task.user.is_empty() {
+        out.push_str(&format!(" User: {}\n", task.user));
+    }
+    out.push_str(" Init:\t\tfalse\n");
+    for (title, refs) in [("Secrets", &task.secrets), ("Configs", &task.configs)] {
+        if refs.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{title}:\n"));
+        for r in refs {
+            let target = r.file.as_ref().map(|f| f.name.as_str()).unwrap_or("");
+            out.push_str(&format!(" Target:\t{target}\n  Source:\t{}\n", r.name));
+        }
+    }
+    out.push_str("Resources:\nEndpoint Mode:\tvip\n");
+    out
+}
+
+pub async fn inspect(client: &mut Client, names: &[String], is_pretty: bool, format: Option<&str>) -> Output {
+    let (found, errors) = fetch_each(names, async |id| {
+        Ok(client.get_service(GetServiceRequest { id }).await?.into_inner().service)
+    })
+    .await;
+    let errors = errors
+        .into_iter()
+        .map(|e| e.replace("service ", "no such service: ").replace(" not found", ""))
+        .collect();
+    let texts = is_pretty.then(|| found.iter().map(pretty).collect());
+    let json = found.iter().map(engine::service_json).collect();
+    inspect_output(json, texts, format, errors)
+}
+
+pub async fn scale(client: &mut Client, pairs: &[String]) -> Output {
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    for pair in pairs {
+        let Some((name, n)) = pair.split_once('=') else {
+            errors.push(format!("invalid scale specifier '{pair}'.\nSee 'swarmkeep service scale --help'."));
+            continue;
+        };
+        let Ok(replicas) = n.parse::<u64>() else {
+            errors.push(format!("invalid replicas value {n}: invalid syntax"));
+            continue;
+        };
+        let result = async {
+            let service = client
+                .get_service(GetServiceRequest { id: name.to_string() })
+                .await?
+                .into_inner()
+                .service
+                .unwrap_or_default();
+            let mut spec = service.spec.clone().unwrap_or_default();
+            if spec.mode == "global" {
+                return Err(tonic::Status::failed_precondition(format!(
+                    "scale can only be used with replicated mode"
+                )));
+            }
+            spec.replicas = replicas;
+            client
+                .update_service(UpdateServiceRequest {
+                    id: service.id.clone(),
+                    version: service.meta.and_then(|m| m.version),
+                    spec: Some(spec),
+                })
+                .await
+                .map(drop)
+        }
+        .await;
+        match result {
+            Ok(()) => out.stdout.push_str(&format!("{name} scaled to {replicas}\n")),
+            Err(s) => errors.push(daemon_error(&s)),
+        }
+    }
+    if !errors.is_empty() {
+        out.error = Some(CliError(errors.join("\n")));
+    }
+    out
+}
+
+pub async fn rm(client: &mut Client, names: &[String]) -> Output {
+    remove_each(names, async |id| {
+        client.remove_service(RemoveServiceRequest { id }).await.map(drop)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_syntax_is_dockers() {
+        let short = parse_ref("db").unwrap();
+        assert_eq!((short.source.as_str(), short.target.as_str(), short.mode), ("db", "db", 0o444));
+        let long = parse_ref("source=db,target=/etc/db.pw,uid=1000,gid=50,mode=0400").unwrap();
+        assert_eq!(
+            long,
+            RefOpt {
+                source: "db".into(),
+                target: "/etc/db.pw".into(),
+                uid: "1000".into(),
+                gid: "50".into(),
+                mode: 0o400,
+            }
+        );
+        assert_eq!(parse_ref("src=x,mode=292").unwrap().mode, 292);
+        assert!(parse_ref("target=x").is_err());
+        assert!(parse_ref("source=x,bogus=1").is_err());
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("5s").unwrap(), 5_000_000_000);
+        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
+        assert!(parse_duration("5").is_err());
+    }
+}
