@@ -91,6 +91,21 @@ impl Daemon {
         self.dir.path().join("data")
     }
 
+    /// Where this daemon's agent makes task mounts.
+    pub fn exec_root(&self) -> PathBuf {
+        self.dir.path().join("exec")
+    }
+
+    /// The daemon's process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Mount points under this daemon's exec root.
+    pub fn mounts(&self) -> Vec<String> {
+        mounts_under(&self.exec_root())
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("swarmkeep.sock")
     }
@@ -120,6 +135,8 @@ impl Daemon {
             .arg(self.data_dir())
             .arg("-H")
             .arg(self.host())
+            .arg("--exec-root")
+            .arg(self.exec_root())
             .args(&self.extra_args)
             .env("SWARMKEEP_LOG", &self.log_level)
             .stdin(Stdio::null())
@@ -196,7 +213,33 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+        // What a killed agent leaves: its tasks' processes and mounts.
+        if let Ok(entries) = std::fs::read_dir(self.exec_root().join("tasks")) {
+            for e in entries.flatten() {
+                let pid = std::fs::read_to_string(e.path().join("pid")).unwrap_or_default();
+                if let Some(pid) = pid.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        for m in self.mounts() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
     }
+}
+
+/// Mount points under `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = format!("{}/", dir.display());
+    let mut found: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    found
 }
 
 /// `IP:PORT` with a port that was free a moment ago on `ip`.
