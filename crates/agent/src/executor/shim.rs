@@ -1,6 +1,8 @@
 //! The task shim: `swarmkeepd task-shim <spec>` runs in a fresh process
-//! (single-threaded, unlike the agent), gives the task its own mount
-//! namespace and root, then execs the task's command.
+//! (single-threaded, unlike the agent), gives the task its own mount and PID
+//! namespaces and root, drops the capabilities Docker drops (and CAP_MKNOD),
+//! then execs the task's command. It stays as the task's parent, so its exit
+//! code is the task's.
 //!
 //! The task's root is a tmpfs holding bind mounts of the host's top-level
 //! entries, so the task sees the host's filesystem; a directory that needs a
@@ -16,7 +18,10 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{MsFlags, mount};
+use nix::mount::{MntFlags, MsFlags, mount};
+use nix::sys::signal::{SigHandler, Signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
 use nix::sched::{CloneFlags, unshare};
 use serde::{Deserialize, Serialize};
 
@@ -41,27 +46,91 @@ fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> S
     move |e| format!("{what}: {e}")
 }
 
-/// Runs the shim; only returns (with the process exit code) on failure,
-/// after reporting the error on [`ERROR_FD`].
+/// Runs the shim; returns the task's exit code (or 127, after reporting the
+/// error on [`ERROR_FD`], if the task could not be started).
 pub fn main(spec_json: &str) -> i32 {
     // SAFETY: the agent dup2'ed the write end of its error pipe to ERROR_FD
     // for this process; nothing else owns it.
     let mut report = unsafe { std::fs::File::from(OwnedFd::from_raw_fd(ERROR_FD)) };
     let _ = nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-    let result = serde_json::from_str::<ShimSpec>(spec_json)
-        .map_err(|e| format!("invalid task spec: {e}"))
-        .and_then(|spec| run(&spec));
-    match result {
-        Ok(never) => match never {},
-        Err(e) => {
-            let _ = report.write_all(e.as_bytes());
-            127
+    let spec = match serde_json::from_str::<ShimSpec>(spec_json) {
+        Ok(s) => s,
+        Err(e) => return fail(&mut report, format!("invalid task spec: {e}")),
+    };
+    // Its own session (the agent stops the task by signalling the group),
+    // mount namespace and PID namespace.
+    let setup = nix::unistd::setsid()
+        .map_err(io("starting a session"))
+        .and_then(|_| {
+            unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID).map_err(io("creating the task's namespaces"))
+        });
+    if let Err(e) = setup {
+        return fail(&mut report, e);
+    }
+    // SAFETY: the shim is single-threaded (it runs before any runtime).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(&mut report, format!("fork: {e}")),
+        Ok(ForkResult::Child) => std::process::exit(init(&spec, report)),
+        Ok(ForkResult::Parent { child }) => {
+            drop(report);
+            // The task's group gets the agent's signals directly; this
+            // process only waits, so its exit is the task's.
+            for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
+                // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+                let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigIgn) };
+            }
+            wait_code(child)
         }
     }
 }
 
-fn run(spec: &ShimSpec) -> Result<Infallible, String> {
-    unshare(CloneFlags::CLONE_NEWNS).map_err(io("creating the task's mount namespace"))?;
+fn fail(report: &mut std::fs::File, e: String) -> i32 {
+    let _ = report.write_all(e.as_bytes());
+    127
+}
+
+/// The exit code of `pid`, Docker style (128 + signal when killed).
+fn wait_code(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+/// PID 1 of the task's PID namespace: builds the task's root, starts the
+/// task, reaps orphans, and exits with the task's code (which ends every
+/// process left in the namespace).
+fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
+    if let Err(e) = prepare_root(spec) {
+        return fail(&mut report, e);
+    }
+    // SAFETY: still single-threaded.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(&mut report, format!("fork: {e}")),
+        Ok(ForkResult::Child) => match exec_task(spec) {
+            Ok(never) => match never {},
+            Err(e) => fail(&mut report, e),
+        },
+        Ok(ForkResult::Parent { child }) => {
+            drop(report);
+            loop {
+                match waitpid(Pid::from_raw(-1), None) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => return code,
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return 128 + sig as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return 255,
+                }
+            }
+        }
+    }
+}
+
+fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(io("making mounts private"))?;
     let root = &spec.root;
@@ -90,11 +159,141 @@ fn run(spec: &ShimSpec) -> Result<Infallible, String> {
             .map_err(io(format!("hiding {}", h.display())))?;
         }
     }
+    private_proc_and_dev(root)?;
     nix::unistd::chroot(root).map_err(io("entering the task's root"))?;
     let workdir = if spec.workdir.is_empty() { "/" } else { &spec.workdir };
     nix::unistd::chdir(workdir).map_err(io(format!("changing to working directory {workdir}")))?;
-    nix::unistd::setsid().map_err(io("starting a session"))?;
+    Ok(())
+}
+
+/// A /proc of the task's own PID namespace (no other process, the agent's
+/// included, is visible), a /dev with only the harmless devices, and /sys
+/// read-only.
+fn private_proc_and_dev(root: &Path) -> Result<(), String> {
+    let proc_dir = root.join("proc");
+    let _ = nix::mount::umount2(&proc_dir, MntFlags::MNT_DETACH);
+    mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(io("mounting the task's /proc"))?;
+    let dev = root.join("dev");
+    let _ = nix::mount::umount2(&dev, MntFlags::MNT_DETACH);
+    mount(Some("swarmkeep-dev"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755"))
+        .map_err(io("mounting the task's /dev"))?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(name);
+        if !host.exists() {
+            continue;
+        }
+        let dst = dev.join(name);
+        std::fs::File::create(&dst).map_err(io(format!("creating /dev/{name}")))?;
+        mount(Some(&host), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(io(format!("binding /dev/{name}")))?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, dev.join(link));
+    }
+    let shm = dev.join("shm");
+    if std::fs::create_dir(&shm).is_ok() {
+        mount(
+            Some("shm"),
+            &shm,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=1777,size=65536k"),
+        )
+        .map_err(io("mounting /dev/shm"))?;
+    }
+    let sys = root.join("sys");
+    if sys.is_dir() {
+        let _ = mount(
+            None::<&str>,
+            &sys,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        );
+    }
+    Ok(())
+}
+
+/// Docker's default capability set, less CAP_MKNOD (there is no device
+/// cgroup here to make device nodes harmless).
+const KEPT_CAPS: [u32; 13] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 29, 31];
+
+fn drop_capabilities() -> Result<(), String> {
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(40);
+    for cap in 0..=last {
+        if !KEPT_CAPS.contains(&cap) {
+            // SAFETY: prctl with integer arguments only.
+            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if rc != 0 {
+                return Err(format!("dropping capability {cap}: {}", std::io::Error::last_os_error()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the effective, permitted and inheritable sets to [`KEPT_CAPS`].
+fn limit_capabilities() -> Result<(), String> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut mask = [0u32; 2];
+    for cap in KEPT_CAPS {
+        mask[(cap / 32) as usize] |= 1 << (cap % 32);
+    }
+    let header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [
+        Data {
+            effective: mask[0],
+            permitted: mask[0],
+            inheritable: 0,
+        },
+        Data {
+            effective: mask[1],
+            permitted: mask[1],
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset with a v3 header and two data words, as the ABI asks.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(format!("limiting capabilities: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn exec_task(spec: &ShimSpec) -> Result<Infallible, String> {
+    drop_capabilities()?;
     set_user(&spec.user)?;
+    if nix::unistd::geteuid().is_root() {
+        limit_capabilities()?;
+    }
     let argv: Vec<CString> = spec
         .argv
         .iter()
@@ -107,10 +306,9 @@ fn run(spec: &ShimSpec) -> Result<Infallible, String> {
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
         .map_err(io("environment"))?;
-    let Some(program) = argv.first() else {
+    if argv.is_empty() {
         return Err("no command: the image's default command is unknown to the process executor; give one".into());
-    };
-    // execvpe looks the program up in the task's PATH.
+    }
     let path = spec
         .env
         .iter()
@@ -118,7 +316,6 @@ fn run(spec: &ShimSpec) -> Result<Infallible, String> {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let resolved = resolve_program(&spec.argv[0], path);
     let resolved = CString::new(resolved.as_bytes()).map_err(io("command"))?;
-    let _ = program;
     Err(match nix::unistd::execve(&resolved, &argv, &env) {
         Ok(never) => match never {},
         Err(e) => format!("starting {}: {e}", spec.argv[0]),
