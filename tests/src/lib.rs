@@ -218,7 +218,8 @@ impl Drop for Daemon {
             for e in entries.flatten() {
                 let pid = std::fs::read_to_string(e.path().join("pid")).unwrap_or_default();
                 if let Some(pid) = pid.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()) {
-                    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ =
+                        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 }
             }
         }

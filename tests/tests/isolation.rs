@@ -16,7 +16,10 @@ fn marker(tag: &str) -> Vec<u8> {
 }
 
 fn secret_id(d: &Daemon, name: &str) -> String {
-    d.cli(&["secret", "inspect", name, "--format", "{{.ID}}"]).ok().trim().to_string()
+    d.cli(&["secret", "inspect", name, "--format", "{{.ID}}"])
+        .ok()
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -28,7 +31,10 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
     d.cli_stdin(&["secret", "create", "sb", "-"], Some(&b)).ok();
     let out = d.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    d.cli(&["service", "create", "--name", "b", "--secret", "sb", "busybox", "sleep", "1000"]).ok();
+    d.cli(&[
+        "service", "create", "--name", "b", "--secret", "sb", "busybox", "sleep", "1000",
+    ])
+    .ok();
     assert!(eventually(Duration::from_secs(10), || d.mounts().len() == 1));
     // Task a tries every way to B's secret it has: the path, other
     // processes' roots, the agent's exec root and data dir, device nodes,
@@ -45,8 +51,15 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
         exec = d.exec_root().display(),
         data = d.data_dir().display(),
     );
-    d.cli(&["service", "create", "--name", "a", "--secret", "sa", "busybox", "sh", "-c", &script]).ok();
-    assert!(eventually(Duration::from_secs(15), || out.join("done").exists()), "{}", d.log());
+    d.cli(&[
+        "service", "create", "--name", "a", "--secret", "sa", "busybox", "sh", "-c", &script,
+    ])
+    .ok();
+    assert!(
+        eventually(Duration::from_secs(15), || out.join("done").exists()),
+        "{}",
+        d.log()
+    );
     assert_eq!(std::fs::read(out.join("own")).unwrap(), a);
     for f in ["path", "proc", "exec", "ls", "mknod", "umount"] {
         let text = std::fs::read(out.join(f)).unwrap();
@@ -94,7 +107,10 @@ fn a_node_receives_only_the_secrets_its_tasks_reference() {
     assert!(eventually(Duration::from_secs(10), || {
         m1.cli(&["node", "ls", "--format", "{{.Status}}"]).stdout == "Ready\nReady\n"
     }));
-    m1.cli(&["service", "create", "--name", "sx", "--secret", "sx", "busybox", "sleep", "1000"]).ok();
+    m1.cli(&[
+        "service", "create", "--name", "sx", "--secret", "sx", "busybox", "sleep", "1000",
+    ])
+    .ok();
     let node_of_x = || {
         m1.cli(&["service", "ps", "sx", "--format", "{{.Node}}|{{.CurrentState}}"])
             .stdout
@@ -104,9 +120,15 @@ fn a_node_receives_only_the_secrets_its_tasks_reference() {
     };
     assert!(eventually(Duration::from_secs(15), || node_of_x().is_some()));
     let holder = node_of_x().unwrap();
-    let (with_x, without_x) = if holder == "m1" { (&nodes[0], &nodes[1]) } else { (&nodes[1], &nodes[0]) };
-    m1.cli(&["service", "create", "--name", "sy", "--mode", "global", "--secret", "sy", "busybox", "sleep", "1000"])
-        .ok();
+    let (with_x, without_x) = if holder == "m1" {
+        (&nodes[0], &nodes[1])
+    } else {
+        (&nodes[1], &nodes[0])
+    };
+    m1.cli(&[
+        "service", "create", "--name", "sy", "--mode", "global", "--secret", "sy", "busybox", "sleep", "1000",
+    ])
+    .ok();
     assert!(eventually(Duration::from_secs(15), || {
         m1.cli(&["service", "ls", "--format", "{{.Name}} {{.Replicas}}"]).stdout == "sx 1/1\nsy 2/2\n"
     }));
@@ -123,13 +145,21 @@ fn a_node_receives_only_the_secrets_its_tasks_reference() {
     // When its last task leaves, the secret leaves the node's memory.
     m1.cli(&["service", "rm", "sx"]).ok();
     assert!(eventually(Duration::from_secs(10), || {
-        received_lines(&with_x.daemon).last().is_some_and(|l| !l.contains(&xid) && l.contains(&yid))
+        received_lines(&with_x.daemon)
+            .last()
+            .is_some_and(|l| !l.contains(&xid) && l.contains(&yid))
     }));
-    assert!(eventually(Duration::from_secs(5), || !leaks(&mounted_bytes(&with_x.daemon), &x)));
+    assert!(eventually(Duration::from_secs(5), || !leaks(
+        &mounted_bytes(&with_x.daemon),
+        &x
+    )));
 }
 
 fn cluster_addr(d: &Daemon) -> String {
-    d.cli(&["node", "inspect", "self", "--format", "{{.ManagerStatus.Addr}}"]).ok().trim().to_string()
+    d.cli(&["node", "inspect", "self", "--format", "{{.ManagerStatus.Addr}}"])
+        .ok()
+        .trim()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,8 +168,12 @@ async fn the_dispatcher_refuses_unassigned_secrets_and_foreign_identities() {
     d.init();
     let used = marker("used");
     d.cli_stdin(&["secret", "create", "used", "-"], Some(&used)).ok();
-    d.cli_stdin(&["secret", "create", "unused", "-"], Some(&marker("unused"))).ok();
-    d.cli(&["service", "create", "--name", "s", "--secret", "used", "busybox", "sleep", "1000"]).ok();
+    d.cli_stdin(&["secret", "create", "unused", "-"], Some(&marker("unused")))
+        .ok();
+    d.cli(&[
+        "service", "create", "--name", "s", "--secret", "used", "busybox", "sleep", "1000",
+    ])
+    .ok();
     assert!(eventually(Duration::from_secs(10), || d.mounts().len() == 1));
     let addr = cluster_addr(&d);
     let tls = NodeTls::load(&d.data_dir().join("tls")).unwrap();
@@ -158,7 +192,11 @@ async fn the_dispatcher_refuses_unassigned_secrets_and_foreign_identities() {
         .into_inner();
     let sealed = resp.secret.unwrap();
     assert!(!leaks(&sealed.sealed, &used));
-    let opened = key.opener(&resp.ephemeral_public_key).unwrap().open(&sealed.id, &sealed.sealed).unwrap();
+    let opened = key
+        .opener(&resp.ephemeral_public_key)
+        .unwrap()
+        .open(&sealed.id, &sealed.sealed)
+        .unwrap();
     assert_eq!(opened.expose(), used);
     // …and nothing else.
     let e = client
@@ -229,10 +267,25 @@ fn leak_scan(backend: &str) {
     d.init();
     let value = marker(&format!("leak-{backend}"));
     d.cli_stdin(&["secret", "create", "m", "-"], Some(&value)).ok();
-    d.cli(&["service", "create", "--name", "s", "--secret", "m", "--secret", "source=m,target=/etc/m", "busybox", "sh", "-c", "cat /run/secrets/m /etc/m > /dev/null; exec sleep 1000"])
-        .ok();
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "s",
+        "--secret",
+        "m",
+        "--secret",
+        "source=m,target=/etc/m",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /run/secrets/m /etc/m > /dev/null; exec sleep 1000",
+    ])
+    .ok();
     assert!(eventually(Duration::from_secs(10), || {
-        d.cli(&["service", "ps", "s", "--format", "{{.CurrentState}}"]).stdout.starts_with("Running")
+        d.cli(&["service", "ps", "s", "--format", "{{.CurrentState}}"])
+            .stdout
+            .starts_with("Running")
     }));
     // The task's mount holds the value (the scan would see a leak)…
     assert!(leaks(&mounted_bytes(&d), &value));
@@ -242,7 +295,11 @@ fn leak_scan(backend: &str) {
         if f.extension().is_some_and(|e| e == "log") {
             continue;
         }
-        assert!(!leaks(&std::fs::read(&f).unwrap_or_default(), &value), "leak in {}", f.display());
+        assert!(
+            !leaks(&std::fs::read(&f).unwrap_or_default(), &value),
+            "leak in {}",
+            f.display()
+        );
     }
     for args in [
         vec!["service", "inspect", "s"],
@@ -252,7 +309,10 @@ fn leak_scan(backend: &str) {
         vec!["secret", "inspect", "m"],
     ] {
         let out = d.cli(&args);
-        assert!(!leaks(out.stdout.as_bytes(), &value) && !leaks(out.stderr.as_bytes(), &value), "{args:?}");
+        assert!(
+            !leaks(out.stdout.as_bytes(), &value) && !leaks(out.stderr.as_bytes(), &value),
+            "{args:?}"
+        );
     }
     let pid = d.pid().unwrap();
     assert!(!leaks(&std::fs::read(format!("/proc/{pid}/environ")).unwrap(), &value));
@@ -260,13 +320,20 @@ fn leak_scan(backend: &str) {
         let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
         assert!(!leaks(&cmdline, &value));
         if contains(&cmdline, b"sleep\x001000") {
-            assert!(!leaks(&std::fs::read(p.path().join("environ")).unwrap_or_default(), &value));
+            assert!(!leaks(
+                &std::fs::read(p.path().join("environ")).unwrap_or_default(),
+                &value
+            ));
         }
     }
     d.cli(&["service", "rm", "s"]).ok();
     assert!(eventually(Duration::from_secs(5), || d.mounts().is_empty()));
     for f in swarmkeep_tests::files_under(d.path()) {
-        assert!(!leaks(&std::fs::read(&f).unwrap_or_default(), &value), "leak in {}", f.display());
+        assert!(
+            !leaks(&std::fs::read(&f).unwrap_or_default(), &value),
+            "leak in {}",
+            f.display()
+        );
     }
     let log = d.log();
     assert!(log.contains("TRACE"), "the scan covers trace-level logs");

@@ -27,7 +27,13 @@ fn wait_file(path: &Path) -> bool {
 
 /// The task rows of `service ps` as (name, desired, current state word).
 fn ps(d: &Daemon, service: &str) -> Vec<(String, String, String)> {
-    let out = d.cli(&["service", "ps", service, "--format", "{{.Name}}|{{.DesiredState}}|{{.CurrentState}}"]);
+    let out = d.cli(&[
+        "service",
+        "ps",
+        service,
+        "--format",
+        "{{.Name}}|{{.DesiredState}}|{{.CurrentState}}",
+    ]);
     out.stdout
         .lines()
         .filter_map(|l| {
@@ -43,7 +49,8 @@ fn reads_secrets(backend: &str) {
     d.init();
     let value = marker(backend);
     d.cli_stdin(&["secret", "create", "db", "-"], Some(&value)).ok();
-    d.cli_stdin(&["config", "create", "app.conf", "-"], Some(b"cfg-data\n")).ok();
+    d.cli_stdin(&["config", "create", "app.conf", "-"], Some(b"cfg-data\n"))
+        .ok();
     let out = out_dir(&d);
     let tag = format!("{}-{backend}", std::process::id());
     let abs = format!("/etc/swarmkeep-test-{tag}/key.pem");
@@ -80,7 +87,11 @@ fn reads_secrets(backend: &str) {
         .trim()
         .to_string();
     assert_eq!(id.len(), 25, "{id}");
-    assert!(wait_file(&out.join("done")), "task never finished its reads:\n{}", d.log());
+    assert!(
+        wait_file(&out.join("done")),
+        "task never finished its reads:\n{}",
+        d.log()
+    );
     for f in ["default", "custom", "abs"] {
         assert_eq!(std::fs::read(out.join(f)).unwrap(), value, "{f}");
     }
@@ -122,14 +133,20 @@ fn fuse_reads_are_logged_with_pid_and_uid() {
     d.init();
     d.cli_stdin(&["secret", "create", "s", "-"], Some(b"v")).ok();
     let out = out_dir(&d);
-    let script = format!("cat /run/secrets/s > /dev/null; touch {}/done; exec sleep 1000", out.display());
-    d.cli(&["service", "create", "--name", "audit", "--secret", "s", "busybox", "sh", "-c", &script])
-        .ok();
+    let script = format!(
+        "cat /run/secrets/s > /dev/null; touch {}/done; exec sleep 1000",
+        out.display()
+    );
+    d.cli(&[
+        "service", "create", "--name", "audit", "--secret", "s", "busybox", "sh", "-c", &script,
+    ])
+    .ok();
     assert!(wait_file(&out.join("done")));
     assert!(eventually(Duration::from_secs(5), || {
         let log = d.log();
-        log.lines()
-            .any(|l| l.contains("secret file read") && l.contains("file=secrets/s") && l.contains("pid=") && l.contains("uid=0"))
+        log.lines().any(|l| {
+            l.contains("secret file read") && l.contains("file=secrets/s") && l.contains("pid=") && l.contains("uid=0")
+        })
     }));
 }
 
@@ -139,8 +156,20 @@ fn service_rm_unmounts_and_removes_files_within_a_second() {
     d.init();
     d.cli_stdin(&["secret", "create", "db_password", "-"], Some(b"pw")).ok();
     d.cli_stdin(&["config", "create", "app-config", "-"], Some(b"c")).ok();
-    d.cli(&["service", "create", "--name", "uses", "--secret", "db_password", "--config", "app-config", "busybox", "sleep", "1000"])
-        .ok();
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "uses",
+        "--secret",
+        "db_password",
+        "--config",
+        "app-config",
+        "busybox",
+        "sleep",
+        "1000",
+    ])
+    .ok();
     assert!(eventually(Duration::from_secs(10), || d.mounts().len() == 1));
     // In use: Docker's refusals, and nothing is removed.
     let e = d.cli(&["secret", "rm", "db_password"]);
@@ -156,8 +185,20 @@ fn service_rm_unmounts_and_removes_files_within_a_second() {
     let tasks = d.exec_root().join("tasks");
     let task_dirs = std::fs::read_dir(&tasks).unwrap().count();
     assert_eq!(task_dirs, 1);
-    let pid_file = std::fs::read_dir(&tasks).unwrap().next().unwrap().unwrap().path().join("pid");
-    let pid: i32 = std::fs::read_to_string(pid_file).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let pid_file = std::fs::read_dir(&tasks)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("pid");
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let start = Instant::now();
     assert_eq!(d.cli(&["service", "rm", "uses"]).ok(), "uses\n");
     let gone = eventually(Duration::from_secs(1), || {
@@ -178,13 +219,29 @@ fn agent_kill9_and_restart_leaves_no_stale_mount_and_tasks_come_back() {
     let value = marker("restart");
     d.cli_stdin(&["secret", "create", "db", "-"], Some(&value)).ok();
     let out = out_dir(&d);
-    let script = format!("echo started >> {o}/starts; cat /run/secrets/db > {o}/value; exec sleep 1000", o = out.display());
+    let script = format!(
+        "echo started >> {o}/starts; cat /run/secrets/db > {o}/value; exec sleep 1000",
+        o = out.display()
+    );
     d.cli(&[
-        "service", "create", "--name", "r", "--restart-delay", "1s", "--secret", "db", "busybox", "sh", "-c", &script,
+        "service",
+        "create",
+        "--name",
+        "r",
+        "--restart-delay",
+        "1s",
+        "--secret",
+        "db",
+        "busybox",
+        "sh",
+        "-c",
+        &script,
     ])
     .ok();
-    assert!(eventually(Duration::from_secs(10), || std::fs::read_to_string(out.join("starts"))
-        .is_ok_and(|s| s.lines().count() == 1)));
+    assert!(eventually(Duration::from_secs(10), || std::fs::read_to_string(
+        out.join("starts")
+    )
+    .is_ok_and(|s| s.lines().count() == 1)));
     let before = d.mounts();
     assert_eq!(before.len(), 1);
     d.kill9();
@@ -193,7 +250,10 @@ fn agent_kill9_and_restart_leaves_no_stale_mount_and_tasks_come_back() {
     std::fs::remove_file(out.join("value")).unwrap();
     d.restart();
     assert!(
-        eventually(Duration::from_secs(5), || !d.mounts().iter().any(|m| before.contains(m))),
+        eventually(Duration::from_secs(5), || !d
+            .mounts()
+            .iter()
+            .any(|m| before.contains(m))),
         "stale mount left: {:?}",
         d.mounts()
     );
@@ -207,7 +267,11 @@ fn agent_kill9_and_restart_leaves_no_stale_mount_and_tasks_come_back() {
     assert_eq!(std::fs::read(out.join("value")).unwrap(), value);
     assert_eq!(d.mounts().len(), 1);
     let rows = ps(&d, "r");
-    assert_eq!(rows[0], ("r.1".to_string(), "Running".to_string(), "Running".to_string()), "{rows:?}");
+    assert_eq!(
+        rows[0],
+        ("r.1".to_string(), "Running".to_string(), "Running".to_string()),
+        "{rows:?}"
+    );
     assert_eq!(rows[1].0, " \\_ r.1");
     assert_eq!(rows[1].2, "Failed");
 }
@@ -217,16 +281,37 @@ fn bad_references_are_refused_at_create() {
     let d = Daemon::start();
     d.init();
     d.cli_stdin(&["secret", "create", "db_password", "-"], Some(b"pw")).ok();
-    let e = d.cli(&["service", "create", "--name", "bad", "--secret", "nosuch", "busybox", "sleep", "1"]);
+    let e = d.cli(&[
+        "service", "create", "--name", "bad", "--secret", "nosuch", "busybox", "sleep", "1",
+    ]);
     assert_eq!(e.stderr, "secret not found: nosuch\n");
-    let e = d.cli(&["service", "create", "--name", "bad", "--secret", "source=db_password,target=../escape", "busybox", "sleep", "1"]);
+    let e = d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "bad",
+        "--secret",
+        "source=db_password,target=../escape",
+        "busybox",
+        "sleep",
+        "1",
+    ]);
     assert_eq!(
         e.stderr,
         "Error response from daemon: rpc error: code = InvalidArgument desc = invalid target \"../escape\": a target must not contain \"..\"\n"
     );
     let e = d.cli(&[
-        "service", "create", "--name", "bad", "--secret", "source=db_password,target=x", "--secret",
-        "source=db_password,target=/run/secrets/x", "busybox", "sleep", "1",
+        "service",
+        "create",
+        "--name",
+        "bad",
+        "--secret",
+        "source=db_password,target=x",
+        "--secret",
+        "source=db_password,target=/run/secrets/x",
+        "busybox",
+        "sleep",
+        "1",
     ]);
     assert_eq!(
         e.stderr,

@@ -162,7 +162,10 @@ fn upstream(inner: &Inner) -> Option<(Arc<NodeTls>, Vec<String>)> {
             let leader = s.store.leader_addr()?;
             Some((s.tls.clone(), vec![leader]))
         }
-        Membership::Worker(w) => Some((w.tls.clone(), w.managers.read().unwrap_or_else(|p| p.into_inner()).clone())),
+        Membership::Worker(w) => Some((
+            w.tls.clone(),
+            w.managers.read().unwrap_or_else(|p| p.into_inner()).clone(),
+        )),
     }
 }
 
@@ -239,7 +242,9 @@ fn apply(inner: &Arc<Inner>, key: &SessionKey, msg: AssignmentsMessage) {
                             Ok(plain) => {
                                 secrets.insert(s.id.clone(), plain);
                             }
-                            Err(_) => tracing::warn!(secret = %s.id, "a secret sealed to this node could not be opened"),
+                            Err(_) => {
+                                tracing::warn!(secret = %s.id, "a secret sealed to this node could not be opened")
+                            }
                         }
                     }
                 }
@@ -275,8 +280,20 @@ fn state_of(text: &str) -> u8 {
     // Swarm's order: new pending assigned accepted preparing ready starting
     // running | complete shutdown failed rejected remove orphaned.
     const ORDER: [&str; 14] = [
-        "new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running", "complete",
-        "shutdown", "failed", "rejected", "remove", "orphaned",
+        "new",
+        "pending",
+        "assigned",
+        "accepted",
+        "preparing",
+        "ready",
+        "starting",
+        "running",
+        "complete",
+        "shutdown",
+        "failed",
+        "rejected",
+        "remove",
+        "orphaned",
     ];
     ORDER.iter().position(|s| *s == text).unwrap_or(0) as u8
 }
@@ -405,7 +422,9 @@ fn task_files(inner: &Inner, spec: &control::TaskSpec) -> Result<(Vec<TaskFile>,
 async fn run_task(inner: Arc<Inner>, task: control::Task, mut stop: oneshot::Receiver<()>) {
     let id = task.id.clone();
     let report = |state: &str, message: &str, err: String, code: Option<i32>, pid: Option<u32>| {
-        let _ = inner.status_tx.send((id.clone(), status(state, message, err, code, pid)));
+        let _ = inner
+            .status_tx
+            .send((id.clone(), status(state, message, err, code, pid)));
     };
     report("accepted", "accepted", String::new(), None, None);
     report("preparing", "preparing", String::new(), None, None);
@@ -427,12 +446,24 @@ async fn run_task(inner: Arc<Inner>, task: control::Task, mut stop: oneshot::Rec
     let mount = match mount {
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {
-            report("rejected", "preparing", format!("mounting the task's secrets: {e}"), None, None);
+            report(
+                "rejected",
+                "preparing",
+                format!("mounting the task's secrets: {e}"),
+                None,
+                None,
+            );
             release(&inner, &id).await;
             return;
         }
         Err(e) => {
-            report("rejected", "preparing", format!("mounting the task's secrets: {e}"), None, None);
+            report(
+                "rejected",
+                "preparing",
+                format!("mounting the task's secrets: {e}"),
+                None,
+                None,
+            );
             release(&inner, &id).await;
             return;
         }
@@ -525,4 +556,3 @@ async fn status_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(String,
         }
     }
 }
-

@@ -40,6 +40,15 @@ struct Args {
     /// Leader kills for the failover figures (needs at least 3 managers).
     #[arg(long, default_value_t = 0)]
     failover_kills: usize,
+    /// Secret delivery instead of the store figures: services created one at
+    /// a time, each timed until its task has read its secret (needs root).
+    #[arg(long, default_value_t = 0)]
+    services: usize,
+    /// Secret delivery: simulated agents that each receive `--fanout-secrets`.
+    #[arg(long, default_value_t = 0)]
+    fanout_agents: usize,
+    #[arg(long, default_value_t = 1000)]
+    fanout_secrets: usize,
 }
 
 struct Daemon {
@@ -47,10 +56,11 @@ struct Daemon {
     dir: tempfile::TempDir,
     addr: String,
     child: Option<Child>,
+    agent: bool,
 }
 
 impl Daemon {
-    fn start(binary: &std::path::Path, index: usize) -> anyhow::Result<Self> {
+    fn start(binary: &std::path::Path, index: usize, agent: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("swarmkeep-bench")
             .tempdir_in("/var/tmp")?;
@@ -61,6 +71,7 @@ impl Daemon {
             dir,
             addr: format!("{ip}:{port}"),
             child: None,
+            agent,
         };
         d.spawn()?;
         Ok(d)
@@ -77,6 +88,9 @@ impl Daemon {
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["-H", &self.host(), "--log-level", "error"])
+            .arg("--exec-root")
+            .arg(self.dir.path().join("exec"))
+            .args(if self.agent { &[][..] } else { &["--no-agent"][..] })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -138,7 +152,7 @@ async fn create_all(clients: Vec<Client>, n: usize, prefix: &str) -> anyhow::Res
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
     (sorted[i].as_secs_f64() * 1e6).round() / 1000.0
 }
@@ -165,6 +179,14 @@ async fn leader_index(daemons: &[Daemon], ask: usize) -> anyhow::Result<usize> {
     }
 }
 
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
+}
+
+mod secrets;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -172,9 +194,10 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("swarmkeepd"),
     };
+    let delivery = args.services > 0 || args.fanout_agents > 0;
     let mut daemons = Vec::new();
     for i in 0..args.managers.max(1) {
-        daemons.push(Daemon::start(&binary, i)?);
+        daemons.push(Daemon::start(&binary, i, args.services > 0)?);
     }
     let mut first = connect(&daemons[0].host()).await?;
     let addr = daemons[0].addr.clone();
@@ -206,6 +229,22 @@ async fn main() -> anyhow::Result<()> {
 
     let leader = leader_index(&daemons, 0).await?;
     let host = daemons[leader].host();
+    if delivery {
+        let mut c = connect(&host).await?;
+        let mut report = serde_json::json!({"managers": daemons.len()});
+        if args.services > 0 {
+            let out = daemons[leader].dir.path().join("reads");
+            merge(&mut report, secrets::create_to_read(&mut c, &out, args.services).await?);
+        }
+        if args.fanout_agents > 0 {
+            let d = &daemons[leader];
+            let data = d.dir.path().join("data");
+            let fan = secrets::fanout(&mut c, &d.addr, &data, args.fanout_agents, args.fanout_secrets).await?;
+            merge(&mut report, fan);
+        }
+        println!("{report}");
+        return Ok(());
+    }
     let one = create_all(vec![connect(&host).await?], args.n / 4, "one").await?;
     let mut clients = Vec::new();
     for _ in 0..8 {

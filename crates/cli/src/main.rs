@@ -40,60 +40,63 @@ enum Command {
     Service(ServiceCmd),
 }
 
+#[derive(Args)]
+struct CreateArgs {
+    /// Service name
+    #[arg(long)]
+    name: Option<String>,
+    /// Service mode (replicated or global)
+    #[arg(long)]
+    mode: Option<String>,
+    /// Number of tasks
+    #[arg(long)]
+    replicas: Option<u64>,
+    /// Specify secrets to expose to the service
+    #[arg(long)]
+    secret: Vec<String>,
+    /// Specify configurations to expose to the service
+    #[arg(long)]
+    config: Vec<String>,
+    /// Set environment variables
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// Service labels
+    #[arg(short, long)]
+    label: Vec<String>,
+    /// Username or UID (format: <uid>[:<gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the task
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Restart when condition is met ("none", "on-failure", "any")
+    #[arg(long)]
+    restart_condition: Option<String>,
+    /// Delay between restart attempts (ns|us|ms|s|m|h)
+    #[arg(long)]
+    restart_delay: Option<String>,
+    /// Maximum number of restarts before giving up
+    #[arg(long)]
+    restart_max_attempts: Option<u64>,
+    /// Time to wait before force killing a task (ns|us|ms|s|m|h)
+    #[arg(long)]
+    stop_grace_period: Option<String>,
+    /// Exit immediately instead of waiting for the service to converge
+    /// (swarmkeep always returns at once)
+    #[arg(short, long)]
+    detach: bool,
+    /// Do not query the registry to resolve image digest (always so here)
+    #[arg(long)]
+    no_resolve_image: bool,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum ServiceCmd {
     /// Create a new service
-    Create {
-        /// Service name
-        #[arg(long)]
-        name: Option<String>,
-        /// Service mode (replicated or global)
-        #[arg(long)]
-        mode: Option<String>,
-        /// Number of tasks
-        #[arg(long)]
-        replicas: Option<u64>,
-        /// Specify secrets to expose to the service
-        #[arg(long)]
-        secret: Vec<String>,
-        /// Specify configurations to expose to the service
-        #[arg(long)]
-        config: Vec<String>,
-        /// Set environment variables
-        #[arg(short, long)]
-        env: Vec<String>,
-        /// Service labels
-        #[arg(short, long)]
-        label: Vec<String>,
-        /// Username or UID (format: <uid>[:<gid>])
-        #[arg(short, long)]
-        user: Option<String>,
-        /// Working directory inside the task
-        #[arg(short, long)]
-        workdir: Option<String>,
-        /// Restart when condition is met ("none", "on-failure", "any")
-        #[arg(long)]
-        restart_condition: Option<String>,
-        /// Delay between restart attempts (ns|us|ms|s|m|h)
-        #[arg(long)]
-        restart_delay: Option<String>,
-        /// Maximum number of restarts before giving up
-        #[arg(long)]
-        restart_max_attempts: Option<u64>,
-        /// Time to wait before force killing a task (ns|us|ms|s|m|h)
-        #[arg(long)]
-        stop_grace_period: Option<String>,
-        /// Exit immediately instead of waiting for the service to converge
-        /// (swarmkeep always returns at once)
-        #[arg(short, long)]
-        detach: bool,
-        /// Do not query the registry to resolve image digest (always so here)
-        #[arg(long)]
-        no_resolve_image: bool,
-        image: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    Create(Box<CreateArgs>),
     /// List services
     #[command(visible_alias = "list")]
     Ls {
@@ -405,25 +408,26 @@ async fn run(cli: Cli) -> Output {
             ObjectCmd::Rm { names } => commands::secret::rm(c, &names).await,
         },
         Command::Service(cmd) => match cmd {
-            ServiceCmd::Create {
-                name,
-                mode,
-                replicas,
-                secret,
-                config,
-                env,
-                label,
-                user,
-                workdir,
-                restart_condition,
-                restart_delay,
-                restart_max_attempts,
-                stop_grace_period,
-                detach: _,
-                no_resolve_image: _,
-                image,
-                args,
-            } => {
+            ServiceCmd::Create(a) => {
+                let CreateArgs {
+                    name,
+                    mode,
+                    replicas,
+                    secret,
+                    config,
+                    env,
+                    label,
+                    user,
+                    workdir,
+                    restart_condition,
+                    restart_delay,
+                    restart_max_attempts,
+                    stop_grace_period,
+                    detach: _,
+                    no_resolve_image: _,
+                    image,
+                    args,
+                } = *a;
                 let flags = commands::service::CreateFlags {
                     name: name.as_deref(),
                     mode: mode.as_deref(),

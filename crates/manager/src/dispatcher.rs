@@ -106,7 +106,12 @@ fn diff_message(
             msg.tasks_updated.push(task_to_proto(t));
         }
     }
-    msg.tasks_removed = old.tasks.keys().filter(|id| !new.tasks.contains_key(*id)).cloned().collect();
+    msg.tasks_removed = old
+        .tasks
+        .keys()
+        .filter(|id| !new.tasks.contains_key(*id))
+        .cloned()
+        .collect();
     for id in new.secrets.difference(&old.secrets) {
         if let Some(s) = seal_secret(swarm, st, &sealer, id)? {
             msg.secrets_updated.push(s);
@@ -147,7 +152,9 @@ async fn run_session(
         }
         let step = swarm.store.read(|st| {
             if !st.nodes.contains_key(&node_id) {
-                return Err(Status::permission_denied(format!("node {node_id} is not part of this swarm")));
+                return Err(Status::permission_denied(format!(
+                    "node {node_id} is not part of this swarm"
+                )));
             }
             let set = assignment_set(st, &node_id);
             let msg = diff_message(&swarm, st, &node_id, sent.as_ref(), &set, &session_key)?;
@@ -201,7 +208,9 @@ impl Dispatcher for ClusterService {
             return Err(Status::invalid_argument("invalid session public key"));
         }
         if !swarm.store.read(|st| st.nodes.contains_key(&node_id)) {
-            return Err(Status::permission_denied(format!("node {node_id} is not part of this swarm")));
+            return Err(Status::permission_denied(format!(
+                "node {node_id} is not part of this swarm"
+            )));
         }
         tracing::info!(node = %node_id, "agent session opened");
         let (tx, rx) = mpsc::channel(16);

@@ -68,7 +68,9 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
         .filter(|t| !put.contains_key(&t.id))
         .cloned()
         .chain(put.values().cloned())
-        .filter(|t| t.node_id.is_none() && t.status.state == TaskState::Pending && t.desired_state == TaskState::Running)
+        .filter(|t| {
+            t.node_id.is_none() && t.status.state == TaskState::Pending && t.desired_state == TaskState::Running
+        })
         .collect();
     for mut task in waiting {
         if let Some(node) = placement.choose() {
@@ -105,7 +107,10 @@ fn reconcile_slot(
     put: &mut BTreeMap<String, Task>,
     placement: &mut Placement,
 ) {
-    let current: Vec<&&Task> = history.iter().filter(|t| t.desired_state <= TaskState::Running).collect();
+    let current: Vec<&&Task> = history
+        .iter()
+        .filter(|t| t.desired_state <= TaskState::Running)
+        .collect();
     // Tasks made from an older spec are replaced (no rolling update yet: all at once).
     for t in &current {
         if t.spec != service.spec.task && !t.status.state.is_terminal() {
@@ -119,7 +124,10 @@ fn reconcile_slot(
         return;
     }
     let policy = &service.spec.task.restart;
-    let finished = current.iter().filter(|t| t.status.state.is_terminal()).max_by_key(|t| t.status.timestamp);
+    let finished = current
+        .iter()
+        .filter(|t| t.status.state.is_terminal())
+        .max_by_key(|t| t.status.timestamp);
     if let Some(last) = finished {
         let restarts = history.len() as u64;
         let wanted = match policy.condition {
@@ -199,7 +207,11 @@ fn old_history(state: &ClusterState, put: &BTreeMap<String, Task>, limit: usize)
     let mut slots: BTreeMap<(&str, u64, &str), Vec<&Task>> = BTreeMap::new();
     for t in state.tasks.values() {
         let t = put.get(&t.id).unwrap_or(t);
-        let node = if t.slot == 0 { t.node_id.as_deref().unwrap_or("") } else { "" };
+        let node = if t.slot == 0 {
+            t.node_id.as_deref().unwrap_or("")
+        } else {
+            ""
+        };
         slots.entry((t.service_id.as_str(), t.slot, node)).or_default().push(t);
     }
     let mut remove = Vec::new();

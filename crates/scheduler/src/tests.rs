@@ -100,7 +100,10 @@ fn replicas_spread_over_ready_active_nodes_and_settle() {
     assert_eq!(settle(&mut st, now), 1, "one round makes and places every task");
     assert_eq!(per_node(&st), BTreeMap::from([("a".into(), 2), ("b".into(), 1)]));
     let slots: Vec<u64> = st.tasks.values().map(|t| t.slot).collect();
-    assert_eq!(slots.iter().copied().collect::<std::collections::BTreeSet<_>>().len(), 3);
+    assert_eq!(
+        slots.iter().copied().collect::<std::collections::BTreeSet<_>>().len(),
+        3
+    );
     assert!(st.tasks.values().all(|t| t.status.state == TaskState::Assigned));
 }
 
@@ -112,7 +115,14 @@ fn scale_down_shuts_down_the_highest_slots() {
     let mut s = st.services["svc"].clone();
     s.spec.mode = ServiceMode::Replicated { replicas: 1 };
     let v = s.meta.version;
-    st.apply(200, Command::UpdateService { service: s, expected_version: v }).unwrap();
+    st.apply(
+        200,
+        Command::UpdateService {
+            service: s,
+            expected_version: v,
+        },
+    )
+    .unwrap();
     settle(&mut st, now);
     let running: Vec<u64> = st
         .tasks
@@ -152,7 +162,11 @@ fn a_failed_task_is_replaced_after_the_restart_delay() {
     let slot1: Vec<&Task> = st.tasks.values().filter(|t| t.slot == 1).collect();
     assert_eq!(slot1.len(), 2);
     assert_eq!(st.tasks[&victim.id].desired_state, TaskState::Shutdown);
-    assert!(slot1.iter().any(|t| t.id != victim.id && t.desired_state == TaskState::Running));
+    assert!(
+        slot1
+            .iter()
+            .any(|t| t.id != victim.id && t.desired_state == TaskState::Running)
+    );
 }
 
 #[test]
@@ -161,7 +175,14 @@ fn restart_condition_none_leaves_the_slot_finished() {
     let mut s = st.services["svc"].clone();
     s.spec.task.restart.condition = RestartCondition::None;
     let v = s.meta.version;
-    st.apply(50, Command::UpdateService { service: s, expected_version: v }).unwrap();
+    st.apply(
+        50,
+        Command::UpdateService {
+            service: s,
+            expected_version: v,
+        },
+    )
+    .unwrap();
     let now = OffsetDateTime::now_utc();
     settle(&mut st, now);
     for t in st.tasks.clone().values() {
@@ -195,5 +216,9 @@ fn no_eligible_node_leaves_tasks_pending() {
     let now = OffsetDateTime::now_utc();
     settle(&mut st, now);
     assert_eq!(st.tasks.len(), 2);
-    assert!(st.tasks.values().all(|t| t.status.state == TaskState::Pending && t.node_id.is_none()));
+    assert!(
+        st.tasks
+            .values()
+            .all(|t| t.status.state == TaskState::Pending && t.node_id.is_none())
+    );
 }

@@ -59,7 +59,11 @@ impl ClusterState {
             .services
             .values()
             .filter(|s| {
-                let refs = if secret { &s.spec.task.secrets } else { &s.spec.task.configs };
+                let refs = if secret {
+                    &s.spec.task.secrets
+                } else {
+                    &s.spec.task.configs
+                };
                 refs.iter().any(|r| r.id == id)
             })
             .map(|s| s.spec.annotations.name.clone())
@@ -286,9 +290,15 @@ impl ClusterState {
             return Ok(());
         }
         let (kind, name) = if secret {
-            (ObjectKind::Secret, self.secrets.get(id).map(|s| s.annotations.name.clone()))
+            (
+                ObjectKind::Secret,
+                self.secrets.get(id).map(|s| s.annotations.name.clone()),
+            )
         } else {
-            (ObjectKind::Config, self.configs.get(id).map(|c| c.annotations.name.clone()))
+            (
+                ObjectKind::Config,
+                self.configs.get(id).map(|c| c.annotations.name.clone()),
+            )
         };
         Err(CommandError::InUse {
             kind,

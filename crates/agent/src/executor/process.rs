@@ -120,7 +120,10 @@ impl ProcessExecutor {
             let _ = task.child.wait().await;
             return Err(report);
         }
-        let _ = std::fs::write(dir.join("pid"), format!("{pid} {}", start_time(pid).unwrap_or_default()));
+        let _ = std::fs::write(
+            dir.join("pid"),
+            format!("{pid} {}", start_time(pid).unwrap_or_default()),
+        );
         Ok(task)
     }
 }
@@ -139,7 +142,9 @@ pub fn cleanup_stale(exec_root: &Path) {
     let tasks = exec_root.join("tasks");
     if let Ok(entries) = std::fs::read_dir(&tasks) {
         for e in entries.flatten() {
-            let Ok(text) = std::fs::read_to_string(e.path().join("pid")) else { continue };
+            let Ok(text) = std::fs::read_to_string(e.path().join("pid")) else {
+                continue;
+            };
             let mut it = text.split_whitespace();
             let (Some(pid), Some(start)) = (
                 it.next().and_then(|p| p.parse::<u32>().ok()),

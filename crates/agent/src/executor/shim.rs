@@ -19,10 +19,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigHandler, Signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
-use nix::sched::{CloneFlags, unshare};
 use serde::{Deserialize, Serialize};
 
 /// The fd the agent passes for the shim's error report; closed on exec.
@@ -59,11 +59,9 @@ pub fn main(spec_json: &str) -> i32 {
     };
     // Its own session (the agent stops the task by signalling the group),
     // mount namespace and PID namespace.
-    let setup = nix::unistd::setsid()
-        .map_err(io("starting a session"))
-        .and_then(|_| {
-            unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID).map_err(io("creating the task's namespaces"))
-        });
+    let setup = nix::unistd::setsid().map_err(io("starting a session")).and_then(|_| {
+        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID).map_err(io("creating the task's namespaces"))
+    });
     if let Err(e) = setup {
         return fail(&mut report, e);
     }
@@ -131,11 +129,23 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
 }
 
 fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(io("making mounts private"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(io("making mounts private"))?;
     let root = &spec.root;
-    mount(Some("swarmkeep-root"), root, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
-        .map_err(io("mounting the task's root"))?;
+    mount(
+        Some("swarmkeep-root"),
+        root,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .map_err(io("mounting the task's root"))?;
     populate(root, Path::new("/"))?;
     let mut owned: HashSet<PathBuf> = HashSet::from([PathBuf::from("/")]);
     if let Some(dir) = &spec.secrets_dir {
@@ -182,8 +192,14 @@ fn private_proc_and_dev(root: &Path) -> Result<(), String> {
     .map_err(io("mounting the task's /proc"))?;
     let dev = root.join("dev");
     let _ = nix::mount::umount2(&dev, MntFlags::MNT_DETACH);
-    mount(Some("swarmkeep-dev"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755"))
-        .map_err(io("mounting the task's /dev"))?;
+    mount(
+        Some("swarmkeep-dev"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+    )
+    .map_err(io("mounting the task's /dev"))?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(name);
         if !host.exists() {
@@ -191,7 +207,8 @@ fn private_proc_and_dev(root: &Path) -> Result<(), String> {
         }
         let dst = dev.join(name);
         std::fs::File::create(&dst).map_err(io(format!("creating /dev/{name}")))?;
-        mount(Some(&host), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(io(format!("binding /dev/{name}")))?;
+        mount(Some(&host), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(io(format!("binding /dev/{name}")))?;
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -239,7 +256,10 @@ fn drop_capabilities() -> Result<(), String> {
             // SAFETY: prctl with integer arguments only.
             let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
             if rc != 0 {
-                return Err(format!("dropping capability {cap}: {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "dropping capability {cap}: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
         }
     }
@@ -340,8 +360,14 @@ fn set_user(user: &str) -> Result<(), String> {
         return Ok(());
     }
     let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    let uid: u32 = u.parse().map_err(|_| format!("user {user:?}: only numeric uid[:gid] is supported"))?;
-    let gid: u32 = if g.is_empty() { uid } else { g.parse().map_err(|_| format!("user {user:?}: gid must be numeric"))? };
+    let uid: u32 = u
+        .parse()
+        .map_err(|_| format!("user {user:?}: only numeric uid[:gid] is supported"))?;
+    let gid: u32 = if g.is_empty() {
+        uid
+    } else {
+        g.parse().map_err(|_| format!("user {user:?}: gid must be numeric"))?
+    };
     nix::unistd::setgroups(&[]).map_err(io("dropping supplementary groups"))?;
     nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(io("setgid"))?;
     nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(io("setuid"))?;
@@ -354,15 +380,23 @@ fn populate(dir: &Path, host: &Path) -> Result<(), String> {
     for entry in entries.flatten() {
         let src = entry.path();
         let dst = dir.join(entry.file_name());
-        let Ok(md) = std::fs::symlink_metadata(&src) else { continue };
+        let Ok(md) = std::fs::symlink_metadata(&src) else {
+            continue;
+        };
         if md.file_type().is_symlink() {
             if let Ok(link) = std::fs::read_link(&src) {
                 let _ = std::os::unix::fs::symlink(link, &dst);
             }
         } else if md.is_dir() {
             if std::fs::create_dir(&dst).is_ok() {
-                mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                    .map_err(io(format!("binding {}", src.display())))?;
+                mount(
+                    Some(&src),
+                    &dst,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(io(format!("binding {}", src.display())))?;
             }
         } else if std::fs::File::create(&dst).is_ok() {
             mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
@@ -389,10 +423,18 @@ fn ensure(root: &Path, path: &Path, dir: bool, owned: &mut HashSet<PathBuf>) -> 
         let real = root.join(next.strip_prefix("/").unwrap_or(&next));
         match std::fs::symlink_metadata(&real) {
             Ok(md) if md.file_type().is_symlink() => {
-                return Err(format!("target {}: {} is a symbolic link", path.display(), next.display()));
+                return Err(format!(
+                    "target {}: {} is a symbolic link",
+                    path.display(),
+                    next.display()
+                ));
             }
             Ok(md) if !last && !md.is_dir() => {
-                return Err(format!("target {}: {} is not a directory", path.display(), next.display()));
+                return Err(format!(
+                    "target {}: {} is not a directory",
+                    path.display(),
+                    next.display()
+                ));
             }
             Ok(md) if last && md.is_dir() != dir => {
                 return Err(format!(
@@ -424,13 +466,20 @@ fn ensure(root: &Path, path: &Path, dir: bool, owned: &mut HashSet<PathBuf>) -> 
 /// holding binds of its entries, so new entries can be made in it.
 fn shadow(root: &Path, dir: &Path) -> Result<(), String> {
     let real = root.join(dir.strip_prefix("/").unwrap_or(dir));
-    mount(Some("swarmkeep-dir"), &real, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
-        .map_err(io(format!("shadowing {}", dir.display())))?;
+    mount(
+        Some("swarmkeep-dir"),
+        &real,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .map_err(io(format!("shadowing {}", dir.display())))?;
     populate(&real, dir)
 }
 
 fn bind_ro(src: &Path, dst: &Path) -> Result<(), String> {
-    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(io(format!("binding {}", dst.display())))?;
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(io(format!("binding {}", dst.display())))?;
     mount(
         None::<&str>,
         dst,

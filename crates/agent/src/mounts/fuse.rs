@@ -66,7 +66,16 @@ impl SecretsFs {
                 parent = match dirs.get(&dir) {
                     Some(ino) => *ino,
                     None => {
-                        let ino = fs.add(parent, leaf(&dir), Node::Dir { children: BTreeMap::new() }, 0, 0, 0o755);
+                        let ino = fs.add(
+                            parent,
+                            leaf(&dir),
+                            Node::Dir {
+                                children: BTreeMap::new(),
+                            },
+                            0,
+                            0,
+                            0o755,
+                        );
                         dirs.insert(dir, ino);
                         ino
                     }
@@ -74,7 +83,17 @@ impl SecretsFs {
             }
             let mode = u16::try_from(f.mode & 0o7777).unwrap_or(0o444);
             let name = leaf(&f.rel).to_string();
-            fs.add(parent, &name, Node::File { data: f.data, path: f.rel }, f.uid, f.gid, mode);
+            fs.add(
+                parent,
+                &name,
+                Node::File {
+                    data: f.data,
+                    path: f.rel,
+                },
+                f.uid,
+                f.gid,
+                mode,
+            );
         }
         fs
     }
@@ -261,11 +280,7 @@ impl SecretMount for FuseBackend {
     }
 
     fn release(&self, task_id: &str) {
-        let session = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(task_id);
+        let session = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(task_id);
         let dir = task_dir(&self.exec_root, task_id);
         if let Some(s) = session
             && let Err(e) = s.umount_and_join()

@@ -27,7 +27,14 @@ impl TmpfsBackend {
         let size = (total + 64 * 1024).next_multiple_of(4096);
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         let opts = format!("size={size},mode=0700");
-        mount(Some("swarmkeep-secrets"), mnt, Some("tmpfs"), flags, Some(opts.as_str())).map_err(std::io::Error::from)?;
+        mount(
+            Some("swarmkeep-secrets"),
+            mnt,
+            Some("tmpfs"),
+            flags,
+            Some(opts.as_str()),
+        )
+        .map_err(std::io::Error::from)?;
         for f in files {
             for dir in parent_dirs(&f.rel) {
                 let p = mnt.join(&dir);

@@ -110,7 +110,9 @@ pub fn parse_duration(s: &str) -> Result<u64, CliError> {
         let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
         let (num, tail) = rest.split_at(num_len);
         let value: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let scale = match unit {
             "ns" => 1.0,
@@ -129,7 +131,11 @@ pub fn parse_duration(s: &str) -> Result<u64, CliError> {
 
 /// Looks the references' sources up by name, as the docker CLI does before
 /// it sends the spec.
-async fn resolve_refs(client: &mut Client, values: &[String], secret: bool) -> Result<Vec<control::FileReference>, CliError> {
+async fn resolve_refs(
+    client: &mut Client,
+    values: &[String],
+    secret: bool,
+) -> Result<Vec<control::FileReference>, CliError> {
     if values.is_empty() {
         return Ok(Vec::new());
     }
@@ -146,7 +152,12 @@ async fn resolve_refs(client: &mut Client, values: &[String], secret: bool) -> R
             .into_inner()
             .secrets
             .into_iter()
-            .map(|s| (s.spec.and_then(|sp| sp.annotations).map(|a| a.name).unwrap_or_default(), s.id))
+            .map(|s| {
+                (
+                    s.spec.and_then(|sp| sp.annotations).map(|a| a.name).unwrap_or_default(),
+                    s.id,
+                )
+            })
             .collect()
     } else {
         client
@@ -156,7 +167,12 @@ async fn resolve_refs(client: &mut Client, values: &[String], secret: bool) -> R
             .into_inner()
             .configs
             .into_iter()
-            .map(|c| (c.spec.and_then(|sp| sp.annotations).map(|a| a.name).unwrap_or_default(), c.id))
+            .map(|c| {
+                (
+                    c.spec.and_then(|sp| sp.annotations).map(|a| a.name).unwrap_or_default(),
+                    c.id,
+                )
+            })
             .collect()
     };
     let kind = if secret { "secret" } else { "config" };
@@ -248,7 +264,11 @@ pub async fn ls(client: &mut Client, quiet: bool, format: Option<&str>) -> Outpu
         resp.counts.iter().map(|c| (c.service_id.as_str(), c)).collect();
     let mut services: Vec<&control::Service> = resp.services.iter().collect();
     sort_by_name(&mut services, |s| {
-        s.spec.as_ref().and_then(|sp| sp.annotations.as_ref()).map(|a| a.name.as_str()).unwrap_or("")
+        s.spec
+            .as_ref()
+            .and_then(|sp| sp.annotations.as_ref())
+            .map(|a| a.name.as_str())
+            .unwrap_or("")
     });
     let rows: Vec<serde_json::Value> = services
         .iter()
@@ -372,19 +392,33 @@ fn task_rows(
     let mut prev: Option<(String, u64, String)> = None;
     for t in &tasks {
         let node = hostnames.get(&t.node_id).cloned().unwrap_or_default();
-        if filters.iter().any(|(k, v)| k == "node" && v != &node && v != &t.node_id) {
+        if filters
+            .iter()
+            .any(|(k, v)| k == "node" && v != &node && v != &t.node_id)
+        {
             continue;
         }
-        let key = (t.service_name.clone(), t.slot, if t.slot == 0 { t.node_id.clone() } else { String::new() });
+        let key = (
+            t.service_name.clone(),
+            t.slot,
+            if t.slot == 0 { t.node_id.clone() } else { String::new() },
+        );
         let base = if t.slot > 0 {
             format!("{}.{}", t.service_name, t.slot)
         } else {
             format!("{}.{}", t.service_name, t.node_id)
         };
-        if filters.iter().any(|(k, v)| k == "name" && !base.starts_with(v.as_str())) {
+        if filters
+            .iter()
+            .any(|(k, v)| k == "name" && !base.starts_with(v.as_str()))
+        {
             continue;
         }
-        let name = if prev.as_ref() == Some(&key) { format!(" \\_ {base}") } else { base };
+        let name = if prev.as_ref() == Some(&key) {
+            format!(" \\_ {base}")
+        } else {
+            base
+        };
         prev = Some(key);
         let status = t.status.clone().unwrap_or_default();
         let current = format!("{} {}", capitalize(&status.state), ago(status.timestamp.as_ref(), now));
@@ -482,7 +516,9 @@ pub async fn scale(client: &mut Client, pairs: &[String]) -> Output {
     let mut errors = Vec::new();
     for pair in pairs {
         let Some((name, n)) = pair.split_once('=') else {
-            errors.push(format!("invalid scale specifier '{pair}'.\nSee 'swarmkeep service scale --help'."));
+            errors.push(format!(
+                "invalid scale specifier '{pair}'.\nSee 'swarmkeep service scale --help'."
+            ));
             continue;
         };
         let Ok(replicas) = n.parse::<u64>() else {
@@ -498,9 +534,9 @@ pub async fn scale(client: &mut Client, pairs: &[String]) -> Output {
                 .unwrap_or_default();
             let mut spec = service.spec.clone().unwrap_or_default();
             if spec.mode == "global" {
-                return Err(tonic::Status::failed_precondition(format!(
-                    "scale can only be used with replicated mode"
-                )));
+                return Err(tonic::Status::failed_precondition(
+                    "scale can only be used with replicated mode",
+                ));
             }
             spec.replicas = replicas;
             client
@@ -538,7 +574,10 @@ mod tests {
     #[test]
     fn reference_syntax_is_dockers() {
         let short = parse_ref("db").unwrap();
-        assert_eq!((short.source.as_str(), short.target.as_str(), short.mode), ("db", "db", 0o444));
+        assert_eq!(
+            (short.source.as_str(), short.target.as_str(), short.mode),
+            ("db", "db", 0o444)
+        );
         let long = parse_ref("source=db,target=/etc/db.pw,uid=1000,gid=50,mode=0400").unwrap();
         assert_eq!(
             long,

@@ -16,8 +16,8 @@ use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::cluster_server::ClusterServer;
 use swarmkeep_api::cluster::node_ca_server::NodeCaServer;
 use swarmkeep_api::cluster::raft_server::RaftServer;
-use swarmkeep_api::dispatcher::dispatcher_server::DispatcherServer;
 use swarmkeep_api::cluster::{HeartbeatRequest, ProposeRequest, ReadIndexRequest};
+use swarmkeep_api::dispatcher::dispatcher_server::DispatcherServer;
 use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_store::objects::{NodeRole, NodeState};
 use swarmkeep_store::{Command, CommandError, WriteError};
@@ -354,7 +354,9 @@ async fn orchestrator_loop(manager: Weak<Manager>, mut stop: watch::Receiver<boo
     };
     loop {
         let Some(m) = manager.upgrade() else { return };
-        let Membership::Manager(swarm) = m.membership() else { return };
+        let Membership::Manager(swarm) = m.membership() else {
+            return;
+        };
         drop(m);
         if swarm.store.is_leader() {
             let now = time::OffsetDateTime::now_utc();

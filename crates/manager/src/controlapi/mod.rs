@@ -271,10 +271,7 @@ impl Control for ControlService {
         Ok(Response::new(GetServiceResponse { service: Some(service) }))
     }
 
-    async fn list_services(
-        &self,
-        req: Request<ListServicesRequest>,
-    ) -> Result<Response<ListServicesResponse>, Status> {
+    async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
         Ok(Response::new(swarm.list_services(req.get_ref().filters.as_ref()).await))

@@ -17,7 +17,9 @@ use swarmkeep_store::objects::{
 use swarmkeep_store::{ClusterState, Command};
 use tonic::{Code, Status};
 
-use super::common::{Listed, annotations_from_proto, annotations_to_proto, matches_filters, meta_to_proto, new_meta, resolve};
+use super::common::{
+    Listed, annotations_from_proto, annotations_to_proto, matches_filters, meta_to_proto, new_meta, resolve,
+};
 use crate::ActiveSwarm;
 
 /// swarmkit's rule for service names: a DNS name component.
@@ -144,7 +146,9 @@ pub fn status_from_proto(s: control::TaskStatus) -> Result<TaskStatus, Status> {
 /// (Docker accepts `../escape`; swarmkeep does not).
 pub fn effective_target(target: &str, secret: bool) -> Result<String, String> {
     if target.contains('\0') {
-        return Err(format!("invalid target {target:?}: a target must not contain a NUL byte"));
+        return Err(format!(
+            "invalid target {target:?}: a target must not contain a NUL byte"
+        ));
     }
     if target.split('/').any(|c| c == "..") {
         return Err(format!("invalid target {target:?}: a target must not contain \"..\""));
@@ -171,9 +175,12 @@ fn refs_from_proto(
 ) -> Result<Vec<FileReference>, Status> {
     let mut out = Vec::with_capacity(refs.len());
     for r in refs {
-        let file = r
-            .file
-            .ok_or_else(|| rpc(Code::InvalidArgument, format!("malformed {kind} reference, no target provided")))?;
+        let file = r.file.ok_or_else(|| {
+            rpc(
+                Code::InvalidArgument,
+                format!("malformed {kind} reference, no target provided"),
+            )
+        })?;
         if file.name.is_empty() {
             return Err(rpc(
                 Code::InvalidArgument,
@@ -184,14 +191,20 @@ fn refs_from_proto(
         if let Some(prev) = seen.insert(path.clone(), r.name.clone()) {
             return Err(rpc(
                 Code::InvalidArgument,
-                format!("{kind} references '{prev}' and '{}' have a conflicting target: '{}'", r.name, file.name),
+                format!(
+                    "{kind} references '{prev}' and '{}' have a conflicting target: '{}'",
+                    r.name, file.name
+                ),
             ));
         }
         let uid = if file.uid.is_empty() { "0".to_string() } else { file.uid };
         let gid = if file.gid.is_empty() { "0".to_string() } else { file.gid };
         for (what, v) in [("uid", &uid), ("gid", &gid)] {
             if v.parse::<u32>().is_err() {
-                return Err(rpc(Code::InvalidArgument, format!("invalid {what} {v:?}: must be a number")));
+                return Err(rpc(
+                    Code::InvalidArgument,
+                    format!("invalid {what} {v:?}: must be a number"),
+                ));
             }
         }
         if file.mode > 0o7777 {
@@ -221,7 +234,10 @@ fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, St
     }
     let task = spec.task.unwrap_or_default();
     if task.image.is_empty() {
-        return Err(rpc(Code::InvalidArgument, "ContainerSpec: image reference must be provided"));
+        return Err(rpc(
+            Code::InvalidArgument,
+            "ContainerSpec: image reference must be provided",
+        ));
     }
     let mut seen = HashMap::new();
     let secrets = refs_from_proto("secret", task.secrets, true, &mut seen)?;
@@ -234,7 +250,10 @@ fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, St
                 "on-failure" => RestartCondition::OnFailure,
                 "none" => RestartCondition::None,
                 other => {
-                    return Err(rpc(Code::InvalidArgument, format!("invalid restart condition {other:?}")));
+                    return Err(rpc(
+                        Code::InvalidArgument,
+                        format!("invalid restart condition {other:?}"),
+                    ));
                 }
             },
             delay_ns: r.delay_ns,
@@ -242,7 +261,9 @@ fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, St
         },
     };
     let mode = match spec.mode.as_str() {
-        "" | "replicated" => ServiceMode::Replicated { replicas: spec.replicas },
+        "" | "replicated" => ServiceMode::Replicated {
+            replicas: spec.replicas,
+        },
         "global" => ServiceMode::Global,
         other => return Err(rpc(Code::InvalidArgument, format!("invalid service mode {other:?}"))),
     };
@@ -271,7 +292,10 @@ fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, St
 /// swarmkit's existence check: every reference must name an existing object
 /// by ID, under its current name.
 fn check_references(st: &ClusterState, spec: &ServiceSpec) -> Result<(), Status> {
-    for (kind, refs, secret) in [("secret", &spec.task.secrets, true), ("config", &spec.task.configs, false)] {
+    for (kind, refs, secret) in [
+        ("secret", &spec.task.secrets, true),
+        ("config", &spec.task.configs, false),
+    ] {
         let missing: Vec<&str> = refs
             .iter()
             .filter(|r| {
@@ -312,9 +336,8 @@ impl ActiveSwarm {
     }
 
     pub async fn get_service(&self, input: &str) -> Result<control::Service, Status> {
-        self.store.read(|st| {
-            resolve("service", input, &st.services, |n| st.service_by_name(n)).map(service_to_proto)
-        })
+        self.store
+            .read(|st| resolve("service", input, &st.services, |n| st.service_by_name(n)).map(service_to_proto))
     }
 
     pub async fn list_services(&self, filters: Option<&control::ListFilters>) -> control::ListServicesResponse {
@@ -384,9 +407,7 @@ impl ActiveSwarm {
             st.tasks
                 .values()
                 .filter(|t| req.service_ids.is_empty() || req.service_ids.contains(&t.service_id))
-                .filter(|t| {
-                    req.node_ids.is_empty() || t.node_id.as_ref().is_some_and(|n| req.node_ids.contains(n))
-                })
+                .filter(|t| req.node_ids.is_empty() || t.node_id.as_ref().is_some_and(|n| req.node_ids.contains(n)))
                 .filter(|t| {
                     req.desired_states.is_empty() || req.desired_states.iter().any(|d| d == t.desired_state.as_str())
                 })
