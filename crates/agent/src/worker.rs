@@ -179,7 +179,7 @@ async fn session_loop(inner: Arc<Inner>) {
                 lock(&inner.secrets).clear();
                 lock(&inner.configs).clear();
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         if let Some(h) = hint.take() {

@@ -98,7 +98,9 @@ pub async fn create_to_read(c: &mut Client, out: &Path, services: usize) -> anyh
     Ok(serde_json::json!({
         "services": services,
         "create_to_read_p50_ms": percentile(&lat, 0.5),
+        "create_to_read_p90_ms": percentile(&lat, 0.9),
         "create_to_read_p99_ms": percentile(&lat, 0.99),
+        "create_to_read_max_ms": percentile(&lat, 1.0),
     }))
 }
 
