@@ -319,3 +319,154 @@ fn bad_references_are_refused_at_create() {
     );
     assert_eq!(d.cli(&["service", "ls", "-q"]).ok(), "");
 }
+
+/// Columns split the way a reader sees them (two or more spaces).
+fn cells(line: &str) -> Vec<String> {
+    regex::Regex::new(r" {2,}")
+        .unwrap()
+        .split(line.trim_end())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn service_ls_ps_and_inspect_have_dockers_shape() {
+    let d = Daemon::start_with(&["--hostname", "vm"], "info");
+    d.init();
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "myweb",
+        "--replicas",
+        "2",
+        "--no-resolve-image",
+        "bb:latest",
+        "sleep",
+        "1000000",
+    ])
+    .ok();
+    assert!(eventually(Duration::from_secs(15), || d
+        .cli(&["service", "ls"])
+        .stdout
+        .contains("2/2")));
+    // golden/services.txt: `docker service ls` (the ID column aside, byte for byte).
+    let golden_ls = "ID             NAME      MODE         REPLICAS   IMAGE       PORTS\n\
+                     y25bpliz3nhp   myweb     replicated   2/2        bb:latest   \n";
+    let ls = d.cli(&["service", "ls"]).ok().to_string();
+    assert_eq!(ls.lines().count(), 2, "{ls}");
+    for (ours, theirs) in ls.lines().zip(golden_ls.lines()) {
+        assert_eq!(ours.get(12..), theirs.get(12..), "{ls}");
+    }
+    // `docker service ps myweb`, with times masked as the golden file masks them.
+    let table = d.cli(&["service", "ps", "myweb"]).ok().to_string();
+    let when = regex::Regex::new(r"(Running|Pending|Assigned|Starting) (\d+|About an?|Less than a) .*? ago").unwrap();
+    let rows: Vec<Vec<String>> = table.lines().map(|l| cells(&when.replace(l, "$1 <when>"))).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "ID",
+            "NAME",
+            "IMAGE",
+            "NODE",
+            "DESIRED STATE",
+            "CURRENT STATE",
+            "ERROR",
+            "PORTS"
+        ]
+    );
+    assert_eq!(
+        rows[1][1..],
+        ["myweb.1", "bb:latest", "vm", "Running", "Running <when>"]
+    );
+    assert_eq!(
+        rows[2][1..],
+        ["myweb.2", "bb:latest", "vm", "Running", "Running <when>"]
+    );
+    assert_eq!(rows[1][0].len(), 12);
+    // `docker service inspect`: golden's myweb3 shape, for a service with the
+    // default update settings.
+    let json = swarmkeep_tests::mask(d.cli(&["service", "inspect", "myweb"]).ok());
+    let expected = r#"[
+    {
+        "ID": "<id>",
+        "Version": {
+            "Index": <n>
+        },
+        "CreatedAt": "<time>",
+        "UpdatedAt": "<time>",
+        "Spec": {
+            "Name": "myweb",
+            "Labels": {},
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": "bb:latest",
+                    "Args": [
+                        "sleep",
+                        "1000000"
+                    ],
+                    "Init": false,
+                    "StopGracePeriod": 10000000000,
+                    "DNSConfig": {},
+                    "Isolation": "default"
+                },
+                "Resources": {
+                    "Limits": {},
+                    "Reservations": {}
+                },
+                "RestartPolicy": {
+                    "Condition": "any",
+                    "Delay": 5000000000,
+                    "MaxAttempts": 0
+                },
+                "Placement": {},
+                "ForceUpdate": 0,
+                "Runtime": "container"
+            },
+            "Mode": {
+                "Replicated": {
+                    "Replicas": 2
+                }
+            },
+            "UpdateConfig": {
+                "Parallelism": 1,
+                "FailureAction": "pause",
+                "Monitor": 5000000000,
+                "MaxFailureRatio": 0,
+                "Order": "stop-first"
+            },
+            "RollbackConfig": {
+                "Parallelism": 1,
+                "FailureAction": "pause",
+                "Monitor": 5000000000,
+                "MaxFailureRatio": 0,
+                "Order": "stop-first"
+            },
+            "EndpointSpec": {
+                "Mode": "vip"
+            }
+        },
+        "Endpoint": {
+            "Spec": {}
+        }
+    }
+]
+"#;
+    assert_eq!(json, expected);
+    assert_eq!(d.cli(&["service", "scale", "myweb=1"]).ok(), "myweb scaled to 1\n");
+    assert!(eventually(Duration::from_secs(10), || d
+        .cli(&["service", "ls"])
+        .stdout
+        .contains("1/1")));
+    assert!(eventually(Duration::from_secs(10), || d.mounts().len() == 1
+        && ps(&d, "myweb").len() == 2));
+    assert_eq!(
+        ps(&d, "myweb")[1],
+        ("myweb.2".to_string(), "Shutdown".to_string(), "Shutdown".to_string())
+    );
+    let e = d.cli(&["service", "inspect", "nope"]);
+    assert_eq!(
+        (e.stdout.as_str(), e.stderr.as_str()),
+        ("[]\n", "Error: no such service: nope\n")
+    );
+}

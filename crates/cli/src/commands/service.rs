@@ -11,7 +11,7 @@ use swarmkeep_api::timefmt::ago;
 use time::OffsetDateTime;
 
 use super::objects::sort_by_name;
-use super::{Output, fetch_each, inspect_output, parse_labels, remove_each};
+use super::{Output, inspect_output, parse_labels, remove_each};
 use crate::client::{CliError, Client, daemon_error};
 
 const LS_FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}";
@@ -498,14 +498,16 @@ fn pretty(s: &control::Service) -> String {
 }
 
 pub async fn inspect(client: &mut Client, names: &[String], is_pretty: bool, format: Option<&str>) -> Output {
-    let (found, errors) = fetch_each(names, async |id| {
-        Ok(client.get_service(GetServiceRequest { id }).await?.into_inner().service)
-    })
-    .await;
-    let errors = errors
-        .into_iter()
-        .map(|e| e.replace("service ", "no such service: ").replace(" not found", ""))
-        .collect();
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        match client.get_service(GetServiceRequest { id: name.clone() }).await {
+            Ok(r) => found.extend(r.into_inner().service),
+            // The docker CLI's own words for a service it cannot find.
+            Err(s) if s.code() == tonic::Code::NotFound => errors.push(format!("Error: no such service: {name}")),
+            Err(s) => errors.push(daemon_error(&s)),
+        }
+    }
     let texts = is_pretty.then(|| found.iter().map(pretty).collect());
     let json = found.iter().map(engine::service_json).collect();
     inspect_output(json, texts, format, errors)
