@@ -82,7 +82,6 @@ fn seal_secret(
 fn diff_message(
     swarm: &ActiveSwarm,
     st: &ClusterState,
-    node_id: &str,
     old: Option<&AssignmentSet>,
     new: &AssignmentSet,
     session_key: &[u8],
@@ -128,7 +127,6 @@ fn diff_message(
         }
     }
     msg.configs_removed = old.configs.difference(&new.configs).cloned().collect();
-    let _ = node_id;
     Ok(Some(msg))
 }
 
@@ -157,7 +155,7 @@ async fn run_session(
                 )));
             }
             let set = assignment_set(st, &node_id);
-            let msg = diff_message(&swarm, st, &node_id, sent.as_ref(), &set, &session_key)?;
+            let msg = diff_message(&swarm, st, sent.as_ref(), &set, &session_key)?;
             Ok((set, msg))
         });
         match step {
