@@ -289,9 +289,18 @@ pub fn mask(text: &str) -> String {
 
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    files_under_except(dir, &[])
+}
+
+/// Every file under `dir`, not descending into the directories `skip`
+/// (mount points whose contents are allowed to hold a value).
+pub fn files_under_except(dir: &Path, skip: &[String]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        if skip.iter().any(|m| Path::new(m) == d) {
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
         for e in entries.flatten() {
             let p = e.path();

@@ -2,7 +2,7 @@
 //! only what its tasks reference, the dispatcher hands nothing to a node
 //! that has no task needing it, and no secret shows up anywhere else.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use swarmkeep_api::dispatcher::dispatcher_client::DispatcherClient;
@@ -241,27 +241,6 @@ async fn the_dispatcher_refuses_unassigned_secrets_and_foreign_identities() {
     assert!(result.is_err(), "a foreign certificate was accepted");
 }
 
-/// Files under `dir`, not descending into the given mount points.
-fn files_outside(dir: &Path, mounts: &[String]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        if mounts.iter().any(|m| Path::new(m) == d) {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn leak_scan(backend: &str) {
     let d = Daemon::start_with(&["--secrets-backend", backend], "trace");
     d.init();
@@ -291,7 +270,7 @@ fn leak_scan(backend: &str) {
     assert!(leaks(&mounted_bytes(&d), &value));
     // …and nothing outside it does: files, outputs, logs, environments.
     let mounts = d.mounts();
-    for f in files_outside(d.path(), &mounts) {
+    for f in swarmkeep_tests::files_under_except(d.path(), &mounts) {
         if f.extension().is_some_and(|e| e == "log") {
             continue;
         }

@@ -442,28 +442,14 @@ async fn run_task(inner: Arc<Inner>, task: control::Task, mut stop: oneshot::Rec
     let has_secrets_dir = files.iter().any(|f| f.rel.starts_with("secrets/"));
     let mounts = inner.mounts.clone();
     let tid = id.clone();
-    let mount = tokio::task::spawn_blocking(move || mounts.prepare(&tid, files)).await;
+    let mount = tokio::task::spawn_blocking(move || mounts.prepare(&tid, files))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
     let mount = match mount {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) => {
-            report(
-                "rejected",
-                "preparing",
-                format!("mounting the task's secrets: {e}"),
-                None,
-                None,
-            );
-            release(&inner, &id).await;
-            return;
-        }
+        Ok(m) => m,
         Err(e) => {
-            report(
-                "rejected",
-                "preparing",
-                format!("mounting the task's secrets: {e}"),
-                None,
-                None,
-            );
+            let err = format!("mounting the task's secrets: {e}");
+            report("rejected", "preparing", err, None, None);
             release(&inner, &id).await;
             return;
         }

@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyXattr,
-    Request, SessionACL,
+    ReplyOpen, ReplyXattr, Request, SessionACL,
 };
 use swarmkeep_crypto::SecretBytes;
 
