@@ -40,6 +40,11 @@ fn binaries() -> &'static Binaries {
     })
 }
 
+/// The `swarmkeepd` binary under test.
+pub fn daemon_binary() -> PathBuf {
+    binaries().daemon.clone()
+}
+
 /// What one CLI run printed and its exit status.
 #[derive(Debug, Clone)]
 pub struct Run {
