@@ -94,9 +94,11 @@ pub async fn create_to_read(c: &mut Client, out: &Path, services: usize) -> anyh
         })
         .await?;
     }
+    let first = lat.first().copied().unwrap_or_default();
     lat.sort();
     Ok(serde_json::json!({
         "services": services,
+        "create_to_read_first_ms": (first.as_secs_f64() * 1e6).round() / 1000.0,
         "create_to_read_p50_ms": percentile(&lat, 0.5),
         "create_to_read_p90_ms": percentile(&lat, 0.9),
         "create_to_read_p99_ms": percentile(&lat, 0.99),
