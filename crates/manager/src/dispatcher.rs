@@ -222,33 +222,29 @@ impl Dispatcher for ClusterService {
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
         let node_id = caller(&req)?;
         let swarm = self.leader()?;
+        // Each update stands alone: one the store refuses (a task gone or
+        // placed elsewhere meanwhile) must not hold back the others, or the
+        // agent would resend the same batch forever.
         for update in req.into_inner().updates {
             let Some(status) = update.status else { continue };
-            let status = status_from_proto(status)?;
-            let owned = swarm.store.read(|st| {
-                st.tasks
-                    .get(&update.task_id)
-                    .map(|t| t.node_id.as_deref() == Some(node_id.as_str()))
-            });
-            match owned {
-                // Gone already (service removed): nothing to record.
-                None => continue,
-                Some(false) => {
-                    return Err(Status::permission_denied(format!(
-                        "task {} is not assigned to this node",
-                        update.task_id
-                    )));
+            let status = match status_from_proto(status) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(node = %node_id, task = %update.task_id, error = %e.message(), "task status ignored");
+                    continue;
                 }
-                Some(true) => {}
-            }
+            };
             let command = Command::UpdateTaskStatus {
-                id: update.task_id,
+                id: update.task_id.clone(),
                 node_id: node_id.clone(),
                 status,
             };
             match swarm.write(command).await {
                 Ok(_) => {}
-                Err(s) if s.code() == tonic::Code::NotFound => {}
+                Err(s) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::PermissionDenied) => {
+                    tracing::debug!(node = %node_id, task = %update.task_id, error = %s.message(), "task status ignored");
+                }
+                // Unavailable and the like: the agent retries the batch.
                 Err(s) => return Err(s),
             }
         }

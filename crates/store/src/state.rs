@@ -401,4 +401,100 @@ mod tests {
         back.reindex();
         assert_eq!(back.secret_by_name("x").map(|s| s.id.as_str()), Some("a"));
     }
+
+    fn task_status(state: crate::objects::TaskState) -> crate::objects::TaskStatus {
+        crate::objects::TaskStatus {
+            state,
+            timestamp: OffsetDateTime::UNIX_EPOCH,
+            message: String::new(),
+            err: String::new(),
+            exit_code: None,
+            pid: None,
+        }
+    }
+
+    #[test]
+    fn only_the_tasks_node_moves_its_state_and_only_forward() {
+        use crate::objects::{Task, TaskSpec, TaskState};
+        let mut st = ClusterState::default();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let task = Task {
+            id: "t".into(),
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
+            service_id: "s".into(),
+            service_name: "s".into(),
+            slot: 1,
+            node_id: Some("n1".into()),
+            spec: TaskSpec::default(),
+            spec_version: 1,
+            desired_state: TaskState::Running,
+            status: task_status(TaskState::Assigned),
+        };
+        st.apply(1, Command::PutTasks(vec![task])).unwrap();
+        let update = |node: &str, state| Command::UpdateTaskStatus {
+            id: "t".into(),
+            node_id: node.into(),
+            status: task_status(state),
+        };
+        assert_eq!(
+            st.apply(2, update("n2", TaskState::Running)),
+            Err(CommandError::NotAssigned { id: "t".into() })
+        );
+        assert_eq!(st.tasks["t"].status.state, TaskState::Assigned);
+        st.apply(3, update("n1", TaskState::Running)).unwrap();
+        st.apply(4, update("n1", TaskState::Starting)).unwrap();
+        assert_eq!(st.tasks["t"].status.state, TaskState::Running);
+        assert_eq!(st.tasks["t"].meta.version, 3);
+    }
+
+    #[test]
+    fn a_secret_in_use_is_not_removed() {
+        use crate::objects::{FileReference, Service, ServiceMode, ServiceSpec, TaskSpec};
+        let mut st = ClusterState::default();
+        st.apply(1, Command::CreateSecret(secret("a", "db"))).unwrap();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let service = |id: &str, name: &str| Service {
+            id: id.into(),
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
+            spec: ServiceSpec {
+                annotations: Annotations {
+                    name: name.into(),
+                    labels: BTreeMap::new(),
+                },
+                task: TaskSpec {
+                    secrets: vec![FileReference {
+                        id: "a".into(),
+                        name: "db".into(),
+                        target: "db".into(),
+                        uid: "0".into(),
+                        gid: "0".into(),
+                        mode: 0o444,
+                    }],
+                    ..Default::default()
+                },
+                mode: ServiceMode::Replicated { replicas: 1 },
+            },
+        };
+        st.apply(2, Command::CreateService(service("s1", "web"))).unwrap();
+        st.apply(3, Command::CreateService(service("s2", "api"))).unwrap();
+        let err = st.apply(4, Command::RemoveSecret { id: "a".into() }).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "secret 'db' is in use by the following services: api, web"
+        );
+        assert!(st.secrets.contains_key("a"));
+        st.apply(5, Command::RemoveService { id: "s1".into() }).unwrap();
+        st.apply(6, Command::RemoveService { id: "s2".into() }).unwrap();
+        st.apply(7, Command::RemoveSecret { id: "a".into() }).unwrap();
+        // A service cannot be made to reference a secret that is gone.
+        assert!(st.apply(8, Command::CreateService(service("s3", "late"))).is_err());
+    }
 }
