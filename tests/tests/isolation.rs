@@ -46,6 +46,9 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
          cat {exec}/tasks/*/mnt/secrets/sb > $O/exec 2>&1; ls -A {exec} {data} > $O/ls 2>&1; \
          mknod $O/disk b 253 0 > $O/mknod 2>&1; echo rc=$? >> $O/mknod; \
          umount /run/secrets > $O/umount 2>&1; echo rc=$? >> $O/umount; \
+         mkdir -p /tmp/esc-$$ && chroot /tmp/esc-$$ sh -c 'cd ../../../../../..; cat .{exec}/tasks/*/mnt/secrets/sb' > $O/chroot 2>&1; \
+         (echo x > /usr/local/sk-written-$$) 2> $O/write; echo rc=$? >> $O/write; \
+         grep -c '{exec}' /proc/self/mountinfo > $O/copies; \
          touch $O/done; exec sleep 1000",
         o = out.display(),
         exec = d.exec_root().display(),
@@ -61,7 +64,7 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
         d.log()
     );
     assert_eq!(std::fs::read(out.join("own")).unwrap(), a);
-    for f in ["path", "proc", "exec", "ls", "mknod", "umount"] {
+    for f in ["path", "proc", "exec", "ls", "mknod", "umount", "chroot", "write"] {
         let text = std::fs::read(out.join(f)).unwrap();
         assert!(!leaks(&text, &b), "task a read b's secret via {f}");
     }
@@ -74,6 +77,21 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
     assert!(std::fs::read_to_string(out.join("mknod")).unwrap().ends_with("rc=1\n"));
     assert!(!std::fs::read_to_string(out.join("umount")).unwrap().ends_with("rc=0\n"));
     assert!(!out.join("disk").exists());
+    // No copy of another task's mount is left in this task's namespace (only
+    // the empty tmpfs that hides the exec root).
+    assert_eq!(std::fs::read_to_string(out.join("copies")).unwrap(), "1\n");
+    // The host's tree is read-only to a task (but for /tmp and /var/tmp).
+    assert!(
+        std::fs::read_to_string(out.join("write"))
+            .unwrap()
+            .contains("Read-only file system")
+    );
+    assert!(
+        std::fs::read_dir("/usr/local")
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("sk-written-"))
+    );
 }
 
 /// The secret IDs of every "assignments received" log line of a node.

@@ -4,6 +4,7 @@
 //! its status.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,6 +84,8 @@ struct Inner {
     /// The tasks the dispatcher gave this node, as last sent.
     assigned: Mutex<BTreeMap<String, control::Task>>,
     running: Mutex<HashMap<String, LocalTask>>,
+    /// Set on daemon shutdown: no task is started any more.
+    stopping: std::sync::atomic::AtomicBool,
     /// Tasks this run of the agent started: a task is never run twice.
     started: Mutex<std::collections::HashSet<String>>,
     status_tx: mpsc::UnboundedSender<(String, control::TaskStatus)>,
@@ -95,7 +98,18 @@ pub struct Agent {
 
 impl Agent {
     /// Cleans up what a crashed predecessor left, then starts the session loop.
-    pub fn start(manager: Arc<swarmkeep_manager::Manager>, config: AgentConfig) -> Self {
+    pub fn start(manager: Arc<swarmkeep_manager::Manager>, mut config: AgentConfig) -> Self {
+        // Canonical paths: the shim hides them inside the task's root, where a
+        // symlinked path would land elsewhere.
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.exec_root);
+        for p in [&mut config.exec_root, &mut config.data_dir] {
+            if let Ok(c) = std::fs::canonicalize(&*p) {
+                *p = c;
+            }
+        }
         cleanup_stale(&config.exec_root);
         let mounts: Arc<dyn SecretMount> = match config.backend {
             Backend::Tmpfs => Arc::new(TmpfsBackend::new(&config.exec_root)),
@@ -116,6 +130,7 @@ impl Agent {
             configs: Mutex::default(),
             assigned: Mutex::default(),
             running: Mutex::default(),
+            stopping: Default::default(),
             started: Mutex::default(),
             status_tx,
             client: Mutex::default(),
@@ -128,8 +143,10 @@ impl Agent {
 
     /// Stops every task and removes its mount (daemon shutdown).
     pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         stop_all(&self.inner);
-        for _ in 0..100 {
+        // The longest stop grace period (10 s) and the unmount.
+        for _ in 0..240 {
             if lock(&self.inner.running).is_empty() {
                 break;
             }
@@ -332,10 +349,19 @@ fn reconcile(inner: &Arc<Inner>) {
             continue;
         }
         if desired <= RUNNING && state <= ASSIGNED {
+            if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
             started.insert(id.clone());
             let (tx, rx) = oneshot::channel();
             running.insert(id.clone(), LocalTask { stop: Some(tx) });
             tokio::spawn(run_task(inner.clone(), task.clone(), rx));
+        } else if desired > RUNNING && state <= ASSIGNED {
+            // Stopped before it was started here: nothing to stop.
+            started.insert(id.clone());
+            let _ = inner
+                .status_tx
+                .send((id.clone(), status("shutdown", "shutdown", String::new(), None, None)));
         } else if state > ASSIGNED && state <= RUNNING {
             // Started by an earlier run of this agent, whose processes were
             // stopped when it came back.
@@ -492,8 +518,8 @@ async fn run_task(inner: Arc<Inner>, task: control::Task, mut stop: oneshot::Rec
             report("shutdown", "shutdown", String::new(), Some(code), None);
         }
     }
-    // Whatever the task started in its session goes with it.
-    proc.signal(Signal::SIGKILL);
+    // The task was PID 1's child in its own PID namespace: when it ended,
+    // every process it left went with the namespace.
     release(&inner, &id).await;
     tracing::info!(task = %id, "task ended; its mount is removed");
 }

@@ -176,8 +176,11 @@ async fn run_session(
                     secrets_removed = msg.secrets_removed.len(),
                     "assignments sent"
                 );
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
+                // An agent that stopped reading (a vanished peer) must not
+                // hold this task forever.
+                tokio::select! {
+                    sent_ok = tx.send(Ok(msg)) => if sent_ok.is_err() { return },
+                    _ = tx.closed() => return,
                 }
                 sent = Some(set);
             }

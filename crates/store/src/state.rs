@@ -255,6 +255,11 @@ impl ClusterState {
                     task.meta.version = index;
                     if let Some(old) = self.tasks.get(&task.id) {
                         task.meta.created_at = old.meta.created_at;
+                        // The orchestrator decided on a status it read earlier;
+                        // an agent's report applied meanwhile is not undone.
+                        if old.status.state > task.status.state {
+                            task.status = old.status.clone();
+                        }
                     }
                     self.tasks.insert(task.id.clone(), task);
                 }

@@ -94,10 +94,15 @@ impl ProcessExecutor {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: between fork and exec only dup2, which is async-signal-safe.
+        // SAFETY: between fork and exec only dup2/fcntl, which are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(write_raw, ERROR_FD) < 0 {
+                if write_raw == ERROR_FD {
+                    // dup2 onto itself keeps close-on-exec: clear it instead.
+                    if libc::fcntl(ERROR_FD, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(write_raw, ERROR_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

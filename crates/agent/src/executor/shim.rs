@@ -5,11 +5,13 @@
 //! code is the task's.
 //!
 //! The task's root is a tmpfs holding bind mounts of the host's top-level
-//! entries, so the task sees the host's filesystem; a directory that needs a
-//! new entry (a target that does not exist on the host) is "shadowed" the
-//! same way one level down, so nothing is ever created on the host. The
-//! task's secret mount is bound read-only at `/run/secrets` and at each
-//! absolute target; the agent's exec root and data dir are hidden.
+//! entries, so the task sees the host's filesystem (read-only, but for /tmp
+//! and /var/tmp); a directory that needs a new entry (a target that does not
+//! exist on the host) is "shadowed" the same way one level down, so nothing
+//! is ever created on the host. The task's secret mount is bound read-only at
+//! `/run/secrets` and at each absolute target; the agent's exec root and data
+//! dir are detached from the namespace and covered; the root is entered with
+//! pivot_root and the old root detached.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -156,8 +158,29 @@ fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
         let dst = ensure(root, target, false, &mut owned)?;
         bind_ro(src, &dst)?;
     }
+    // The host's tree is read-only to the task, but for the scratch dirs.
+    set_recursive_readonly(root)?;
+    for dir in WRITABLE {
+        let inside = root.join(dir.trim_start_matches('/'));
+        if Path::new(dir).is_dir() && inside.is_dir() {
+            // Replace the read-only bind rather than stack on it.
+            detach_all(&inside);
+            mount(
+                Some(*dir),
+                &inside,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(io(format!("binding {dir} writable")))?;
+        }
+    }
+    // The agent's exec root (every task's mount) and data dir: their copies in
+    // this namespace are detached, not just covered, then an empty tmpfs
+    // stands in their place.
     for h in &spec.hide {
         let inside = root.join(h.strip_prefix("/").unwrap_or(h));
+        detach_all(&inside);
         if inside.is_dir() {
             mount(
                 Some("swarmkeep-hidden"),
@@ -170,15 +193,89 @@ fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
         }
     }
     private_proc_and_dev(root)?;
-    nix::unistd::chroot(root).map_err(io("entering the task's root"))?;
+    // pivot_root, then detach the old root: unlike chroot, nothing of the
+    // host's tree outside the task's root is left in the namespace to climb
+    // back to.
+    nix::unistd::chdir(root).map_err(io("entering the task's root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(io("pivot_root"))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(io("detaching the host's root"))?;
+    nix::unistd::chdir("/").map_err(io("entering the task's root"))?;
     let workdir = if spec.workdir.is_empty() { "/" } else { &spec.workdir };
     nix::unistd::chdir(workdir).map_err(io(format!("changing to working directory {workdir}")))?;
     Ok(())
 }
 
+/// Host directories a task may write to (as on the host): scratch space.
+const WRITABLE: &[&str] = &["/tmp", "/var/tmp"];
+
+/// Mount points at or under `dir` in this namespace, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// Detaches every mount at or under `dir`, also those stacked under others
+/// at one path (each pass detaches the topmost).
+fn detach_all(dir: &Path) {
+    for _ in 0..64 {
+        let mounts = mounts_under(dir);
+        if mounts.is_empty() {
+            return;
+        }
+        for m in mounts {
+            let _ = nix::mount::umount2(&m, MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// mount_setattr(2) with AT_RECURSIVE: every mount under `dir` read-only.
+fn set_recursive_readonly(dir: &Path) -> Result<(), String> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let path = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a NUL-terminated path and a mount_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "making the task's view of the host read-only: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 /// A /proc of the task's own PID namespace (no other process, the agent's
-/// included, is visible), a /dev with only the harmless devices, and /sys
-/// read-only.
+/// included, is visible) and a /dev with only the harmless devices.
 fn private_proc_and_dev(root: &Path) -> Result<(), String> {
     let proc_dir = root.join("proc");
     let _ = nix::mount::umount2(&proc_dir, MntFlags::MNT_DETACH);
@@ -229,22 +326,12 @@ fn private_proc_and_dev(root: &Path) -> Result<(), String> {
         )
         .map_err(io("mounting /dev/shm"))?;
     }
-    let sys = root.join("sys");
-    if sys.is_dir() {
-        let _ = mount(
-            None::<&str>,
-            &sys,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        );
-    }
     Ok(())
 }
 
 /// Docker's default capability set, less CAP_MKNOD (there is no device
-/// cgroup here to make device nodes harmless).
-const KEPT_CAPS: [u32; 13] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 29, 31];
+/// cgroup here to make device nodes harmless) and CAP_SYS_CHROOT.
+const KEPT_CAPS: [u32; 12] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31];
 
 fn drop_capabilities() -> Result<(), String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")

@@ -231,6 +231,8 @@ pub(crate) fn spawn(
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| plain(Code::Internal, e.to_string()))?;
     let service = server::ClusterService::new(Arc::downgrade(&manager));
     let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tls_config(tls.server_config())
         .map_err(|e| plain(Code::Internal, e.to_string()))?
         .add_service(RaftServer::new(service.clone()).max_decoding_message_size(256 * 1024 * 1024))

@@ -73,7 +73,12 @@ impl NodeTls {
 fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("https://{addr}"))?
         .connect_timeout(std::time::Duration::from_secs(2))
-        .timeout(std::time::Duration::from_secs(10)))
+        .timeout(std::time::Duration::from_secs(10))
+        // A long-lived stream (an agent's dispatcher session) notices a peer
+        // that vanished without a reset.
+        .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+        .keep_alive_timeout(std::time::Duration::from_secs(10))
+        .keep_alive_while_idle(true))
 }
 
 /// A channel that trusts only `ca_pem` and presents no certificate: what a
