@@ -27,6 +27,8 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
+use crate::mounts::mounts_under;
+
 /// The fd the agent passes for the shim's error report; closed on exec.
 pub const ERROR_FD: i32 = 3;
 
@@ -207,20 +209,6 @@ fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
 
 /// Host directories a task may write to (as on the host): scratch space.
 const WRITABLE: &[&str] = &["/tmp", "/var/tmp"];
-
-/// Mount points at or under `dir` in this namespace, deepest first.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found.dedup();
-    found
-}
 
 /// Detaches every mount at or under `dir`, also those stacked under others
 /// at one path (each pass detaches the topmost).

@@ -41,7 +41,7 @@ pub(crate) fn parent_dirs(rel: &str) -> Vec<String> {
     (1..parts.len()).map(|i| parts[..i].join("/")).collect()
 }
 
-/// Mount points under `dir` (this mount namespace), deepest first.
+/// Mount points at or under `dir` (this mount namespace), deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
@@ -51,7 +51,7 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .filter_map(|l| l.split(' ').nth(4))
         .map(unescape_mountinfo)
         .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir) && p != dir)
+        .filter(|p| p.starts_with(dir))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     found.dedup();
