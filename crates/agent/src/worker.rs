@@ -13,17 +13,17 @@ use nix::sys::signal::Signal;
 use swarmkeep_api::control;
 use swarmkeep_api::dispatcher::dispatcher_client::DispatcherClient;
 use swarmkeep_api::dispatcher::{AssignmentsMessage, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest};
+use swarmkeep_api::targets::{SECRETS_DIR, effective_target};
 use swarmkeep_api::timefmt::to_timestamp;
 use swarmkeep_crypto::{SecretBytes, SessionKey};
 use swarmkeep_manager::Membership;
 use swarmkeep_manager::cluster::tls::NodeTls;
+use swarmkeep_store::objects::TaskState;
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
 use crate::executor::{ProcessExecutor, TaskRun, process::cleanup_stale};
 use crate::mounts::{FuseBackend, SecretMount, TaskFile, TmpfsBackend};
-
-const SECRETS_DIR: &str = "/run/secrets";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -293,29 +293,11 @@ fn apply(inner: &Arc<Inner>, key: &SessionKey, msg: AssignmentsMessage) {
     reconcile(inner);
 }
 
-fn state_of(text: &str) -> u8 {
-    // Swarm's order: new pending assigned accepted preparing ready starting
-    // running | complete shutdown failed rejected remove orphaned.
-    const ORDER: [&str; 14] = [
-        "new",
-        "pending",
-        "assigned",
-        "accepted",
-        "preparing",
-        "ready",
-        "starting",
-        "running",
-        "complete",
-        "shutdown",
-        "failed",
-        "rejected",
-        "remove",
-        "orphaned",
-    ];
-    ORDER.iter().position(|s| *s == text).unwrap_or(0) as u8
+fn state_of(text: &str) -> TaskState {
+    TaskState::parse(text).unwrap_or(TaskState::New)
 }
-const ASSIGNED: u8 = 2;
-const RUNNING: u8 = 7;
+const ASSIGNED: TaskState = TaskState::Assigned;
+const RUNNING: TaskState = TaskState::Running;
 
 fn status(state: &str, message: &str, err: String, exit_code: Option<i32>, pid: Option<u32>) -> control::TaskStatus {
     control::TaskStatus {
@@ -336,7 +318,11 @@ fn reconcile(inner: &Arc<Inner>) {
     started.retain(|id| assigned.contains_key(id));
     for (id, task) in &assigned {
         let desired = state_of(&task.desired_state);
-        let state = task.status.as_ref().map(|s| state_of(&s.state)).unwrap_or(0);
+        let state = task
+            .status
+            .as_ref()
+            .map(|s| state_of(&s.state))
+            .unwrap_or(TaskState::New);
         if let Some(local) = running.get_mut(id) {
             if desired > RUNNING
                 && let Some(stop) = local.stop.take()
@@ -415,17 +401,7 @@ fn task_files(inner: &Inner, spec: &control::TaskSpec) -> Result<(Vec<TaskFile>,
         let kind = if is_secret { "secret" } else { "config" };
         let data = data.ok_or_else(|| format!("{kind} {} not found", r.id))?;
         let file = r.file.clone().unwrap_or_default();
-        let clean: Vec<&str> = file.name.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-        if clean.is_empty() || clean.contains(&"..") {
-            return Err(format!("invalid target {:?}", file.name));
-        }
-        let target = if file.name.starts_with('/') {
-            format!("/{}", clean.join("/"))
-        } else if is_secret {
-            format!("{SECRETS_DIR}/{}", clean.join("/"))
-        } else {
-            format!("/{}", clean.join("/"))
-        };
+        let target = effective_target(&file.name, is_secret)?;
         let rel = match target.strip_prefix(&format!("{SECRETS_DIR}/")) {
             Some(inside) => format!("secrets/{inside}"),
             None => {

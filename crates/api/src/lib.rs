@@ -17,4 +17,5 @@ pub mod dispatcher {
 }
 pub mod engine;
 pub mod errors;
+pub mod targets;
 pub mod timefmt;

@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
+use swarmkeep_api::targets::effective_target;
 use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_crypto::new_id;
 use swarmkeep_store::objects::{
@@ -25,9 +26,6 @@ use crate::ActiveSwarm;
 /// swarmkit's rule for service names: a DNS name component.
 static SERVICE_NAME_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$").expect("valid regex"));
-
-/// Where relative secret targets live in a task.
-pub const SECRETS_DIR: &str = "/run/secrets";
 
 impl Listed for Service {
     fn id(&self) -> &str {
@@ -139,32 +137,6 @@ pub fn status_from_proto(s: control::TaskStatus) -> Result<TaskStatus, Status> {
         exit_code: s.exit_code,
         pid: s.pid,
     })
-}
-
-/// A target as the task sees it: relative secret targets are under
-/// /run/secrets, relative config targets under /. Refuses `..` and NUL
-/// (Docker accepts `../escape`; swarmkeep does not).
-pub fn effective_target(target: &str, secret: bool) -> Result<String, String> {
-    if target.contains('\0') {
-        return Err(format!(
-            "invalid target {target:?}: a target must not contain a NUL byte"
-        ));
-    }
-    if target.split('/').any(|c| c == "..") {
-        return Err(format!("invalid target {target:?}: a target must not contain \"..\""));
-    }
-    let base = if target.starts_with('/') {
-        String::new()
-    } else if secret {
-        SECRETS_DIR.to_string()
-    } else {
-        String::new()
-    };
-    let parts: Vec<&str> = target.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-    if parts.is_empty() {
-        return Err(format!("invalid target {target:?}: a target must name a file"));
-    }
-    Ok(format!("{base}/{}", parts.join("/")))
 }
 
 fn refs_from_proto(
@@ -424,22 +396,5 @@ impl ActiveSwarm {
                 .map(task_to_proto)
                 .ok_or_else(|| swarmkeep_api::errors::plain(Code::NotFound, format!("task {input} not found")))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::effective_target;
-
-    #[test]
-    fn targets_are_normalised_and_escapes_refused() {
-        assert_eq!(effective_target("db", true).unwrap(), "/run/secrets/db");
-        assert_eq!(effective_target("./a//b", true).unwrap(), "/run/secrets/a/b");
-        assert_eq!(effective_target("app.conf", false).unwrap(), "/app.conf");
-        assert_eq!(effective_target("/etc/app/key", true).unwrap(), "/etc/app/key");
-        assert!(effective_target("../escape", true).is_err());
-        assert!(effective_target("/etc/../shadow", false).is_err());
-        assert!(effective_target("a\0b", true).is_err());
-        assert!(effective_target("/", true).is_err());
     }
 }
