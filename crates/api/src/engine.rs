@@ -313,16 +313,46 @@ fn task_template(t: &control::TaskSpec) -> serde_json::Value {
             "MaxAttempts": restart.max_attempts,
         },
         "Placement": {},
-        "ForceUpdate": 0,
+        "ForceUpdate": t.force_update,
         "Runtime": "container",
     })
 }
 
-/// A service as `docker service inspect` prints it (update and rollback
-/// settings are Swarm's defaults until rolling updates land).
-pub fn service_json(s: &control::Service) -> serde_json::Value {
-    let (version, created_at, updated_at) = meta_parts(s.meta.as_ref());
-    let spec = s.spec.clone().unwrap_or_default();
+fn update_config_json(c: Option<&control::UpdateConfig>) -> serde_json::Value {
+    let c = c.cloned().unwrap_or(control::UpdateConfig {
+        parallelism: 1,
+        delay_ns: 0,
+        failure_action: "pause".into(),
+        monitor_ns: 5_000_000_000,
+        max_failure_ratio: 0.0,
+        order: "stop-first".into(),
+    });
+    let mut m = serde_json::Map::new();
+    m.insert("Parallelism".into(), c.parallelism.into());
+    if c.delay_ns != 0 {
+        m.insert("Delay".into(), c.delay_ns.into());
+    }
+    m.insert("FailureAction".into(), c.failure_action.into());
+    if c.monitor_ns != 0 {
+        m.insert("Monitor".into(), c.monitor_ns.into());
+    }
+    // Go prints a whole float without a fraction; f32 → shortest decimal.
+    let ratio = if c.max_failure_ratio == 0.0 {
+        serde_json::Value::from(0)
+    } else {
+        c.max_failure_ratio
+            .to_string()
+            .parse::<f64>()
+            .map(serde_json::Value::from)
+            .unwrap_or_default()
+    };
+    m.insert("MaxFailureRatio".into(), ratio);
+    m.insert("Order".into(), c.order.into());
+    serde_json::Value::Object(m)
+}
+
+/// Docker's `ServiceSpec` of a spec.
+pub fn service_spec_json(spec: &control::ServiceSpec) -> serde_json::Value {
     let (name, labels) = annotations(spec.annotations.as_ref());
     let mode = if spec.mode == "global" {
         serde_json::json!({"Global": {}})
@@ -330,33 +360,30 @@ pub fn service_json(s: &control::Service) -> serde_json::Value {
         serde_json::json!({"Replicated": {"Replicas": spec.replicas}})
     };
     serde_json::json!({
-        "ID": s.id,
-        "Version": {"Index": version.index},
-        "CreatedAt": created_at,
-        "UpdatedAt": updated_at,
-        "Spec": {
-            "Name": name,
-            "Labels": labels,
-            "TaskTemplate": task_template(&spec.task.unwrap_or_default()),
-            "Mode": mode,
-            "UpdateConfig": {
-                "Parallelism": 1,
-                "FailureAction": "pause",
-                "Monitor": 5_000_000_000u64,
-                "MaxFailureRatio": 0,
-                "Order": "stop-first",
-            },
-            "RollbackConfig": {
-                "Parallelism": 1,
-                "FailureAction": "pause",
-                "Monitor": 5_000_000_000u64,
-                "MaxFailureRatio": 0,
-                "Order": "stop-first",
-            },
-            "EndpointSpec": {"Mode": "vip"},
-        },
-        "Endpoint": {"Spec": {}},
+        "Name": name,
+        "Labels": labels,
+        "TaskTemplate": task_template(&spec.task.clone().unwrap_or_default()),
+        "Mode": mode,
+        "UpdateConfig": update_config_json(spec.update_config.as_ref()),
+        "RollbackConfig": update_config_json(spec.rollback_config.as_ref()),
+        "EndpointSpec": {"Mode": "vip"},
     })
+}
+
+/// A service as `docker service inspect` prints it.
+pub fn service_json(s: &control::Service) -> serde_json::Value {
+    let (version, created_at, updated_at) = meta_parts(s.meta.as_ref());
+    let mut m = serde_json::Map::new();
+    m.insert("ID".into(), s.id.clone().into());
+    m.insert("Version".into(), serde_json::json!({"Index": version.index}));
+    m.insert("CreatedAt".into(), created_at.into());
+    m.insert("UpdatedAt".into(), updated_at.into());
+    m.insert("Spec".into(), service_spec_json(&s.spec.clone().unwrap_or_default()));
+    if let Some(prev) = &s.previous_spec {
+        m.insert("PreviousSpec".into(), service_spec_json(prev));
+    }
+    m.insert("Endpoint".into(), serde_json::json!({"Spec": {}}));
+    serde_json::Value::Object(m)
 }
 
 /// A task as `docker inspect <task>` prints it.

@@ -77,6 +77,7 @@ pub async fn create_to_read(c: &mut Client, out: &Path, services: usize) -> anyh
             }),
             mode: "replicated".into(),
             replicas: 1,
+            ..Default::default()
         };
         let t = Instant::now();
         c.create_service(CreateServiceRequest { spec: Some(spec) }).await?;
@@ -248,6 +249,7 @@ pub async fn fanout(
         }),
         mode: "global".into(),
         replicas: 0,
+        ..Default::default()
     };
     let t = Instant::now();
     c.create_service(CreateServiceRequest { spec: Some(spec) }).await?;

@@ -51,7 +51,10 @@ fn service(replicas: u64) -> Service {
                 ..Default::default()
             },
             mode: ServiceMode::Replicated { replicas },
+            update_config: Default::default(),
+            rollback_config: Default::default(),
         },
+        previous_spec: None,
     }
 }
 

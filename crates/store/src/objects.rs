@@ -206,6 +206,52 @@ pub struct TaskSpec {
     pub configs: Vec<FileReference>,
     pub restart: RestartPolicy,
     pub stop_grace_period_ns: u64,
+    /// Docker's `ForceUpdate` counter: changing it replaces the tasks.
+    #[serde(default)]
+    pub force_update: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    Pause,
+    Continue,
+    Rollback,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    StopFirst,
+    StartFirst,
+}
+
+/// Docker's `UpdateConfig` (and `RollbackConfig`): how a spec change is rolled
+/// out. Stored and shown; rollouts do not read it yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    pub parallelism: u64,
+    pub delay_ns: u64,
+    pub failure_action: FailureAction,
+    pub monitor_ns: u64,
+    pub max_failure_ratio: f32,
+    pub order: UpdateOrder,
+}
+
+impl Eq for UpdateConfig {}
+
+impl Default for UpdateConfig {
+    /// Swarm's defaults.
+    fn default() -> Self {
+        Self {
+            parallelism: 1,
+            delay_ns: 0,
+            failure_action: FailureAction::Pause,
+            monitor_ns: 5_000_000_000,
+            max_failure_ratio: 0.0,
+            order: UpdateOrder::StopFirst,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +266,10 @@ pub struct ServiceSpec {
     pub annotations: Annotations,
     pub task: TaskSpec,
     pub mode: ServiceMode,
+    #[serde(default)]
+    pub update_config: UpdateConfig,
+    #[serde(default)]
+    pub rollback_config: UpdateConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +277,9 @@ pub struct Service {
     pub id: String,
     pub meta: Meta,
     pub spec: ServiceSpec,
+    /// The spec before the last update: what a rollback returns to.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
 }
 
 /// Swarm's task states, in the order a task goes through them. A task only

@@ -486,7 +486,10 @@ mod tests {
                     ..Default::default()
                 },
                 mode: ServiceMode::Replicated { replicas: 1 },
+                update_config: Default::default(),
+                rollback_config: Default::default(),
             },
+            previous_spec: None,
         };
         st.apply(2, Command::CreateService(service("s1", "web"))).unwrap();
         st.apply(3, Command::CreateService(service("s2", "api"))).unwrap();

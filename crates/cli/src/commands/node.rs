@@ -218,6 +218,7 @@ pub async fn update_cmd(
         availability: availability.unwrap_or("").into(),
         label_add: super::parse_labels(label_add),
         label_rm: label_rm.to_vec(),
+        version: None,
     };
     match update(client, req).await {
         Ok(_) => Output::ok(format!("{node}\n")),

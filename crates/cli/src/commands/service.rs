@@ -234,9 +234,12 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
                     Some(d) => parse_duration(d)?,
                     None => 10_000_000_000,
                 },
+                force_update: 0,
             }),
             mode: mode.to_string(),
             replicas: flags.replicas.unwrap_or(1),
+            update_config: None,
+            rollback_config: None,
         };
         let resp = client
             .create_service(control::CreateServiceRequest { spec: Some(spec) })
@@ -546,6 +549,7 @@ pub async fn scale(client: &mut Client, pairs: &[String]) -> Output {
                     id: service.id.clone(),
                     version: service.meta.and_then(|m| m.version),
                     spec: Some(spec),
+                    rollback: false,
                 })
                 .await
                 .map(drop)

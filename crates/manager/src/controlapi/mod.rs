@@ -283,7 +283,9 @@ impl Control for ControlService {
     ) -> Result<Response<UpdateServiceResponse>, Status> {
         let swarm = self.manager.active()?;
         let req = req.into_inner();
-        let service = swarm.update_service(&req.id, req.version, req.spec).await?;
+        let service = swarm
+            .update_service(&req.id, req.version, req.spec, req.rollback)
+            .await?;
         Ok(Response::new(UpdateServiceResponse { service: Some(service) }))
     }
 

@@ -122,7 +122,9 @@ impl ActiveSwarm {
                 (node, st.nodes.values().filter(|n| n.role == NodeRole::Manager).count())
             });
             let node_ref = node.as_mut().map_err(|e| e.clone())?;
-            let expected_version = node_ref.meta.version;
+            // With a caller's version (Docker's API) the update is against that
+            // version or refused; without one it is applied to the current node.
+            let expected_version = req.version.map(|v| v.index).unwrap_or(node_ref.meta.version);
             match req.role.as_str() {
                 "" => {}
                 "manager" => node_ref.role = NodeRole::Manager,
@@ -155,7 +157,7 @@ impl ActiveSwarm {
             let node = node.map_err(|e| e.clone())?;
             match self.write(Command::UpdateNode { node, expected_version }).await {
                 Ok(_) => return self.get_node(&id).await,
-                Err(s) if s.message() == "update out of sequence" => continue,
+                Err(s) if s.message() == "update out of sequence" && req.version.is_none() => continue,
                 Err(s) => return Err(s),
             }
         }

@@ -12,8 +12,8 @@ use swarmkeep_api::targets::effective_target;
 use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_crypto::new_id;
 use swarmkeep_store::objects::{
-    FileReference, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState,
-    TaskStatus,
+    FailureAction, FileReference, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec,
+    TaskState, TaskStatus, UpdateConfig, UpdateOrder,
 };
 use swarmkeep_store::{ClusterState, Command};
 use tonic::{Code, Status};
@@ -75,23 +75,87 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
             max_attempts: t.restart.max_attempts,
         }),
         stop_grace_period_ns: t.stop_grace_period_ns,
+        force_update: t.force_update,
+    }
+}
+
+fn update_config_to_proto(c: &UpdateConfig) -> control::UpdateConfig {
+    control::UpdateConfig {
+        parallelism: c.parallelism,
+        delay_ns: c.delay_ns,
+        failure_action: match c.failure_action {
+            FailureAction::Pause => "pause",
+            FailureAction::Continue => "continue",
+            FailureAction::Rollback => "rollback",
+        }
+        .into(),
+        monitor_ns: c.monitor_ns,
+        max_failure_ratio: c.max_failure_ratio,
+        order: match c.order {
+            UpdateOrder::StopFirst => "stop-first",
+            UpdateOrder::StartFirst => "start-first",
+        }
+        .into(),
+    }
+}
+
+fn update_config_from_proto(kind: &str, c: Option<control::UpdateConfig>) -> Result<UpdateConfig, Status> {
+    let Some(c) = c else {
+        return Ok(UpdateConfig::default());
+    };
+    let failure_action = match c.failure_action.as_str() {
+        "" | "pause" => FailureAction::Pause,
+        "continue" => FailureAction::Continue,
+        "rollback" if kind == "UpdateConfig" => FailureAction::Rollback,
+        other => {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("{kind}: invalid failure action {other:?}"),
+            ));
+        }
+    };
+    let order = match c.order.as_str() {
+        "" | "stop-first" => UpdateOrder::StopFirst,
+        "start-first" => UpdateOrder::StartFirst,
+        other => return Err(rpc(Code::InvalidArgument, format!("{kind}: invalid order {other:?}"))),
+    };
+    if !(0.0..=1.0).contains(&c.max_failure_ratio) {
+        return Err(rpc(
+            Code::InvalidArgument,
+            format!("{kind}: max failure ratio must be between 0 and 1"),
+        ));
+    }
+    Ok(UpdateConfig {
+        parallelism: c.parallelism,
+        delay_ns: c.delay_ns,
+        failure_action,
+        monitor_ns: c.monitor_ns,
+        max_failure_ratio: c.max_failure_ratio,
+        order,
+    })
+}
+
+fn spec_to_proto(spec: &ServiceSpec) -> control::ServiceSpec {
+    let (mode, replicas) = match spec.mode {
+        ServiceMode::Replicated { replicas } => ("replicated", replicas),
+        ServiceMode::Global => ("global", 0),
+    };
+    control::ServiceSpec {
+        annotations: Some(annotations_to_proto(&spec.annotations)),
+        task: Some(task_spec_to_proto(&spec.task)),
+        mode: mode.into(),
+        replicas,
+        update_config: Some(update_config_to_proto(&spec.update_config)),
+        rollback_config: Some(update_config_to_proto(&spec.rollback_config)),
     }
 }
 
 pub fn service_to_proto(s: &Service) -> control::Service {
-    let (mode, replicas) = match s.spec.mode {
-        ServiceMode::Replicated { replicas } => ("replicated", replicas),
-        ServiceMode::Global => ("global", 0),
-    };
     control::Service {
         id: s.id.clone(),
         meta: Some(meta_to_proto(&s.meta)),
-        spec: Some(control::ServiceSpec {
-            annotations: Some(annotations_to_proto(&s.spec.annotations)),
-            task: Some(task_spec_to_proto(&s.spec.task)),
-            mode: mode.into(),
-            replicas,
-        }),
+        spec: Some(spec_to_proto(&s.spec)),
+        previous_spec: s.previous_spec.as_ref().map(spec_to_proto),
     }
 }
 
@@ -239,6 +303,8 @@ fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, St
         "global" => ServiceMode::Global,
         other => return Err(rpc(Code::InvalidArgument, format!("invalid service mode {other:?}"))),
     };
+    let update_config = update_config_from_proto("UpdateConfig", spec.update_config)?;
+    let rollback_config = update_config_from_proto("RollbackConfig", spec.rollback_config)?;
     Ok(ServiceSpec {
         annotations,
         task: TaskSpec {
@@ -256,8 +322,11 @@ fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, St
             } else {
                 task.stop_grace_period_ns
             },
+            force_update: task.force_update,
         },
         mode,
+        update_config,
+        rollback_config,
     })
 }
 
@@ -301,6 +370,7 @@ impl ActiveSwarm {
             id: id.clone(),
             meta: new_meta(),
             spec,
+            previous_spec: None,
         };
         let index = self.write(Command::CreateService(service)).await?;
         tracing::info!(%id, %name, index, "service created");
@@ -341,20 +411,33 @@ impl ActiveSwarm {
         })
     }
 
+    /// Docker's service update: the whole spec replaces the current one, which
+    /// becomes the previous spec; with `rollback` the previous spec comes back
+    /// (and the current one becomes the previous, as in swarmkit).
     pub async fn update_service(
         &self,
         input: &str,
         version: Option<control::Version>,
         spec: Option<control::ServiceSpec>,
+        rollback: bool,
     ) -> Result<control::Service, Status> {
         let version = version.ok_or_else(|| rpc(Code::InvalidArgument, "invalid argument"))?;
-        let spec = spec_from_proto(spec)?;
         let current = self
             .store
             .read(|st| resolve("service", input, &st.services, |n| st.service_by_name(n)).cloned())?;
+        let spec = if rollback {
+            current.previous_spec.clone().ok_or_else(|| {
+                rpc(
+                    Code::FailedPrecondition,
+                    format!("service {} does not have a previous spec", current.id),
+                )
+            })?
+        } else {
+            spec_from_proto(spec)?
+        };
         self.store.read(|st| check_references(st, &spec))?;
         let mut service = current.clone();
-        service.spec = spec;
+        service.previous_spec = Some(std::mem::replace(&mut service.spec, spec));
         service.meta.updated_at = time::OffsetDateTime::now_utc();
         self.write(Command::UpdateService {
             service,
