@@ -25,6 +25,11 @@ struct Args {
     /// Control API address: unix:///PATH or tcp://127.0.0.1:PORT.
     #[arg(short = 'H', long, env = "SWARMKEEP_HOST", default_value = DEFAULT_HOST)]
     host: String,
+    /// Also serve the Docker Engine API (1.41 subset) here, so the docker CLI
+    /// drives swarmkeep through DOCKER_HOST: unix:///PATH or
+    /// tcp://127.0.0.1:PORT (loopback only: this API has no TLS).
+    #[arg(long, env = "SWARMKEEP_DOCKER_API")]
+    docker_api: Option<String>,
     /// The hostname this node reports (default: the system's).
     #[arg(long)]
     hostname: Option<String>,
@@ -57,6 +62,20 @@ enum SecretsBackend {
 enum Listener {
     Unix(UnixListener, PathBuf),
     Tcp(TcpListener),
+}
+
+/// The Docker API has no authentication of its own: it is served on a unix
+/// socket (0660) or a loopback address only.
+fn check_docker_api_addr(addr: &str) -> anyhow::Result<()> {
+    if let Some(hp) = addr.strip_prefix("tcp://") {
+        let sock: std::net::SocketAddr = hp
+            .parse()
+            .with_context(|| format!("invalid --docker-api {addr:?}: expected tcp://IP:PORT"))?;
+        if !sock.ip().is_loopback() {
+            bail!("--docker-api {addr}: the Docker API has no TLS; serve it on a unix socket or a loopback address");
+        }
+    }
+    Ok(())
 }
 
 fn bind(host: &str) -> anyhow::Result<Listener> {
@@ -124,6 +143,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         swarmkeep_agent::check_privileges(backend).map_err(anyhow::Error::msg)?;
     }
     let listener = bind(&args.host)?;
+    let docker_listener = match &args.docker_api {
+        Some(addr) => {
+            check_docker_api_addr(addr)?;
+            Some(bind(addr)?)
+        }
+        None => None,
+    };
     let config = ManagerConfig {
         data_dir: args.data_dir.clone(),
         hostname: args.hostname.clone(),
@@ -148,27 +174,51 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(Agent::start(manager.clone(), config))
     };
 
-    let service = ControlServer::new(ControlService::new(manager.clone()));
-    let server = tonic::transport::Server::builder().add_service(service);
-    let socket_path = match listener {
+    // One shutdown signal for every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let control = Arc::new(ControlService::new(manager.clone()));
+    let mut socket_paths = Vec::new();
+    let docker_api = docker_listener.map(|l| {
+        let listener = match l {
+            Listener::Unix(l, path) => {
+                socket_paths.push(path);
+                swarmkeep_dockerapi::Listener::Unix(l)
+            }
+            Listener::Tcp(l) => swarmkeep_dockerapi::Listener::Tcp(l),
+        };
+        tracing::info!(addr = args.docker_api.as_deref().unwrap_or(""), "serving the Docker Engine API");
+        tokio::spawn(swarmkeep_dockerapi::serve(listener, control.clone(), stopped(stop_rx.clone())))
+    });
+    let server = tonic::transport::Server::builder().add_service(ControlServer::from_arc(control));
+    match listener {
         Listener::Unix(l, path) => {
+            socket_paths.push(path);
             server
-                .serve_with_incoming_shutdown(UnixListenerStream::new(l), shutdown_signal())
+                .serve_with_incoming_shutdown(UnixListenerStream::new(l), stopped(stop_rx.clone()))
                 .await?;
-            Some(path)
         }
         Listener::Tcp(l) => {
             server
-                .serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown_signal())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), stopped(stop_rx.clone()))
                 .await?;
-            None
         }
     };
+    if let Some(task) = docker_api {
+        let _ = task.await;
+    }
     if let Some(agent) = agent {
         agent.shutdown().await;
     }
     manager.shutdown().await;
-    if let Some(path) = socket_path {
+    for path in socket_paths {
         let _ = std::fs::remove_file(path);
     }
     tracing::info!("swarmkeepd stopped");

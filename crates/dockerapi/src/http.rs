@@ -1,0 +1,230 @@
+//! HTTP/1.1 on a unix socket or loopback TCP (hyper): version prefixes
+//! stripped, the request body read into a zeroizing buffer, Docker's headers on
+//! every response.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use swarmkeep_api::control::control_server::Control;
+use tokio::net::{TcpListener, UnixListener};
+use zeroize::Zeroizing;
+
+use crate::API_VERSION;
+use crate::error::ApiError;
+use crate::routes::Api;
+
+/// The largest request body accepted (a config of Swarm's maximum size,
+/// base64-encoded, fits several times).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+pub enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// One request, as the routes see it.
+pub struct Req {
+    pub method: Method,
+    /// Path segments after the optional `/v1.NN` prefix, percent-decoded.
+    pub segments: Vec<String>,
+    pub query: HashMap<String, String>,
+    /// The body; zeroized when the request is done (it may hold a secret).
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+impl Req {
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.get(key).map(String::as_str)
+    }
+
+    /// Docker's boolean query values: `1`, `true`, `True`, …
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.query(key), Some(v) if v == "1" || v.eq_ignore_ascii_case("true"))
+    }
+}
+
+/// What a route answers.
+pub enum Reply {
+    Json(u16, serde_json::Value),
+    Empty(u16),
+    /// A body with its content type (`_ping`'s `OK`, log streams).
+    Raw(u16, &'static str, Vec<u8>),
+}
+
+/// Serves the API until `shutdown` completes. Each connection is served on
+/// its own task; HTTP/1.1 keep-alive as the docker CLI uses it.
+pub async fn serve<C: Control>(listener: Listener, control: Arc<C>, shutdown: impl Future<Output = ()>) {
+    let api = Arc::new(Api::new(control));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = accept(&listener) => match accepted {
+                Ok(io) => {
+                    let api = api.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let api = api.clone();
+                            async move { Ok::<_, Infallible>(handle(&api, req).await) }
+                        });
+                        if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await {
+                            tracing::debug!(error = %e, "docker API connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "docker API accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+enum Io {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<TokioIo<Box<dyn Conn>>> {
+    let io = match listener {
+        Listener::Unix(l) => Io::Unix(l.accept().await?.0),
+        Listener::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            s.set_nodelay(true)?;
+            Io::Tcp(s)
+        }
+    };
+    Ok(TokioIo::new(match io {
+        Io::Unix(s) => Box::new(s) as Box<dyn Conn>,
+        Io::Tcp(s) => Box::new(s),
+    }))
+}
+
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Conn for T {}
+
+async fn handle<C: Control>(api: &Api<C>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let head_only = req.method() == Method::HEAD;
+    let reply = match read_request(req).await {
+        Ok(req) => {
+            tracing::debug!(method = %req.method, path = %req.segments.join("/"), "docker API request");
+            api.route(&req).await
+        }
+        Err(e) => Err(e),
+    };
+    let reply = reply.unwrap_or_else(|e| {
+        Reply::Json(
+            e.status,
+            serde_json::json!({ "message": e.message }),
+        )
+    });
+    let (status, content_type, body) = match reply {
+        Reply::Json(status, value) => {
+            let mut body = serde_json::to_vec(&value).unwrap_or_default();
+            body.push(b'\n');
+            (status, Some("application/json"), body)
+        }
+        Reply::Empty(status) => (status, None, Vec::new()),
+        Reply::Raw(status, ct, body) => (status, Some(ct), body),
+    };
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("Api-Version", API_VERSION)
+        .header("Docker-Experimental", "false")
+        .header("Ostype", "linux")
+        .header("Server", concat!("swarmkeep/", env!("CARGO_PKG_VERSION"), " (linux)"));
+    if let Some(ct) = content_type {
+        builder = builder.header("Content-Type", ct);
+    }
+    if head_only {
+        builder = builder.header("Content-Length", body.len());
+    }
+    let body = if head_only { Bytes::new() } else { Bytes::from(body) };
+    builder
+        .body(Full::new(body))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+async fn read_request(req: Request<Incoming>) -> Result<Req, ApiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let segments = split_path(path);
+    let query = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    // Frames are copied into one zeroizing buffer as they arrive.
+    let mut buf = Zeroizing::new(Vec::new());
+    let mut body = Limited::new(body, MAX_BODY);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(413, "request body too large")
+            } else {
+                ApiError::bad_request(format!("reading the request body: {e}"))
+            }
+        })?;
+        if let Some(data) = frame.data_ref() {
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(Req {
+        method: parts.method,
+        segments,
+        query,
+        body: buf,
+    })
+}
+
+/// `/v1.41/secrets/x` → `["secrets", "x"]`; unversioned paths as they are.
+fn split_path(path: &str) -> Vec<String> {
+    let mut segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_decode(s)
+        })
+        .collect();
+    if segments.first().is_some_and(|s| is_version(s)) {
+        segments.remove(0);
+    }
+    segments
+}
+
+fn is_version(s: &str) -> bool {
+    s.strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit()))
+}
+
+fn percent_decode(s: &str) -> String {
+    // form_urlencoded also turns `+` into a space, which a path does not mean.
+    let protected = s.replace('+', "%2B");
+    form_urlencoded::parse(format!("x={protected}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefix_is_stripped() {
+        assert_eq!(split_path("/v1.41/secrets/a%20b"), ["secrets", "a b"]);
+        assert_eq!(split_path("/_ping"), ["_ping"]);
+        assert_eq!(split_path("/v1.24/distribution/a/b:c+d/json"), ["distribution", "a", "b:c+d", "json"]);
+        assert_eq!(split_path("/vx/secrets"), ["vx", "secrets"]);
+    }
+}

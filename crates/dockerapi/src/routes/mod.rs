@@ -1,0 +1,113 @@
+//! The routes, one file per object as in moby's `api/server/router`; each
+//! calls the control service and shapes the answer as dockerd does.
+
+mod networks;
+mod nodes;
+mod objects;
+mod services;
+mod swarm;
+mod system;
+mod tasks;
+
+use std::sync::Arc;
+
+use hyper::Method;
+use serde::de::DeserializeOwned;
+use swarmkeep_api::control::control_server::Control;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Reply, Req};
+
+pub struct Api<C> {
+    control: Arc<C>,
+}
+
+/// Calls a control API method in process: `call!(self, get_secret, req)`.
+macro_rules! call {
+    ($api:expr, $method:ident, $req:expr) => {
+        $api.control
+            .$method(tonic::Request::new($req))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err($crate::error::ApiError::from)
+    };
+}
+pub(crate) use call;
+
+impl<C: Control> Api<C> {
+    pub fn new(control: Arc<C>) -> Self {
+        Self { control }
+    }
+
+    pub async fn route(&self, req: &Req) -> ApiResult<Reply> {
+        let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+        let m = &req.method;
+        let get = *m == Method::GET || *m == Method::HEAD;
+        let post = *m == Method::POST;
+        let delete = *m == Method::DELETE;
+        match segs.as_slice() {
+            ["_ping"] if get => Ok(system::ping()),
+            ["version"] if get => Ok(system::version()),
+            ["info"] if get => self.info().await,
+
+            ["swarm"] if get => self.swarm_inspect().await,
+            ["swarm", "init"] if post => self.swarm_init(req).await,
+            ["swarm", "join"] if post => self.swarm_join(req).await,
+            ["swarm", "leave"] if post => self.swarm_leave(req).await,
+            ["swarm", "update"] if post => self.swarm_update(req).await,
+            ["swarm", "unlockkey"] if get => self.swarm_unlock_key().await,
+            ["swarm", "unlock"] if post => self.swarm_unlock(req).await,
+
+            ["nodes"] if get => self.nodes_list(req).await,
+            ["nodes", id] if get => self.node_inspect(id).await,
+            ["nodes", id, "update"] if post => self.node_update(id, req).await,
+            ["nodes", id] if delete => self.node_remove(id, req).await,
+
+            ["secrets"] if get => self.secrets_list(req).await,
+            ["secrets", "create"] if post => self.secret_create(req).await,
+            ["secrets", id] if get => self.secret_inspect(id).await,
+            ["secrets", id, "update"] if post => self.secret_update(id, req).await,
+            ["secrets", id] if delete => self.secret_remove(id).await,
+
+            ["configs"] if get => self.configs_list(req).await,
+            ["configs", "create"] if post => self.config_create(req).await,
+            ["configs", id] if get => self.config_inspect(id).await,
+            ["configs", id, "update"] if post => self.config_update(id, req).await,
+            ["configs", id] if delete => self.config_remove(id).await,
+
+            ["services"] if get => self.services_list(req).await,
+            ["services", "create"] if post => self.service_create(req).await,
+            ["services", id] if get => self.service_inspect(id).await,
+            ["services", id, "update"] if post => self.service_update(id, req).await,
+            ["services", id] if delete => self.service_remove(id).await,
+            ["services", id, "logs"] if get => self.service_logs(id).await,
+
+            ["tasks"] if get => self.tasks_list(req).await,
+            ["tasks", id] if get => self.task_inspect(id).await,
+            ["tasks", _, "logs"] if get => Err(networks::logs_unsupported()),
+
+            ["networks"] if get => self.networks_list(req).await,
+            ["networks", id] if get => networks::inspect(id),
+            ["networks", "create"] if post => Err(networks::unsupported()),
+            ["networks", id] if delete => networks::remove(id),
+
+            ["distribution", .., "json"] if get && segs.len() > 2 => Err(system::no_registry(&segs[1..segs.len() - 1])),
+
+            _ => Err(ApiError::not_found("page not found")),
+        }
+    }
+}
+
+/// The request body as JSON; an empty body is `{}`.
+pub fn json_body<T: DeserializeOwned>(req: &Req) -> ApiResult<T> {
+    let body: &[u8] = if req.body.is_empty() { b"{}" } else { &req.body };
+    // serde's error names a position and the expected type, never the input.
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// Docker's `version` query of an update: the object's `Version.Index`.
+pub fn version_param(req: &Req, kind: &str) -> ApiResult<u64> {
+    let raw = req.query("version").unwrap_or("");
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid {kind} version '{raw}': must be a number")))
+}

@@ -1,0 +1,111 @@
+//! `/services`: list (filters, `status=true`), create, inspect, update
+//! (against `version`, or `rollback=previous`), remove.
+
+use swarmkeep_api::control::control_server::Control;
+use swarmkeep_api::control::{
+    CreateServiceRequest, GetServiceRequest, ListServicesRequest, RemoveServiceRequest, UpdateServiceRequest, Version,
+};
+use swarmkeep_api::engine;
+
+use super::{Api, call, json_body, version_param};
+use crate::error::{ApiError, ApiResult};
+use crate::filters::Filters;
+use crate::http::{Reply, Req};
+use crate::spec::ServiceSpec;
+
+impl<C: Control> Api<C> {
+    pub async fn services_list(&self, req: &Req) -> ApiResult<Reply> {
+        let filters = Filters::parse(req.query("filters"))?;
+        filters.allow(&["id", "label", "mode", "name"])?;
+        let resp = call!(
+            self,
+            list_services,
+            ListServicesRequest {
+                filters: filters.list_filters()
+            }
+        )?;
+        let modes = filters.get("mode");
+        let status = req.flag("status");
+        let out: Vec<serde_json::Value> = resp
+            .services
+            .iter()
+            .filter(|s| {
+                let mode = s.spec.as_ref().map(|sp| sp.mode.as_str()).unwrap_or("replicated");
+                modes.is_empty() || modes.iter().any(|m| m == mode)
+            })
+            .map(|s| {
+                let mut v = engine::service_json(s);
+                if status {
+                    let counts = resp.counts.iter().find(|c| c.service_id == s.id);
+                    v["ServiceStatus"] = serde_json::json!({
+                        "RunningTasks": counts.map(|c| c.running).unwrap_or(0),
+                        "DesiredTasks": counts.map(|c| c.desired).unwrap_or(0),
+                        "CompletedTasks": 0,
+                    });
+                }
+                v
+            })
+            .collect();
+        Ok(Reply::Json(200, out.into()))
+    }
+
+    pub async fn service_create(&self, req: &Req) -> ApiResult<Reply> {
+        let spec: ServiceSpec = json_body(req)?;
+        let service = call!(
+            self,
+            create_service,
+            CreateServiceRequest {
+                spec: Some(spec.into_control()?)
+            }
+        )?
+        .service
+        .unwrap_or_default();
+        Ok(Reply::Json(201, serde_json::json!({ "ID": service.id })))
+    }
+
+    pub async fn service_inspect(&self, id: &str) -> ApiResult<Reply> {
+        let service = call!(self, get_service, GetServiceRequest { id: id.into() })?
+            .service
+            .unwrap_or_default();
+        Ok(Reply::Json(200, engine::service_json(&service)))
+    }
+
+    pub async fn service_update(&self, id: &str, req: &Req) -> ApiResult<Reply> {
+        let version = version_param(req, "service")?;
+        let rollback = match req.query("rollback") {
+            None | Some("") => false,
+            Some("previous") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "unrecognized rollback option {other}"
+                )));
+            }
+        };
+        let spec: ServiceSpec = json_body(req)?;
+        call!(
+            self,
+            update_service,
+            UpdateServiceRequest {
+                id: id.into(),
+                version: Some(Version { index: version }),
+                // A rollback ignores the spec sent (it is the current one).
+                spec: if rollback { None } else { Some(spec.into_control()?) },
+                rollback,
+            }
+        )?;
+        Ok(Reply::Json(200, serde_json::json!({ "Warnings": null })))
+    }
+
+    pub async fn service_remove(&self, id: &str) -> ApiResult<Reply> {
+        call!(self, remove_service, RemoveServiceRequest { id: id.into() })?;
+        Ok(Reply::Empty(200))
+    }
+
+    /// Task output is not collected yet (tasks write to /dev/null), so there
+    /// are no logs to stream; said plainly rather than an empty stream.
+    pub async fn service_logs(&self, id: &str) -> ApiResult<Reply> {
+        // Unknown services are still "not found", as with dockerd.
+        call!(self, get_service, GetServiceRequest { id: id.into() })?;
+        Err(super::networks::logs_unsupported())
+    }
+}

@@ -1,0 +1,316 @@
+//! `/swarm`: init, join, leave, inspect, update (settings, token and unlock
+//! key rotation), unlockkey, unlock.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use swarmkeep_api::control::control_server::Control;
+use swarmkeep_api::control::{
+    GetClusterRequest, GetClusterResponse, GetJoinTokenRequest, GetUnlockKeyRequest, InitRequest, JoinRequest,
+    LeaveRequest, UnlockRequest, UpdateClusterRequest, UpdateNodeRequest,
+};
+use swarmkeep_api::timefmt::rfc3339_nano;
+
+use super::{Api, call, json_body, version_param};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Reply, Req};
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// `TLSInfo` of the cluster's root CA: the PEM, and the DER subject and
+/// public key base64-encoded as Go's `[]byte`.
+fn tls_info(ca_pem: &str) -> serde_json::Value {
+    let (subject, public_key) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .ok()
+        .and_then(|(_, pem)| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents).ok()?;
+            Some((
+                STANDARD.encode(cert.tbs_certificate.subject.as_raw()),
+                STANDARD.encode(cert.tbs_certificate.subject_pki.raw),
+            ))
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "TrustRoot": ca_pem,
+        "CertIssuerSubject": subject,
+        "CertIssuerPublicKey": public_key,
+    })
+}
+
+/// The `Swarm` object of `GET /swarm` (and, without `JoinTokens`, of
+/// `/info`'s `Swarm.Cluster`).
+pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
+    let meta = c.meta.unwrap_or_default();
+    let s = c.settings.unwrap_or_default();
+    serde_json::json!({
+        "ID": c.id,
+        "Version": {"Index": meta.version.map(|v| v.index).unwrap_or(0)},
+        "CreatedAt": rfc3339_nano(meta.created_at.as_ref()),
+        "UpdatedAt": rfc3339_nano(meta.updated_at.as_ref()),
+        "Spec": {
+            "Name": "default",
+            "Labels": {},
+            "Orchestration": {"TaskHistoryRetentionLimit": s.task_history_retention_limit},
+            "Raft": {"SnapshotInterval": s.snapshot_interval},
+            "Dispatcher": {"HeartbeatPeriod": s.heartbeat_period_ms * NS_PER_MS},
+            "CAConfig": {"NodeCertExpiry": s.node_cert_expiry_ms * NS_PER_MS},
+            "TaskDefaults": {},
+            "EncryptionConfig": {"AutoLockManagers": s.autolock},
+        },
+        "TLSInfo": tls_info(&c.ca_cert_pem),
+        "RootRotationInProgress": false,
+        "DefaultAddrPool": null,
+        "SubnetSize": 24,
+        "DataPathPort": 4789,
+        "JoinTokens": {"Worker": c.worker_token, "Manager": c.manager_token},
+    })
+}
+
+/// The parts of Docker's `SwarmSpec` swarmkeep has settings for.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct SwarmSpec {
+    orchestration: Orchestration,
+    raft: Raft,
+    dispatcher: Dispatcher,
+    #[serde(rename = "CAConfig")]
+    ca_config: CaConfig,
+    encryption_config: EncryptionConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Orchestration {
+    task_history_retention_limit: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Raft {
+    snapshot_interval: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Dispatcher {
+    heartbeat_period: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CaConfig {
+    node_cert_expiry: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EncryptionConfig {
+    auto_lock_managers: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct InitBody {
+    listen_addr: String,
+    advertise_addr: String,
+    force_new_cluster: bool,
+    spec: SwarmSpec,
+    auto_lock_managers: bool,
+    availability: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct JoinBody {
+    listen_addr: String,
+    advertise_addr: String,
+    remote_addrs: Vec<String>,
+    join_token: String,
+    availability: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct UnlockBody {
+    unlock_key: String,
+}
+
+/// What of `spec` differs from the current settings (zero means unset, as
+/// in Docker's CLI, except the retention limit which may be 0).
+fn settings_change(current: &GetClusterResponse, spec: &SwarmSpec) -> UpdateClusterRequest {
+    let s = current.settings.unwrap_or_default();
+    let mut req = UpdateClusterRequest::default();
+    if let Some(v) = spec.orchestration.task_history_retention_limit
+        && v != s.task_history_retention_limit
+    {
+        req.task_history_retention_limit = Some(v);
+    }
+    if spec.raft.snapshot_interval != 0 && spec.raft.snapshot_interval != s.snapshot_interval {
+        req.snapshot_interval = Some(spec.raft.snapshot_interval);
+    }
+    let heartbeat_ms = spec.dispatcher.heartbeat_period / NS_PER_MS;
+    if spec.dispatcher.heartbeat_period != 0 && heartbeat_ms != s.heartbeat_period_ms {
+        req.heartbeat_period_ms = Some(heartbeat_ms.max(1));
+    }
+    let expiry_ms = spec.ca_config.node_cert_expiry / NS_PER_MS;
+    if spec.ca_config.node_cert_expiry != 0 && expiry_ms != s.node_cert_expiry_ms {
+        req.node_cert_expiry_ms = Some(expiry_ms);
+    }
+    if spec.encryption_config.auto_lock_managers != s.autolock {
+        req.autolock = Some(spec.encryption_config.auto_lock_managers);
+    }
+    req
+}
+
+fn is_empty(req: &UpdateClusterRequest) -> bool {
+    *req == UpdateClusterRequest::default()
+}
+
+fn availability(value: &str) -> ApiResult<Option<String>> {
+    match value.to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        v @ ("active" | "pause" | "drain") => Ok(Some(v.to_string())),
+        other => Err(ApiError::bad_request(format!("invalid availability {other:?}"))),
+    }
+}
+
+impl<C: Control> Api<C> {
+    pub async fn swarm_inspect(&self) -> ApiResult<Reply> {
+        let cluster = call!(self, get_cluster, GetClusterRequest {})?;
+        Ok(Reply::Json(200, cluster_json(&cluster)))
+    }
+
+    pub async fn swarm_init(&self, req: &Req) -> ApiResult<Reply> {
+        let body: InitBody = json_body(req)?;
+        if body.force_new_cluster {
+            return Err(ApiError::bad_request(
+                "swarmkeep does not support --force-new-cluster",
+            ));
+        }
+        let availability = availability(&body.availability)?;
+        let init = call!(
+            self,
+            init,
+            InitRequest {
+                advertise_addr: body.advertise_addr,
+                listen_addr: body.listen_addr,
+                heartbeat_period_ms: body.spec.dispatcher.heartbeat_period / NS_PER_MS,
+                autolock: body.auto_lock_managers || body.spec.encryption_config.auto_lock_managers,
+            }
+        )?;
+        // Settings of the init spec that Init itself does not take.
+        let cluster = call!(self, get_cluster, GetClusterRequest {})?;
+        let mut change = settings_change(&cluster, &body.spec);
+        change.autolock = None;
+        change.heartbeat_period_ms = None;
+        if !is_empty(&change) {
+            call!(self, update_cluster, change)?;
+        }
+        if let Some(a) = availability {
+            call!(
+                self,
+                update_node,
+                UpdateNodeRequest {
+                    id: init.node_id.clone(),
+                    availability: a,
+                    ..Default::default()
+                }
+            )?;
+        }
+        Ok(Reply::Json(200, serde_json::Value::String(init.node_id)))
+    }
+
+    pub async fn swarm_join(&self, req: &Req) -> ApiResult<Reply> {
+        let body: JoinBody = json_body(req)?;
+        let remote = body
+            .remote_addrs
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request("at least 1 RemoteAddr is required to join"))?;
+        let availability = availability(&body.availability)?;
+        call!(
+            self,
+            join,
+            JoinRequest {
+                token: body.join_token,
+                remote_addr: remote,
+                advertise_addr: body.advertise_addr,
+                listen_addr: body.listen_addr,
+            }
+        )?;
+        if let Some(a) = availability {
+            // Only a manager can change a node; a worker joins as it is.
+            let _ = call!(
+                self,
+                update_node,
+                UpdateNodeRequest {
+                    id: "self".into(),
+                    availability: a,
+                    ..Default::default()
+                }
+            );
+        }
+        Ok(Reply::Empty(200))
+    }
+
+    pub async fn swarm_leave(&self, req: &Req) -> ApiResult<Reply> {
+        call!(self, leave, LeaveRequest { force: req.flag("force") })?;
+        Ok(Reply::Empty(200))
+    }
+
+    /// `swarm update`, `join-token --rotate`, `unlock-key --rotate`: the
+    /// whole spec comes back with the version it was read at.
+    pub async fn swarm_update(&self, req: &Req) -> ApiResult<Reply> {
+        let version = version_param(req, "swarm")?;
+        let spec: SwarmSpec = json_body(req)?;
+        let cluster = call!(self, get_cluster, GetClusterRequest {})?;
+        let current = cluster.meta.as_ref().and_then(|m| m.version).map(|v| v.index).unwrap_or(0);
+        if current != version {
+            return Err(ApiError::new(500, "rpc error: code = Unknown desc = update out of sequence"));
+        }
+        let change = settings_change(&cluster, &spec);
+        if !is_empty(&change) {
+            call!(self, update_cluster, change)?;
+        }
+        for role in ["worker", "manager"] {
+            let key = if role == "worker" { "rotateWorkerToken" } else { "rotateManagerToken" };
+            if req.flag(key) {
+                call!(
+                    self,
+                    get_join_token,
+                    GetJoinTokenRequest {
+                        role: role.into(),
+                        rotate: true,
+                    }
+                )?;
+            }
+        }
+        if req.flag("rotateManagerUnlockKey") {
+            call!(self, get_unlock_key, GetUnlockKeyRequest { rotate: true })?;
+        }
+        Ok(Reply::Empty(200))
+    }
+
+    /// An empty key when autolock is off: the CLI then says "no unlock key is set".
+    pub async fn swarm_unlock_key(&self) -> ApiResult<Reply> {
+        let cluster = call!(self, get_cluster, GetClusterRequest {})?;
+        let key = if cluster.settings.is_some_and(|s| s.autolock) {
+            call!(self, get_unlock_key, GetUnlockKeyRequest { rotate: false })?.unlock_key
+        } else {
+            String::new()
+        };
+        Ok(Reply::Json(200, serde_json::json!({ "UnlockKey": key })))
+    }
+
+    pub async fn swarm_unlock(&self, req: &Req) -> ApiResult<Reply> {
+        let body: UnlockBody = json_body(req)?;
+        call!(
+            self,
+            unlock,
+            UnlockRequest {
+                unlock_key: body.unlock_key,
+            }
+        )?;
+        Ok(Reply::Empty(200))
+    }
+}

@@ -1,0 +1,104 @@
+//! `/tasks`: list with dockerd's filters (`service` and `node` by ID or
+//! name, `desired-state`, `id`, `name`, `label`, and the CLI's internal
+//! `_up-to-date`) and inspect.
+
+use std::collections::HashMap;
+
+use swarmkeep_api::control::control_server::Control;
+use swarmkeep_api::control::{
+    GetNodeRequest, GetServiceRequest, GetTaskRequest, ListServicesRequest, ListTasksRequest, Task, TaskSpec,
+};
+use swarmkeep_api::engine;
+
+use super::{Api, call};
+use crate::error::{ApiError, ApiResult};
+use crate::filters::{Filters, labels_match};
+use crate::http::{Reply, Req};
+
+/// A task's name as Docker shows it: `service.slot`, or `service.node` for a
+/// global service's task.
+fn task_name(t: &Task) -> String {
+    if t.slot > 0 {
+        format!("{}.{}", t.service_name, t.slot)
+    } else {
+        format!("{}.{}", t.service_name, t.node_id)
+    }
+}
+
+impl<C: Control> Api<C> {
+    pub async fn tasks_list(&self, req: &Req) -> ApiResult<Reply> {
+        let filters = Filters::parse(req.query("filters"))?;
+        filters.allow(&[
+            "id",
+            "name",
+            "label",
+            "service",
+            "node",
+            "desired-state",
+            "_up-to-date",
+        ])?;
+        let mut service_ids = Vec::new();
+        for s in filters.get("service") {
+            let service = call!(self, get_service, GetServiceRequest { id: s.clone() })?;
+            service_ids.extend(service.service.map(|s| s.id));
+        }
+        let mut node_ids = Vec::new();
+        for n in filters.get("node") {
+            let node = call!(self, get_node, GetNodeRequest { id: n.clone() })?;
+            node_ids.extend(node.node.map(|n| n.id));
+        }
+        for d in filters.get("desired-state") {
+            if !matches!(d.as_str(), "running" | "shutdown" | "accepted") {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid desired-state filter: '{d}'. Valid values are running, shutdown and accepted"
+                )));
+            }
+        }
+        let tasks = call!(
+            self,
+            list_tasks,
+            ListTasksRequest {
+                service_ids,
+                node_ids,
+                desired_states: filters.get("desired-state").to_vec(),
+                id_prefixes: filters.get("id").to_vec(),
+            }
+        )?
+        .tasks;
+        // `_up-to-date`: tasks made from their service's current spec, which
+        // is what the CLI's progress display counts during an update.
+        let current: Option<HashMap<String, Option<TaskSpec>>> = if filters.contains("_up-to-date") {
+            let services = call!(self, list_services, ListServicesRequest { filters: None })?.services;
+            Some(
+                services
+                    .into_iter()
+                    .map(|s| (s.id, s.spec.and_then(|sp| sp.task)))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let names = filters.get("name");
+        let labels = filters.labels("label");
+        let out: Vec<serde_json::Value> = tasks
+            .iter()
+            .filter(|t| names.is_empty() || names.iter().any(|n| task_name(t).starts_with(n.as_str())))
+            // Tasks carry no labels of their own.
+            .filter(|_| labels_match(&HashMap::new(), &labels))
+            .filter(|t| {
+                current
+                    .as_ref()
+                    .is_none_or(|c| c.get(&t.service_id).is_some_and(|spec| *spec == t.spec))
+            })
+            .map(engine::task_json)
+            .collect();
+        Ok(Reply::Json(200, out.into()))
+    }
+
+    pub async fn task_inspect(&self, id: &str) -> ApiResult<Reply> {
+        let task = call!(self, get_task, GetTaskRequest { id: id.into() })?
+            .task
+            .unwrap_or_default();
+        Ok(Reply::Json(200, engine::task_json(&task)))
+    }
+}

@@ -1,0 +1,380 @@
+//! Docker's `ServiceSpec` (what `docker service create|update` sends) as the
+//! control API's spec. What swarmkeep runs is taken; what it cannot honour
+//! yet (ports, networks, mounts, resource limits, health checks, …) is
+//! refused with the field's name rather than silently dropped. Everything
+//! `GET /services/{id}` shows is accepted back unchanged, so an update that
+//! sends the spec it read round-trips.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+use swarmkeep_api::control;
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceSpec {
+    name: String,
+    labels: Option<HashMap<String, String>>,
+    task_template: TaskTemplate,
+    mode: Mode,
+    update_config: Option<UpdateConfig>,
+    rollback_config: Option<UpdateConfig>,
+    networks: Option<Value>,
+    endpoint_spec: Option<EndpointSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct TaskTemplate {
+    container_spec: Option<ContainerSpec>,
+    plugin_spec: Option<Value>,
+    network_attachment_spec: Option<Value>,
+    resources: Option<Value>,
+    restart_policy: Option<RestartPolicy>,
+    placement: Option<Value>,
+    networks: Option<Value>,
+    log_driver: Option<Value>,
+    force_update: u64,
+    runtime: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ContainerSpec {
+    image: String,
+    labels: Option<Value>,
+    command: Option<Vec<String>>,
+    args: Option<Vec<String>>,
+    hostname: String,
+    env: Option<Vec<String>>,
+    dir: String,
+    user: String,
+    groups: Option<Value>,
+    privileges: Option<Value>,
+    // The task shim is the task's PID 1 and reaps for it: Init is what
+    // swarmkeep always does, so either value is accepted.
+    init: Option<bool>,
+    #[serde(rename = "TTY")]
+    tty: bool,
+    open_stdin: bool,
+    // The task's root is the host's, read-only (but /tmp): accepted either way.
+    read_only: bool,
+    mounts: Option<Value>,
+    stop_signal: String,
+    stop_grace_period: Option<i64>,
+    healthcheck: Option<Value>,
+    hosts: Option<Value>,
+    #[serde(rename = "DNSConfig")]
+    dns_config: Option<Value>,
+    secrets: Option<Vec<FileRef>>,
+    configs: Option<Vec<FileRef>>,
+    isolation: String,
+    sysctls: Option<Value>,
+    capability_add: Option<Value>,
+    capability_drop: Option<Value>,
+    ulimits: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FileRef {
+    #[serde(rename = "File")]
+    file: Option<File>,
+    #[serde(rename = "Runtime")]
+    runtime: Option<Value>,
+    #[serde(rename = "SecretID", alias = "ConfigID")]
+    id: String,
+    #[serde(rename = "SecretName", alias = "ConfigName")]
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct File {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "UID")]
+    uid: String,
+    #[serde(rename = "GID")]
+    gid: String,
+    #[serde(rename = "Mode")]
+    mode: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartPolicy {
+    condition: String,
+    delay: Option<i64>,
+    max_attempts: Option<u64>,
+    window: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Mode {
+    replicated: Option<Replicated>,
+    global: Option<Value>,
+    replicated_job: Option<Value>,
+    global_job: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Replicated {
+    replicas: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct UpdateConfig {
+    parallelism: u64,
+    delay: i64,
+    failure_action: String,
+    monitor: i64,
+    max_failure_ratio: f32,
+    order: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EndpointSpec {
+    mode: String,
+    ports: Option<Value>,
+}
+
+/// Whether a JSON value asks for anything: `null`, `false`, `0`, `""` and
+/// containers of only such values (Docker's `{"Limits":{}}`) do not.
+fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => m.values().any(is_set),
+    }
+}
+
+fn unsupported(field: &str) -> ApiError {
+    ApiError::bad_request(format!("swarmkeep does not support {field} yet"))
+}
+
+fn nanos(field: &str, v: i64) -> ApiResult<u64> {
+    u64::try_from(v).map_err(|_| ApiError::bad_request(format!("{field} must not be negative")))
+}
+
+fn file_refs(refs: Option<Vec<FileRef>>, kind: &str) -> ApiResult<Vec<control::FileReference>> {
+    refs.unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            if r.runtime.as_ref().is_some_and(is_set) {
+                return Err(unsupported(&format!("{kind} references without a file target")));
+            }
+            Ok(control::FileReference {
+                id: r.id,
+                name: r.name,
+                file: r.file.map(|f| control::FileTarget {
+                    name: f.name,
+                    uid: f.uid,
+                    gid: f.gid,
+                    mode: f.mode,
+                }),
+            })
+        })
+        .collect()
+}
+
+fn update_config(c: Option<UpdateConfig>, kind: &str) -> ApiResult<Option<control::UpdateConfig>> {
+    c.map(|c| {
+        Ok(control::UpdateConfig {
+            parallelism: c.parallelism,
+            delay_ns: nanos(&format!("{kind}.Delay"), c.delay)?,
+            failure_action: c.failure_action,
+            monitor_ns: nanos(&format!("{kind}.Monitor"), c.monitor)?,
+            max_failure_ratio: c.max_failure_ratio,
+            order: c.order,
+        })
+    })
+    .transpose()
+}
+
+impl ServiceSpec {
+    pub fn into_control(self) -> ApiResult<control::ServiceSpec> {
+        let t = self.task_template;
+        let c = t.container_spec.unwrap_or_default();
+        let refused: [(&str, bool); 23] = [
+            ("Networks", self.networks.as_ref().is_some_and(is_set)),
+            (
+                "EndpointSpec.Ports (published ports)",
+                self.endpoint_spec
+                    .as_ref()
+                    .and_then(|e| e.ports.as_ref())
+                    .is_some_and(is_set),
+            ),
+            (
+                "EndpointSpec.Mode other than vip",
+                self.endpoint_spec
+                    .as_ref()
+                    .is_some_and(|e| !e.mode.is_empty() && e.mode != "vip"),
+            ),
+            ("jobs (Mode.ReplicatedJob)", self.mode.replicated_job.is_some()),
+            ("jobs (Mode.GlobalJob)", self.mode.global_job.is_some()),
+            ("TaskTemplate.PluginSpec", t.plugin_spec.as_ref().is_some_and(is_set)),
+            (
+                "TaskTemplate.NetworkAttachmentSpec",
+                t.network_attachment_spec.as_ref().is_some_and(is_set),
+            ),
+            (
+                "TaskTemplate.Resources (limits and reservations)",
+                t.resources.as_ref().is_some_and(is_set),
+            ),
+            (
+                "TaskTemplate.Placement (constraints, preferences, platforms)",
+                t.placement.as_ref().is_some_and(is_set),
+            ),
+            ("TaskTemplate.Networks", t.networks.as_ref().is_some_and(is_set)),
+            ("TaskTemplate.LogDriver", t.log_driver.as_ref().is_some_and(is_set)),
+            ("ContainerSpec.Labels", c.labels.as_ref().is_some_and(is_set)),
+            ("ContainerSpec.Hostname", !c.hostname.is_empty()),
+            ("ContainerSpec.Groups", c.groups.as_ref().is_some_and(is_set)),
+            ("ContainerSpec.Privileges", c.privileges.as_ref().is_some_and(is_set)),
+            ("ContainerSpec.TTY", c.tty || c.open_stdin),
+            ("ContainerSpec.Mounts", c.mounts.as_ref().is_some_and(is_set)),
+            ("ContainerSpec.StopSignal", !c.stop_signal.is_empty()),
+            ("ContainerSpec.Healthcheck", c.healthcheck.as_ref().is_some_and(is_set)),
+            (
+                "ContainerSpec.Hosts and DNSConfig",
+                c.hosts.as_ref().is_some_and(is_set) || c.dns_config.as_ref().is_some_and(is_set),
+            ),
+            (
+                "ContainerSpec.Isolation other than default",
+                !c.isolation.is_empty() && c.isolation != "default",
+            ),
+            (
+                "ContainerSpec.Sysctls, CapabilityAdd, CapabilityDrop and Ulimits",
+                [&c.sysctls, &c.capability_add, &c.capability_drop, &c.ulimits]
+                    .iter()
+                    .any(|v| v.as_ref().is_some_and(is_set)),
+            ),
+            (
+                "RestartPolicy.Window",
+                t.restart_policy.as_ref().and_then(|r| r.window).unwrap_or(0) != 0,
+            ),
+        ];
+        if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+            return Err(unsupported(field));
+        }
+        if !t.runtime.is_empty() && t.runtime != "container" {
+            return Err(unsupported(&format!("the {} runtime", t.runtime)));
+        }
+        let (mode, replicas) = match (self.mode.replicated, self.mode.global) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("a service is either replicated or global"));
+            }
+            (_, Some(_)) => ("global", 0),
+            // Docker's CLI leaves Replicas out without --replicas: one task.
+            (Some(r), None) => ("replicated", r.replicas.unwrap_or(1)),
+            (None, None) => ("replicated", 1),
+        };
+        let restart = t
+            .restart_policy
+            .map(|r| {
+                Ok::<_, ApiError>(control::RestartPolicy {
+                    condition: r.condition,
+                    delay_ns: r.delay.map(|d| nanos("RestartPolicy.Delay", d)).transpose()?.unwrap_or(5_000_000_000),
+                    max_attempts: r.max_attempts.unwrap_or(0),
+                })
+            })
+            .transpose()?;
+        Ok(control::ServiceSpec {
+            annotations: Some(control::Annotations {
+                name: self.name,
+                labels: self.labels.unwrap_or_default(),
+            }),
+            task: Some(control::TaskSpec {
+                image: c.image,
+                command: c.command.unwrap_or_default(),
+                args: c.args.unwrap_or_default(),
+                env: c.env.unwrap_or_default(),
+                workdir: c.dir,
+                user: c.user,
+                secrets: file_refs(c.secrets, "secret")?,
+                configs: file_refs(c.configs, "config")?,
+                restart,
+                stop_grace_period_ns: c
+                    .stop_grace_period
+                    .map(|d| nanos("StopGracePeriod", d))
+                    .transpose()?
+                    .unwrap_or(0),
+                force_update: t.force_update,
+            }),
+            mode: mode.into(),
+            replicas,
+            update_config: update_config(self.update_config, "UpdateConfig")?,
+            rollback_config: update_config(self.rollback_config, "RollbackConfig")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> ApiResult<control::ServiceSpec> {
+        serde_json::from_str::<ServiceSpec>(json).unwrap().into_control()
+    }
+
+    #[test]
+    fn the_cli_minimal_body_is_one_replica() {
+        let spec = parse(
+            r#"{"Name":"probe_svc2","Labels":{},"TaskTemplate":{"ContainerSpec":{"Image":"bb:latest","Args":["sleep","3600"],"Init":false,"DNSConfig":{}},"Resources":{"Limits":{},"Reservations":{}},"Placement":{},"ForceUpdate":0},"Mode":{"Replicated":{}},"EndpointSpec":{"Mode":"vip"}}"#,
+        )
+        .unwrap();
+        assert_eq!((spec.mode.as_str(), spec.replicas), ("replicated", 1));
+        let task = spec.task.unwrap();
+        assert_eq!(task.args, ["sleep", "3600"]);
+        assert!(task.restart.is_none());
+    }
+
+    #[test]
+    fn references_keep_their_targets() {
+        let spec = parse(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Secrets":[{"File":{"Name":"/run/sx","UID":"1","GID":"2","Mode":256},"SecretID":"abc","SecretName":"s1"}],"Configs":[{"File":{"Name":"/cfg","UID":"0","GID":"0","Mode":292},"ConfigID":"def","ConfigName":"c1"}]}},"Mode":{"Global":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.mode, "global");
+        let task = spec.task.unwrap();
+        assert_eq!(task.secrets[0].id, "abc");
+        assert_eq!(task.secrets[0].file.as_ref().unwrap().mode, 0o400);
+        assert_eq!(task.configs[0].name, "c1");
+    }
+
+    #[test]
+    fn what_is_not_built_is_refused_by_name() {
+        let err = parse(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb"}},"EndpointSpec":{"Mode":"vip","Ports":[{"Protocol":"tcp","TargetPort":80,"PublishedPort":18080}]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("EndpointSpec.Ports"), "{}", err.message);
+        let err = parse(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb"},"Placement":{"Constraints":["node.role==manager"]}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("Placement"), "{}", err.message);
+        let err = parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Mounts":[{"Type":"bind"}]}}}"#)
+            .unwrap_err();
+        assert!(err.message.contains("Mounts"), "{}", err.message);
+    }
+
+    #[test]
+    fn negative_durations_are_refused() {
+        let err = parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","StopGracePeriod":-1}}}"#)
+            .unwrap_err();
+        assert_eq!(err.message, "StopGracePeriod must not be negative");
+    }
+}
