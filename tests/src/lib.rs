@@ -12,6 +12,8 @@ use tempfile::TempDir;
 
 pub use swarmkeep_api::control;
 
+pub mod docker;
+
 struct Binaries {
     daemon: PathBuf,
     cli: PathBuf,
@@ -115,6 +117,21 @@ impl Daemon {
         self.dir.path().join("swarmkeep.sock")
     }
 
+    /// Where this daemon serves the Docker Engine API.
+    pub fn docker_socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    /// Runs the real `docker ARGS` against this daemon's Docker API (see
+    /// [`docker::cli`]); `None` where no docker CLI is installed.
+    pub fn docker(&self, args: &[&str]) -> Run {
+        docker::run(&self.docker_socket(), self.dir.path(), args, None)
+    }
+
+    pub fn docker_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
+        docker::run(&self.docker_socket(), self.dir.path(), args, Some(stdin))
+    }
+
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket().display())
     }
@@ -142,6 +159,8 @@ impl Daemon {
             .arg(self.host())
             .arg("--exec-root")
             .arg(self.exec_root())
+            .arg("--docker-api")
+            .arg(format!("unix://{}", self.docker_socket().display()))
             .args(&self.extra_args)
             .env("SWARMKEEP_LOG", &self.log_level)
             .stdin(Stdio::null())

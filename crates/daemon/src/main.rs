@@ -194,8 +194,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             Listener::Tcp(l) => swarmkeep_dockerapi::Listener::Tcp(l),
         };
-        tracing::info!(addr = args.docker_api.as_deref().unwrap_or(""), "serving the Docker Engine API");
-        tokio::spawn(swarmkeep_dockerapi::serve(listener, control.clone(), stopped(stop_rx.clone())))
+        tracing::info!(
+            addr = args.docker_api.as_deref().unwrap_or(""),
+            "serving the Docker Engine API"
+        );
+        tokio::spawn(swarmkeep_dockerapi::serve(
+            listener,
+            control.clone(),
+            stopped(stop_rx.clone()),
+        ))
     });
     let server = tonic::transport::Server::builder().add_service(ControlServer::from_arc(control));
     match listener {

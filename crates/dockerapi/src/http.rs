@@ -121,12 +121,7 @@ async fn handle<C: Control>(api: &Api<C>, req: Request<Incoming>) -> Response<Fu
         }
         Err(e) => Err(e),
     };
-    let reply = reply.unwrap_or_else(|e| {
-        Reply::Json(
-            e.status,
-            serde_json::json!({ "message": e.message }),
-        )
-    });
+    let reply = reply.unwrap_or_else(|e| Reply::Json(e.status, serde_json::json!({ "message": e.message })));
     let (status, content_type, body) = match reply {
         Reply::Json(status, value) => {
             let mut body = serde_json::to_vec(&value).unwrap_or_default();
@@ -191,9 +186,7 @@ fn split_path(path: &str) -> Vec<String> {
     let mut segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_decode(s)
-        })
+        .map(|s| percent_decode(s))
         .collect();
     if segments.first().is_some_and(|s| is_version(s)) {
         segments.remove(0);
@@ -224,7 +217,10 @@ mod tests {
     fn version_prefix_is_stripped() {
         assert_eq!(split_path("/v1.41/secrets/a%20b"), ["secrets", "a b"]);
         assert_eq!(split_path("/_ping"), ["_ping"]);
-        assert_eq!(split_path("/v1.24/distribution/a/b:c+d/json"), ["distribution", "a", "b:c+d", "json"]);
+        assert_eq!(
+            split_path("/v1.24/distribution/a/b:c+d/json"),
+            ["distribution", "a", "b:c+d", "json"]
+        );
         assert_eq!(split_path("/vx/secrets"), ["vx", "secrets"]);
     }
 }

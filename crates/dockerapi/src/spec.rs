@@ -285,7 +285,11 @@ impl ServiceSpec {
             .map(|r| {
                 Ok::<_, ApiError>(control::RestartPolicy {
                     condition: r.condition,
-                    delay_ns: r.delay.map(|d| nanos("RestartPolicy.Delay", d)).transpose()?.unwrap_or(5_000_000_000),
+                    delay_ns: r
+                        .delay
+                        .map(|d| nanos("RestartPolicy.Delay", d))
+                        .transpose()?
+                        .unwrap_or(5_000_000_000),
                     max_attempts: r.max_attempts.unwrap_or(0),
                 })
             })
@@ -373,8 +377,8 @@ mod tests {
 
     #[test]
     fn negative_durations_are_refused() {
-        let err = parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","StopGracePeriod":-1}}}"#)
-            .unwrap_err();
+        let err =
+            parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","StopGracePeriod":-1}}}"#).unwrap_err();
         assert_eq!(err.message, "StopGracePeriod must not be negative");
     }
 }

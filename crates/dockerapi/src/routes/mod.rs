@@ -101,8 +101,50 @@ impl<C: Control> Api<C> {
 /// The request body as JSON; an empty body is `{}`.
 pub fn json_body<T: DeserializeOwned>(req: &Req) -> ApiResult<T> {
     let body: &[u8] = if req.body.is_empty() { b"{}" } else { &req.body };
-    // serde's error names a position and the expected type, never the input.
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {}", scrub(&e))))
+}
+
+/// serde's message without the input it quotes (`invalid type: string "…"`
+/// could be a secret sent in the wrong field): what was expected, and where.
+fn scrub(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut quote = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                out.push_str("…");
+                out.push(c);
+            }
+            Some(_) => {}
+            None => {
+                if c == '"' || c == '`' {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
+    }
+    if quote.is_some() {
+        // An unterminated quote: keep only the part before it.
+        return format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_errors_do_not_quote_the_input() {
+        let e = serde_json::from_str::<std::collections::HashMap<String, String>>(r#"{"a": 5, "b": "SECRET"}"#)
+            .unwrap_err();
+        let e2 = serde_json::from_str::<std::collections::HashMap<String, u32>>(r#"{"a": "SECRET"}"#).unwrap_err();
+        for e in [e, e2] {
+            let text = super::scrub(&e);
+            assert!(!text.contains("SECRET") && text.contains("line 1"), "{text}");
+        }
+    }
 }
 
 /// Docker's `version` query of an update: the object's `Version.Index`.

@@ -52,7 +52,9 @@ impl<C: Control> Api<C> {
     }
 
     pub async fn node_inspect(&self, id: &str) -> ApiResult<Reply> {
-        let node = call!(self, get_node, GetNodeRequest { id: id.into() })?.node.unwrap_or_default();
+        let node = call!(self, get_node, GetNodeRequest { id: id.into() })?
+            .node
+            .unwrap_or_default();
         Ok(Reply::Json(
             200,
             serde_json::to_value(engine::Node::from(&node)).unwrap_or_default(),
@@ -65,11 +67,17 @@ impl<C: Control> Api<C> {
     pub async fn node_update(&self, id: &str, req: &Req) -> ApiResult<Reply> {
         let version = version_param(req, "node")?;
         let spec: NodeSpec = json_body(req)?;
-        let node = call!(self, get_node, GetNodeRequest { id: id.into() })?.node.unwrap_or_default();
+        let node = call!(self, get_node, GetNodeRequest { id: id.into() })?
+            .node
+            .unwrap_or_default();
         let current = node.spec.clone().unwrap_or_default();
         let current_labels = current.annotations.map(|a| a.labels).unwrap_or_default();
         let wanted = spec.labels.unwrap_or_default();
-        let label_rm = current_labels.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+        let label_rm = current_labels
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
         let label_add = wanted
             .into_iter()
             .filter(|(k, v)| current_labels.get(k) != Some(v))
@@ -79,7 +87,11 @@ impl<C: Control> Api<C> {
             update_node,
             UpdateNodeRequest {
                 id: node.id,
-                role: if spec.role == current.role { String::new() } else { spec.role.to_ascii_lowercase() },
+                role: if spec.role == current.role {
+                    String::new()
+                } else {
+                    spec.role.to_ascii_lowercase()
+                },
                 availability: if spec.availability == current.availability {
                     String::new()
                 } else {

@@ -7,8 +7,8 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use swarmkeep_api::control::control_server::Control;
 use swarmkeep_api::control::{
     Annotations, ConfigSpec, CreateConfigRequest, CreateSecretRequest, GetConfigRequest, GetSecretRequest,
@@ -75,7 +75,9 @@ impl Spec {
     fn check_supported(&self, kind: &str) -> ApiResult<()> {
         for (field, v) in [("drivers", &self.driver), ("templating", &self.templating)] {
             if v.as_ref().is_some_and(|v| !v.is_null()) {
-                return Err(ApiError::bad_request(format!("swarmkeep does not support {kind} {field}")));
+                return Err(ApiError::bad_request(format!(
+                    "swarmkeep does not support {kind} {field}"
+                )));
             }
         }
         Ok(())

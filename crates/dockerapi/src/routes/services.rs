@@ -76,9 +76,7 @@ impl<C: Control> Api<C> {
             None | Some("") => false,
             Some("previous") => true,
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "unrecognized rollback option {other}"
-                )));
+                return Err(ApiError::bad_request(format!("unrecognized rollback option {other}")));
             }
         };
         let spec: ServiceSpec = json_body(req)?;

@@ -183,9 +183,7 @@ impl<C: Control> Api<C> {
     pub async fn swarm_init(&self, req: &Req) -> ApiResult<Reply> {
         let body: InitBody = json_body(req)?;
         if body.force_new_cluster {
-            return Err(ApiError::bad_request(
-                "swarmkeep does not support --force-new-cluster",
-            ));
+            return Err(ApiError::bad_request("swarmkeep does not support --force-new-cluster"));
         }
         let availability = availability(&body.availability)?;
         let init = call!(
@@ -254,7 +252,13 @@ impl<C: Control> Api<C> {
     }
 
     pub async fn swarm_leave(&self, req: &Req) -> ApiResult<Reply> {
-        call!(self, leave, LeaveRequest { force: req.flag("force") })?;
+        call!(
+            self,
+            leave,
+            LeaveRequest {
+                force: req.flag("force")
+            }
+        )?;
         Ok(Reply::Empty(200))
     }
 
@@ -264,16 +268,28 @@ impl<C: Control> Api<C> {
         let version = version_param(req, "swarm")?;
         let spec: SwarmSpec = json_body(req)?;
         let cluster = call!(self, get_cluster, GetClusterRequest {})?;
-        let current = cluster.meta.as_ref().and_then(|m| m.version).map(|v| v.index).unwrap_or(0);
+        let current = cluster
+            .meta
+            .as_ref()
+            .and_then(|m| m.version)
+            .map(|v| v.index)
+            .unwrap_or(0);
         if current != version {
-            return Err(ApiError::new(500, "rpc error: code = Unknown desc = update out of sequence"));
+            return Err(ApiError::new(
+                500,
+                "rpc error: code = Unknown desc = update out of sequence",
+            ));
         }
         let change = settings_change(&cluster, &spec);
         if !is_empty(&change) {
             call!(self, update_cluster, change)?;
         }
         for role in ["worker", "manager"] {
-            let key = if role == "worker" { "rotateWorkerToken" } else { "rotateManagerToken" };
+            let key = if role == "worker" {
+                "rotateWorkerToken"
+            } else {
+                "rotateManagerToken"
+            };
             if req.flag(key) {
                 call!(
                     self,

@@ -28,15 +28,7 @@ fn task_name(t: &Task) -> String {
 impl<C: Control> Api<C> {
     pub async fn tasks_list(&self, req: &Req) -> ApiResult<Reply> {
         let filters = Filters::parse(req.query("filters"))?;
-        filters.allow(&[
-            "id",
-            "name",
-            "label",
-            "service",
-            "node",
-            "desired-state",
-            "_up-to-date",
-        ])?;
+        filters.allow(&["id", "name", "label", "service", "node", "desired-state", "_up-to-date"])?;
         let mut service_ids = Vec::new();
         for s in filters.get("service") {
             let service = call!(self, get_service, GetServiceRequest { id: s.clone() })?;
