@@ -183,11 +183,7 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, ApiError> {
 
 /// `/v1.41/secrets/x` → `["secrets", "x"]`; unversioned paths as they are.
 fn split_path(path: &str) -> Vec<String> {
-    let mut segments: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
-        .collect();
+    let mut segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     if segments.first().is_some_and(|s| is_version(s)) {
         segments.remove(0);
     }

@@ -114,7 +114,7 @@ fn scrub(e: &serde_json::Error) -> String {
         match quote {
             Some(q) if c == q => {
                 quote = None;
-                out.push_str("…");
+                out.push('…');
                 out.push(c);
             }
             Some(_) => {}
@@ -133,6 +133,13 @@ fn scrub(e: &serde_json::Error) -> String {
     out
 }
 
+/// Docker's `version` query of an update: the object's `Version.Index`.
+pub fn version_param(req: &Req, kind: &str) -> ApiResult<u64> {
+    let raw = req.query("version").unwrap_or("");
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid {kind} version '{raw}': must be a number")))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -145,11 +152,4 @@ mod tests {
             assert!(!text.contains("SECRET") && text.contains("line 1"), "{text}");
         }
     }
-}
-
-/// Docker's `version` query of an update: the object's `Version.Index`.
-pub fn version_param(req: &Req, kind: &str) -> ApiResult<u64> {
-    let raw = req.query("version").unwrap_or("");
-    raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid {kind} version '{raw}': must be a number")))
 }
