@@ -25,7 +25,8 @@ else
     echo "note: not root, so no agent (tasks need a mount namespace and a tmpfs); run as root to see a service read its secret"
     AGENT=(--no-agent)
   fi
-  "$BIN/swarmkeepd" --data-dir "$DATA/data" -H "$SWARMKEEP_HOST" "${AGENT[@]}" </dev/null >/dev/null 2>"$DATA/swarmkeepd.log" &
+  "$BIN/swarmkeepd" --data-dir "$DATA/data" -H "$SWARMKEEP_HOST" --docker-api "unix://$DATA/docker.sock" "${AGENT[@]}" \
+    </dev/null >/dev/null 2>"$DATA/swarmkeepd.log" &
   echo $! >"$DATA/swarmkeepd.pid"
   for _ in $(seq 100); do [ -S "${SWARMKEEP_HOST#unix://}" ] && break; sleep 0.1; done
 fi
@@ -50,6 +51,11 @@ if [ "$(id -u)" = 0 ]; then
   cat "$OUT"
   echo "sha256 of the value created above:     $(printf 's3cr3t-value' | sha256sum)"
 fi
+if command -v docker >/dev/null; then
+  echo "\$ DOCKER_HOST=unix://$DATA/docker.sock docker secret ls     # the unmodified docker CLI, through --docker-api"
+  DOCKER_HOST="unix://$DATA/docker.sock" DOCKER_CONFIG="$DATA/docker-config" docker secret ls
+fi
 echo
 echo "swarmkeepd runs in the background (pid $(cat "$DATA/swarmkeepd.pid"), log $DATA/swarmkeepd.log)."
 echo "Use it with: export SWARMKEEP_HOST=$SWARMKEEP_HOST; $BIN/swarmkeep secret ls"
+echo "or with docker: export DOCKER_HOST=unix://$DATA/docker.sock; docker service ls"
