@@ -483,7 +483,10 @@ fn converged(out: &swarmkeep_tests::Run, what: &str, tasks: usize) {
     assert_eq!(out.code, 0, "{out:?}");
     let all = &out.stdout;
     assert!(
-        all.contains(&format!("overall progress: {tasks} out of {tasks} tasks")),
+        all.contains(&format!("overall progress: {tasks} out of {tasks} tasks"))
+            || all.contains(&format!(
+                "overall progress: rolling back update: {tasks} out of {tasks} tasks"
+            )),
         "{all}"
     );
     assert!(all.contains("verify: Waiting"), "{all}");
@@ -594,6 +597,31 @@ fn service_commands_match_docker() {
     assert_golden(s2, "docker service ps myweb", ps.ok());
     let rollback = d.docker(&["service", "rollback", "myweb"]);
     converged(&rollback, "myweb", 4);
+    // Docker's UpdateStatus drives the CLI's rollback display.
+    assert!(
+        rollback.stdout.contains("rollback: manually requested rollback"),
+        "{rollback:?}"
+    );
+    assert!(
+        rollback
+            .stdout
+            .contains("overall progress: rolling back update: 4 out of 4 tasks"),
+        "{rollback:?}"
+    );
+    let status = d.docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.UpdateStatus.State}} {{.UpdateStatus.Message}}",
+        "myweb",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(10), || d
+            .docker(&["service", "inspect", "--format", "{{.UpdateStatus.State}}", "myweb"])
+            .stdout
+            == "rollback_completed\n"),
+        "{status:?}"
+    );
     let images = d.docker(&[
         "service",
         "inspect",

@@ -383,6 +383,16 @@ pub fn service_json(s: &control::Service) -> serde_json::Value {
         m.insert("PreviousSpec".into(), service_spec_json(prev));
     }
     m.insert("Endpoint".into(), serde_json::json!({"Spec": {}}));
+    if let Some(u) = &s.update_status {
+        let mut st = serde_json::Map::new();
+        st.insert("State".into(), u.state.clone().into());
+        st.insert("StartedAt".into(), rfc3339_nano(u.started_at.as_ref()).into());
+        if u.completed_at.is_some() {
+            st.insert("CompletedAt".into(), rfc3339_nano(u.completed_at.as_ref()).into());
+        }
+        st.insert("Message".into(), u.message.clone().into());
+        m.insert("UpdateStatus".into(), serde_json::Value::Object(st));
+    }
     serde_json::Value::Object(m)
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarmkeep_store::objects::{
-    Availability, Meta, NodeState, RestartCondition, Service, ServiceMode, Task, TaskState, TaskStatus,
+    Availability, Meta, NodeState, RestartCondition, Service, ServiceMode, Task, TaskState, TaskStatus, UpdateState,
 };
 use swarmkeep_store::{ClusterState, Command};
 use time::OffsetDateTime;
@@ -93,7 +93,45 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
     if !remove.is_empty() {
         commands.push(Command::RemoveTasks(remove));
     }
+    commands.extend(
+        state
+            .services
+            .values()
+            .filter(|s| update_converged(state, s, now))
+            .map(|s| Command::CompleteServiceUpdate {
+                id: s.id.clone(),
+                completed_at: now,
+            }),
+    );
     commands
+}
+
+/// Whether a service's update (or rollback) is done, as swarmkit's updater
+/// judges it: no task of an older spec still runs, and every task wanted has
+/// run the current spec for the monitor period.
+fn update_converged(state: &ClusterState, service: &Service, now: OffsetDateTime) -> bool {
+    let monitor_ns = match service.update_status.as_ref().map(|u| u.state) {
+        Some(UpdateState::Updating) => service.spec.update_config.monitor_ns,
+        Some(UpdateState::RollbackStarted) => service.spec.rollback_config.monitor_ns,
+        _ => return false,
+    };
+    let monitor = time::Duration::nanoseconds(i64::try_from(monitor_ns).unwrap_or(i64::MAX));
+    let tasks: Vec<&Task> = state.tasks.values().filter(|t| t.service_id == service.id).collect();
+    if tasks
+        .iter()
+        .any(|t| t.spec != service.spec.task && !t.status.state.is_terminal())
+    {
+        return false;
+    }
+    let wanted: Vec<&&Task> = tasks.iter().filter(|t| t.desired_state == TaskState::Running).collect();
+    let stable = wanted
+        .iter()
+        .filter(|t| t.status.state == TaskState::Running && t.status.timestamp + monitor <= now)
+        .count();
+    match service.spec.mode {
+        ServiceMode::Replicated { replicas } => stable as u64 == replicas && wanted.len() as u64 == replicas,
+        ServiceMode::Global => stable == wanted.len(),
+    }
 }
 
 /// One replica slot (or one node of a global service): keeps one task wanting

@@ -55,6 +55,7 @@ fn service(replicas: u64) -> Service {
             rollback_config: Default::default(),
         },
         previous_spec: None,
+        update_status: None,
     }
 }
 
@@ -224,4 +225,110 @@ fn no_eligible_node_leaves_tasks_pending() {
             .values()
             .all(|t| t.status.state == TaskState::Pending && t.node_id.is_none())
     );
+}
+
+/// Every task wanted reports Running at `at` (as its agent would).
+fn run_all(st: &mut ClusterState, at: OffsetDateTime, index: u64) {
+    let wanted: Vec<Task> = st
+        .tasks
+        .values()
+        .filter(|t| t.desired_state == TaskState::Running && t.status.state < TaskState::Running)
+        .cloned()
+        .collect();
+    for t in wanted {
+        let status = TaskStatus {
+            state: TaskState::Running,
+            timestamp: at,
+            message: "started".into(),
+            err: String::new(),
+            exit_code: None,
+            pid: Some(1),
+        };
+        st.apply(
+            index,
+            Command::UpdateTaskStatus {
+                id: t.id.clone(),
+                node_id: t.node_id.clone().unwrap(),
+                status,
+            },
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn an_update_completes_once_the_new_tasks_ran_for_the_monitor_period() {
+    let mut st = cluster();
+    let t0 = OffsetDateTime::now_utc();
+    settle(&mut st, t0);
+    run_all(&mut st, t0, 150);
+    let mut s = st.services["svc"].clone();
+    s.spec.task.image = "bb:v2".into();
+    s.update_status = Some(UpdateStatus {
+        state: UpdateState::Updating,
+        started_at: t0,
+        completed_at: None,
+        message: "update in progress".into(),
+    });
+    let v = s.meta.version;
+    st.apply(
+        200,
+        Command::UpdateService {
+            service: s,
+            expected_version: v,
+        },
+    )
+    .unwrap();
+    // Old tasks are being replaced: not complete.
+    let commands = reconcile(&st, t0);
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::CompleteServiceUpdate { .. }))
+    );
+    settle(&mut st, t0);
+    // The old tasks have not reported their shutdown yet, the new ones are not running.
+    assert!(reconcile(&st, t0 + time::Duration::seconds(60)).is_empty());
+    for t in st
+        .tasks
+        .clone()
+        .values()
+        .filter(|t| t.desired_state == TaskState::Shutdown)
+    {
+        let status = TaskStatus {
+            state: TaskState::Shutdown,
+            timestamp: t0,
+            message: "shutdown".into(),
+            err: String::new(),
+            exit_code: Some(0),
+            pid: None,
+        };
+        st.apply(
+            210,
+            Command::UpdateTaskStatus {
+                id: t.id.clone(),
+                node_id: t.node_id.clone().unwrap(),
+                status,
+            },
+        )
+        .unwrap();
+    }
+    let t1 = t0 + time::Duration::seconds(1);
+    run_all(&mut st, t1, 220);
+    // Running, but not yet for the 5 s monitor period.
+    assert!(reconcile(&st, t1 + time::Duration::seconds(4)).is_empty());
+    let done = reconcile(&st, t1 + time::Duration::seconds(5));
+    assert!(
+        matches!(done.as_slice(), [Command::CompleteServiceUpdate { id, .. }] if id == "svc"),
+        "{done:?}"
+    );
+    for c in done {
+        st.apply(230, c).unwrap();
+    }
+    let status = st.services["svc"].update_status.clone().unwrap();
+    assert_eq!(
+        (status.state, status.message.as_str()),
+        (UpdateState::Completed, "update completed")
+    );
+    assert!(reconcile(&st, t1 + time::Duration::seconds(60)).is_empty());
 }

@@ -44,6 +44,14 @@ pub enum Command {
         service: Service,
         expected_version: u64,
     },
+    /// The orchestrator's finding that a service's update (or rollback) has
+    /// converged: `updating` → `completed`, `rollback_started` →
+    /// `rollback_completed`; nothing if the service is not in one of those.
+    CompleteServiceUpdate {
+        id: String,
+        #[serde(with = "time::serde::rfc3339")]
+        completed_at: time::OffsetDateTime,
+    },
     /// Removes the service and all its tasks.
     RemoveService {
         id: String,

@@ -280,6 +280,40 @@ pub struct Service {
     /// The spec before the last update: what a rollback returns to.
     #[serde(default)]
     pub previous_spec: Option<ServiceSpec>,
+    /// Docker's `UpdateStatus`: set when an update or rollback changes the
+    /// tasks, completed by the orchestrator once they run.
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateState {
+    Updating,
+    Completed,
+    RollbackStarted,
+    RollbackCompleted,
+}
+
+impl UpdateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Updating => "updating",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub completed_at: Option<OffsetDateTime>,
+    pub message: String,
 }
 
 /// Swarm's task states, in the order a task goes through them. A task only

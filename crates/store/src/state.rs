@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind};
-use crate::objects::{Cluster, Config, Node, Secret, Service, Task};
+use crate::objects::{Cluster, Config, Node, Secret, Service, Task, UpdateState};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -241,6 +241,25 @@ impl ClusterState {
                 self.service_names.remove(&old_key);
                 self.service_names.insert(key, service.id.clone());
                 self.services.insert(service.id.clone(), service);
+            }
+            Command::CompleteServiceUpdate { id, completed_at } => {
+                let service = self
+                    .services
+                    .get_mut(&id)
+                    .ok_or_else(|| not_found(ObjectKind::Service, &id))?;
+                if let Some(status) = &mut service.update_status {
+                    let next = match status.state {
+                        UpdateState::Updating => Some((UpdateState::Completed, "update completed")),
+                        UpdateState::RollbackStarted => Some((UpdateState::RollbackCompleted, "rollback completed")),
+                        UpdateState::Completed | UpdateState::RollbackCompleted => None,
+                    };
+                    if let Some((state, message)) = next {
+                        status.state = state;
+                        status.message = message.into();
+                        status.completed_at = Some(completed_at);
+                        service.meta.version = index;
+                    }
+                }
             }
             Command::RemoveService { id } => {
                 let service = self
@@ -490,6 +509,7 @@ mod tests {
                 rollback_config: Default::default(),
             },
             previous_spec: None,
+            update_status: None,
         };
         st.apply(2, Command::CreateService(service("s1", "web"))).unwrap();
         st.apply(3, Command::CreateService(service("s2", "api"))).unwrap();

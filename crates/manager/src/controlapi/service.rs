@@ -13,7 +13,7 @@ use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_crypto::new_id;
 use swarmkeep_store::objects::{
     FailureAction, FileReference, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec,
-    TaskState, TaskStatus, UpdateConfig, UpdateOrder,
+    TaskState, TaskStatus, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
 };
 use swarmkeep_store::{ClusterState, Command};
 use tonic::{Code, Status};
@@ -156,6 +156,12 @@ pub fn service_to_proto(s: &Service) -> control::Service {
         meta: Some(meta_to_proto(&s.meta)),
         spec: Some(spec_to_proto(&s.spec)),
         previous_spec: s.previous_spec.as_ref().map(spec_to_proto),
+        update_status: s.update_status.as_ref().map(|u| control::UpdateStatus {
+            state: u.state.as_str().into(),
+            started_at: Some(to_timestamp(u.started_at)),
+            completed_at: u.completed_at.map(to_timestamp),
+            message: u.message.clone(),
+        }),
     }
 }
 
@@ -371,6 +377,7 @@ impl ActiveSwarm {
             meta: new_meta(),
             spec,
             previous_spec: None,
+            update_status: None,
         };
         let index = self.write(Command::CreateService(service)).await?;
         tracing::info!(%id, %name, index, "service created");
@@ -437,8 +444,24 @@ impl ActiveSwarm {
         };
         self.store.read(|st| check_references(st, &spec))?;
         let mut service = current.clone();
+        let now = time::OffsetDateTime::now_utc();
+        if spec.task != current.spec.task {
+            // The tasks will be replaced: Docker's UpdateStatus follows it
+            // (the orchestrator completes it once the new tasks run).
+            let (state, message) = if rollback {
+                (UpdateState::RollbackStarted, "manually requested rollback")
+            } else {
+                (UpdateState::Updating, "update in progress")
+            };
+            service.update_status = Some(UpdateStatus {
+                state,
+                started_at: now,
+                completed_at: None,
+                message: message.into(),
+            });
+        }
         service.previous_spec = Some(std::mem::replace(&mut service.spec, spec));
-        service.meta.updated_at = time::OffsetDateTime::now_utc();
+        service.meta.updated_at = now;
         self.write(Command::UpdateService {
             service,
             expected_version: version.index,
