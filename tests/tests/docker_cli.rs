@@ -47,6 +47,25 @@ fn swarm_commands_match_docker() {
     );
 
     let addr = free_addr("127.0.0.1");
+    // An init whose settings are refused leaves no swarm behind.
+    let bad = d.docker(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        "127.0.0.1",
+        "--listen-addr",
+        &addr,
+        "--cert-expiry",
+        "30m",
+    ]);
+    assert_eq!(
+        bad.stderr,
+        "Error response from daemon: rpc error: code = InvalidArgument desc = minimum certificate expiry time is: 1h0m0s\n"
+    );
+    assert_eq!(
+        d.docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).ok(),
+        "inactive\n"
+    );
     let init = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", &addr]);
     assert_golden("swarm-and-nodes.txt", "docker swarm init --advertise-addr", init.ok());
     let worker = d.docker(&["swarm", "join-token", "worker"]);
@@ -155,6 +174,9 @@ fn node_commands_match_docker() {
     );
     let promote = d.docker(&["node", "promote", "vm"]);
     assert_golden("nodes.txt", "docker node promote vm", promote.ok());
+    // `self` is the CLI's to resolve (through /info); sent raw it is no node.
+    let raw_self = d.docker(&["node", "promote", "self"]);
+    assert_eq!(raw_self.stderr, "Error response from daemon: node self not found\n");
     let leave = d.docker(&["swarm", "leave"]);
     assert_eq!(leave.code, 1);
     assert_golden("nodes.txt", "docker swarm leave", &leave.stderr);
@@ -264,6 +286,11 @@ fn workers_join_and_leave_through_docker() {
         "(m4) docker swarm join --token SWMTKN-1-<wrong> 127.0.0.3:2379  (already in a swarm)",
         &again.stderr,
     );
+    // A worker refuses a secret without echoing it.
+    let marker = format!("WORKERMARK-{}", std::process::id());
+    let refused = w.docker_stdin(&["secret", "create", "s", "-"], marker.as_bytes());
+    assert_golden("multi-node.txt", "(m4) docker secret ls", &refused.stderr);
+    assert!(!leaks(format!("{refused:?}{}", w.log()).as_bytes(), marker.as_bytes()));
     let wid = w
         .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
         .ok()
@@ -349,6 +376,33 @@ fn secret_and_config_commands_match_docker() {
     assert_eq!(names.ok(), "api_key\ndb_password\nmy_mysql_password\n");
     let prefix = d.docker(&["secret", "ls", "--filter", "name=my_", "--format", "{{.Name}}"]);
     assert_eq!(prefix.ok(), "my_mysql_password\n");
+    // Different keys are ANDed: a name and another secret's ID match nothing.
+    let db_id = d
+        .docker(&["secret", "inspect", "--format", "{{.ID}}", "db_password"])
+        .ok()
+        .trim()
+        .to_string();
+    let both = d.docker(&[
+        "secret",
+        "ls",
+        "-q",
+        "--filter",
+        "name=my_",
+        "--filter",
+        &format!("id={}", &db_id[..6]),
+    ]);
+    assert_eq!(both.ok(), "");
+    let same = d.docker(&[
+        "secret",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        "name=db",
+        "--filter",
+        &format!("id={}", &db_id[..6]),
+    ]);
+    assert_eq!(same.ok(), "db_password\n");
     assert_golden(
         s,
         "docker secret inspect api_key",
@@ -840,8 +894,48 @@ fn unsupported_and_bad_requests_get_clear_errors() {
         "s1",
     ]);
     assert_eq!(image.ok(), "bb:latest\n", "a refused update changed nothing");
-    let (status, _, _) = http(&sock, "POST", "/v1.41/services/s1/update", Some(b"{}"));
-    assert_eq!(status, 400, "the version is required");
+    let (status, _, body) = http(&sock, "POST", "/v1.41/services/s1/update", Some(b"{}"));
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (
+            400,
+            "{\"message\":\"invalid service version '': strconv.ParseUint: parsing \\\"\\\": invalid syntax\"}\n"
+        ),
+        "the version is required"
+    );
+    let (status, _, body) = http(&sock, "GET", "/v1.43/info", None);
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (
+            400,
+            "{\"message\":\"client version 1.43 is too new. Maximum supported API version is 1.41\"}\n"
+        )
+    );
+    let huge = d.docker(&["service", "create", "-d", "--replicas", "100000", "bb", "sleep", "1"]);
+    assert_eq!(
+        huge.stderr,
+        "Error response from daemon: rpc error: code = InvalidArgument desc = replicas must be at most 10000\n"
+    );
+    // `--force` replaces the tasks even though nothing else changed.
+    let before = d.docker(&["service", "ps", "-q", "s1"]).ok().to_string();
+    d.docker(&["service", "update", "-d", "--force", "s1"]).ok();
+    let force = d.docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.TaskTemplate.ForceUpdate}}",
+        "s1",
+    ]);
+    assert_eq!(force.ok(), "1\n");
+    assert!(eventually(Duration::from_secs(15), || {
+        let ps = d
+            .docker(&["service", "ps", "--format", "{{.ID}} {{.DesiredState}}", "s1"])
+            .stdout;
+        ps.lines().count() == 2
+            && ps
+                .lines()
+                .any(|l| l.ends_with(" Running") && !before.contains(&l[..12]))
+    }));
 }
 
 /// A secret's value, sent through the Docker API, comes back in no response
@@ -877,18 +971,45 @@ fn no_secret_value_leaves_through_the_docker_api() {
         format!("{{\"Name\":\"x\",\"Data\":\"{}!!\"}}", String::from_utf8_lossy(&value)),
         format!("{{\"Name\":\"x\",\"Data\":\"{b64}\",\"Labels\":\"{b64}\"}}"),
         format!("{{\"Name\":\"x\",\"Data\":\"{b64}\",\"Driver\":{{\"Name\":\"vault\"}}}}"),
+        // serde quotes a wrong-typed string with its escapes: still not shown.
+        format!(
+            "{{\"Name\":\"x\",\"Labels\":\"a\\\"{}\\\"b\"}}",
+            String::from_utf8_lossy(&value)
+        ),
     ] {
         let (status, _, body) = http(&sock, "POST", "/v1.41/secrets/create", Some(bad.as_bytes()));
         assert!(status >= 400, "{}", String::from_utf8_lossy(&body));
         responses.push(body);
     }
+    let other = base64::engine::general_purpose::STANDARD.encode(b"other value");
+    for data in [&b64, &other] {
+        let (status, _, body) = http(
+            &sock,
+            "POST",
+            "/v1.41/secrets/raw/update?version=1",
+            Some(format!("{{\"Name\":\"raw\",\"Data\":\"{data}\"}}").as_bytes()),
+        );
+        assert!(status >= 400);
+        responses.push(body);
+    }
+    let version = d
+        .docker(&["secret", "inspect", "--format", "{{.Version.Index}}", "raw"])
+        .ok()
+        .trim()
+        .to_string();
     let (status, _, body) = http(
         &sock,
         "POST",
-        "/v1.41/secrets/raw/update?version=1",
-        Some(format!("{{\"Name\":\"raw\",\"Data\":\"{b64}\"}}").as_bytes()),
+        &format!("/v1.41/secrets/raw/update?version={version}"),
+        Some(format!("{{\"Name\":\"raw\",\"Labels\":{{\"a\":\"b\"}},\"Data\":\"{other}\"}}").as_bytes()),
     );
-    assert!(status >= 400);
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (
+            400,
+            "{\"message\":\"rpc error: code = InvalidArgument desc = only updates to Labels are allowed\"}\n"
+        )
+    );
     responses.push(body);
     d.docker(&[
         "service", "create", "-d", "--name", "user", "--secret", "leaky", "--secret", "raw", "busybox", "sleep", "1000",

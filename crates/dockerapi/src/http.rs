@@ -152,14 +152,23 @@ async fn handle<C: Control>(api: &Api<C>, req: Request<Incoming>) -> Response<Fu
 async fn read_request(req: Request<Incoming>) -> Result<Req, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
+    check_version(path)?;
     let segments = split_path(path);
     let query = parts
         .uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    // Frames are copied into one zeroizing buffer as they arrive.
-    let mut buf = Zeroizing::new(Vec::new());
+    // Frames are copied into one zeroizing buffer as they arrive, sized from
+    // Content-Length; if it must grow, the old buffer is zeroized, never
+    // just freed by a reallocation.
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut buf = Zeroizing::new(Vec::with_capacity(declared.min(MAX_BODY)));
     let mut body = Limited::new(body, MAX_BODY);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -170,6 +179,12 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, ApiError> {
             }
         })?;
         if let Some(data) = frame.data_ref() {
+            let needed = buf.len() + data.len();
+            if needed > buf.capacity() {
+                let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(buf.capacity() * 2)));
+                bigger.extend_from_slice(&buf);
+                buf = bigger;
+            }
             buf.extend_from_slice(data);
         }
     }
@@ -179,6 +194,33 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, ApiError> {
         query,
         body: buf,
     })
+}
+
+/// Docker's answer to a versioned path outside what is served.
+fn check_version(path: &str) -> Result<(), ApiError> {
+    let Some(v) = path.split('/').find(|s| !s.is_empty()).filter(|s| is_version(s)) else {
+        return Ok(());
+    };
+    let parse = |v: &str| -> (u32, u32) {
+        let (a, b) = v.split_once('.').unwrap_or((v, "0"));
+        (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+    };
+    let asked = parse(&v[1..]);
+    if asked > parse(crate::API_VERSION) {
+        return Err(ApiError::bad_request(format!(
+            "client version {} is too new. Maximum supported API version is {}",
+            &v[1..],
+            crate::API_VERSION
+        )));
+    }
+    if asked < parse(crate::MIN_API_VERSION) {
+        return Err(ApiError::bad_request(format!(
+            "client version {} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+            &v[1..],
+            crate::MIN_API_VERSION
+        )));
+    }
+    Ok(())
 }
 
 /// `/v1.41/secrets/x` → `["secrets", "x"]`; unversioned paths as they are.
@@ -208,6 +250,18 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_beyond_the_served_range_are_refused() {
+        assert!(check_version("/v1.41/info").is_ok());
+        assert!(check_version("/v1.24/info").is_ok());
+        assert!(check_version("/_ping").is_ok());
+        assert_eq!(
+            check_version("/v1.43/info").unwrap_err().message,
+            "client version 1.43 is too new. Maximum supported API version is 1.41"
+        );
+        assert_eq!(check_version("/v1.9/info").unwrap_err().status, 400);
+    }
 
     #[test]
     fn version_prefix_is_stripped() {

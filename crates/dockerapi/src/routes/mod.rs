@@ -104,40 +104,26 @@ pub fn json_body<T: DeserializeOwned>(req: &Req) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {}", scrub(&e))))
 }
 
-/// serde's message without the input it quotes (`invalid type: string "…"`
-/// could be a secret sent in the wrong field): what was expected, and where.
+/// What serde found wrong, and where — never its message, which can quote
+/// the input (a secret sent in the wrong field).
 fn scrub(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let mut out = String::with_capacity(text.len());
-    let mut quote = None;
-    for c in text.chars() {
-        match quote {
-            Some(q) if c == q => {
-                quote = None;
-                out.push('…');
-                out.push(c);
-            }
-            Some(_) => {}
-            None => {
-                if c == '"' || c == '`' {
-                    quote = Some(c);
-                }
-                out.push(c);
-            }
-        }
-    }
-    if quote.is_some() {
-        // An unterminated quote: keep only the part before it.
-        return format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column());
-    }
-    out
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected type or value",
+        serde_json::error::Category::Eof => "unexpected end of input",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
 }
 
 /// Docker's `version` query of an update: the object's `Version.Index`.
 pub fn version_param(req: &Req, kind: &str) -> ApiResult<u64> {
     let raw = req.query("version").unwrap_or("");
-    raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid {kind} version '{raw}': must be a number")))
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid {kind} version '{raw}': strconv.ParseUint: parsing {raw:?}: invalid syntax"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -147,7 +133,9 @@ mod tests {
         let e = serde_json::from_str::<std::collections::HashMap<String, String>>(r#"{"a": 5, "b": "SECRET"}"#)
             .unwrap_err();
         let e2 = serde_json::from_str::<std::collections::HashMap<String, u32>>(r#"{"a": "SECRET"}"#).unwrap_err();
-        for e in [e, e2] {
+        let e3 =
+            serde_json::from_str::<std::collections::HashMap<String, u32>>(r#"{"a": "x\"SECRET\"y"}"#).unwrap_err();
+        for e in [e, e2, e3] {
             let text = super::scrub(&e);
             assert!(!text.contains("SECRET") && text.contains("line 1"), "{text}");
         }

@@ -9,7 +9,7 @@ use swarmkeep_api::control::{GetNodeRequest, ListNodesRequest, RemoveNodeRequest
 use swarmkeep_api::engine;
 
 use super::{Api, call, json_body, version_param};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::filters::{Filters, labels_match};
 use crate::http::{Reply, Req};
 
@@ -21,10 +21,24 @@ struct NodeSpec {
     availability: String,
 }
 
+/// The engine API has no `self` node (the CLI resolves it through `/info`);
+/// the control API's own `self` shorthand is not exposed here.
+fn not_self(id: &str) -> ApiResult<()> {
+    if id == "self" {
+        return Err(ApiError::not_found("node self not found"));
+    }
+    Ok(())
+}
+
 impl<C: Control> Api<C> {
     pub async fn nodes_list(&self, req: &Req) -> ApiResult<Reply> {
         let filters = Filters::parse(req.query("filters"))?;
         filters.allow(&["id", "label", "node.label", "membership", "name", "role"])?;
+        // `label` is about engine labels, which swarmkeep nodes have none of;
+        // node labels are `node.label`.
+        if !filters.get("label").is_empty() {
+            return Ok(Reply::Json(200, serde_json::json!([])));
+        }
         let nodes = call!(
             self,
             list_nodes,
@@ -40,8 +54,12 @@ impl<C: Control> Api<C> {
             .iter()
             .filter(|n| {
                 let spec = n.spec.clone().unwrap_or_default();
-                let labels: HashMap<String, String> = spec.annotations.map(|a| a.labels).unwrap_or_default();
-                labels_match(&labels, &node_labels)
+                let labels: HashMap<String, String> = spec.annotations.clone().map(|a| a.labels).unwrap_or_default();
+                let hostname = n.description.as_ref().map(|d| d.hostname.as_str()).unwrap_or("");
+                let name = spec.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or("");
+                let named = filters.name_and_id_match(hostname, &n.id) || filters.name_and_id_match(name, &n.id);
+                named
+                    && labels_match(&labels, &node_labels)
                     && (roles.is_empty() || roles.contains(&spec.role))
                     // Every node swarmkeep lists is accepted (joins are admitted by token).
                     && (membership.is_empty() || membership.iter().any(|m| m == "accepted"))
@@ -52,6 +70,7 @@ impl<C: Control> Api<C> {
     }
 
     pub async fn node_inspect(&self, id: &str) -> ApiResult<Reply> {
+        not_self(id)?;
         let node = call!(self, get_node, GetNodeRequest { id: id.into() })?
             .node
             .unwrap_or_default();
@@ -65,6 +84,7 @@ impl<C: Control> Api<C> {
     /// difference to the node as it is at `version` is sent, and the store
     /// refuses it if the node has changed since.
     pub async fn node_update(&self, id: &str, req: &Req) -> ApiResult<Reply> {
+        not_self(id)?;
         let version = version_param(req, "node")?;
         let spec: NodeSpec = json_body(req)?;
         let node = call!(self, get_node, GetNodeRequest { id: id.into() })?
@@ -106,6 +126,7 @@ impl<C: Control> Api<C> {
     }
 
     pub async fn node_remove(&self, id: &str, req: &Req) -> ApiResult<Reply> {
+        not_self(id)?;
         call!(
             self,
             remove_node,

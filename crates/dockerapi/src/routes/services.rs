@@ -31,7 +31,13 @@ impl<C: Control> Api<C> {
             .iter()
             .filter(|s| {
                 let mode = s.spec.as_ref().map(|sp| sp.mode.as_str()).unwrap_or("replicated");
-                modes.is_empty() || modes.iter().any(|m| m == mode)
+                let name = s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.annotations.as_ref())
+                    .map(|a| a.name.as_str())
+                    .unwrap_or("");
+                (modes.is_empty() || modes.iter().any(|m| m == mode)) && filters.name_and_id_match(name, &s.id)
             })
             .map(|s| {
                 let mut v = engine::service_json(s);

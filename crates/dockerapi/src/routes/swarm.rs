@@ -17,6 +17,19 @@ use crate::http::{Reply, Req};
 
 const NS_PER_MS: u64 = 1_000_000;
 
+/// Milliseconds as a Go `time.Duration` (int64 nanoseconds), saturating.
+fn go_duration(ms: u64) -> u64 {
+    ms.saturating_mul(NS_PER_MS).min(i64::MAX as u64)
+}
+
+/// A Go `time.Duration` sent by a client: int64 nanoseconds.
+fn duration_ms(field: &str, ns: u64) -> ApiResult<u64> {
+    if ns > i64::MAX as u64 {
+        return Err(ApiError::bad_request(format!("{field} is out of range")));
+    }
+    Ok(ns / NS_PER_MS)
+}
+
 /// `TLSInfo` of the cluster's root CA: the PEM, and the DER subject and
 /// public key base64-encoded as Go's `[]byte`.
 fn tls_info(ca_pem: &str) -> serde_json::Value {
@@ -52,8 +65,8 @@ pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
             "Labels": {},
             "Orchestration": {"TaskHistoryRetentionLimit": s.task_history_retention_limit},
             "Raft": {"SnapshotInterval": s.snapshot_interval},
-            "Dispatcher": {"HeartbeatPeriod": s.heartbeat_period_ms * NS_PER_MS},
-            "CAConfig": {"NodeCertExpiry": s.node_cert_expiry_ms * NS_PER_MS},
+            "Dispatcher": {"HeartbeatPeriod": go_duration(s.heartbeat_period_ms)},
+            "CAConfig": {"NodeCertExpiry": go_duration(s.node_cert_expiry_ms)},
             "TaskDefaults": {},
             "EncryptionConfig": {"AutoLockManagers": s.autolock},
         },
@@ -137,7 +150,7 @@ struct UnlockBody {
 
 /// What of `spec` differs from the current settings (zero means unset, as
 /// in Docker's CLI, except the retention limit which may be 0).
-fn settings_change(current: &GetClusterResponse, spec: &SwarmSpec) -> UpdateClusterRequest {
+fn settings_change(current: &GetClusterResponse, spec: &SwarmSpec) -> ApiResult<UpdateClusterRequest> {
     let s = current.settings.unwrap_or_default();
     let mut req = UpdateClusterRequest::default();
     if let Some(v) = spec.orchestration.task_history_retention_limit
@@ -148,18 +161,18 @@ fn settings_change(current: &GetClusterResponse, spec: &SwarmSpec) -> UpdateClus
     if spec.raft.snapshot_interval != 0 && spec.raft.snapshot_interval != s.snapshot_interval {
         req.snapshot_interval = Some(spec.raft.snapshot_interval);
     }
-    let heartbeat_ms = spec.dispatcher.heartbeat_period / NS_PER_MS;
+    let heartbeat_ms = duration_ms("Dispatcher.HeartbeatPeriod", spec.dispatcher.heartbeat_period)?;
     if spec.dispatcher.heartbeat_period != 0 && heartbeat_ms != s.heartbeat_period_ms {
         req.heartbeat_period_ms = Some(heartbeat_ms.max(1));
     }
-    let expiry_ms = spec.ca_config.node_cert_expiry / NS_PER_MS;
+    let expiry_ms = duration_ms("CAConfig.NodeCertExpiry", spec.ca_config.node_cert_expiry)?;
     if spec.ca_config.node_cert_expiry != 0 && expiry_ms != s.node_cert_expiry_ms {
         req.node_cert_expiry_ms = Some(expiry_ms);
     }
     if spec.encryption_config.auto_lock_managers != s.autolock {
         req.autolock = Some(spec.encryption_config.auto_lock_managers);
     }
-    req
+    Ok(req)
 }
 
 fn is_empty(req: &UpdateClusterRequest) -> bool {
@@ -186,19 +199,37 @@ impl<C: Control> Api<C> {
             return Err(ApiError::bad_request("swarmkeep does not support --force-new-cluster"));
         }
         let availability = availability(&body.availability)?;
+        let heartbeat_period_ms = duration_ms("Dispatcher.HeartbeatPeriod", body.spec.dispatcher.heartbeat_period)?;
+        duration_ms("CAConfig.NodeCertExpiry", body.spec.ca_config.node_cert_expiry)?;
         let init = call!(
             self,
             init,
             InitRequest {
                 advertise_addr: body.advertise_addr,
                 listen_addr: body.listen_addr,
-                heartbeat_period_ms: body.spec.dispatcher.heartbeat_period / NS_PER_MS,
+                heartbeat_period_ms,
                 autolock: body.auto_lock_managers || body.spec.encryption_config.auto_lock_managers,
             }
         )?;
-        // Settings of the init spec that Init itself does not take.
+        // Settings of the init spec that Init itself does not take. If one is
+        // refused, the swarm just made is left again: init is all or nothing.
+        if let Err(e) = self.apply_init_settings(&init.node_id, &body.spec, availability).await {
+            if let Err(undo) = call!(self, leave, LeaveRequest { force: true }) {
+                tracing::warn!(error = %undo.message, "leaving the swarm after a refused init setting failed");
+            }
+            return Err(e);
+        }
+        Ok(Reply::Json(200, serde_json::Value::String(init.node_id)))
+    }
+
+    async fn apply_init_settings(
+        &self,
+        node_id: &str,
+        spec: &SwarmSpec,
+        availability: Option<String>,
+    ) -> ApiResult<()> {
         let cluster = call!(self, get_cluster, GetClusterRequest {})?;
-        let mut change = settings_change(&cluster, &body.spec);
+        let mut change = settings_change(&cluster, spec)?;
         change.autolock = None;
         change.heartbeat_period_ms = None;
         if !is_empty(&change) {
@@ -209,13 +240,13 @@ impl<C: Control> Api<C> {
                 self,
                 update_node,
                 UpdateNodeRequest {
-                    id: init.node_id.clone(),
+                    id: node_id.to_string(),
                     availability: a,
                     ..Default::default()
                 }
             )?;
         }
-        Ok(Reply::Json(200, serde_json::Value::String(init.node_id)))
+        Ok(())
     }
 
     pub async fn swarm_join(&self, req: &Req) -> ApiResult<Reply> {
@@ -225,7 +256,13 @@ impl<C: Control> Api<C> {
             .first()
             .cloned()
             .ok_or_else(|| ApiError::bad_request("at least 1 RemoteAddr is required to join"))?;
-        let availability = availability(&body.availability)?;
+        // A joining node's availability would have to travel with the join;
+        // swarmkeep's join does not carry it yet, so only the default is taken.
+        if availability(&body.availability)?.is_some_and(|a| a != "active") {
+            return Err(ApiError::bad_request(
+                "swarmkeep does not support --availability on join yet: use docker node update after joining",
+            ));
+        }
         call!(
             self,
             join,
@@ -236,18 +273,6 @@ impl<C: Control> Api<C> {
                 listen_addr: body.listen_addr,
             }
         )?;
-        if let Some(a) = availability {
-            // Only a manager can change a node; a worker joins as it is.
-            let _ = call!(
-                self,
-                update_node,
-                UpdateNodeRequest {
-                    id: "self".into(),
-                    availability: a,
-                    ..Default::default()
-                }
-            );
-        }
         Ok(Reply::Empty(200))
     }
 
@@ -280,7 +305,7 @@ impl<C: Control> Api<C> {
                 "rpc error: code = Unknown desc = update out of sequence",
             ));
         }
-        let change = settings_change(&cluster, &spec);
+        let change = settings_change(&cluster, &spec)?;
         if !is_empty(&change) {
             call!(self, update_cluster, change)?;
         }

@@ -74,7 +74,7 @@ impl<C: Control> Api<C> {
         let labels = filters.labels("label");
         let out: Vec<serde_json::Value> = tasks
             .iter()
-            .filter(|t| names.is_empty() || names.iter().any(|n| task_name(t).starts_with(n.as_str())))
+            .filter(|t| names.is_empty() || names.contains(&task_name(t)))
             // Tasks carry no labels of their own.
             .filter(|_| labels_match(&HashMap::new(), &labels))
             .filter(|t| {

@@ -20,6 +20,18 @@ use tonic::{Request, Response, Status};
 
 use crate::Manager;
 
+/// Moves a secret spec's payload into a `SecretBytes` (zeroized however the
+/// call ends), leaving the spec without data.
+fn take_payload(spec: Option<SecretSpec>) -> (Option<SecretSpec>, swarmkeep_crypto::SecretBytes) {
+    match spec {
+        Some(mut spec) => {
+            let data = swarmkeep_crypto::SecretBytes::new(std::mem::take(&mut spec.data));
+            (Some(spec), data)
+        }
+        None => (None, swarmkeep_crypto::SecretBytes::new(Vec::new())),
+    }
+}
+
 pub struct ControlService {
     manager: Arc<Manager>,
 }
@@ -190,8 +202,10 @@ impl Control for ControlService {
     }
 
     async fn create_secret(&self, req: Request<CreateSecretRequest>) -> Result<Response<CreateSecretResponse>, Status> {
+        // The payload goes into a zeroizing buffer before anything can refuse the call.
+        let (spec, data) = take_payload(req.into_inner().spec);
         let swarm = self.manager.active()?;
-        let secret = swarm.create_secret(req.into_inner().spec).await?;
+        let secret = swarm.create_secret(spec, data).await?;
         Ok(Response::new(CreateSecretResponse { secret: Some(secret) }))
     }
 
@@ -210,9 +224,10 @@ impl Control for ControlService {
     }
 
     async fn update_secret(&self, req: Request<UpdateSecretRequest>) -> Result<Response<UpdateSecretResponse>, Status> {
-        let swarm = self.manager.active()?;
         let req = req.into_inner();
-        let secret = swarm.update_secret(&req.id, req.version, req.spec).await?;
+        let (spec, data) = take_payload(req.spec);
+        let swarm = self.manager.active()?;
+        let secret = swarm.update_secret(&req.id, req.version, spec, data).await?;
         Ok(Response::new(UpdateSecretResponse { secret: Some(secret) }))
     }
 

@@ -54,10 +54,14 @@ fn validate_payload(data: &SecretBytes) -> Result<(), Status> {
 }
 
 impl ActiveSwarm {
-    pub async fn create_secret(&self, spec: Option<control::SecretSpec>) -> Result<control::Secret, Status> {
+    /// `data` is the payload, taken out of `spec` (whose `data` is ignored)
+    /// into a zeroizing buffer by the caller.
+    pub async fn create_secret(
+        &self,
+        spec: Option<control::SecretSpec>,
+        data: SecretBytes,
+    ) -> Result<control::Secret, Status> {
         let spec = spec.ok_or_else(|| rpc(Code::InvalidArgument, "invalid argument"))?;
-        // From here on the payload lives in a zeroizing buffer.
-        let data = SecretBytes::new(spec.data);
         let annotations = spec.annotations;
         validate_name(annotations.as_ref())?;
         validate_payload(&data)?;
@@ -99,11 +103,11 @@ impl ActiveSwarm {
         input: &str,
         version: Option<control::Version>,
         spec: Option<control::SecretSpec>,
+        data: SecretBytes,
     ) -> Result<control::Secret, Status> {
         let (Some(version), Some(spec)) = (version, spec) else {
             return Err(rpc(Code::InvalidArgument, "invalid argument"));
         };
-        let data = SecretBytes::new(spec.data);
         let current = self
             .store
             .read(|st| resolve("secret", input, &st.secrets, |n| st.secret_by_name(n)).cloned())?;

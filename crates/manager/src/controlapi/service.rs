@@ -23,6 +23,10 @@ use super::common::{
 };
 use crate::ActiveSwarm;
 
+/// The most replicas one service may ask for: the orchestrator writes a
+/// service's new tasks in one raft entry, which must stay a sane size.
+pub const MAX_REPLICAS: u64 = 10_000;
+
 /// swarmkit's rule for service names: a DNS name component.
 static SERVICE_NAME_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$").expect("valid regex"));
@@ -303,6 +307,12 @@ fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, St
         },
     };
     let mode = match spec.mode.as_str() {
+        "" | "replicated" if spec.replicas > MAX_REPLICAS => {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("replicas must be at most {MAX_REPLICAS}"),
+            ));
+        }
         "" | "replicated" => ServiceMode::Replicated {
             replicas: spec.replicas,
         },

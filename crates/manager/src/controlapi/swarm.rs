@@ -10,6 +10,9 @@ use crate::ActiveSwarm;
 use crate::ca::cert_digest;
 use crate::tokens;
 
+/// The longest duration Docker can show: a Go `time.Duration` (int64 ns).
+const MAX_DURATION_MS: u64 = i64::MAX as u64 / 1_000_000;
+
 impl ActiveSwarm {
     /// The join token for `role`, rotated first if asked: a rotated token is
     /// refused from the moment the new one is committed.
@@ -111,11 +114,17 @@ impl ActiveSwarm {
             if v == 0 {
                 return Err(rpc(Code::InvalidArgument, "heartbeat period must be greater than 0"));
             }
+            if v > MAX_DURATION_MS {
+                return Err(rpc(Code::InvalidArgument, "heartbeat period is out of range"));
+            }
             cluster.heartbeat_period_ms = v;
         }
         if let Some(v) = req.node_cert_expiry_ms {
             if v < 3600 * 1000 {
                 return Err(rpc(Code::InvalidArgument, "minimum certificate expiry time is: 1h0m0s"));
+            }
+            if v > MAX_DURATION_MS {
+                return Err(rpc(Code::InvalidArgument, "certificate expiry is out of range"));
             }
             cluster.node_cert_expiry_ms = v;
         }
