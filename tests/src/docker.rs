@@ -72,6 +72,23 @@ pub fn run(socket: &Path, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Ru
     }
 }
 
+/// Starts `docker ARGS` without waiting (e.g. `service logs -f`), stdout piped.
+pub fn spawn(socket: &Path, dir: &Path, args: &[&str]) -> std::process::Child {
+    let docker = cli().expect("docker CLI (call docker::skip() first)");
+    Command::new(docker)
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("DOCKER_CONFIG", dir.join("docker-config"))
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting docker")
+}
+
 /// One HTTP/1.1 exchange on the Docker API socket: (status, headers, body).
 pub fn http(socket: &Path, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String, Vec<u8>) {
     let mut s = UnixStream::connect(socket).expect("connecting to the Docker API");

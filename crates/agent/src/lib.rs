@@ -7,6 +7,7 @@
 //! a disk file, an environment variable or a log.
 
 pub mod executor;
+pub mod logs;
 pub mod mounts;
 mod worker;
 

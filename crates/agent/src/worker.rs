@@ -12,7 +12,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use swarmkeep_api::control;
 use swarmkeep_api::dispatcher::dispatcher_client::DispatcherClient;
-use swarmkeep_api::dispatcher::{AssignmentsMessage, SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest};
+use swarmkeep_api::dispatcher::{
+    AssignmentsMessage, LogLine, LogSubscription, LogSubscriptionsRequest, PublishLogsMessage, SessionRequest,
+    TaskStatusUpdate, UpdateTaskStatusRequest,
+};
 use swarmkeep_api::targets::{SECRETS_DIR, effective_target};
 use swarmkeep_api::timefmt::to_timestamp;
 use swarmkeep_crypto::{SecretBytes, SessionKey};
@@ -23,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
 use crate::executor::{ProcessExecutor, TaskRun, process::cleanup_stale};
+use crate::logs::LogStore;
 use crate::mounts::{FuseBackend, SecretMount, TaskFile, TmpfsBackend};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +94,8 @@ struct Inner {
     started: Mutex<std::collections::HashSet<String>>,
     status_tx: mpsc::UnboundedSender<(String, control::TaskStatus)>,
     client: Mutex<Option<DispatcherClient<Channel>>>,
+    /// The output of this node's tasks, in memory only.
+    logs: Arc<LogStore>,
 }
 
 pub struct Agent {
@@ -134,6 +140,7 @@ impl Agent {
             started: Mutex::default(),
             status_tx,
             client: Mutex::default(),
+            logs: Arc::default(),
         });
         tracing::info!(backend = inner.mounts.name(), exec_root = %inner.config.exec_root.display(), "agent started");
         tokio::spawn(session_loop(inner.clone()));
@@ -232,12 +239,104 @@ async fn session(inner: &Arc<Inner>, tls: &NodeTls, addr: &str) -> Result<(), to
         })
         .await?
         .into_inner();
-    *lock(&inner.client) = Some(client);
+    *lock(&inner.client) = Some(client.clone());
     tracing::info!(%addr, "dispatcher session open");
+    // Log subscriptions ride beside the session, and end with it.
+    let logs = AbortOnDrop(tokio::spawn(log_subscriptions(inner.logs.clone(), client)));
     while let Some(msg) = stream.message().await? {
         apply(inner, &key, msg);
     }
+    drop(logs);
     Ok(())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Answers the leader's log subscriptions with the output of this node's
+/// tasks, each subscription on its own `PublishLogs` stream.
+async fn log_subscriptions(logs: Arc<LogStore>, mut client: DispatcherClient<Channel>) {
+    let mut subs = match client.log_subscriptions(LogSubscriptionsRequest {}).await {
+        Ok(s) => s.into_inner(),
+        Err(e) => {
+            tracing::debug!(error = %e.message(), "log subscriptions unavailable");
+            return;
+        }
+    };
+    while let Ok(Some(sub)) = subs.message().await {
+        tokio::spawn(publish_logs(logs.clone(), client.clone(), sub));
+    }
+}
+
+async fn publish_logs(logs: Arc<LogStore>, mut client: DispatcherClient<Channel>, sub: LogSubscription) {
+    let (tx, rx) = mpsc::channel::<PublishLogsMessage>(16);
+    let id = sub.id.clone();
+    let producer = async move {
+        let tail = sub.has_tail.then_some(sub.tail);
+        let mut feeds = tokio_stream::StreamMap::new();
+        let mut backlog = Vec::new();
+        for task_id in &sub.task_ids {
+            let Some(task) = logs.get(task_id) else { continue };
+            let (lines, feed) = task.snapshot(tail, sub.since_ns);
+            backlog.extend(lines.into_iter().map(|l| log_line(task_id, l)));
+            feeds.insert(task_id.clone(), tokio_stream::wrappers::BroadcastStream::new(feed));
+        }
+        backlog.sort_by_key(|l| l.timestamp_ns);
+        for chunk in backlog.chunks(256) {
+            let msg = PublishLogsMessage {
+                subscription_id: sub.id.clone(),
+                lines: chunk.to_vec(),
+                close: false,
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+        if !sub.follow {
+            let _ = tx
+                .send(PublishLogsMessage {
+                    subscription_id: sub.id.clone(),
+                    lines: Vec::new(),
+                    close: true,
+                })
+                .await;
+            return;
+        }
+        use tokio_stream::StreamExt;
+        while let Some((task_id, line)) = feeds.next().await {
+            // A follower that fell behind the feed skips what it missed.
+            let Ok(line) = line else { continue };
+            let msg = PublishLogsMessage {
+                subscription_id: sub.id.clone(),
+                lines: vec![log_line(&task_id, line)],
+                close: false,
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    };
+    let call = client.publish_logs(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // The call ends when the producer is done, or when the leader ends the
+    // subscription (the caller went away), which drops the producer too.
+    let (result, ()) = tokio::join!(call, producer);
+    if let Err(e) = result {
+        tracing::debug!(subscription = %id, error = %e.message(), "log subscription ended");
+    }
+}
+
+fn log_line(task_id: &str, l: crate::logs::Line) -> LogLine {
+    LogLine {
+        task_id: task_id.to_string(),
+        stream: l.stream,
+        timestamp_ns: l.timestamp_ns,
+        data: l.data,
+    }
 }
 
 fn apply(inner: &Arc<Inner>, key: &SessionKey, msg: AssignmentsMessage) {
@@ -289,6 +388,7 @@ fn apply(inner: &Arc<Inner>, key: &SessionKey, msg: AssignmentsMessage) {
         for t in msg.tasks_updated {
             assigned.insert(t.id.clone(), t);
         }
+        inner.logs.retain(|id| assigned.contains_key(id));
     }
     reconcile(inner);
 }
@@ -471,6 +571,8 @@ async fn run_task(inner: Arc<Inner>, task: control::Task, mut stop: oneshot::Rec
             return;
         }
     };
+    let (stdout, stderr) = proc.take_output();
+    inner.logs.capture(&id, stdout, stderr);
     tracing::info!(task = %id, pid = proc.pid, "task running");
     report("running", "started", String::new(), None, Some(proc.pid));
     let grace = Duration::from_nanos(spec.stop_grace_period_ns.clamp(1, 10_000_000_000));

@@ -8,7 +8,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -55,9 +56,13 @@ impl Req {
 pub enum Reply {
     Json(u16, serde_json::Value),
     Empty(u16),
-    /// A body with its content type (`_ping`'s `OK`, log streams).
+    /// A body with its content type (`_ping`'s `OK`).
     Raw(u16, &'static str, Vec<u8>),
+    /// A body sent as it is produced (chunked): log streams.
+    Stream(&'static str, ByteStream),
 }
+
+pub type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>;
 
 /// Serves the API until `shutdown` completes. Each connection is served on
 /// its own task; HTTP/1.1 keep-alive as the docker CLI uses it.
@@ -112,7 +117,7 @@ async fn accept(listener: &Listener) -> std::io::Result<TokioIo<Box<dyn Conn>>> 
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Conn for T {}
 
-async fn handle<C: Control>(api: &Api<C>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle<C: Control>(api: &Api<C>, req: Request<Incoming>) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
     let head_only = req.method() == Method::HEAD;
     let reply = match read_request(req).await {
         Ok(req) => {
@@ -126,10 +131,11 @@ async fn handle<C: Control>(api: &Api<C>, req: Request<Incoming>) -> Response<Fu
         Reply::Json(status, value) => {
             let mut body = serde_json::to_vec(&value).unwrap_or_default();
             body.push(b'\n');
-            (status, Some("application/json"), body)
+            (status, Some("application/json"), Ok(body))
         }
-        Reply::Empty(status) => (status, None, Vec::new()),
-        Reply::Raw(status, ct, body) => (status, Some(ct), body),
+        Reply::Empty(status) => (status, None, Ok(Vec::new())),
+        Reply::Raw(status, ct, body) => (status, Some(ct), Ok(body)),
+        Reply::Stream(ct, stream) => (200, Some(ct), Err(stream)),
     };
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -140,13 +146,22 @@ async fn handle<C: Control>(api: &Api<C>, req: Request<Incoming>) -> Response<Fu
     if let Some(ct) = content_type {
         builder = builder.header("Content-Type", ct);
     }
-    if head_only {
-        builder = builder.header("Content-Length", body.len());
-    }
-    let body = if head_only { Bytes::new() } else { Bytes::from(body) };
+    let body = match body {
+        Ok(body) => {
+            if head_only {
+                builder = builder.header("Content-Length", body.len());
+            }
+            let body = if head_only { Bytes::new() } else { Bytes::from(body) };
+            Full::new(body).boxed_unsync()
+        }
+        Err(stream) => StreamBody::new(tokio_stream::StreamExt::map(stream, |b| {
+            Ok::<_, Infallible>(hyper::body::Frame::data(b))
+        }))
+        .boxed_unsync(),
+    };
     builder
-        .body(Full::new(body))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
 }
 
 async fn read_request(req: Request<Incoming>) -> Result<Req, ApiError> {

@@ -196,10 +196,43 @@ async fn run_session(
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<AssignmentsMessage, Status>> + Send>>;
+type LogSubscriptionsStream = Pin<Box<dyn Stream<Item = Result<LogSubscription, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Dispatcher for ClusterService {
     type SessionStream = SessionStream;
+    type LogSubscriptionsStream = LogSubscriptionsStream;
+
+    async fn log_subscriptions(
+        &self,
+        req: Request<LogSubscriptionsRequest>,
+    ) -> Result<Response<LogSubscriptionsStream>, Status> {
+        let node_id = caller(&req)?;
+        let swarm = self.leader()?;
+        if !swarm.store.read(|st| st.nodes.contains_key(&node_id)) {
+            return Err(Status::permission_denied(format!(
+                "node {node_id} is not part of this swarm"
+            )));
+        }
+        let rx = swarm.logs.register_agent(&node_id);
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            Ok,
+        ))))
+    }
+
+    async fn publish_logs(
+        &self,
+        req: Request<tonic::Streaming<PublishLogsMessage>>,
+    ) -> Result<Response<PublishLogsResponse>, Status> {
+        let node_id = caller(&req)?;
+        let swarm = self.leader()?;
+        let mut stream = req.into_inner();
+        while let Some(msg) = stream.message().await? {
+            swarm.logs.publish(&node_id, msg).await?;
+        }
+        Ok(Response::new(PublishLogsResponse {}))
+    }
 
     async fn session(&self, req: Request<SessionRequest>) -> Result<Response<SessionStream>, Status> {
         let node_id = caller(&req)?;

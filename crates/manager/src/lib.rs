@@ -12,6 +12,7 @@ pub mod controlapi;
 pub mod dispatcher;
 mod keystore;
 mod local_node;
+pub mod logbroker;
 mod manager;
 pub mod tokens;
 

@@ -62,6 +62,8 @@ pub struct ActiveSwarm {
     pub local: LocalNodeInfo,
     pub tls: Arc<NodeTls>,
     pub liveness: Liveness,
+    /// Log subscriptions to the agents (used while leading).
+    pub logs: Arc<crate::logbroker::LogBroker>,
 }
 
 /// A worker: no store, no keys; it knows the managers to heartbeat.
@@ -673,6 +675,7 @@ impl ActiveSwarm {
             local,
             tls,
             liveness: Liveness::default(),
+            logs: Arc::default(),
         }
     }
 

@@ -39,6 +39,11 @@ impl RunningTask {
         }
     }
 
+    /// The task's stdout and stderr pipes (once).
+    pub fn take_output(&mut self) -> (Option<tokio::process::ChildStdout>, Option<tokio::process::ChildStderr>) {
+        (self.child.stdout.take(), self.child.stderr.take())
+    }
+
     /// Signals the task's whole process group.
     pub fn signal(&self, sig: Signal) {
         if let Ok(pid) = i32::try_from(self.pid) {
@@ -92,8 +97,10 @@ impl ProcessExecutor {
             .arg(spec)
             .env_clear()
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            // The task's output goes to the agent, which keeps it in memory
+            // (see crate::logs); never to a file.
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         // SAFETY: between fork and exec only dup2/fcntl, which are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {

@@ -1,6 +1,7 @@
 //! The routes, one file per object as in moby's `api/server/router`; each
 //! calls the control service and shapes the answer as dockerd does.
 
+mod logs;
 mod networks;
 mod nodes;
 mod objects;
@@ -80,11 +81,11 @@ impl<C: Control> Api<C> {
             ["services", id] if get => self.service_inspect(id).await,
             ["services", id, "update"] if post => self.service_update(id, req).await,
             ["services", id] if delete => self.service_remove(id).await,
-            ["services", id, "logs"] if get => self.service_logs(id).await,
+            ["services", id, "logs"] if get => self.logs(id, "", req).await,
 
             ["tasks"] if get => self.tasks_list(req).await,
             ["tasks", id] if get => self.task_inspect(id).await,
-            ["tasks", _, "logs"] if get => Err(networks::logs_unsupported()),
+            ["tasks", id, "logs"] if get => self.logs("", id, req).await,
 
             ["networks"] if get => self.networks_list(req).await,
             ["networks", id] if get => networks::inspect(id),

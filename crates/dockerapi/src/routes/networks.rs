@@ -28,10 +28,3 @@ pub fn remove(id: &str) -> ApiResult<Reply> {
 pub fn unsupported() -> ApiError {
     ApiError::new(501, "swarmkeep does not support networks yet")
 }
-
-pub fn logs_unsupported() -> ApiError {
-    ApiError::new(
-        501,
-        "swarmkeep does not collect task output yet: service and task logs are not available",
-    )
-}

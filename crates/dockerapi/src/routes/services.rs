@@ -104,12 +104,4 @@ impl<C: Control> Api<C> {
         call!(self, remove_service, RemoveServiceRequest { id: id.into() })?;
         Ok(Reply::Empty(200))
     }
-
-    /// Task output is not collected yet (tasks write to /dev/null), so there
-    /// are no logs to stream; said plainly rather than an empty stream.
-    pub async fn service_logs(&self, id: &str) -> ApiResult<Reply> {
-        // Unknown services are still "not found", as with dockerd.
-        call!(self, get_service, GetServiceRequest { id: id.into() })?;
-        Err(super::networks::logs_unsupported())
-    }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use swarmkeep_api::control::control_server::Control;
 use swarmkeep_api::control::*;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::Manager;
 
@@ -42,8 +42,36 @@ impl ControlService {
     }
 }
 
+type LogStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<LogMessage, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Control for ControlService {
+    type ServiceLogsStream = LogStream;
+
+    /// Served by the leader, which holds the agents' sessions.
+    async fn service_logs(&self, req: Request<ServiceLogsRequest>) -> Result<Response<LogStream>, Status> {
+        let swarm = self.manager.active()?;
+        if !swarm.store.is_leader() {
+            let leader = swarm.store.leader_addr().unwrap_or_default();
+            return Err(swarmkeep_api::errors::plain(
+                Code::Unavailable,
+                format!("service logs are served by the leader manager ({leader}): run the command there"),
+            ));
+        }
+        swarm.read_barrier().await?;
+        let req = req.into_inner();
+        let sources = swarm.log_sources(&req)?;
+        let rx = swarm.logs.subscribe(
+            sources,
+            crate::logbroker::LogOptions {
+                follow: req.follow,
+                tail: req.has_tail.then_some(req.tail),
+                since_ns: req.since_ns,
+            },
+        );
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let req = req.into_inner();
         let node_id = self

@@ -22,6 +22,7 @@ use super::common::{
     Listed, annotations_from_proto, annotations_to_proto, matches_filters, meta_to_proto, new_meta, resolve,
 };
 use crate::ActiveSwarm;
+use crate::logbroker::TaskSource;
 
 /// The most replicas one service may ask for: the orchestrator writes a
 /// service's new tasks in one raft entry, which must stay a sane size.
@@ -502,6 +503,32 @@ impl ActiveSwarm {
                 .filter(|t| req.id_prefixes.is_empty() || req.id_prefixes.iter().any(|p| t.id.starts_with(p)))
                 .map(task_to_proto)
                 .collect()
+        })
+    }
+
+    /// Where the tasks of `service logs` ran: one task, or every task of a
+    /// service (its history included) that was placed on a node.
+    pub fn log_sources(&self, req: &control::ServiceLogsRequest) -> Result<Vec<TaskSource>, Status> {
+        self.store.read(|st| {
+            let tasks: Vec<&Task> = if !req.task.is_empty() {
+                let task = st.tasks.get(&req.task).ok_or_else(|| {
+                    swarmkeep_api::errors::plain(Code::NotFound, format!("task {} not found", req.task))
+                })?;
+                vec![task]
+            } else {
+                let service = resolve("service", &req.service, &st.services, |n| st.service_by_name(n))?;
+                st.tasks.values().filter(|t| t.service_id == service.id).collect()
+            };
+            Ok(tasks
+                .into_iter()
+                .filter_map(|t| {
+                    Some(TaskSource {
+                        task_id: t.id.clone(),
+                        node_id: t.node_id.clone()?,
+                        service_id: t.service_id.clone(),
+                    })
+                })
+                .collect())
         })
     }
 

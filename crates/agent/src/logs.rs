@@ -1,0 +1,179 @@
+//! Task output, kept in the agent's memory only (a task may print anything,
+//! its secrets included, so nothing of it is written to disk): the last
+//! [`MAX_BYTES`] of each task, for as long as the task is assigned to this
+//! node, and a live feed for `service logs --follow`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::broadcast;
+
+/// What one task's output may hold in memory; older lines go first.
+pub const MAX_BYTES: usize = 1024 * 1024;
+/// A longer line is cut into pieces of this size.
+const MAX_LINE: usize = 16 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub stream: u32,
+    pub timestamp_ns: i64,
+    pub data: Vec<u8>,
+}
+
+struct Buffer {
+    lines: VecDeque<Line>,
+    bytes: usize,
+}
+
+pub struct TaskLogs {
+    buffer: Mutex<Buffer>,
+    feed: broadcast::Sender<Line>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TaskLogs {
+    fn new() -> Self {
+        Self {
+            buffer: Mutex::new(Buffer {
+                lines: VecDeque::new(),
+                bytes: 0,
+            }),
+            feed: broadcast::channel(1024).0,
+        }
+    }
+
+    fn push(&self, line: Line) {
+        let mut b = lock(&self.buffer);
+        b.bytes += line.data.len();
+        b.lines.push_back(line.clone());
+        while b.bytes > MAX_BYTES {
+            match b.lines.pop_front() {
+                Some(old) => b.bytes -= old.data.len(),
+                None => break,
+            }
+        }
+        let _ = self.feed.send(line);
+    }
+
+    /// The lines kept (from `since_ns`, the last `tail` of them) and, taken
+    /// under the same lock so no line falls between, the live feed.
+    pub fn snapshot(&self, tail: Option<u64>, since_ns: i64) -> (Vec<Line>, broadcast::Receiver<Line>) {
+        let b = lock(&self.buffer);
+        let mut lines: Vec<Line> = b.lines.iter().filter(|l| l.timestamp_ns >= since_ns).cloned().collect();
+        if let Some(tail) = tail {
+            let keep = usize::try_from(tail).unwrap_or(usize::MAX).min(lines.len());
+            lines.drain(..lines.len() - keep);
+        }
+        (lines, self.feed.subscribe())
+    }
+}
+
+#[derive(Default)]
+pub struct LogStore {
+    tasks: Mutex<HashMap<String, Arc<TaskLogs>>>,
+}
+
+fn now_ns() -> i64 {
+    let t = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+impl LogStore {
+    pub fn get(&self, task_id: &str) -> Option<Arc<TaskLogs>> {
+        lock(&self.tasks).get(task_id).cloned()
+    }
+
+    /// Reads a task's stdout (stream 1) and stderr (stream 2) line by line
+    /// until they close.
+    pub fn capture(
+        &self,
+        task_id: &str,
+        stdout: Option<impl AsyncRead + Unpin + Send + 'static>,
+        stderr: Option<impl AsyncRead + Unpin + Send + 'static>,
+    ) {
+        let logs = lock(&self.tasks)
+            .entry(task_id.to_string())
+            .or_insert_with(|| Arc::new(TaskLogs::new()))
+            .clone();
+        if let Some(out) = stdout {
+            tokio::spawn(read_lines(logs.clone(), out, 1));
+        }
+        if let Some(err) = stderr {
+            tokio::spawn(read_lines(logs, err, 2));
+        }
+    }
+
+    /// Forgets the output of tasks no longer assigned to this node.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        lock(&self.tasks).retain(|id, _| keep(id));
+    }
+}
+
+async fn read_lines(logs: Arc<TaskLogs>, reader: impl AsyncRead + Unpin, stream: u32) {
+    let mut reader = BufReader::new(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => logs.push(Line {
+                stream,
+                timestamp_ns: now_ns(),
+                data: buf.clone(),
+            }),
+        }
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_kept_tailed_and_fed() {
+        let store = LogStore::default();
+        let (mut w, r) = tokio::io::duplex(64);
+        store.capture("t", Some(r), None::<tokio::io::DuplexStream>);
+        use tokio::io::AsyncWriteExt;
+        w.write_all(b"one\ntwo\nthree\n").await.unwrap();
+        let logs = store.get("t").unwrap();
+        for _ in 0..100 {
+            if logs.snapshot(None, 0).0.len() == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let (all, mut feed) = logs.snapshot(None, 0);
+        assert_eq!(
+            all.iter().map(|l| l.data.as_slice()).collect::<Vec<_>>(),
+            [b"one\n".as_slice(), b"two\n", b"three\n"]
+        );
+        let (last, _) = logs.snapshot(Some(1), 0);
+        assert_eq!(last[0].data, b"three\n");
+        w.write_all(b"four\n").await.unwrap();
+        let next = feed.recv().await.unwrap();
+        assert_eq!((next.stream, next.data.as_slice()), (1, b"four\n".as_slice()));
+        store.retain(|_| false);
+        assert!(store.get("t").is_none());
+    }
+
+    #[test]
+    fn old_lines_go_first_past_the_cap() {
+        let logs = TaskLogs::new();
+        for i in 0..3 {
+            logs.push(Line {
+                stream: 1,
+                timestamp_ns: i,
+                data: vec![b'x'; MAX_BYTES / 2],
+            });
+        }
+        let (lines, _) = logs.snapshot(None, 0);
+        assert_eq!(lines.iter().map(|l| l.timestamp_ns).collect::<Vec<_>>(), [1, 2]);
+    }
+}

@@ -1,0 +1,257 @@
+//! The log broker (swarmkit's `manager/logbroker`), on the leader: task
+//! output stays in each agent's memory; `service logs` becomes a
+//! subscription sent to the agents whose tasks are asked for, and their
+//! answers are passed to the caller. Nothing is stored, on disk or in raft.
+//!
+//! An agent may answer only for tasks the subscription placed on its own
+//! node, so no node can inject lines into another node's tasks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use swarmkeep_api::control::LogMessage;
+use swarmkeep_api::dispatcher::{LogSubscription, PublishLogsMessage};
+use swarmkeep_crypto::new_id;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+/// How long a subscription that does not follow waits for agents that do
+/// not answer (gone, or partitioned) before it ends.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One task asked for: where it ran.
+#[derive(Clone, Debug)]
+pub struct TaskSource {
+    pub task_id: String,
+    pub node_id: String,
+    pub service_id: String,
+}
+
+/// What a subscription asks of each agent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub tail: Option<u64>,
+    pub since_ns: i64,
+}
+
+struct Subscription {
+    tx: mpsc::Sender<Result<LogMessage, Status>>,
+    tasks: HashMap<String, TaskSource>,
+    /// Nodes that have not said they are done.
+    open: HashSet<String>,
+    follow: bool,
+}
+
+#[derive(Default)]
+pub struct LogBroker {
+    agents: Mutex<HashMap<String, mpsc::Sender<LogSubscription>>>,
+    subs: Mutex<HashMap<String, Subscription>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LogBroker {
+    /// An agent's subscription stream: the latest registration of a node wins.
+    pub fn register_agent(&self, node_id: &str) -> mpsc::Receiver<LogSubscription> {
+        let (tx, rx) = mpsc::channel(64);
+        lock(&self.agents).insert(node_id.to_string(), tx);
+        rx
+    }
+
+    /// Starts a subscription; the receiver yields the lines and ends when
+    /// every agent asked has answered (or, following, when the caller goes).
+    pub fn subscribe(
+        self: &std::sync::Arc<Self>,
+        tasks: Vec<TaskSource>,
+        opts: LogOptions,
+    ) -> mpsc::Receiver<Result<LogMessage, Status>> {
+        let (tx, rx) = mpsc::channel(256);
+        let id = new_id();
+        let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
+        for t in &tasks {
+            by_node.entry(t.node_id.clone()).or_default().push(t.task_id.clone());
+        }
+        let mut open = HashSet::new();
+        {
+            let mut agents = lock(&self.agents);
+            for (node, task_ids) in by_node {
+                let Some(agent) = agents.get(&node) else {
+                    tracing::debug!(%node, "no agent connected for a log subscription");
+                    continue;
+                };
+                let sub = LogSubscription {
+                    id: id.clone(),
+                    task_ids,
+                    follow: opts.follow,
+                    has_tail: opts.tail.is_some(),
+                    tail: opts.tail.unwrap_or(0),
+                    since_ns: opts.since_ns,
+                };
+                if agent.try_send(sub).is_ok() {
+                    open.insert(node);
+                } else if agent.is_closed() {
+                    agents.remove(&node);
+                }
+            }
+        }
+        if open.is_empty() && !opts.follow {
+            return rx;
+        }
+        // Following, the subscription lasts until the caller goes; otherwise
+        // until every agent answered, or the timeout (no sender kept here, so
+        // the caller's stream ends with the last answer).
+        let closed = opts.follow.then(|| tx.clone());
+        lock(&self.subs).insert(
+            id.clone(),
+            Subscription {
+                tx,
+                tasks: tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect(),
+                open,
+                follow: opts.follow,
+            },
+        );
+        let broker = self.clone();
+        tokio::spawn(async move {
+            match closed {
+                Some(tx) => tx.closed().await,
+                None => tokio::time::sleep(ANSWER_TIMEOUT).await,
+            }
+            lock(&broker.subs).remove(&id);
+        });
+        rx
+    }
+
+    /// Lines from the agent of `node_id`. An error ends the agent's answer
+    /// (the subscription is over, or the agent named a task not its own).
+    pub async fn publish(&self, node_id: &str, msg: PublishLogsMessage) -> Result<(), Status> {
+        let (tx, lines) = {
+            let subs = lock(&self.subs);
+            let sub = subs
+                .get(&msg.subscription_id)
+                .ok_or_else(|| Status::not_found("the log subscription has ended"))?;
+            let mut lines = Vec::with_capacity(msg.lines.len());
+            for line in msg.lines {
+                let source = sub
+                    .tasks
+                    .get(&line.task_id)
+                    .filter(|s| s.node_id == node_id)
+                    .ok_or_else(|| {
+                        Status::permission_denied(format!(
+                            "task {} is not on node {node_id} in this subscription",
+                            line.task_id
+                        ))
+                    })?;
+                lines.push(LogMessage {
+                    node_id: node_id.to_string(),
+                    service_id: source.service_id.clone(),
+                    task_id: line.task_id,
+                    stream: line.stream,
+                    timestamp_ns: line.timestamp_ns,
+                    data: line.data,
+                });
+            }
+            (sub.tx.clone(), lines)
+        };
+        for line in lines {
+            if tx.send(Ok(line)).await.is_err() {
+                return Err(Status::not_found("the log subscription has ended"));
+            }
+        }
+        if msg.close {
+            let mut subs = lock(&self.subs);
+            if let Some(sub) = subs.get_mut(&msg.subscription_id) {
+                sub.open.remove(node_id);
+                if sub.open.is_empty() && !sub.follow {
+                    subs.remove(&msg.subscription_id);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use swarmkeep_api::dispatcher::LogLine;
+
+    use super::*;
+
+    fn line(task: &str, text: &str) -> LogLine {
+        LogLine {
+            task_id: task.into(),
+            stream: 1,
+            timestamp_ns: 1,
+            data: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn agents_answer_only_for_their_own_tasks_and_the_stream_ends_when_all_have() {
+        let broker = Arc::new(LogBroker::default());
+        let mut a = broker.register_agent("a");
+        let mut b = broker.register_agent("b");
+        let tasks = vec![
+            TaskSource {
+                task_id: "t1".into(),
+                node_id: "a".into(),
+                service_id: "s".into(),
+            },
+            TaskSource {
+                task_id: "t2".into(),
+                node_id: "b".into(),
+                service_id: "s".into(),
+            },
+        ];
+        let mut rx = broker.subscribe(tasks, LogOptions::default());
+        let sub_a = a.recv().await.unwrap();
+        let sub_b = b.recv().await.unwrap();
+        assert_eq!(
+            (sub_a.task_ids.as_slice(), sub_b.task_ids.as_slice()),
+            (&["t1".to_string()][..], &["t2".to_string()][..])
+        );
+        // Node b cannot speak for node a's task.
+        let forged = PublishLogsMessage {
+            subscription_id: sub_b.id.clone(),
+            lines: vec![line("t1", "forged")],
+            close: false,
+        };
+        assert_eq!(
+            broker.publish("b", forged).await.unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        let msg = PublishLogsMessage {
+            subscription_id: sub_a.id.clone(),
+            lines: vec![line("t1", "hello")],
+            close: true,
+        };
+        broker.publish("a", msg).await.unwrap();
+        let got = rx.recv().await.unwrap().unwrap();
+        assert_eq!(
+            (got.node_id.as_str(), got.task_id.as_str(), got.data.as_slice()),
+            ("a", "t1", &b"hello"[..])
+        );
+        let done = PublishLogsMessage {
+            subscription_id: sub_b.id.clone(),
+            lines: vec![],
+            close: true,
+        };
+        broker.publish("b", done).await.unwrap();
+        assert!(rx.recv().await.is_none(), "every agent answered: the stream ends");
+        // A late answer finds the subscription gone.
+        let late = PublishLogsMessage {
+            subscription_id: sub_b.id,
+            lines: vec![line("t2", "late")],
+            close: false,
+        };
+        assert_eq!(
+            broker.publish("b", late).await.unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+    }
+}
