@@ -87,6 +87,15 @@ impl LogStore {
         lock(&self.tasks).get(task_id).cloned()
     }
 
+    /// The task's output, made empty if the task has printed nothing yet (a
+    /// follower may arrive before the task starts).
+    pub fn get_or_create(&self, task_id: &str) -> Arc<TaskLogs> {
+        lock(&self.tasks)
+            .entry(task_id.to_string())
+            .or_insert_with(|| Arc::new(TaskLogs::new()))
+            .clone()
+    }
+
     /// Reads a task's stdout (stream 1) and stderr (stream 2) line by line
     /// until they close.
     pub fn capture(
@@ -95,10 +104,7 @@ impl LogStore {
         stdout: Option<impl AsyncRead + Unpin + Send + 'static>,
         stderr: Option<impl AsyncRead + Unpin + Send + 'static>,
     ) {
-        let logs = lock(&self.tasks)
-            .entry(task_id.to_string())
-            .or_insert_with(|| Arc::new(TaskLogs::new()))
-            .clone();
+        let logs = self.get_or_create(task_id);
         if let Some(out) = stdout {
             tokio::spawn(read_lines(logs.clone(), out, 1));
         }

@@ -281,7 +281,14 @@ async fn publish_logs(logs: Arc<LogStore>, mut client: DispatcherClient<Channel>
         let mut feeds = tokio_stream::StreamMap::new();
         let mut backlog = Vec::new();
         for task_id in &sub.task_ids {
-            let Some(task) = logs.get(task_id) else { continue };
+            let task = if sub.follow {
+                logs.get_or_create(task_id)
+            } else {
+                match logs.get(task_id) {
+                    Some(t) => t,
+                    None => continue,
+                }
+            };
             let (lines, feed) = task.snapshot(tail, sub.since_ns);
             backlog.extend(lines.into_iter().map(|l| log_line(task_id, l)));
             feeds.insert(task_id.clone(), tokio_stream::wrappers::BroadcastStream::new(feed));

@@ -64,42 +64,17 @@ impl LogBroker {
 
     /// Starts a subscription; the receiver yields the lines and ends when
     /// every agent asked has answered (or, following, when the caller goes).
+    /// The ID is the subscription's, for [`LogBroker::extend`].
     pub fn subscribe(
         self: &std::sync::Arc<Self>,
         tasks: Vec<TaskSource>,
         opts: LogOptions,
-    ) -> mpsc::Receiver<Result<LogMessage, Status>> {
+    ) -> (String, mpsc::Receiver<Result<LogMessage, Status>>) {
         let (tx, rx) = mpsc::channel(256);
         let id = new_id();
-        let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
-        for t in &tasks {
-            by_node.entry(t.node_id.clone()).or_default().push(t.task_id.clone());
-        }
-        let mut open = HashSet::new();
-        {
-            let mut agents = lock(&self.agents);
-            for (node, task_ids) in by_node {
-                let Some(agent) = agents.get(&node) else {
-                    tracing::debug!(%node, "no agent connected for a log subscription");
-                    continue;
-                };
-                let sub = LogSubscription {
-                    id: id.clone(),
-                    task_ids,
-                    follow: opts.follow,
-                    has_tail: opts.tail.is_some(),
-                    tail: opts.tail.unwrap_or(0),
-                    since_ns: opts.since_ns,
-                };
-                if agent.try_send(sub).is_ok() {
-                    open.insert(node);
-                } else if agent.is_closed() {
-                    agents.remove(&node);
-                }
-            }
-        }
+        let open = self.send_to_agents(&id, &tasks, opts);
         if open.is_empty() && !opts.follow {
-            return rx;
+            return (id, rx);
         }
         // Following, the subscription lasts until the caller goes; otherwise
         // until every agent answered, or the timeout (no sender kept here, so
@@ -115,14 +90,72 @@ impl LogBroker {
             },
         );
         let broker = self.clone();
+        let sub_id = id.clone();
         tokio::spawn(async move {
             match closed {
                 Some(tx) => tx.closed().await,
                 None => tokio::time::sleep(ANSWER_TIMEOUT).await,
             }
-            lock(&broker.subs).remove(&id);
+            lock(&broker.subs).remove(&sub_id);
         });
-        rx
+        (id, rx)
+    }
+
+    /// Sends the subscription for `tasks` to their nodes' agents; returns the
+    /// nodes that took it.
+    fn send_to_agents(&self, id: &str, tasks: &[TaskSource], opts: LogOptions) -> HashSet<String> {
+        let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
+        for t in tasks {
+            by_node.entry(t.node_id.clone()).or_default().push(t.task_id.clone());
+        }
+        let mut open = HashSet::new();
+        let mut agents = lock(&self.agents);
+        for (node, task_ids) in by_node {
+            let Some(agent) = agents.get(&node) else {
+                tracing::debug!(%node, "no agent connected for a log subscription");
+                continue;
+            };
+            let sub = LogSubscription {
+                id: id.to_string(),
+                task_ids,
+                follow: opts.follow,
+                has_tail: opts.tail.is_some(),
+                tail: opts.tail.unwrap_or(0),
+                since_ns: opts.since_ns,
+            };
+            if agent.try_send(sub).is_ok() {
+                open.insert(node);
+            } else if agent.is_closed() {
+                agents.remove(&node);
+            }
+        }
+        open
+    }
+
+    /// A following subscription also covers tasks that appeared after it
+    /// began (a replacement, a scale-up). False once the subscription is over.
+    pub fn extend(&self, id: &str, tasks: Vec<TaskSource>) -> bool {
+        {
+            let mut subs = lock(&self.subs);
+            let Some(sub) = subs.get_mut(id) else { return false };
+            for t in &tasks {
+                sub.tasks.insert(t.task_id.clone(), t.clone());
+            }
+        }
+        let opts = LogOptions {
+            follow: true,
+            tail: None,
+            since_ns: 0,
+        };
+        let open = self.send_to_agents(id, &tasks, opts);
+        if let Some(sub) = lock(&self.subs).get_mut(id) {
+            sub.open.extend(open);
+        }
+        true
+    }
+
+    pub fn is_open(&self, id: &str) -> bool {
+        lock(&self.subs).contains_key(id)
     }
 
     /// Lines from the agent of `node_id`. An error ends the agent's answer
@@ -208,7 +241,7 @@ mod tests {
                 service_id: "s".into(),
             },
         ];
-        let mut rx = broker.subscribe(tasks, LogOptions::default());
+        let (_, mut rx) = broker.subscribe(tasks, LogOptions::default());
         let sub_a = a.recv().await.unwrap();
         let sub_b = b.recv().await.unwrap();
         assert_eq!(

@@ -61,7 +61,8 @@ impl Control for ControlService {
         swarm.read_barrier().await?;
         let req = req.into_inner();
         let sources = swarm.log_sources(&req)?;
-        let rx = swarm.logs.subscribe(
+        let mut known: std::collections::HashSet<String> = sources.iter().map(|t| t.task_id.clone()).collect();
+        let (id, rx) = swarm.logs.subscribe(
             sources,
             crate::logbroker::LogOptions {
                 follow: req.follow,
@@ -69,6 +70,24 @@ impl Control for ControlService {
                 since_ns: req.since_ns,
             },
         );
+        if req.follow && req.task.is_empty() {
+            // Following a service: its tasks placed from now on join in.
+            let swarm = swarm.clone();
+            tokio::spawn(async move {
+                let mut changes = swarm.store.changes();
+                while swarm.logs.is_open(&id) {
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                    let Ok(now) = swarm.log_sources(&req) else { return };
+                    let new: Vec<_> = now.into_iter().filter(|t| known.insert(t.task_id.clone())).collect();
+                    if !new.is_empty() && !swarm.logs.extend(&id, new) {
+                        return;
+                    }
+                }
+            });
+        }
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
