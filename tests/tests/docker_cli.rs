@@ -1159,6 +1159,30 @@ fn service_logs_come_from_the_agents() {
         .to_string();
     let one = d.docker(&["service", "logs", "--raw", &task]);
     assert_eq!(one.ok(), "hello-out\nsecond\n");
+    // A task that has ended (here: failed, not restarted) still has its output.
+    d.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "crash",
+        "--restart-condition",
+        "none",
+        "--no-resolve-image",
+        "busybox",
+        "sh",
+        "-c",
+        "echo last-words; exit 3",
+    ])
+    .ok();
+    assert!(
+        eventually(Duration::from_secs(15), || d
+            .docker(&["service", "logs", "--raw", "crash"])
+            .stdout
+            == "last-words\n"),
+        "{:?}",
+        d.docker(&["service", "ps", "crash"])
+    );
     // Following: lines printed after the call started arrive.
     d.docker(&[
         "service",

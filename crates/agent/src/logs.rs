@@ -1,7 +1,8 @@
 //! Task output, kept in the agent's memory only (a task may print anything,
 //! its secrets included, so nothing of it is written to disk): the last
-//! [`MAX_BYTES`] of each task, for as long as the task is assigned to this
-//! node, and a live feed for `service logs --follow`.
+//! [`MAX_BYTES`] of each task, while the task is assigned to this node and
+//! for the last [`KEEP_FINISHED`] tasks that left it (a crashed task's output
+//! is what `service logs` is for), and a live feed for `--follow`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,13 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::broadcast;
 
-/// What one task's output may hold in memory; older lines go first.
+/// What one task's output may hold in memory (each line counted with
+/// [`LINE_OVERHEAD`]); older lines go first.
 pub const MAX_BYTES: usize = 1024 * 1024;
+/// What a kept line costs besides its bytes.
+const LINE_OVERHEAD: usize = 64;
+/// Tasks no longer assigned here whose output is still kept.
+pub const KEEP_FINISHED: usize = 64;
 /// A longer line is cut into pieces of this size.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -42,17 +48,17 @@ impl TaskLogs {
                 lines: VecDeque::new(),
                 bytes: 0,
             }),
-            feed: broadcast::channel(1024).0,
+            feed: broadcast::channel(256).0,
         }
     }
 
     fn push(&self, line: Line) {
         let mut b = lock(&self.buffer);
-        b.bytes += line.data.len();
+        b.bytes += line.data.len() + LINE_OVERHEAD;
         b.lines.push_back(line.clone());
         while b.bytes > MAX_BYTES {
             match b.lines.pop_front() {
-                Some(old) => b.bytes -= old.data.len(),
+                Some(old) => b.bytes -= old.data.len() + LINE_OVERHEAD,
                 None => break,
             }
         }
@@ -75,6 +81,8 @@ impl TaskLogs {
 #[derive(Default)]
 pub struct LogStore {
     tasks: Mutex<HashMap<String, Arc<TaskLogs>>>,
+    /// Tasks that left this node, oldest first: their output is kept a while.
+    finished: Mutex<VecDeque<String>>,
 }
 
 fn now_ns() -> i64 {
@@ -113,9 +121,23 @@ impl LogStore {
         }
     }
 
-    /// Forgets the output of tasks no longer assigned to this node.
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        lock(&self.tasks).retain(|id, _| keep(id));
+    /// Tasks no longer assigned to this node: their output is kept for the
+    /// last [`KEEP_FINISHED`] of them, then forgotten.
+    pub fn retain(&self, assigned: impl Fn(&str) -> bool) {
+        let mut tasks = lock(&self.tasks);
+        let mut finished = lock(&self.finished);
+        for id in tasks.keys() {
+            if !assigned(id) && !finished.contains(id) {
+                finished.push_back(id.clone());
+            }
+        }
+        // A task assigned again (or not yet seen) is not finished.
+        finished.retain(|id| !assigned(id) && tasks.contains_key(id));
+        while finished.len() > KEEP_FINISHED {
+            if let Some(old) = finished.pop_front() {
+                tasks.remove(&old);
+            }
+        }
     }
 }
 
@@ -165,8 +187,15 @@ mod tests {
         w.write_all(b"four\n").await.unwrap();
         let next = feed.recv().await.unwrap();
         assert_eq!((next.stream, next.data.as_slice()), (1, b"four\n".as_slice()));
+        // Kept a while after the task left the node, then forgotten.
         store.retain(|_| false);
+        assert!(store.get("t").is_some());
+        for i in 0..KEEP_FINISHED {
+            store.get_or_create(&format!("other{i}"));
+            store.retain(|_| false);
+        }
         assert!(store.get("t").is_none());
+        assert!(store.get(&format!("other{}", KEEP_FINISHED - 1)).is_some());
     }
 
     #[test]
@@ -176,7 +205,7 @@ mod tests {
             logs.push(Line {
                 stream: 1,
                 timestamp_ns: i,
-                data: vec![b'x'; MAX_BYTES / 2],
+                data: vec![b'x'; MAX_BYTES / 2 - LINE_OVERHEAD],
             });
         }
         let (lines, _) = logs.snapshot(None, 0);

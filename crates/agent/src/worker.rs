@@ -294,14 +294,29 @@ async fn publish_logs(logs: Arc<LogStore>, mut client: DispatcherClient<Channel>
             feeds.insert(task_id.clone(), tokio_stream::wrappers::BroadcastStream::new(feed));
         }
         backlog.sort_by_key(|l| l.timestamp_ns);
-        for chunk in backlog.chunks(256) {
-            let msg = PublishLogsMessage {
-                subscription_id: sub.id.clone(),
-                lines: chunk.to_vec(),
-                close: false,
-            };
-            if tx.send(msg).await.is_err() {
-                return;
+        // A first message at once (even empty) names the subscription, so
+        // the leader can end this call when the subscription is over; then
+        // the backlog in messages well under gRPC's 4 MiB limit.
+        let mut batch: Vec<LogLine> = Vec::new();
+        let mut bytes = 0;
+        let mut first = true;
+        for line in backlog.into_iter().map(Some).chain(std::iter::once(None)) {
+            let full = line.as_ref().is_none_or(|l| bytes + l.data.len() > PUBLISH_BATCH_BYTES);
+            if full && (first || !batch.is_empty()) {
+                let msg = PublishLogsMessage {
+                    subscription_id: sub.id.clone(),
+                    lines: std::mem::take(&mut batch),
+                    close: false,
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+                bytes = 0;
+                first = false;
+            }
+            if let Some(line) = line {
+                bytes += line.data.len();
+                batch.push(line);
             }
         }
         if !sub.follow {
@@ -329,13 +344,20 @@ async fn publish_logs(logs: Arc<LogStore>, mut client: DispatcherClient<Channel>
         }
     };
     let call = client.publish_logs(tokio_stream::wrappers::ReceiverStream::new(rx));
-    // The call ends when the producer is done, or when the leader ends the
-    // subscription (the caller went away), which drops the producer too.
-    let (result, ()) = tokio::join!(call, producer);
+    tokio::pin!(call, producer);
+    // The leader ends the call when the subscription is over (the caller
+    // went away): the producer is then dropped, whatever it waits for.
+    let result = tokio::select! {
+        result = &mut call => result,
+        () = &mut producer => call.await,
+    };
     if let Err(e) = result {
         tracing::debug!(subscription = %id, error = %e.message(), "log subscription ended");
     }
 }
+
+/// The most task output one PublishLogs message carries.
+const PUBLISH_BATCH_BYTES: usize = 1024 * 1024;
 
 fn log_line(task_id: &str, l: crate::logs::Line) -> LogLine {
     LogLine {

@@ -228,8 +228,24 @@ impl Dispatcher for ClusterService {
         let node_id = caller(&req)?;
         let swarm = self.leader()?;
         let mut stream = req.into_inner();
-        while let Some(msg) = stream.message().await? {
-            swarm.logs.publish(&node_id, msg).await?;
+        // One call answers one subscription; once that is over (the caller
+        // went away) the call ends, which stops the agent following it.
+        let mut subscription: Option<String> = None;
+        loop {
+            tokio::select! {
+                msg = stream.message() => match msg? {
+                    Some(msg) => {
+                        subscription = Some(msg.subscription_id.clone());
+                        swarm.logs.publish(&node_id, msg).await?;
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if subscription.as_deref().is_some_and(|id| !swarm.logs.is_open(id)) {
+                        break;
+                    }
+                }
+            }
         }
         Ok(Response::new(PublishLogsResponse {}))
     }

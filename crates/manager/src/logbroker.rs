@@ -16,9 +16,15 @@ use swarmkeep_crypto::new_id;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-/// How long a subscription that does not follow waits for agents that do
-/// not answer (gone, or partitioned) before it ends.
+/// How long a subscription that does not follow waits without hearing from
+/// any agent (gone, or partitioned) before it ends.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an agent's answer may wait for a slow reader before the
+/// subscription is ended (the answer shares the agent's connection with its
+/// task status reports, which must not stall).
+const SLOW_READER: Duration = Duration::from_secs(2);
+/// Subscriptions open at once, over all callers.
+const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// One task asked for: where it ran.
 #[derive(Clone, Debug)]
@@ -41,7 +47,12 @@ struct Subscription {
     tasks: HashMap<String, TaskSource>,
     /// Nodes that have not said they are done.
     open: HashSet<String>,
+    /// Nodes that said they are done (a close may come before `open` is set).
+    closed: HashSet<String>,
     follow: bool,
+    /// When an agent last answered (a subscription that does not follow ends
+    /// after ANSWER_TIMEOUT of silence).
+    last_answer: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -69,36 +80,73 @@ impl LogBroker {
         self: &std::sync::Arc<Self>,
         tasks: Vec<TaskSource>,
         opts: LogOptions,
-    ) -> (String, mpsc::Receiver<Result<LogMessage, Status>>) {
-        let (tx, rx) = mpsc::channel(256);
+    ) -> Result<(String, mpsc::Receiver<Result<LogMessage, Status>>), Status> {
+        let (tx, rx) = mpsc::channel(1024);
         let id = new_id();
-        let open = self.send_to_agents(&id, &tasks, opts);
-        if open.is_empty() && !opts.follow {
-            return (id, rx);
-        }
         // Following, the subscription lasts until the caller goes; otherwise
-        // until every agent answered, or the timeout (no sender kept here, so
+        // until every agent answered, or a silence (no sender kept here, so
         // the caller's stream ends with the last answer).
         let closed = opts.follow.then(|| tx.clone());
-        lock(&self.subs).insert(
-            id.clone(),
-            Subscription {
-                tx,
-                tasks: tasks.into_iter().map(|t| (t.task_id.clone(), t)).collect(),
-                open,
-                follow: opts.follow,
-            },
-        );
+        {
+            let mut subs = lock(&self.subs);
+            if subs.len() >= MAX_SUBSCRIPTIONS {
+                return Err(Status::resource_exhausted(
+                    "too many log subscriptions are open; try again later",
+                ));
+            }
+            // Registered before any agent hears of it, so no answer comes too early.
+            subs.insert(
+                id.clone(),
+                Subscription {
+                    tx,
+                    tasks: tasks.iter().map(|t| (t.task_id.clone(), t.clone())).collect(),
+                    open: HashSet::new(),
+                    closed: HashSet::new(),
+                    follow: opts.follow,
+                    last_answer: std::time::Instant::now(),
+                },
+            );
+        }
+        let open = self.send_to_agents(&id, &tasks, opts);
+        {
+            let mut subs = lock(&self.subs);
+            if let Some(sub) = subs.get_mut(&id) {
+                let open: Vec<String> = open.into_iter().filter(|n| !sub.closed.contains(n)).collect();
+                sub.open.extend(open);
+                if sub.open.is_empty() && !sub.follow {
+                    subs.remove(&id);
+                    return Ok((id, rx));
+                }
+            }
+        }
         let broker = self.clone();
         let sub_id = id.clone();
         tokio::spawn(async move {
             match closed {
                 Some(tx) => tx.closed().await,
-                None => tokio::time::sleep(ANSWER_TIMEOUT).await,
+                None => loop {
+                    let last = match lock(&broker.subs).get(&sub_id) {
+                        Some(sub) => sub.last_answer,
+                        None => return,
+                    };
+                    let deadline = last + ANSWER_TIMEOUT;
+                    if std::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(deadline.into()).await;
+                },
             }
             lock(&broker.subs).remove(&sub_id);
         });
-        (id, rx)
+        Ok((id, rx))
+    }
+
+    /// Ends a subscription with an error the caller sees (the leader stepped
+    /// down, the service went away, the reader was too slow).
+    pub fn fail(&self, id: &str, status: Status) {
+        if let Some(sub) = lock(&self.subs).remove(id) {
+            let _ = sub.tx.try_send(Err(status));
+        }
     }
 
     /// Sends the subscription for `tasks` to their nodes' agents; returns the
@@ -149,6 +197,8 @@ impl LogBroker {
         };
         let open = self.send_to_agents(id, &tasks, opts);
         if let Some(sub) = lock(&self.subs).get_mut(id) {
+            let closed = &sub.closed;
+            let open: Vec<String> = open.into_iter().filter(|n| !closed.contains(n)).collect();
             sub.open.extend(open);
         }
         true
@@ -162,10 +212,11 @@ impl LogBroker {
     /// (the subscription is over, or the agent named a task not its own).
     pub async fn publish(&self, node_id: &str, msg: PublishLogsMessage) -> Result<(), Status> {
         let (tx, lines) = {
-            let subs = lock(&self.subs);
+            let mut subs = lock(&self.subs);
             let sub = subs
-                .get(&msg.subscription_id)
+                .get_mut(&msg.subscription_id)
                 .ok_or_else(|| Status::not_found("the log subscription has ended"))?;
+            sub.last_answer = std::time::Instant::now();
             let mut lines = Vec::with_capacity(msg.lines.len());
             for line in msg.lines {
                 let source = sub
@@ -190,14 +241,23 @@ impl LogBroker {
             (sub.tx.clone(), lines)
         };
         for line in lines {
-            if tx.send(Ok(line)).await.is_err() {
-                return Err(Status::not_found("the log subscription has ended"));
+            match tokio::time::timeout(SLOW_READER, tx.send(Ok(line))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Status::not_found("the log subscription has ended")),
+                Err(_) => {
+                    self.fail(
+                        &msg.subscription_id,
+                        Status::resource_exhausted("the logs were read too slowly; the subscription ended"),
+                    );
+                    return Err(Status::resource_exhausted("the log reader is too slow"));
+                }
             }
         }
         if msg.close {
             let mut subs = lock(&self.subs);
             if let Some(sub) = subs.get_mut(&msg.subscription_id) {
                 sub.open.remove(node_id);
+                sub.closed.insert(node_id.to_string());
                 if sub.open.is_empty() && !sub.follow {
                     subs.remove(&msg.subscription_id);
                 }
@@ -241,7 +301,7 @@ mod tests {
                 service_id: "s".into(),
             },
         ];
-        let (_, mut rx) = broker.subscribe(tasks, LogOptions::default());
+        let (_, mut rx) = broker.subscribe(tasks, LogOptions::default()).unwrap();
         let sub_a = a.recv().await.unwrap();
         let sub_b = b.recv().await.unwrap();
         assert_eq!(

@@ -98,9 +98,12 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
             .services
             .values()
             .filter(|s| update_converged(state, s, now))
-            .map(|s| Command::CompleteServiceUpdate {
-                id: s.id.clone(),
-                completed_at: now,
+            .filter_map(|s| {
+                Some(Command::CompleteServiceUpdate {
+                    id: s.id.clone(),
+                    started_at: s.update_status.as_ref()?.started_at,
+                    completed_at: now,
+                })
             }),
     );
     commands
@@ -124,9 +127,15 @@ fn update_converged(state: &ClusterState, service: &Service, now: OffsetDateTime
         return false;
     }
     let wanted: Vec<&&Task> = tasks.iter().filter(|t| t.desired_state == TaskState::Running).collect();
+    // Running for the monitor period, or done (a task that finished as its
+    // restart policy allows is not waited for).
     let stable = wanted
         .iter()
-        .filter(|t| t.status.state == TaskState::Running && t.status.timestamp + monitor <= now)
+        .filter(|t| {
+            t.status.state == TaskState::Complete
+                || (t.status.state == TaskState::Running
+                    && t.status.timestamp.checked_add(monitor).is_some_and(|at| at <= now))
+        })
         .count();
     match service.spec.mode {
         ServiceMode::Replicated { replicas } => stable as u64 == replicas && wanted.len() as u64 == replicas,

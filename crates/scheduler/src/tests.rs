@@ -322,6 +322,25 @@ fn an_update_completes_once_the_new_tasks_ran_for_the_monitor_period() {
         matches!(done.as_slice(), [Command::CompleteServiceUpdate { id, .. }] if id == "svc"),
         "{done:?}"
     );
+    // A finding about an earlier update does not complete a later one.
+    let Command::CompleteServiceUpdate {
+        id,
+        started_at,
+        completed_at,
+    } = done[0].clone()
+    else {
+        unreachable!()
+    };
+    let stale = Command::CompleteServiceUpdate {
+        id,
+        started_at: started_at - time::Duration::seconds(1),
+        completed_at,
+    };
+    st.apply(225, stale).unwrap();
+    assert_eq!(
+        st.services["svc"].update_status.as_ref().unwrap().state,
+        UpdateState::Updating
+    );
     for c in done {
         st.apply(230, c).unwrap();
     }

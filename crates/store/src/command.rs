@@ -47,8 +47,12 @@ pub enum Command {
     /// The orchestrator's finding that a service's update (or rollback) has
     /// converged: `updating` → `completed`, `rollback_started` →
     /// `rollback_completed`; nothing if the service is not in one of those.
+    /// Applies only to the update that started at `started_at`: one begun
+    /// after the orchestrator looked is not completed by its finding.
     CompleteServiceUpdate {
         id: String,
+        #[serde(with = "time::serde::rfc3339")]
+        started_at: time::OffsetDateTime,
         #[serde(with = "time::serde::rfc3339")]
         completed_at: time::OffsetDateTime,
     },

@@ -242,12 +242,16 @@ impl ClusterState {
                 self.service_names.insert(key, service.id.clone());
                 self.services.insert(service.id.clone(), service);
             }
-            Command::CompleteServiceUpdate { id, completed_at } => {
+            Command::CompleteServiceUpdate {
+                id,
+                started_at,
+                completed_at,
+            } => {
                 let service = self
                     .services
                     .get_mut(&id)
                     .ok_or_else(|| not_found(ObjectKind::Service, &id))?;
-                if let Some(status) = &mut service.update_status {
+                if let Some(status) = service.update_status.as_mut().filter(|s| s.started_at == started_at) {
                     let next = match status.state {
                         UpdateState::Updating => Some((UpdateState::Completed, "update completed")),
                         UpdateState::RollbackStarted => Some((UpdateState::RollbackCompleted, "rollback completed")),

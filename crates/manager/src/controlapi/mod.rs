@@ -69,18 +69,40 @@ impl Control for ControlService {
                 tail: req.has_tail.then_some(req.tail),
                 since_ns: req.since_ns,
             },
-        );
-        if req.follow && req.task.is_empty() {
-            // Following a service: its tasks placed from now on join in.
+        )?;
+        if req.follow {
+            // Following: the tasks of the service placed from now on join in;
+            // the stream ends with an error if this manager stops leading or
+            // the service goes away.
             let swarm = swarm.clone();
             tokio::spawn(async move {
                 let mut changes = swarm.store.changes();
                 while swarm.logs.is_open(&id) {
                     tokio::select! {
-                        _ = changes.changed() => {}
+                        changed = changes.changed() => if changed.is_err() {
+                            swarm.logs.fail(&id, Status::unavailable("this manager is shutting down"));
+                            return;
+                        },
                         _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                     }
-                    let Ok(now) = swarm.log_sources(&req) else { return };
+                    if !swarm.store.is_leader() {
+                        let leader = swarm.store.leader_addr().unwrap_or_default();
+                        swarm.logs.fail(
+                            &id,
+                            Status::unavailable(format!("this manager is no longer the leader ({leader} is)")),
+                        );
+                        return;
+                    }
+                    if !req.task.is_empty() {
+                        continue;
+                    }
+                    let now = match swarm.log_sources(&req) {
+                        Ok(now) => now,
+                        Err(e) => {
+                            swarm.logs.fail(&id, e);
+                            return;
+                        }
+                    };
                     let new: Vec<_> = now.into_iter().filter(|t| known.insert(t.task_id.clone())).collect();
                     if !new.is_empty() && !swarm.logs.extend(&id, new) {
                         return;
