@@ -1141,6 +1141,19 @@ fn service_logs_come_from_the_agents() {
         .collect();
     err.sort();
     assert_eq!(err, ["hello-err", "hello-err"], "{out:?}");
+    // swarmkeep's own CLI prints the same lines.
+    let ours = d.cli(&["service", "logs", "probe_logs"]);
+    let sorted = |t: &str| {
+        let mut v: Vec<String> = t.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&ours.stdout), sorted(&out.stdout));
+    assert_eq!(sorted(&ours.stderr), sorted(&out.stderr));
+    // (stdout and stderr are read apart, so either may hold a task's last line)
+    let last = d.cli(&["service", "logs", "--raw", "-n", "1", "probe_logs"]);
+    let lines: Vec<&str> = last.stdout.lines().chain(last.stderr.lines()).collect();
+    assert!(lines.len() == 2 && lines.iter().all(|l| *l == "second" || *l == "hello-err"), "{last:?}");
     // The last line of each task, with its time.
     let tail = d.docker(&["service", "logs", "--tail", "1", "-t", "probe_logs"]);
     let stamped = regex::Regex::new(

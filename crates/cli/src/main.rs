@@ -138,6 +138,22 @@ enum ServiceCmd {
         #[arg(required = true)]
         services: Vec<String>,
     },
+    /// Fetch the logs of a service or task
+    Logs {
+        /// Follow log output
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines to show from the end of the logs ("all" by default)
+        #[arg(short = 'n', long)]
+        tail: Option<String>,
+        /// Show timestamps
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Do not neatly format logs
+        #[arg(long)]
+        raw: bool,
+        service: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -458,6 +474,13 @@ async fn run(cli: Cli) -> Output {
             }
             ServiceCmd::Scale { detach: _, pairs } => commands::service::scale(c, &pairs).await,
             ServiceCmd::Rm { services } => commands::service::rm(c, &services).await,
+            ServiceCmd::Logs {
+                follow,
+                tail,
+                timestamps,
+                raw,
+                service,
+            } => commands::service::logs(c, &service, follow, tail.as_deref(), timestamps, raw).await,
         },
         Command::Config(cmd) => match cmd {
             ObjectCmd::Create { label, name, file } => {

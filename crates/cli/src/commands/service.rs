@@ -608,3 +608,125 @@ mod tests {
         assert!(parse_duration("5").is_err());
     }
 }
+
+/// `service logs`: the output of a service's tasks (or one task's), as the
+/// docker CLI prints it: `name.slot.task@node    | line`, stderr lines on
+/// stderr. Written as it arrives (so `-f` follows).
+pub async fn logs(
+    client: &mut Client,
+    target: &str,
+    follow: bool,
+    tail: Option<&str>,
+    timestamps: bool,
+    raw: bool,
+) -> Output {
+    use std::io::Write;
+    let (service, task) = match client.get_service(GetServiceRequest { id: target.into() }).await {
+        Ok(r) => (r.into_inner().service, None),
+        Err(s) if s.code() == tonic::Code::NotFound => match client
+            .get_task(swarmkeep_api::control::GetTaskRequest { id: target.into() })
+            .await
+        {
+            Ok(r) => (None, r.into_inner().task),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return CliError(format!("no such task or service: {target}")).into();
+            }
+            Err(s) => return CliError(daemon_error(&s)).into(),
+        },
+        Err(s) => return CliError(daemon_error(&s)).into(),
+    };
+    let tail = match tail {
+        None | Some("all") => None,
+        Some(n) => match n.parse::<i64>() {
+            Ok(n) if n < 0 => None,
+            Ok(n) => Some(n.unsigned_abs()),
+            Err(_) => return CliError(format!("invalid value for \"tail\": {n:?}")).into(),
+        },
+    };
+    // Docker pads the prefix to the widest slot number.
+    let width = match (&service, &task) {
+        (Some(s), _) => s
+            .spec
+            .as_ref()
+            .map(|sp| sp.replicas.max(1))
+            .unwrap_or(1)
+            .to_string()
+            .len(),
+        (None, Some(t)) => t.slot.to_string().len(),
+        (None, None) => 1,
+    };
+    let req = swarmkeep_api::control::ServiceLogsRequest {
+        service: service.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
+        task: task.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
+        follow,
+        has_tail: tail.is_some(),
+        tail: tail.unwrap_or(0),
+        since_ns: 0,
+    };
+    let mut stream = match client.service_logs(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return CliError(daemon_error(&s)).into(),
+    };
+    let hosts: HashMap<String, String> = match client.list_nodes(ListNodesRequest { filters: None }).await {
+        Ok(r) => r
+            .into_inner()
+            .nodes
+            .into_iter()
+            .map(|n| (n.id, n.description.map(|d| d.hostname).unwrap_or_default()))
+            .collect(),
+        Err(_) => HashMap::new(),
+    };
+    let mut prefixes: HashMap<String, String> = HashMap::new();
+    loop {
+        let msg = match stream.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Output::default(),
+            Err(s) => return CliError(daemon_error(&s)).into(),
+        };
+        let mut line = Vec::new();
+        if timestamps {
+            let ts = prost_types::Timestamp {
+                seconds: msg.timestamp_ns.div_euclid(1_000_000_000),
+                nanos: i32::try_from(msg.timestamp_ns.rem_euclid(1_000_000_000)).unwrap_or(0),
+            };
+            line.extend_from_slice(swarmkeep_api::timefmt::rfc3339_nano(Some(&ts)).as_bytes());
+            line.push(b' ');
+        }
+        if !raw {
+            if !prefixes.contains_key(&msg.task_id) {
+                let t = client
+                    .get_task(swarmkeep_api::control::GetTaskRequest {
+                        id: msg.task_id.clone(),
+                    })
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_inner().task);
+                let (name, slot) = t.map(|t| (t.service_name, t.slot)).unwrap_or_default();
+                let pad = " ".repeat(width.saturating_sub(slot.to_string().len()));
+                let host = hosts.get(&msg.node_id).map(String::as_str).unwrap_or(&msg.node_id);
+                prefixes.insert(
+                    msg.task_id.clone(),
+                    format!("{name}.{slot}.{}@{host}{pad}    | ", truncate_id(&msg.task_id)),
+                );
+            }
+            line.extend_from_slice(prefixes[&msg.task_id].as_bytes());
+        }
+        line.extend_from_slice(&msg.data);
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        let written = if msg.stream == 2 {
+            std::io::stderr()
+                .write_all(&line)
+                .and_then(|()| std::io::stderr().flush())
+        } else {
+            std::io::stdout()
+                .write_all(&line)
+                .and_then(|()| std::io::stdout().flush())
+        };
+        if written.is_err() {
+            // The reader went away (a closed pipe): stop quietly.
+            return Output::default();
+        }
+    }
+}
