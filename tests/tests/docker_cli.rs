@@ -1153,7 +1153,10 @@ fn service_logs_come_from_the_agents() {
     // (stdout and stderr are read apart, so either may hold a task's last line)
     let last = d.cli(&["service", "logs", "--raw", "-n", "1", "probe_logs"]);
     let lines: Vec<&str> = last.stdout.lines().chain(last.stderr.lines()).collect();
-    assert!(lines.len() == 2 && lines.iter().all(|l| *l == "second" || *l == "hello-err"), "{last:?}");
+    assert!(
+        lines.len() == 2 && lines.iter().all(|l| *l == "second" || *l == "hello-err"),
+        "{last:?}"
+    );
     // The last line of each task, with its time.
     let tail = d.docker(&["service", "logs", "--tail", "1", "-t", "probe_logs"]);
     let stamped = regex::Regex::new(

@@ -573,42 +573,6 @@ pub async fn rm(client: &mut Client, names: &[String]) -> Output {
     .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reference_syntax_is_dockers() {
-        let short = parse_ref("db").unwrap();
-        assert_eq!(
-            (short.source.as_str(), short.target.as_str(), short.mode),
-            ("db", "db", 0o444)
-        );
-        let long = parse_ref("source=db,target=/etc/db.pw,uid=1000,gid=50,mode=0400").unwrap();
-        assert_eq!(
-            long,
-            RefOpt {
-                source: "db".into(),
-                target: "/etc/db.pw".into(),
-                uid: "1000".into(),
-                gid: "50".into(),
-                mode: 0o400,
-            }
-        );
-        assert_eq!(parse_ref("src=x,mode=292").unwrap().mode, 292);
-        assert!(parse_ref("target=x").is_err());
-        assert!(parse_ref("source=x,bogus=1").is_err());
-    }
-
-    #[test]
-    fn durations_parse_like_go() {
-        assert_eq!(parse_duration("5s").unwrap(), 5_000_000_000);
-        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
-        assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
-        assert!(parse_duration("5").is_err());
-    }
-}
-
 /// `service logs`: the output of a service's tasks (or one task's), as the
 /// docker CLI prints it: `name.slot.task@node    | line`, stderr lines on
 /// stderr. Written as it arrives (so `-f` follows).
@@ -728,5 +692,41 @@ pub async fn logs(
             // The reader went away (a closed pipe): stop quietly.
             return Output::default();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_syntax_is_dockers() {
+        let short = parse_ref("db").unwrap();
+        assert_eq!(
+            (short.source.as_str(), short.target.as_str(), short.mode),
+            ("db", "db", 0o444)
+        );
+        let long = parse_ref("source=db,target=/etc/db.pw,uid=1000,gid=50,mode=0400").unwrap();
+        assert_eq!(
+            long,
+            RefOpt {
+                source: "db".into(),
+                target: "/etc/db.pw".into(),
+                uid: "1000".into(),
+                gid: "50".into(),
+                mode: 0o400,
+            }
+        );
+        assert_eq!(parse_ref("src=x,mode=292").unwrap().mode, 292);
+        assert!(parse_ref("target=x").is_err());
+        assert!(parse_ref("source=x,bogus=1").is_err());
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("5s").unwrap(), 5_000_000_000);
+        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
+        assert!(parse_duration("5").is_err());
     }
 }
