@@ -333,7 +333,6 @@ fn workers_join_and_leave_through_docker() {
         "{:?}",
         hosts()
     );
-    m.docker(&["service", "rm", "g"]).ok();
     let promote = m.docker(&["node", "promote", &wid]);
     assert_eq!(
         promote.ok(),
@@ -342,6 +341,10 @@ fn workers_join_and_leave_through_docker() {
     assert!(eventually(Duration::from_secs(20), || {
         w.docker(&["info", "--format", "{{.Swarm.ControlAvailable}}"]).stdout == "true\n"
     }));
+    // A follower manager passes `service logs` on to the leader.
+    let from_follower = w.docker(&["service", "logs", "--raw", "g"]);
+    assert_eq!(from_follower.ok(), "from-task\nfrom-task\n");
+    m.docker(&["service", "rm", "g"]).ok();
     let demote = m.docker(&["node", "demote", &wid]);
     assert_eq!(demote.ok(), format!("Manager {wid} demoted in the swarm.\n"));
     // Demoted: the node answers as a worker again (its raft membership is gone).

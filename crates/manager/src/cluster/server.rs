@@ -222,6 +222,18 @@ impl NodeCa for ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    type ServiceLogsStream = crate::controlapi::LogStream;
+
+    async fn service_logs(
+        &self,
+        req: Request<swarmkeep_api::control::ServiceLogsRequest>,
+    ) -> Result<Response<Self::ServiceLogsStream>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.leader()?;
+        require_manager(&swarm, &id)?;
+        Ok(Response::new(swarm.service_logs(req.into_inner()).await?))
+    }
+
     async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;

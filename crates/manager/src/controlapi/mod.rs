@@ -42,75 +42,35 @@ impl ControlService {
     }
 }
 
-type LogStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<LogMessage, Status>> + Send>>;
+pub type LogStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<LogMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Control for ControlService {
     type ServiceLogsStream = LogStream;
 
-    /// Served by the leader, which holds the agents' sessions.
+    /// Served by the leader, which holds the agents' sessions; a follower
+    /// passes the call on to it over the cluster port.
     async fn service_logs(&self, req: Request<ServiceLogsRequest>) -> Result<Response<LogStream>, Status> {
         let swarm = self.manager.active()?;
-        if !swarm.store.is_leader() {
-            let leader = swarm.store.leader_addr().unwrap_or_default();
-            return Err(swarmkeep_api::errors::plain(
-                Code::Unavailable,
-                format!("service logs are served by the leader manager ({leader}): run the command there"),
-            ));
-        }
-        swarm.read_barrier().await?;
         let req = req.into_inner();
-        let sources = swarm.log_sources(&req)?;
-        let mut known: std::collections::HashSet<String> = sources.iter().map(|t| t.task_id.clone()).collect();
-        let (id, rx) = swarm.logs.subscribe(
-            sources,
-            crate::logbroker::LogOptions {
-                follow: req.follow,
-                tail: req.has_tail.then_some(req.tail),
-                since_ns: req.since_ns,
-            },
-        )?;
-        if req.follow {
-            // Following: the tasks of the service placed from now on join in;
-            // the stream ends with an error if this manager stops leading or
-            // the service goes away.
-            let swarm = swarm.clone();
-            tokio::spawn(async move {
-                let mut changes = swarm.store.changes();
-                while swarm.logs.is_open(&id) {
-                    tokio::select! {
-                        changed = changes.changed() => if changed.is_err() {
-                            swarm.logs.fail(&id, Status::unavailable("this manager is shutting down"));
-                            return;
-                        },
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    }
-                    if !swarm.store.is_leader() {
-                        let leader = swarm.store.leader_addr().unwrap_or_default();
-                        swarm.logs.fail(
-                            &id,
-                            Status::unavailable(format!("this manager is no longer the leader ({leader} is)")),
-                        );
-                        return;
-                    }
-                    if !req.task.is_empty() {
-                        continue;
-                    }
-                    let now = match swarm.log_sources(&req) {
-                        Ok(now) => now,
-                        Err(e) => {
-                            swarm.logs.fail(&id, e);
-                            return;
-                        }
-                    };
-                    let new: Vec<_> = now.into_iter().filter(|t| known.insert(t.task_id.clone())).collect();
-                    if !new.is_empty() && !swarm.logs.extend(&id, new) {
-                        return;
-                    }
-                }
-            });
+        if swarm.store.is_leader() {
+            return Ok(Response::new(swarm.service_logs(req).await?));
         }
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        let leader = swarm.store.leader_addr().ok_or_else(|| {
+            swarmkeep_api::errors::rpc(
+                Code::Unavailable,
+                "the swarm has no leader to serve logs: no quorum of managers",
+            )
+        })?;
+        let channel = swarm
+            .tls
+            .channel(&leader)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let stream = swarmkeep_api::cluster::cluster_client::ClusterClient::new(channel)
+            .service_logs(req)
+            .await?
+            .into_inner();
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {

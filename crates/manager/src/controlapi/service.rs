@@ -532,6 +532,67 @@ impl ActiveSwarm {
         })
     }
 
+    /// `service logs` on the leader: a subscription to the agents of the
+    /// tasks asked for (see crate::logbroker).
+    pub async fn service_logs(
+        self: &std::sync::Arc<Self>,
+        req: control::ServiceLogsRequest,
+    ) -> Result<super::LogStream, Status> {
+        let swarm = self;
+        swarm.read_barrier().await?;
+        let sources = swarm.log_sources(&req)?;
+        let mut known: std::collections::HashSet<String> = sources.iter().map(|t| t.task_id.clone()).collect();
+        let (id, rx) = swarm.logs.subscribe(
+            sources,
+            crate::logbroker::LogOptions {
+                follow: req.follow,
+                tail: req.has_tail.then_some(req.tail),
+                since_ns: req.since_ns,
+            },
+        )?;
+        if req.follow {
+            // Following: the tasks of the service placed from now on join in;
+            // the stream ends with an error if this manager stops leading or
+            // the service goes away.
+            let swarm = swarm.clone();
+            tokio::spawn(async move {
+                let mut changes = swarm.store.changes();
+                while swarm.logs.is_open(&id) {
+                    tokio::select! {
+                        changed = changes.changed() => if changed.is_err() {
+                            swarm.logs.fail(&id, Status::unavailable("this manager is shutting down"));
+                            return;
+                        },
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                    if !swarm.store.is_leader() {
+                        let leader = swarm.store.leader_addr().unwrap_or_default();
+                        swarm.logs.fail(
+                            &id,
+                            Status::unavailable(format!("this manager is no longer the leader ({leader} is)")),
+                        );
+                        return;
+                    }
+                    if !req.task.is_empty() {
+                        continue;
+                    }
+                    let now = match swarm.log_sources(&req) {
+                        Ok(now) => now,
+                        Err(e) => {
+                            swarm.logs.fail(&id, e);
+                            return;
+                        }
+                    };
+                    let new: Vec<_> = now.into_iter().filter(|t| known.insert(t.task_id.clone())).collect();
+                    if !new.is_empty() && !swarm.logs.extend(&id, new) {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
     pub async fn get_task(&self, input: &str) -> Result<control::Task, Status> {
         self.store.read(|st| {
             st.tasks
