@@ -342,8 +342,15 @@ fn workers_join_and_leave_through_docker() {
         w.docker(&["info", "--format", "{{.Swarm.ControlAvailable}}"]).stdout == "true\n"
     }));
     // A follower manager passes `service logs` on to the leader.
-    let from_follower = w.docker(&["service", "logs", "--raw", "g"]);
-    assert_eq!(from_follower.ok(), "from-task\nfrom-task\n");
+    // (Polled: the promoted node's agent reconnects to the dispatcher meanwhile.)
+    assert!(
+        eventually(Duration::from_secs(15), || w
+            .docker(&["service", "logs", "--raw", "g"])
+            .stdout
+            == "from-task\nfrom-task\n"),
+        "{:?}",
+        w.docker(&["service", "logs", "--raw", "g"])
+    );
     m.docker(&["service", "rm", "g"]).ok();
     let demote = m.docker(&["node", "demote", &wid]);
     assert_eq!(demote.ok(), format!("Manager {wid} demoted in the swarm.\n"));

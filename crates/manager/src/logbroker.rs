@@ -50,6 +50,7 @@ struct Subscription {
     /// Nodes that said they are done (a close may come before `open` is set).
     closed: HashSet<String>,
     follow: bool,
+    opts: LogOptions,
     /// When an agent last answered (a subscription that does not follow ends
     /// after ANSWER_TIMEOUT of silence).
     last_answer: std::time::Instant,
@@ -66,9 +67,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LogBroker {
-    /// An agent's subscription stream: the latest registration of a node wins.
+    /// An agent's subscription stream: the latest registration of a node
+    /// wins. An agent that (re)connects is given the open subscriptions that
+    /// name its tasks and that it has not answered in full (a following one
+    /// from now on, so nothing is sent twice).
     pub fn register_agent(&self, node_id: &str) -> mpsc::Receiver<LogSubscription> {
         let (tx, rx) = mpsc::channel(64);
+        let now_ns = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX);
+        let mut subs = lock(&self.subs);
+        for (id, sub) in subs.iter_mut() {
+            if sub.closed.contains(node_id) {
+                continue;
+            }
+            let task_ids: Vec<String> = sub
+                .tasks
+                .values()
+                .filter(|t| t.node_id == node_id)
+                .map(|t| t.task_id.clone())
+                .collect();
+            if task_ids.is_empty() {
+                continue;
+            }
+            let (tail, since_ns) = if sub.follow {
+                (None, now_ns)
+            } else {
+                (sub.opts.tail, sub.opts.since_ns)
+            };
+            let again = LogSubscription {
+                id: id.clone(),
+                task_ids,
+                follow: sub.follow,
+                has_tail: tail.is_some(),
+                tail: tail.unwrap_or(0),
+                since_ns,
+            };
+            if tx.try_send(again).is_ok() {
+                sub.open.insert(node_id.to_string());
+            }
+        }
         lock(&self.agents).insert(node_id.to_string(), tx);
         rx
     }
@@ -103,6 +139,7 @@ impl LogBroker {
                     open: HashSet::new(),
                     closed: HashSet::new(),
                     follow: opts.follow,
+                    opts,
                     last_answer: std::time::Instant::now(),
                 },
             );
@@ -346,5 +383,29 @@ mod tests {
             broker.publish("b", late).await.unwrap_err().code(),
             tonic::Code::NotFound
         );
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_connects_late_is_given_the_following_subscription() {
+        let broker = Arc::new(LogBroker::default());
+        let tasks = vec![TaskSource {
+            task_id: "t1".into(),
+            node_id: "late".into(),
+            service_id: "s".into(),
+        }];
+        let follow = LogOptions {
+            follow: true,
+            tail: Some(5),
+            since_ns: 0,
+        };
+        let (id, _rx) = broker.subscribe(tasks, follow).unwrap();
+        let mut agent = broker.register_agent("late");
+        let sub = agent.recv().await.unwrap();
+        assert_eq!(
+            (sub.id.as_str(), sub.task_ids.as_slice(), sub.follow),
+            (id.as_str(), &["t1".to_string()][..], true)
+        );
+        // From now on only: what it sent before the reconnect is not sent again.
+        assert!(!sub.has_tail && sub.since_ns > 0);
     }
 }
