@@ -123,7 +123,7 @@ impl Daemon {
     }
 
     /// Runs the real `docker ARGS` against this daemon's Docker API (see
-    /// [`docker::cli`]); `None` where no docker CLI is installed.
+    /// [`docker::cli`]); call [`docker::skip`] first: it panics without one.
     pub fn docker(&self, args: &[&str]) -> Run {
         docker::run(&self.docker_socket(), self.dir.path(), args, None)
     }

@@ -851,7 +851,7 @@ fn unsupported_and_bad_requests_get_clear_errors() {
     }
     let (d, _) = docker_swarm();
     let sock = d.docker_socket();
-    // Published ports, networks and logs are not built: said plainly.
+    // Published ports, placement and networks are not built: said plainly.
     let ports = d.docker(&[
         "service", "create", "-d", "--name", "p", "-p", "8080:80", "bb", "sleep", "1",
     ]);
@@ -1058,6 +1058,12 @@ fn no_secret_value_leaves_through_the_docker_api() {
     assert!(eventually(Duration::from_secs(15), || {
         d.docker(&["service", "ls", "--format", "{{.Replicas}}"]).stdout == "1/1\n"
     }));
+    let node = d
+        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
+        .ok()
+        .trim()
+        .to_string();
+    let task = d.docker(&["service", "ps", "-q", "user"]).ok().trim().to_string();
     for path in [
         "/v1.41/secrets",
         "/v1.41/secrets/leaky",
@@ -1069,6 +1075,10 @@ fn no_secret_value_leaves_through_the_docker_api() {
         "/v1.41/swarm",
         "/v1.41/nodes",
         "/v1.41/configs",
+        "/v1.41/version",
+        "/v1.41/services/user/logs?stdout=1&stderr=1&details=1&timestamps=1",
+        &format!("/v1.41/nodes/{node}"),
+        &format!("/v1.41/tasks/{task}"),
     ] {
         let (status, _, body) = http(&sock, "GET", path, None);
         assert_eq!(status, 200, "{path}");

@@ -55,14 +55,16 @@ impl TaskLogs {
     fn push(&self, line: Line) {
         let mut b = lock(&self.buffer);
         b.bytes += line.data.len() + LINE_OVERHEAD;
-        b.lines.push_back(line.clone());
+        if self.feed.receiver_count() > 0 {
+            let _ = self.feed.send(line.clone());
+        }
+        b.lines.push_back(line);
         while b.bytes > MAX_BYTES {
             match b.lines.pop_front() {
                 Some(old) => b.bytes -= old.data.len() + LINE_OVERHEAD,
                 None => break,
             }
         }
-        let _ = self.feed.send(line);
     }
 
     /// The lines kept (from `since_ns`, the last `tail` of them) and, taken
@@ -151,7 +153,7 @@ async fn read_lines(logs: Arc<TaskLogs>, reader: impl AsyncRead + Unpin, stream:
             Ok(_) => logs.push(Line {
                 stream,
                 timestamp_ns: now_ns(),
-                data: buf.clone(),
+                data: std::mem::take(&mut buf),
             }),
         }
     }

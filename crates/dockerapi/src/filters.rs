@@ -81,18 +81,6 @@ impl Filters {
     }
 }
 
-impl Filters {
-    /// Docker ANDs different keys, while the control API's list filters OR
-    /// names and ID prefixes: what the control API returned is narrowed to
-    /// objects matching every key asked.
-    pub fn name_and_id_match(&self, name: &str, id: &str) -> bool {
-        let names = self.get("name");
-        let ids = self.get("id");
-        (names.is_empty() || names.iter().any(|n| name.starts_with(n.as_str())))
-            && (ids.is_empty() || ids.iter().any(|i| id.starts_with(i.as_str())))
-    }
-}
-
 /// Whether `labels` has every `key` (and `key=value`) filter asked.
 pub fn labels_match(
     labels: &std::collections::HashMap<String, String>,

@@ -49,7 +49,6 @@ struct Subscription {
     open: HashSet<String>,
     /// Nodes that said they are done (a close may come before `open` is set).
     closed: HashSet<String>,
-    follow: bool,
     opts: LogOptions,
     /// When an agent last answered (a subscription that does not follow ends
     /// after ANSWER_TIMEOUT of silence).
@@ -88,7 +87,7 @@ impl LogBroker {
             if task_ids.is_empty() {
                 continue;
             }
-            let (tail, since_ns) = if sub.follow {
+            let (tail, since_ns) = if sub.opts.follow {
                 (None, now_ns)
             } else {
                 (sub.opts.tail, sub.opts.since_ns)
@@ -96,7 +95,7 @@ impl LogBroker {
             let again = LogSubscription {
                 id: id.clone(),
                 task_ids,
-                follow: sub.follow,
+                follow: sub.opts.follow,
                 has_tail: tail.is_some(),
                 tail: tail.unwrap_or(0),
                 since_ns,
@@ -138,7 +137,6 @@ impl LogBroker {
                     tasks: tasks.iter().map(|t| (t.task_id.clone(), t.clone())).collect(),
                     open: HashSet::new(),
                     closed: HashSet::new(),
-                    follow: opts.follow,
                     opts,
                     last_answer: std::time::Instant::now(),
                 },
@@ -150,7 +148,7 @@ impl LogBroker {
             if let Some(sub) = subs.get_mut(&id) {
                 let open: Vec<String> = open.into_iter().filter(|n| !sub.closed.contains(n)).collect();
                 sub.open.extend(open);
-                if sub.open.is_empty() && !sub.follow {
+                if sub.open.is_empty() && !sub.opts.follow {
                     subs.remove(&id);
                     return Ok((id, rx));
                 }
@@ -178,8 +176,9 @@ impl LogBroker {
         Ok((id, rx))
     }
 
-    /// Ends a subscription with an error the caller sees (the leader stepped
-    /// down, the service went away, the reader was too slow).
+    /// Ends a subscription, with an error for the caller if its channel has
+    /// room (the leader stepped down, the service went away; a reader too
+    /// slow to make room just sees the stream end).
     pub fn fail(&self, id: &str, status: Status) {
         if let Some(sub) = lock(&self.subs).remove(id) {
             let _ = sub.tx.try_send(Err(status));
@@ -295,7 +294,7 @@ impl LogBroker {
             if let Some(sub) = subs.get_mut(&msg.subscription_id) {
                 sub.open.remove(node_id);
                 sub.closed.insert(node_id.to_string());
-                if sub.open.is_empty() && !sub.follow {
+                if sub.open.is_empty() && !sub.opts.follow {
                     subs.remove(&msg.subscription_id);
                 }
             }

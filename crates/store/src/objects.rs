@@ -227,7 +227,8 @@ pub enum UpdateOrder {
 }
 
 /// Docker's `UpdateConfig` (and `RollbackConfig`): how a spec change is rolled
-/// out. Stored and shown; rollouts do not read it yet.
+/// out. Stored and shown; only `monitor_ns` is followed yet (when an update
+/// counts as completed) — every task is still replaced at once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UpdateConfig {
     pub parallelism: u64,

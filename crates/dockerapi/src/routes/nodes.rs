@@ -55,11 +55,7 @@ impl<C: Control> Api<C> {
             .filter(|n| {
                 let spec = n.spec.clone().unwrap_or_default();
                 let labels: HashMap<String, String> = spec.annotations.clone().map(|a| a.labels).unwrap_or_default();
-                let hostname = n.description.as_ref().map(|d| d.hostname.as_str()).unwrap_or("");
-                let name = spec.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or("");
-                let named = filters.name_and_id_match(hostname, &n.id) || filters.name_and_id_match(name, &n.id);
-                named
-                    && labels_match(&labels, &node_labels)
+                labels_match(&labels, &node_labels)
                     && (roles.is_empty() || roles.contains(&spec.role))
                     // Every node swarmkeep lists is accepted (joins are admitted by token).
                     && (membership.is_empty() || membership.iter().any(|m| m == "accepted"))

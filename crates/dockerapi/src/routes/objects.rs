@@ -91,18 +91,14 @@ impl Spec {
     }
 }
 
-fn list_filters(req: &Req) -> ApiResult<(Filters, Option<ListFilters>)> {
+fn list_filters(req: &Req) -> ApiResult<Option<ListFilters>> {
     let filters = Filters::parse(req.query("filters"))?;
     filters.allow(&["id", "label", "name", "names"])?;
     let mut lf = filters.list_filters();
     if !filters.get("names").is_empty() {
         lf.get_or_insert_with(ListFilters::default).names = filters.get("names").to_vec();
     }
-    Ok((filters, lf))
-}
-
-fn name_of(a: Option<&Annotations>) -> &str {
-    a.map(|a| a.name.as_str()).unwrap_or("")
+    Ok(lf)
 }
 
 fn json_list<T: serde::Serialize>(items: Vec<T>) -> Reply {
@@ -111,15 +107,9 @@ fn json_list<T: serde::Serialize>(items: Vec<T>) -> Reply {
 
 impl<C: Control> Api<C> {
     pub async fn secrets_list(&self, req: &Req) -> ApiResult<Reply> {
-        let (f, filters) = list_filters(req)?;
+        let filters = list_filters(req)?;
         let secrets = call!(self, list_secrets, ListSecretsRequest { filters })?.secrets;
-        Ok(json_list(
-            secrets
-                .iter()
-                .filter(|s| f.name_and_id_match(name_of(s.spec.as_ref().and_then(|sp| sp.annotations.as_ref())), &s.id))
-                .map(engine::Secret::from)
-                .collect(),
-        ))
+        Ok(json_list(secrets.iter().map(engine::Secret::from).collect()))
     }
 
     pub async fn secret_create(&self, req: &Req) -> ApiResult<Reply> {
@@ -175,15 +165,9 @@ impl<C: Control> Api<C> {
     }
 
     pub async fn configs_list(&self, req: &Req) -> ApiResult<Reply> {
-        let (f, filters) = list_filters(req)?;
+        let filters = list_filters(req)?;
         let configs = call!(self, list_configs, ListConfigsRequest { filters })?.configs;
-        Ok(json_list(
-            configs
-                .iter()
-                .filter(|c| f.name_and_id_match(name_of(c.spec.as_ref().and_then(|sp| sp.annotations.as_ref())), &c.id))
-                .map(engine::Config::from)
-                .collect(),
-        ))
+        Ok(json_list(configs.iter().map(engine::Config::from).collect()))
     }
 
     pub async fn config_create(&self, req: &Req) -> ApiResult<Reply> {

@@ -25,24 +25,20 @@ impl<C: Control> Api<C> {
             }
         )?;
         let modes = filters.get("mode");
+        let counts: std::collections::HashMap<&str, &swarmkeep_api::control::ServiceCounts> =
+            resp.counts.iter().map(|c| (c.service_id.as_str(), c)).collect();
         let status = req.flag("status");
         let out: Vec<serde_json::Value> = resp
             .services
             .iter()
             .filter(|s| {
                 let mode = s.spec.as_ref().map(|sp| sp.mode.as_str()).unwrap_or("replicated");
-                let name = s
-                    .spec
-                    .as_ref()
-                    .and_then(|sp| sp.annotations.as_ref())
-                    .map(|a| a.name.as_str())
-                    .unwrap_or("");
-                (modes.is_empty() || modes.iter().any(|m| m == mode)) && filters.name_and_id_match(name, &s.id)
+                modes.is_empty() || modes.iter().any(|m| m == mode)
             })
             .map(|s| {
                 let mut v = engine::service_json(s);
                 if status {
-                    let counts = resp.counts.iter().find(|c| c.service_id == s.id);
+                    let counts = counts.get(s.id.as_str());
                     v["ServiceStatus"] = serde_json::json!({
                         "RunningTasks": counts.map(|c| c.running).unwrap_or(0),
                         "DesiredTasks": counts.map(|c| c.desired).unwrap_or(0),

@@ -12,7 +12,7 @@ use swarmkeep_api::engine;
 
 use super::{Api, call};
 use crate::error::{ApiError, ApiResult};
-use crate::filters::{Filters, labels_match};
+use crate::filters::Filters;
 use crate::http::{Reply, Req};
 
 /// A task's name as Docker shows it: `service.slot`, or `service.node` for a
@@ -70,13 +70,14 @@ impl<C: Control> Api<C> {
         } else {
             None
         };
+        // Tasks carry no labels of their own: a label filter matches none.
+        if !filters.labels("label").is_empty() {
+            return Ok(Reply::Json(200, serde_json::json!([])));
+        }
         let names = filters.get("name");
-        let labels = filters.labels("label");
         let out: Vec<serde_json::Value> = tasks
             .iter()
             .filter(|t| names.is_empty() || names.contains(&task_name(t)))
-            // Tasks carry no labels of their own.
-            .filter(|_| labels_match(&HashMap::new(), &labels))
             .filter(|t| {
                 current
                     .as_ref()

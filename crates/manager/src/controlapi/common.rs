@@ -116,19 +116,17 @@ pub trait Listed {
     fn labels(&self) -> &std::collections::BTreeMap<String, String>;
 }
 
-/// swarmkit's list filters: names, name prefixes and ID prefixes are OR-ed
-/// (an object passes if any matches, or if none is given); labels are AND-ed.
+/// swarmkit's list filters: each kind given (exact names, name prefixes, ID
+/// prefixes, labels) must match — values of one kind are OR-ed, kinds are
+/// AND-ed, as Docker's `--filter name=… --filter id=…` expect.
 pub fn matches_filters<T: Listed>(obj: &T, filters: Option<&control::ListFilters>) -> bool {
     let Some(f) = filters else { return true };
-    let any_name_filter = !f.names.is_empty() || !f.name_prefixes.is_empty() || !f.id_prefixes.is_empty();
-    if any_name_filter {
-        let lower = obj.name().to_lowercase();
-        let hit = f.names.iter().any(|n| n.to_lowercase() == lower)
-            || f.name_prefixes.iter().any(|p| lower.starts_with(&p.to_lowercase()))
-            || f.id_prefixes.iter().any(|p| obj.id().starts_with(p.as_str()));
-        if !hit {
-            return false;
-        }
+    let lower = obj.name().to_lowercase();
+    let names = f.names.is_empty() || f.names.iter().any(|n| n.to_lowercase() == lower);
+    let prefixes = f.name_prefixes.is_empty() || f.name_prefixes.iter().any(|p| lower.starts_with(&p.to_lowercase()));
+    let ids = f.id_prefixes.is_empty() || f.id_prefixes.iter().any(|p| obj.id().starts_with(p.as_str()));
+    if !(names && prefixes && ids) {
+        return false;
     }
     labels_match(obj.labels(), &f.labels)
 }

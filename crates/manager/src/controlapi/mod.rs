@@ -62,14 +62,11 @@ impl Control for ControlService {
                 "the swarm has no leader to serve logs: no quorum of managers",
             )
         })?;
-        let channel = swarm
-            .tls
-            .channel(&leader)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let stream = swarmkeep_api::cluster::cluster_client::ClusterClient::new(channel)
-            .service_logs(req)
-            .await?
-            .into_inner();
+        let stream = crate::cluster::call_leader(&swarm.tls, &leader, |mut c| {
+            let req = req.clone();
+            async move { c.service_logs(req).await }
+        })
+        .await?;
         Ok(Response::new(Box::pin(stream)))
     }
 
