@@ -111,6 +111,26 @@ fn swarm_commands_match_docker() {
         "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}}",
     ]);
     assert_eq!(limit.ok(), "3\n");
+    // An update against a stale version is refused and changes nothing.
+    let (status, _, body) = http(
+        &d.docker_socket(),
+        "POST",
+        "/v1.41/swarm/update?version=1&rotateWorkerToken=false&rotateManagerToken=false&rotateManagerUnlockKey=false",
+        Some(br#"{"Orchestration":{"TaskHistoryRetentionLimit":9}}"#),
+    );
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (
+            500,
+            "{\"message\":\"rpc error: code = Unknown desc = update out of sequence\"}\n"
+        )
+    );
+    let limit = d.docker(&[
+        "info",
+        "--format",
+        "{{.Swarm.Cluster.Spec.Orchestration.TaskHistoryRetentionLimit}}",
+    ]);
+    assert_eq!(limit.ok(), "3\n");
     let ca = d.docker(&["swarm", "ca"]);
     assert!(ca.ok().starts_with("-----BEGIN CERTIFICATE-----\n"), "{ca:?}");
 

@@ -18,6 +18,11 @@ pub enum Command {
     },
     /// Replaces the cluster settings (keeps `created_at`).
     PutCluster(Box<Cluster>),
+    /// As PutCluster, refused unless the cluster is still at `expected_version`.
+    UpdateCluster {
+        cluster: Box<Cluster>,
+        expected_version: u64,
+    },
     /// Creates or replaces a node (keeps `created_at`).
     PutNode(Node),
     /// Updates a node's spec if it is still at `expected_version`.

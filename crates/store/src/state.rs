@@ -109,6 +109,19 @@ impl ClusterState {
                 self.cluster = Some(*cluster);
                 self.nodes.insert(node.id.clone(), *node);
             }
+            Command::UpdateCluster {
+                cluster,
+                expected_version,
+            } => {
+                if self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.meta.version != expected_version)
+                {
+                    return Err(CommandError::VersionConflict);
+                }
+                return self.apply(index, Command::PutCluster(cluster));
+            }
             Command::PutCluster(mut cluster) => {
                 let Some(old) = &self.cluster else {
                     return Err(CommandError::NotFound {
@@ -528,5 +541,44 @@ mod tests {
         st.apply(7, Command::RemoveSecret { id: "a".into() }).unwrap();
         // A service cannot be made to reference a secret that is gone.
         assert!(st.apply(8, Command::CreateService(service("s3", "late"))).is_err());
+    }
+
+    #[test]
+    fn a_cluster_update_against_a_stale_version_changes_nothing() {
+        let mut st = ClusterState::default();
+        let cluster = crate::objects::Cluster {
+            id: "c".into(),
+            meta: Meta {
+                version: 3,
+                created_at: OffsetDateTime::UNIX_EPOCH,
+                updated_at: OffsetDateTime::UNIX_EPOCH,
+            },
+            name: "default".into(),
+            snapshot_interval: 10_000,
+            task_history_retention_limit: 5,
+            heartbeat_period_ms: 5000,
+            ca_cert_pem: String::new(),
+            sealed_ca_key: Vec::new(),
+            sealed_worker_token: Vec::new(),
+            sealed_manager_token: Vec::new(),
+            node_cert_expiry_ms: 1,
+            autolock: false,
+            sealed_unlock_key: Vec::new(),
+        };
+        st.cluster = Some(cluster.clone());
+        let mut changed = cluster.clone();
+        changed.task_history_retention_limit = 9;
+        let stale = Command::UpdateCluster {
+            cluster: Box::new(changed.clone()),
+            expected_version: cluster.meta.version + 1,
+        };
+        assert_eq!(st.apply(10, stale), Err(CommandError::VersionConflict));
+        assert_eq!(st.cluster.as_ref().unwrap().task_history_retention_limit, 5);
+        let current = Command::UpdateCluster {
+            cluster: Box::new(changed),
+            expected_version: cluster.meta.version,
+        };
+        st.apply(11, current).unwrap();
+        assert_eq!(st.cluster.as_ref().unwrap().task_history_retention_limit, 9);
     }
 }

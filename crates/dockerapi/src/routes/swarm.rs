@@ -7,7 +7,7 @@ use serde::Deserialize;
 use swarmkeep_api::control::control_server::Control;
 use swarmkeep_api::control::{
     GetClusterRequest, GetClusterResponse, GetJoinTokenRequest, GetUnlockKeyRequest, InitRequest, JoinRequest,
-    LeaveRequest, UnlockRequest, UpdateClusterRequest, UpdateNodeRequest,
+    LeaveRequest, UnlockRequest, UpdateClusterRequest, UpdateNodeRequest, Version,
 };
 use swarmkeep_api::timefmt::rfc3339_nano;
 
@@ -305,8 +305,10 @@ impl<C: Control> Api<C> {
                 "rpc error: code = Unknown desc = update out of sequence",
             ));
         }
-        let change = settings_change(&cluster, &spec)?;
+        let mut change = settings_change(&cluster, &spec)?;
         if !is_empty(&change) {
+            // Applied only against the version the caller read (atomically in the store).
+            change.version = Some(Version { index: version });
             call!(self, update_cluster, change)?;
         }
         for role in ["worker", "manager"] {

@@ -142,7 +142,14 @@ impl ActiveSwarm {
             _ => {}
         }
         cluster.meta.updated_at = OffsetDateTime::now_utc();
-        self.write(Command::PutCluster(Box::new(cluster))).await?;
+        let command = match req.version {
+            Some(v) => Command::UpdateCluster {
+                cluster: Box::new(cluster),
+                expected_version: v.index,
+            },
+            None => Command::PutCluster(Box::new(cluster)),
+        };
+        self.write(command).await?;
         tracing::info!("cluster settings updated");
         Ok(control::UpdateClusterResponse { unlock_key })
     }
