@@ -128,21 +128,20 @@ pub(crate) async fn write(swarm: &ActiveSwarm, command: Command) -> Result<u64, 
 /// write acknowledged anywhere before the call. The leader uses its lease or a
 /// quorum round trip; a follower asks the leader for its read index.
 pub(crate) async fn read_barrier(swarm: &ActiveSwarm) -> Result<(), Status> {
-    let index = if swarm.store.is_leader() {
-        match swarm.store.read_index().await {
-            Ok(i) => Some(i),
-            Err(WriteError::NotLeader { .. }) => None,
-            Err(_) => return Err(no_quorum_for_read()),
-        }
-    } else {
-        None
-    };
-    let index = match index {
-        Some(i) => i,
-        None => {
-            let leader = swarm.store.leader_addr().ok_or_else(no_quorum_for_read)?;
+    // No leader known (a manager just restarted, an election under way): wait
+    // for one, as a write does, rather than refuse at once.
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    let index = loop {
+        if swarm.store.is_leader() {
+            match swarm.store.read_index().await {
+                Ok(i) => break i,
+                Err(WriteError::NotLeader { .. }) => {}
+                Err(_) => return Err(no_quorum_for_read()),
+            }
+        } else if let Some(leader) = swarm.store.leader_addr() {
+            let left = deadline.saturating_duration_since(Instant::now());
             let resp = tokio::time::timeout(
-                WRITE_TIMEOUT,
+                left,
                 call_leader(&swarm.tls, &leader, |mut c| async move {
                     c.read_index(ReadIndexRequest {}).await
                 }),
@@ -150,8 +149,12 @@ pub(crate) async fn read_barrier(swarm: &ActiveSwarm) -> Result<(), Status> {
             .await
             .map_err(|_| no_quorum_for_read())?
             .map_err(|_| no_quorum_for_read())?;
-            resp.index
+            break resp.index;
         }
+        if Instant::now() >= deadline {
+            return Err(no_quorum_for_read());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     if swarm.store.wait_applied(index, Duration::from_secs(5)).await {
         Ok(())
