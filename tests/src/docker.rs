@@ -44,19 +44,8 @@ pub fn skip() -> bool {
 /// Runs `docker ARGS` with DOCKER_HOST on `socket` and a config dir of its
 /// own (no contexts, no credentials of the machine's user).
 pub fn run(socket: &Path, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Run {
-    let docker = cli().expect("docker CLI (call docker::skip() first)");
-    let config = dir.join("docker-config");
-    let _ = std::fs::create_dir_all(&config);
-    let mut cmd = Command::new(docker);
-    cmd.args(args)
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-        .env("DOCKER_CONFIG", &config)
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .env_remove("DOCKER_TLS_VERIFY")
-        .env_remove("DOCKER_CERT_PATH")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
+    let mut cmd = command(socket, dir, args);
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = cmd.spawn().expect("starting docker");
@@ -74,19 +63,30 @@ pub fn run(socket: &Path, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Ru
 
 /// Starts `docker ARGS` without waiting (e.g. `service logs -f`), stdout piped.
 pub fn spawn(socket: &Path, dir: &Path, args: &[&str]) -> std::process::Child {
-    let docker = cli().expect("docker CLI (call docker::skip() first)");
-    Command::new(docker)
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-        .env("DOCKER_CONFIG", dir.join("docker-config"))
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .current_dir(dir)
+    command(socket, dir, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting docker")
+}
+
+/// `docker ARGS` with DOCKER_HOST on `socket` and a config dir of its own
+/// (no contexts, no credentials of the machine's user).
+fn command(socket: &Path, dir: &Path, args: &[&str]) -> Command {
+    let docker = cli().expect("docker CLI (call docker::skip() first)");
+    let config = dir.join("docker-config");
+    let _ = std::fs::create_dir_all(&config);
+    let mut cmd = Command::new(docker);
+    cmd.args(args)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .current_dir(dir);
+    cmd
 }
 
 /// One HTTP/1.1 exchange on the Docker API socket: (status, headers, body).

@@ -51,6 +51,28 @@ pub fn rfc3339_nano(ts: Option<&Timestamp>) -> String {
     go_layout(ts, 'T', "Z")
 }
 
+/// [`rfc3339_nano`] of Unix nanoseconds (log line times).
+pub fn rfc3339_nano_ns(ns: i64) -> String {
+    let ts = Timestamp {
+        seconds: ns.div_euclid(1_000_000_000),
+        nanos: i32::try_from(ns.rem_euclid(1_000_000_000)).unwrap_or(0),
+    };
+    rfc3339_nano(Some(&ts))
+}
+
+/// Docker's `tail` of a log call: `all` (or a negative number) for every
+/// line, else the last N.
+pub fn parse_tail(raw: Option<&str>) -> Result<Option<u64>, String> {
+    match raw {
+        None | Some("") | Some("all") => Ok(None),
+        Some(n) => match n.parse::<i64>() {
+            Ok(n) if n < 0 => Ok(None),
+            Ok(n) => Ok(Some(n.unsigned_abs())),
+            Err(_) => Err(format!("invalid value for \"tail\": {n:?}")),
+        },
+    }
+}
+
 /// Go's `time.Time.String()` in UTC, as Docker's `--pretty` shows it after
 /// lower-casing everything but the first letter:
 /// `2026-11-25 18:48:50.448292634 +0000 utc`.

@@ -599,13 +599,9 @@ pub async fn logs(
         },
         Err(s) => return CliError(daemon_error(&s)).into(),
     };
-    let tail = match tail {
-        None | Some("all") => None,
-        Some(n) => match n.parse::<i64>() {
-            Ok(n) if n < 0 => None,
-            Ok(n) => Some(n.unsigned_abs()),
-            Err(_) => return CliError(format!("invalid value for \"tail\": {n:?}")).into(),
-        },
+    let tail = match swarmkeep_api::timefmt::parse_tail(tail) {
+        Ok(t) => t,
+        Err(e) => return CliError(e).into(),
     };
     // Docker pads the prefix to the widest slot number.
     let width = match (&service, &task) {
@@ -649,11 +645,7 @@ pub async fn logs(
         };
         let mut line = Vec::new();
         if timestamps {
-            let ts = prost_types::Timestamp {
-                seconds: msg.timestamp_ns.div_euclid(1_000_000_000),
-                nanos: i32::try_from(msg.timestamp_ns.rem_euclid(1_000_000_000)).unwrap_or(0),
-            };
-            line.extend_from_slice(swarmkeep_api::timefmt::rfc3339_nano(Some(&ts)).as_bytes());
+            line.extend_from_slice(swarmkeep_api::timefmt::rfc3339_nano_ns(msg.timestamp_ns).as_bytes());
             line.push(b' ');
         }
         if !raw {

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use swarmkeep_api::control::control_server::Control;
 use swarmkeep_api::control::{LogMessage, ServiceLogsRequest};
-use swarmkeep_api::timefmt::rfc3339_nano;
+use swarmkeep_api::timefmt::{parse_tail, rfc3339_nano_ns};
 
 use super::{Api, call};
 use crate::error::{ApiError, ApiResult};
@@ -35,11 +35,7 @@ fn parse_since(raw: &str) -> ApiResult<i64> {
 fn frame(m: &LogMessage, timestamps: bool, details: bool) -> Bytes {
     let mut payload = Vec::with_capacity(m.data.len() + 200);
     if timestamps {
-        let ts = prost_types::Timestamp {
-            seconds: m.timestamp_ns.div_euclid(1_000_000_000),
-            nanos: i32::try_from(m.timestamp_ns.rem_euclid(1_000_000_000)).unwrap_or(0),
-        };
-        payload.extend_from_slice(rfc3339_nano(Some(&ts)).as_bytes());
+        payload.extend_from_slice(rfc3339_nano_ns(m.timestamp_ns).as_bytes());
         payload.push(b' ');
     }
     if details {
@@ -71,14 +67,7 @@ impl<C: Control> Api<C> {
                 "Bad parameters: you must choose at least one stream",
             ));
         }
-        let tail = match req.query("tail") {
-            None | Some("") | Some("all") => None,
-            Some(n) => match n.parse::<i64>() {
-                Ok(n) if n < 0 => None,
-                Ok(n) => Some(n.unsigned_abs()),
-                Err(_) => return Err(ApiError::bad_request(format!("invalid value for \"tail\": {n:?}"))),
-            },
-        };
+        let tail = parse_tail(req.query("tail")).map_err(ApiError::bad_request)?;
         let since_ns = parse_since(req.query("since").unwrap_or(""))?;
         let (timestamps, details) = (req.flag("timestamps"), req.flag("details"));
         let follow = req.flag("follow");
