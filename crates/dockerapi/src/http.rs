@@ -94,24 +94,16 @@ pub async fn serve<C: Control>(listener: Listener, control: Arc<C>, shutdown: im
     }
 }
 
-enum Io {
-    Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
-}
-
 async fn accept(listener: &Listener) -> std::io::Result<TokioIo<Box<dyn Conn>>> {
-    let io = match listener {
-        Listener::Unix(l) => Io::Unix(l.accept().await?.0),
+    let io: Box<dyn Conn> = match listener {
+        Listener::Unix(l) => Box::new(l.accept().await?.0),
         Listener::Tcp(l) => {
             let (s, _) = l.accept().await?;
             s.set_nodelay(true)?;
-            Io::Tcp(s)
+            Box::new(s)
         }
     };
-    Ok(TokioIo::new(match io {
-        Io::Unix(s) => Box::new(s) as Box<dyn Conn>,
-        Io::Tcp(s) => Box::new(s),
-    }))
+    Ok(TokioIo::new(io))
 }
 
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}

@@ -54,14 +54,12 @@ struct ContainerSpec {
     user: String,
     groups: Option<Value>,
     privileges: Option<Value>,
-    // The task shim is the task's PID 1 and reaps for it: Init is what
-    // swarmkeep always does, so either value is accepted.
-    init: Option<bool>,
+    // `Init` and `ReadOnly` are accepted either way (serde skips them): the
+    // task shim is always the task's reaping PID 1, and the task's root is
+    // always the host's, read-only but for /tmp.
     #[serde(rename = "TTY")]
     tty: bool,
     open_stdin: bool,
-    // The task's root is the host's, read-only (but /tmp): accepted either way.
-    read_only: bool,
     mounts: Option<Value>,
     stop_signal: String,
     stop_grace_period: Option<i64>,

@@ -231,6 +231,8 @@ impl Dispatcher for ClusterService {
         // One call answers one subscription; once that is over (the caller
         // went away) the call ends, which stops the agent following it.
         let mut subscription: Option<String> = None;
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 msg = stream.message() => match msg? {
@@ -240,7 +242,7 @@ impl Dispatcher for ClusterService {
                     }
                     None => break,
                 },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                _ = check.tick() => {
                     if subscription.as_deref().is_some_and(|id| !swarm.logs.is_open(id)) {
                         break;
                     }

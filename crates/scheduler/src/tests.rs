@@ -75,6 +75,19 @@ fn cluster() -> ClusterState {
     st
 }
 
+/// Writes `service` as an update of its current version at raft `index`.
+fn update_service(st: &mut ClusterState, service: Service, index: u64) {
+    let expected_version = service.meta.version;
+    st.apply(
+        index,
+        Command::UpdateService {
+            service,
+            expected_version,
+        },
+    )
+    .unwrap();
+}
+
 /// Applies what reconcile asks until it asks nothing (at most 5 rounds).
 fn settle(st: &mut ClusterState, now: OffsetDateTime) -> usize {
     for round in 0..5 {
@@ -118,15 +131,7 @@ fn scale_down_shuts_down_the_highest_slots() {
     settle(&mut st, now);
     let mut s = st.services["svc"].clone();
     s.spec.mode = ServiceMode::Replicated { replicas: 1 };
-    let v = s.meta.version;
-    st.apply(
-        200,
-        Command::UpdateService {
-            service: s,
-            expected_version: v,
-        },
-    )
-    .unwrap();
+    update_service(&mut st, s, 200);
     settle(&mut st, now);
     let running: Vec<u64> = st
         .tasks
@@ -270,15 +275,7 @@ fn an_update_completes_once_the_new_tasks_ran_for_the_monitor_period() {
         completed_at: None,
         message: "update in progress".into(),
     });
-    let v = s.meta.version;
-    st.apply(
-        200,
-        Command::UpdateService {
-            service: s,
-            expected_version: v,
-        },
-    )
-    .unwrap();
+    update_service(&mut st, s, 200);
     // Old tasks are being replaced: not complete.
     let commands = reconcile(&st, t0);
     assert!(
