@@ -5,8 +5,8 @@ use std::path::Path;
 use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::raft_client::RaftClient;
 use swarmkeep_api::cluster::{HeartbeatRequest, ManagerKeysRequest, ProposeRequest, RaftMessage};
-use swarmkeep_manager::cluster::tls::{NodeTls, pinned_channel};
 use swarmkeep_tests::{free_addr, swarm, swarm_node};
+use swarmkeep_transport::tls::{NodeTls, pinned_channel};
 
 fn tls_of(data_dir: &Path) -> NodeTls {
     NodeTls::load(&data_dir.join("tls")).expect("node TLS identity")

@@ -8,8 +8,8 @@ use std::time::Duration;
 use swarmkeep_api::dispatcher::dispatcher_client::DispatcherClient;
 use swarmkeep_api::dispatcher::{FetchSecretRequest, SessionRequest};
 use swarmkeep_crypto::SessionKey;
-use swarmkeep_manager::cluster::tls::{NodeTls, pinned_channel};
 use swarmkeep_tests::{Daemon, eventually, leaks, swarm};
+use swarmkeep_transport::tls::{NodeTls, pinned_channel};
 
 fn marker(tag: &str) -> Vec<u8> {
     format!("SKISO-{tag}-{}-\u{1}end", std::process::id()).into_bytes()

@@ -18,4 +18,5 @@ pub mod dispatcher {
 pub mod engine;
 pub mod errors;
 pub mod targets;
+pub mod task_state;
 pub mod timefmt;

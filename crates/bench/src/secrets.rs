@@ -18,7 +18,7 @@ use swarmkeep_api::dispatcher::SessionRequest;
 use swarmkeep_api::dispatcher::dispatcher_client::DispatcherClient;
 use swarmkeep_cli::client::Client;
 use swarmkeep_crypto::SessionKey;
-use swarmkeep_manager::cluster::tls::{NodeTls, pinned_channel};
+use swarmkeep_transport::tls::{NodeTls, pinned_channel};
 
 use crate::percentile;
 

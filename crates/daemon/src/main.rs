@@ -9,7 +9,7 @@ use clap::Parser;
 use swarmkeep_agent::{Agent, AgentConfig, Backend};
 use swarmkeep_api::control::control_server::ControlServer;
 use swarmkeep_manager::controlapi::ControlService;
-use swarmkeep_manager::{Manager, ManagerConfig};
+use swarmkeep_manager::{ManagerConfig, SwarmNode};
 use swarmkeep_store::StoreSettings;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
@@ -160,7 +160,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         initial_snapshot_interval: args.snapshot_interval,
     };
-    let manager: Arc<Manager> = Manager::start(config).await.map_err(anyhow::Error::msg)?;
+    let manager: Arc<SwarmNode> = SwarmNode::start(config).await.map_err(anyhow::Error::msg)?;
     tracing::info!(host = %args.host, data_dir = %args.data_dir.display(), "swarmkeepd listening");
     let agent = if args.no_agent {
         None

@@ -15,6 +15,7 @@
 //! zeroized), and no response, error or log line carries it.
 
 mod error;
+mod exchange;
 mod filters;
 mod http;
 mod routes;

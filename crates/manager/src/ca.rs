@@ -12,9 +12,7 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use swarmkeep_crypto::SecretBytes;
 
-/// The name every node certificate carries and every client checks: nodes
-/// are told apart by the CN, not by the TLS server name.
-pub const TLS_SERVER_NAME: &str = "swarm-manager";
+use swarmkeep_transport::tls::TLS_SERVER_NAME;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -112,6 +110,17 @@ pub fn node_id_of(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
     Some(cn)
+}
+
+/// The caller's node ID, from its verified client certificate.
+pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Result<String, tonic::Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| tonic::Status::unauthenticated("a cluster client certificate is required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| tonic::Status::unauthenticated("a cluster client certificate is required"))?;
+    node_id_of(leaf.as_ref()).ok_or_else(|| tonic::Status::unauthenticated("the client certificate names no node"))
 }
 
 /// The node ID of a certificate in PEM form.

@@ -206,10 +206,10 @@ const SURNAMES: &[&str] = &[
     "yonath",
 ];
 
-/// A random `adjective_surname`, as Docker names services and containers.
-pub fn random_service_name() -> String {
-    let mut b = [0u8; 4];
-    swarmkeep_crypto::random_bytes(&mut b);
+/// An `adjective_surname`, as Docker names services and containers, picked
+/// by the caller's `random` number.
+pub fn service_name(random: u32) -> String {
+    let b = random.to_le_bytes();
     let a = ADJECTIVES[usize::from(u16::from_le_bytes([b[0], b[1]])) % ADJECTIVES.len()];
     let s = SURNAMES[usize::from(u16::from_le_bytes([b[2], b[3]])) % SURNAMES.len()];
     format!("{a}_{s}")
@@ -220,8 +220,9 @@ mod tests {
     #[test]
     fn names_look_like_dockers() {
         let re = |n: &str| n.split('_').count() == 2 && n.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-        for _ in 0..100 {
-            assert!(re(&super::random_service_name()));
+        for i in 0..100u32 {
+            assert!(re(&super::service_name(i.wrapping_mul(2_654_435_761))));
         }
+        assert_ne!(super::service_name(0), super::service_name(0x0001_0001));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarmkeep_store::objects::{
-    Availability, Meta, NodeState, RestartCondition, Service, ServiceMode, Task, TaskState, TaskStatus, UpdateState,
+    Availability, Meta, NodeState, RestartCondition, Service, ServiceMode, Task, TaskState, TaskStatus,
 };
 use swarmkeep_store::{ClusterState, Command};
 use time::OffsetDateTime;
@@ -14,9 +14,10 @@ use crate::scheduler::Placement;
 /// Swarm's default `TaskHistoryRetentionLimit`.
 const DEFAULT_HISTORY: usize = 5;
 
-/// The commands that move `state` toward what its services ask, as of `now`.
-/// Empty when nothing is to be done.
-pub fn reconcile(state: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
+/// The commands that move `state` toward what its services ask, as of `now`,
+/// naming new tasks with `new_id` (the leader's random IDs; a test's
+/// counter). Empty when nothing is to be done.
+pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnMut() -> String) -> Vec<Command> {
     let mut put: BTreeMap<String, Task> = BTreeMap::new();
     let mut placement = Placement::new(state);
     for service in state.services.values() {
@@ -29,7 +30,10 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
                 }
                 for slot in 1..=replicas {
                     let history = by_slot.remove(&slot).unwrap_or_default();
-                    reconcile_slot(service, slot, None, &history, now, &mut put, &mut placement);
+                    if reconcile_slot(service, &history, now, &mut put) {
+                        let task = new_task(service, slot, None, now, new_id());
+                        put.insert(task.id.clone(), task);
+                    }
                 }
                 // Slots beyond the replica count are scaled away.
                 for t in by_slot.into_values().flatten() {
@@ -51,7 +55,11 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
                 }
                 for node in &eligible {
                     let history = by_node.remove(node).unwrap_or_default();
-                    reconcile_slot(service, 0, Some(node), &history, now, &mut put, &mut placement);
+                    if reconcile_slot(service, &history, now, &mut put) {
+                        let task = new_task(service, 0, Some(node), now, new_id());
+                        placement.add(node);
+                        put.insert(task.id.clone(), task);
+                    }
                 }
                 for t in by_node.into_values().flatten() {
                     if t.desired_state <= TaskState::Running {
@@ -97,7 +105,7 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
         state
             .services
             .values()
-            .filter(|s| update_converged(state, s, now))
+            .filter(|s| crate::update::converged(state, s, now))
             .filter_map(|s| {
                 Some(Command::CompleteServiceUpdate {
                     id: s.id.clone(),
@@ -109,51 +117,10 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
     commands
 }
 
-/// Whether a service's update (or rollback) is done, as swarmkit's updater
-/// judges it: no task of an older spec still runs, and every task wanted has
-/// run the current spec for the monitor period.
-fn update_converged(state: &ClusterState, service: &Service, now: OffsetDateTime) -> bool {
-    let monitor_ns = match service.update_status.as_ref().map(|u| u.state) {
-        Some(UpdateState::Updating) => service.spec.update_config.monitor_ns,
-        Some(UpdateState::RollbackStarted) => service.spec.rollback_config.monitor_ns,
-        _ => return false,
-    };
-    let monitor = time::Duration::nanoseconds(i64::try_from(monitor_ns).unwrap_or(i64::MAX));
-    let tasks: Vec<&Task> = state.tasks.values().filter(|t| t.service_id == service.id).collect();
-    if tasks
-        .iter()
-        .any(|t| t.spec != service.spec.task && !t.status.state.is_terminal())
-    {
-        return false;
-    }
-    let wanted: Vec<&&Task> = tasks.iter().filter(|t| t.desired_state == TaskState::Running).collect();
-    // Running for the monitor period, or done (a task that finished as its
-    // restart policy allows is not waited for).
-    let stable = wanted
-        .iter()
-        .filter(|t| {
-            t.status.state == TaskState::Complete
-                || (t.status.state == TaskState::Running
-                    && t.status.timestamp.checked_add(monitor).is_some_and(|at| at <= now))
-        })
-        .count();
-    match service.spec.mode {
-        ServiceMode::Replicated { replicas } => stable as u64 == replicas && wanted.len() as u64 == replicas,
-        ServiceMode::Global => stable == wanted.len(),
-    }
-}
-
 /// One replica slot (or one node of a global service): keeps one task wanting
-/// to run, replacing a finished one as the restart policy says.
-fn reconcile_slot(
-    service: &Service,
-    slot: u64,
-    node: Option<&str>,
-    history: &[&Task],
-    now: OffsetDateTime,
-    put: &mut BTreeMap<String, Task>,
-    placement: &mut Placement,
-) {
+/// to run. Shuts down what the slot no longer wants and says whether a new
+/// task is due (none runs, and the restart policy allows one now).
+fn reconcile_slot(service: &Service, history: &[&Task], now: OffsetDateTime, put: &mut BTreeMap<String, Task>) -> bool {
     let current: Vec<&&Task> = history
         .iter()
         .filter(|t| t.desired_state <= TaskState::Running)
@@ -168,7 +135,7 @@ fn reconcile_slot(
         .iter()
         .find(|t| t.spec == service.spec.task && !t.status.state.is_terminal());
     if live.is_some() {
-        return;
+        return false;
     }
     let policy = &service.spec.task.restart;
     let finished = current
@@ -184,24 +151,20 @@ fn reconcile_slot(
         } && (policy.max_attempts == 0 || restarts <= policy.max_attempts);
         let stale_spec = last.spec != service.spec.task;
         if !wanted && !stale_spec {
-            return;
+            return false;
         }
         let delay = time::Duration::nanoseconds(i64::try_from(policy.delay_ns).unwrap_or(i64::MAX));
         if !stale_spec && now < last.status.timestamp + delay {
-            return;
+            return false;
         }
         for t in current.iter().filter(|t| t.status.state.is_terminal()) {
             put.insert(t.id.clone(), shut_down(t, now));
         }
     }
-    let task = new_task(service, slot, node, now);
-    if let Some(node) = node {
-        placement.add(node);
-    }
-    put.insert(task.id.clone(), task);
+    true
 }
 
-fn new_task(service: &Service, slot: u64, node: Option<&str>, now: OffsetDateTime) -> Task {
+fn new_task(service: &Service, slot: u64, node: Option<&str>, now: OffsetDateTime, id: String) -> Task {
     let (node_id, st) = match node {
         Some(n) => (
             Some(n.to_string()),
@@ -210,7 +173,7 @@ fn new_task(service: &Service, slot: u64, node: Option<&str>, now: OffsetDateTim
         None => (None, status(TaskState::Pending, "pending task scheduling", now)),
     };
     Task {
-        id: swarmkeep_crypto::new_id(),
+        id,
         meta: Meta {
             version: 0,
             created_at: now,

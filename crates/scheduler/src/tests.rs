@@ -4,7 +4,16 @@ use swarmkeep_store::objects::*;
 use swarmkeep_store::{ClusterState, Command};
 use time::OffsetDateTime;
 
-use crate::reconcile;
+use crate::reconcile as reconcile_with_ids;
+
+/// Task IDs from a counter: the orchestrator is a function of its inputs.
+fn reconcile(st: &ClusterState, now: OffsetDateTime) -> Vec<Command> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    reconcile_with_ids(st, now, &mut || {
+        format!("task{:021}", NEXT.fetch_add(1, Ordering::Relaxed))
+    })
+}
 
 fn meta(now: OffsetDateTime) -> Meta {
     Meta {

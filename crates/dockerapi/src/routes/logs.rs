@@ -11,7 +11,7 @@ use swarmkeep_api::timefmt::{parse_tail, rfc3339_nano_ns};
 
 use super::{Api, call};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Reply, Req};
+use crate::exchange::{Reply, Req};
 
 /// Docker's `since`: Unix seconds, optionally with a fraction (`1700000000.5`).
 fn parse_since(raw: &str) -> ApiResult<i64> {

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use swarmkeep_api::control::control_server::Control;
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Reply, Req};
+use crate::exchange::{Reply, Req};
 
 pub struct Api<C> {
     control: Arc<C>,

@@ -6,8 +6,8 @@ use swarmkeep_api::control::control_server::Control;
 
 use super::Api;
 use crate::error::{ApiError, ApiResult};
+use crate::exchange::{Reply, Req};
 use crate::filters::Filters;
-use crate::http::{Reply, Req};
 
 impl<C: Control> Api<C> {
     pub async fn networks_list(&self, req: &Req) -> ApiResult<Reply> {

@@ -10,8 +10,8 @@ use swarmkeep_api::engine;
 
 use super::{Api, call, json_body, version_param};
 use crate::error::{ApiError, ApiResult};
+use crate::exchange::{Reply, Req};
 use crate::filters::{Filters, labels_match};
-use crate::http::{Reply, Req};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]

@@ -20,8 +20,8 @@ use zeroize::Zeroizing;
 
 use super::{Api, call, json_body, version_param};
 use crate::error::{ApiError, ApiResult};
+use crate::exchange::{Reply, Req};
 use crate::filters::Filters;
-use crate::http::{Reply, Req};
 
 /// A `Data` field: base64 decoded straight into the buffer that goes to the
 /// control service; nothing of it is kept elsewhere, and a decoding error

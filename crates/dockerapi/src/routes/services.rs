@@ -9,8 +9,8 @@ use swarmkeep_api::engine;
 
 use super::{Api, call, json_body, version_param};
 use crate::error::{ApiError, ApiResult};
+use crate::exchange::{Reply, Req};
 use crate::filters::Filters;
-use crate::http::{Reply, Req};
 use crate::spec::ServiceSpec;
 
 impl<C: Control> Api<C> {

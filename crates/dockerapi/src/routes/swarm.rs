@@ -13,7 +13,7 @@ use swarmkeep_api::timefmt::rfc3339_nano;
 
 use super::{Api, call, json_body, version_param};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{Reply, Req};
+use crate::exchange::{Reply, Req};
 
 const NS_PER_MS: u64 = 1_000_000;
 

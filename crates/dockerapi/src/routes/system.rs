@@ -6,7 +6,7 @@ use swarmkeep_api::control::{GetClusterRequest, InfoRequest, ListNodesRequest};
 
 use super::{Api, call, swarm::cluster_json};
 use crate::error::{ApiError, ApiResult};
-use crate::http::Reply;
+use crate::exchange::Reply;
 use crate::{API_VERSION, MIN_API_VERSION};
 
 const ENGINE_VERSION: &str = concat!("swarmkeep-", env!("CARGO_PKG_VERSION"));

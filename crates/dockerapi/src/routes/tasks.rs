@@ -12,8 +12,8 @@ use swarmkeep_api::engine;
 
 use super::{Api, call};
 use crate::error::{ApiError, ApiResult};
+use crate::exchange::{Reply, Req};
 use crate::filters::Filters;
-use crate::http::{Reply, Req};
 
 /// A task's name as Docker shows it: `service.slot`, or `service.node` for a
 /// global service's task.

@@ -18,7 +18,7 @@ use swarmkeep_api::cluster::raft_client::RaftClient;
 use swarmkeep_store::raft::{NodeId, TypeConfig};
 use tonic::transport::Channel;
 
-use super::tls::NodeTls;
+use swarmkeep_transport::tls::NodeTls;
 
 #[derive(Clone)]
 pub struct GrpcNetwork {

@@ -2,7 +2,7 @@
 //! certificate from the cluster CA; its node ID is that certificate's CN, and
 //! manager-only calls check the caller's role in the store.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use swarmkeep_api::cluster::cluster_server::Cluster;
 use swarmkeep_api::cluster::node_ca_server::NodeCa;
@@ -15,55 +15,32 @@ use swarmkeep_store::{Command, WriteError};
 use time::OffsetDateTime;
 use tonic::{Code, Request, Response, Status};
 
-use super::{CA_KEY_AAD, not_leader};
-use crate::ca::{RootCa, node_id_of};
-use crate::manager::{ActiveSwarm, Manager, Membership};
+use swarmkeep_transport::leader::not_leader;
+
+use crate::ca::{RootCa, caller};
+use crate::state::{CA_KEY_AAD, CurrentMembership, ManagerState};
 use crate::tokens;
 
 #[derive(Clone)]
 pub struct ClusterService {
-    manager: Weak<Manager>,
+    membership: Arc<CurrentMembership>,
 }
 
 impl ClusterService {
-    pub fn new(manager: Weak<Manager>) -> Self {
-        Self { manager }
+    pub fn new(membership: Arc<CurrentMembership>) -> Self {
+        Self { membership }
     }
 
-    fn swarm(&self) -> Result<Arc<ActiveSwarm>, Status> {
-        let m = self
-            .manager
-            .upgrade()
-            .ok_or_else(|| Status::unavailable("shutting down"))?;
-        match m.membership() {
-            Membership::Manager(s) => Ok(s),
-            _ => Err(Status::unavailable("this node is not a manager")),
-        }
+    fn swarm(&self) -> Result<Arc<ManagerState>, Status> {
+        self.membership.serving()
     }
 
-    /// The leader, or "ask the leader" with its address.
-    pub(crate) fn leader(&self) -> Result<Arc<ActiveSwarm>, Status> {
-        let swarm = self.swarm()?;
-        if swarm.store.is_leader() {
-            Ok(swarm)
-        } else {
-            Err(not_leader(swarm.store.leader_addr()))
-        }
+    fn leader(&self) -> Result<Arc<ManagerState>, Status> {
+        self.membership.leading()
     }
 }
 
-/// The caller's node ID, from its verified client certificate.
-pub(crate) fn caller<T>(req: &Request<T>) -> Result<String, Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a cluster client certificate is required"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a cluster client certificate is required"))?;
-    node_id_of(leaf.as_ref()).ok_or_else(|| Status::unauthenticated("the client certificate names no node"))
-}
-
-fn require_manager(swarm: &ActiveSwarm, node_id: &str) -> Result<Node, Status> {
+fn require_manager(swarm: &ManagerState, node_id: &str) -> Result<Node, Status> {
     match swarm.store.read(|st| st.nodes.get(node_id).cloned()) {
         Some(n) if n.role == NodeRole::Manager => Ok(n),
         Some(_) => Err(Status::permission_denied(format!("node {node_id} is not a manager"))),
@@ -86,7 +63,7 @@ impl ClusterService {
     /// Raft traffic needs a cluster certificate. A member that already knows
     /// the sender insists it is a manager; one still catching up (which does
     /// not know the leader's node object yet) accepts any cluster node.
-    fn raft_peer<T>(&self, req: &Request<T>) -> Result<Arc<ActiveSwarm>, Status> {
+    fn raft_peer<T>(&self, req: &Request<T>) -> Result<Arc<ManagerState>, Status> {
         let id = caller(req)?;
         let swarm = self.swarm()?;
         if let Some(node) = swarm.store.read(|st| st.nodes.get(&id).cloned())
@@ -222,7 +199,7 @@ impl NodeCa for ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    type ServiceLogsStream = crate::controlapi::LogStream;
+    type ServiceLogsStream = crate::logs::LogStream;
 
     async fn service_logs(
         &self,
@@ -270,7 +247,7 @@ impl Cluster for ClusterService {
             .store
             .add_voter(req.raft_id, &req.addr)
             .await
-            .map_err(crate::controlapi::common::write_error)?;
+            .map_err(crate::errors::write_error)?;
         update_node(&swarm, &id, |n| {
             n.raft_id = Some(req.raft_id);
             n.manager_addr = Some(req.addr.clone());
@@ -292,7 +269,7 @@ impl Cluster for ClusterService {
                 .store
                 .remove_member(raft_id)
                 .await
-                .map_err(crate::controlapi::common::write_error)?;
+                .map_err(crate::errors::write_error)?;
         }
         update_node(&swarm, &id, |n| {
             n.role = NodeRole::Worker;
@@ -332,7 +309,7 @@ impl Cluster for ClusterService {
         let role = match node {
             None => String::new(),
             Some(n) => {
-                swarm.liveness.saw(&id);
+                swarm.heartbeats.saw(&id);
                 match n.role {
                     NodeRole::Manager => "manager".into(),
                     NodeRole::Worker => "worker".into(),
@@ -348,7 +325,7 @@ impl Cluster for ClusterService {
 }
 
 /// Read-modify-write of a node, retried if it changed meanwhile.
-async fn update_node(swarm: &ActiveSwarm, id: &str, change: impl Fn(&mut Node)) -> Result<(), Status> {
+async fn update_node(swarm: &ManagerState, id: &str, change: impl Fn(&mut Node)) -> Result<(), Status> {
     for _ in 0..10 {
         let Some(mut node) = swarm.store.read(|st| st.nodes.get(id).cloned()) else {
             return Err(Status::not_found(format!("node {id} not found")));

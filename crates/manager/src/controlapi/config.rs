@@ -10,10 +10,10 @@ use swarmkeep_store::objects::Config;
 use tonic::{Code, Status};
 
 use super::common::{
-    Listed, annotations_from_proto, annotations_to_proto, label_update, matches_filters, meta_to_proto, new_meta,
-    resolve, validate_name,
+    annotations_from_proto, annotations_to_proto, label_update, meta_to_proto, new_meta, validate_name,
 };
-use crate::ActiveSwarm;
+use crate::lookup::{Listed, matches_filters, resolve};
+use crate::state::ManagerState;
 
 /// swarmkit's `MaxConfigSize`: the payload must be shorter than this.
 pub const MAX_CONFIG_SIZE: usize = 1000 * 1024;
@@ -41,7 +41,7 @@ fn to_proto(c: &Config) -> control::Config {
     }
 }
 
-impl ActiveSwarm {
+impl ManagerState {
     pub async fn create_config(&self, spec: Option<control::ConfigSpec>) -> Result<control::Config, Status> {
         let spec = spec.ok_or_else(|| rpc(Code::InvalidArgument, "invalid argument"))?;
         validate_name(spec.annotations.as_ref())?;

@@ -4,10 +4,12 @@
 
 pub mod common;
 mod config;
+pub mod convert;
 mod node;
 mod secret;
 pub mod service;
 mod swarm;
+mod task;
 
 pub use config::MAX_CONFIG_SIZE;
 pub use secret::MAX_SECRET_SIZE;
@@ -18,7 +20,7 @@ use swarmkeep_api::control::control_server::Control;
 use swarmkeep_api::control::*;
 use tonic::{Code, Request, Response, Status};
 
-use crate::Manager;
+use crate::SwarmNode;
 
 /// Moves a secret spec's payload into a `SecretBytes` (zeroized however the
 /// call ends), leaving the spec without data.
@@ -33,16 +35,16 @@ fn take_payload(spec: Option<SecretSpec>) -> (Option<SecretSpec>, swarmkeep_cryp
 }
 
 pub struct ControlService {
-    manager: Arc<Manager>,
+    manager: Arc<SwarmNode>,
 }
 
 impl ControlService {
-    pub fn new(manager: Arc<Manager>) -> Self {
+    pub fn new(manager: Arc<SwarmNode>) -> Self {
         Self { manager }
     }
 }
 
-pub type LogStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<LogMessage, Status>> + Send>>;
+pub use crate::logs::LogStream;
 
 #[tonic::async_trait]
 impl Control for ControlService {
@@ -62,7 +64,7 @@ impl Control for ControlService {
                 "the swarm has no leader to serve logs: no quorum of managers",
             )
         })?;
-        let stream = crate::cluster::call_leader(&swarm.tls, &leader, |mut c| {
+        let stream = crate::leader::call_leader(&swarm.tls, &leader, |mut c| {
             let req = req.clone();
             async move { c.service_logs(req).await }
         })
@@ -152,25 +154,25 @@ impl Control for ControlService {
 
     async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         let swarm = match self.manager.membership() {
-            crate::Membership::Manager(s) => s,
-            crate::Membership::Worker(w) => {
+            crate::state::Membership::Manager(s) => s,
+            crate::state::Membership::Worker(w) => {
                 let node_addr = w
-                    .local
+                    .identity
                     .advertise_addr
                     .rsplit_once(':')
                     .map(|(ip, _)| ip.to_string())
                     .unwrap_or_default();
                 return Ok(Response::new(InfoResponse {
-                    node_id: w.local.node_id.clone(),
+                    node_id: w.identity.node_id.clone(),
                     node_addr,
                     local_node_state: "active".into(),
                     control_available: false,
-                    cluster_id: w.local.cluster_id.clone(),
+                    cluster_id: w.identity.cluster_id.clone(),
                     role: "worker".into(),
                     ..Default::default()
                 }));
             }
-            crate::Membership::Locked(local) => {
+            crate::state::Membership::Locked(local) => {
                 return Ok(Response::new(InfoResponse {
                     node_id: local.node_id.clone(),
                     local_node_state: "locked".into(),
@@ -179,7 +181,7 @@ impl Control for ControlService {
                     ..Default::default()
                 }));
             }
-            crate::Membership::Inactive => {
+            crate::state::Membership::Inactive => {
                 return Ok(Response::new(InfoResponse {
                     local_node_state: "inactive".into(),
                     ..Default::default()
@@ -196,17 +198,17 @@ impl Control for ControlService {
             )
         });
         let node_addr = swarm
-            .local
+            .identity
             .advertise_addr
             .rsplit_once(':')
             .map(|(ip, _)| ip.to_string())
             .unwrap_or_default();
         Ok(Response::new(InfoResponse {
-            node_id: swarm.local.node_id.clone(),
+            node_id: swarm.identity.node_id.clone(),
             node_addr,
             local_node_state: "active".into(),
             control_available: true,
-            cluster_id: swarm.local.cluster_id.clone(),
+            cluster_id: swarm.identity.cluster_id.clone(),
             nodes: nodes as u32,
             managers: managers as u32,
             role: "manager".into(),

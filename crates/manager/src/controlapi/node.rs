@@ -11,8 +11,9 @@ use time::OffsetDateTime;
 use tonic::Code;
 use tonic::Status;
 
-use super::common::{Listed, matches_filters, meta_to_proto, resolve, scan_name};
-use crate::ActiveSwarm;
+use super::common::meta_to_proto;
+use crate::lookup::{Listed, matches_filters, resolve, scan_name};
+use crate::state::ManagerState;
 
 impl Listed for Node {
     fn id(&self) -> &str {
@@ -26,7 +27,7 @@ impl Listed for Node {
     }
 }
 
-impl ActiveSwarm {
+impl ManagerState {
     fn node_to_proto(&self, n: &Node) -> control::Node {
         let state = match n.state {
             NodeState::Ready => "ready",
@@ -95,7 +96,7 @@ impl ActiveSwarm {
     /// `self` is this node, as the docker CLI resolves it.
     pub async fn get_node(&self, input: &str) -> Result<control::Node, Status> {
         let input = if input == "self" {
-            self.local.node_id.as_str()
+            self.identity.node_id.as_str()
         } else {
             input
         };
@@ -106,13 +107,13 @@ impl ActiveSwarm {
     }
 }
 
-impl ActiveSwarm {
+impl ManagerState {
     /// `node update`, `node promote`, `node demote`. A role change takes
     /// effect as the node hears it (heartbeat) and the leader reconciles the
     /// raft membership with the roles in the store.
     pub async fn update_node(&self, req: control::UpdateNodeRequest) -> Result<control::Node, Status> {
         let input = if req.id == "self" {
-            self.local.node_id.clone()
+            self.identity.node_id.clone()
         } else {
             req.id.clone()
         };

@@ -11,10 +11,10 @@ use swarmkeep_store::objects::Secret;
 use tonic::{Code, Status};
 
 use super::common::{
-    Listed, annotations_from_proto, annotations_to_proto, label_update, matches_filters, meta_to_proto, new_meta,
-    resolve, validate_name,
+    annotations_from_proto, annotations_to_proto, label_update, meta_to_proto, new_meta, validate_name,
 };
-use crate::ActiveSwarm;
+use crate::lookup::{Listed, matches_filters, resolve};
+use crate::state::ManagerState;
 
 /// swarmkit's `MaxSecretSize`: the payload must be shorter than this.
 pub const MAX_SECRET_SIZE: usize = 500 * 1024;
@@ -53,7 +53,7 @@ fn validate_payload(data: &SecretBytes) -> Result<(), Status> {
     Ok(())
 }
 
-impl ActiveSwarm {
+impl ManagerState {
     /// `data` is the payload, taken out of `spec` (whose `data` is ignored)
     /// into a zeroizing buffer by the caller.
     pub async fn create_secret(

@@ -6,14 +6,14 @@ use swarmkeep_store::Command;
 use time::OffsetDateTime;
 use tonic::{Code, Status};
 
-use crate::ActiveSwarm;
 use crate::ca::cert_digest;
+use crate::state::ManagerState;
 use crate::tokens;
 
 /// The longest duration Docker can show: a Go `time.Duration` (int64 ns).
 const MAX_DURATION_MS: u64 = i64::MAX as u64 / 1_000_000;
 
-impl ActiveSwarm {
+impl ManagerState {
     /// The join token for `role`, rotated first if asked: a rotated token is
     /// refused from the moment the new one is committed.
     pub async fn join_token(&self, role: &str, rotate: bool) -> Result<control::GetJoinTokenResponse, Status> {
@@ -56,12 +56,12 @@ impl ActiveSwarm {
         };
         Ok(control::GetJoinTokenResponse {
             token: self.open_token(role, sealed)?,
-            manager_addr: self.local.advertise_addr.clone(),
+            manager_addr: self.identity.advertise_addr.clone(),
         })
     }
 }
 
-impl ActiveSwarm {
+impl ManagerState {
     pub async fn cluster_info(&self) -> Result<control::GetClusterResponse, Status> {
         let c = self
             .store
@@ -86,7 +86,7 @@ impl ActiveSwarm {
     fn new_unlock_key(&self) -> (String, Vec<u8>) {
         let kek = swarmkeep_crypto::KeyEncryptionKey::generate();
         let text = kek.to_unlock_key();
-        let sealed = self.data_key.seal(crate::cluster::UNLOCK_KEY_AAD, &text);
+        let sealed = self.data_key.seal(crate::state::UNLOCK_KEY_AAD, &text);
         (String::from_utf8_lossy(text.expose()).into_owned(), sealed)
     }
 

@@ -1,8 +1,15 @@
-//! A node's membership in a swarm: inactive until `swarm init` or `swarm
-//! join`; then a worker or a manager, with its cluster listener, heartbeats
-//! and — on managers — the raft store and the cluster data key.
+//! This node's life in a swarm ([`SwarmNode`]): inactive until `swarm init`
+//! or `swarm join`; then a worker or a manager, promoted, demoted, unlocked,
+//! leaving or removed. Each transition sets the [`CurrentMembership`] and
+//! starts or stops the background work of the new role: the cluster port,
+//! the heartbeat loop, the leader's loops and every manager's upkeep.
+//! `address.rs` chooses the addresses, `heartbeat.rs` sends the node's
+//! heartbeats to the managers; `crate::saved` is what it remembers on disk.
 
-use std::net::{IpAddr, SocketAddr};
+mod address;
+mod heartbeat;
+
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -15,25 +22,24 @@ use swarmkeep_api::cluster::{
 };
 use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_crypto::{DataKey, SecretBytes, new_id, random_bytes};
-use swarmkeep_store::objects::{Availability, Cluster, Meta, Node, NodeDescription, NodeRole, NodeState};
+use swarmkeep_store::objects::{Availability, Cluster, Meta, Node, NodeRole, NodeState};
 use swarmkeep_store::{Command, Store, StoreSettings};
+use swarmkeep_transport::tls::{NodeTls, pinned_channel, unverified_channel};
+use swarmkeep_transport::{Dispatchers, Upstream};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tonic::{Code, Status};
 
-use crate::ca::{RootCa, cert_digest, node_key_and_csr};
-use crate::cluster::network::GrpcNetwork;
-use crate::cluster::tls::{NodeTls, pinned_channel, unverified_channel};
-use crate::cluster::{self, Liveness};
-use crate::controlapi::common::{ALREADY_IN_SWARM, NOT_A_MANAGER, SWARM_LOCKED, WORKER_NOT_A_MANAGER};
-use crate::keystore::KeyStore;
-use crate::local_node::LocalNode;
-use crate::tokens;
+use crate::saved::SavedState;
+use address::{addresses, describe_host, resolve_remote};
 
-/// Swarm's default cluster port.
-pub const DEFAULT_PORT: u16 = 2377;
-/// Swarm's default dispatcher heartbeat period.
-pub const DEFAULT_HEARTBEAT_MS: u64 = 5000;
+use crate::ca::{RootCa, cert_digest, node_key_and_csr};
+use crate::cluster::{self, network::GrpcNetwork};
+use crate::errors::{ALREADY_IN_SWARM, NOT_IN_SWARM, SWARM_NOT_LOCKED, internal, write_error};
+use crate::keystore::KeyStore;
+use crate::leader::call_leader;
+use crate::state::{CA_KEY_AAD, CurrentMembership, ManagerState, Membership, NodeIdentity, WorkerState};
+use crate::{orchestrator, tokens, upkeep};
 
 #[derive(Clone, Debug)]
 pub struct ManagerConfig {
@@ -46,60 +52,21 @@ pub struct ManagerConfig {
     pub initial_snapshot_interval: u64,
 }
 
-/// Who this node is in its swarm.
-#[derive(Clone, Debug)]
-pub struct LocalNodeInfo {
-    pub node_id: String,
-    pub cluster_id: String,
-    pub advertise_addr: String,
-    pub listen_addr: String,
-}
-
-/// A manager that is part of a swarm.
-pub struct ActiveSwarm {
-    pub store: Store,
-    pub data_key: DataKey,
-    pub local: LocalNodeInfo,
-    pub tls: Arc<NodeTls>,
-    pub liveness: Liveness,
-    /// Log subscriptions to the agents (used while leading).
-    pub logs: Arc<crate::logbroker::LogBroker>,
-}
-
-/// A worker: no store, no keys; it knows the managers to heartbeat.
-pub struct WorkerNode {
-    pub local: LocalNodeInfo,
-    pub tls: Arc<NodeTls>,
-    pub managers: RwLock<Vec<String>>,
-}
-
-#[derive(Clone)]
-pub enum Membership {
-    Inactive,
-    /// An autolocked manager after a restart, waiting for `swarm unlock`.
-    Locked(Arc<LocalNode>),
-    Worker(Arc<WorkerNode>),
-    Manager(Arc<ActiveSwarm>),
-}
-
 struct Background {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-pub struct Manager {
+/// This node's membership in a swarm, and the transitions between roles.
+pub struct SwarmNode {
     config: ManagerConfig,
-    state: RwLock<Membership>,
+    membership: Arc<CurrentMembership>,
     /// Serialises init, join, leave and role changes.
     transitions: tokio::sync::Mutex<()>,
     background: std::sync::Mutex<Option<Background>>,
 }
 
-fn internal(what: &str, e: &dyn std::fmt::Display) -> Status {
-    rpc(Code::Internal, format!("{what}: {e}"))
-}
-
-impl Manager {
+impl SwarmNode {
     /// Starts from the data dir: a node that was in a swarm resumes its role;
     /// any leftover of an interrupted init or join is removed.
     pub async fn start(config: ManagerConfig) -> Result<Arc<Self>, String> {
@@ -110,15 +77,15 @@ impl Manager {
             .map_err(|e| format!("creating data dir {}: {e}", config.data_dir.display()))?;
         let manager = Arc::new(Self {
             config,
-            state: RwLock::new(Membership::Inactive),
+            membership: Arc::default(),
             transitions: Default::default(),
             background: Default::default(),
         });
-        match LocalNode::load(&manager.config.data_dir).map_err(|e| format!("reading node state: {e}"))? {
+        match SavedState::load(&manager.config.data_dir).map_err(|e| format!("reading node state: {e}"))? {
             Some(local) => {
                 let tls =
                     Arc::new(NodeTls::load(&manager.tls_dir()).map_err(|e| format!("reading TLS identity: {e}"))?);
-                let info = LocalNodeInfo {
+                let info = NodeIdentity {
                     node_id: local.node_id.clone(),
                     cluster_id: local.cluster_id.clone(),
                     advertise_addr: local.advertise_addr.clone(),
@@ -135,12 +102,12 @@ impl Manager {
                         .open_store(local.raft_id, &tls)
                         .await
                         .map_err(|e| e.message().to_string())?;
-                    manager.set(Membership::Manager(Arc::new(ActiveSwarm::new(
-                        store, data_key, info, tls,
-                    ))));
+                    manager.set(Membership::Manager(Arc::new(
+                        manager.manager_state(store, data_key, info, tls),
+                    )));
                 } else {
-                    manager.set(Membership::Worker(Arc::new(WorkerNode {
-                        local: info,
+                    manager.set(Membership::Worker(Arc::new(WorkerState {
+                        identity: info,
                         tls,
                         managers: RwLock::new(local.managers.clone()),
                     })));
@@ -168,7 +135,7 @@ impl Manager {
     }
 
     fn remove_local_state(&self) {
-        let _ = LocalNode::remove(&self.config.data_dir);
+        let _ = SavedState::remove(&self.config.data_dir);
         for dir in [self.keys_dir(), self.raft_dir(), self.tls_dir()] {
             if dir.exists() {
                 tracing::info!(dir = %dir.display(), "removing swarm state");
@@ -189,21 +156,26 @@ impl Manager {
     }
 
     fn set(&self, m: Membership) {
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = m;
+        self.membership.set(m);
     }
 
     pub fn membership(&self) -> Membership {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.membership.get()
     }
 
     /// The swarm this node manages, or Docker's "not a swarm manager" error.
-    pub fn active(&self) -> Result<Arc<ActiveSwarm>, Status> {
-        match self.membership() {
-            Membership::Manager(m) => Ok(m),
-            Membership::Worker(_) => Err(plain(Code::Unavailable, WORKER_NOT_A_MANAGER)),
-            Membership::Locked(_) => Err(plain(Code::Unavailable, SWARM_LOCKED)),
-            Membership::Inactive => Err(plain(Code::Unavailable, NOT_A_MANAGER)),
-        }
+    pub fn active(&self) -> Result<Arc<ManagerState>, Status> {
+        self.membership.manager()
+    }
+
+    fn manager_state(
+        &self,
+        store: Store,
+        data_key: DataKey,
+        identity: NodeIdentity,
+        tls: Arc<NodeTls>,
+    ) -> ManagerState {
+        ManagerState::new(store, data_key, identity, tls, self.keys_dir())
     }
 
     fn ensure_inactive(&self) -> Result<(), Status> {
@@ -270,13 +242,13 @@ impl Manager {
             .map_err(|e| internal("writing keys", &e))?;
 
         let store = self.open_store(raft_id, &tls).await?;
-        let info = LocalNodeInfo {
+        let info = NodeIdentity {
             node_id: node_id.clone(),
             cluster_id: cluster_id.clone(),
             advertise_addr: advertise.to_string(),
             listen_addr: listen.to_string(),
         };
-        let swarm = Arc::new(ActiveSwarm::new(store, data_key, info, tls));
+        let swarm = Arc::new(self.manager_state(store, data_key, info, tls));
         self.set(Membership::Manager(swarm.clone()));
         // The listener first, so raft peers (later) and joiners can reach us.
         self.start_background(&listen.to_string())?;
@@ -300,12 +272,12 @@ impl Manager {
             snapshot_interval: self.config.initial_snapshot_interval,
             task_history_retention_limit: 5,
             heartbeat_period_ms: if heartbeat_ms == 0 {
-                DEFAULT_HEARTBEAT_MS
+                swarmkeep_scheduler::liveness::DEFAULT_HEARTBEAT_MS
             } else {
                 heartbeat_ms
             },
             ca_cert_pem: ca.cert_pem.clone(),
-            sealed_ca_key: swarm.data_key.seal(cluster::CA_KEY_AAD, ca.key_pem()),
+            sealed_ca_key: swarm.data_key.seal(CA_KEY_AAD, ca.key_pem()),
             sealed_worker_token: swarm.seal_token("worker", &tokens::generate(&digest)),
             sealed_manager_token: swarm.seal_token("manager", &tokens::generate(&digest)),
             node_cert_expiry_ms: 90 * 24 * 3600 * 1000,
@@ -331,8 +303,8 @@ impl Manager {
                 node: Box::new(node),
             })
             .await
-            .map_err(crate::controlapi::common::write_error)?;
-        LocalNode {
+            .map_err(write_error)?;
+        SavedState {
             node_id: node_id.clone(),
             cluster_id,
             raft_id,
@@ -426,13 +398,13 @@ impl Manager {
         });
         tls.save(&self.tls_dir())
             .map_err(|e| internal("writing the TLS identity", &e))?;
-        let info = LocalNodeInfo {
+        let info = NodeIdentity {
             node_id: issued.node_id.clone(),
             cluster_id: issued.cluster_id.clone(),
             advertise_addr: advertise.to_string(),
             listen_addr: listen.to_string(),
         };
-        let mut local = LocalNode {
+        let mut local = SavedState {
             node_id: issued.node_id.clone(),
             cluster_id: issued.cluster_id,
             raft_id: 0,
@@ -445,8 +417,8 @@ impl Manager {
             let swarm = self.become_manager(info, tls, remote).await?;
             local.raft_id = swarm.store.raft_id();
         } else {
-            self.set(Membership::Worker(Arc::new(WorkerNode {
-                local: info,
+            self.set(Membership::Worker(Arc::new(WorkerState {
+                identity: info,
                 tls,
                 managers: RwLock::new(vec![remote.to_string()]),
             })));
@@ -463,10 +435,10 @@ impl Manager {
     /// asks the leader to add it (it catches up by log or snapshot).
     async fn become_manager(
         self: &Arc<Self>,
-        info: LocalNodeInfo,
+        info: NodeIdentity,
         tls: Arc<NodeTls>,
         via: &str,
-    ) -> Result<Arc<ActiveSwarm>, Status> {
+    ) -> Result<Arc<ManagerState>, Status> {
         let channel = tls.channel(via).map_err(|e| internal("connecting", &e))?;
         let keys = ClusterClient::new(channel)
             .manager_keys(ManagerKeysRequest {})
@@ -481,11 +453,11 @@ impl Manager {
         let store = self.open_store(raft_id, &tls).await?;
         let advertise = info.advertise_addr.clone();
         let listen = info.listen_addr.clone();
-        let swarm = Arc::new(ActiveSwarm::new(store, data_key, info, tls.clone()));
+        let swarm = Arc::new(self.manager_state(store, data_key, info, tls.clone()));
         self.stop_background().await;
         self.set(Membership::Manager(swarm.clone()));
         self.start_background(&listen)?;
-        cluster::call_leader(&tls, via, |mut client| {
+        call_leader(&tls, via, |mut client| {
             let advertise = advertise.clone();
             async move {
                 client
@@ -514,7 +486,7 @@ impl Manager {
         };
         let leader = swarm.store.leader_addr();
         if let Some(addr) = &leader {
-            let _ = cluster::call_leader(&swarm.tls, addr, |mut c| async move {
+            let _ = call_leader(&swarm.tls, addr, |mut c| async move {
                 c.leave_raft(LeaveRaftRequest {}).await
             })
             .await;
@@ -523,8 +495,8 @@ impl Manager {
         let _ = std::fs::remove_dir_all(self.raft_dir());
         let _ = std::fs::remove_dir_all(self.keys_dir());
         let managers: Vec<String> = leader.into_iter().collect();
-        self.set(Membership::Worker(Arc::new(WorkerNode {
-            local: swarm.local.clone(),
+        self.set(Membership::Worker(Arc::new(WorkerState {
+            identity: swarm.identity.clone(),
             tls: swarm.tls.clone(),
             managers: RwLock::new(managers.clone()),
         })));
@@ -539,14 +511,14 @@ impl Manager {
         let Membership::Worker(w) = self.membership() else {
             return Ok(());
         };
-        let swarm = self.become_manager(w.local.clone(), w.tls.clone(), via).await?;
+        let swarm = self.become_manager(w.identity.clone(), w.tls.clone(), via).await?;
         self.save_role("manager", swarm.store.raft_id(), vec![via.to_string()])?;
         tracing::info!("promoted: now a manager");
         Ok(())
     }
 
     fn save_role(&self, role: &str, raft_id: u64, managers: Vec<String>) -> Result<(), Status> {
-        let mut local = LocalNode::load(&self.config.data_dir)
+        let mut local = SavedState::load(&self.config.data_dir)
             .map_err(|e| internal("reading node state", &e))?
             .ok_or_else(|| internal("node state", &"missing"))?;
         local.role = role.into();
@@ -563,23 +535,23 @@ impl Manager {
         let _guard = self.transitions.lock().await;
         let local = match self.membership() {
             Membership::Locked(local) => local,
-            Membership::Inactive => return Err(plain(Code::FailedPrecondition, "This node is not part of a swarm")),
-            _ => return Err(plain(Code::FailedPrecondition, "swarm is not locked")),
+            Membership::Inactive => return Err(plain(Code::FailedPrecondition, NOT_IN_SWARM)),
+            _ => return Err(plain(Code::FailedPrecondition, SWARM_NOT_LOCKED)),
         };
         let invalid = || plain(Code::InvalidArgument, "invalid key");
         let kek = swarmkeep_crypto::KeyEncryptionKey::from_unlock_key(unlock_key).map_err(|_| invalid())?;
         let data_key = KeyStore::new(&self.keys_dir()).unlock(&kek).map_err(|_| invalid())?;
         let tls = Arc::new(NodeTls::load(&self.tls_dir()).map_err(|e| internal("reading TLS identity", &e))?);
         let store = self.open_store(local.raft_id, &tls).await?;
-        let info = LocalNodeInfo {
+        let info = NodeIdentity {
             node_id: local.node_id.clone(),
             cluster_id: local.cluster_id.clone(),
             advertise_addr: local.advertise_addr.clone(),
             listen_addr: local.listen_addr.clone(),
         };
-        self.set(Membership::Manager(Arc::new(ActiveSwarm::new(
-            store, data_key, info, tls,
-        ))));
+        self.set(Membership::Manager(Arc::new(
+            self.manager_state(store, data_key, info, tls),
+        )));
         self.start_background(&local.listen_addr)?;
         tracing::info!("swarm unlocked");
         Ok(())
@@ -591,7 +563,7 @@ impl Manager {
     pub async fn leave(self: &Arc<Self>, force: bool) -> Result<(), Status> {
         let _guard = self.transitions.lock().await;
         match self.membership() {
-            Membership::Inactive => return Err(plain(Code::Unavailable, "This node is not part of a swarm")),
+            Membership::Inactive => return Err(plain(Code::Unavailable, NOT_IN_SWARM)),
             Membership::Locked(_) => {}
             Membership::Manager(swarm) => {
                 if !force {
@@ -608,7 +580,7 @@ impl Manager {
                 if swarm.store.voters().len() > 1
                     && let Some(addr) = swarm.store.leader_addr()
                 {
-                    let left = cluster::call_leader(&swarm.tls, &addr, |mut c| async move {
+                    let left = call_leader(&swarm.tls, &addr, |mut c| async move {
                         c.leave_raft(LeaveRaftRequest {}).await
                     })
                     .await;
@@ -642,9 +614,23 @@ impl Manager {
         }
     }
 
+    /// The work of the current role: the cluster port, heartbeats, the
+    /// leader's loops and a manager's upkeep (the last two idle on a worker).
     fn start_background(self: &Arc<Self>, listen_addr: &str) -> Result<(), Status> {
+        let tls = match self.membership() {
+            Membership::Manager(m) => m.tls.clone(),
+            Membership::Worker(w) => w.tls.clone(),
+            Membership::Inactive | Membership::Locked(_) => return Err(plain(Code::Internal, "not in a swarm")),
+        };
         let (stop, stop_rx) = watch::channel(false);
-        let tasks = cluster::spawn(self.clone(), listen_addr, stop_rx)?;
+        let m = &self.membership;
+        let tasks = vec![
+            cluster::serve(m.clone(), &tls, listen_addr, stop_rx.clone())?,
+            tokio::spawn(heartbeat::heartbeat_loop(Arc::downgrade(self), stop_rx.clone())),
+            tokio::spawn(orchestrator::liveness_loop(m.clone(), stop_rx.clone())),
+            tokio::spawn(orchestrator::orchestrator_loop(m.clone(), stop_rx.clone())),
+            tokio::spawn(upkeep::upkeep_loop(m.clone(), stop_rx)),
+        ];
         *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(Background { stop, tasks });
         Ok(())
     }
@@ -667,58 +653,21 @@ impl Manager {
     }
 }
 
-impl ActiveSwarm {
-    fn new(store: Store, data_key: DataKey, local: LocalNodeInfo, tls: Arc<NodeTls>) -> Self {
-        Self {
-            store,
-            data_key,
-            local,
-            tls,
-            liveness: Liveness::default(),
-            logs: Arc::default(),
+/// The agent's way to the dispatcher: the leader a manager knows of, or the
+/// managers a worker heard about.
+impl Upstream for SwarmNode {
+    fn dispatchers(&self) -> Option<Dispatchers> {
+        match self.membership() {
+            Membership::Inactive | Membership::Locked(_) => None,
+            Membership::Manager(s) => Some(Dispatchers {
+                tls: s.tls.clone(),
+                managers: vec![s.store.leader_addr()?],
+            }),
+            Membership::Worker(w) => Some(Dispatchers {
+                tls: w.tls.clone(),
+                managers: w.managers.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            }),
         }
-    }
-
-    pub(crate) fn open_unlock_key(&self, sealed: &[u8]) -> Result<swarmkeep_crypto::KeyEncryptionKey, Status> {
-        let text = self.data_key.open(cluster::UNLOCK_KEY_AAD, sealed).map_err(|_| {
-            rpc(
-                Code::Internal,
-                "the unlock key cannot be opened with this manager's data key",
-            )
-        })?;
-        let text = std::str::from_utf8(text.expose())
-            .map_err(|_| rpc(Code::Internal, "unlock key"))?
-            .to_string();
-        swarmkeep_crypto::KeyEncryptionKey::from_unlock_key(&text).map_err(|_| rpc(Code::Internal, "unlock key"))
-    }
-
-    pub(crate) fn seal_token(&self, role: &str, token: &str) -> Vec<u8> {
-        self.data_key.seal(
-            &format!("join-token/{role}"),
-            &SecretBytes::new(token.as_bytes().to_vec()),
-        )
-    }
-
-    pub(crate) fn open_token(&self, role: &str, sealed: &[u8]) -> Result<String, Status> {
-        let plain = self.data_key.open(&format!("join-token/{role}"), sealed).map_err(|_| {
-            rpc(
-                Code::Internal,
-                "the join token cannot be opened with this manager's data key",
-            )
-        })?;
-        String::from_utf8(plain.expose().to_vec()).map_err(|_| rpc(Code::Internal, "join token"))
-    }
-
-    /// Proposes a write; on a follower it is carried to the leader, and the
-    /// call returns once this manager has applied it too (read-your-writes).
-    /// A write that cannot reach a quorum fails within a bounded time.
-    pub async fn write(&self, command: Command) -> Result<u64, Status> {
-        cluster::write(self, command).await
-    }
-
-    /// Makes the next local read linearizable (see [`cluster::read_barrier`]).
-    pub async fn read_barrier(&self) -> Result<(), Status> {
-        cluster::read_barrier(self).await
     }
 }
 
@@ -726,132 +675,4 @@ fn random_raft_id() -> u64 {
     let mut b = [0u8; 8];
     random_bytes(&mut b);
     u64::from_le_bytes(b).max(1)
-}
-
-/// `IP[:PORT]`, as Docker's `--advertise-addr` and `--listen-addr` take it.
-pub fn parse_addr(text: &str, default_port: u16) -> Result<SocketAddr, ()> {
-    if let Ok(sa) = text.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    let ip: IpAddr = text
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .map_err(|_| ())?;
-    Ok(SocketAddr::new(ip, default_port))
-}
-
-/// A manager's address as `swarm join` takes it: `IP[:PORT]` or `HOST[:PORT]`.
-async fn resolve_remote(remote: &str) -> Result<String, Status> {
-    if let Ok(addr) = parse_addr(remote, DEFAULT_PORT) {
-        return Ok(addr.to_string());
-    }
-    let with_port = if remote.contains(':') {
-        remote.to_string()
-    } else {
-        format!("{remote}:{DEFAULT_PORT}")
-    };
-    let invalid = || plain(Code::InvalidArgument, format!("invalid remote address {remote}"));
-    let mut addrs = tokio::net::lookup_host(with_port).await.map_err(|_| invalid())?;
-    addrs.next().map(|a| a.to_string()).ok_or_else(invalid)
-}
-
-fn addresses(advertise_addr: &str, listen_addr: &str) -> Result<(SocketAddr, SocketAddr), Status> {
-    let listen = parse_addr(
-        if listen_addr.is_empty() { "0.0.0.0" } else { listen_addr },
-        DEFAULT_PORT,
-    )
-    .map_err(|_| plain(Code::InvalidArgument, format!("invalid listen address {listen_addr}")))?;
-    Ok((choose_advertise_addr(advertise_addr, listen)?, listen))
-}
-
-fn choose_advertise_addr(advertise: &str, listen: SocketAddr) -> Result<SocketAddr, Status> {
-    let bad = || {
-        plain(
-            Code::InvalidArgument,
-            "advertise address must be a non-zero IP address or network interface (with optional port number)",
-        )
-    };
-    if !advertise.is_empty() {
-        let addr = parse_addr(advertise, listen.port()).map_err(|_| bad())?;
-        if addr.ip().is_unspecified() {
-            return Err(bad());
-        }
-        return Ok(addr);
-    }
-    if !listen.ip().is_unspecified() {
-        return Ok(listen);
-    }
-    Ok(SocketAddr::new(
-        default_route_ip().unwrap_or(IpAddr::from([127, 0, 0, 1])),
-        listen.port(),
-    ))
-}
-
-/// The IPv4 address of the interface that holds the default route, read from
-/// `/proc/net/route` and the interface list (no packet is sent).
-fn default_route_ip() -> Option<IpAddr> {
-    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
-    let iface = routes
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[1] == "00000000")
-        .map(|f| f[0].to_string())?;
-    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
-        if ifa.interface_name != iface {
-            return None;
-        }
-        ifa.address.as_ref()?.as_sockaddr_in().map(|sin| IpAddr::V4(sin.ip()))
-    })
-}
-
-pub(crate) fn describe_host(hostname: Option<&str>) -> NodeDescription {
-    let hostname = hostname
-        .map(str::to_string)
-        .or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()))
-        .unwrap_or_else(|| "localhost".into());
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get() as i64)
-        .unwrap_or(1);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<i64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
-    NodeDescription {
-        hostname,
-        os: std::env::consts::OS.into(),
-        architecture: std::env::consts::ARCH.into(),
-        nano_cpus: cpus * 1_000_000_000,
-        memory_bytes: memory,
-        engine_version: env!("CARGO_PKG_VERSION").into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_take_docker_forms() {
-        assert_eq!(parse_addr("127.0.0.1", 2377).unwrap().to_string(), "127.0.0.1:2377");
-        assert_eq!(
-            parse_addr("127.0.0.2:4000", 2377).unwrap().to_string(),
-            "127.0.0.2:4000"
-        );
-        assert!(parse_addr("eth0:x", 2377).is_err());
-        let listen = parse_addr("0.0.0.0", 2377).unwrap();
-        assert!(choose_advertise_addr("0.0.0.0", listen).is_err());
-        let specific = parse_addr("127.0.0.5:3000", 1).unwrap();
-        assert_eq!(
-            choose_advertise_addr("", specific).unwrap().to_string(),
-            "127.0.0.5:3000"
-        );
-    }
 }

@@ -7,7 +7,6 @@
 //! per node, as swarmkit's assignment set does); it is opened with the data
 //! key only to be sealed again to the session's X25519 key.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,125 +14,23 @@ use std::time::Duration;
 use futures::Stream;
 use swarmkeep_api::dispatcher::dispatcher_server::Dispatcher;
 use swarmkeep_api::dispatcher::*;
-use swarmkeep_crypto::{BoxSealer, SecretBytes};
-use swarmkeep_store::objects::Task;
-use swarmkeep_store::{ClusterState, Command};
+use swarmkeep_crypto::BoxSealer;
+use swarmkeep_store::Command;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use crate::cluster::server::{ClusterService, caller};
-use crate::controlapi::service::{status_from_proto, task_to_proto};
-use crate::manager::ActiveSwarm;
+use crate::ca::caller;
+use crate::controlapi::convert::status_from_proto;
+use crate::state::{CurrentMembership, ManagerState};
 
-/// What one node holds: task versions, and the secrets and configs its
-/// unfinished tasks reference.
-#[derive(Default, PartialEq, Eq)]
-struct AssignmentSet {
-    tasks: BTreeMap<String, u64>,
-    secrets: BTreeSet<String>,
-    configs: BTreeSet<String>,
-}
+mod assignments;
 
-/// The tasks a node is given: placed on it and not yet finished there.
-fn node_tasks<'a>(st: &'a ClusterState, node_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
-    st.tasks
-        .values()
-        .filter(move |t| t.node_id.as_deref() == Some(node_id) && !t.status.state.is_terminal())
-}
-
-fn assignment_set(st: &ClusterState, node_id: &str) -> AssignmentSet {
-    let mut set = AssignmentSet::default();
-    for t in node_tasks(st, node_id) {
-        set.tasks.insert(t.id.clone(), t.meta.version);
-        set.secrets.extend(t.spec.secrets.iter().map(|r| r.id.clone()));
-        set.configs.extend(t.spec.configs.iter().map(|r| r.id.clone()));
-    }
-    set
-}
-
-/// Whether one of the node's unfinished tasks references the secret.
-pub fn node_may_read_secret(st: &ClusterState, node_id: &str, secret_id: &str) -> bool {
-    node_tasks(st, node_id).any(|t| t.spec.secrets.iter().any(|r| r.id == secret_id))
-}
-
-fn seal_secret(
-    swarm: &ActiveSwarm,
-    st: &ClusterState,
-    sealer: &BoxSealer,
-    id: &str,
-) -> Result<Option<SealedSecret>, Status> {
-    let Some(secret) = st.secrets.get(id) else {
-        // Removed meanwhile; the task will fail on the node with "not found".
-        tracing::debug!(%id, "assigned secret no longer exists");
-        return Ok(None);
-    };
-    let plain: SecretBytes = swarm
-        .data_key
-        .open(id, &secret.sealed_data)
-        .map_err(|_| Status::internal("a stored secret cannot be opened with this manager's data key"))?;
-    Ok(Some(SealedSecret {
-        id: id.to_string(),
-        name: secret.annotations.name.clone(),
-        sealed: sealer.seal(id, &plain),
-    }))
-}
-
-/// The message that takes a node from `old` to `new`; `None` if nothing changed.
-fn diff_message(
-    swarm: &ActiveSwarm,
-    st: &ClusterState,
-    old: Option<&AssignmentSet>,
-    new: &AssignmentSet,
-    session_key: &[u8],
-) -> Result<Option<AssignmentsMessage>, Status> {
-    let empty = AssignmentSet::default();
-    let complete = old.is_none();
-    let old = old.unwrap_or(&empty);
-    if !complete && old == new {
-        return Ok(None);
-    }
-    let sealer = BoxSealer::new(session_key).map_err(|_| Status::invalid_argument("invalid session public key"))?;
-    let mut msg = AssignmentsMessage {
-        complete,
-        ephemeral_public_key: sealer.ephemeral_public().to_vec(),
-        ..Default::default()
-    };
-    for (id, version) in &new.tasks {
-        if old.tasks.get(id) != Some(version)
-            && let Some(t) = st.tasks.get(id)
-        {
-            msg.tasks_updated.push(task_to_proto(t));
-        }
-    }
-    msg.tasks_removed = old
-        .tasks
-        .keys()
-        .filter(|id| !new.tasks.contains_key(*id))
-        .cloned()
-        .collect();
-    for id in new.secrets.difference(&old.secrets) {
-        if let Some(s) = seal_secret(swarm, st, &sealer, id)? {
-            msg.secrets_updated.push(s);
-        }
-    }
-    msg.secrets_removed = old.secrets.difference(&new.secrets).cloned().collect();
-    for id in new.configs.difference(&old.configs) {
-        if let Some(c) = st.configs.get(id) {
-            msg.configs_updated.push(ConfigPayload {
-                id: id.clone(),
-                name: c.annotations.name.clone(),
-                data: c.data.clone(),
-            });
-        }
-    }
-    msg.configs_removed = old.configs.difference(&new.configs).cloned().collect();
-    Ok(Some(msg))
-}
+use assignments::{AssignmentSet, assignment_set, diff_message, node_may_read_secret, seal_secret};
 
 /// Streams one node's assignments until the agent goes away or this manager
 /// stops leading.
 async fn run_session(
-    swarm: Arc<ActiveSwarm>,
+    swarm: Arc<ManagerState>,
     node_id: String,
     session_key: Vec<u8>,
     tx: mpsc::Sender<Result<AssignmentsMessage, Status>>,
@@ -144,7 +41,7 @@ async fn run_session(
     loop {
         if !swarm.store.is_leader() {
             let _ = tx
-                .send(Err(crate::cluster::not_leader(swarm.store.leader_addr())))
+                .send(Err(swarmkeep_transport::leader::not_leader(swarm.store.leader_addr())))
                 .await;
             return;
         }
@@ -155,7 +52,7 @@ async fn run_session(
                 )));
             }
             let set = assignment_set(st, &node_id);
-            let msg = diff_message(&swarm, st, sent.as_ref(), &set, &session_key)?;
+            let msg = diff_message(&swarm.data_key, st, sent.as_ref(), &set, &session_key)?;
             Ok((set, msg))
         });
         match step {
@@ -195,11 +92,26 @@ async fn run_session(
     }
 }
 
+/// The dispatcher's gRPC service on the cluster port; served by the leader.
+pub struct DispatcherService {
+    membership: Arc<CurrentMembership>,
+}
+
+impl DispatcherService {
+    pub fn new(membership: Arc<CurrentMembership>) -> Self {
+        Self { membership }
+    }
+
+    fn leader(&self) -> Result<Arc<ManagerState>, Status> {
+        self.membership.leading()
+    }
+}
+
 type SessionStream = Pin<Box<dyn Stream<Item = Result<AssignmentsMessage, Status>> + Send>>;
 type LogSubscriptionsStream = Pin<Box<dyn Stream<Item = Result<LogSubscription, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Dispatcher for ClusterService {
+impl Dispatcher for DispatcherService {
     type SessionStream = SessionStream;
     type LogSubscriptionsStream = LogSubscriptionsStream;
 
@@ -319,7 +231,7 @@ impl Dispatcher for ClusterService {
                     req.id
                 )));
             }
-            seal_secret(&swarm, st, &sealer, &req.id)
+            seal_secret(&swarm.data_key, st, &sealer, &req.id)
         })?;
         let secret = sealed.ok_or_else(|| Status::not_found(format!("secret {} not found", req.id)))?;
         tracing::info!(node = %node_id, secret = %req.id, "secret fetched by its node");

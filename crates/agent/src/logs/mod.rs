@@ -4,6 +4,10 @@
 //! for the last [`KEEP_FINISHED`] tasks that left it (a crashed task's output
 //! is what `service logs` is for), and a live feed for `--follow`.
 
+mod publish;
+
+pub(crate) use publish::log_subscriptions;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 

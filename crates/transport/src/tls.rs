@@ -16,7 +16,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use swarmkeep_crypto::SecretBytes;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig, Uri};
 
-use crate::ca::TLS_SERVER_NAME;
+/// The name every node certificate carries and every client checks: nodes
+/// are told apart by the CN, not by the TLS server name.
+pub const TLS_SERVER_NAME: &str = "swarm-manager";
 
 /// This node's cluster identity.
 #[derive(Clone)]

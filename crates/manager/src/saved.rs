@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 const STATE_FILE: &str = "state.json";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LocalNode {
+pub struct SavedState {
     pub node_id: String,
     pub cluster_id: String,
     pub raft_id: u64,
@@ -32,7 +32,7 @@ fn manager_role() -> String {
     "manager".into()
 }
 
-impl LocalNode {
+impl SavedState {
     pub fn load(data_dir: &Path) -> std::io::Result<Option<Self>> {
         match fs::read(data_dir.join(STATE_FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other),

@@ -1,0 +1,80 @@
+//! The agent as the daemon sees it: started with an upstream and a config,
+//! shut down once. What it runs: the session with the dispatcher
+//! (`session.rs`), the task controller (`controller.rs`), the status reporter
+//! (`reporter.rs`) and the log publisher (`logs/`), all sharing one
+//! [`AgentState`](crate::state::AgentState).
+
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use swarmkeep_transport::Upstream;
+use tokio::sync::mpsc;
+
+use crate::config::{AgentConfig, Backend};
+use crate::executor::{ProcessExecutor, process::cleanup_stale};
+use crate::mounts::{FuseBackend, SecretMount, TmpfsBackend};
+use crate::state::{AgentState, lock, stop_all};
+
+pub struct Agent {
+    state: Arc<AgentState>,
+}
+
+impl Agent {
+    /// Cleans up what a crashed predecessor left, then starts the session loop.
+    pub fn start(upstream: Arc<dyn Upstream>, mut config: AgentConfig) -> Self {
+        // Canonical paths: the shim hides them inside the task's root, where a
+        // symlinked path would land elsewhere.
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.exec_root);
+        for p in [&mut config.exec_root, &mut config.data_dir] {
+            if let Ok(c) = std::fs::canonicalize(&*p) {
+                *p = c;
+            }
+        }
+        cleanup_stale(&config.exec_root);
+        let mounts: Arc<dyn SecretMount> = match config.backend {
+            Backend::Tmpfs => Arc::new(TmpfsBackend::new(&config.exec_root)),
+            Backend::Fuse => Arc::new(FuseBackend::new(&config.exec_root)),
+        };
+        let executor = ProcessExecutor::new(
+            &config.exec_root,
+            config.shim_exe.clone(),
+            vec![config.exec_root.clone(), config.data_dir.clone()],
+        );
+        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        let state = Arc::new(AgentState {
+            upstream,
+            config,
+            mounts,
+            executor,
+            assignments: Mutex::default(),
+            running: Mutex::default(),
+            stopping: Default::default(),
+            started: Mutex::default(),
+            status_tx,
+            client: Mutex::default(),
+            logs: Arc::default(),
+        });
+        tracing::info!(backend = state.mounts.name(), exec_root = %state.config.exec_root.display(), "agent started");
+        tokio::spawn(crate::session::session_loop(state.clone()));
+        tokio::spawn(crate::reporter::status_loop(state.clone(), status_rx));
+        Self { state }
+    }
+
+    /// Stops every task and removes its mount (daemon shutdown).
+    pub async fn shutdown(&self) {
+        self.state.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        stop_all(&self.state);
+        // The longest stop grace period (10 s) and the unmount.
+        for _ in 0..240 {
+            if lock(&self.state.running).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        lock(&self.state.assignments).clear();
+    }
+}

@@ -1,0 +1,384 @@
+//! The task controller: which assigned tasks to start and which to stop
+//! ([`plan`], a pure function of what is assigned and what runs here), and
+//! each task's life on this node — its files from memory into a mount, its
+//! process, its status, and the cleanup when it ends.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use swarmkeep_api::control;
+use swarmkeep_api::targets::{SECRETS_DIR, effective_target};
+use swarmkeep_api::task_state::TaskState;
+use swarmkeep_crypto::SecretBytes;
+use tokio::sync::oneshot;
+
+use crate::executor::TaskRun;
+use crate::mounts::TaskFile;
+use crate::reporter::status;
+use crate::state::{AgentState, LocalTask, lock};
+
+/// What the controller does for one task.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Assigned, wanted running, not started by this run of the agent.
+    Start(String),
+    /// Runs here but is no longer wanted (or no longer assigned).
+    Stop(String),
+    /// Reports a status without running anything; `settled` tasks are not
+    /// looked at again.
+    Report {
+        id: String,
+        state: TaskState,
+        message: &'static str,
+        err: String,
+        settled: bool,
+    },
+}
+
+fn state_of(text: &str) -> TaskState {
+    TaskState::parse(text).unwrap_or(TaskState::New)
+}
+
+/// What to do about each task: `assigned` as the dispatcher last sent it,
+/// `running` (tasks whose process this agent runs), `started` (tasks this
+/// run of the agent already took on), `stopping` (the daemon shuts down).
+pub(crate) fn plan(
+    assigned: &BTreeMap<String, control::Task>,
+    running: &HashSet<String>,
+    started: &HashSet<String>,
+    stopping: bool,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (id, task) in assigned {
+        let desired = state_of(&task.desired_state);
+        let state = task
+            .status
+            .as_ref()
+            .map(|s| state_of(&s.state))
+            .unwrap_or(TaskState::New);
+        let wanted = desired <= TaskState::Running;
+        if running.contains(id) {
+            if !wanted {
+                actions.push(Action::Stop(id.clone()));
+            }
+            continue;
+        }
+        if started.contains(id) {
+            continue;
+        }
+        if state <= TaskState::Assigned {
+            if !wanted {
+                // Stopped before it was started here: nothing to stop.
+                actions.push(Action::Report {
+                    id: id.clone(),
+                    state: TaskState::Shutdown,
+                    message: "shutdown",
+                    err: String::new(),
+                    settled: true,
+                });
+            } else if !stopping {
+                actions.push(Action::Start(id.clone()));
+            }
+        } else if state <= TaskState::Running {
+            // Started by an earlier run of this agent, whose processes were
+            // stopped when it came back.
+            actions.push(if wanted {
+                Action::Report {
+                    id: id.clone(),
+                    state: TaskState::Failed,
+                    message: "started",
+                    err: "task: the agent restarted and the task's process was stopped".into(),
+                    settled: false,
+                }
+            } else {
+                Action::Report {
+                    id: id.clone(),
+                    state: TaskState::Shutdown,
+                    message: "shutdown",
+                    err: String::new(),
+                    settled: false,
+                }
+            });
+        }
+    }
+    actions.extend(
+        running
+            .iter()
+            .filter(|id| !assigned.contains_key(*id))
+            .map(|id| Action::Stop(id.clone())),
+    );
+    actions
+}
+
+/// Starts what is assigned and new, stops what is no longer wanted.
+pub(crate) fn reconcile(agent: &Arc<AgentState>) {
+    let assigned = lock(&agent.assignments).tasks.clone();
+    let mut running = lock(&agent.running);
+    let mut started = lock(&agent.started);
+    started.retain(|id| assigned.contains_key(id));
+    let ids: HashSet<String> = running.keys().cloned().collect();
+    let stopping = agent.stopping.load(std::sync::atomic::Ordering::SeqCst);
+    for action in plan(&assigned, &ids, &started, stopping) {
+        match action {
+            Action::Start(id) => {
+                let Some(task) = assigned.get(&id) else { continue };
+                started.insert(id.clone());
+                let (tx, rx) = oneshot::channel();
+                running.insert(id, LocalTask { stop: Some(tx) });
+                tokio::spawn(run_task(agent.clone(), task.clone(), rx));
+            }
+            Action::Stop(id) => {
+                if let Some(stop) = running.get_mut(&id).and_then(|t| t.stop.take()) {
+                    let _ = stop.send(());
+                }
+            }
+            Action::Report {
+                id,
+                state,
+                message,
+                err,
+                settled,
+            } => {
+                if settled {
+                    started.insert(id.clone());
+                }
+                let _ = agent.status_tx.send((id, status(state, message, err, None, None)));
+            }
+        }
+    }
+}
+
+/// The task's files: one per reference, from the agent's memory.
+fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskFile>, TaskRun), String> {
+    let held = lock(&agent.assignments);
+    let mut files = Vec::new();
+    let mut run = TaskRun {
+        task_id: String::new(),
+        argv: spec.command.iter().chain(spec.args.iter()).cloned().collect(),
+        env: spec.env.clone(),
+        workdir: spec.workdir.clone(),
+        user: spec.user.clone(),
+        secrets_dir: None,
+        files: Vec::new(),
+    };
+    let refs = spec
+        .secrets
+        .iter()
+        .map(|r| (r, true))
+        .chain(spec.configs.iter().map(|r| (r, false)));
+    for (i, (r, is_secret)) in refs.enumerate() {
+        let data = if is_secret {
+            held.secrets.get(&r.id).cloned()
+        } else {
+            held.configs.get(&r.id).map(|d| SecretBytes::new(d.clone()))
+        };
+        let kind = if is_secret { "secret" } else { "config" };
+        let data = data.ok_or_else(|| format!("{kind} {} not found", r.id))?;
+        let file = r.file.clone().unwrap_or_default();
+        let target = effective_target(&file.name, is_secret)?;
+        let rel = match target.strip_prefix(&format!("{SECRETS_DIR}/")) {
+            Some(inside) => format!("secrets/{inside}"),
+            None => {
+                let rel = format!("files/{i}");
+                run.files.push((PathBuf::from(&rel), PathBuf::from(&target)));
+                rel
+            }
+        };
+        files.push(TaskFile {
+            rel,
+            data,
+            uid: file.uid.parse().unwrap_or(0),
+            gid: file.gid.parse().unwrap_or(0),
+            mode: file.mode,
+        });
+    }
+    Ok((files, run))
+}
+
+async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot::Receiver<()>) {
+    let id = task.id.clone();
+    let report = |state: TaskState, message: &str, err: String, code: Option<i32>, pid: Option<u32>| {
+        let _ = agent
+            .status_tx
+            .send((id.clone(), status(state, message, err, code, pid)));
+    };
+    report(TaskState::Accepted, "accepted", String::new(), None, None);
+    report(TaskState::Preparing, "preparing", String::new(), None, None);
+    let spec = task.spec.clone().unwrap_or_default();
+    let prepared = task_files(&agent, &spec);
+    let (files, mut run) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            report(TaskState::Rejected, "preparing", e, None, None);
+            lock(&agent.running).remove(&id);
+            return;
+        }
+    };
+    run.task_id = id.clone();
+    let has_secrets_dir = files.iter().any(|f| f.rel.starts_with("secrets/"));
+    let mounts = agent.mounts.clone();
+    let tid = id.clone();
+    let mount = tokio::task::spawn_blocking(move || mounts.prepare(&tid, files))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    let mount = match mount {
+        Ok(m) => m,
+        Err(e) => {
+            let err = format!("mounting the task's secrets: {e}");
+            report(TaskState::Rejected, "preparing", err, None, None);
+            release(&agent, &id).await;
+            return;
+        }
+    };
+    if has_secrets_dir {
+        run.secrets_dir = Some(mount.join("secrets"));
+    }
+    for (src, _) in run.files.iter_mut() {
+        *src = mount.join(&*src);
+    }
+    report(TaskState::Starting, "starting", String::new(), None, None);
+    let mut proc = match agent.executor.start(&run).await {
+        Ok(p) => p,
+        Err(e) => {
+            report(
+                TaskState::Rejected,
+                "starting",
+                format!("starting the task: {e}"),
+                None,
+                None,
+            );
+            release(&agent, &id).await;
+            return;
+        }
+    };
+    let (stdout, stderr) = proc.take_output();
+    agent.logs.capture(&id, stdout, stderr);
+    tracing::info!(task = %id, pid = proc.pid, "task running");
+    report(TaskState::Running, "started", String::new(), None, Some(proc.pid));
+    let grace = Duration::from_nanos(spec.stop_grace_period_ns.clamp(1, 10_000_000_000));
+    tokio::select! {
+        code = proc.wait() => {
+            if code == 0 {
+                report(TaskState::Complete, "finished", String::new(), Some(0), None);
+            } else {
+                report(TaskState::Failed, "started", format!("task: non-zero exit ({code})"), Some(code), None);
+            }
+        }
+        _ = &mut stop => {
+            proc.signal(Signal::SIGTERM);
+            let code = match tokio::time::timeout(grace, proc.wait()).await {
+                Ok(code) => code,
+                Err(_) => {
+                    proc.signal(Signal::SIGKILL);
+                    proc.wait().await
+                }
+            };
+            report(TaskState::Shutdown, "shutdown", String::new(), Some(code), None);
+        }
+    }
+    // The task was PID 1's child in its own PID namespace: when it ended,
+    // every process it left went with the namespace.
+    release(&agent, &id).await;
+    tracing::info!(task = %id, "task ended; its mount is removed");
+}
+
+async fn release(agent: &Arc<AgentState>, id: &str) {
+    let mounts = agent.mounts.clone();
+    let tid = id.to_string();
+    let _ = tokio::task::spawn_blocking(move || mounts.release(&tid)).await;
+    lock(&agent.running).remove(id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, desired: TaskState, state: TaskState) -> (String, control::Task) {
+        (
+            id.to_string(),
+            control::Task {
+                id: id.into(),
+                desired_state: desired.as_str().into(),
+                status: Some(control::TaskStatus {
+                    state: state.as_str().into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn set(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn new_assigned_tasks_start_once_and_not_while_stopping() {
+        let assigned: BTreeMap<_, _> = [
+            task("new", TaskState::Running, TaskState::Assigned),
+            task("pending", TaskState::Running, TaskState::New),
+        ]
+        .into();
+        assert_eq!(
+            plan(&assigned, &set(&[]), &set(&[]), false),
+            [Action::Start("new".into()), Action::Start("pending".into())]
+        );
+        assert_eq!(plan(&assigned, &set(&[]), &set(&["new", "pending"]), false), []);
+        assert_eq!(plan(&assigned, &set(&[]), &set(&[]), true), []);
+    }
+
+    #[test]
+    fn unwanted_or_unassigned_running_tasks_stop() {
+        let assigned: BTreeMap<_, _> = [
+            task("keep", TaskState::Running, TaskState::Running),
+            task("drop", TaskState::Shutdown, TaskState::Running),
+        ]
+        .into();
+        let mut actions = plan(
+            &assigned,
+            &set(&["keep", "drop", "gone"]),
+            &set(&["keep", "drop", "gone"]),
+            false,
+        );
+        actions.sort_by_key(|a| format!("{a:?}"));
+        assert_eq!(actions, [Action::Stop("drop".into()), Action::Stop("gone".into())]);
+    }
+
+    #[test]
+    fn a_task_stopped_before_it_started_is_reported_shut_down_once() {
+        let assigned: BTreeMap<_, _> = [task("t", TaskState::Shutdown, TaskState::Assigned)].into();
+        let actions = plan(&assigned, &set(&[]), &set(&[]), false);
+        assert!(matches!(
+            &actions[..],
+            [Action::Report {
+                state: TaskState::Shutdown,
+                settled: true,
+                ..
+            }]
+        ));
+        assert_eq!(plan(&assigned, &set(&[]), &set(&["t"]), false), []);
+    }
+
+    #[test]
+    fn a_task_an_earlier_run_started_is_reported_failed_or_shut_down() {
+        let assigned: BTreeMap<_, _> = [
+            task("wanted", TaskState::Running, TaskState::Running),
+            task("unwanted", TaskState::Shutdown, TaskState::Starting),
+            task("finished", TaskState::Running, TaskState::Complete),
+        ]
+        .into();
+        let actions = plan(&assigned, &set(&[]), &set(&[]), false);
+        assert_eq!(actions.len(), 2, "a finished task is left alone: {actions:?}");
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Report { id, state: TaskState::Shutdown, .. } if id == "unwanted"
+        )));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Report { id, state: TaskState::Failed, err, .. } if id == "wanted" && err.contains("agent restarted")
+        )));
+    }
+}

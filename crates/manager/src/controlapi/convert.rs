@@ -1,0 +1,334 @@
+//! Services and tasks between the control API's messages and the store's
+//! objects, validating at the door what a spec may ask for (names, images,
+//! modes, rollout settings, secret and config references and their targets).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use swarmkeep_api::control;
+use swarmkeep_api::errors::rpc;
+use swarmkeep_api::targets::effective_target;
+use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
+use swarmkeep_store::objects::{
+    FailureAction, FileReference, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec,
+    TaskState, TaskStatus, UpdateConfig, UpdateOrder,
+};
+use tonic::{Code, Status};
+
+use super::common::{annotations_from_proto, annotations_to_proto, meta_to_proto};
+
+/// The most replicas one service may ask for: the orchestrator writes a
+/// service's new tasks in one raft entry, which must stay a sane size.
+pub const MAX_REPLICAS: u64 = 10_000;
+
+/// swarmkit's rule for service names: a DNS name component.
+static SERVICE_NAME_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$").expect("valid regex"));
+
+pub(crate) fn refs_to_proto(refs: &[FileReference]) -> Vec<control::FileReference> {
+    refs.iter()
+        .map(|r| control::FileReference {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            file: Some(control::FileTarget {
+                name: r.target.clone(),
+                uid: r.uid.clone(),
+                gid: r.gid.clone(),
+                mode: r.mode,
+            }),
+        })
+        .collect()
+}
+
+pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
+    control::TaskSpec {
+        image: t.image.clone(),
+        command: t.command.clone(),
+        args: t.args.clone(),
+        env: t.env.clone(),
+        workdir: t.workdir.clone(),
+        user: t.user.clone(),
+        secrets: refs_to_proto(&t.secrets),
+        configs: refs_to_proto(&t.configs),
+        restart: Some(control::RestartPolicy {
+            condition: match t.restart.condition {
+                RestartCondition::None => "none",
+                RestartCondition::OnFailure => "on-failure",
+                RestartCondition::Any => "any",
+            }
+            .into(),
+            delay_ns: t.restart.delay_ns,
+            max_attempts: t.restart.max_attempts,
+        }),
+        stop_grace_period_ns: t.stop_grace_period_ns,
+        force_update: t.force_update,
+    }
+}
+
+pub(crate) fn update_config_to_proto(c: &UpdateConfig) -> control::UpdateConfig {
+    control::UpdateConfig {
+        parallelism: c.parallelism,
+        delay_ns: c.delay_ns,
+        failure_action: match c.failure_action {
+            FailureAction::Pause => "pause",
+            FailureAction::Continue => "continue",
+            FailureAction::Rollback => "rollback",
+        }
+        .into(),
+        monitor_ns: c.monitor_ns,
+        max_failure_ratio: c.max_failure_ratio,
+        order: match c.order {
+            UpdateOrder::StopFirst => "stop-first",
+            UpdateOrder::StartFirst => "start-first",
+        }
+        .into(),
+    }
+}
+
+pub(crate) fn update_config_from_proto(kind: &str, c: Option<control::UpdateConfig>) -> Result<UpdateConfig, Status> {
+    let Some(c) = c else {
+        return Ok(UpdateConfig::default());
+    };
+    let failure_action = match c.failure_action.as_str() {
+        "" | "pause" => FailureAction::Pause,
+        "continue" => FailureAction::Continue,
+        "rollback" if kind == "UpdateConfig" => FailureAction::Rollback,
+        other => {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("{kind}: invalid failure action {other:?}"),
+            ));
+        }
+    };
+    let order = match c.order.as_str() {
+        "" | "stop-first" => UpdateOrder::StopFirst,
+        "start-first" => UpdateOrder::StartFirst,
+        other => return Err(rpc(Code::InvalidArgument, format!("{kind}: invalid order {other:?}"))),
+    };
+    if !(0.0..=1.0).contains(&c.max_failure_ratio) {
+        return Err(rpc(
+            Code::InvalidArgument,
+            format!("{kind}: max failure ratio must be between 0 and 1"),
+        ));
+    }
+    Ok(UpdateConfig {
+        parallelism: c.parallelism,
+        delay_ns: c.delay_ns,
+        failure_action,
+        monitor_ns: c.monitor_ns,
+        max_failure_ratio: c.max_failure_ratio,
+        order,
+    })
+}
+
+pub(crate) fn spec_to_proto(spec: &ServiceSpec) -> control::ServiceSpec {
+    let (mode, replicas) = match spec.mode {
+        ServiceMode::Replicated { replicas } => ("replicated", replicas),
+        ServiceMode::Global => ("global", 0),
+    };
+    control::ServiceSpec {
+        annotations: Some(annotations_to_proto(&spec.annotations)),
+        task: Some(task_spec_to_proto(&spec.task)),
+        mode: mode.into(),
+        replicas,
+        update_config: Some(update_config_to_proto(&spec.update_config)),
+        rollback_config: Some(update_config_to_proto(&spec.rollback_config)),
+    }
+}
+
+pub fn service_to_proto(s: &Service) -> control::Service {
+    control::Service {
+        id: s.id.clone(),
+        meta: Some(meta_to_proto(&s.meta)),
+        spec: Some(spec_to_proto(&s.spec)),
+        previous_spec: s.previous_spec.as_ref().map(spec_to_proto),
+        update_status: s.update_status.as_ref().map(|u| control::UpdateStatus {
+            state: u.state.as_str().into(),
+            started_at: Some(to_timestamp(u.started_at)),
+            completed_at: u.completed_at.map(to_timestamp),
+            message: u.message.clone(),
+        }),
+    }
+}
+
+pub fn status_to_proto(s: &TaskStatus) -> control::TaskStatus {
+    control::TaskStatus {
+        state: s.state.as_str().into(),
+        timestamp: Some(to_timestamp(s.timestamp)),
+        message: s.message.clone(),
+        err: s.err.clone(),
+        exit_code: s.exit_code,
+        pid: s.pid,
+    }
+}
+
+pub fn task_to_proto(t: &Task) -> control::Task {
+    control::Task {
+        id: t.id.clone(),
+        meta: Some(meta_to_proto(&t.meta)),
+        service_id: t.service_id.clone(),
+        service_name: t.service_name.clone(),
+        slot: t.slot,
+        node_id: t.node_id.clone().unwrap_or_default(),
+        spec: Some(task_spec_to_proto(&t.spec)),
+        desired_state: t.desired_state.as_str().into(),
+        status: Some(status_to_proto(&t.status)),
+    }
+}
+
+/// A status as an agent reported it; the state must be one an agent reaches.
+pub fn status_from_proto(s: control::TaskStatus) -> Result<TaskStatus, Status> {
+    let state = TaskState::parse(&s.state)
+        .filter(|st| *st >= TaskState::Accepted)
+        .ok_or_else(|| rpc(Code::InvalidArgument, format!("invalid task state {:?}", s.state)))?;
+    Ok(TaskStatus {
+        state,
+        timestamp: s
+            .timestamp
+            .as_ref()
+            .map(|t| to_datetime(Some(t)))
+            .unwrap_or_else(time::OffsetDateTime::now_utc),
+        message: s.message,
+        err: s.err,
+        exit_code: s.exit_code,
+        pid: s.pid,
+    })
+}
+
+pub(crate) fn refs_from_proto(
+    kind: &str,
+    refs: Vec<control::FileReference>,
+    secret: bool,
+    seen: &mut HashMap<String, String>,
+) -> Result<Vec<FileReference>, Status> {
+    let mut out = Vec::with_capacity(refs.len());
+    for r in refs {
+        let file = r.file.ok_or_else(|| {
+            rpc(
+                Code::InvalidArgument,
+                format!("malformed {kind} reference, no target provided"),
+            )
+        })?;
+        if file.name.is_empty() {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("malformed file {kind} reference, invalid target file name provided"),
+            ));
+        }
+        let path = effective_target(&file.name, secret).map_err(|e| rpc(Code::InvalidArgument, e))?;
+        if let Some(prev) = seen.insert(path.clone(), r.name.clone()) {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!(
+                    "{kind} references '{prev}' and '{}' have a conflicting target: '{}'",
+                    r.name, file.name
+                ),
+            ));
+        }
+        let uid = if file.uid.is_empty() { "0".to_string() } else { file.uid };
+        let gid = if file.gid.is_empty() { "0".to_string() } else { file.gid };
+        for (what, v) in [("uid", &uid), ("gid", &gid)] {
+            if v.parse::<u32>().is_err() {
+                return Err(rpc(
+                    Code::InvalidArgument,
+                    format!("invalid {what} {v:?}: must be a number"),
+                ));
+            }
+        }
+        if file.mode > 0o7777 {
+            return Err(rpc(Code::InvalidArgument, format!("invalid file mode {:o}", file.mode)));
+        }
+        out.push(FileReference {
+            id: r.id,
+            name: r.name,
+            target: file.name,
+            uid,
+            gid,
+            mode: file.mode,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<ServiceSpec, Status> {
+    let spec = spec.ok_or_else(|| rpc(Code::InvalidArgument, "invalid argument"))?;
+    let mut annotations = annotations_from_proto(spec.annotations);
+    if annotations.name.is_empty() {
+        // As Docker: a service created without a name gets a random one.
+        annotations.name = {
+            let mut b = [0u8; 4];
+            swarmkeep_crypto::random_bytes(&mut b);
+            swarmkeep_scheduler::service_name(u32::from_le_bytes(b))
+        };
+    }
+    if annotations.name.len() > 63 || !SERVICE_NAME_RE.is_match(&annotations.name) {
+        return Err(rpc(Code::InvalidArgument, "name must be valid as a DNS name component"));
+    }
+    let task = spec.task.unwrap_or_default();
+    if task.image.is_empty() {
+        return Err(rpc(
+            Code::InvalidArgument,
+            "ContainerSpec: image reference must be provided",
+        ));
+    }
+    let mut seen = HashMap::new();
+    let secrets = refs_from_proto("secret", task.secrets, true, &mut seen)?;
+    let configs = refs_from_proto("config", task.configs, false, &mut seen)?;
+    let restart = match task.restart {
+        None => RestartPolicy::default(),
+        Some(r) => RestartPolicy {
+            condition: match r.condition.as_str() {
+                "" | "any" => RestartCondition::Any,
+                "on-failure" => RestartCondition::OnFailure,
+                "none" => RestartCondition::None,
+                other => {
+                    return Err(rpc(
+                        Code::InvalidArgument,
+                        format!("invalid restart condition {other:?}"),
+                    ));
+                }
+            },
+            delay_ns: r.delay_ns,
+            max_attempts: r.max_attempts,
+        },
+    };
+    let mode = match spec.mode.as_str() {
+        "" | "replicated" if spec.replicas > MAX_REPLICAS => {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("replicas must be at most {MAX_REPLICAS}"),
+            ));
+        }
+        "" | "replicated" => ServiceMode::Replicated {
+            replicas: spec.replicas,
+        },
+        "global" => ServiceMode::Global,
+        other => return Err(rpc(Code::InvalidArgument, format!("invalid service mode {other:?}"))),
+    };
+    let update_config = update_config_from_proto("UpdateConfig", spec.update_config)?;
+    let rollback_config = update_config_from_proto("RollbackConfig", spec.rollback_config)?;
+    Ok(ServiceSpec {
+        annotations,
+        task: TaskSpec {
+            image: task.image,
+            command: task.command,
+            args: task.args,
+            env: task.env,
+            workdir: task.workdir,
+            user: task.user,
+            secrets,
+            configs,
+            restart,
+            stop_grace_period_ns: if task.stop_grace_period_ns == 0 {
+                10_000_000_000
+            } else {
+                task.stop_grace_period_ns
+            },
+            force_update: task.force_update,
+        },
+        mode,
+        update_config,
+        rollback_config,
+    })
+}

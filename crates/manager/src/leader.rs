@@ -1,0 +1,170 @@
+//! Talking to the leader, the bottom layer every other part of the manager
+//! writes and reads through: a write proposed here or forwarded to the
+//! leader (and applied here before it returns), a linearizable read
+//! barrier, and calls that follow "not the leader" answers to the leader.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use swarmkeep_api::cluster::cluster_client::ClusterClient;
+use swarmkeep_api::cluster::{ProposeRequest, ReadIndexRequest};
+use swarmkeep_api::errors::rpc;
+use swarmkeep_store::{Command, CommandError, WriteError};
+use swarmkeep_transport::leader::{is_not_leader, leader_hint};
+use swarmkeep_transport::tls::NodeTls;
+use tonic::transport::Channel;
+use tonic::{Code, Response, Status};
+
+use crate::errors::write_error;
+use crate::state::ManagerState;
+
+/// How long a write may wait for a quorum before it is reported as failed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn no_quorum() -> Status {
+    rpc(
+        Code::Unavailable,
+        format!(
+            "the swarm has no quorum of managers: the write was not committed within {}s",
+            WRITE_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+/// Calls `f` on the manager at `first`, following "not the leader" answers
+/// to the leader, and waiting out an election.
+pub async fn call_leader<T, F, Fut>(tls: &NodeTls, first: &str, f: F) -> Result<T, Status>
+where
+    F: Fn(ClusterClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
+    let mut addr = first.to_string();
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    loop {
+        let channel = tls.channel(&addr).map_err(|e| rpc(Code::Unavailable, e.to_string()))?;
+        match f(ClusterClient::new(channel)).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if is_not_leader(&s) && Instant::now() < deadline => match leader_hint(&s) {
+                Some(leader) => addr = leader,
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            Err(s) => return Err(s),
+        }
+    }
+}
+
+impl ManagerState {
+    /// Proposes a write; on a follower it is carried to the leader, and the
+    /// call returns once this manager has applied it too (read-your-writes).
+    /// A write that cannot reach a quorum fails within a bounded time.
+    pub async fn write(&self, command: Command) -> Result<u64, Status> {
+        write(self, command).await
+    }
+
+    /// Makes the next local read linearizable: returns once this manager has
+    /// applied every write acknowledged anywhere before the call.
+    pub async fn read_barrier(&self) -> Result<(), Status> {
+        read_barrier(self).await
+    }
+}
+
+async fn write(swarm: &ManagerState, command: Command) -> Result<u64, Status> {
+    let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, swarm.store.write(command.clone())).await;
+        match attempt {
+            Err(_) => return Err(no_quorum()),
+            Ok(Ok(index)) => return Ok(index),
+            Ok(Err(WriteError::NotLeader { leader: Some(addr) })) => {
+                let forwarded = tokio::time::timeout_at(deadline, forward(swarm, &addr, &command)).await;
+                match forwarded {
+                    Err(_) => return Err(no_quorum()),
+                    Ok(Ok(index)) => {
+                        wait_applied(swarm, index).await;
+                        return Ok(index);
+                    }
+                    Ok(Err(s)) if is_not_leader(&s) || s.code() == Code::Unavailable => {
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                    Ok(Err(s)) => return Err(s),
+                }
+            }
+            Ok(Err(WriteError::NotLeader { leader: None })) | Ok(Err(WriteError::Unavailable(_))) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(no_quorum());
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Ok(Err(e)) => return Err(write_error(e)),
+        }
+    }
+}
+
+/// A linearizable read barrier: returns once this manager has applied every
+/// write acknowledged anywhere before the call. The leader uses its lease or a
+/// quorum round trip; a follower asks the leader for its read index.
+async fn read_barrier(swarm: &ManagerState) -> Result<(), Status> {
+    // No leader known (a manager just restarted, an election under way): wait
+    // for one, as a write does, rather than refuse at once.
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    let index = loop {
+        if swarm.store.is_leader() {
+            match swarm.store.read_index().await {
+                Ok(i) => break i,
+                Err(WriteError::NotLeader { .. }) => {}
+                Err(_) => return Err(no_quorum_for_read()),
+            }
+        } else if let Some(leader) = swarm.store.leader_addr() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let resp = tokio::time::timeout(
+                left,
+                call_leader(&swarm.tls, &leader, |mut c| async move {
+                    c.read_index(ReadIndexRequest {}).await
+                }),
+            )
+            .await
+            .map_err(|_| no_quorum_for_read())?
+            .map_err(|_| no_quorum_for_read())?;
+            break resp.index;
+        }
+        if Instant::now() >= deadline {
+            return Err(no_quorum_for_read());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if swarm.store.wait_applied(index, Duration::from_secs(5)).await {
+        Ok(())
+    } else {
+        Err(no_quorum_for_read())
+    }
+}
+
+fn no_quorum_for_read() -> Status {
+    rpc(
+        Code::Unavailable,
+        "the swarm has no quorum of managers: a consistent read is not possible",
+    )
+}
+
+async fn forward(swarm: &ManagerState, leader: &str, command: &Command) -> Result<u64, Status> {
+    let channel = swarm
+        .tls
+        .channel(leader)
+        .map_err(|e| rpc(Code::Unavailable, e.to_string()))?;
+    let payload = serde_json::to_vec(command).map_err(|e| rpc(Code::Internal, e.to_string()))?;
+    let resp = ClusterClient::new(channel)
+        .propose(ProposeRequest { command: payload })
+        .await?
+        .into_inner();
+    let result: Result<u64, CommandError> =
+        serde_json::from_slice(&resp.result).map_err(|e| rpc(Code::Internal, e.to_string()))?;
+    result.map_err(|e| write_error(WriteError::Rejected(e)))
+}
+
+/// Read-your-writes on a follower: wait until the forwarded write is applied here.
+async fn wait_applied(swarm: &ManagerState, index: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while swarm.store.last_applied() < index && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

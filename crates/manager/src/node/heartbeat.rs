@@ -1,0 +1,105 @@
+//! Every node's heartbeat to the managers: how the leader knows the node is
+//! up, and how the node learns its role changed (promoted, demoted, removed)
+//! and which managers there are (a worker's list to find the leader by).
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use swarmkeep_api::cluster::HeartbeatRequest;
+use swarmkeep_api::cluster::cluster_client::ClusterClient;
+use swarmkeep_store::objects::NodeRole;
+use swarmkeep_transport::leader::leader_hint;
+use tokio::sync::watch;
+
+use super::SwarmNode;
+use crate::state::Membership;
+
+pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Receiver<bool>) {
+    let mut period = Duration::from_millis(500);
+    let mut next_manager = 0usize;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let Some(m) = manager.upgrade() else { return };
+        let (tls, target, role) = match m.membership() {
+            Membership::Inactive | Membership::Locked(_) => return,
+            Membership::Manager(swarm) => {
+                if swarm.store.is_leader() {
+                    swarm.heartbeats.saw(&swarm.identity.node_id);
+                    let demoted = swarm.store.read(|st| {
+                        st.nodes
+                            .get(&swarm.identity.node_id)
+                            .is_some_and(|n| n.role == NodeRole::Worker)
+                    });
+                    if demoted {
+                        let m = m.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = m.become_worker().await {
+                                tracing::warn!(error = %e.message(), "stepping down to worker failed; will retry");
+                            }
+                        });
+                    }
+                    continue;
+                }
+                let Some(leader) = swarm.store.leader_addr() else {
+                    continue;
+                };
+                (swarm.tls.clone(), leader, "manager")
+            }
+            Membership::Worker(w) => {
+                let managers = w.managers.read().unwrap_or_else(|p| p.into_inner()).clone();
+                if managers.is_empty() {
+                    continue;
+                }
+                (w.tls.clone(), managers[next_manager % managers.len()].clone(), "worker")
+            }
+        };
+        let Ok(channel) = tls.channel(&target) else { continue };
+        match ClusterClient::new(channel).heartbeat(HeartbeatRequest {}).await {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                period = Duration::from_millis(resp.period_ms.clamp(100, 60_000));
+                if let Membership::Worker(w) = m.membership()
+                    && !resp.managers.is_empty()
+                {
+                    let mut list = resp.managers.clone();
+                    list.retain(|a| a != &target);
+                    list.insert(0, target.clone());
+                    *w.managers.write().unwrap_or_else(|p| p.into_inner()) = list;
+                    next_manager = 0;
+                }
+                if resp.role.is_empty() {
+                    m.removed_from_swarm().await;
+                    return;
+                }
+                if resp.role != role {
+                    let m = m.clone();
+                    tokio::spawn(async move {
+                        let result = if resp.role == "manager" {
+                            m.promote_self(&target).await
+                        } else {
+                            m.become_worker().await
+                        };
+                        if let Err(e) = result {
+                            tracing::warn!(error = %e.message(), "changing role failed; will retry");
+                        }
+                    });
+                }
+            }
+            Err(s) => {
+                if let Some(leader) = leader_hint(&s)
+                    && let Membership::Worker(w) = m.membership()
+                {
+                    let mut list = w.managers.write().unwrap_or_else(|p| p.into_inner());
+                    list.retain(|a| a != &leader);
+                    list.insert(0, leader);
+                    next_manager = 0;
+                } else {
+                    next_manager += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! What every manager keeps up on its own, leader or not: its data key
+//! wrapped the way the cluster asks (autolock), and snapshots on the
+//! cluster's interval.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::keystore::KeyStore;
+use crate::state::{CurrentMembership, ManagerState, Membership};
+
+pub(crate) async fn upkeep_loop(membership: Arc<CurrentMembership>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let Membership::Manager(swarm) = membership.get() else {
+            continue;
+        };
+        reconcile_autolock(&swarm);
+        let interval = swarm
+            .store
+            .read(|st| st.cluster.as_ref().map(|c| c.snapshot_interval))
+            .unwrap_or(0);
+        swarm.store.snapshot_if_due(interval).await;
+    }
+}
+
+/// Every manager keeps its data key wrapped the way the cluster asks: by the
+/// current unlock key (and no key file on disk) with autolock, by a local
+/// key-encryption key without.
+fn reconcile_autolock(swarm: &ManagerState) {
+    let Some((version, autolock, sealed)) = swarm.store.read(|st| {
+        st.cluster
+            .as_ref()
+            .map(|c| (c.meta.version, c.autolock, c.sealed_unlock_key.clone()))
+    }) else {
+        return;
+    };
+    // Only when the cluster object changed since the last successful pass.
+    if swarm.keys_reconciled_at.load(Ordering::SeqCst) == version {
+        return;
+    }
+    let keys = KeyStore::new(&swarm.keys_dir);
+    let result = if autolock {
+        match swarm.open_unlock_key(&sealed) {
+            Ok(kek) if keys.is_locked_mode() && keys.wrapped_opens_with(&kek) => Ok(()),
+            Ok(kek) => keys
+                .lock_with(&swarm.data_key, &kek)
+                .map(|_| tracing::info!("data key now wrapped by the unlock key")),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "autolock is on but the unlock key cannot be read");
+                Ok(())
+            }
+        }
+    } else if keys.is_locked_mode() {
+        keys.create(&swarm.data_key)
+            .map(|_| tracing::info!("autolock off: data key wrapped by a local key again"))
+    } else {
+        Ok(())
+    };
+    match result {
+        Ok(()) => swarm.keys_reconciled_at.store(version, Ordering::SeqCst),
+        Err(e) => tracing::warn!(error = %e, "re-wrapping the data key failed; will retry"),
+    }
+}
