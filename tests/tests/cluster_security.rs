@@ -12,10 +12,8 @@ fn tls_of(data_dir: &Path) -> NodeTls {
     NodeTls::load(&data_dir.join("tls")).expect("node TLS identity")
 }
 
-#[test]
-fn joins_with_bad_tokens_are_refused_with_dockers_errors() {
-    let nodes = swarm(1, 0);
-    let m1 = &nodes[0];
+/// A one-node swarm of its own: another CA, other tokens.
+fn foreign_swarm() -> swarmkeep_tests::SwarmNode {
     let other = swarm_node(5, "other");
     other
         .cli(&[
@@ -27,6 +25,14 @@ fn joins_with_bad_tokens_are_refused_with_dockers_errors() {
             &other.addr,
         ])
         .ok();
+    other
+}
+
+#[test]
+fn joins_with_bad_tokens_are_refused_with_dockers_errors() {
+    let nodes = swarm(1, 0);
+    let m1 = &nodes[0];
+    let other = foreign_swarm();
     let foreign_token = other
         .cli(&["swarm", "join-token", "-q", "worker"])
         .ok()
@@ -143,22 +149,7 @@ async fn foreign_certificates_and_workers_cannot_call_manager_rpcs() {
     assert_eq!(anon.code(), tonic::Code::Unauthenticated, "{anon:?}");
 
     // A certificate from another cluster's CA is refused in the handshake.
-    let other = tokio::task::spawn_blocking(|| {
-        let other = swarm_node(5, "other");
-        other
-            .cli(&[
-                "swarm",
-                "init",
-                "--advertise-addr",
-                &other.addr,
-                "--listen-addr",
-                &other.addr,
-            ])
-            .ok();
-        other
-    })
-    .await
-    .unwrap();
+    let other = tokio::task::spawn_blocking(foreign_swarm).await.unwrap();
     let mut foreign = tls_of(&other.daemon.data_dir());
     // Trust m1's CA so only the client certificate is foreign.
     foreign.ca_pem = worker_tls.ca_pem.clone();

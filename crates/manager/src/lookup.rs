@@ -6,19 +6,13 @@ use std::ops::Bound;
 
 use swarmkeep_api::control;
 use swarmkeep_api::errors::{plain, rpc};
+use swarmkeep_store::objects::Named;
 use tonic::{Code, Status};
-
-/// What an object looks like to the list filters and lookups.
-pub trait Listed {
-    fn id(&self) -> &str;
-    fn name(&self) -> &str;
-    fn labels(&self) -> &std::collections::BTreeMap<String, String>;
-}
 
 /// swarmkit's list filters: each kind given (exact names, name prefixes, ID
 /// prefixes, labels) must match — values of one kind are OR-ed, kinds are
 /// AND-ed, as Docker's `--filter name=… --filter id=…` expect.
-pub fn matches_filters<T: Listed>(obj: &T, filters: Option<&control::ListFilters>) -> bool {
+pub fn matches_filters<T: Named>(obj: &T, filters: Option<&control::ListFilters>) -> bool {
     let Some(f) = filters else { return true };
     let lower = obj.name().to_lowercase();
     let names = f.names.is_empty() || f.names.iter().any(|n| n.to_lowercase() == lower);
@@ -40,7 +34,7 @@ fn labels_match(labels: &std::collections::BTreeMap<String, String>, wanted: &Ha
 /// Docker's lookup of `input`: full ID, then name (case-insensitive, as
 /// swarmkit's name index), then unique ID prefix. `objects` is keyed by ID, so
 /// each step is an index lookup or a range scan, not a walk of every object.
-pub fn resolve<'a, T: Listed>(
+pub fn resolve<'a, T: Named>(
     kind: &str,
     input: &str,
     objects: &'a BTreeMap<String, T>,
@@ -69,7 +63,7 @@ pub fn resolve<'a, T: Listed>(
 }
 
 /// A name lookup for objects without a name index (nodes: there are few).
-pub fn scan_name<'a, T: Listed>(objects: &'a BTreeMap<String, T>, name: &str) -> Option<&'a T> {
+pub fn scan_name<'a, T: Named>(objects: &'a BTreeMap<String, T>, name: &str) -> Option<&'a T> {
     let lower = name.to_lowercase();
     objects.values().find(|o| o.name().to_lowercase() == lower)
 }
@@ -80,7 +74,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     struct O(&'static str, &'static str, BTreeMap<String, String>);
-    impl Listed for O {
+    impl Named for O {
         fn id(&self) -> &str {
             self.0
         }

@@ -49,49 +49,40 @@ pub(crate) async fn orchestrator_loop(membership: Arc<CurrentMembership>, mut st
 /// On the leader: marks nodes Ready when they heartbeat and Down after three
 /// missed periods. A new leader first gives every node a full grace period,
 /// so a leader change does not flap STATUS.
-pub(crate) async fn liveness_loop(membership: Arc<CurrentMembership>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-        let Membership::Manager(swarm) = membership.get() else {
-            continue;
-        };
-        if !swarm.store.is_leader() {
-            swarm.heartbeats.was_leader.store(false, Ordering::SeqCst);
-            continue;
-        }
-        let updates = {
-            let mut seen = swarm.heartbeats.seen.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let first_pass = !swarm.heartbeats.was_leader.swap(true, Ordering::SeqCst);
-            swarm.store.read(|st| {
-                // A node heard of for the first time (or by a new leader) gets
-                // a full grace period.
-                for id in st.nodes.keys() {
-                    if first_pass {
-                        seen.insert(id.clone(), now);
-                    } else {
-                        seen.entry(id.clone()).or_insert(now);
-                    }
-                }
-                seen.insert(swarm.identity.node_id.clone(), now);
-                swarmkeep_scheduler::liveness::node_states(st, &|id| {
-                    seen.get(id).map_or(Duration::ZERO, |last| now.duration_since(*last))
-                })
-            })
-        };
-        for command in updates {
-            if let Command::UpdateNode { node, .. } = &command {
-                tracing::info!(node_id = %node.id, state = ?node.state, "node status changed");
-            }
-            if let Err(e) = swarm.store.write(command).await {
-                tracing::debug!(error = %e, "node status update not applied");
-            }
-        }
-        reconcile_raft_members(&swarm).await;
+pub(crate) async fn liveness_pass(swarm: &ManagerState) {
+    if !swarm.store.is_leader() {
+        swarm.heartbeats.was_leader.store(false, Ordering::SeqCst);
+        return;
     }
+    let updates = {
+        let mut seen = swarm.heartbeats.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let first_pass = !swarm.heartbeats.was_leader.swap(true, Ordering::SeqCst);
+        swarm.store.read(|st| {
+            // A node heard of for the first time (or by a new leader) gets
+            // a full grace period.
+            for id in st.nodes.keys() {
+                if first_pass {
+                    seen.insert(id.clone(), now);
+                } else {
+                    seen.entry(id.clone()).or_insert(now);
+                }
+            }
+            seen.insert(swarm.identity.node_id.clone(), now);
+            swarmkeep_scheduler::liveness::node_states(st, &|id| {
+                seen.get(id).map_or(Duration::ZERO, |last| now.duration_since(*last))
+            })
+        })
+    };
+    for command in updates {
+        if let Command::UpdateNode { node, .. } = &command {
+            tracing::info!(node_id = %node.id, state = ?node.state, "node status changed");
+        }
+        if let Err(e) = swarm.store.write(command).await {
+            tracing::debug!(error = %e, "node status update not applied");
+        }
+    }
+    reconcile_raft_members(swarm).await;
 }
 
 /// Demoted nodes leave the raft group: the leader removes any voter whose

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use swarmkeep_store::objects::NodeRole;
 
 const STATE_FILE: &str = "state.json";
 
@@ -19,17 +20,16 @@ pub struct SavedState {
     pub advertise_addr: String,
     /// `IP:PORT` the cluster listener binds.
     pub listen_addr: String,
-    /// "manager" or "worker".
     #[serde(default = "manager_role")]
-    pub role: String,
+    pub role: NodeRole,
     /// Cluster addresses of the managers, as last heard (workers use them
     /// to find the leader).
     #[serde(default)]
     pub managers: Vec<String>,
 }
 
-fn manager_role() -> String {
-    "manager".into()
+fn manager_role() -> NodeRole {
+    NodeRole::Manager
 }
 
 impl SavedState {

@@ -2,31 +2,19 @@
 //! wrapped the way the cluster asks (autolock), and snapshots on the
 //! cluster's interval.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-use tokio::sync::watch;
 
 use crate::keystore::KeyStore;
-use crate::state::{CurrentMembership, ManagerState, Membership};
+use crate::state::ManagerState;
 
-pub(crate) async fn upkeep_loop(membership: Arc<CurrentMembership>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-        let Membership::Manager(swarm) = membership.get() else {
-            continue;
-        };
-        reconcile_autolock(&swarm);
-        let interval = swarm
-            .store
-            .read(|st| st.cluster.as_ref().map(|c| c.snapshot_interval))
-            .unwrap_or(0);
-        swarm.store.snapshot_if_due(interval).await;
-    }
+/// One pass of a manager's upkeep (every 250 ms).
+pub(crate) async fn upkeep_pass(swarm: &ManagerState) {
+    reconcile_autolock(swarm);
+    let interval = swarm
+        .store
+        .read(|st| st.cluster.as_ref().map(|c| c.snapshot_interval))
+        .unwrap_or(0);
+    swarm.store.snapshot_if_due(interval).await;
 }
 
 /// Every manager keeps its data key wrapped the way the cluster asks: by the

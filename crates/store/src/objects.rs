@@ -26,6 +26,48 @@ pub struct Annotations {
     pub labels: BTreeMap<String, String>,
 }
 
+/// What Docker's lookups, list filters and the store's name indexes see of
+/// an object: its ID, its name and its labels.
+pub trait Named {
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    fn labels(&self) -> &BTreeMap<String, String>;
+}
+
+/// An object whose name and labels are its `Annotations` at `$path`.
+macro_rules! named_by_annotations {
+    ($type:ty, $($path:ident).+) => {
+        impl Named for $type {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> &str {
+                &self.$($path).+.name
+            }
+            fn labels(&self) -> &BTreeMap<String, String> {
+                &self.$($path).+.labels
+            }
+        }
+    };
+}
+
+named_by_annotations!(Secret, annotations);
+named_by_annotations!(Config, annotations);
+named_by_annotations!(Service, spec.annotations);
+
+/// A node is looked up by its hostname; its labels are the spec's.
+impl Named for Node {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.description.hostname
+    }
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Secret {
     pub id: String,
@@ -50,6 +92,22 @@ pub struct Config {
 pub enum NodeRole {
     Worker,
     Manager,
+}
+
+impl NodeRole {
+    /// The word Docker and the wire use: `worker` or `manager`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Worker => "worker",
+            NodeRole::Manager => "manager",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [NodeRole::Worker, NodeRole::Manager]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind};
-use crate::objects::{Cluster, Config, Node, Secret, Service, Task, UpdateState};
+use crate::objects::{Cluster, Config, Named, Node, Secret, Service, Task, UpdateState};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -18,39 +18,75 @@ pub struct ClusterState {
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
     pub tasks: BTreeMap<String, Task>,
-    /// Lower-cased name → ID; names are unique case-insensitively, as in swarmkit.
     #[serde(skip)]
-    secret_names: HashMap<String, String>,
+    secret_names: NameIndex,
     #[serde(skip)]
-    config_names: HashMap<String, String>,
+    config_names: NameIndex,
     #[serde(skip)]
-    service_names: HashMap<String, String>,
+    service_names: NameIndex,
+}
+
+/// Lower-cased name → ID: names are unique case-insensitively, as in swarmkit.
+#[derive(Clone, Debug, Default)]
+struct NameIndex(HashMap<String, String>);
+
+impl NameIndex {
+    fn of<'a, T: Named + 'a>(objects: impl Iterator<Item = &'a T>) -> Self {
+        Self(objects.map(|o| (o.name().to_lowercase(), o.id().to_string())).collect())
+    }
+
+    fn get<'a, T>(&self, objects: &'a BTreeMap<String, T>, name: &str) -> Option<&'a T> {
+        self.0.get(&name.to_lowercase()).and_then(|id| objects.get(id))
+    }
+
+    /// Refuses a new `obj` whose name (or ID) is taken.
+    fn check_new<T: Named>(
+        &self,
+        kind: ObjectKind,
+        obj: &T,
+        objects: &BTreeMap<String, T>,
+    ) -> Result<(), CommandError> {
+        if self.0.contains_key(&obj.name().to_lowercase()) || objects.contains_key(obj.id()) {
+            return Err(conflict(kind, obj));
+        }
+        Ok(())
+    }
+
+    /// Refuses renaming `old` to `new`'s name when another object has it.
+    fn check_rename<T: Named>(&self, kind: ObjectKind, old: &T, new: &T) -> Result<(), CommandError> {
+        let key = new.name().to_lowercase();
+        if key != old.name().to_lowercase() && self.0.contains_key(&key) {
+            return Err(conflict(kind, new));
+        }
+        Ok(())
+    }
+
+    fn insert<T: Named>(&mut self, obj: &T) {
+        self.0.insert(obj.name().to_lowercase(), obj.id().to_string());
+    }
+
+    fn remove<T: Named>(&mut self, obj: &T) {
+        self.0.remove(&obj.name().to_lowercase());
+    }
+}
+
+fn conflict<T: Named>(kind: ObjectKind, obj: &T) -> CommandError {
+    CommandError::NameConflict {
+        kind,
+        name: obj.name().to_string(),
+    }
 }
 
 impl ClusterState {
     /// Rebuilds the derived indexes after deserializing a snapshot.
     pub fn reindex(&mut self) {
-        self.secret_names = self
-            .secrets
-            .values()
-            .map(|s| (s.annotations.name.to_lowercase(), s.id.clone()))
-            .collect();
-        self.config_names = self
-            .configs
-            .values()
-            .map(|c| (c.annotations.name.to_lowercase(), c.id.clone()))
-            .collect();
-        self.service_names = self
-            .services
-            .values()
-            .map(|s| (s.spec.annotations.name.to_lowercase(), s.id.clone()))
-            .collect();
+        self.secret_names = NameIndex::of(self.secrets.values());
+        self.config_names = NameIndex::of(self.configs.values());
+        self.service_names = NameIndex::of(self.services.values());
     }
 
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
-        self.service_names
-            .get(&name.to_lowercase())
-            .and_then(|id| self.services.get(id))
+        self.service_names.get(&self.services, name)
     }
 
     /// Names of the services whose tasks reference the secret (or config) `id`.
@@ -86,15 +122,11 @@ impl ClusterState {
 
     /// Name lookup is case-insensitive, as swarmkit's name index is.
     pub fn secret_by_name(&self, name: &str) -> Option<&Secret> {
-        self.secret_names
-            .get(&name.to_lowercase())
-            .and_then(|id| self.secrets.get(id))
+        self.secret_names.get(&self.secrets, name)
     }
 
     pub fn config_by_name(&self, name: &str) -> Option<&Config> {
-        self.config_names
-            .get(&name.to_lowercase())
-            .and_then(|id| self.configs.get(id))
+        self.config_names.get(&self.configs, name)
     }
 
     /// Applies one command at raft log `index`. A refused command changes nothing.
@@ -159,15 +191,10 @@ impl ClusterState {
                 self.nodes.insert(node.id.clone(), node);
             }
             Command::CreateSecret(mut secret) => {
-                let key = secret.annotations.name.to_lowercase();
-                if self.secret_names.contains_key(&key) || self.secrets.contains_key(&secret.id) {
-                    return Err(CommandError::NameConflict {
-                        kind: ObjectKind::Secret,
-                        name: secret.annotations.name,
-                    });
-                }
+                self.secret_names
+                    .check_new(ObjectKind::Secret, &secret, &self.secrets)?;
                 secret.meta.version = index;
-                self.secret_names.insert(key, secret.id.clone());
+                self.secret_names.insert(&secret);
                 self.secrets.insert(secret.id.clone(), secret);
             }
             Command::UpdateSecretLabels(update) => {
@@ -183,18 +210,13 @@ impl ClusterState {
                     .secrets
                     .remove(&id)
                     .ok_or_else(|| not_found(ObjectKind::Secret, &id))?;
-                self.secret_names.remove(&secret.annotations.name.to_lowercase());
+                self.secret_names.remove(&secret);
             }
             Command::CreateConfig(mut config) => {
-                let key = config.annotations.name.to_lowercase();
-                if self.config_names.contains_key(&key) || self.configs.contains_key(&config.id) {
-                    return Err(CommandError::NameConflict {
-                        kind: ObjectKind::Config,
-                        name: config.annotations.name,
-                    });
-                }
+                self.config_names
+                    .check_new(ObjectKind::Config, &config, &self.configs)?;
                 config.meta.version = index;
-                self.config_names.insert(key, config.id.clone());
+                self.config_names.insert(&config);
                 self.configs.insert(config.id.clone(), config);
             }
             Command::UpdateConfigLabels(update) => {
@@ -210,21 +232,16 @@ impl ClusterState {
                     .configs
                     .remove(&id)
                     .ok_or_else(|| not_found(ObjectKind::Config, &id))?;
-                self.config_names.remove(&config.annotations.name.to_lowercase());
+                self.config_names.remove(&config);
             }
             Command::CreateService(mut service) => {
-                let key = service.spec.annotations.name.to_lowercase();
-                if self.service_names.contains_key(&key) || self.services.contains_key(&service.id) {
-                    return Err(CommandError::NameConflict {
-                        kind: ObjectKind::Service,
-                        name: service.spec.annotations.name,
-                    });
-                }
+                self.service_names
+                    .check_new(ObjectKind::Service, &service, &self.services)?;
                 if let Some(e) = self.missing_reference(&service) {
                     return Err(e);
                 }
                 service.meta.version = index;
-                self.service_names.insert(key, service.id.clone());
+                self.service_names.insert(&service);
                 self.services.insert(service.id.clone(), service);
             }
             Command::UpdateService {
@@ -238,21 +255,15 @@ impl ClusterState {
                 if old.meta.version != expected_version {
                     return Err(CommandError::VersionConflict);
                 }
-                let old_key = old.spec.annotations.name.to_lowercase();
-                let key = service.spec.annotations.name.to_lowercase();
-                if key != old_key && self.service_names.contains_key(&key) {
-                    return Err(CommandError::NameConflict {
-                        kind: ObjectKind::Service,
-                        name: service.spec.annotations.name,
-                    });
-                }
+                self.service_names.check_rename(ObjectKind::Service, old, &service)?;
                 if let Some(e) = self.missing_reference(&service) {
                     return Err(e);
                 }
                 service.meta.created_at = old.meta.created_at;
                 service.meta.version = index;
-                self.service_names.remove(&old_key);
-                self.service_names.insert(key, service.id.clone());
+                let old = old.clone();
+                self.service_names.remove(&old);
+                self.service_names.insert(&service);
                 self.services.insert(service.id.clone(), service);
             }
             Command::CompleteServiceUpdate {
@@ -283,7 +294,7 @@ impl ClusterState {
                     .services
                     .remove(&id)
                     .ok_or_else(|| not_found(ObjectKind::Service, &id))?;
-                self.service_names.remove(&service.spec.annotations.name.to_lowercase());
+                self.service_names.remove(&service);
                 self.tasks.retain(|_, t| t.service_id != id);
             }
             Command::PutTasks(tasks) => {

@@ -26,6 +26,7 @@ pub struct Dispatchers {
 /// so it follows role changes, leader changes and leaving the swarm.
 pub trait Upstream: Send + Sync {
     /// `None` while the node is in no swarm (or is a locked manager): the
-    /// agent then stops every task it runs.
+    /// agent then stops every task it runs. An empty list of managers (a
+    /// manager during an election) only means "try again soon".
     fn dispatchers(&self) -> Option<Dispatchers>;
 }

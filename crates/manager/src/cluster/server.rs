@@ -187,11 +187,7 @@ impl NodeCa for ClusterService {
         Ok(Response::new(IssueNodeCertificateResponse {
             node_id,
             certificate_pem: cert,
-            role: match role {
-                NodeRole::Manager => "manager",
-                NodeRole::Worker => "worker",
-            }
-            .into(),
+            role: role.as_str().into(),
             cluster_id: cluster.id,
         }))
     }
@@ -310,10 +306,7 @@ impl Cluster for ClusterService {
             None => String::new(),
             Some(n) => {
                 swarm.heartbeats.saw(&id);
-                match n.role {
-                    NodeRole::Manager => "manager".into(),
-                    NodeRole::Worker => "worker".into(),
-                }
+                n.role.as_str().into()
             }
         };
         Ok(Response::new(HeartbeatResponse {

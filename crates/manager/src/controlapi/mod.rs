@@ -80,19 +80,21 @@ impl Control for ControlService {
             .await?;
         if req.autolock {
             let swarm = self.manager.active()?;
-            swarm
-                .update_cluster(UpdateClusterRequest {
+            swarm::update_cluster(
+                &swarm,
+                UpdateClusterRequest {
                     autolock: Some(true),
                     ..Default::default()
-                })
-                .await?;
+                },
+            )
+            .await?;
         }
         Ok(Response::new(InitResponse { node_id }))
     }
 
     async fn get_cluster(&self, _req: Request<GetClusterRequest>) -> Result<Response<GetClusterResponse>, Status> {
         let swarm = self.manager.active()?;
-        Ok(Response::new(swarm.cluster_info().await?))
+        Ok(Response::new(swarm::cluster_info(&swarm).await?))
     }
 
     async fn update_cluster(
@@ -100,7 +102,7 @@ impl Control for ControlService {
         req: Request<UpdateClusterRequest>,
     ) -> Result<Response<UpdateClusterResponse>, Status> {
         let swarm = self.manager.active()?;
-        Ok(Response::new(swarm.update_cluster(req.into_inner()).await?))
+        Ok(Response::new(swarm::update_cluster(&swarm, req.into_inner()).await?))
     }
 
     async fn get_unlock_key(
@@ -108,7 +110,7 @@ impl Control for ControlService {
         req: Request<GetUnlockKeyRequest>,
     ) -> Result<Response<GetUnlockKeyResponse>, Status> {
         let swarm = self.manager.active()?;
-        Ok(Response::new(swarm.unlock_key(req.get_ref().rotate).await?))
+        Ok(Response::new(swarm::unlock_key(&swarm, req.get_ref().rotate).await?))
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
@@ -136,19 +138,19 @@ impl Control for ControlService {
     ) -> Result<Response<GetJoinTokenResponse>, Status> {
         let swarm = self.manager.active()?;
         let req = req.into_inner();
-        Ok(Response::new(swarm.join_token(&req.role, req.rotate).await?))
+        Ok(Response::new(swarm::join_token(&swarm, &req.role, req.rotate).await?))
     }
 
     async fn update_node(&self, req: Request<UpdateNodeRequest>) -> Result<Response<UpdateNodeResponse>, Status> {
         let swarm = self.manager.active()?;
-        let node = swarm.update_node(req.into_inner()).await?;
+        let node = node::update_node(&swarm, req.into_inner()).await?;
         Ok(Response::new(UpdateNodeResponse { node: Some(node) }))
     }
 
     async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
         let swarm = self.manager.active()?;
         let req = req.into_inner();
-        swarm.remove_node(&req.id, req.force).await?;
+        node::remove_node(&swarm, &req.id, req.force).await?;
         Ok(Response::new(RemoveNodeResponse {}))
     }
 
@@ -218,14 +220,14 @@ impl Control for ControlService {
     async fn list_nodes(&self, req: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let nodes = swarm.list_nodes(req.get_ref().filters.as_ref()).await;
+        let nodes = node::list_nodes(&swarm, req.get_ref().filters.as_ref()).await;
         Ok(Response::new(ListNodesResponse { nodes }))
     }
 
     async fn get_node(&self, req: Request<GetNodeRequest>) -> Result<Response<GetNodeResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let node = swarm.get_node(&req.get_ref().id).await?;
+        let node = node::get_node(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(GetNodeResponse { node: Some(node) }))
     }
 
@@ -233,21 +235,21 @@ impl Control for ControlService {
         // The payload goes into a zeroizing buffer before anything can refuse the call.
         let (spec, data) = take_payload(req.into_inner().spec);
         let swarm = self.manager.active()?;
-        let secret = swarm.create_secret(spec, data).await?;
+        let secret = secret::create_secret(&swarm, spec, data).await?;
         Ok(Response::new(CreateSecretResponse { secret: Some(secret) }))
     }
 
     async fn get_secret(&self, req: Request<GetSecretRequest>) -> Result<Response<GetSecretResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let secret = swarm.get_secret(&req.get_ref().id).await?;
+        let secret = secret::get_secret(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(GetSecretResponse { secret: Some(secret) }))
     }
 
     async fn list_secrets(&self, req: Request<ListSecretsRequest>) -> Result<Response<ListSecretsResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let secrets = swarm.list_secrets(req.get_ref().filters.as_ref()).await;
+        let secrets = secret::list_secrets(&swarm, req.get_ref().filters.as_ref()).await;
         Ok(Response::new(ListSecretsResponse { secrets }))
     }
 
@@ -255,46 +257,46 @@ impl Control for ControlService {
         let req = req.into_inner();
         let (spec, data) = take_payload(req.spec);
         let swarm = self.manager.active()?;
-        let secret = swarm.update_secret(&req.id, req.version, spec, data).await?;
+        let secret = secret::update_secret(&swarm, &req.id, req.version, spec, data).await?;
         Ok(Response::new(UpdateSecretResponse { secret: Some(secret) }))
     }
 
     async fn remove_secret(&self, req: Request<RemoveSecretRequest>) -> Result<Response<RemoveSecretResponse>, Status> {
         let swarm = self.manager.active()?;
-        swarm.remove_secret(&req.get_ref().id).await?;
+        secret::remove_secret(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(RemoveSecretResponse {}))
     }
 
     async fn create_config(&self, req: Request<CreateConfigRequest>) -> Result<Response<CreateConfigResponse>, Status> {
         let swarm = self.manager.active()?;
-        let config = swarm.create_config(req.into_inner().spec).await?;
+        let config = config::create_config(&swarm, req.into_inner().spec).await?;
         Ok(Response::new(CreateConfigResponse { config: Some(config) }))
     }
 
     async fn get_config(&self, req: Request<GetConfigRequest>) -> Result<Response<GetConfigResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let config = swarm.get_config(&req.get_ref().id).await?;
+        let config = config::get_config(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(GetConfigResponse { config: Some(config) }))
     }
 
     async fn list_configs(&self, req: Request<ListConfigsRequest>) -> Result<Response<ListConfigsResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let configs = swarm.list_configs(req.get_ref().filters.as_ref()).await;
+        let configs = config::list_configs(&swarm, req.get_ref().filters.as_ref()).await;
         Ok(Response::new(ListConfigsResponse { configs }))
     }
 
     async fn update_config(&self, req: Request<UpdateConfigRequest>) -> Result<Response<UpdateConfigResponse>, Status> {
         let swarm = self.manager.active()?;
         let req = req.into_inner();
-        let config = swarm.update_config(&req.id, req.version, req.spec).await?;
+        let config = config::update_config(&swarm, &req.id, req.version, req.spec).await?;
         Ok(Response::new(UpdateConfigResponse { config: Some(config) }))
     }
 
     async fn remove_config(&self, req: Request<RemoveConfigRequest>) -> Result<Response<RemoveConfigResponse>, Status> {
         let swarm = self.manager.active()?;
-        swarm.remove_config(&req.get_ref().id).await?;
+        config::remove_config(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(RemoveConfigResponse {}))
     }
 
@@ -303,21 +305,23 @@ impl Control for ControlService {
         req: Request<CreateServiceRequest>,
     ) -> Result<Response<CreateServiceResponse>, Status> {
         let swarm = self.manager.active()?;
-        let service = swarm.create_service(req.into_inner().spec).await?;
+        let service = service::create_service(&swarm, req.into_inner().spec).await?;
         Ok(Response::new(CreateServiceResponse { service: Some(service) }))
     }
 
     async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<GetServiceResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let service = swarm.get_service(&req.get_ref().id).await?;
+        let service = service::get_service(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(GetServiceResponse { service: Some(service) }))
     }
 
     async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        Ok(Response::new(swarm.list_services(req.get_ref().filters.as_ref()).await))
+        Ok(Response::new(
+            service::list_services(&swarm, req.get_ref().filters.as_ref()).await,
+        ))
     }
 
     async fn update_service(
@@ -326,9 +330,7 @@ impl Control for ControlService {
     ) -> Result<Response<UpdateServiceResponse>, Status> {
         let swarm = self.manager.active()?;
         let req = req.into_inner();
-        let service = swarm
-            .update_service(&req.id, req.version, req.spec, req.rollback)
-            .await?;
+        let service = service::update_service(&swarm, &req.id, req.version, req.spec, req.rollback).await?;
         Ok(Response::new(UpdateServiceResponse { service: Some(service) }))
     }
 
@@ -338,21 +340,21 @@ impl Control for ControlService {
     ) -> Result<Response<RemoveServiceResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        swarm.remove_service(&req.get_ref().id).await?;
+        service::remove_service(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(RemoveServiceResponse {}))
     }
 
     async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let tasks = swarm.list_tasks(req.get_ref()).await;
+        let tasks = task::list_tasks(&swarm, req.get_ref()).await;
         Ok(Response::new(ListTasksResponse { tasks }))
     }
 
     async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<GetTaskResponse>, Status> {
         let swarm = self.manager.active()?;
         swarm.read_barrier().await?;
-        let task = swarm.get_task(&req.get_ref().id).await?;
+        let task = task::get_task(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(GetTaskResponse { task: Some(task) }))
     }
 }

@@ -6,28 +6,26 @@ use tonic::{Code, Status};
 use super::convert::*;
 use crate::state::ManagerState;
 
-impl ManagerState {
-    pub async fn list_tasks(&self, req: &control::ListTasksRequest) -> Vec<control::Task> {
-        self.store.read(|st| {
-            st.tasks
-                .values()
-                .filter(|t| req.service_ids.is_empty() || req.service_ids.contains(&t.service_id))
-                .filter(|t| req.node_ids.is_empty() || t.node_id.as_ref().is_some_and(|n| req.node_ids.contains(n)))
-                .filter(|t| {
-                    req.desired_states.is_empty() || req.desired_states.iter().any(|d| d == t.desired_state.as_str())
-                })
-                .filter(|t| req.id_prefixes.is_empty() || req.id_prefixes.iter().any(|p| t.id.starts_with(p)))
-                .map(task_to_proto)
-                .collect()
-        })
-    }
+pub(super) async fn list_tasks(swarm: &ManagerState, req: &control::ListTasksRequest) -> Vec<control::Task> {
+    swarm.store.read(|st| {
+        st.tasks
+            .values()
+            .filter(|t| req.service_ids.is_empty() || req.service_ids.contains(&t.service_id))
+            .filter(|t| req.node_ids.is_empty() || t.node_id.as_ref().is_some_and(|n| req.node_ids.contains(n)))
+            .filter(|t| {
+                req.desired_states.is_empty() || req.desired_states.iter().any(|d| d == t.desired_state.as_str())
+            })
+            .filter(|t| req.id_prefixes.is_empty() || req.id_prefixes.iter().any(|p| t.id.starts_with(p)))
+            .map(task_to_proto)
+            .collect()
+    })
+}
 
-    pub async fn get_task(&self, input: &str) -> Result<control::Task, Status> {
-        self.store.read(|st| {
-            st.tasks
-                .get(input)
-                .map(task_to_proto)
-                .ok_or_else(|| swarmkeep_api::errors::plain(Code::NotFound, format!("task {input} not found")))
-        })
-    }
+pub(super) async fn get_task(swarm: &ManagerState, input: &str) -> Result<control::Task, Status> {
+    swarm.store.read(|st| {
+        st.tasks
+            .get(input)
+            .map(task_to_proto)
+            .ok_or_else(|| swarmkeep_api::errors::plain(Code::NotFound, format!("task {input} not found")))
+    })
 }

@@ -46,14 +46,18 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
                 let Some(leader) = swarm.store.leader_addr() else {
                     continue;
                 };
-                (swarm.tls.clone(), leader, "manager")
+                (swarm.tls.clone(), leader, NodeRole::Manager)
             }
             Membership::Worker(w) => {
                 let managers = w.managers.read().unwrap_or_else(|p| p.into_inner()).clone();
                 if managers.is_empty() {
                     continue;
                 }
-                (w.tls.clone(), managers[next_manager % managers.len()].clone(), "worker")
+                (
+                    w.tls.clone(),
+                    managers[next_manager % managers.len()].clone(),
+                    NodeRole::Worker,
+                )
             }
         };
         let Ok(channel) = tls.channel(&target) else { continue };
@@ -74,18 +78,21 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
                     m.removed_from_swarm().await;
                     return;
                 }
-                if resp.role != role {
-                    let m = m.clone();
-                    tokio::spawn(async move {
-                        let result = if resp.role == "manager" {
-                            m.promote_self(&target).await
-                        } else {
-                            m.become_worker().await
-                        };
-                        if let Err(e) = result {
-                            tracing::warn!(error = %e.message(), "changing role failed; will retry");
-                        }
-                    });
+                match NodeRole::parse(&resp.role) {
+                    Some(told) if told != role => {
+                        let m = m.clone();
+                        tokio::spawn(async move {
+                            let result = match told {
+                                NodeRole::Manager => m.promote_self(&target).await,
+                                NodeRole::Worker => m.become_worker().await,
+                            };
+                            if let Err(e) = result {
+                                tracing::warn!(error = %e.message(), "changing role failed; will retry");
+                            }
+                        });
+                    }
+                    Some(_) => {}
+                    None => tracing::warn!(role = %resp.role, "a manager answered an unknown role"),
                 }
             }
             Err(s) => {

@@ -91,12 +91,12 @@ impl SwarmNode {
                     advertise_addr: local.advertise_addr.clone(),
                     listen_addr: local.listen_addr.clone(),
                 };
-                if local.role == "manager" && KeyStore::new(&manager.keys_dir()).is_locked_mode() {
+                if local.role == NodeRole::Manager && KeyStore::new(&manager.keys_dir()).is_locked_mode() {
                     tracing::warn!(node_id = %local.node_id, "swarm is locked: run `swarmkeep swarm unlock`");
                     manager.set(Membership::Locked(Arc::new(local)));
                     return Ok(manager);
                 }
-                if local.role == "manager" {
+                if local.role == NodeRole::Manager {
                     let data_key = KeyStore::new(&manager.keys_dir()).load().map_err(|e| e.to_string())?;
                     let store = manager
                         .open_store(local.raft_id, &tls)
@@ -112,7 +112,7 @@ impl SwarmNode {
                         managers: RwLock::new(local.managers.clone()),
                     })));
                 }
-                tracing::info!(node_id = %local.node_id, role = %local.role, "resuming swarm membership");
+                tracing::info!(node_id = %local.node_id, role = local.role.as_str(), "resuming swarm membership");
                 manager
                     .start_background(&local.listen_addr)
                     .map_err(|e| e.message().to_string())?;
@@ -310,7 +310,7 @@ impl SwarmNode {
             raft_id,
             advertise_addr: advertise.to_string(),
             listen_addr: listen.to_string(),
-            role: "manager".into(),
+            role: NodeRole::Manager,
             managers: vec![advertise.to_string()],
         }
         .save(&self.config.data_dir)
@@ -404,16 +404,22 @@ impl SwarmNode {
             advertise_addr: advertise.to_string(),
             listen_addr: listen.to_string(),
         };
+        let role = NodeRole::parse(&issued.role).ok_or_else(|| {
+            internal(
+                "joining",
+                &format!("the manager answered an unknown role {:?}", issued.role),
+            )
+        })?;
         let mut local = SavedState {
             node_id: issued.node_id.clone(),
             cluster_id: issued.cluster_id,
             raft_id: 0,
             advertise_addr: advertise.to_string(),
             listen_addr: listen.to_string(),
-            role: issued.role.clone(),
+            role,
             managers: vec![remote.to_string()],
         };
-        if issued.role == "manager" {
+        if role == NodeRole::Manager {
             let swarm = self.become_manager(info, tls, remote).await?;
             local.raft_id = swarm.store.raft_id();
         } else {
@@ -500,7 +506,7 @@ impl SwarmNode {
             tls: swarm.tls.clone(),
             managers: RwLock::new(managers.clone()),
         })));
-        self.save_role("worker", 0, managers)?;
+        self.save_role(NodeRole::Worker, 0, managers)?;
         tracing::info!("demoted: now a worker");
         Ok(())
     }
@@ -512,16 +518,16 @@ impl SwarmNode {
             return Ok(());
         };
         let swarm = self.become_manager(w.identity.clone(), w.tls.clone(), via).await?;
-        self.save_role("manager", swarm.store.raft_id(), vec![via.to_string()])?;
+        self.save_role(NodeRole::Manager, swarm.store.raft_id(), vec![via.to_string()])?;
         tracing::info!("promoted: now a manager");
         Ok(())
     }
 
-    fn save_role(&self, role: &str, raft_id: u64, managers: Vec<String>) -> Result<(), Status> {
+    fn save_role(&self, role: NodeRole, raft_id: u64, managers: Vec<String>) -> Result<(), Status> {
         let mut local = SavedState::load(&self.config.data_dir)
             .map_err(|e| internal("reading node state", &e))?
             .ok_or_else(|| internal("node state", &"missing"))?;
-        local.role = role.into();
+        local.role = role;
         local.raft_id = raft_id;
         local.managers = managers;
         local
@@ -627,9 +633,8 @@ impl SwarmNode {
         let tasks = vec![
             cluster::serve(m.clone(), &tls, listen_addr, stop_rx.clone())?,
             tokio::spawn(heartbeat::heartbeat_loop(Arc::downgrade(self), stop_rx.clone())),
-            tokio::spawn(orchestrator::liveness_loop(m.clone(), stop_rx.clone())),
             tokio::spawn(orchestrator::orchestrator_loop(m.clone(), stop_rx.clone())),
-            tokio::spawn(upkeep::upkeep_loop(m.clone(), stop_rx)),
+            tokio::spawn(manager_passes(m.clone(), stop_rx)),
         ];
         *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(Background { stop, tasks });
         Ok(())
@@ -653,15 +658,32 @@ impl SwarmNode {
     }
 }
 
+/// Every 250 ms on a manager: its upkeep, and — while it leads — the node
+/// liveness judgement.
+async fn manager_passes(membership: Arc<CurrentMembership>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        if let Membership::Manager(swarm) = membership.get() {
+            upkeep::upkeep_pass(&swarm).await;
+            orchestrator::liveness_pass(&swarm).await;
+        }
+    }
+}
+
 /// The agent's way to the dispatcher: the leader a manager knows of, or the
 /// managers a worker heard about.
 impl Upstream for SwarmNode {
     fn dispatchers(&self) -> Option<Dispatchers> {
         match self.membership() {
             Membership::Inactive | Membership::Locked(_) => None,
+            // No leader known (an election): no dispatcher to try yet, but
+            // still in the swarm, so the agent keeps its tasks running.
             Membership::Manager(s) => Some(Dispatchers {
                 tls: s.tls.clone(),
-                managers: vec![s.store.leader_addr()?],
+                managers: s.store.leader_addr().into_iter().collect(),
             }),
             Membership::Worker(w) => Some(Dispatchers {
                 tls: w.tls.clone(),
