@@ -158,3 +158,123 @@ async fn foreign_certificates_and_workers_cannot_call_manager_rpcs() {
     assert_ne!(refused.code(), tonic::Code::Ok);
     assert_ne!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
 }
+
+/// The attack of the security audit, replayed: a worker is removed with
+/// `node rm --force`, and its certificate (valid for 90 more days) then
+/// tries raft, the dispatcher and the cluster calls. Every call is refused,
+/// nothing it sent is applied, and its task is orphaned and replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_nodes_certificate_has_no_authority_left() {
+    use std::time::Duration;
+
+    use swarmkeep_api::dispatcher::dispatcher_client::DispatcherClient;
+    use swarmkeep_api::dispatcher::{FetchSecretRequest, SessionRequest};
+    use swarmkeep_crypto::SessionKey;
+    use swarmkeep_tests::eventually;
+
+    let nodes = tokio::task::spawn_blocking(|| swarm(1, 1)).await.unwrap();
+    let (m1, w1) = (&nodes[0], &nodes[1]);
+    m1.daemon
+        .cli_stdin(&["secret", "create", "db", "-"], Some(b"removed-node-marker"))
+        .ok();
+    let secret_id = m1
+        .cli(&["secret", "inspect", "db", "--format", "{{.ID}}"])
+        .ok()
+        .trim()
+        .to_string();
+    assert!(eventually(Duration::from_secs(10), || {
+        m1.cli(&["node", "ls", "--format", "{{.Status}}"]).stdout == "Ready\nReady\n"
+    }));
+    m1.cli(&[
+        "service",
+        "create",
+        "--name",
+        "s",
+        "--replicas",
+        "2",
+        "--secret",
+        "db",
+        "busybox",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let placed = || {
+        m1.cli(&["service", "ps", "s", "--format", "{{.Node}}|{{.CurrentState}}"])
+            .stdout
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || placed().contains("w1|Running")),
+        "{}",
+        placed()
+    );
+    // The worker's identity, as an attacker who copied it would hold it.
+    let stolen = tls_of(&w1.daemon.data_dir());
+    let worker_id = m1
+        .cli(&["node", "inspect", "w1", "--format", "{{.ID}}"])
+        .ok()
+        .trim()
+        .to_string();
+    m1.cli(&["node", "rm", "--force", "w1"]).ok();
+
+    let key = SessionKey::generate();
+    let mut dispatcher = DispatcherClient::new(stolen.channel(&m1.addr).unwrap());
+    let fetch = dispatcher
+        .fetch_secret(FetchSecretRequest {
+            id: secret_id.clone(),
+            public_key: key.public().to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(fetch.code(), tonic::Code::PermissionDenied, "{fetch:?}");
+    assert_eq!(fetch.message(), format!("node {worker_id} was removed from this swarm"));
+    let session = dispatcher
+        .session(SessionRequest {
+            public_key: key.public().to_vec(),
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(session.code(), tonic::Code::PermissionDenied, "{session:?}");
+
+    let mut cluster = ClusterClient::new(stolen.channel(&m1.addr).unwrap());
+    let heartbeat = cluster.heartbeat(HeartbeatRequest {}).await.unwrap_err();
+    assert_eq!(heartbeat.code(), tonic::Code::PermissionDenied, "{heartbeat:?}");
+    let keys = cluster.manager_keys(ManagerKeysRequest {}).await.unwrap_err();
+    assert_eq!(keys.code(), tonic::Code::PermissionDenied, "{keys:?}");
+
+    // Raft: a vote for a far-future term and entries removing the secret. The
+    // refusal comes before the message is even decoded.
+    let mut raft = RaftClient::new(stolen.channel(&m1.addr).unwrap());
+    let vote = br#"{"vote":{"leader_id":{"term":100,"voted_for":7},"committed":false},"last_log_id":null}"#;
+    let refused = raft.vote(RaftMessage { payload: vote.to_vec() }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let remove = format!(r#"{{"RemoveSecret":{{"id":"{secret_id}"}}}}"#);
+    let entries = format!(
+        r#"{{"vote":{{"leader_id":{{"term":100,"voted_for":7}},"committed":true}},"prev_log_id":null,"entries":[{{"log_id":{{"leader_id":{{"term":100,"node_id":7}},"index":999}},"payload":{{"Normal":{remove}}}}}],"leader_commit":null}}"#
+    );
+    let refused = raft
+        .append_entries(RaftMessage {
+            payload: entries.into_bytes(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
+    // Nothing of it took: the secret is there, m1 still leads, and the removed
+    // node's task was orphaned and replaced on m1.
+    assert_eq!(m1.cli(&["secret", "ls", "--format", "{{.Name}}"]).ok(), "db\n");
+    assert_eq!(
+        m1.cli(&["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"])
+            .ok(),
+        "m1 Leader\n"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            m1.cli(&["service", "ls", "--format", "{{.Replicas}}"]).stdout == "2/2\n"
+                && !placed().contains("w1|Running")
+        }),
+        "{}",
+        placed()
+    );
+}

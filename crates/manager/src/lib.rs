@@ -20,6 +20,7 @@
 //! and on the way out to a node, sealed to that node's session key by the
 //! dispatcher. Nothing this crate returns, logs or writes to disk contains one.
 
+mod authority;
 pub mod ca;
 pub mod cluster;
 pub mod controlapi;

@@ -47,6 +47,9 @@ pub struct ManagerState {
     pub keys_reconciled_at: AtomicU64,
     /// Log subscriptions to the agents (used while leading).
     pub logs: Arc<crate::logbroker::LogBroker>,
+    /// The managers a newly joined member takes raft traffic from until it
+    /// has the cluster state (from then on, the store says who is one).
+    pub bootstrap_peers: Vec<String>,
 }
 
 /// A worker: no store, no keys; it knows the managers to heartbeat.
@@ -145,7 +148,14 @@ impl ManagerState {
             heartbeats: Heartbeats::default(),
             keys_reconciled_at: AtomicU64::new(0),
             logs: Arc::default(),
+            bootstrap_peers: Vec::new(),
         }
+    }
+
+    /// See [`ManagerState::bootstrap_peers`].
+    pub(crate) fn with_bootstrap_peers(mut self, peers: Vec<String>) -> Self {
+        self.bootstrap_peers = peers;
+        self
     }
 
     pub(crate) fn open_unlock_key(&self, sealed: &[u8]) -> Result<swarmkeep_crypto::KeyEncryptionKey, Status> {

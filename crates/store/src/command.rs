@@ -30,8 +30,16 @@ pub enum Command {
         node: Node,
         expected_version: u64,
     },
+    /// Removes a node for good: its ID is remembered until its certificates
+    /// have expired (so they are refused everywhere until then), and its
+    /// unfinished tasks are orphaned, which takes their secrets and configs out
+    /// of its assignments and lets the orchestrator replace them.
     RemoveNode {
         id: String,
+        /// When (decided by the leader; entries written before this field
+        /// existed use the node's last update).
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        removed_at: Option<OffsetDateTime>,
     },
     CreateSecret(Secret),
     UpdateSecretLabels(LabelUpdate),

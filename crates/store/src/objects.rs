@@ -189,8 +189,11 @@ pub struct Cluster {
     pub sealed_unlock_key: Vec<u8>,
 }
 
+/// Swarm's default node certificate lifetime: 90 days.
+pub const DEFAULT_CERT_EXPIRY_MS: u64 = 90 * 24 * 3600 * 1000;
+
 fn default_cert_expiry_ms() -> u64 {
-    90 * 24 * 3600 * 1000
+    DEFAULT_CERT_EXPIRY_MS
 }
 
 /// Byte fields are stored as base64 in the JSON the log and snapshots use,

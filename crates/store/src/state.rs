@@ -4,9 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind};
-use crate::objects::{Cluster, Config, Named, Node, Secret, Service, Task, UpdateState};
+use crate::objects::{
+    Cluster, Config, DEFAULT_CERT_EXPIRY_MS, Named, Node, Secret, Service, Task, TaskState, TaskStatus, UpdateState,
+};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -18,6 +21,10 @@ pub struct ClusterState {
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
     pub tasks: BTreeMap<String, Task>,
+    /// Removed node IDs → until when their certificates could still be valid:
+    /// no RPC is taken from them, and no node object comes back under them.
+    #[serde(default)]
+    pub removed_nodes: BTreeMap<String, OffsetDateTime>,
     #[serde(skip)]
     secret_names: NameIndex,
     #[serde(skip)]
@@ -83,6 +90,12 @@ impl ClusterState {
         self.secret_names = NameIndex::of(self.secrets.values());
         self.config_names = NameIndex::of(self.configs.values());
         self.service_names = NameIndex::of(self.services.values());
+    }
+
+    /// Whether `id` names a node that was removed (and whose certificates may
+    /// still be valid).
+    pub fn is_removed(&self, id: &str) -> bool {
+        self.removed_nodes.contains_key(id)
     }
 
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
@@ -180,8 +193,34 @@ impl ClusterState {
                 node.meta.version = index;
                 self.nodes.insert(node.id.clone(), node);
             }
-            Command::RemoveNode { id } => {
-                self.nodes.remove(&id).ok_or_else(|| not_found(ObjectKind::Node, &id))?;
+            Command::RemoveNode { id, removed_at } => {
+                let node = self.nodes.remove(&id).ok_or_else(|| not_found(ObjectKind::Node, &id))?;
+                let at = removed_at.unwrap_or(node.meta.updated_at);
+                let lifetime = self
+                    .cluster
+                    .as_ref()
+                    .map_or(DEFAULT_CERT_EXPIRY_MS, |c| c.node_cert_expiry_ms);
+                let lifetime = time::Duration::milliseconds(i64::try_from(lifetime).unwrap_or(i64::MAX));
+                self.removed_nodes.retain(|_, until| *until > at);
+                self.removed_nodes.insert(id.clone(), at.saturating_add(lifetime));
+                for task in self.tasks.values_mut() {
+                    if task.node_id.as_deref() == Some(id.as_str()) && !task.status.state.is_terminal() {
+                        task.desired_state = TaskState::Shutdown;
+                        task.status = TaskStatus {
+                            state: TaskState::Orphaned,
+                            timestamp: at,
+                            message: "node removed".into(),
+                            err: String::new(),
+                            exit_code: None,
+                            pid: None,
+                        };
+                        task.meta.version = index;
+                    }
+                }
+            }
+            Command::PutNode(node) if self.removed_nodes.contains_key(&node.id) => {
+                // A removed node never comes back under its old ID.
+                return Err(not_found(ObjectKind::Node, &node.id));
             }
             Command::PutNode(mut node) => {
                 node.meta.version = index;
@@ -316,7 +355,7 @@ impl ClusterState {
                     .tasks
                     .get_mut(&id)
                     .ok_or_else(|| not_found(ObjectKind::Task, &id))?;
-                if task.node_id.as_deref() != Some(node_id.as_str()) {
+                if task.node_id.as_deref() != Some(node_id.as_str()) || self.removed_nodes.contains_key(&node_id) {
                     return Err(CommandError::NotAssigned { id });
                 }
                 // A task only moves forward; a late report of an earlier
@@ -552,6 +591,119 @@ mod tests {
         st.apply(7, Command::RemoveSecret { id: "a".into() }).unwrap();
         // A service cannot be made to reference a secret that is gone.
         assert!(st.apply(8, Command::CreateService(service("s3", "late"))).is_err());
+    }
+
+    #[test]
+    fn a_removed_node_stays_removed_and_its_tasks_are_orphaned() {
+        use crate::objects::{Availability, NodeDescription, NodeRole, NodeState, TaskSpec};
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let meta = Meta {
+            version: 0,
+            created_at: t0,
+            updated_at: t0,
+        };
+        let node = |id: &str| Node {
+            id: id.into(),
+            meta: meta.clone(),
+            labels: BTreeMap::new(),
+            role: NodeRole::Worker,
+            availability: Availability::Active,
+            state: NodeState::Ready,
+            description: NodeDescription {
+                hostname: id.into(),
+                os: "linux".into(),
+                architecture: "x86_64".into(),
+                nano_cpus: 0,
+                memory_bytes: 0,
+                engine_version: String::new(),
+            },
+            addr: String::new(),
+            raft_id: None,
+            manager_addr: None,
+        };
+        let task = |id: &str, node: &str, state: TaskState| Task {
+            id: id.into(),
+            meta: meta.clone(),
+            service_id: "svc".into(),
+            service_name: "web".into(),
+            slot: 1,
+            node_id: Some(node.into()),
+            spec: TaskSpec::default(),
+            spec_version: 1,
+            desired_state: TaskState::Running,
+            status: TaskStatus {
+                state,
+                timestamp: t0,
+                message: String::new(),
+                err: String::new(),
+                exit_code: None,
+                pid: None,
+            },
+        };
+        let mut st = ClusterState::default();
+        st.apply(1, Command::PutNode(node("w1"))).unwrap();
+        st.apply(2, Command::PutNode(node("w2"))).unwrap();
+        st.apply(
+            3,
+            Command::PutTasks(vec![
+                task("running", "w1", TaskState::Running),
+                task("done", "w1", TaskState::Complete),
+                task("elsewhere", "w2", TaskState::Running),
+            ]),
+        )
+        .unwrap();
+        let at = t0 + time::Duration::days(1);
+        st.apply(
+            4,
+            Command::RemoveNode {
+                id: "w1".into(),
+                removed_at: Some(at),
+            },
+        )
+        .unwrap();
+        assert!(st.is_removed("w1") && !st.nodes.contains_key("w1"));
+        assert_eq!(st.removed_nodes["w1"], at + time::Duration::days(90));
+        let orphaned = &st.tasks["running"];
+        assert_eq!(orphaned.status.state, TaskState::Orphaned);
+        assert_eq!(orphaned.desired_state, TaskState::Shutdown);
+        assert_eq!(orphaned.meta.version, 4);
+        assert_eq!(
+            st.tasks["done"].status.state,
+            TaskState::Complete,
+            "finished tasks keep their end"
+        );
+        assert_eq!(st.tasks["elsewhere"].status.state, TaskState::Running);
+        // The ID never comes back, and its agent's reports are refused.
+        let err = st.apply(5, Command::PutNode(node("w1"))).unwrap_err();
+        assert_eq!(err.to_string(), "node w1 not found");
+        assert!(!st.nodes.contains_key("w1"));
+        assert!(
+            st.apply(
+                6,
+                Command::UpdateTaskStatus {
+                    id: "running".into(),
+                    node_id: "w1".into(),
+                    status: task("running", "w1", TaskState::Running).status,
+                },
+            )
+            .is_err()
+        );
+        assert_eq!(st.tasks["running"].status.state, TaskState::Orphaned);
+        // Once its certificates expired, the ID is forgotten (at the next removal).
+        let later = at + time::Duration::days(91);
+        st.apply(
+            7,
+            Command::RemoveNode {
+                id: "w2".into(),
+                removed_at: Some(later),
+            },
+        )
+        .unwrap();
+        assert!(!st.is_removed("w1"));
+        assert!(st.is_removed("w2"));
+        // The state survives a snapshot round trip.
+        let back: ClusterState = serde_json::from_slice(&serde_json::to_vec(&st).unwrap()).unwrap();
+        assert_eq!(back.removed_nodes, st.removed_nodes);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tonic::{Code, Request, Response, Status};
 
 use swarmkeep_transport::leader::not_leader;
 
+use crate::authority;
 use crate::ca::{RootCa, caller};
 use crate::state::{CA_KEY_AAD, CurrentMembership, ManagerState};
 use crate::tokens;
@@ -40,16 +41,6 @@ impl ClusterService {
     }
 }
 
-fn require_manager(swarm: &ManagerState, node_id: &str) -> Result<Node, Status> {
-    match swarm.store.read(|st| st.nodes.get(node_id).cloned()) {
-        Some(n) if n.role == NodeRole::Manager => Ok(n),
-        Some(_) => Err(Status::permission_denied(format!("node {node_id} is not a manager"))),
-        None => Err(Status::permission_denied(format!(
-            "node {node_id} is not part of this swarm"
-        ))),
-    }
-}
-
 fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(payload).map_err(|e| Status::invalid_argument(format!("malformed raft message: {e}")))
 }
@@ -60,17 +51,11 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Statu
 }
 
 impl ClusterService {
-    /// Raft traffic needs a cluster certificate. A member that already knows
-    /// the sender insists it is a manager; one still catching up (which does
-    /// not know the leader's node object yet) accepts any cluster node.
+    /// Raft traffic: only from a raft peer (see [`authority::raft_peer`]).
     fn raft_peer<T>(&self, req: &Request<T>) -> Result<Arc<ManagerState>, Status> {
         let id = caller(req)?;
         let swarm = self.swarm()?;
-        if let Some(node) = swarm.store.read(|st| st.nodes.get(&id).cloned())
-            && node.role != NodeRole::Manager
-        {
-            return Err(Status::permission_denied(format!("node {id} is not a manager")));
-        }
+        authority::raft_peer(&swarm, &id)?;
         Ok(swarm)
     }
 }
@@ -203,14 +188,14 @@ impl Cluster for ClusterService {
     ) -> Result<Response<Self::ServiceLogsStream>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;
-        require_manager(&swarm, &id)?;
+        authority::manager(&swarm, &id)?;
         Ok(Response::new(swarm.service_logs(req.into_inner()).await?))
     }
 
     async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;
-        require_manager(&swarm, &id)?;
+        authority::manager(&swarm, &id)?;
         let command: Command = decode(&req.into_inner().command)?;
         let result = match swarm.store.write(command).await {
             Ok(index) => Ok(index),
@@ -226,18 +211,26 @@ impl Cluster for ClusterService {
     async fn manager_keys(&self, req: Request<ManagerKeysRequest>) -> Result<Response<ManagerKeysResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.swarm()?;
-        require_manager(&swarm, &id)?;
+        authority::manager(&swarm, &id)?;
         let key: SecretBytes = swarm.data_key.to_bytes();
         tracing::info!(node_id = %id, "data key sent to a manager");
+        let manager_node_ids = swarm.store.read(|st| {
+            st.nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager)
+                .map(|n| n.id.clone())
+                .collect()
+        });
         Ok(Response::new(ManagerKeysResponse {
             data_key: key.expose().to_vec(),
+            manager_node_ids,
         }))
     }
 
     async fn join_raft(&self, req: Request<JoinRaftRequest>) -> Result<Response<JoinRaftResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;
-        require_manager(&swarm, &id)?;
+        authority::manager(&swarm, &id)?;
         let req = req.into_inner();
         swarm
             .store
@@ -256,10 +249,11 @@ impl Cluster for ClusterService {
     async fn leave_raft(&self, req: Request<LeaveRaftRequest>) -> Result<Response<LeaveRaftResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;
-        let node = swarm
-            .store
-            .read(|st| st.nodes.get(&id).cloned())
-            .ok_or_else(|| Status::permission_denied(format!("node {id} is not part of this swarm")))?;
+        // A manager, or a demoted one still in the raft group.
+        let node = authority::member(&swarm, &id)?;
+        if node.role != NodeRole::Manager && node.raft_id.is_none() {
+            return Err(Status::permission_denied(format!("node {id} is not a manager")));
+        }
         if let Some(raft_id) = node.raft_id {
             swarm
                 .store
@@ -280,7 +274,7 @@ impl Cluster for ClusterService {
     async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;
-        require_manager(&swarm, &id)?;
+        authority::manager(&swarm, &id)?;
         let index = match swarm.store.read_index().await {
             Ok(i) => i,
             Err(WriteError::NotLeader { leader }) => return Err(not_leader(leader)),
@@ -292,9 +286,11 @@ impl Cluster for ClusterService {
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;
-        let (node, period_ms, managers) = swarm.store.read(|st| {
+        // A removed or unknown node learns only that (and leaves the swarm).
+        let node = authority::member(&swarm, &id)?;
+        swarm.heartbeats.saw(&id);
+        let (period_ms, managers) = swarm.store.read(|st| {
             (
-                st.nodes.get(&id).cloned(),
                 st.cluster.as_ref().map(|c| c.heartbeat_period_ms).unwrap_or(5000),
                 st.nodes
                     .values()
@@ -302,15 +298,8 @@ impl Cluster for ClusterService {
                     .collect::<Vec<_>>(),
             )
         });
-        let role = match node {
-            None => String::new(),
-            Some(n) => {
-                swarm.heartbeats.saw(&id);
-                n.role.as_str().into()
-            }
-        };
         Ok(Response::new(HeartbeatResponse {
-            role,
+            role: node.role.as_str().into(),
             period_ms,
             managers,
         }))

@@ -167,7 +167,12 @@ pub(super) async fn remove_node(swarm: &ManagerState, input: &str, force: bool) 
             format!("node {} is not down and can't be removed", node.id),
         ));
     }
-    swarm.write(Command::RemoveNode { id: node.id.clone() }).await?;
+    swarm
+        .write(Command::RemoveNode {
+            id: node.id.clone(),
+            removed_at: Some(time::OffsetDateTime::now_utc()),
+        })
+        .await?;
     tracing::info!(node_id = %node.id, "node removed");
     Ok(())
 }

@@ -19,6 +19,7 @@ use swarmkeep_store::Command;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use crate::authority;
 use crate::ca::caller;
 use crate::controlapi::convert::status_from_proto;
 use crate::state::{CurrentMembership, ManagerState};
@@ -102,8 +103,13 @@ impl DispatcherService {
         Self { membership }
     }
 
-    fn leader(&self) -> Result<Arc<ManagerState>, Status> {
-        self.membership.leading()
+    /// The calling node (from its certificate) and the leader's state, if
+    /// the caller is a member of the swarm: every dispatcher call starts here.
+    fn member<T>(&self, req: &Request<T>) -> Result<(String, Arc<ManagerState>), Status> {
+        let node_id = caller(req)?;
+        let swarm = self.membership.leading()?;
+        authority::member(&swarm, &node_id)?;
+        Ok((node_id, swarm))
     }
 }
 
@@ -119,13 +125,7 @@ impl Dispatcher for DispatcherService {
         &self,
         req: Request<LogSubscriptionsRequest>,
     ) -> Result<Response<LogSubscriptionsStream>, Status> {
-        let node_id = caller(&req)?;
-        let swarm = self.leader()?;
-        if !swarm.store.read(|st| st.nodes.contains_key(&node_id)) {
-            return Err(Status::permission_denied(format!(
-                "node {node_id} is not part of this swarm"
-            )));
-        }
+        let (node_id, swarm) = self.member(&req)?;
         let rx = swarm.logs.register_agent(&node_id);
         Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -137,8 +137,7 @@ impl Dispatcher for DispatcherService {
         &self,
         req: Request<tonic::Streaming<PublishLogsMessage>>,
     ) -> Result<Response<PublishLogsResponse>, Status> {
-        let node_id = caller(&req)?;
-        let swarm = self.leader()?;
+        let (node_id, swarm) = self.member(&req)?;
         let mut stream = req.into_inner();
         // One call answers one subscription; once that is over (the caller
         // went away) the call ends, which stops the agent following it.
@@ -165,16 +164,10 @@ impl Dispatcher for DispatcherService {
     }
 
     async fn session(&self, req: Request<SessionRequest>) -> Result<Response<SessionStream>, Status> {
-        let node_id = caller(&req)?;
-        let swarm = self.leader()?;
+        let (node_id, swarm) = self.member(&req)?;
         let key = req.into_inner().public_key;
         if key.len() != 32 {
             return Err(Status::invalid_argument("invalid session public key"));
-        }
-        if !swarm.store.read(|st| st.nodes.contains_key(&node_id)) {
-            return Err(Status::permission_denied(format!(
-                "node {node_id} is not part of this swarm"
-            )));
         }
         tracing::info!(node = %node_id, "agent session opened");
         let (tx, rx) = mpsc::channel(16);
@@ -186,8 +179,7 @@ impl Dispatcher for DispatcherService {
         &self,
         req: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
-        let node_id = caller(&req)?;
-        let swarm = self.leader()?;
+        let (node_id, swarm) = self.member(&req)?;
         // Each update stands alone: one the store refuses (a task gone or
         // placed elsewhere meanwhile) must not hold back the others, or the
         // agent would resend the same batch forever.
@@ -218,8 +210,7 @@ impl Dispatcher for DispatcherService {
     }
 
     async fn fetch_secret(&self, req: Request<FetchSecretRequest>) -> Result<Response<FetchSecretResponse>, Status> {
-        let node_id = caller(&req)?;
-        let swarm = self.leader()?;
+        let (node_id, swarm) = self.member(&req)?;
         swarm.read_barrier().await?;
         let req = req.into_inner();
         let sealer =

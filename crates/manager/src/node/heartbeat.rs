@@ -74,10 +74,6 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
                     *w.managers.write().unwrap_or_else(|p| p.into_inner()) = list;
                     next_manager = 0;
                 }
-                if resp.role.is_empty() {
-                    m.removed_from_swarm().await;
-                    return;
-                }
                 match NodeRole::parse(&resp.role) {
                     Some(told) if told != role => {
                         let m = m.clone();
@@ -94,6 +90,12 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
                     Some(_) => {}
                     None => tracing::warn!(role = %resp.role, "a manager answered an unknown role"),
                 }
+            }
+            // The leader no longer lists this node (it was removed).
+            Err(s) if s.code() == tonic::Code::PermissionDenied => {
+                tracing::warn!(reason = %s.message(), "the leader refused this node's heartbeat");
+                m.removed_from_swarm().await;
+                return;
             }
             Err(s) => {
                 if let Some(leader) = leader_hint(&s)

@@ -280,7 +280,7 @@ impl SwarmNode {
             sealed_ca_key: swarm.data_key.seal(CA_KEY_AAD, ca.key_pem()),
             sealed_worker_token: swarm.seal_token("worker", &tokens::generate(&digest)),
             sealed_manager_token: swarm.seal_token("manager", &tokens::generate(&digest)),
-            node_cert_expiry_ms: 90 * 24 * 3600 * 1000,
+            node_cert_expiry_ms: swarmkeep_store::objects::DEFAULT_CERT_EXPIRY_MS,
             autolock: false,
             sealed_unlock_key: Vec::new(),
         };
@@ -459,7 +459,10 @@ impl SwarmNode {
         let store = self.open_store(raft_id, &tls).await?;
         let advertise = info.advertise_addr.clone();
         let listen = info.listen_addr.clone();
-        let swarm = Arc::new(self.manager_state(store, data_key, info, tls.clone()));
+        let swarm = Arc::new(
+            self.manager_state(store, data_key, info, tls.clone())
+                .with_bootstrap_peers(keys.manager_node_ids),
+        );
         self.stop_background().await;
         self.set(Membership::Manager(swarm.clone()));
         self.start_background(&listen)?;
