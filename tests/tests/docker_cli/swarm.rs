@@ -128,3 +128,70 @@ fn swarm_commands_match_docker() {
     d.docker(&["swarm", "update", "--autolock=false"]).ok();
     assert_eq!(d.docker(&["swarm", "unlock-key"]).code, 1);
 }
+
+/// A `swarm update` whose rotation is refused saves nothing: the settings and
+/// the rotations are one write. (The audit's `POST /swarm/update` with `{}`
+/// and `rotateManagerUnlockKey=true` was refused only after the spec — with
+/// autolock off — had been saved.) Raw HTTP: no docker CLI needed.
+#[test]
+fn a_refused_swarm_update_saves_nothing() {
+    let d = Daemon::start_with(&["--hostname", "vm"], "info");
+    let sock = d.docker_socket();
+    let addr = free_addr("127.0.0.1");
+    let init = format!(r#"{{"ListenAddr":"{addr}","AdvertiseAddr":"127.0.0.1","AutoLockManagers":true}}"#);
+    let (status, _, body) = http(&sock, "POST", "/v1.41/swarm/init", Some(init.as_bytes()));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let inspect = || {
+        let (status, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (
+            v["Version"]["Index"].as_u64().unwrap(),
+            v["Spec"]["EncryptionConfig"]["AutoLockManagers"].as_bool().unwrap(),
+            v["JoinTokens"]["Worker"].as_str().unwrap().to_string(),
+            v["Spec"].clone(),
+        )
+    };
+    let unlock_key = || {
+        let (_, _, body) = http(&sock, "GET", "/v1.41/swarm/unlockkey", None);
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["UnlockKey"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (version, autolock, token, spec) = inspect();
+    assert!(autolock);
+    let key = unlock_key();
+
+    // `{}` turns autolock off, so the unlock key cannot be rotated: refused,
+    // and neither the spec nor the worker token changed.
+    let (status, _, body) = http(
+        &sock,
+        "POST",
+        &format!("/v1.41/swarm/update?version={version}&rotateWorkerToken=true&rotateManagerUnlockKey=true"),
+        Some(b"{}"),
+    );
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (
+            400,
+            "{\"message\":\"cannot rotate because autolock is not turned on\"}\n"
+        )
+    );
+    let (after, autolock, same_token, _) = inspect();
+    assert_eq!((after, autolock, same_token.as_str()), (version, true, token.as_str()));
+    assert_eq!(unlock_key(), key);
+
+    // With the spec as it is, both rotations are made, in one write.
+    let (status, _, body) = http(
+        &sock,
+        "POST",
+        &format!("/v1.41/swarm/update?version={version}&rotateWorkerToken=true&rotateManagerUnlockKey=true"),
+        Some(spec.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (after, autolock, new_token, _) = inspect();
+    assert!(after > version && autolock);
+    assert_ne!(new_token, token);
+    assert_ne!(unlock_key(), key);
+}

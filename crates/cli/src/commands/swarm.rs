@@ -152,7 +152,7 @@ pub async fn update(client: &mut Client, flags: UpdateFlags<'_>) -> Output {
             heartbeat_period_ms: flags.dispatcher_heartbeat.map(parse_duration_ms).transpose()?,
             node_cert_expiry_ms: flags.cert_expiry.map(parse_duration_ms).transpose()?,
             autolock: flags.autolock,
-            version: None,
+            ..Default::default()
         };
         let resp = client.update_cluster(req).await?.into_inner();
         let mut out = String::from("Swarm updated.\n");

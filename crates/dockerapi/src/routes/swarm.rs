@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use swarmkeep_api::control::control_server::Control;
 use swarmkeep_api::control::{
-    GetClusterRequest, GetClusterResponse, GetJoinTokenRequest, GetUnlockKeyRequest, InitRequest, JoinRequest,
-    LeaveRequest, UnlockRequest, UpdateClusterRequest, UpdateNodeRequest, Version,
+    GetClusterRequest, GetClusterResponse, GetUnlockKeyRequest, InitRequest, JoinRequest, LeaveRequest, UnlockRequest,
+    UpdateClusterRequest, UpdateNodeRequest, Version,
 };
 use swarmkeep_api::timefmt::rfc3339_nano;
 
@@ -306,30 +306,14 @@ impl<C: Control> Api<C> {
             ));
         }
         let mut change = settings_change(&cluster, &spec)?;
+        change.rotate_worker_token = req.flag("rotateWorkerToken");
+        change.rotate_manager_token = req.flag("rotateManagerToken");
+        change.rotate_unlock_key = req.flag("rotateManagerUnlockKey");
         if !is_empty(&change) {
-            // Applied only against the version the caller read (atomically in the store).
+            // The settings and the rotations in one write, applied only
+            // against the version the caller read (atomically in the store).
             change.version = Some(Version { index: version });
             call!(self, update_cluster, change)?;
-        }
-        for role in ["worker", "manager"] {
-            let key = if role == "worker" {
-                "rotateWorkerToken"
-            } else {
-                "rotateManagerToken"
-            };
-            if req.flag(key) {
-                call!(
-                    self,
-                    get_join_token,
-                    GetJoinTokenRequest {
-                        role: role.into(),
-                        rotate: true,
-                    }
-                )?;
-            }
-        }
-        if req.flag("rotateManagerUnlockKey") {
-            call!(self, get_unlock_key, GetUnlockKeyRequest { rotate: true })?;
         }
         Ok(Reply::Empty(200))
     }

@@ -3,6 +3,7 @@
 use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
 use swarmkeep_store::Command;
+use swarmkeep_store::objects::Cluster;
 use time::OffsetDateTime;
 use tonic::{Code, Status};
 
@@ -24,29 +25,16 @@ pub(super) async fn join_token(
         return Err(rpc(Code::InvalidArgument, format!("unknown role {role}")));
     }
     if rotate {
-        for _ in 0..10 {
-            let mut cluster = swarm
-                .store
-                .read(|st| st.cluster.clone())
-                .ok_or_else(|| Status::unavailable("no cluster"))?;
-            let digest = cert_digest(&cluster.ca_cert_pem).map_err(|e| Status::internal(e.to_string()))?;
-            let sealed = swarm.seal_token(role, &tokens::generate(&digest));
-            if role == "worker" {
-                cluster.sealed_worker_token = sealed;
-            } else {
-                cluster.sealed_manager_token = sealed;
-            }
-            cluster.meta.updated_at = OffsetDateTime::now_utc();
-            let expected = cluster.meta.version;
-            // Only replace the cluster object we read (no lost update).
-            let current = swarm.store.read(|st| st.cluster.as_ref().map(|c| c.meta.version));
-            if current != Some(expected) {
-                continue;
-            }
-            swarm.write(Command::PutCluster(Box::new(cluster))).await?;
-            tracing::info!(%role, "join token rotated");
-            break;
-        }
+        update_cluster(
+            swarm,
+            control::UpdateClusterRequest {
+                rotate_worker_token: role == "worker",
+                rotate_manager_token: role == "manager",
+                ..Default::default()
+            },
+        )
+        .await?;
+        tracing::info!(%role, "join token rotated");
     }
     let cluster = swarm
         .store
@@ -97,10 +85,38 @@ pub(super) async fn update_cluster(
     swarm: &ManagerState,
     req: control::UpdateClusterRequest,
 ) -> Result<control::UpdateClusterResponse, Status> {
-    let mut cluster = swarm
-        .store
-        .read(|st| st.cluster.clone())
-        .ok_or_else(|| Status::unavailable("no cluster"))?;
+    // One write against the version read (or the caller's): with no version
+    // given, a concurrent change makes this read again instead of undoing it.
+    for _ in 0..10 {
+        let current = swarm
+            .store
+            .read(|st| st.cluster.clone())
+            .ok_or_else(|| Status::unavailable("no cluster"))?;
+        let expected_version = req.version.as_ref().map_or(current.meta.version, |v| v.index);
+        let (cluster, unlock_key) = changed(swarm, current, &req)?;
+        let command = Command::UpdateCluster {
+            cluster: Box::new(cluster),
+            expected_version,
+        };
+        match swarm.write(command).await {
+            Ok(_) => {
+                tracing::info!("cluster settings updated");
+                return Ok(control::UpdateClusterResponse { unlock_key });
+            }
+            Err(e) if req.version.is_none() && e.message() == "update out of sequence" => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(rpc(Code::Unknown, "update out of sequence"))
+}
+
+/// `cluster` as `req` asks, and the new unlock key if there is one. Every
+/// refusal comes before anything is written.
+fn changed(
+    swarm: &ManagerState,
+    mut cluster: Cluster,
+    req: &control::UpdateClusterRequest,
+) -> Result<(Cluster, String), Status> {
     let mut unlock_key = String::new();
     if let Some(v) = req.task_history_retention_limit {
         cluster.task_history_retention_limit = v;
@@ -142,22 +158,37 @@ pub(super) async fn update_cluster(
         }
         _ => {}
     }
+    // Rotations go in the same write: a refused one leaves the settings as
+    // they were too.
+    if req.rotate_unlock_key {
+        if !cluster.autolock {
+            return Err(swarmkeep_api::errors::plain(
+                Code::FailedPrecondition,
+                "cannot rotate because autolock is not turned on",
+            ));
+        }
+        if unlock_key.is_empty() {
+            let (text, sealed) = new_unlock_key(swarm);
+            cluster.sealed_unlock_key = sealed;
+            unlock_key = text;
+        }
+    }
+    if req.rotate_worker_token || req.rotate_manager_token {
+        let digest = cert_digest(&cluster.ca_cert_pem).map_err(|e| Status::internal(e.to_string()))?;
+        if req.rotate_worker_token {
+            cluster.sealed_worker_token = swarm.seal_token("worker", &tokens::generate(&digest));
+        }
+        if req.rotate_manager_token {
+            cluster.sealed_manager_token = swarm.seal_token("manager", &tokens::generate(&digest));
+        }
+    }
     cluster.meta.updated_at = OffsetDateTime::now_utc();
-    let command = match req.version {
-        Some(v) => Command::UpdateCluster {
-            cluster: Box::new(cluster),
-            expected_version: v.index,
-        },
-        None => Command::PutCluster(Box::new(cluster)),
-    };
-    swarm.write(command).await?;
-    tracing::info!("cluster settings updated");
-    Ok(control::UpdateClusterResponse { unlock_key })
+    Ok((cluster, unlock_key))
 }
 
 /// `swarm unlock-key [--rotate]`.
 pub(super) async fn unlock_key(swarm: &ManagerState, rotate: bool) -> Result<control::GetUnlockKeyResponse, Status> {
-    let mut cluster = swarm
+    let cluster = swarm
         .store
         .read(|st| st.cluster.clone())
         .ok_or_else(|| Status::unavailable("no cluster"))?;
@@ -170,12 +201,18 @@ pub(super) async fn unlock_key(swarm: &ManagerState, rotate: bool) -> Result<con
         return Err(swarmkeep_api::errors::plain(Code::FailedPrecondition, msg));
     }
     if rotate {
-        let (text, sealed) = new_unlock_key(swarm);
-        cluster.sealed_unlock_key = sealed;
-        cluster.meta.updated_at = OffsetDateTime::now_utc();
-        swarm.write(Command::PutCluster(Box::new(cluster))).await?;
+        let changed = update_cluster(
+            swarm,
+            control::UpdateClusterRequest {
+                rotate_unlock_key: true,
+                ..Default::default()
+            },
+        )
+        .await?;
         tracing::info!("unlock key rotated");
-        return Ok(control::GetUnlockKeyResponse { unlock_key: text });
+        return Ok(control::GetUnlockKeyResponse {
+            unlock_key: changed.unlock_key,
+        });
     }
     let kek = swarm.open_unlock_key(&cluster.sealed_unlock_key)?;
     Ok(control::GetUnlockKeyResponse {
