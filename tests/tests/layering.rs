@@ -14,8 +14,13 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("swarmkeep-api", &[]),
     ("swarmkeep-crypto", &[]),
-    ("swarmkeep-transport", &["swarmkeep-api", "swarmkeep-crypto"]),
-    ("swarmkeep-store", &["swarmkeep-api"]),
+    // Private, durable files: no workspace crate.
+    ("swarmkeep-disk", &[]),
+    (
+        "swarmkeep-transport",
+        &["swarmkeep-api", "swarmkeep-crypto", "swarmkeep-disk"],
+    ),
+    ("swarmkeep-store", &["swarmkeep-api", "swarmkeep-disk"]),
     // Decides from the cluster state alone: IDs, time and randomness are inputs.
     ("swarmkeep-scheduler", &["swarmkeep-store"]),
     (
@@ -23,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "swarmkeep-api",
             "swarmkeep-crypto",
+            "swarmkeep-disk",
             "swarmkeep-store",
             "swarmkeep-scheduler",
             "swarmkeep-transport",

@@ -3,8 +3,6 @@
 //! the KEK off disk, builds on this layout).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use swarmkeep_crypto::{DataKey, KeyEncryptionKey, SecretBytes};
@@ -38,13 +36,10 @@ impl KeyStore {
 
     /// Writes a new KEK and the data key wrapped by it, each fsync'd.
     pub fn create(&self, data_key: &DataKey) -> Result<(), KeyStoreError> {
-        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        swarmkeep_disk::private_dir(&self.dir).map_err(io_err(&self.dir))?;
         let kek = KeyEncryptionKey::generate();
         write_private(&self.dir.join(KEK_FILE), kek.to_bytes().expose())?;
         write_private(&self.dir.join(DATA_KEY_FILE), &kek.wrap(data_key))?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))?;
         Ok(())
     }
 
@@ -74,9 +69,7 @@ impl KeyStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&self.dir)(e)),
             _ => {}
         }
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))
+        swarmkeep_disk::sync_dir(&self.dir).map_err(io_err(&self.dir))
     }
 
     pub fn load(&self) -> Result<DataKey, KeyStoreError> {
@@ -91,18 +84,10 @@ impl KeyStore {
     }
 }
 
-/// Creates `path` with mode 0600 (never readable by others, not even briefly)
-/// and fsyncs it.
+/// Replaces `path` whole (never truncated in place: a crash leaves the old
+/// key or the new one), 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+    swarmkeep_disk::write_private(path, bytes).map_err(io_err(path))
 }
 
 #[cfg(test)]

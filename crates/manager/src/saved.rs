@@ -3,7 +3,6 @@
 //! node's keys and raft store are complete.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -41,7 +40,6 @@ impl SavedState {
         }
     }
 
-    /// Writes atomically: temp file, fsync, rename, fsync of the directory.
     pub fn remove(data_dir: &Path) -> std::io::Result<()> {
         match fs::remove_file(data_dir.join(STATE_FILE)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -49,12 +47,9 @@ impl SavedState {
         }
     }
 
+    /// Writes atomically (temp file, fsync, rename, fsync of the directory), 0600.
     pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
-        let tmp = data_dir.join(format!("{STATE_FILE}.tmp"));
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        fs::rename(&tmp, data_dir.join(STATE_FILE))?;
-        fs::File::open(data_dir)?.sync_all()
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        swarmkeep_disk::write_private(&data_dir.join(STATE_FILE), &bytes)
     }
 }

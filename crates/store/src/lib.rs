@@ -88,8 +88,12 @@ impl Store {
     where
         N: openraft::RaftNetworkFactory<raft::TypeConfig>,
     {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Raft(format!("creating {}: {e}", dir.display())))?;
-        let log = LogStore::open(&dir.join("log.redb"))?;
+        swarmkeep_disk::private_dir(dir).map_err(|e| StoreError::Raft(format!("creating {}: {e}", dir.display())))?;
+        let log_path = dir.join("log.redb");
+        let log = LogStore::open(&log_path)?;
+        // redb creates its file with the umask's mode.
+        swarmkeep_disk::restrict_file(&log_path)
+            .map_err(|e| StoreError::Raft(format!("{}: {e}", log_path.display())))?;
         let sm = StateMachineStore::open(&dir.join("snapshots"))?;
         let state = sm.shared();
         let config = openraft::Config {

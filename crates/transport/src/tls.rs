@@ -4,8 +4,6 @@
 //! token's digest.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -41,11 +39,12 @@ impl NodeTls {
         })
     }
 
+    /// Each file written whole (temp, fsync, rename), 0600 in a 0700 directory.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        fs::create_dir_all(dir)?;
-        write_file(&dir.join(CA_FILE), self.ca_pem.as_bytes(), 0o644)?;
-        write_file(&dir.join(CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
-        write_file(&dir.join(KEY_FILE), self.key_pem.expose(), 0o600)
+        swarmkeep_disk::private_dir(dir)?;
+        swarmkeep_disk::write_private(&dir.join(CA_FILE), self.ca_pem.as_bytes())?;
+        swarmkeep_disk::write_private(&dir.join(CERT_FILE), self.cert_pem.as_bytes())?;
+        swarmkeep_disk::write_private(&dir.join(KEY_FILE), self.key_pem.expose())
     }
 
     fn identity(&self) -> Identity {
@@ -90,17 +89,6 @@ pub fn pinned_channel(addr: &str, ca_pem: &str) -> Result<Channel, tonic::transp
         .ca_certificate(Certificate::from_pem(ca_pem.as_bytes()))
         .domain_name(TLS_SERVER_NAME);
     Ok(endpoint(addr)?.tls_config(tls)?.connect_lazy())
-}
-
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 /// Accepts any server certificate. Used for exactly one call — fetching the

@@ -10,7 +10,6 @@ mod address;
 mod heartbeat;
 
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -70,10 +69,12 @@ impl SwarmNode {
     /// Starts from the data dir: a node that was in a swarm resumes its role;
     /// any leftover of an interrupted init or join is removed.
     pub async fn start(config: ManagerConfig) -> Result<Arc<Self>, String> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.data_dir)
+        // A data dir another user could write to is refused, not repaired:
+        // its keys could already have been replaced.
+        if config.data_dir.exists() {
+            swarmkeep_disk::check_not_shared(&config.data_dir)?;
+        }
+        swarmkeep_disk::private_dir(&config.data_dir)
             .map_err(|e| format!("creating data dir {}: {e}", config.data_dir.display()))?;
         let manager = Arc::new(Self {
             config,

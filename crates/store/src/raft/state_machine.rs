@@ -6,7 +6,7 @@
 //! Snapshot files are written to a temporary name, fsync'd, renamed into
 //! place and the directory fsync'd, so a crash leaves the old or the new one.
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -57,7 +57,7 @@ fn snapshot_write_err(e: impl std::error::Error + 'static) -> StorageError {
 impl StateMachineStore {
     /// Opens the state machine in `dir`, loading the newest snapshot if any.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(snapshot_write_err)?;
+        swarmkeep_disk::private_dir(dir).map_err(snapshot_write_err)?;
         let store = Self {
             applied: SharedState::default(),
             dir: dir.to_path_buf(),
@@ -90,15 +90,7 @@ impl StateMachineStore {
 
     fn write_snapshot_file(&self, file: &SnapshotFile) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(file).map_err(snapshot_write_err)?;
-        let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let mut f = std::fs::File::create(&tmp).map_err(snapshot_write_err)?;
-        f.write_all(&bytes).map_err(snapshot_write_err)?;
-        f.sync_all().map_err(snapshot_write_err)?;
-        std::fs::rename(&tmp, self.dir.join(SNAPSHOT_FILE)).map_err(snapshot_write_err)?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(snapshot_write_err)?;
-        Ok(())
+        swarmkeep_disk::write_private(&self.dir.join(SNAPSHOT_FILE), &bytes).map_err(snapshot_write_err)
     }
 }
 
