@@ -278,3 +278,78 @@ async fn a_removed_nodes_certificate_has_no_authority_left() {
         placed()
     );
 }
+
+/// A memory figure of `/proc/PID/status` (`VmRSS`, or `VmHWM`: the peak).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// The audit's memory attack, replayed: four concurrent 100 MB raft messages
+/// from a peer with no client certificate. The door refuses each before its
+/// body is read, and the daemon's memory stays where it was; the node CA,
+/// which such a peer may call, takes no more than a join needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_a_certificate_cannot_make_the_daemon_hold_memory() {
+    use swarmkeep_api::cluster::IssueNodeCertificateRequest;
+    use swarmkeep_api::cluster::node_ca_client::NodeCaClient;
+    use swarmkeep_tests::Daemon;
+
+    let d = tokio::task::spawn_blocking(|| {
+        let d = Daemon::start();
+        d.init();
+        d
+    })
+    .await
+    .unwrap();
+    let addr = d
+        .cli(&["node", "inspect", "self", "--format", "{{.ManagerStatus.Addr}}"])
+        .ok()
+        .trim()
+        .to_string();
+    let ca_pem = tls_of(&d.data_dir()).ca_pem;
+    let pid = d.pid().unwrap();
+    // The peak, not only the current size: memory taken and given back
+    // during the attack counts too.
+    let before = memory_kib(pid, "VmHWM:");
+
+    let huge = vec![b'x'; 100 * 1024 * 1024];
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        let mut raft = RaftClient::new(pinned_channel(&addr, &ca_pem).unwrap()).max_encoding_message_size(usize::MAX);
+        let payload = huge.clone();
+        calls.push(tokio::spawn(async move {
+            raft.append_entries(RaftMessage { payload }).await.map(|_| ())
+        }));
+    }
+    for call in calls {
+        let refused = call.await.unwrap().unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    }
+    // The cluster calls other than the node CA are closed to it too.
+    let mut cluster = ClusterClient::new(pinned_channel(&addr, &ca_pem).unwrap());
+    let refused = cluster.heartbeat(HeartbeatRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // The node CA answers anyone, but only for a join-sized request.
+    let mut ca = NodeCaClient::new(pinned_channel(&addr, &ca_pem).unwrap()).max_encoding_message_size(usize::MAX);
+    let refused = ca
+        .issue_node_certificate(IssueNodeCertificateRequest {
+            token: "SWMTKN-1-x".into(),
+            csr_pem: "x".repeat(8 * 1024 * 1024),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+
+    let after = memory_kib(pid, "VmHWM:");
+    assert!(
+        after < before + 64 * 1024,
+        "the daemon's peak grew from {before} KiB to {after} KiB"
+    );
+}

@@ -1,9 +1,18 @@
 //! The cluster port: the mTLS listener every node in a swarm serves — raft
 //! between managers (`network.rs` is the client side), the node CA and the
-//! cluster calls (`server.rs`), and the dispatcher (`crate::dispatcher`).
+//! cluster calls (`server.rs`), and the dispatcher (`crate::dispatcher`) —
+//! behind one door (`gate.rs`) that decides who is heard before any request
+//! body is read.
 
+mod gate;
 pub mod network;
 pub(crate) mod server;
+
+/// The largest message each service decodes (after the gate admitted the caller).
+const RAFT_MESSAGE_LIMIT: usize = 256 * 1024 * 1024;
+const NODE_CA_MESSAGE_LIMIT: usize = 64 * 1024;
+const DISPATCHER_MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
+const CLUSTER_MESSAGE_LIMIT: usize = 8 * 1024 * 1024;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,16 +46,23 @@ pub(crate) fn serve(
         .map_err(|e| plain(Code::Internal, e.to_string()))?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| plain(Code::Internal, e.to_string()))?;
     let dispatcher = DispatcherServer::new(crate::dispatcher::DispatcherService::new(membership.clone()));
+    let gate = gate::Gate::new(membership.clone());
     let service = server::ClusterService::new(membership);
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tls_config(tls.server_config())
         .map_err(|e| plain(Code::Internal, e.to_string()))?
-        .add_service(RaftServer::new(service.clone()).max_decoding_message_size(256 * 1024 * 1024))
-        .add_service(NodeCaServer::new(service.clone()))
-        .add_service(dispatcher)
-        .add_service(ClusterServer::new(service));
+        // Who may be heard at all, before any body is read.
+        .layer(gate)
+        // Raft batches of entries (a service's tasks are one entry) are
+        // large, but come only from raft peers; snapshots are sent in chunks.
+        .add_service(RaftServer::new(service.clone()).max_decoding_message_size(RAFT_MESSAGE_LIMIT))
+        // What a joiner sends: a token and a CSR.
+        .add_service(NodeCaServer::new(service.clone()).max_decoding_message_size(NODE_CA_MESSAGE_LIMIT))
+        .add_service(dispatcher.max_decoding_message_size(DISPATCHER_MESSAGE_LIMIT))
+        // Forwarded writes: a secret of the largest size fits, base64-grown.
+        .add_service(ClusterServer::new(service).max_decoding_message_size(CLUSTER_MESSAGE_LIMIT));
     Ok(tokio::spawn(async move {
         // Raft round trips are small messages: no Nagle delay on them.
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
