@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -12,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use swarmkeep_api::control::control_server::Control;
 use tokio::net::{TcpListener, UnixListener};
 use zeroize::Zeroizing;
@@ -22,9 +23,25 @@ use crate::error::ApiError;
 use crate::exchange::{Reply, Req};
 use crate::routes::Api;
 
-/// The largest request body accepted (a config of Swarm's maximum size,
-/// base64-encoded, fits several times).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// The largest request body each kind of request may send: a secret or a
+/// config of Swarm's maximum size (500 KiB, 1000 KiB), base64-encoded in its
+/// JSON, fits; a spec of any sane size fits; nothing else is taken.
+const SECRET_BODY_LIMIT: usize = 1024 * 1024;
+const CONFIG_BODY_LIMIT: usize = 2 * 1024 * 1024;
+const SPEC_BODY_LIMIT: usize = 4 * 1024 * 1024;
+const OTHER_BODY_LIMIT: usize = 64 * 1024;
+// Swarm's largest secret and config, base64 in their JSON, fit.
+const _: () = assert!(500 * 1024 * 4 / 3 + 4096 < SECRET_BODY_LIMIT);
+const _: () = assert!(1000 * 1024 * 4 / 3 + 4096 < CONFIG_BODY_LIMIT);
+/// A body is read as it arrives, into a buffer that starts this small (never
+/// sized from what Content-Length claims).
+const INITIAL_BODY_BUFFER: usize = 16 * 1024;
+/// How long a client may take to send a request's headers — also how long an
+/// idle keep-alive connection stays open — and its body.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 512;
 
 pub enum Listener {
     Unix(UnixListener),
@@ -35,19 +52,34 @@ pub enum Listener {
 /// its own task; HTTP/1.1 keep-alive as the docker CLI uses it.
 pub async fn serve<C: Control>(listener: Listener, control: Arc<C>, shutdown: impl Future<Output = ()>) {
     let api = Arc::new(Api::new(control));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        // A connection is accepted only when it can be served.
+        let slot = tokio::select! {
+            _ = &mut shutdown => return,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+        };
         tokio::select! {
             _ = &mut shutdown => return,
             accepted = accept(&listener) => match accepted {
                 Ok(io) => {
                     let api = api.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let svc = service_fn(move |req| {
                             let api = api.clone();
                             async move { Ok::<_, Infallible>(handle(&api, req).await) }
                         });
-                        if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await {
+                        let served = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEADER_TIMEOUT)
+                            .serve_connection(io, svc)
+                            .await;
+                        if let Err(e) = served {
                             tracing::debug!(error = %e, "docker API connection ended");
                         }
                     });
@@ -133,41 +165,67 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, ApiError> {
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    // Frames are copied into one zeroizing buffer as they arrive, sized from
-    // Content-Length; if it must grow, the old buffer is zeroized, never
-    // just freed by a reallocation.
+    let limit = body_limit(&segments);
     let declared = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut buf = Zeroizing::new(Vec::with_capacity(declared.min(MAX_BODY)));
-    let mut body = Limited::new(body, MAX_BODY);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::new(413, "request body too large")
-            } else {
-                ApiError::bad_request(format!("reading the request body: {e}"))
-            }
-        })?;
-        if let Some(data) = frame.data_ref() {
-            let needed = buf.len() + data.len();
-            if needed > buf.capacity() {
-                let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(buf.capacity() * 2)));
-                bigger.extend_from_slice(&buf);
-                buf = bigger;
-            }
-            buf.extend_from_slice(data);
-        }
+    if declared > limit {
+        // Refused before a byte of the body is read.
+        return Err(too_large());
     }
+    // Frames are copied into one zeroizing buffer as they arrive; it grows
+    // with what arrived (never with what Content-Length claims), and when
+    // it grows the old buffer is zeroized, never just freed by a reallocation.
+    let mut buf = Zeroizing::new(Vec::with_capacity(INITIAL_BODY_BUFFER.min(limit)));
+    let mut body = Limited::new(body, limit);
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    ApiError::bad_request(format!("reading the request body: {e}"))
+                }
+            })?;
+            if let Some(data) = frame.data_ref() {
+                let needed = buf.len() + data.len();
+                if needed > buf.capacity() {
+                    let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(buf.capacity() * 2).min(limit)));
+                    bigger.extend_from_slice(&buf);
+                    buf = bigger;
+                }
+                buf.extend_from_slice(data);
+            }
+        }
+        Ok::<(), ApiError>(())
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::new(408, "the request body was not sent in time"))??;
     Ok(Req {
         method: parts.method,
         segments,
         query,
         body: buf,
     })
+}
+
+/// The most a request to `segments` may send.
+fn body_limit(segments: &[String]) -> usize {
+    let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match s.as_slice() {
+        ["secrets", "create"] | ["secrets", _, "update"] => SECRET_BODY_LIMIT,
+        ["configs", "create"] | ["configs", _, "update"] => CONFIG_BODY_LIMIT,
+        ["services", "create"] | ["services", _, "update"] | ["swarm", ..] | ["nodes", _, "update"] => SPEC_BODY_LIMIT,
+        _ => OTHER_BODY_LIMIT,
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(413, "request body too large")
 }
 
 /// Docker's answer to a versioned path outside what is served.
@@ -235,6 +293,18 @@ mod tests {
             "client version 1.43 is too new. Maximum supported API version is 1.41"
         );
         assert_eq!(check_version("/v1.9/info").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn each_endpoint_takes_only_what_it_needs() {
+        let limit = |path: &str| body_limit(&split_path(path));
+        assert_eq!(limit("/v1.41/secrets/create"), SECRET_BODY_LIMIT);
+        assert_eq!(limit("/v1.41/secrets/abc/update"), SECRET_BODY_LIMIT);
+        assert_eq!(limit("/configs/create"), CONFIG_BODY_LIMIT);
+        assert_eq!(limit("/v1.41/services/create"), SPEC_BODY_LIMIT);
+        assert_eq!(limit("/v1.41/swarm/init"), SPEC_BODY_LIMIT);
+        assert_eq!(limit("/v1.41/secrets"), OTHER_BODY_LIMIT);
+        assert_eq!(limit("/v1.41/nodes/x"), OTHER_BODY_LIMIT);
     }
 
     #[test]

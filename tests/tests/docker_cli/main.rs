@@ -5,6 +5,7 @@
 //! docker CLI is installed.
 
 mod leaks;
+mod limits;
 mod logs;
 mod nodes;
 mod refusals;

@@ -1,0 +1,93 @@
+//! The Docker API's own limits, replayed as the audit's attacks with raw
+//! sockets (no docker CLI needed): a body claimed or sent beyond what the
+//! endpoint takes, and headers that never finish.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use swarmkeep_tests::Daemon;
+use swarmkeep_tests::docker::http;
+
+/// A memory figure of `/proc/PID/status` (`VmHWM:` is the peak).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Reads what the server sent until it closed the connection, or `None` if
+/// it was still open after `wait`.
+fn until_closed(s: &mut UnixStream, wait: Duration) -> Option<String> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn oversized_bodies_and_unfinished_headers_hold_nothing() {
+    let d = Daemon::start_with(&["--hostname", "vm"], "info");
+    let sock = d.docker_socket();
+    let pid = d.pid().unwrap();
+    assert_eq!(http(&sock, "GET", "/_ping", None).0, 200);
+    let before = memory_kib(pid, "VmHWM:");
+
+    // 40 clients claim a 16 MB secret and send 4 MB of it: each is answered
+    // 413 from its headers alone and cut off; nothing of the body is kept.
+    let mut big = Vec::new();
+    for _ in 0..40 {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            b"POST /v1.41/secrets/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 16000000\r\n\r\n{\"Name\":\"x\",\"Data\":\"",
+        )
+        .unwrap();
+        // The server may close before all of it is written.
+        let _ = s.write_all(&vec![b'A'; 4 * 1024 * 1024]);
+        big.push(s);
+    }
+    for s in &mut big {
+        let answer = until_closed(s, Duration::from_secs(10)).expect("the connection was closed");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("request body too large"), "{answer}");
+    }
+
+    // 200 clients that never finish their headers are closed after the
+    // header timeout (10 s), freeing their connection slots.
+    let mut slow: Vec<UnixStream> = (0..200)
+        .map(|_| {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            s.write_all(b"GET /v1.41/secrets HTTP/1.1\r\nHost: docker\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(11));
+    for s in &mut slow {
+        assert!(
+            until_closed(s, Duration::from_secs(3)).is_some(),
+            "a connection with unfinished headers was still open"
+        );
+    }
+
+    let after = memory_kib(pid, "VmHWM:");
+    assert!(
+        after < before + 64 * 1024,
+        "the daemon's peak grew from {before} KiB to {after} KiB"
+    );
+    // The API still serves everyone else.
+    assert_eq!(http(&sock, "GET", "/_ping", None).0, 200);
+}
