@@ -22,9 +22,14 @@ struct Args {
     /// Where the node keeps its state.
     #[arg(long, default_value = "/var/lib/swarmkeep")]
     data_dir: PathBuf,
-    /// Control API address: unix:///PATH or tcp://127.0.0.1:PORT.
+    /// Control API address: unix:///PATH, or tcp://127.0.0.1:PORT (loopback
+    /// only: any local process can use it, so the daemon warns).
     #[arg(short = 'H', long, env = "SWARMKEEP_HOST", default_value = DEFAULT_HOST)]
     host: String,
+    /// The group that may use the unix sockets (mode 0660); by default the
+    /// daemon's own group.
+    #[arg(short = 'G', long)]
+    group: Option<String>,
     /// Also serve the Docker Engine API (1.41 subset) here, so the docker CLI
     /// drives swarmkeep through DOCKER_HOST: unix:///PATH or
     /// tcp://127.0.0.1:PORT (loopback only: this API has no TLS).
@@ -64,21 +69,28 @@ enum Listener {
     Tcp(TcpListener),
 }
 
-/// The Docker API has no authentication of its own: it is served on a unix
-/// socket (0660) or a loopback address only.
-fn check_docker_api_addr(addr: &str) -> anyhow::Result<()> {
+/// Neither API authenticates its callers beyond who can reach it: each is
+/// served on a unix socket (0660, the daemon's user and `--group`) or on a
+/// loopback address, and never on an address another host can reach.
+fn check_api_addr(flag: &str, addr: &str) -> anyhow::Result<()> {
     if let Some(hp) = addr.strip_prefix("tcp://") {
         let sock: std::net::SocketAddr = hp
             .parse()
-            .with_context(|| format!("invalid --docker-api {addr:?}: expected tcp://IP:PORT"))?;
+            .with_context(|| format!("invalid {flag} {addr:?}: expected tcp://IP:PORT"))?;
         if !sock.ip().is_loopback() {
-            bail!("--docker-api {addr}: the Docker API has no TLS; serve it on a unix socket or a loopback address");
+            bail!(
+                "{flag} {addr}: this API has no TLS yet, so it is served only on a unix socket or a loopback address"
+            );
         }
+        tracing::warn!(
+            "{flag} {addr}: a loopback TCP listener has no authentication: any local process — a task sharing the \
+             host's network included — can use it; prefer a unix socket"
+        );
     }
     Ok(())
 }
 
-fn bind(host: &str) -> anyhow::Result<Listener> {
+fn bind(host: &str, group: Option<&nix::unistd::Group>) -> anyhow::Result<Listener> {
     if let Some(path) = host.strip_prefix("unix://") {
         let path = PathBuf::from(path);
         if let Some(parent) = path.parent() {
@@ -89,9 +101,16 @@ fn bind(host: &str) -> anyhow::Result<Listener> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing stale socket {}", path.display())),
         }
-        let listener = UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        // Made 0660 by the umask at bind: never, even briefly, wider.
+        use nix::sys::stat::{Mode, umask};
+        let old = umask(Mode::from_bits_truncate(0o117));
+        let bound = UnixListener::bind(&path);
+        umask(old);
+        let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+        if let Some(group) = group {
+            nix::unistd::chown(&path, None, Some(group.gid))
+                .with_context(|| format!("giving {} to group {}", path.display(), group.name))?;
+        }
         Ok(Listener::Unix(listener, path))
     } else if let Some(addr) = host.strip_prefix("tcp://") {
         let std_listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
@@ -142,11 +161,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !args.no_agent {
         swarmkeep_agent::check_privileges(backend).map_err(anyhow::Error::msg)?;
     }
-    let listener = bind(&args.host)?;
+    let group = match &args.group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .with_context(|| format!("looking up group {name}"))?
+                .with_context(|| format!("--group {name}: no such group"))?,
+        ),
+        None => None,
+    };
+    check_api_addr("--host", &args.host)?;
+    let listener = bind(&args.host, group.as_ref())?;
     let docker_listener = match &args.docker_api {
         Some(addr) => {
-            check_docker_api_addr(addr)?;
-            Some(bind(addr)?)
+            check_api_addr("--docker-api", addr)?;
+            Some(bind(addr, group.as_ref())?)
         }
         None => None,
     };
