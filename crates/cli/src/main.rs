@@ -7,6 +7,12 @@ use clap::{Args, Parser, Subcommand};
 use swarmkeep_cli::client::{DEFAULT_HOST, connect};
 use swarmkeep_cli::commands::{self, Output};
 
+/// Every allocation is zeroed when freed: a secret read from stdin, a join
+/// token or an unlock key leaves no copy in freed memory (the gRPC and
+/// string buffers that carried them included).
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> = zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 #[derive(Parser)]
 #[command(
     name = "swarmkeep",

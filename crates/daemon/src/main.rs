@@ -16,6 +16,23 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 
 pub const DEFAULT_HOST: &str = "unix:///run/swarmkeep/swarmkeep.sock";
 
+/// Every allocation is zeroed when it is freed: a secret that passed through
+/// a buffer this code does not own (gRPC and HTTP receive buffers, a
+/// library's copies) does not stay behind in freed memory.
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> = zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
+/// A daemon that holds keys and secrets leaves no core dump and cannot be
+/// read by another process of its user: not dumpable, and no core size. (The
+/// task shim is exec'd, which makes tasks dumpable again as usual.)
+fn no_core_dumps() -> anyhow::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_CORE).context("reading RLIMIT_CORE")?;
+    setrlimit(Resource::RLIMIT_CORE, 0, hard).context("setting RLIMIT_CORE")?;
+    nix::sys::prctl::set_dumpable(false).context("PR_SET_DUMPABLE")?;
+    Ok(())
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "swarmkeepd", version, about = "swarmkeep node daemon: manager and agent")]
 struct Args {
@@ -141,6 +158,7 @@ fn main() -> anyhow::Result<()> {
         let spec = argv.get(2).map(String::as_str).unwrap_or("");
         std::process::exit(swarmkeep_agent::executor::shim::main(spec));
     }
+    no_core_dumps()?;
     tokio::runtime::Runtime::new()?.block_on(run(Args::parse()))
 }
 
