@@ -242,6 +242,12 @@ async fn a_removed_nodes_certificate_has_no_authority_left() {
     assert_eq!(heartbeat.code(), tonic::Code::PermissionDenied, "{heartbeat:?}");
     let keys = cluster.manager_keys(ManagerKeysRequest {}).await.unwrap_err();
     assert_eq!(keys.code(), tonic::Code::PermissionDenied, "{keys:?}");
+    // Nor can it get a fresh certificate.
+    let renew = swarmkeep_api::cluster::node_ca_client::NodeCaClient::new(stolen.channel(&m1.addr).unwrap())
+        .renew_node_certificate(swarmkeep_api::cluster::RenewNodeCertificateRequest { csr_pem: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(renew.code(), tonic::Code::PermissionDenied, "{renew:?}");
 
     // Raft: a vote for a far-future term and entries removing the secret. The
     // refusal comes before the message is even decoded.
@@ -331,6 +337,12 @@ async fn a_peer_without_a_certificate_cannot_make_the_daemon_hold_memory() {
         let refused = call.await.unwrap().unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     }
+    // Renewing a certificate needs one.
+    let refused = NodeCaClient::new(pinned_channel(&addr, &ca_pem).unwrap())
+        .renew_node_certificate(swarmkeep_api::cluster::RenewNodeCertificateRequest { csr_pem: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     // The cluster calls other than the node CA are closed to it too.
     let mut cluster = ClusterClient::new(pinned_channel(&addr, &ca_pem).unwrap());
     let refused = cluster.heartbeat(HeartbeatRequest {}).await.unwrap_err();
@@ -352,4 +364,78 @@ async fn a_peer_without_a_certificate_cannot_make_the_daemon_hold_memory() {
         after < before + 64 * 1024,
         "the daemon's peak grew from {before} KiB to {after} KiB"
     );
+}
+
+/// Whether a client dialing a manager (as every node does: raft, joins,
+/// heartbeats, the dispatcher) would accept `cert_pem` as the server: the
+/// same rustls check, for the name `swarm-manager`, against the cluster CA.
+fn serves_as_manager(ca_pem: &str, cert_pem: &str) -> bool {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    verifier
+        .verify_server_cert(
+            &cert,
+            &[],
+            &ServerName::try_from("swarm-manager").unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+        .is_ok()
+}
+
+/// A worker's certificate cannot serve as a manager's (the audit's
+/// finding: every certificate named `swarm-manager`); promotion and demotion
+/// give the node a certificate for its new role.
+#[test]
+fn certificates_carry_the_nodes_role() {
+    use std::time::Duration;
+
+    use swarmkeep_tests::eventually;
+
+    let nodes = swarm(1, 1);
+    let (m1, w1) = (&nodes[0], &nodes[1]);
+    let ca = tls_of(&m1.daemon.data_dir()).ca_pem;
+    let cert_of = |n: &swarmkeep_tests::SwarmNode| {
+        std::fs::read_to_string(n.daemon.data_dir().join("tls/node.crt")).unwrap_or_default()
+    };
+    assert!(serves_as_manager(&ca, &cert_of(m1)));
+    assert!(
+        !serves_as_manager(&ca, &cert_of(w1)),
+        "a worker's certificate passed as a manager's"
+    );
+
+    m1.cli(&["node", "promote", "w1"]).ok();
+    assert!(
+        eventually(Duration::from_secs(30), || serves_as_manager(&ca, &cert_of(w1))),
+        "the promoted node has no manager certificate"
+    );
+    assert!(eventually(Duration::from_secs(30), || {
+        m1.cli(&["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"])
+            .stdout
+            .contains("w1 Reachable")
+    }));
+    m1.cli(&["node", "demote", "w1"]).ok();
+    assert!(
+        eventually(Duration::from_secs(30), || !cert_of(w1).is_empty()
+            && !serves_as_manager(&ca, &cert_of(w1))),
+        "the demoted node kept a manager certificate"
+    );
+    // Still a working worker: it heartbeats and is Ready.
+    assert!(eventually(Duration::from_secs(15), || {
+        m1.cli(&["node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.ManagerStatus}}"])
+            .stdout
+            .contains("w1 Ready \n")
+    }));
 }

@@ -12,7 +12,8 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use swarmkeep_crypto::SecretBytes;
 
-use swarmkeep_transport::tls::TLS_SERVER_NAME;
+use swarmkeep_store::objects::NodeRole;
+use swarmkeep_transport::tls::{MANAGER_CERT_NAME, WORKER_CERT_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -62,14 +63,24 @@ impl RootCa {
         cert_digest(&self.cert_pem)
     }
 
-    /// Signs `csr_pem` for `node_id`. Only the public key is taken from the
-    /// CSR; the subject, names and usages are the CA's choice.
-    pub fn issue(&self, csr_pem: &str, node_id: &str, validity: time::Duration) -> Result<String, CaError> {
+    /// Signs `csr_pem` for `node_id` in `role`. Only the public key is taken
+    /// from the CSR; the subject, names and usages are the CA's choice: CN =
+    /// the node ID, OU and DNS name = `swarm-manager` or `swarm-worker`, as
+    /// swarmkit names roles.
+    pub fn issue(
+        &self,
+        csr_pem: &str,
+        node_id: &str,
+        role: NodeRole,
+        validity: time::Duration,
+    ) -> Result<String, CaError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|_| CaError::Invalid("the certificate signing request is malformed".into()))?;
-        let mut params = CertificateParams::new(vec![TLS_SERVER_NAME.to_string()])?;
+        let role_name = role_cert_name(role);
+        let mut params = CertificateParams::new(vec![role_name.to_string()])?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, node_id);
+        dn.push(DnType::OrganizationalUnitName, role_name);
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -85,6 +96,34 @@ impl RootCa {
         };
         Ok(csr.signed_by(&issuer)?.pem())
     }
+}
+
+/// The name a certificate of `role` carries.
+pub fn role_cert_name(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Manager => MANAGER_CERT_NAME,
+        NodeRole::Worker => WORKER_CERT_NAME,
+    }
+}
+
+/// The role a certificate (DER) was issued for, from its OU.
+pub fn role_of(cert_der: &[u8]) -> Option<NodeRole> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let ou = cert
+        .subject()
+        .iter_organizational_unit()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    [NodeRole::Manager, NodeRole::Worker]
+        .into_iter()
+        .find(|r| role_cert_name(*r) == ou)
+}
+
+/// [`role_of`] a certificate in PEM form.
+pub fn role_of_pem(cert_pem: &str) -> Option<NodeRole> {
+    role_of(&pem_to_der(cert_pem).ok()?)
 }
 
 pub fn cert_digest(cert_pem: &str) -> Result<[u8; 32], CaError> {
@@ -136,9 +175,19 @@ mod tests {
     fn issues_node_certificates_with_the_node_id_as_cn() {
         let ca = RootCa::generate().unwrap();
         let (_key, csr) = node_key_and_csr().unwrap();
-        let cert = ca.issue(&csr, "abc123", time::Duration::days(90)).unwrap();
+        let cert = ca
+            .issue(&csr, "abc123", NodeRole::Worker, time::Duration::days(90))
+            .unwrap();
+        assert_eq!(role_of_pem(&cert), Some(NodeRole::Worker));
+        let manager = ca
+            .issue(&csr, "abc123", NodeRole::Manager, time::Duration::days(90))
+            .unwrap();
+        assert_eq!(role_of_pem(&manager), Some(NodeRole::Manager));
         assert_eq!(node_id_of_pem(&cert).as_deref(), Some("abc123"));
         assert_ne!(ca.digest().unwrap(), RootCa::generate().unwrap().digest().unwrap());
-        assert!(ca.issue("garbage", "x", time::Duration::days(1)).is_err());
+        assert!(
+            ca.issue("garbage", "x", NodeRole::Worker, time::Duration::days(1))
+                .is_err()
+        );
     }
 }

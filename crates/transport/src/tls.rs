@@ -14,9 +14,13 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use swarmkeep_crypto::SecretBytes;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig, Uri};
 
-/// The name every node certificate carries and every client checks: nodes
-/// are told apart by the CN, not by the TLS server name.
-pub const TLS_SERVER_NAME: &str = "swarm-manager";
+/// The name (and organizational unit) of a manager's certificate. Every
+/// client dials managers only, and checks for this name: a worker's
+/// certificate, which names `swarm-worker`, cannot serve as a manager. Nodes
+/// are told apart by the CN (their node ID).
+pub const TLS_SERVER_NAME: &str = MANAGER_CERT_NAME;
+pub const MANAGER_CERT_NAME: &str = "swarm-manager";
+pub const WORKER_CERT_NAME: &str = "swarm-worker";
 
 /// This node's cluster identity.
 #[derive(Clone)]

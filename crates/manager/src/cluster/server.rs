@@ -125,19 +125,8 @@ impl NodeCa for ClusterService {
             (_, true) => NodeRole::Manager,
             _ => return Err(invalid()),
         };
-        let ca_key = swarm
-            .data_key
-            .open(CA_KEY_AAD, &cluster.sealed_ca_key)
-            .map_err(|_| Status::internal("the CA key cannot be opened with this manager's data key"))?;
-        let ca = RootCa::from_parts(cluster.ca_cert_pem.clone(), ca_key);
         let node_id = new_id();
-        let cert = ca
-            .issue(
-                &req.csr_pem,
-                &node_id,
-                time::Duration::milliseconds(cluster.node_cert_expiry_ms as i64),
-            )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cert = sign(&swarm, &cluster, &req.csr_pem, &node_id, role)?;
         let addr = req
             .advertise_addr
             .rsplit_once(':')
@@ -176,6 +165,47 @@ impl NodeCa for ClusterService {
             cluster_id: cluster.id,
         }))
     }
+
+    /// The caller's own new certificate, for the role the store gives it
+    /// now. The node CA is open to peers without a certificate (joiners);
+    /// this call is not: it needs the member's current one.
+    async fn renew_node_certificate(
+        &self,
+        req: Request<RenewNodeCertificateRequest>,
+    ) -> Result<Response<RenewNodeCertificateResponse>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.swarm()?;
+        let node = authority::member(&swarm, &id)?;
+        let cluster = swarm
+            .store
+            .read(|st| st.cluster.clone())
+            .ok_or_else(|| Status::unavailable("no cluster"))?;
+        let certificate_pem = sign(&swarm, &cluster, &req.get_ref().csr_pem, &id, node.role)?;
+        tracing::info!(node_id = %id, role = node.role.as_str(), "node certificate renewed");
+        Ok(Response::new(RenewNodeCertificateResponse {
+            certificate_pem,
+            role: node.role.as_str().into(),
+        }))
+    }
+}
+
+/// A certificate for `node_id` in `role`, from the cluster's CA, for the
+/// cluster's certificate lifetime.
+fn sign(
+    swarm: &ManagerState,
+    cluster: &swarmkeep_store::objects::Cluster,
+    csr_pem: &str,
+    node_id: &str,
+    role: NodeRole,
+) -> Result<String, Status> {
+    let ca_key = swarm
+        .data_key
+        .open(CA_KEY_AAD, &cluster.sealed_ca_key)
+        .map_err(|_| Status::internal("the CA key cannot be opened with this manager's data key"))?;
+    let ca = RootCa::from_parts(cluster.ca_cert_pem.clone(), ca_key);
+    let lifetime = time::Duration::milliseconds(i64::try_from(cluster.node_cert_expiry_ms).unwrap_or(i64::MAX));
+    ca.issue(csr_pem, node_id, role, lifetime)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 #[tonic::async_trait]

@@ -18,6 +18,7 @@ use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::node_ca_client::NodeCaClient;
 use swarmkeep_api::cluster::{
     GetRootCaRequest, IssueNodeCertificateRequest, JoinRaftRequest, LeaveRaftRequest, ManagerKeysRequest,
+    RenewNodeCertificateRequest,
 };
 use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_crypto::{DataKey, SecretBytes, new_id, random_bytes};
@@ -229,7 +230,7 @@ impl SwarmNode {
         let ca = RootCa::generate().map_err(|e| internal("creating the cluster CA", &e))?;
         let (key_pem, csr) = node_key_and_csr().map_err(|e| internal("creating the node key", &e))?;
         let cert_pem = ca
-            .issue(&csr, &node_id, time::Duration::days(90))
+            .issue(&csr, &node_id, NodeRole::Manager, time::Duration::days(90))
             .map_err(|e| internal("issuing the node certificate", &e))?;
         let tls = Arc::new(NodeTls {
             ca_pem: ca.cert_pem.clone(),
@@ -504,12 +505,25 @@ impl SwarmNode {
         swarm.store.shutdown().await;
         let _ = std::fs::remove_dir_all(self.raft_dir());
         let _ = std::fs::remove_dir_all(self.keys_dir());
+        // A worker's certificate: this node can no longer serve as a manager.
+        let tls = match &leader {
+            Some(addr) => match self.renew_certificate(&swarm.tls, addr).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::warn!(error = %e.message(), "no worker certificate yet; keeping the old one");
+                    swarm.tls.clone()
+                }
+            },
+            None => swarm.tls.clone(),
+        };
         let managers: Vec<String> = leader.into_iter().collect();
+        self.stop_background().await;
         self.set(Membership::Worker(Arc::new(WorkerState {
             identity: swarm.identity.clone(),
-            tls: swarm.tls.clone(),
+            tls,
             managers: RwLock::new(managers.clone()),
         })));
+        self.start_background(&swarm.identity.listen_addr)?;
         self.save_role(NodeRole::Worker, 0, managers)?;
         tracing::info!("demoted: now a worker");
         Ok(())
@@ -521,10 +535,34 @@ impl SwarmNode {
         let Membership::Worker(w) = self.membership() else {
             return Ok(());
         };
-        let swarm = self.become_manager(w.identity.clone(), w.tls.clone(), via).await?;
+        // A manager's certificate first: the other managers dial it as one.
+        let tls = self.renew_certificate(&w.tls, via).await?;
+        let swarm = self.become_manager(w.identity.clone(), tls, via).await?;
         self.save_role(NodeRole::Manager, swarm.store.raft_id(), vec![via.to_string()])?;
         tracing::info!("promoted: now a manager");
         Ok(())
+    }
+
+    /// A new key and a certificate for the role the store gives this node
+    /// now, from the manager at `via` (authenticated by the current
+    /// certificate), saved over the old identity.
+    async fn renew_certificate(&self, tls: &NodeTls, via: &str) -> Result<Arc<NodeTls>, Status> {
+        let (key_pem, csr_pem) = node_key_and_csr().map_err(|e| internal("creating the node key", &e))?;
+        let channel = tls.channel(via).map_err(|e| internal("connecting", &e))?;
+        let resp = NodeCaClient::new(channel)
+            .renew_node_certificate(RenewNodeCertificateRequest { csr_pem })
+            .await?
+            .into_inner();
+        let renewed = Arc::new(NodeTls {
+            ca_pem: tls.ca_pem.clone(),
+            cert_pem: resp.certificate_pem,
+            key_pem,
+        });
+        renewed
+            .save(&self.tls_dir())
+            .map_err(|e| internal("writing the TLS identity", &e))?;
+        tracing::info!(role = %resp.role, "node certificate renewed");
+        Ok(renewed)
     }
 
     fn save_role(&self, role: NodeRole, raft_id: u64, managers: Vec<String>) -> Result<(), Status> {
