@@ -11,6 +11,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Creates `dir` (and its missing parents) with mode 0700, and makes it 0700
 /// if it already existed.
@@ -27,12 +28,16 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a file path has a name"))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    // A temporary file left by a crash is garbage: start it anew.
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    // A name of its own per write: two writers of one file (a snapshot built
+    // while another is installed) never share a temporary file. One left by
+    // a crash is never read.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -58,11 +63,18 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Refuses a data directory that another user could change: one owned by
-/// someone else, or writable by its group or by others.
+/// Refuses a data directory that another user could change: a symbolic
+/// link (which could be made to point anywhere), one owned by someone else,
+/// or one writable by its group or by others.
 pub fn check_not_shared(dir: &Path) -> Result<(), String> {
     let me = effective_uid();
-    let meta = fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let meta = fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "the data dir {} is a symbolic link; give the real directory",
+            dir.display()
+        ));
+    }
     if meta.uid() != me {
         return Err(format!(
             "the data dir {} belongs to uid {}, not to this daemon's uid {me}",
@@ -131,10 +143,9 @@ mod tests {
         // leaves: a partial temporary file next to the intact old one.
         fs::write(dir.path().join(".kek.tmp"), b"half of the ne").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"the key");
-        // The next write starts the temporary file anew.
+        // The next write is not disturbed by it.
         write_private(&path, b"the new key").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"the new key");
-        assert!(!dir.path().join(".kek.tmp").exists());
     }
 
     #[test]
@@ -164,5 +175,9 @@ mod tests {
         assert!(e.contains("writable by everyone"), "{e}");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o770)).unwrap();
         assert!(check_not_shared(dir.path()).unwrap_err().contains("its group"));
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/etc", &link).unwrap();
+        assert!(check_not_shared(&link).unwrap_err().contains("symbolic link"));
     }
 }

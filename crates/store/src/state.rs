@@ -205,15 +205,7 @@ impl ClusterState {
                 self.removed_nodes.insert(id.clone(), at.saturating_add(lifetime));
                 for task in self.tasks.values_mut() {
                     if task.node_id.as_deref() == Some(id.as_str()) && !task.status.state.is_terminal() {
-                        task.desired_state = TaskState::Shutdown;
-                        task.status = TaskStatus {
-                            state: TaskState::Orphaned,
-                            timestamp: at,
-                            message: "node removed".into(),
-                            err: String::new(),
-                            exit_code: None,
-                            pid: None,
-                        };
+                        orphan(task, at);
                         task.meta.version = index;
                     }
                 }
@@ -338,6 +330,17 @@ impl ClusterState {
             }
             Command::PutTasks(tasks) => {
                 for mut task in tasks {
+                    // A placement decided before its node was removed: the
+                    // task is orphaned as RemoveNode orphans the node's tasks.
+                    if task
+                        .node_id
+                        .as_ref()
+                        .is_some_and(|n| self.removed_nodes.contains_key(n))
+                        && !task.status.state.is_terminal()
+                    {
+                        let at = task.status.timestamp;
+                        orphan(&mut task, at);
+                    }
                     task.meta.version = index;
                     if let Some(old) = self.tasks.get(&task.id) {
                         task.meta.created_at = old.meta.created_at;
@@ -397,6 +400,19 @@ impl ClusterState {
             services,
         })
     }
+}
+
+/// A task whose node was removed: it will not run there, and is replaced.
+fn orphan(task: &mut Task, at: OffsetDateTime) {
+    task.desired_state = TaskState::Shutdown;
+    task.status = TaskStatus {
+        state: TaskState::Orphaned,
+        timestamp: at,
+        message: "node removed".into(),
+        err: String::new(),
+        exit_code: None,
+        pid: None,
+    };
 }
 
 fn not_found(kind: ObjectKind, id: &str) -> CommandError {
@@ -689,6 +705,11 @@ mod tests {
             .is_err()
         );
         assert_eq!(st.tasks["running"].status.state, TaskState::Orphaned);
+        // A placement decided before the removal, applied after it.
+        st.apply(6, Command::PutTasks(vec![task("late", "w1", TaskState::Assigned)]))
+            .unwrap();
+        assert_eq!(st.tasks["late"].status.state, TaskState::Orphaned);
+        assert_eq!(st.tasks["late"].desired_state, TaskState::Shutdown);
         // Once its certificates expired, the ID is forgotten (at the next removal).
         let later = at + time::Duration::days(91);
         st.apply(

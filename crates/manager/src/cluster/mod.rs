@@ -12,7 +12,10 @@ pub(crate) mod server;
 const RAFT_MESSAGE_LIMIT: usize = 256 * 1024 * 1024;
 const NODE_CA_MESSAGE_LIMIT: usize = 64 * 1024;
 const DISPATCHER_MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
-const CLUSTER_MESSAGE_LIMIT: usize = 8 * 1024 * 1024;
+const CLUSTER_MESSAGE_LIMIT: usize = 2 * 1024 * 1024;
+/// Calls in flight on one connection (an agent's session, logs and status
+/// reports, or a manager's raft and forwarded writes, need far fewer).
+const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +54,8 @@ pub(crate) fn serve(
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // Bounds what one admitted connection can make the node hold at once.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .tls_config(tls.server_config())
         .map_err(|e| plain(Code::Internal, e.to_string()))?
         // Who may be heard at all, before any body is read.
@@ -61,7 +66,8 @@ pub(crate) fn serve(
         // What a joiner sends: a token and a CSR.
         .add_service(NodeCaServer::new(service.clone()).max_decoding_message_size(NODE_CA_MESSAGE_LIMIT))
         .add_service(dispatcher.max_decoding_message_size(DISPATCHER_MESSAGE_LIMIT))
-        // Forwarded writes: a secret of the largest size fits, base64-grown.
+        // Forwarded writes: a secret of the largest size (500 KiB) fits,
+        // base64-grown in the command's JSON.
         .add_service(ClusterServer::new(service).max_decoding_message_size(CLUSTER_MESSAGE_LIMIT));
     Ok(tokio::spawn(async move {
         // Raft round trips are small messages: no Nagle delay on them.

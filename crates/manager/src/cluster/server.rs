@@ -316,8 +316,16 @@ impl Cluster for ClusterService {
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         let id = caller(&req)?;
         let swarm = self.leader()?;
-        // A removed or unknown node learns only that (and leaves the swarm).
-        let node = authority::member(&swarm, &id)?;
+        // A removed node learns only that (and leaves the swarm). A node this
+        // leader does not know (yet: a new leader may not have applied the
+        // entry that added it) is asked to try again, never told to leave.
+        if swarm.store.read(|st| st.is_removed(&id)) {
+            return Err(Status::permission_denied(format!(
+                "node {id} was removed from this swarm"
+            )));
+        }
+        let node = authority::member(&swarm, &id)
+            .map_err(|_| Status::unavailable(format!("node {id} is not known to this manager yet")))?;
         swarm.heartbeats.saw(&id);
         let (period_ms, managers) = swarm.store.read(|st| {
             (

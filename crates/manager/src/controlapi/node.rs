@@ -152,7 +152,9 @@ pub(super) async fn remove_node(swarm: &ManagerState, input: &str, force: bool) 
     let node = swarm
         .store
         .read(|st| resolve("node", input, &st.nodes, |n| scan_name(&st.nodes, n)).cloned())?;
-    if node.role == NodeRole::Manager && node.raft_id.is_some() {
+    // Also a demoted manager the leader has not yet taken out of the raft
+    // group: removed now, it would stay a voter no one removes.
+    if node.raft_id.is_some() {
         return Err(rpc(
             Code::FailedPrecondition,
             format!(
