@@ -377,6 +377,48 @@ pub fn leaks(haystack: &[u8], value: &[u8]) -> bool {
 }
 
 /// Polls `check` until it returns true or `timeout` passes; returns whether it did.
+/// Runs `swarmkeepd` with `args` (and `--no-agent`) and returns what it
+/// printed on stderr, asserting that it refused to start: it must exit, with
+/// a failure, within 20 s.
+pub fn daemon_refuses(args: &[&std::ffi::OsStr]) -> String {
+    let mut child = Command::new(daemon_binary())
+        .arg("--no-agent")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting swarmkeepd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for swarmkeepd") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("swarmkeepd started with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+    }
+    assert!(!status.success(), "swarmkeepd exited successfully: {stderr}");
+    stderr
+}
+
+/// A memory figure of process `pid` from `/proc/PID/status`, in KiB:
+/// `"VmRSS:"` now, or `"VmHWM:"`, the peak so far.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the process's status")
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("a memory figure")
+}
+
 pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

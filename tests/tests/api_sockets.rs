@@ -3,38 +3,17 @@
 //! another host can reach (neither API has TLS of its own yet).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use swarmkeep_tests::{Daemon, daemon_binary, free_addr};
+use swarmkeep_tests::{Daemon, daemon_binary, daemon_refuses, free_addr};
 
-/// Runs the daemon with `args` and returns its exit status and stderr, or
-/// fails if it is still running after 20 s.
+/// What the daemon says when it refuses to start with `args`.
 fn refused_start(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(daemon_binary())
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--no-agent")
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the daemon started with {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(!status.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    stderr
+    let data = dir.path().join("data");
+    let mut all: Vec<&std::ffi::OsStr> = vec!["--data-dir".as_ref(), data.as_os_str()];
+    all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    daemon_refuses(&all)
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::raft_client::RaftClient;
 use swarmkeep_api::cluster::{HeartbeatRequest, ManagerKeysRequest, ProposeRequest, RaftMessage};
-use swarmkeep_tests::{free_addr, swarm, swarm_node};
+use swarmkeep_tests::{free_addr, memory_kib, swarm, swarm_node};
 use swarmkeep_transport::tls::{NodeTls, pinned_channel};
 
 fn tls_of(data_dir: &Path) -> NodeTls {
@@ -283,17 +283,6 @@ async fn a_removed_nodes_certificate_has_no_authority_left() {
         "{}",
         placed()
     );
-}
-
-/// A memory figure of `/proc/PID/status` (`VmRSS`, or `VmHWM`: the peak).
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// The audit's memory attack, replayed: four concurrent 100 MB raft messages

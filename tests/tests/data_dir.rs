@@ -5,9 +5,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use swarmkeep_tests::{Daemon, daemon_binary, eventually};
+use swarmkeep_tests::{Daemon, daemon_refuses, eventually};
 
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
@@ -73,30 +73,8 @@ fn a_data_dir_others_can_write_to_is_refused() {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut child = std::process::Command::new(daemon_binary())
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("-H")
-        .arg(format!("unix://{}", dir.path().join("s.sock").display()))
-        .arg("--no-agent")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the daemon started on a world-writable data dir");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success());
+    let sock = format!("unix://{}", dir.path().join("s.sock").display());
+    let stderr = daemon_refuses(&["--data-dir".as_ref(), data.as_os_str(), "-H".as_ref(), sock.as_ref()]);
     assert!(stderr.contains("is writable by everyone"), "{stderr}");
     // Nothing was written into it.
     assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);

@@ -6,19 +6,8 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use swarmkeep_tests::Daemon;
 use swarmkeep_tests::docker::http;
-
-/// A memory figure of `/proc/PID/status` (`VmHWM:` is the peak).
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
+use swarmkeep_tests::{Daemon, memory_kib};
 
 /// Reads what the server sent until it closed the connection, or `None` if
 /// it was still open after `wait`.
