@@ -106,26 +106,6 @@ pub fn role_cert_name(role: NodeRole) -> &'static str {
     }
 }
 
-/// The role a certificate (DER) was issued for, from its OU.
-pub fn role_of(cert_der: &[u8]) -> Option<NodeRole> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
-    let ou = cert
-        .subject()
-        .iter_organizational_unit()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    [NodeRole::Manager, NodeRole::Worker]
-        .into_iter()
-        .find(|r| role_cert_name(*r) == ou)
-}
-
-/// [`role_of`] a certificate in PEM form.
-pub fn role_of_pem(cert_pem: &str) -> Option<NodeRole> {
-    role_of(&pem_to_der(cert_pem).ok()?)
-}
-
 pub fn cert_digest(cert_pem: &str) -> Result<[u8; 32], CaError> {
     let der = pem_to_der(cert_pem)?;
     Ok(Sha256::digest(&der).into())
@@ -170,6 +150,26 @@ pub fn node_id_of_pem(cert_pem: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The role a certificate (DER) was issued for, from its OU.
+    fn role_of(cert_der: &[u8]) -> Option<NodeRole> {
+        let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+        let ou = cert
+            .subject()
+            .iter_organizational_unit()
+            .next()?
+            .as_str()
+            .ok()?
+            .to_string();
+        [NodeRole::Manager, NodeRole::Worker]
+            .into_iter()
+            .find(|r| role_cert_name(*r) == ou)
+    }
+
+    /// [`role_of`] a certificate in PEM form.
+    fn role_of_pem(cert_pem: &str) -> Option<NodeRole> {
+        role_of(&pem_to_der(cert_pem).ok()?)
+    }
 
     #[test]
     fn issues_node_certificates_with_the_node_id_as_cn() {

@@ -26,7 +26,7 @@ pub fn write_error(e: WriteError) -> Status {
         }
         WriteError::Rejected(e @ CommandError::InUse { .. }) => rpc(Code::InvalidArgument, e.to_string()),
         WriteError::Rejected(e @ CommandError::NotAssigned { .. }) => rpc(Code::PermissionDenied, e.to_string()),
-        WriteError::Rejected(CommandError::VersionConflict) => rpc(Code::Unknown, "update out of sequence"),
+        WriteError::Rejected(CommandError::VersionConflict) => version_conflict(),
         WriteError::Rejected(CommandError::AlreadyInitialized) => plain(Code::Unavailable, ALREADY_IN_SWARM),
         WriteError::NotLeader { leader } => rpc(
             Code::Unavailable,
@@ -38,6 +38,19 @@ pub fn write_error(e: WriteError) -> Status {
         WriteError::Unavailable(reason) => rpc(Code::Unavailable, format!("the swarm store is unavailable: {reason}")),
     }
 }
+
+/// Docker's answer to a write against a version that is no longer current.
+pub(crate) fn version_conflict() -> Status {
+    rpc(Code::Unknown, UPDATE_OUT_OF_SEQUENCE)
+}
+
+/// Whether `status` is [`version_conflict`]: the object changed since it was
+/// read, and a read-modify-write may read again.
+pub(crate) fn is_version_conflict(status: &Status) -> bool {
+    status.code() == Code::Unknown && status.message() == UPDATE_OUT_OF_SEQUENCE
+}
+
+const UPDATE_OUT_OF_SEQUENCE: &str = "update out of sequence";
 
 /// A failure of this manager's own machinery (disk, raft), with what it was doing.
 pub(crate) fn internal(what: &str, e: &dyn std::fmt::Display) -> Status {

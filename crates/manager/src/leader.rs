@@ -58,84 +58,77 @@ impl ManagerState {
     /// call returns once this manager has applied it too (read-your-writes).
     /// A write that cannot reach a quorum fails within a bounded time.
     pub async fn write(&self, command: Command) -> Result<u64, Status> {
-        write(self, command).await
+        let swarm = self;
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, swarm.store.write(command.clone())).await;
+            match attempt {
+                Err(_) => return Err(no_quorum()),
+                Ok(Ok(index)) => return Ok(index),
+                Ok(Err(WriteError::NotLeader { leader: Some(addr) })) => {
+                    let forwarded = tokio::time::timeout_at(deadline, forward(swarm, &addr, &command)).await;
+                    match forwarded {
+                        Err(_) => return Err(no_quorum()),
+                        Ok(Ok(index)) => {
+                            wait_applied(swarm, index).await;
+                            return Ok(index);
+                        }
+                        Ok(Err(s)) if is_not_leader(&s) || s.code() == Code::Unavailable => {
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                        }
+                        Ok(Err(s)) => return Err(s),
+                    }
+                }
+                Ok(Err(WriteError::NotLeader { leader: None })) | Ok(Err(WriteError::Unavailable(_))) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(no_quorum());
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Ok(Err(e)) => return Err(write_error(e)),
+            }
+        }
     }
 
     /// Makes the next local read linearizable: returns once this manager has
-    /// applied every write acknowledged anywhere before the call.
+    /// applied every write acknowledged anywhere before the call. The leader
+    /// uses its lease or a quorum round trip; a follower asks the leader for
+    /// its read index.
     pub async fn read_barrier(&self) -> Result<(), Status> {
-        read_barrier(self).await
-    }
-}
-
-async fn write(swarm: &ManagerState, command: Command) -> Result<u64, Status> {
-    let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
-    loop {
-        let attempt = tokio::time::timeout_at(deadline, swarm.store.write(command.clone())).await;
-        match attempt {
-            Err(_) => return Err(no_quorum()),
-            Ok(Ok(index)) => return Ok(index),
-            Ok(Err(WriteError::NotLeader { leader: Some(addr) })) => {
-                let forwarded = tokio::time::timeout_at(deadline, forward(swarm, &addr, &command)).await;
-                match forwarded {
-                    Err(_) => return Err(no_quorum()),
-                    Ok(Ok(index)) => {
-                        wait_applied(swarm, index).await;
-                        return Ok(index);
-                    }
-                    Ok(Err(s)) if is_not_leader(&s) || s.code() == Code::Unavailable => {
-                        tokio::time::sleep(Duration::from_millis(25)).await;
-                    }
-                    Ok(Err(s)) => return Err(s),
+        let swarm = self;
+        // No leader known (a manager just restarted, an election under way): wait
+        // for one, as a write does, rather than refuse at once.
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        let index = loop {
+            if swarm.store.is_leader() {
+                match swarm.store.read_index().await {
+                    Ok(i) => break i,
+                    Err(WriteError::NotLeader { .. }) => {}
+                    Err(_) => return Err(no_quorum_for_read()),
                 }
+            } else if let Some(leader) = swarm.store.leader_addr() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let resp = tokio::time::timeout(
+                    left,
+                    call_leader(&swarm.tls, &leader, |mut c| async move {
+                        c.read_index(ReadIndexRequest {}).await
+                    }),
+                )
+                .await
+                .map_err(|_| no_quorum_for_read())?
+                .map_err(|_| no_quorum_for_read())?;
+                break resp.index;
             }
-            Ok(Err(WriteError::NotLeader { leader: None })) | Ok(Err(WriteError::Unavailable(_))) => {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(no_quorum());
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
+            if Instant::now() >= deadline {
+                return Err(no_quorum_for_read());
             }
-            Ok(Err(e)) => return Err(write_error(e)),
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if swarm.store.wait_applied(index, Duration::from_secs(5)).await {
+            Ok(())
+        } else {
+            Err(no_quorum_for_read())
         }
-    }
-}
-
-/// A linearizable read barrier: returns once this manager has applied every
-/// write acknowledged anywhere before the call. The leader uses its lease or a
-/// quorum round trip; a follower asks the leader for its read index.
-async fn read_barrier(swarm: &ManagerState) -> Result<(), Status> {
-    // No leader known (a manager just restarted, an election under way): wait
-    // for one, as a write does, rather than refuse at once.
-    let deadline = Instant::now() + WRITE_TIMEOUT;
-    let index = loop {
-        if swarm.store.is_leader() {
-            match swarm.store.read_index().await {
-                Ok(i) => break i,
-                Err(WriteError::NotLeader { .. }) => {}
-                Err(_) => return Err(no_quorum_for_read()),
-            }
-        } else if let Some(leader) = swarm.store.leader_addr() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let resp = tokio::time::timeout(
-                left,
-                call_leader(&swarm.tls, &leader, |mut c| async move {
-                    c.read_index(ReadIndexRequest {}).await
-                }),
-            )
-            .await
-            .map_err(|_| no_quorum_for_read())?
-            .map_err(|_| no_quorum_for_read())?;
-            break resp.index;
-        }
-        if Instant::now() >= deadline {
-            return Err(no_quorum_for_read());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    if swarm.store.wait_applied(index, Duration::from_secs(5)).await {
-        Ok(())
-    } else {
-        Err(no_quorum_for_read())
     }
 }
 

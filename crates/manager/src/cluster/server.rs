@@ -355,7 +355,7 @@ async fn update_node(swarm: &ManagerState, id: &str, change: impl Fn(&mut Node))
         node.meta.updated_at = OffsetDateTime::now_utc();
         match swarm.write(Command::UpdateNode { node, expected_version }).await {
             Ok(_) => return Ok(()),
-            Err(s) if s.message() == "update out of sequence" => continue,
+            Err(s) if crate::errors::is_version_conflict(&s) => continue,
             Err(s) => return Err(s),
         }
     }

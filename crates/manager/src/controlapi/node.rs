@@ -140,7 +140,7 @@ pub(super) async fn update_node(
         let node = node.map_err(|e| e.clone())?;
         match swarm.write(Command::UpdateNode { node, expected_version }).await {
             Ok(_) => return get_node(swarm, &id).await,
-            Err(s) if s.message() == "update out of sequence" && req.version.is_none() => continue,
+            Err(s) if crate::errors::is_version_conflict(&s) && req.version.is_none() => continue,
             Err(s) => return Err(s),
         }
     }

@@ -103,11 +103,11 @@ pub(super) async fn update_cluster(
                 tracing::info!("cluster settings updated");
                 return Ok(control::UpdateClusterResponse { unlock_key });
             }
-            Err(e) if req.version.is_none() && e.message() == "update out of sequence" => continue,
+            Err(e) if req.version.is_none() && crate::errors::is_version_conflict(&e) => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(rpc(Code::Unknown, "update out of sequence"))
+    Err(crate::errors::version_conflict())
 }
 
 /// `cluster` as `req` asks, and the new unlock key if there is one. Every
