@@ -47,6 +47,11 @@ pub fn daemon_binary() -> PathBuf {
     binaries().daemon.clone()
 }
 
+/// The `swarmkeep` CLI binary under test.
+pub fn cli_binary() -> PathBuf {
+    binaries().cli.clone()
+}
+
 /// What one CLI run printed and its exit status.
 #[derive(Debug, Clone)]
 pub struct Run {

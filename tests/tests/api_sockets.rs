@@ -1,6 +1,6 @@
 //! Where the control API and the Docker API are served: unix sockets that
-//! only the daemon's user and group can use, or loopback; never an address
-//! another host can reach (neither API has TLS of its own yet).
+//! only the daemon's user and group can use, loopback, or any address with
+//! mutual TLS (`--tlsverify`); never plaintext where another host can reach.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
@@ -32,7 +32,7 @@ fn no_api_listens_where_another_host_can_reach_it() {
         }
         let stderr = refused_start(&args);
         assert!(
-            stderr.contains("is served only on a unix socket or a loopback address"),
+            stderr.contains("without --tlsverify this API is served only on a unix socket or a loopback address"),
             "{stderr}"
         );
     }
@@ -81,4 +81,171 @@ fn a_loopback_tcp_api_is_served_with_a_warning() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(warned, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+}
+
+/// A CA, and certificates it signs: the daemon's (for 127.0.0.1) and a
+/// client's, written as `ca.pem`, `cert.pem`, `key.pem` in `dir` (the docker
+/// CLI's DOCKER_CERT_PATH layout); the server's as `server-*.pem`.
+fn make_certs(dir: &std::path::Path, ca_name: &str) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, purpose: rcgen::ExtendedKeyUsagePurpose| {
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![purpose];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server, server_key) = leaf(vec!["127.0.0.1".into()], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let (client, client_key) = leaf(vec!["client".into()], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    for (name, pem) in [
+        ("ca.pem", ca_cert.pem()),
+        ("server-cert.pem", server),
+        ("server-key.pem", server_key),
+        ("cert.pem", client),
+        ("key.pem", client_key),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+}
+
+/// With `--tlsverify` both APIs listen on every address, and serve only
+/// clients whose certificate the CA signed: not a plaintext client, not a TLS
+/// client without a certificate, not one whose certificate another CA signed.
+#[test]
+fn tcp_apis_with_tlsverify_serve_only_clients_with_a_certificate_from_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    let foreign = dir.path().join("foreign");
+    make_certs(&good, "api CA");
+    make_certs(&foreign, "another CA");
+    let port = |a: String| a.rsplit(':').next().unwrap().to_string();
+    let (control_port, docker_port) = (port(free_addr("0.0.0.0")), port(free_addr("0.0.0.0")));
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(daemon_binary())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--no-agent")
+        .args(["-H", &format!("tcp://0.0.0.0:{control_port}")])
+        .args(["--docker-api", &format!("tcp://0.0.0.0:{docker_port}")])
+        .arg("--tlsverify")
+        .arg("--tlscacert")
+        .arg(good.join("ca.pem"))
+        .arg("--tlscert")
+        .arg(good.join("server-cert.pem"))
+        .arg("--tlskey")
+        .arg(good.join("server-key.pem"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let control = format!("tcp://127.0.0.1:{control_port}");
+    let docker_host = format!("tcp://127.0.0.1:{docker_port}");
+    let swarmkeep = |certs: Option<&std::path::Path>, args: &[&str]| {
+        let mut cmd = std::process::Command::new(swarmkeep_tests::cli_binary());
+        cmd.args(["-H", &control]).args(args).env_remove("SWARMKEEP_TLS_VERIFY");
+        if let Some(certs) = certs {
+            cmd.env("SWARMKEEP_TLS_VERIFY", "1").env("SWARMKEEP_CERT_PATH", certs);
+        }
+        cmd.output().unwrap()
+    };
+    let served = swarmkeep_tests::eventually(Duration::from_secs(30), || {
+        swarmkeep(Some(&good), &["swarm", "init", "--advertise-addr", "127.0.0.1"])
+            .status
+            .success()
+    });
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(served, "{}", log_text());
+    let ok = swarmkeep(Some(&good), &["node", "ls", "-q"]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).lines().count(), 1);
+    // Plaintext, and a certificate from another CA: refused.
+    let plain = swarmkeep(None, &["node", "ls"]);
+    assert!(!plain.status.success(), "{plain:?}");
+    let other = swarmkeep(Some(&foreign), &["node", "ls"]);
+    assert!(!other.status.success(), "{other:?}");
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("error during connect"),
+        "{other:?}"
+    );
+
+    // The Docker API: a TLS client without a certificate, and plaintext.
+    let docker_addr = format!("127.0.0.1:{docker_port}");
+    let no_cert = tls_ping(&docker_addr, &good, false);
+    assert!(no_cert.is_err(), "served without a client certificate: {no_cert:?}");
+    let with_cert = tls_ping(&docker_addr, &good, true).unwrap();
+    assert!(
+        with_cert.starts_with("HTTP/1.1 200") && with_cert.ends_with("OK"),
+        "{with_cert}"
+    );
+    let mut plain = std::net::TcpStream::connect(format!("127.0.0.1:{docker_port}")).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    plain.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("OK"), "plaintext served");
+    // The docker CLI, as DOCKER_TLS_VERIFY users run it.
+    if !swarmkeep_tests::docker::skip() {
+        let docker = |certs: &std::path::Path| {
+            std::process::Command::new(swarmkeep_tests::docker::cli().unwrap())
+                .env("DOCKER_HOST", &docker_host)
+                .env("DOCKER_TLS_VERIFY", "1")
+                .env("DOCKER_CERT_PATH", certs)
+                .env("DOCKER_CONFIG", dir.path().join("docker-config"))
+                .args(["node", "ls", "-q"])
+                .output()
+                .unwrap()
+        };
+        let ok = docker(&good);
+        assert!(ok.status.success(), "{ok:?}");
+        assert_eq!(String::from_utf8_lossy(&ok.stdout).lines().count(), 1);
+        let refused = docker(&foreign);
+        assert!(!refused.status.success(), "{refused:?}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `GET /_ping` over TLS to `addr`, trusting `certs/ca.pem`, presenting
+/// `certs/cert.pem` or no client certificate.
+fn tls_ping(addr: &str, certs: &std::path::Path, present: bool) -> std::io::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+    let config = if present {
+        let chain = CertificateDer::pem_file_iter(certs.join("cert.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(certs.join("key.pem")).unwrap();
+        config.with_client_auth_cert(chain, key).unwrap()
+    } else {
+        config.with_no_client_auth()
+    };
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(std::io::Error::other)?;
+    let tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer)?;
+    Ok(answer)
 }

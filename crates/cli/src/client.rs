@@ -2,10 +2,11 @@
 //! docker CLI does.
 
 use std::fmt;
+use std::path::Path;
 
 use hyper_util::rt::TokioIo;
 use swarmkeep_api::control::control_client::ControlClient;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
 pub const DEFAULT_HOST: &str = "unix:///run/swarmkeep/swarmkeep.sock";
 
@@ -44,8 +45,36 @@ fn cannot_connect(host: &str) -> CliError {
     ))
 }
 
+/// What a client presents to a daemon's TCP API served with `--tlsverify`:
+/// the CA the daemon's certificate must chain to, and its own certificate.
+pub struct ClientTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl ClientTls {
+    /// Reads the three PEM files; an unreadable one is named.
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, CliError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| CliError(format!("could not read TLS file {}: {e}", path.display())))
+        };
+        Ok(Self {
+            ca_pem: read(ca)?,
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        })
+    }
+}
+
 /// Connects to `host` (`unix:///PATH` or `tcp://IP:PORT`).
 pub async fn connect(host: &str) -> Result<Client, CliError> {
+    connect_with(host, None).await
+}
+
+/// Connects to `host`, over TLS with `tls` when it is TCP.
+pub async fn connect_with(host: &str, tls: Option<&ClientTls>) -> Result<Client, CliError> {
+    let invalid = || CliError(format!("invalid host {host:?}: expected unix:///PATH or tcp://IP:PORT"));
     let channel = if let Some(path) = host.strip_prefix("unix://") {
         let path = path.to_string();
         // The URI is required by the HTTP/2 layer but unused by the connector.
@@ -57,15 +86,40 @@ pub async fn connect(host: &str) -> Result<Client, CliError> {
             .await
             .map_err(|_| cannot_connect(host))?
     } else if let Some(addr) = host.strip_prefix("tcp://") {
-        Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| CliError(format!("invalid host {host:?}: expected unix:///PATH or tcp://IP:PORT")))?
-            .connect()
-            .await
-            .map_err(|_| cannot_connect(host))?
+        match tls {
+            None => Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|_| invalid())?
+                .connect()
+                .await
+                .map_err(|_| cannot_connect(host))?,
+            Some(tls) => {
+                let name = addr.rsplit_once(':').map(|(h, _)| h).ok_or_else(invalid)?;
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                let config = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                    .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                    .domain_name(name);
+                Endpoint::from_shared(format!("https://{addr}"))
+                    .map_err(|_| invalid())?
+                    .tls_config(config)
+                    .map_err(|e| CliError(format!("error during connect: {}", innermost(&e))))?
+                    .connect()
+                    .await
+                    .map_err(|e| CliError(format!("error during connect: {host}: {}", innermost(&e))))?
+            }
+        }
     } else {
-        return Err(CliError(format!(
-            "invalid host {host:?}: expected unix:///PATH or tcp://IP:PORT"
-        )));
+        return Err(invalid());
     };
     Ok(ControlClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+/// The root cause of a connection failure (a refused connection, a
+/// certificate the other side did not accept).
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }

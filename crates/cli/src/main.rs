@@ -1,10 +1,11 @@
 //! `swarmkeep`: the command line, shaped like `docker swarm|node|secret|config`.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use swarmkeep_cli::client::{DEFAULT_HOST, connect};
+use swarmkeep_cli::client::{CliError, ClientTls, DEFAULT_HOST, connect_with};
 use swarmkeep_cli::commands::{self, Output};
 
 /// Every allocation is zeroed when freed: a secret read from stdin, a join
@@ -23,8 +24,43 @@ struct Cli {
     /// Daemon socket to connect to (unix:///PATH or tcp://IP:PORT).
     #[arg(short = 'H', long, env = "SWARMKEEP_HOST", default_value = DEFAULT_HOST, global = true)]
     host: String,
+    /// Use TLS and verify the daemon (SWARMKEEP_TLS_VERIFY, as DOCKER_TLS_VERIFY)
+    #[arg(long, global = true)]
+    tlsverify: bool,
+    /// Trust certs signed only by this CA (default: SWARMKEEP_CERT_PATH/ca.pem)
+    #[arg(long, global = true)]
+    tlscacert: Option<PathBuf>,
+    /// Path to TLS certificate file (default: SWARMKEEP_CERT_PATH/cert.pem)
+    #[arg(long, global = true)]
+    tlscert: Option<PathBuf>,
+    /// Path to TLS key file (default: SWARMKEEP_CERT_PATH/key.pem)
+    #[arg(long, global = true)]
+    tlskey: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// TLS when `--tlsverify` is given or SWARMKEEP_TLS_VERIFY is set to
+    /// anything but empty; the files from the flags or SWARMKEEP_CERT_PATH
+    /// (default `~/.swarmkeep`), as the docker CLI does.
+    fn tls(&self) -> Result<Option<ClientTls>, CliError> {
+        let env_verify = std::env::var_os("SWARMKEEP_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+        if !self.tlsverify && !env_verify {
+            return Ok(None);
+        }
+        let dir = match std::env::var_os("SWARMKEEP_CERT_PATH").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".swarmkeep"),
+        };
+        let pick = |flag: &Option<PathBuf>, file: &str| flag.clone().unwrap_or_else(|| dir.join(file));
+        ClientTls::load(
+            &pick(&self.tlscacert, "ca.pem"),
+            &pick(&self.tlscert, "cert.pem"),
+            &pick(&self.tlskey, "key.pem"),
+        )
+        .map(Some)
+    }
 }
 
 #[derive(Subcommand)]
@@ -351,7 +387,11 @@ enum ObjectCmd {
 }
 
 async fn run(cli: Cli) -> Output {
-    let mut client = match connect(&cli.host).await {
+    let tls = match cli.tls() {
+        Ok(tls) => tls,
+        Err(e) => return e.into(),
+    };
+    let mut client = match connect_with(&cli.host, tls.as_ref()).await {
         Ok(c) => c,
         Err(e) => return e.into(),
     };

@@ -4,15 +4,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use swarmkeep_agent::{Agent, AgentConfig, Backend};
 use swarmkeep_api::control::control_server::ControlServer;
 use swarmkeep_manager::controlapi::ControlService;
 use swarmkeep_manager::{ManagerConfig, SwarmNode};
 use swarmkeep_store::StoreSettings;
-use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+
+mod listen;
+use listen::{ApiTls, Listener, bind, check_api_addr};
 
 pub const DEFAULT_HOST: &str = "unix:///run/swarmkeep/swarmkeep.sock";
 
@@ -39,8 +41,9 @@ struct Args {
     /// Where the node keeps its state.
     #[arg(long, default_value = "/var/lib/swarmkeep")]
     data_dir: PathBuf,
-    /// Control API address: unix:///PATH, or tcp://127.0.0.1:PORT (loopback
-    /// only: any local process can use it, so the daemon warns).
+    /// Control API address: unix:///PATH, or tcp://IP:PORT — with
+    /// --tlsverify on any address, without it on loopback only (any local
+    /// process can use it, so the daemon warns).
     #[arg(short = 'H', long, env = "SWARMKEEP_HOST", default_value = DEFAULT_HOST)]
     host: String,
     /// The group that may use the unix sockets (mode 0660); by default the
@@ -48,10 +51,23 @@ struct Args {
     #[arg(short = 'G', long)]
     group: Option<String>,
     /// Also serve the Docker Engine API (1.41 subset) here, so the docker CLI
-    /// drives swarmkeep through DOCKER_HOST: unix:///PATH or
-    /// tcp://127.0.0.1:PORT (loopback only: this API has no TLS).
+    /// drives swarmkeep through DOCKER_HOST: unix:///PATH or tcp://IP:PORT
+    /// (as --host).
     #[arg(long, env = "SWARMKEEP_DOCKER_API")]
     docker_api: Option<String>,
+    /// Serve both APIs' TCP listeners with TLS, only to clients whose
+    /// certificate chains to --tlscacert (dockerd's --tlsverify).
+    #[arg(long, requires_all = ["tlscacert", "tlscert", "tlskey"])]
+    tlsverify: bool,
+    /// CA that clients' certificates must chain to.
+    #[arg(long, requires = "tlsverify")]
+    tlscacert: Option<PathBuf>,
+    /// The APIs' TLS certificate (PEM).
+    #[arg(long, requires = "tlsverify")]
+    tlscert: Option<PathBuf>,
+    /// The APIs' TLS key (PEM).
+    #[arg(long, requires = "tlsverify")]
+    tlskey: Option<PathBuf>,
     /// The hostname this node reports (default: the system's).
     #[arg(long)]
     hostname: Option<String>,
@@ -79,63 +95,6 @@ struct Args {
 enum SecretsBackend {
     Tmpfs,
     Fuse,
-}
-
-enum Listener {
-    Unix(UnixListener, PathBuf),
-    Tcp(TcpListener),
-}
-
-/// Neither API authenticates its callers beyond who can reach it: each is
-/// served on a unix socket (0660, the daemon's user and `--group`) or on a
-/// loopback address, and never on an address another host can reach.
-fn check_api_addr(flag: &str, addr: &str) -> anyhow::Result<()> {
-    if let Some(hp) = addr.strip_prefix("tcp://") {
-        let sock: std::net::SocketAddr = hp
-            .parse()
-            .with_context(|| format!("invalid {flag} {addr:?}: expected tcp://IP:PORT"))?;
-        if !sock.ip().is_loopback() {
-            bail!(
-                "{flag} {addr}: this API has no TLS yet, so it is served only on a unix socket or a loopback address"
-            );
-        }
-        tracing::warn!(
-            "{flag} {addr}: a loopback TCP listener has no authentication: any local process — a task sharing the \
-             host's network included — can use it; prefer a unix socket"
-        );
-    }
-    Ok(())
-}
-
-fn bind(host: &str, group: Option<&nix::unistd::Group>) -> anyhow::Result<Listener> {
-    if let Some(path) = host.strip_prefix("unix://") {
-        let path = PathBuf::from(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing stale socket {}", path.display())),
-        }
-        // Made 0660 by the umask at bind: never, even briefly, wider.
-        use nix::sys::stat::{Mode, umask};
-        let old = umask(Mode::from_bits_truncate(0o117));
-        let bound = UnixListener::bind(&path);
-        umask(old);
-        let listener = bound.with_context(|| format!("binding {}", path.display()))?;
-        if let Some(group) = group {
-            nix::unistd::chown(&path, None, Some(group.gid))
-                .with_context(|| format!("giving {} to group {}", path.display(), group.name))?;
-        }
-        Ok(Listener::Unix(listener, path))
-    } else if let Some(addr) = host.strip_prefix("tcp://") {
-        let std_listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
-        std_listener.set_nonblocking(true)?;
-        Ok(Listener::Tcp(TcpListener::from_std(std_listener)?))
-    } else {
-        bail!("invalid --host {host:?}: expected unix:///PATH or tcp://IP:PORT")
-    }
 }
 
 async fn shutdown_signal() {
@@ -187,11 +146,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    check_api_addr("--host", &args.host)?;
+    let tls = match (&args.tlscacert, &args.tlscert, &args.tlskey) {
+        (Some(ca), Some(cert), Some(key)) if args.tlsverify => Some(ApiTls::load(ca, cert, key)?),
+        _ => None,
+    };
+    check_api_addr("--host", &args.host, tls.is_some())?;
     let listener = bind(&args.host, group.as_ref())?;
     let docker_listener = match &args.docker_api {
         Some(addr) => {
-            check_api_addr("--docker-api", addr)?;
+            check_api_addr("--docker-api", addr, tls.is_some())?;
             Some(bind(addr, group.as_ref())?)
         }
         None => None,
@@ -238,7 +201,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 socket_paths.push(path);
                 swarmkeep_dockerapi::Listener::Unix(l)
             }
-            Listener::Tcp(l) => swarmkeep_dockerapi::Listener::Tcp(l),
+            Listener::Tcp(l) => match &tls {
+                Some(tls) => swarmkeep_dockerapi::Listener::Tls(l, tls.docker()),
+                None => swarmkeep_dockerapi::Listener::Tcp(l),
+            },
         };
         tracing::info!(
             addr = args.docker_api.as_deref().unwrap_or(""),
@@ -250,7 +216,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
-    let server = tonic::transport::Server::builder().add_service(ControlServer::from_arc(control));
+    let mut server = tonic::transport::Server::builder();
+    if let (Some(tls), Listener::Tcp(_)) = (&tls, &listener) {
+        server = server.tls_config(tls.control()).context("the control API's TLS")?;
+    }
+    let server = server.add_service(ControlServer::from_arc(control));
     match listener {
         Listener::Unix(l, path) => {
             socket_paths.push(path);

@@ -1,10 +1,12 @@
-//! HTTP/1.1 on a unix socket or loopback TCP (hyper): version prefixes
+//! HTTP/1.1 on a unix socket, loopback TCP or TCP with TLS (hyper): version prefixes
 //! stripped, the request body read into a zeroizing buffer, Docker's headers on
 //! every response.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +17,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use swarmkeep_api::control::control_server::Control;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use zeroize::Zeroizing;
 
 use crate::API_VERSION;
@@ -43,9 +46,16 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
 
+/// A response a client does not read for this long ends its connection (a
+/// slot is not held by a reader that stalls). Long streams (logs, events) are
+/// fine: only a write that makes no progress counts.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub enum Listener {
     Unix(UnixListener),
     Tcp(TcpListener),
+    /// TCP with TLS; the configuration decides on client certificates.
+    Tls(TcpListener, Arc<rustls::ServerConfig>),
 }
 
 /// Serves the API until `shutdown` completes. Each connection is served on
@@ -66,10 +76,11 @@ pub async fn serve<C: Control>(listener: Listener, control: Arc<C>, shutdown: im
         tokio::select! {
             _ = &mut shutdown => return,
             accepted = accept(&listener) => match accepted {
-                Ok(io) => {
+                Ok(accepted) => {
                     let api = api.clone();
                     tokio::spawn(async move {
                         let _slot = slot;
+                        let Some(io) = accepted.handshake().await else { return };
                         let svc = service_fn(move |req| {
                             let api = api.clone();
                             async move { Ok::<_, Infallible>(handle(&api, req).await) }
@@ -77,7 +88,7 @@ pub async fn serve<C: Control>(listener: Listener, control: Arc<C>, shutdown: im
                         let served = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
                             .header_read_timeout(HEADER_TIMEOUT)
-                            .serve_connection(io, svc)
+                            .serve_connection(TokioIo::new(WriteStall::new(io)), svc)
                             .await;
                         if let Err(e) = served {
                             tracing::debug!(error = %e, "docker API connection ended");
@@ -93,16 +104,104 @@ pub async fn serve<C: Control>(listener: Listener, control: Arc<C>, shutdown: im
     }
 }
 
-async fn accept(listener: &Listener) -> std::io::Result<TokioIo<Box<dyn Conn>>> {
-    let io: Box<dyn Conn> = match listener {
-        Listener::Unix(l) => Box::new(l.accept().await?.0),
+/// An accepted connection, before its TLS handshake if it has one (made on
+/// the connection's own task, within the header timeout).
+enum Accepted {
+    Plain(Box<dyn Conn>),
+    Tls(TcpStream, tokio_rustls::TlsAcceptor),
+}
+
+impl Accepted {
+    async fn handshake(self) -> Option<Box<dyn Conn>> {
+        match self {
+            Accepted::Plain(io) => Some(io),
+            Accepted::Tls(tcp, acceptor) => match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Some(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "docker API: TLS handshake refused");
+                    None
+                }
+                Err(_) => None,
+            },
+        }
+    }
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    Ok(match listener {
+        Listener::Unix(l) => Accepted::Plain(Box::new(l.accept().await?.0)),
         Listener::Tcp(l) => {
             let (s, _) = l.accept().await?;
             s.set_nodelay(true)?;
-            Box::new(s)
+            Accepted::Plain(Box::new(s))
         }
-    };
-    Ok(TokioIo::new(io))
+        Listener::Tls(l, config) => {
+            let (s, _) = l.accept().await?;
+            s.set_nodelay(true)?;
+            Accepted::Tls(s, tokio_rustls::TlsAcceptor::from(config.clone()))
+        }
+    })
+}
+
+/// A connection whose writes fail once one has waited [`WRITE_STALL_TIMEOUT`]
+/// without progress.
+struct WriteStall<T> {
+    io: T,
+    stall: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+}
+
+impl<T> WriteStall<T> {
+    fn new(io: T) -> Self {
+        Self {
+            io,
+            stall: Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)),
+            waiting: false,
+        }
+    }
+
+    fn progress<R>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<R>>) -> Poll<std::io::Result<R>> {
+        match poll {
+            Poll::Ready(r) => {
+                self.waiting = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if !self.waiting {
+                    self.waiting = true;
+                    self.stall
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + WRITE_STALL_TIMEOUT);
+                }
+                match self.stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.progress(cx, poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.progress(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}

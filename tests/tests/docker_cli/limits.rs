@@ -80,3 +80,40 @@ fn oversized_bodies_and_unfinished_headers_hold_nothing() {
     // The API still serves everyone else.
     assert_eq!(http(&sock, "GET", "/_ping", None).0, 200);
 }
+
+/// A client that sends requests but never reads the answers does not hold
+/// its connection: once a response write has made no progress for 30 s the
+/// connection is closed (while a reader that keeps up is served on).
+#[test]
+fn a_client_that_never_reads_loses_its_connection() {
+    let d = Daemon::start_with(&["--hostname", "vm"], "info");
+    let sock = d.docker_socket();
+    assert_eq!(http(&sock, "GET", "/_ping", None).0, 200);
+    // 20 000 pipelined pings: their answers (~5 MB) are far more than the
+    // socket buffers hold, so the server's writes stall.
+    let request = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
+    const REQUESTS: usize = 20_000;
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let all = request.repeat(REQUESTS);
+    let mut sent = 0;
+    let start = std::time::Instant::now();
+    while sent < all.len() && start.elapsed() < Duration::from_secs(5) {
+        match s.write(&all[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    std::thread::sleep(Duration::from_secs(40));
+    // Closed: what was answered before the stall, then the end, at once.
+    s.set_nonblocking(false).unwrap();
+    let answer = until_closed(&mut s, Duration::from_secs(3)).expect("the connection was still open");
+    let answered = answer.matches("HTTP/1.1 200 OK").count();
+    assert!(
+        answered < REQUESTS,
+        "all {answered} answered: the writes never stalled, the test shows nothing"
+    );
+    // And the daemon serves others as before.
+    assert_eq!(http(&sock, "GET", "/_ping", None).0, 200);
+}
