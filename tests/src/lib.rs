@@ -73,6 +73,7 @@ pub struct Daemon {
     dir: TempDir,
     child: Option<Child>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     log_level: String,
     starts: u32,
 }
@@ -84,6 +85,11 @@ impl Daemon {
 
     /// Starts a daemon with extra flags and a log filter (e.g. "trace").
     pub fn start_with(extra_args: &[&str], log_level: &str) -> Self {
+        Self::start_with_env(extra_args, log_level, &[])
+    }
+
+    /// [`Daemon::start_with`], with variables added to its environment.
+    pub fn start_with_env(extra_args: &[&str], log_level: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("swarmkeep-test")
             .tempdir()
@@ -92,6 +98,7 @@ impl Daemon {
             dir,
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             log_level: log_level.into(),
             starts: 0,
         };
@@ -168,6 +175,7 @@ impl Daemon {
             .arg(format!("unix://{}", self.docker_socket().display()))
             .args(&self.extra_args)
             .env("SWARMKEEP_LOG", &self.log_level)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -463,7 +471,12 @@ pub fn swarm_node(index: usize, name: &str) -> SwarmNode {
 }
 
 pub fn swarm_node_logging(index: usize, name: &str, log_level: &str) -> SwarmNode {
-    let daemon = Daemon::start_with(&["--hostname", name], log_level);
+    swarm_node_with_env(index, name, log_level, &[])
+}
+
+/// [`swarm_node`] with variables added to the daemon's environment.
+pub fn swarm_node_with_env(index: usize, name: &str, log_level: &str, env: &[(&str, &str)]) -> SwarmNode {
+    let daemon = Daemon::start_with_env(&["--hostname", name], log_level, env);
     let addr = free_addr(&format!("127.0.0.{}", index + 2));
     SwarmNode {
         daemon,

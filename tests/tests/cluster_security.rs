@@ -428,3 +428,189 @@ fn certificates_carry_the_nodes_role() {
             .contains("w1 Ready \n")
     }));
 }
+
+/// Every node renews its certificate before it expires, with no one asking:
+/// with 30 s certificates, after 80 s each of three nodes (two managers, a
+/// worker) has had at least two new ones, each for its role, and the swarm
+/// still works — heartbeats (a new connection each), raft between the
+/// managers, a write forwarded from a follower.
+#[test]
+fn certificates_renew_themselves_before_they_expire() {
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    use swarmkeep_tests::{eventually, node_rows, swarm_node_with_env};
+    use swarmkeep_transport::tls::CertInfo;
+
+    let env = [("SWARMKEEP_TEST_MIN_CERT_EXPIRY_SECS", "1")];
+    let m1 = swarm_node_with_env(0, "m1", "info", &env);
+    m1.cli(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        &m1.addr,
+        "--listen-addr",
+        &m1.addr,
+        "--dispatcher-heartbeat",
+        "500ms",
+        "--cert-expiry",
+        "30s",
+    ])
+    .ok();
+    let mut nodes = vec![m1];
+    for (i, (name, role)) in [("m2", "manager"), ("w1", "worker")].into_iter().enumerate() {
+        let token = nodes[0]
+            .cli(&["swarm", "join-token", "-q", role])
+            .ok()
+            .trim()
+            .to_string();
+        let n = swarm_node_with_env(i + 1, name, "info", &env);
+        let remote = nodes[0].addr.clone();
+        n.cli(&[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            "--advertise-addr",
+            &n.addr,
+            "--listen-addr",
+            &n.addr,
+            &remote,
+        ])
+        .ok();
+        nodes.push(n);
+    }
+    let cert_of = |n: &swarmkeep_tests::SwarmNode| {
+        std::fs::read_to_string(n.daemon.data_dir().join("tls/node.crt")).unwrap_or_default()
+    };
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(80) {
+        for n in &nodes {
+            let cert = cert_of(n);
+            let certs = seen.entry(n.name.clone()).or_default();
+            if !cert.is_empty() && !certs.contains(&cert) {
+                certs.push(cert);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for n in &nodes {
+        let certs = &seen[&n.name];
+        assert!(certs.len() >= 3, "{}: {} certificates in 80 s", n.name, certs.len());
+        let info = CertInfo::from_pem(certs.last().unwrap()).unwrap();
+        let role = if n.name.starts_with('m') {
+            "swarm-manager"
+        } else {
+            "swarm-worker"
+        };
+        assert_eq!(info.role_name.as_deref(), Some(role), "{}", n.name);
+        assert!(info.not_after > std::time::SystemTime::now(), "{}: expired", n.name);
+        let life = info.not_after.duration_since(info.issued_at()).unwrap();
+        assert!(life <= Duration::from_secs(31), "{}: issued for {life:?}", n.name);
+    }
+    // Still one working swarm.
+    let m2 = &nodes[1];
+    assert!(
+        eventually(Duration::from_secs(10), || node_rows(m2).iter().all(|r| r.1 == "Ready")
+            && node_rows(m2).len() == 3),
+        "{:?}",
+        node_rows(m2)
+    );
+    m2.daemon
+        .cli_stdin(&["secret", "create", "after-renewals", "-"], Some(b"v"))
+        .ok();
+    let listed = nodes[0].cli(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(listed.ok().contains("after-renewals"));
+}
+
+/// A demoted manager's old certificate (still unexpired, still naming
+/// `swarm-manager`) cannot pass as a manager to a worker: the worker accepts
+/// as managers only the nodes the managers list. Replayed: the leader is
+/// stopped and an impostor serving the old certificate takes its address; the
+/// worker dials it and aborts every handshake.
+#[test]
+fn a_demoted_managers_old_certificate_cannot_pass_as_a_manager() {
+    use std::time::{Duration, Instant};
+
+    use swarmkeep_tests::eventually;
+
+    let mut nodes = swarm(2, 1);
+    let m2_old = tls_of(&nodes[1].daemon.data_dir());
+    assert_eq!(
+        swarmkeep_transport::tls::CertInfo::from_pem(&m2_old.cert_pem)
+            .unwrap()
+            .role_name
+            .as_deref(),
+        Some("swarm-manager")
+    );
+    nodes[0].cli(&["node", "demote", "m2"]).ok();
+    // The worker has heard who the managers are now (a few heartbeats).
+    assert!(eventually(Duration::from_secs(30), || {
+        nodes[0]
+            .cli(&["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"])
+            .stdout
+            .contains("m2 \n")
+    }));
+    std::thread::sleep(Duration::from_secs(3));
+    let addr = nodes[0].addr.clone();
+    nodes[0].daemon.kill9();
+
+    // The impostor: m2's old manager certificate and key, on m1's address.
+    let listener = std::net::TcpListener::bind(&addr).expect("m1's address is free");
+    listener.set_nonblocking(true).unwrap();
+    let config = {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(m2_old.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(m2_old.key_pem.expose()).unwrap();
+        let mut c =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap();
+        c.alpn_protocols = vec![b"h2".to_vec()];
+        std::sync::Arc::new(c)
+    };
+    let (mut attempts, mut completed) = (0, 0);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let Ok((tcp, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        attempts += 1;
+        tcp.set_nonblocking(false).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+        let mut tcp = tcp;
+        let mut ok = true;
+        while conn.is_handshaking() {
+            if conn.complete_io(&mut tcp).is_err() {
+                ok = false;
+                break;
+            }
+        }
+        // A client that accepted the certificate sends its first HTTP/2
+        // bytes; one that refused it has sent an alert and closed.
+        if ok {
+            let mut buf = [0u8; 64];
+            use std::io::Read;
+            if rustls::Stream::new(&mut conn, &mut tcp)
+                .read(&mut buf)
+                .is_ok_and(|n| n > 0)
+            {
+                completed += 1;
+            }
+        }
+    }
+    assert!(attempts > 0, "the worker never dialed the leader's address");
+    assert_eq!(
+        completed, 0,
+        "the worker took a demoted manager's certificate ({attempts} attempts)"
+    );
+}

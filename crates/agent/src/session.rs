@@ -12,7 +12,7 @@ use swarmkeep_api::dispatcher::dispatcher_client::DispatcherClient;
 use swarmkeep_crypto::SessionKey;
 use swarmkeep_transport::Dispatchers;
 use swarmkeep_transport::leader::leader_hint;
-use swarmkeep_transport::tls::NodeTls;
+use swarmkeep_transport::tls::TlsCell;
 
 use crate::controller;
 use crate::state::{AgentState, lock, stop_all};
@@ -54,7 +54,7 @@ pub(crate) async fn session_loop(agent: Arc<AgentState>) {
     }
 }
 
-async fn session(agent: &Arc<AgentState>, tls: &NodeTls, addr: &str) -> Result<(), tonic::Status> {
+async fn session(agent: &Arc<AgentState>, tls: &TlsCell, addr: &str) -> Result<(), tonic::Status> {
     let channel = tls
         .channel(addr)
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;

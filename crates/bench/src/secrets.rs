@@ -18,7 +18,7 @@ use swarmkeep_api::dispatcher::SessionRequest;
 use swarmkeep_api::dispatcher::dispatcher_client::DispatcherClient;
 use swarmkeep_cli::client::Client;
 use swarmkeep_crypto::SessionKey;
-use swarmkeep_transport::tls::{NodeTls, pinned_channel};
+use swarmkeep_transport::tls::{NodeTls, TlsCell, pinned_channel};
 
 use crate::percentile;
 
@@ -110,7 +110,7 @@ pub async fn create_to_read(c: &mut Client, out: &Path, services: usize) -> anyh
 /// One simulated agent: a real node certificate (joined with the worker
 /// token), heartbeats, and a dispatcher session whose secrets it opens.
 struct SimAgent {
-    tls: NodeTls,
+    tls: std::sync::Arc<TlsCell>,
 }
 
 async fn join_agent(addr: &str, ca_pem: &str, token: &str, i: usize) -> anyhow::Result<SimAgent> {
@@ -127,12 +127,13 @@ async fn join_agent(addr: &str, ca_pem: &str, token: &str, i: usize) -> anyhow::
         })
         .await?
         .into_inner();
+    let tls = NodeTls {
+        ca_pem: ca_pem.into(),
+        cert_pem: resp.certificate_pem,
+        key_pem,
+    };
     Ok(SimAgent {
-        tls: NodeTls {
-            ca_pem: ca_pem.into(),
-            cert_pem: resp.certificate_pem,
-            key_pem,
-        },
+        tls: TlsCell::new(std::sync::Arc::new(tls))?,
     })
 }
 

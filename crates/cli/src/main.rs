@@ -214,6 +214,9 @@ enum SwarmCmd {
         /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
         #[arg(long)]
         autolock: bool,
+        /// Validity period for node certificates (ns|us|ms|s|m|h)
+        #[arg(long)]
+        cert_expiry: Option<String>,
     },
     /// Update the swarm
     Update {
@@ -402,9 +405,15 @@ async fn run(cli: Cli) -> Output {
             listen_addr,
             dispatcher_heartbeat,
             autolock,
+            cert_expiry,
         }) => {
             let hb = dispatcher_heartbeat.as_deref();
-            commands::swarm::init(c, advertise_addr.as_deref(), listen_addr.as_deref(), hb, autolock).await
+            let settings = commands::swarm::InitSettings {
+                heartbeat: hb,
+                cert_expiry: cert_expiry.as_deref(),
+                autolock,
+            };
+            commands::swarm::init(c, advertise_addr.as_deref(), listen_addr.as_deref(), settings).await
         }
         Command::Swarm(SwarmCmd::Update {
             autolock,

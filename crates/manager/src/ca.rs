@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use swarmkeep_crypto::SecretBytes;
 
 use swarmkeep_store::objects::NodeRole;
-use swarmkeep_transport::tls::{MANAGER_CERT_NAME, WORKER_CERT_NAME};
+use swarmkeep_transport::tls::{CERT_BACKDATE, MANAGER_CERT_NAME, WORKER_CERT_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -85,7 +85,7 @@ impl RootCa {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
+        params.not_before = now - CERT_BACKDATE;
         params.not_after = now + validity;
         let key_text = std::str::from_utf8(self.key_pem.expose()).map_err(|_| CaError::Invalid("CA key".into()))?;
         let ca_key = KeyPair::from_pem(key_text)?;

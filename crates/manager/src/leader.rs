@@ -11,7 +11,7 @@ use swarmkeep_api::cluster::{ProposeRequest, ReadIndexRequest};
 use swarmkeep_api::errors::rpc;
 use swarmkeep_store::{Command, CommandError, WriteError};
 use swarmkeep_transport::leader::{is_not_leader, leader_hint};
-use swarmkeep_transport::tls::NodeTls;
+use swarmkeep_transport::tls::TlsCell;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
@@ -33,7 +33,7 @@ fn no_quorum() -> Status {
 
 /// Calls `f` on the manager at `first`, following "not the leader" answers
 /// to the leader, and waiting out an election.
-pub async fn call_leader<T, F, Fut>(tls: &NodeTls, first: &str, f: F) -> Result<T, Status>
+pub async fn call_leader<T, F, Fut>(tls: &TlsCell, first: &str, f: F) -> Result<T, Status>
 where
     F: Fn(ClusterClient<Channel>) -> Fut,
     Fut: Future<Output = Result<Response<T>, Status>>,

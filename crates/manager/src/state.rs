@@ -13,7 +13,7 @@ use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_crypto::{DataKey, SecretBytes};
 use swarmkeep_store::Store;
 use swarmkeep_transport::leader::not_leader;
-use swarmkeep_transport::tls::NodeTls;
+use swarmkeep_transport::tls::TlsCell;
 use tonic::{Code, Status};
 
 use crate::errors::{NOT_A_MANAGER, SWARM_LOCKED, WORKER_NOT_A_MANAGER};
@@ -38,7 +38,7 @@ pub struct ManagerState {
     pub store: Store,
     pub data_key: DataKey,
     pub identity: NodeIdentity,
-    pub tls: Arc<NodeTls>,
+    pub tls: Arc<TlsCell>,
     /// Where this manager's wrapped data key lives.
     pub keys_dir: PathBuf,
     /// When the leader last heard from each node.
@@ -55,7 +55,7 @@ pub struct ManagerState {
 /// A worker: no store, no keys; it knows the managers to heartbeat.
 pub struct WorkerState {
     pub identity: NodeIdentity,
-    pub tls: Arc<NodeTls>,
+    pub tls: Arc<TlsCell>,
     pub managers: RwLock<Vec<String>>,
 }
 
@@ -136,7 +136,7 @@ impl ManagerState {
         store: Store,
         data_key: DataKey,
         identity: NodeIdentity,
-        tls: Arc<NodeTls>,
+        tls: Arc<TlsCell>,
         keys_dir: PathBuf,
     ) -> Self {
         Self {

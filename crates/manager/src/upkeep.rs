@@ -3,6 +3,7 @@
 //! cluster's interval.
 
 use std::sync::atomic::Ordering;
+use swarmkeep_store::objects::NodeRole;
 
 use crate::keystore::KeyStore;
 use crate::state::ManagerState;
@@ -10,6 +11,15 @@ use crate::state::ManagerState;
 /// One pass of a manager's upkeep (every 250 ms).
 pub(crate) async fn upkeep_pass(swarm: &ManagerState) {
     reconcile_autolock(swarm);
+    // The managers this one dials (raft, forwarded writes) must be managers
+    // now, not a demoted or removed one presenting its old certificate.
+    swarm.tls.pin_managers(swarm.store.read(|st| {
+        st.nodes
+            .values()
+            .filter(|n| n.role == NodeRole::Manager)
+            .map(|n| n.id.clone())
+            .collect::<Vec<_>>()
+    }));
     let interval = swarm
         .store
         .read(|st| st.cluster.as_ref().map(|c| c.snapshot_interval))

@@ -12,13 +12,13 @@ pub mod tls;
 
 use std::sync::Arc;
 
-use tls::NodeTls;
+use tls::TlsCell;
 
 /// Where a node's agent finds a dispatcher: the identity to present and the
 /// managers to try, best first.
 #[derive(Clone)]
 pub struct Dispatchers {
-    pub tls: Arc<NodeTls>,
+    pub tls: Arc<TlsCell>,
     pub managers: Vec<String>,
 }
 

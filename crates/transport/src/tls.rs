@@ -3,16 +3,20 @@
 //! connection a joiner makes to fetch the CA it then checks against the join
 //! token's digest.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use hyper_util::rt::TokioIo;
 use rustls::DigitallySignedStruct;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use swarmkeep_crypto::SecretBytes;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
 /// The name (and organizational unit) of a manager's certificate. Every
 /// client dials managers only, and checks for this name: a worker's
@@ -21,6 +25,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 pub const TLS_SERVER_NAME: &str = MANAGER_CERT_NAME;
 pub const MANAGER_CERT_NAME: &str = "swarm-manager";
 pub const WORKER_CERT_NAME: &str = "swarm-worker";
+/// How far before its issue a node certificate is valid from (clock skew
+/// between nodes), as swarmkit backdates.
+pub const CERT_BACKDATE: Duration = Duration::from_secs(3600);
 
 /// This node's cluster identity.
 #[derive(Clone)]
@@ -51,32 +58,315 @@ impl NodeTls {
         swarmkeep_disk::write_private(&dir.join(KEY_FILE), self.key_pem.expose())
     }
 
-    fn identity(&self) -> Identity {
-        Identity::from_pem(self.cert_pem.as_bytes(), self.key_pem.expose())
+    /// A channel presenting this identity to the manager at `addr`, any
+    /// manager the CA vouches for (no pins): for one-off callers.
+    pub fn channel(&self, addr: &str) -> Result<Channel, TlsError> {
+        TlsCell::new(Arc::new(self.clone()))?
+            .channel(addr)
+            .map_err(|_| TlsError("not an IP:PORT address"))
     }
 
-    /// The server side: our certificate; client certificates from our CA
-    /// are verified when presented (NodeCA is callable without one; every
-    /// other service checks that one was presented).
-    pub fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(self.identity())
-            .client_ca_root(Certificate::from_pem(self.ca_pem.as_bytes()))
-            .client_auth_optional(true)
+    /// What this certificate says (node ID, role name, validity).
+    pub fn info(&self) -> Option<CertInfo> {
+        CertInfo::from_pem(&self.cert_pem)
     }
 
-    /// A lazily connecting mTLS channel to another node at `addr` (IP:PORT).
-    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(self.ca_pem.as_bytes()))
-            .identity(self.identity())
-            .domain_name(TLS_SERVER_NAME);
-        Ok(endpoint(addr)?.tls_config(tls)?.connect_lazy())
+    /// The client side: our certificate, servers checked against our CA, as
+    /// managers (`swarm-manager`), and against `pins` when they are set.
+    fn client_config(&self, pins: Arc<ManagerPins>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots(&self.ca_pem)?, provider.clone())
+            .build()
+            .map_err(|_| TlsError("the CA certificate cannot verify servers"))?;
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| TlsError("the node certificate is not PEM"))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.expose()).map_err(|_| TlsError("the node key is not PEM"))?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|_| TlsError("TLS versions"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ManagerVerifier { webpki, pins }))
+            .with_client_auth_cert(chain, key)
+            .map_err(|_| TlsError("the node key does not go with its certificate"))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
     }
 }
 
+/// The cluster's root, as a trust store. (A root rotation would put the old
+/// and the new root here while nodes are re-issued.)
+fn roots(ca_pem: &str) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|_| TlsError("the CA certificate is not PEM"))?)
+            .map_err(|_| TlsError("the CA certificate is not usable"))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// A node identity that cannot be used (unparsable PEM, a key that does not
+/// match). The text names the part, never its contents.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS identity: {0}")]
+pub struct TlsError(&'static str);
+
+/// What a node certificate says.
+#[derive(Clone, Debug)]
+pub struct CertInfo {
+    /// The CN: the node ID.
+    pub node_id: String,
+    /// The OU: `swarm-manager` or `swarm-worker` (none on certificates made
+    /// before roles were).
+    pub role_name: Option<String>,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl CertInfo {
+    /// When it was issued: its start of validity, less the backdate.
+    pub fn issued_at(&self) -> SystemTime {
+        let issued = self.not_before + CERT_BACKDATE;
+        if issued < self.not_after {
+            issued
+        } else {
+            self.not_before
+        }
+    }
+}
+
+impl CertInfo {
+    pub fn from_der(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let node_id = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+        let role_name = cert
+            .subject()
+            .iter_organizational_unit()
+            .next()
+            .and_then(|ou| ou.as_str().ok())
+            .map(str::to_string);
+        let at = |t: x509_parser::time::ASN1Time| {
+            let secs = t.timestamp();
+            if secs >= 0 {
+                SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+            } else {
+                SystemTime::UNIX_EPOCH
+            }
+        };
+        Some(Self {
+            node_id,
+            role_name,
+            not_before: at(cert.validity().not_before),
+            not_after: at(cert.validity().not_after),
+        })
+    }
+
+    pub fn from_pem(pem: &str) -> Option<Self> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+        Self::from_der(&pem.contents)
+    }
+}
+
+/// The managers this node accepts as servers, by node ID: unset (any
+/// manager certificate from the CA) until the node has heard who they are.
+/// A demoted or removed manager's old certificate — still unexpired, still
+/// naming `swarm-manager` — is then refused.
+#[derive(Debug, Default)]
+pub struct ManagerPins(RwLock<Option<BTreeSet<String>>>);
+
+impl ManagerPins {
+    fn allows(&self, node_id: &str) -> bool {
+        match &*self.0.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(ids) => ids.contains(node_id),
+            None => true,
+        }
+    }
+}
+
+/// The CA's verification of a manager's certificate, then the pins.
+#[derive(Debug)]
+struct ManagerVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    pins: Arc<ManagerPins>,
+}
+
+impl ServerCertVerifier for ManagerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        let node_id = CertInfo::from_der(end_entity.as_ref())
+            .map(|c| c.node_id)
+            .ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        if !self.pins.allows(&node_id) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// The node's identity as it is now — a renewal or a role change replaces
+/// it, and new connections, in either direction, present the new one — and
+/// the managers it accepts as servers.
+pub struct TlsCell {
+    current: Arc<RwLock<Current>>,
+    pins: Arc<ManagerPins>,
+    server: Arc<rustls::ServerConfig>,
+}
+
+struct Current {
+    tls: Arc<NodeTls>,
+    client: Arc<rustls::ClientConfig>,
+    certified: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl Current {
+    fn new(tls: Arc<NodeTls>, pins: Arc<ManagerPins>) -> Result<Self, TlsError> {
+        let client = tls.client_config(pins)?;
+        let provider = rustls::crypto::ring::default_provider();
+        let chain = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| TlsError("the node certificate is not PEM"))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(tls.key_pem.expose()).map_err(|_| TlsError("the node key is not PEM"))?;
+        let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|_| TlsError("the node key does not go with its certificate"))?;
+        Ok(Self {
+            tls,
+            client,
+            certified: Arc::new(certified),
+        })
+    }
+}
+
+/// The server side presents whatever certificate the cell holds now.
+#[derive(Debug)]
+struct CurrentCert(Arc<RwLock<Current>>);
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Current")
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CurrentCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).certified.clone())
+    }
+}
+
+impl TlsCell {
+    pub fn new(tls: Arc<NodeTls>) -> Result<Arc<Self>, TlsError> {
+        let pins = Arc::new(ManagerPins::default());
+        let roots = roots(&tls.ca_pem)?;
+        let current = Arc::new(RwLock::new(Current::new(tls, pins.clone())?));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Client certificates from the CA are verified when presented; the
+        // node CA is callable without one (joiners), and the cluster
+        // listener's gate refuses every other call that has none.
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|_| TlsError("the CA certificate cannot verify clients"))?;
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|_| TlsError("TLS versions"))?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(CurrentCert(current.clone())));
+        server.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(Self {
+            current,
+            pins,
+            server: Arc::new(server),
+        }))
+    }
+
+    pub fn get(&self) -> Arc<NodeTls> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).tls.clone()
+    }
+
+    /// From now on, connections present `tls` (both ways).
+    pub fn replace(&self, tls: Arc<NodeTls>) -> Result<(), TlsError> {
+        let next = Current::new(tls, self.pins.clone())?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+
+    /// The cluster listener's TLS: the current certificate, client
+    /// certificates from the CA verified when presented.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server.clone()
+    }
+
+    /// Accept only these nodes as managers from now on. An empty list
+    /// changes nothing (a node never locks itself out).
+    pub fn pin_managers(&self, ids: impl IntoIterator<Item = String>) {
+        let ids: BTreeSet<String> = ids.into_iter().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let mut pinned = self.pins.0.write().unwrap_or_else(|p| p.into_inner());
+        if pinned.as_ref() != Some(&ids) {
+            *pinned = Some(ids);
+        }
+    }
+
+    /// A lazily connecting mTLS channel to the manager at `addr` (IP:PORT).
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let config = self.current.read().unwrap_or_else(|p| p.into_inner()).client.clone();
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let target = addr.to_string();
+        Ok(
+            endpoint(addr)?.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let connector = connector.clone();
+                let target = target.clone();
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(&target).await?;
+                    tcp.set_nodelay(true)?;
+                    let name = ServerName::try_from(TLS_SERVER_NAME).map_err(std::io::Error::other)?;
+                    let tls = connector.connect(name, tcp).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                }
+            })),
+        )
+    }
+}
+
+/// An endpoint for `addr`; TLS is the connector's (the scheme is unused).
 fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("https://{addr}"))?
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(10))
         // A long-lived stream (an agent's dispatcher session) notices a peer
@@ -92,7 +382,11 @@ pub fn pinned_channel(addr: &str, ca_pem: &str) -> Result<Channel, tonic::transp
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem.as_bytes()))
         .domain_name(TLS_SERVER_NAME);
-    Ok(endpoint(addr)?.tls_config(tls)?.connect_lazy())
+    Ok(Endpoint::from_shared(format!("https://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .tls_config(tls)?
+        .connect_lazy())
 }
 
 /// Accepts any server certificate. Used for exactly one call — fetching the

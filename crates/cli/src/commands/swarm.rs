@@ -43,20 +43,29 @@ fn unlock_key_text(key: &str) -> String {
     )
 }
 
+/// `swarm init`'s settings of the new swarm.
+pub struct InitSettings<'a> {
+    pub heartbeat: Option<&'a str>,
+    pub cert_expiry: Option<&'a str>,
+    pub autolock: bool,
+}
+
 pub async fn init(
     client: &mut Client,
     advertise_addr: Option<&str>,
     listen_addr: Option<&str>,
-    heartbeat: Option<&str>,
-    autolock: bool,
+    settings: InitSettings<'_>,
 ) -> Output {
+    let autolock = settings.autolock;
     let result = async {
-        let heartbeat_period_ms = heartbeat.map(parse_duration_ms).transpose()?.unwrap_or(0);
+        let heartbeat_period_ms = settings.heartbeat.map(parse_duration_ms).transpose()?.unwrap_or(0);
+        let node_cert_expiry_ms = settings.cert_expiry.map(parse_duration_ms).transpose()?.unwrap_or(0);
         let req = InitRequest {
             advertise_addr: advertise_addr.unwrap_or("").to_string(),
             listen_addr: listen_addr.unwrap_or("").to_string(),
             heartbeat_period_ms,
             autolock,
+            node_cert_expiry_ms,
         };
         let node_id = client.init(req).await?.into_inner().node_id;
         let mut out = format!("Swarm initialized: current node ({node_id}) is now a manager.\n\n");

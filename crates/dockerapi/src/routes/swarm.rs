@@ -200,7 +200,7 @@ impl<C: Control> Api<C> {
         }
         let availability = availability(&body.availability)?;
         let heartbeat_period_ms = duration_ms("Dispatcher.HeartbeatPeriod", body.spec.dispatcher.heartbeat_period)?;
-        duration_ms("CAConfig.NodeCertExpiry", body.spec.ca_config.node_cert_expiry)?;
+        let node_cert_expiry_ms = duration_ms("CAConfig.NodeCertExpiry", body.spec.ca_config.node_cert_expiry)?;
         let init = call!(
             self,
             init,
@@ -209,6 +209,7 @@ impl<C: Control> Api<C> {
                 listen_addr: body.listen_addr,
                 heartbeat_period_ms,
                 autolock: body.auto_lock_managers || body.spec.encryption_config.auto_lock_managers,
+                node_cert_expiry_ms,
             }
         )?;
         // Settings of the init spec that Init itself does not take. If one is

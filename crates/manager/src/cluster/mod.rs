@@ -5,6 +5,7 @@
 //! body is read.
 
 mod gate;
+mod incoming;
 pub mod network;
 pub(crate) mod server;
 
@@ -25,7 +26,7 @@ use swarmkeep_api::cluster::node_ca_server::NodeCaServer;
 use swarmkeep_api::cluster::raft_server::RaftServer;
 use swarmkeep_api::dispatcher::dispatcher_server::DispatcherServer;
 use swarmkeep_api::errors::plain;
-use swarmkeep_transport::tls::NodeTls;
+use swarmkeep_transport::tls::TlsCell;
 use tokio::sync::watch;
 use tonic::{Code, Status};
 
@@ -34,7 +35,7 @@ use crate::state::CurrentMembership;
 /// Binds `listen_addr` and serves the cluster port until `stop`.
 pub(crate) fn serve(
     membership: Arc<CurrentMembership>,
-    tls: &NodeTls,
+    tls: &Arc<TlsCell>,
     listen_addr: &str,
     mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, Status> {
@@ -56,8 +57,6 @@ pub(crate) fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         // Bounds what one admitted connection can make the node hold at once.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-        .tls_config(tls.server_config())
-        .map_err(|e| plain(Code::Internal, e.to_string()))?
         // Who may be heard at all, before any body is read.
         .layer(gate)
         // Raft batches of entries (a service's tasks are one entry) are
@@ -69,9 +68,9 @@ pub(crate) fn serve(
         // Forwarded writes: a secret of the largest size (500 KiB) fits,
         // base64-grown in the command's JSON.
         .add_service(ClusterServer::new(service).max_decoding_message_size(CLUSTER_MESSAGE_LIMIT));
+    // TLS with the node's current certificate (see `incoming`).
+    let incoming = incoming::incoming(listener, tls.clone(), stop.clone());
     Ok(tokio::spawn(async move {
-        // Raft round trips are small messages: no Nagle delay on them.
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let shutdown = async move {
             let _ = stop.changed().await;
         };

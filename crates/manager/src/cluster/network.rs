@@ -18,15 +18,15 @@ use swarmkeep_api::cluster::raft_client::RaftClient;
 use swarmkeep_store::raft::{NodeId, TypeConfig};
 use tonic::transport::Channel;
 
-use swarmkeep_transport::tls::NodeTls;
+use swarmkeep_transport::tls::TlsCell;
 
 #[derive(Clone)]
 pub struct GrpcNetwork {
-    tls: Arc<NodeTls>,
+    tls: Arc<TlsCell>,
 }
 
 impl GrpcNetwork {
-    pub fn new(tls: Arc<NodeTls>) -> Self {
+    pub fn new(tls: Arc<TlsCell>) -> Self {
         Self { tls }
     }
 }

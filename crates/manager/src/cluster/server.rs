@@ -327,12 +327,18 @@ impl Cluster for ClusterService {
         let node = authority::member(&swarm, &id)
             .map_err(|_| Status::unavailable(format!("node {id} is not known to this manager yet")))?;
         swarm.heartbeats.saw(&id);
-        let (period_ms, managers) = swarm.store.read(|st| {
+        let (period_ms, managers, manager_ids) = swarm.store.read(|st| {
             (
                 st.cluster.as_ref().map(|c| c.heartbeat_period_ms).unwrap_or(5000),
                 st.nodes
                     .values()
                     .filter_map(|n| n.manager_addr.clone())
+                    .collect::<Vec<_>>(),
+                // A demoted manager still in the raft group is no longer one.
+                st.nodes
+                    .values()
+                    .filter(|n| n.role == NodeRole::Manager)
+                    .map(|n| n.id.clone())
                     .collect::<Vec<_>>(),
             )
         });
@@ -340,6 +346,7 @@ impl Cluster for ClusterService {
             role: node.role.as_str().into(),
             period_ms,
             managers,
+            manager_ids,
         }))
     }
 }

@@ -74,9 +74,17 @@ impl Control for ControlService {
 
     async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let req = req.into_inner();
+        if req.node_cert_expiry_ms != 0 {
+            swarm::check_cert_expiry(req.node_cert_expiry_ms)?;
+        }
         let node_id = self
             .manager
-            .init(&req.advertise_addr, &req.listen_addr, req.heartbeat_period_ms)
+            .init(
+                &req.advertise_addr,
+                &req.listen_addr,
+                req.heartbeat_period_ms,
+                req.node_cert_expiry_ms,
+            )
             .await?;
         if req.autolock {
             let swarm = self.manager.active()?;

@@ -65,6 +65,7 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
             Ok(resp) => {
                 let resp = resp.into_inner();
                 period = Duration::from_millis(resp.period_ms.clamp(100, 60_000));
+                tls.pin_managers(resp.manager_ids.iter().cloned());
                 if let Membership::Worker(w) = m.membership()
                     && !resp.managers.is_empty()
                 {

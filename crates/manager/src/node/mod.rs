@@ -8,6 +8,7 @@
 
 mod address;
 mod heartbeat;
+mod renewal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_crypto::{DataKey, SecretBytes, new_id, random_bytes};
 use swarmkeep_store::objects::{Availability, Cluster, Meta, Node, NodeRole, NodeState};
 use swarmkeep_store::{Command, Store, StoreSettings};
-use swarmkeep_transport::tls::{NodeTls, pinned_channel, unverified_channel};
+use swarmkeep_transport::tls::{NodeTls, TlsCell, pinned_channel, unverified_channel};
 use swarmkeep_transport::{Dispatchers, Upstream};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -85,8 +86,8 @@ impl SwarmNode {
         });
         match SavedState::load(&manager.config.data_dir).map_err(|e| format!("reading node state: {e}"))? {
             Some(local) => {
-                let tls =
-                    Arc::new(NodeTls::load(&manager.tls_dir()).map_err(|e| format!("reading TLS identity: {e}"))?);
+                let tls = NodeTls::load(&manager.tls_dir()).map_err(|e| format!("reading TLS identity: {e}"))?;
+                let tls = TlsCell::new(Arc::new(tls)).map_err(|e| e.to_string())?;
                 let info = NodeIdentity {
                     node_id: local.node_id.clone(),
                     cluster_id: local.cluster_id.clone(),
@@ -146,7 +147,7 @@ impl SwarmNode {
         }
     }
 
-    async fn open_store(&self, raft_id: u64, tls: &Arc<NodeTls>) -> Result<Store, Status> {
+    async fn open_store(&self, raft_id: u64, tls: &Arc<TlsCell>) -> Result<Store, Status> {
         Store::open(
             &self.raft_dir(),
             raft_id,
@@ -175,7 +176,7 @@ impl SwarmNode {
         store: Store,
         data_key: DataKey,
         identity: NodeIdentity,
-        tls: Arc<NodeTls>,
+        tls: Arc<TlsCell>,
     ) -> ManagerState {
         ManagerState::new(store, data_key, identity, tls, self.keys_dir())
     }
@@ -195,12 +196,17 @@ impl SwarmNode {
         advertise_addr: &str,
         listen_addr: &str,
         heartbeat_ms: u64,
+        cert_expiry_ms: u64,
     ) -> Result<String, Status> {
         let _guard = self.transitions.lock().await;
         self.ensure_inactive()?;
         let (advertise, listen) = addresses(advertise_addr, listen_addr)?;
         self.remove_local_state();
-        let result = self.create_swarm(advertise, listen, heartbeat_ms).await;
+        let cert_expiry_ms = match cert_expiry_ms {
+            0 => swarmkeep_store::objects::DEFAULT_CERT_EXPIRY_MS,
+            ms => ms,
+        };
+        let result = self.create_swarm(advertise, listen, heartbeat_ms, cert_expiry_ms).await;
         if result.is_err() {
             self.abandon().await;
         }
@@ -222,6 +228,7 @@ impl SwarmNode {
         advertise: SocketAddr,
         listen: SocketAddr,
         heartbeat_ms: u64,
+        cert_expiry_ms: u64,
     ) -> Result<String, Status> {
         let node_id = new_id();
         let cluster_id = new_id();
@@ -230,7 +237,12 @@ impl SwarmNode {
         let ca = RootCa::generate().map_err(|e| internal("creating the cluster CA", &e))?;
         let (key_pem, csr) = node_key_and_csr().map_err(|e| internal("creating the node key", &e))?;
         let cert_pem = ca
-            .issue(&csr, &node_id, NodeRole::Manager, time::Duration::days(90))
+            .issue(
+                &csr,
+                &node_id,
+                NodeRole::Manager,
+                time::Duration::milliseconds(i64::try_from(cert_expiry_ms).unwrap_or(i64::MAX)),
+            )
             .map_err(|e| internal("issuing the node certificate", &e))?;
         let tls = Arc::new(NodeTls {
             ca_pem: ca.cert_pem.clone(),
@@ -239,6 +251,7 @@ impl SwarmNode {
         });
         tls.save(&self.tls_dir())
             .map_err(|e| internal("writing the TLS identity", &e))?;
+        let tls = TlsCell::new(tls).map_err(|e| internal("the TLS identity", &e))?;
         KeyStore::new(&self.keys_dir())
             .create(&data_key)
             .map_err(|e| internal("writing keys", &e))?;
@@ -282,7 +295,7 @@ impl SwarmNode {
             sealed_ca_key: swarm.data_key.seal(CA_KEY_AAD, ca.key_pem()),
             sealed_worker_token: swarm.seal_token("worker", &tokens::generate(&digest)),
             sealed_manager_token: swarm.seal_token("manager", &tokens::generate(&digest)),
-            node_cert_expiry_ms: swarmkeep_store::objects::DEFAULT_CERT_EXPIRY_MS,
+            node_cert_expiry_ms: cert_expiry_ms,
             autolock: false,
             sealed_unlock_key: Vec::new(),
         };
@@ -400,6 +413,7 @@ impl SwarmNode {
         });
         tls.save(&self.tls_dir())
             .map_err(|e| internal("writing the TLS identity", &e))?;
+        let tls = TlsCell::new(tls).map_err(|e| internal("the TLS identity", &e))?;
         let info = NodeIdentity {
             node_id: issued.node_id.clone(),
             cluster_id: issued.cluster_id.clone(),
@@ -444,7 +458,7 @@ impl SwarmNode {
     async fn become_manager(
         self: &Arc<Self>,
         info: NodeIdentity,
-        tls: Arc<NodeTls>,
+        tls: Arc<TlsCell>,
         via: &str,
     ) -> Result<Arc<ManagerState>, Status> {
         let channel = tls.channel(via).map_err(|e| internal("connecting", &e))?;
@@ -506,16 +520,14 @@ impl SwarmNode {
         let _ = std::fs::remove_dir_all(self.raft_dir());
         let _ = std::fs::remove_dir_all(self.keys_dir());
         // A worker's certificate: this node can no longer serve as a manager.
-        let tls = match &leader {
-            Some(addr) => match self.renew_certificate(&swarm.tls, addr).await {
-                Ok(tls) => tls,
-                Err(e) => {
-                    tracing::warn!(error = %e.message(), "no worker certificate yet; keeping the old one");
-                    swarm.tls.clone()
-                }
-            },
-            None => swarm.tls.clone(),
-        };
+        // (If none can be had now, the renewal loop gets one: it renews at
+        // once a certificate whose role is not the node's.)
+        if let Some(addr) = &leader
+            && let Err(e) = self.renew_certificate(&swarm.tls, addr).await
+        {
+            tracing::warn!(error = %e.message(), "no worker certificate yet; keeping the old one");
+        }
+        let tls = swarm.tls.clone();
         let managers: Vec<String> = leader.into_iter().collect();
         self.stop_background().await;
         self.set(Membership::Worker(Arc::new(WorkerState {
@@ -536,8 +548,8 @@ impl SwarmNode {
             return Ok(());
         };
         // A manager's certificate first: the other managers dial it as one.
-        let tls = self.renew_certificate(&w.tls, via).await?;
-        let swarm = self.become_manager(w.identity.clone(), tls, via).await?;
+        self.renew_certificate(&w.tls, via).await?;
+        let swarm = self.become_manager(w.identity.clone(), w.tls.clone(), via).await?;
         self.save_role(NodeRole::Manager, swarm.store.raft_id(), vec![via.to_string()])?;
         tracing::info!("promoted: now a manager");
         Ok(())
@@ -546,7 +558,7 @@ impl SwarmNode {
     /// A new key and a certificate for the role the store gives this node
     /// now, from the manager at `via` (authenticated by the current
     /// certificate), saved over the old identity.
-    async fn renew_certificate(&self, tls: &NodeTls, via: &str) -> Result<Arc<NodeTls>, Status> {
+    pub(super) async fn renew_certificate(&self, tls: &TlsCell, via: &str) -> Result<(), Status> {
         let (key_pem, csr_pem) = node_key_and_csr().map_err(|e| internal("creating the node key", &e))?;
         let channel = tls.channel(via).map_err(|e| internal("connecting", &e))?;
         let resp = NodeCaClient::new(channel)
@@ -554,15 +566,39 @@ impl SwarmNode {
             .await?
             .into_inner();
         let renewed = Arc::new(NodeTls {
-            ca_pem: tls.ca_pem.clone(),
+            ca_pem: tls.get().ca_pem.clone(),
             cert_pem: resp.certificate_pem,
             key_pem,
         });
         renewed
             .save(&self.tls_dir())
             .map_err(|e| internal("writing the TLS identity", &e))?;
+        tls.replace(renewed)
+            .map_err(|e| internal("the renewed TLS identity", &e))?;
         tracing::info!(role = %resp.role, "node certificate renewed");
-        Ok(renewed)
+        Ok(())
+    }
+
+    /// The renewal loop's call: a new certificate for the role the node has
+    /// now, through itself (a manager) or the managers it knows (a worker).
+    pub(super) async fn renew_own_certificate(&self) -> Result<(), String> {
+        let _guard = self.transitions.lock().await;
+        let (tls, via) = match self.membership() {
+            Membership::Manager(m) => (m.tls.clone(), vec![m.identity.advertise_addr.clone()]),
+            Membership::Worker(w) => (
+                w.tls.clone(),
+                w.managers.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            ),
+            Membership::Inactive | Membership::Locked(_) => return Ok(()),
+        };
+        let mut last = "no manager known".to_string();
+        for addr in via {
+            match self.renew_certificate(&tls, &addr).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = format!("{addr}: {}", e.message()),
+            }
+        }
+        Err(last)
     }
 
     fn save_role(&self, role: NodeRole, raft_id: u64, managers: Vec<String>) -> Result<(), Status> {
@@ -589,7 +625,8 @@ impl SwarmNode {
         let invalid = || plain(Code::InvalidArgument, "invalid key");
         let kek = swarmkeep_crypto::KeyEncryptionKey::from_unlock_key(unlock_key).map_err(|_| invalid())?;
         let data_key = KeyStore::new(&self.keys_dir()).unlock(&kek).map_err(|_| invalid())?;
-        let tls = Arc::new(NodeTls::load(&self.tls_dir()).map_err(|e| internal("reading TLS identity", &e))?);
+        let tls = NodeTls::load(&self.tls_dir()).map_err(|e| internal("reading TLS identity", &e))?;
+        let tls = TlsCell::new(Arc::new(tls)).map_err(|e| internal("reading TLS identity", &e))?;
         let store = self.open_store(local.raft_id, &tls).await?;
         let info = NodeIdentity {
             node_id: local.node_id.clone(),
@@ -675,6 +712,7 @@ impl SwarmNode {
         let tasks = vec![
             cluster::serve(m.clone(), &tls, listen_addr, stop_rx.clone())?,
             tokio::spawn(heartbeat::heartbeat_loop(Arc::downgrade(self), stop_rx.clone())),
+            tokio::spawn(renewal::renewal_loop(Arc::downgrade(self), stop_rx.clone())),
             tokio::spawn(orchestrator::orchestrator_loop(m.clone(), stop_rx.clone())),
             tokio::spawn(manager_passes(m.clone(), stop_rx)),
         ];
