@@ -47,6 +47,20 @@ pub fn daemon_binary() -> PathBuf {
     binaries().daemon.clone()
 }
 
+/// The data key record in a manager's data dir, if there is one.
+pub fn stored_data_key(data_dir: &Path) -> Option<swarmkeep_crypto::StoredDataKey> {
+    let bytes = std::fs::read(data_dir.join("keys/data-key")).ok()?;
+    swarmkeep_crypto::StoredDataKey::decode(&bytes).ok()
+}
+
+/// Whether a key-encryption key is on the manager's disk (none with autolock).
+pub fn kek_on_disk(data_dir: &Path) -> bool {
+    matches!(
+        stored_data_key(data_dir),
+        Some(swarmkeep_crypto::StoredDataKey::WithKek { .. })
+    )
+}
+
 /// The `swarmkeep` CLI binary under test.
 pub fn cli_binary() -> PathBuf {
     binaries().cli.clone()

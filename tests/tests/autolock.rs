@@ -27,10 +27,11 @@ fn autolocked_manager_stays_locked_until_unlocked() {
     assert!(key.starts_with("SWMKEY-1-"));
     assert!(init.stdout.contains(&key));
     d.cli_stdin(&["secret", "create", "kept", "-"], Some(b"value")).ok();
-    let kek = d.data_dir().join("keys/kek");
     assert!(
-        swarmkeep_tests::eventually(std::time::Duration::from_secs(5), || !kek.exists()),
-        "no key file on disk"
+        swarmkeep_tests::eventually(std::time::Duration::from_secs(5), || {
+            swarmkeep_tests::stored_data_key(&d.data_dir()).is_some() && !swarmkeep_tests::kek_on_disk(&d.data_dir())
+        }),
+        "no key-encryption key on disk"
     );
 
     d.restart();
@@ -73,7 +74,9 @@ fn autolocked_manager_stays_locked_until_unlocked() {
 
     // Turning autolock off puts a key file back; a restart needs no unlock.
     assert_eq!(d.cli(&["swarm", "update", "--autolock=false"]).ok(), "Swarm updated.\n");
-    assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(5), || kek.exists()));
+    assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(5), || {
+        swarmkeep_tests::kek_on_disk(&d.data_dir())
+    }));
     assert_eq!(
         d.cli(&["swarm", "unlock-key"]).stderr,
         "Error response from daemon: no unlock key is set\n"

@@ -397,7 +397,9 @@ fn certificates_carry_the_nodes_role() {
     let (m1, w1) = (&nodes[0], &nodes[1]);
     let ca = tls_of(&m1.daemon.data_dir()).ca_pem;
     let cert_of = |n: &swarmkeep_tests::SwarmNode| {
-        std::fs::read_to_string(n.daemon.data_dir().join("tls/node.crt")).unwrap_or_default()
+        NodeTls::load(&n.daemon.data_dir().join("tls"))
+            .map(|t| t.cert_pem)
+            .unwrap_or_default()
     };
     assert!(serves_as_manager(&ca, &cert_of(m1)));
     assert!(
@@ -481,7 +483,9 @@ fn certificates_renew_themselves_before_they_expire() {
         nodes.push(n);
     }
     let cert_of = |n: &swarmkeep_tests::SwarmNode| {
-        std::fs::read_to_string(n.daemon.data_dir().join("tls/node.crt")).unwrap_or_default()
+        NodeTls::load(&n.daemon.data_dir().join("tls"))
+            .map(|t| t.cert_pem)
+            .unwrap_or_default()
     };
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     let start = Instant::now();

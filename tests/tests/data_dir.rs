@@ -38,20 +38,21 @@ fn key_and_state_files_are_private_whatever_the_umask() {
     nix::sys::stat::umask(old);
     d.init();
     d.cli_stdin(&["secret", "create", "s", "-"], Some(b"v")).ok();
-    let kek = d.data_dir().join("keys/kek");
     // Autolock on and off again: the data key is re-wrapped twice.
     d.cli(&["swarm", "update", "--autolock=true"]).ok();
-    assert!(eventually(Duration::from_secs(5), || !kek.exists()));
+    assert!(eventually(Duration::from_secs(5), || !swarmkeep_tests::kek_on_disk(
+        &d.data_dir()
+    )));
     d.cli(&["swarm", "update", "--autolock=false"]).ok();
-    assert!(eventually(Duration::from_secs(5), || kek.exists()));
+    assert!(eventually(Duration::from_secs(5), || swarmkeep_tests::kek_on_disk(
+        &d.data_dir()
+    )));
     let entries = tree(&d.data_dir());
     let expected = [
         "state.json",
-        "keys/kek",
-        "keys/data-key.wrapped",
+        "keys/data-key",
         "tls/ca.crt",
-        "tls/node.crt",
-        "tls/node.key",
+        "tls/node.pem",
         "raft/log.redb",
     ];
     for name in expected {

@@ -79,8 +79,8 @@ fn a_secret_value_shows_up_nowhere() {
         .any(|f| leaks(&std::fs::read(f).unwrap(), config_marker));
     assert!(found, "the leak scan finds a plain config in the data dir");
 
-    let kek = d.data_dir().join("keys/kek");
-    assert_eq!(std::fs::metadata(kek).unwrap().permissions().mode() & 0o777, 0o600);
+    let keys = d.data_dir().join("keys/data-key");
+    assert_eq!(std::fs::metadata(keys).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 /// The same invariant across a cluster: raft replication, write forwarding,
@@ -134,10 +134,9 @@ fn a_secret_value_shows_up_nowhere_in_a_cluster() {
     }));
     // The cluster data key itself travelled to `late`: it must not be in any
     // log either (it is on disk only wrapped by the key-encryption key).
-    let keys = nodes[0].daemon.data_dir().join("keys");
-    let kek = swarmkeep_crypto::KeyEncryptionKey::from_bytes(&std::fs::read(keys.join("kek")).unwrap()).unwrap();
-    let data_key = kek
-        .unwrap_key(&std::fs::read(keys.join("data-key.wrapped")).unwrap())
+    let data_key = swarmkeep_tests::stored_data_key(&nodes[0].daemon.data_dir())
+        .expect("the data key record")
+        .open()
         .unwrap()
         .to_bytes();
     for n in nodes.iter().chain(std::iter::once(&late)) {

@@ -204,3 +204,88 @@ mod tests {
         assert_eq!(format!("{dk:?}"), "DataKey([redacted])");
     }
 }
+
+/// The data key as a manager keeps it on disk, in one file so that every
+/// change to it is one atomic replace: wrapped by a key-encryption key kept
+/// in the same record, or — with autolock — wrapped by the unlock key only.
+///
+/// Layout: `SKDK` `1` (version), then `K` + the 32-byte KEK + the wrapped
+/// key, or `U` + the wrapped key.
+pub enum StoredDataKey {
+    WithKek { kek: KeyEncryptionKey, wrapped: Vec<u8> },
+    UnlockKeyOnly { wrapped: Vec<u8> },
+}
+
+const STORED_MAGIC: &[u8] = b"SKDK1";
+
+impl StoredDataKey {
+    pub fn encode(&self) -> SecretBytes {
+        let mut out = STORED_MAGIC.to_vec();
+        match self {
+            Self::WithKek { kek, wrapped } => {
+                out.push(b'K');
+                out.extend_from_slice(&kek.0.0);
+                out.extend_from_slice(wrapped);
+            }
+            Self::UnlockKeyOnly { wrapped } => {
+                out.push(b'U');
+                out.extend_from_slice(wrapped);
+            }
+        }
+        SecretBytes::new(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let rest = bytes.strip_prefix(STORED_MAGIC).ok_or(CryptoError::KeyLength)?;
+        match rest.split_first() {
+            Some((b'K', rest)) if rest.len() > 32 => Ok(Self::WithKek {
+                kek: KeyEncryptionKey::from_bytes(&rest[..32])?,
+                wrapped: rest[32..].to_vec(),
+            }),
+            Some((b'U', rest)) if !rest.is_empty() => Ok(Self::UnlockKeyOnly { wrapped: rest.to_vec() }),
+            _ => Err(CryptoError::KeyLength),
+        }
+    }
+
+    /// Opens the data key with the KEK beside it.
+    pub fn open(&self) -> Result<DataKey, CryptoError> {
+        match self {
+            Self::WithKek { kek, wrapped } => kek.unwrap_key(wrapped),
+            Self::UnlockKeyOnly { .. } => Err(CryptoError::Open),
+        }
+    }
+
+    /// Opens the data key with an unlock key.
+    pub fn unlock(&self, unlock_key: &KeyEncryptionKey) -> Result<DataKey, CryptoError> {
+        match self {
+            Self::UnlockKeyOnly { wrapped } => unlock_key.unwrap_key(wrapped),
+            Self::WithKek { .. } => Err(CryptoError::Open),
+        }
+    }
+}
+
+#[cfg(test)]
+mod stored_tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_data_key_round_trips_in_both_modes() {
+        let dk = DataKey::generate();
+        let kek = KeyEncryptionKey::generate();
+        let wrapped = kek.wrap(&dk);
+        let with = StoredDataKey::WithKek {
+            kek: KeyEncryptionKey::from_bytes(kek.to_bytes().expose()).unwrap(),
+            wrapped: wrapped.clone(),
+        };
+        let back = StoredDataKey::decode(with.encode().expose()).unwrap();
+        assert_eq!(back.open().unwrap().to_bytes().expose(), dk.to_bytes().expose());
+        assert!(back.unlock(&kek).is_err());
+        let locked = StoredDataKey::UnlockKeyOnly { wrapped };
+        let back = StoredDataKey::decode(locked.encode().expose()).unwrap();
+        assert!(back.open().is_err());
+        assert_eq!(back.unlock(&kek).unwrap().to_bytes().expose(), dk.to_bytes().expose());
+        for bad in [&b""[..], b"SKDK1", b"SKDK1K", b"SKDK1U", b"SKDK1Xabc", b"nope"] {
+            assert!(StoredDataKey::decode(bad).is_err());
+        }
+    }
+}

@@ -11,7 +11,7 @@ mod sealed_box;
 mod secret_bytes;
 
 pub use ids::{base36_padded, base36_to_32_bytes, new_id};
-pub use keys::{CryptoError, DataKey, KeyEncryptionKey};
+pub use keys::{CryptoError, DataKey, KeyEncryptionKey, StoredDataKey};
 pub use sealed_box::{BoxOpener, BoxSealer, SessionKey};
 pub use secret_bytes::SecretBytes;
 

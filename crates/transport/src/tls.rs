@@ -38,24 +38,62 @@ pub struct NodeTls {
 }
 
 const CA_FILE: &str = "ca.crt";
-const CERT_FILE: &str = "node.crt";
-const KEY_FILE: &str = "node.key";
+/// The node's certificate and then its key, in one file: a renewal replaces
+/// both in one rename, so a crash never pairs a key with another's
+/// certificate.
+const NODE_FILE: &str = "node.pem";
+/// The layout before one file.
+const LEGACY_CERT_FILE: &str = "node.crt";
+const LEGACY_KEY_FILE: &str = "node.key";
 
 impl NodeTls {
     pub fn load(dir: &Path) -> std::io::Result<Self> {
-        Ok(Self {
-            ca_pem: fs::read_to_string(dir.join(CA_FILE))?,
-            cert_pem: fs::read_to_string(dir.join(CERT_FILE))?,
-            key_pem: SecretBytes::new(fs::read(dir.join(KEY_FILE))?),
-        })
+        let ca_pem = fs::read_to_string(dir.join(CA_FILE))?;
+        match fs::read(dir.join(NODE_FILE)) {
+            Ok(bundle) => {
+                let bundle = SecretBytes::new(bundle);
+                let text = std::str::from_utf8(bundle.expose()).map_err(|_| invalid_bundle())?;
+                let at = text.find("-----BEGIN PRIVATE KEY-----").ok_or_else(invalid_bundle)?;
+                Ok(Self {
+                    ca_pem,
+                    cert_pem: text[..at].to_string(),
+                    key_pem: SecretBytes::new(text.as_bytes()[at..].to_vec()),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let legacy = Self {
+                    ca_pem,
+                    cert_pem: fs::read_to_string(dir.join(LEGACY_CERT_FILE))?,
+                    key_pem: SecretBytes::new(fs::read(dir.join(LEGACY_KEY_FILE))?),
+                };
+                legacy.save(dir)?;
+                Ok(legacy)
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// Each file written whole (temp, fsync, rename), 0600 in a 0700 directory.
+    /// Each file written whole (temp, fsync, rename), 0600 in a 0700
+    /// directory; the certificate and key together in one.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         swarmkeep_disk::private_dir(dir)?;
         swarmkeep_disk::write_private(&dir.join(CA_FILE), self.ca_pem.as_bytes())?;
-        swarmkeep_disk::write_private(&dir.join(CERT_FILE), self.cert_pem.as_bytes())?;
-        swarmkeep_disk::write_private(&dir.join(KEY_FILE), self.key_pem.expose())
+        // Sized once, so the key is never copied by a reallocation.
+        let mut bundle = Vec::with_capacity(self.cert_pem.len() + 1 + self.key_pem.len());
+        bundle.extend_from_slice(self.cert_pem.as_bytes());
+        if !self.cert_pem.ends_with('\n') {
+            bundle.push(b'\n');
+        }
+        bundle.extend_from_slice(self.key_pem.expose());
+        let bundle = SecretBytes::new(bundle);
+        swarmkeep_disk::write_private(&dir.join(NODE_FILE), bundle.expose())?;
+        for legacy in [LEGACY_CERT_FILE, LEGACY_KEY_FILE] {
+            match fs::remove_file(dir.join(legacy)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        swarmkeep_disk::sync_dir(dir)
     }
 
     /// A channel presenting this identity to the manager at `addr`, any
@@ -105,6 +143,13 @@ fn roots(ca_pem: &str) -> Result<Arc<rustls::RootCertStore>, TlsError> {
             .map_err(|_| TlsError("the CA certificate is not usable"))?;
     }
     Ok(Arc::new(roots))
+}
+
+fn invalid_bundle() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{NODE_FILE} does not hold a certificate and a PKCS#8 key"),
+    )
 }
 
 /// A node identity that cannot be used (unparsable PEM, a key that does not
@@ -456,4 +501,47 @@ pub async fn unverified_channel(addr: &str) -> Result<Channel, tonic::transport:
             }
         }))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY: &[u8] = b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+
+    fn identity() -> NodeTls {
+        NodeTls {
+            ca_pem: "ca".into(),
+            cert_pem: CERT.into(),
+            key_pem: SecretBytes::new(KEY.to_vec()),
+        }
+    }
+
+    #[test]
+    fn certificate_and_key_are_one_file_and_read_back_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        identity().save(dir.path()).unwrap();
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let back = NodeTls::load(dir.path()).unwrap();
+        assert_eq!(back.cert_pem, CERT);
+        assert_eq!(back.key_pem.expose(), KEY);
+    }
+
+    #[test]
+    fn the_legacy_two_file_layout_is_read_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CA_FILE), "ca").unwrap();
+        fs::write(dir.path().join(LEGACY_CERT_FILE), CERT).unwrap();
+        fs::write(dir.path().join(LEGACY_KEY_FILE), KEY).unwrap();
+        let back = NodeTls::load(dir.path()).unwrap();
+        assert_eq!((back.cert_pem.as_str(), back.key_pem.expose()), (CERT, KEY));
+        assert!(dir.path().join(NODE_FILE).exists());
+        assert!(!dir.path().join(LEGACY_KEY_FILE).exists());
+        assert!(!dir.path().join(LEGACY_CERT_FILE).exists());
+    }
 }
