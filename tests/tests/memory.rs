@@ -105,3 +105,14 @@ fn the_daemon_leaves_no_core_dump() {
     let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
     assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
 }
+
+/// The cluster data key sits on a locked page (never swapped out) once the
+/// node is a manager; before, nothing is locked.
+#[test]
+fn the_data_key_is_locked_in_memory() {
+    let d = Daemon::start();
+    let pid = d.pid().unwrap();
+    assert_eq!(swarmkeep_tests::memory_kib(pid, "VmLck:"), 0);
+    d.init();
+    assert!(swarmkeep_tests::memory_kib(pid, "VmLck:") >= 4);
+}

@@ -1,6 +1,7 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::locked::LockedKey;
 
 use crate::SecretBytes;
 
@@ -18,25 +19,26 @@ pub enum CryptoError {
     KeyLength,
 }
 
-/// A 32-byte XChaCha20-Poly1305 key. Zeroized on drop, never printed.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub(crate) struct SymmetricKey(pub(crate) [u8; 32]);
+/// A 32-byte XChaCha20-Poly1305 key, on a locked page of its own
+/// ([`LockedKey`]). Zeroized on drop, never printed.
+#[derive(Clone)]
+pub(crate) struct SymmetricKey(pub(crate) LockedKey);
 
 impl SymmetricKey {
     fn generate() -> Self {
-        let mut k = [0u8; 32];
-        crate::random_bytes(&mut k);
+        let mut k = LockedKey::zeroed();
+        crate::random_bytes(&mut *k);
         Self(k)
     }
 
-    fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let k: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::KeyLength)?;
-        Ok(Self(k))
+    pub(crate) fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let k: &[u8; 32] = bytes.try_into().map_err(|_| CryptoError::KeyLength)?;
+        Ok(Self(LockedKey::from_bytes(k)))
     }
 
     /// `nonce(24) ‖ ciphertext ‖ tag(16)`, with a fresh random nonce.
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let cipher = XChaCha20Poly1305::new(&Key::from(self.0));
+        let cipher = XChaCha20Poly1305::new(&Key::from(*self.0));
         let mut nonce = [0u8; NONCE_LEN];
         crate::random_bytes(&mut nonce);
         let ct = cipher
@@ -54,7 +56,7 @@ impl SymmetricKey {
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Open)?;
-        let cipher = XChaCha20Poly1305::new(&Key::from(self.0));
+        let cipher = XChaCha20Poly1305::new(&Key::from(*self.0));
         cipher
             .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad })
             .map(SecretBytes::new)
@@ -127,7 +129,7 @@ impl KeyEncryptionKey {
         use base64::Engine;
         let text = format!(
             "SWMKEY-1-{}",
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(self.0.0)
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(*self.0.0)
         );
         SecretBytes::new(text.into_bytes())
     }
@@ -138,7 +140,7 @@ impl KeyEncryptionKey {
     }
 
     pub fn wrap(&self, key: &DataKey) -> Vec<u8> {
-        self.0.seal(WRAP_AAD, &key.0.0)
+        self.0.seal(WRAP_AAD, &*key.0.0)
     }
 
     pub fn unwrap_key(&self, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
@@ -224,7 +226,7 @@ impl StoredDataKey {
         match self {
             Self::WithKek { kek, wrapped } => {
                 out.push(b'K');
-                out.extend_from_slice(&kek.0.0);
+                out.extend_from_slice(&*kek.0.0);
                 out.extend_from_slice(wrapped);
             }
             Self::UnlockKeyOnly { wrapped } => {

@@ -7,6 +7,7 @@
 
 mod ids;
 mod keys;
+mod locked;
 mod sealed_box;
 mod secret_bytes;
 

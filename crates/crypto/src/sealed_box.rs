@@ -24,7 +24,7 @@ fn derive(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> Symm
     let mut okm = Zeroizing::new([0u8; 32]);
     hk.expand(INFO, okm.as_mut())
         .expect("32 bytes is a valid HKDF-SHA256 output length");
-    SymmetricKey(*okm)
+    SymmetricKey(crate::locked::LockedKey::from_bytes(&okm))
 }
 
 fn public_key(bytes: &[u8]) -> Result<PublicKey, CryptoError> {
