@@ -166,6 +166,19 @@ fn tcp_apis_with_tlsverify_serve_only_clients_with_a_certificate_from_the_ca() {
     let ok = swarmkeep(Some(&good), &["node", "ls", "-q"]);
     assert!(ok.status.success(), "{ok:?}");
     assert_eq!(String::from_utf8_lossy(&ok.stdout).lines().count(), 1);
+    // The files named by flags alone mean TLS (never a plaintext fallback).
+    let flags = std::process::Command::new(swarmkeep_tests::cli_binary())
+        .args(["-H", &control, "--tlscacert"])
+        .arg(good.join("ca.pem"))
+        .arg("--tlscert")
+        .arg(good.join("cert.pem"))
+        .arg("--tlskey")
+        .arg(good.join("key.pem"))
+        .args(["node", "ls", "-q"])
+        .env_remove("SWARMKEEP_TLS_VERIFY")
+        .output()
+        .unwrap();
+    assert!(flags.status.success(), "{flags:?}");
     // Plaintext, and a certificate from another CA: refused.
     let plain = swarmkeep(None, &["node", "ls"]);
     assert!(!plain.status.success(), "{plain:?}");

@@ -215,7 +215,25 @@ async fn a_removed_nodes_certificate_has_no_authority_left() {
         .ok()
         .trim()
         .to_string();
+    // A log stream the attacker opened while the node was still a member
+    // (to inject lines into a `service logs -f`) is ended by the removal.
+    let (log_tx, log_rx) = tokio::sync::mpsc::channel::<swarmkeep_api::dispatcher::PublishLogsMessage>(1);
+    let mut publisher = DispatcherClient::new(stolen.channel(&m1.addr).unwrap());
+    let open_stream = tokio::spawn(async move {
+        publisher
+            .publish_logs(tokio_stream::wrappers::ReceiverStream::new(log_rx))
+            .await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!open_stream.is_finished(), "the member's log stream was refused");
     m1.cli(&["node", "rm", "--force", "w1"]).ok();
+    let ended = tokio::time::timeout(Duration::from_secs(10), open_stream)
+        .await
+        .expect("the removed node's log stream stayed open")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(ended.code(), tonic::Code::PermissionDenied, "{ended:?}");
+    drop(log_tx);
 
     let key = SessionKey::generate();
     let mut dispatcher = DispatcherClient::new(stolen.channel(&m1.addr).unwrap());
@@ -530,9 +548,10 @@ fn certificates_renew_themselves_before_they_expire() {
 
 /// A demoted manager's old certificate (still unexpired, still naming
 /// `swarm-manager`) cannot pass as a manager to a worker: the worker accepts
-/// as managers only the nodes the managers list. Replayed: the leader is
-/// stopped and an impostor serving the old certificate takes its address; the
-/// worker dials it and aborts every handshake.
+/// as managers only the nodes the managers list (kept across its restarts).
+/// Replayed: the leader is stopped, the worker restarted, and an impostor
+/// serving the old certificate takes the leader's address; the worker dials
+/// it and aborts every handshake.
 #[test]
 fn a_demoted_managers_old_certificate_cannot_pass_as_a_manager() {
     use std::time::{Duration, Instant};
@@ -557,8 +576,17 @@ fn a_demoted_managers_old_certificate_cannot_pass_as_a_manager() {
             .contains("m2 \n")
     }));
     std::thread::sleep(Duration::from_secs(3));
+    // The demotion left the swarm writable: the leader still reached the
+    // demoted node to take it out of the raft group.
+    let wrote = nodes[0]
+        .daemon
+        .cli_stdin(&["secret", "create", "after-demotion", "-"], Some(b"v"));
+    assert_eq!(wrote.code, 0, "{wrote:?}");
     let addr = nodes[0].addr.clone();
     nodes[0].daemon.kill9();
+    // The worker restarts: it knows the managers from its disk, not only
+    // from memory.
+    nodes[2].daemon.restart();
 
     // The impostor: m2's old manager certificate and key, on m1's address.
     let listener = std::net::TcpListener::bind(&addr).expect("m1's address is free");
@@ -616,5 +644,89 @@ fn a_demoted_managers_old_certificate_cannot_pass_as_a_manager() {
     assert_eq!(
         completed, 0,
         "the worker took a demoted manager's certificate ({attempts} attempts)"
+    );
+}
+
+/// Peers without a certificate cannot take the cluster port's connection
+/// slots from the members: at most 256 such connections are held at once,
+/// each for at most 30 s, while the members' own connections (heartbeats,
+/// a new one each) carry on.
+#[test]
+fn peers_without_a_certificate_cannot_hold_the_cluster_port() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    use swarmkeep_tests::{eventually, node_rows};
+
+    let nodes = swarm(1, 1);
+    let m1 = &nodes[0];
+    let ca = tls_of(&m1.daemon.data_dir()).ca_pem;
+    let config = {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+            .unwrap();
+        let mut c =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        c.alpn_protocols = vec![b"h2".to_vec()];
+        std::sync::Arc::new(c)
+    };
+    // 300 anonymous TLS connections, handshakes finished, then silence.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut tcp = std::net::TcpStream::connect(&m1.addr).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("swarm-manager").unwrap();
+        let mut conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        tcp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        held.push((conn, tcp));
+    }
+    let open = |held: &mut Vec<(rustls::ClientConnection, std::net::TcpStream)>| {
+        held.iter_mut()
+            .map(|(conn, tcp)| {
+                let mut buf = [0u8; 256];
+                let mut s = rustls::Stream::new(conn, tcp);
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => return false,
+                        Ok(_) => continue,
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut =>
+                        {
+                            return true;
+                        }
+                        Err(_) => return false,
+                    }
+                }
+            })
+            .filter(|open| *open)
+            .count()
+    };
+    let start = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(10), || open(&mut held) <= 256),
+        "more than 256 anonymous connections held"
+    );
+    // The members are not shut out meanwhile.
+    assert!(eventually(Duration::from_secs(10), || {
+        node_rows(m1).iter().all(|r| r.1 == "Ready") && node_rows(m1).len() == 2
+    }));
+    // And the anonymous ones are gone after their 30 s.
+    assert!(
+        eventually(Duration::from_secs(45), || open(&mut held) == 0),
+        "anonymous connections outlived their lifetime"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(25),
+        "closed before their lifetime"
     );
 }

@@ -46,18 +46,28 @@ impl Cli {
     /// (default `~/.swarmkeep`), as the docker CLI does.
     fn tls(&self) -> Result<Option<ClientTls>, CliError> {
         let env_verify = std::env::var_os("SWARMKEEP_TLS_VERIFY").is_some_and(|v| !v.is_empty());
-        if !self.tlsverify && !env_verify {
+        // A TLS file named on the command line means TLS, never plaintext.
+        let files_given = self.tlscacert.is_some() || self.tlscert.is_some() || self.tlskey.is_some();
+        if !self.tlsverify && !env_verify && !files_given {
             return Ok(None);
         }
         let dir = match std::env::var_os("SWARMKEEP_CERT_PATH").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".swarmkeep"),
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".swarmkeep")),
         };
-        let pick = |flag: &Option<PathBuf>, file: &str| flag.clone().unwrap_or_else(|| dir.join(file));
+        let pick = |flag: &Option<PathBuf>, file: &str| match (flag, &dir) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(dir)) => Ok(dir.join(file)),
+            (None, None) => Err(CliError(format!(
+                "no TLS {file}: set SWARMKEEP_CERT_PATH or pass --tlscacert, --tlscert and --tlskey"
+            ))),
+        };
         ClientTls::load(
-            &pick(&self.tlscacert, "ca.pem"),
-            &pick(&self.tlscert, "cert.pem"),
-            &pick(&self.tlskey, "key.pem"),
+            &pick(&self.tlscacert, "ca.pem")?,
+            &pick(&self.tlscert, "cert.pem")?,
+            &pick(&self.tlskey, "key.pem")?,
         )
         .map(Some)
     }

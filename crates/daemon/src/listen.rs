@@ -85,6 +85,8 @@ impl ApiTls {
         ServerTlsConfig::new()
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
             .client_ca_root(Certificate::from_pem(&self.ca_pem))
+            // A client that does not finish its handshake is dropped.
+            .timeout(std::time::Duration::from_secs(10))
     }
 
     /// The Docker API (HTTP/1.1): a client certificate is required.

@@ -118,7 +118,7 @@ impl Accepted {
             Accepted::Tls(tcp, acceptor) => match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => Some(Box::new(tls)),
                 Ok(Err(e)) => {
-                    tracing::info!(error = %e, "docker API: TLS handshake refused");
+                    tracing::debug!(error = %e, "docker API: TLS handshake refused");
                     None
                 }
                 Err(_) => None,

@@ -25,6 +25,10 @@ pub struct SavedState {
     /// to find the leader).
     #[serde(default)]
     pub managers: Vec<String>,
+    /// The managers' node IDs, as last heard: the only certificates a
+    /// worker accepts from a server, from the moment it restarts.
+    #[serde(default)]
+    pub manager_ids: Vec<String>,
 }
 
 fn manager_role() -> NodeRole {

@@ -12,11 +12,13 @@ use crate::state::ManagerState;
 pub(crate) async fn upkeep_pass(swarm: &ManagerState) {
     reconcile_autolock(swarm);
     // The managers this one dials (raft, forwarded writes) must be managers
-    // now, not a demoted or removed one presenting its old certificate.
-    swarm.tls.pin_managers(swarm.store.read(|st| {
+    // now, not a removed one presenting its old certificate. A demoted one
+    // stays dialable while it is still in the raft group: the leader needs
+    // its vote to take it out (a two-manager group cannot change without it).
+    let _ = swarm.tls.pin_managers(swarm.store.read(|st| {
         st.nodes
             .values()
-            .filter(|n| n.role == NodeRole::Manager)
+            .filter(|n| n.role == NodeRole::Manager || n.manager_addr.is_some())
             .map(|n| n.id.clone())
             .collect::<Vec<_>>()
     }));

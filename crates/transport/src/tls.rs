@@ -152,6 +152,15 @@ fn invalid_bundle() -> std::io::Error {
     )
 }
 
+/// Why a renewed identity was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    Invalid(TlsError),
+    #[error("writing the TLS identity: {0}")]
+    Io(std::io::Error),
+}
+
 /// A node identity that cannot be used (unparsable PEM, a key that does not
 /// match). The text names the part, never its contents.
 #[derive(Debug, thiserror::Error)]
@@ -362,9 +371,48 @@ impl TlsCell {
         self.current.read().unwrap_or_else(|p| p.into_inner()).tls.clone()
     }
 
-    /// From now on, connections present `tls` (both ways).
+    /// From now on, connections present `tls` (both ways). It must be a
+    /// usable identity for the same node, from the same CA, or nothing
+    /// changes.
     pub fn replace(&self, tls: Arc<NodeTls>) -> Result<(), TlsError> {
-        let next = Current::new(tls, self.pins.clone())?;
+        let next = self.check(tls)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+
+    /// Whether `tls` could replace the current identity: the same node, the
+    /// same CA, a certificate that chains to it for the role it names, and
+    /// the key that goes with it. Nothing is changed.
+    fn check(&self, tls: Arc<NodeTls>) -> Result<Current, TlsError> {
+        let now = self.get();
+        let same_node = match (now.info(), tls.info()) {
+            (Some(a), Some(b)) => a.node_id == b.node_id,
+            _ => false,
+        };
+        if !same_node || tls.ca_pem != now.ca_pem {
+            return Err(TlsError("the new certificate is not this node's"));
+        }
+        let chain = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| TlsError("the node certificate is not PEM"))?;
+        let leaf = chain.first().ok_or(TlsError("no node certificate"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots(&tls.ca_pem)?, provider)
+            .build()
+            .map_err(|_| TlsError("the CA certificate cannot verify servers"))?;
+        let role_name = tls.info().and_then(|i| i.role_name).unwrap_or_default();
+        let name = ServerName::try_from(role_name).map_err(|_| TlsError("the certificate names no role"))?;
+        verifier
+            .verify_server_cert(leaf, &chain[1..], &name, &[], UnixTime::now())
+            .map_err(|_| TlsError("the new certificate does not chain to the cluster CA"))?;
+        Current::new(tls, self.pins.clone())
+    }
+
+    /// Checks `tls` as [`TlsCell::replace`] would, saves it to `dir`, then
+    /// makes it current: a bad answer never reaches the disk.
+    pub fn save_and_replace(&self, tls: Arc<NodeTls>, dir: &Path) -> Result<(), SaveError> {
+        let next = self.check(tls.clone()).map_err(SaveError::Invalid)?;
+        tls.save(dir).map_err(SaveError::Io)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
@@ -375,27 +423,33 @@ impl TlsCell {
         self.server.clone()
     }
 
-    /// Accept only these nodes as managers from now on. An empty list
-    /// changes nothing (a node never locks itself out).
-    pub fn pin_managers(&self, ids: impl IntoIterator<Item = String>) {
+    /// Accept only these nodes as managers from now on; whether that
+    /// changed anything. An empty list changes nothing (a node never locks
+    /// itself out).
+    pub fn pin_managers(&self, ids: impl IntoIterator<Item = String>) -> bool {
         let ids: BTreeSet<String> = ids.into_iter().collect();
         if ids.is_empty() {
-            return;
+            return false;
         }
         let mut pinned = self.pins.0.write().unwrap_or_else(|p| p.into_inner());
-        if pinned.as_ref() != Some(&ids) {
-            *pinned = Some(ids);
+        if pinned.as_ref() == Some(&ids) {
+            return false;
         }
+        *pinned = Some(ids);
+        true
     }
 
     /// A lazily connecting mTLS channel to the manager at `addr` (IP:PORT).
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let config = self.current.read().unwrap_or_else(|p| p.into_inner()).client.clone();
-        let connector = tokio_rustls::TlsConnector::from(config);
+        let current = self.current.clone();
         let target = addr.to_string();
         Ok(
             endpoint(addr)?.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                let connector = connector.clone();
+                // Each (re)connect of a long-lived channel presents the
+                // identity as it is then, not as it was when the channel
+                // was made.
+                let config = current.read().unwrap_or_else(|p| p.into_inner()).client.clone();
+                let connector = tokio_rustls::TlsConnector::from(config);
                 let target = target.clone();
                 async move {
                     let tcp = tokio::net::TcpStream::connect(&target).await?;
@@ -530,6 +584,50 @@ mod tests {
         let back = NodeTls::load(dir.path()).unwrap();
         assert_eq!(back.cert_pem, CERT);
         assert_eq!(back.key_pem.expose(), KEY);
+    }
+
+    /// A CA and a function issuing node certificates from it, as the
+    /// cluster CA does (CN = node, OU and DNS name = role).
+    fn ca() -> (String, impl Fn(&str, &str) -> NodeTls) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let ca_pem = params.self_signed(&key).unwrap().pem();
+        let issuer = Issuer::new(params, key);
+        let ca = ca_pem.clone();
+        (ca_pem, move |node: &str, role: &str| {
+            let mut p = CertificateParams::new(vec![role.to_string()]).unwrap();
+            p.distinguished_name.push(DnType::CommonName, node);
+            p.distinguished_name.push(DnType::OrganizationalUnitName, role);
+            let key = KeyPair::generate().unwrap();
+            NodeTls {
+                ca_pem: ca.clone(),
+                cert_pem: p.signed_by(&key, &issuer).unwrap().pem(),
+                key_pem: SecretBytes::new(key.serialize_pem().into_bytes()),
+            }
+        })
+    }
+
+    /// A renewal answer is taken only if it is this node's, from this CA,
+    /// with the key that goes with it; otherwise nothing changes.
+    #[test]
+    fn only_this_nodes_certificate_from_this_ca_replaces_the_current_one() {
+        let (_, issue) = ca();
+        let (_, foreign) = ca();
+        let cell = TlsCell::new(Arc::new(issue("a", WORKER_CERT_NAME))).unwrap();
+        let before = cell.get().cert_pem.clone();
+        assert!(cell.replace(Arc::new(issue("b", WORKER_CERT_NAME))).is_err());
+        let mut other_ca = foreign("a", WORKER_CERT_NAME);
+        other_ca.ca_pem = cell.get().ca_pem.clone();
+        assert!(cell.replace(Arc::new(other_ca)).is_err());
+        let mut wrong_key = issue("a", WORKER_CERT_NAME);
+        wrong_key.key_pem = issue("a", WORKER_CERT_NAME).key_pem;
+        assert!(cell.replace(Arc::new(wrong_key)).is_err());
+        assert_eq!(cell.get().cert_pem, before);
+        let renewed = issue("a", MANAGER_CERT_NAME);
+        cell.replace(Arc::new(renewed.clone())).unwrap();
+        assert_eq!(cell.get().cert_pem, renewed.cert_pem);
     }
 
     #[test]

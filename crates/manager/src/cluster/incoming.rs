@@ -1,8 +1,10 @@
 //! The cluster port's connections: accepted, then their TLS handshakes made
 //! beside the accept loop (each within [`HANDSHAKE_TIMEOUT`]), at most
-//! [`MAX_CONNECTIONS`] held at once. The certificate presented is the node's
+//! [`MAX_CONNECTIONS`] held at once, of which at most [`MAX_ANONYMOUS`]
+//! without a client certificate, each for at most [`ANONYMOUS_LIFETIME`]. The certificate presented is the node's
 //! current one, so a renewal needs no restart.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,11 +24,27 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// two per node of the swarm); more wait in the listen backlog.
 pub(super) const MAX_CONNECTIONS: usize = 4096;
 
+/// Of those, connections without a client certificate (joiners fetching the
+/// CA or presenting a token): a peer with no certificate cannot take the
+/// slots members need.
+const MAX_ANONYMOUS: usize = 256;
+/// And how long such a connection may last: a join takes a few calls.
+const ANONYMOUS_LIFETIME: Duration = Duration::from_secs(30);
+
 /// A connection that finished its handshake; it holds a connection slot
-/// until it closes.
+/// (and an anonymous one if it has no certificate) until it closes.
 pub(crate) struct Admitted {
     io: TlsStream<TcpStream>,
     _slot: OwnedSemaphorePermit,
+    _anonymous: Option<OwnedSemaphorePermit>,
+    /// Past this, reads and writes fail (anonymous connections only).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Admitted {
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready())
+    }
 }
 
 /// The gate and the services read the peer's certificate from what this
@@ -41,12 +59,18 @@ impl Connected for Admitted {
 
 impl AsyncRead for Admitted {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Admitted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -70,6 +94,7 @@ pub(super) fn incoming(
     tokio::spawn(async move {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let anonymous = Arc::new(Semaphore::new(MAX_ANONYMOUS));
         loop {
             let slot = tokio::select! {
                 _ = stop.changed() => return,
@@ -92,11 +117,27 @@ pub(super) fn incoming(
             // Raft round trips are small messages: no Nagle delay on them.
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
+            let anonymous = anonymous.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(io)) => {
-                        let _ = tx.send(Ok(Admitted { io, _slot: slot })).await;
+                        let (anonymous, deadline) = if io.get_ref().1.peer_certificates().is_some() {
+                            (None, None)
+                        } else {
+                            let Ok(permit) = anonymous.try_acquire_owned() else {
+                                tracing::debug!("cluster port: too many connections without a certificate");
+                                return;
+                            };
+                            (Some(permit), Some(Box::pin(tokio::time::sleep(ANONYMOUS_LIFETIME))))
+                        };
+                        let admitted = Admitted {
+                            io,
+                            _slot: slot,
+                            _anonymous: anonymous,
+                            deadline,
+                        };
+                        let _ = tx.send(Ok(admitted)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "cluster TLS handshake failed"),
                     Err(_) => tracing::debug!("cluster TLS handshake timed out"),

@@ -174,7 +174,9 @@ impl NodeCa for ClusterService {
         req: Request<RenewNodeCertificateRequest>,
     ) -> Result<Response<RenewNodeCertificateResponse>, Status> {
         let id = caller(&req)?;
-        let swarm = self.swarm()?;
+        // The leader's store is the one that knows the role now (a lagging
+        // follower could still see a demoted node as a manager).
+        let swarm = self.leader()?;
         let node = authority::member(&swarm, &id)?;
         let cluster = swarm
             .store

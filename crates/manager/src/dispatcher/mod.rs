@@ -154,6 +154,8 @@ impl Dispatcher for DispatcherService {
                     None => break,
                 },
                 _ = check.tick() => {
+                    // A node removed meanwhile publishes nothing more.
+                    authority::member(&swarm, &node_id)?;
                     if subscription.as_deref().is_some_and(|id| !swarm.logs.is_open(id)) {
                         break;
                     }

@@ -65,15 +65,20 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
             Ok(resp) => {
                 let resp = resp.into_inner();
                 period = Duration::from_millis(resp.period_ms.clamp(100, 60_000));
-                tls.pin_managers(resp.manager_ids.iter().cloned());
                 if let Membership::Worker(w) = m.membership()
                     && !resp.managers.is_empty()
                 {
                     let mut list = resp.managers.clone();
                     list.retain(|a| a != &target);
                     list.insert(0, target.clone());
-                    *w.managers.write().unwrap_or_else(|p| p.into_inner()) = list;
+                    *w.managers.write().unwrap_or_else(|p| p.into_inner()) = list.clone();
                     next_manager = 0;
+                    // A worker accepts as managers only these from now on,
+                    // across restarts too. (Managers pin from their store.)
+                    if tls.pin_managers(resp.manager_ids.iter().cloned()) {
+                        let (m, ids) = (m.clone(), resp.manager_ids.clone());
+                        tokio::spawn(async move { m.save_managers(list, ids).await });
+                    }
                 }
                 match NodeRole::parse(&resp.role) {
                     Some(told) if told != role => {

@@ -25,6 +25,7 @@ use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_crypto::{DataKey, SecretBytes, new_id, random_bytes};
 use swarmkeep_store::objects::{Availability, Cluster, Meta, Node, NodeRole, NodeState};
 use swarmkeep_store::{Command, Store, StoreSettings};
+use swarmkeep_transport::leader::leader_hint;
 use swarmkeep_transport::tls::{NodeTls, TlsCell, pinned_channel, unverified_channel};
 use swarmkeep_transport::{Dispatchers, Upstream};
 use time::OffsetDateTime;
@@ -109,6 +110,8 @@ impl SwarmNode {
                         manager.manager_state(store, data_key, info, tls),
                     )));
                 } else {
+                    // The managers it last heard of, and only them.
+                    let _ = tls.pin_managers(local.manager_ids.iter().cloned());
                     manager.set(Membership::Worker(Arc::new(WorkerState {
                         identity: info,
                         tls,
@@ -327,6 +330,7 @@ impl SwarmNode {
             listen_addr: listen.to_string(),
             role: NodeRole::Manager,
             managers: vec![advertise.to_string()],
+            manager_ids: Vec::new(),
         }
         .save(&self.config.data_dir)
         .map_err(|e| internal("writing node state", &e))?;
@@ -434,6 +438,7 @@ impl SwarmNode {
             listen_addr: listen.to_string(),
             role,
             managers: vec![remote.to_string()],
+            manager_ids: Vec::new(),
         };
         if role == NodeRole::Manager {
             let swarm = self.become_manager(info, tls, remote).await?;
@@ -560,20 +565,32 @@ impl SwarmNode {
     /// certificate), saved over the old identity.
     pub(super) async fn renew_certificate(&self, tls: &TlsCell, via: &str) -> Result<(), Status> {
         let (key_pem, csr_pem) = node_key_and_csr().map_err(|e| internal("creating the node key", &e))?;
-        let channel = tls.channel(via).map_err(|e| internal("connecting", &e))?;
-        let resp = NodeCaClient::new(channel)
-            .renew_node_certificate(RenewNodeCertificateRequest { csr_pem })
-            .await?
-            .into_inner();
+        // Only the leader signs (its store says the node's role now); a
+        // follower's answer names it.
+        let mut addr = via.to_string();
+        let mut hops = 0;
+        let resp = loop {
+            let channel = tls.channel(&addr).map_err(|e| internal("connecting", &e))?;
+            let answer = NodeCaClient::new(channel)
+                .renew_node_certificate(RenewNodeCertificateRequest {
+                    csr_pem: csr_pem.clone(),
+                })
+                .await;
+            match answer {
+                Ok(resp) => break resp.into_inner(),
+                Err(s) if hops < 3 && leader_hint(&s).is_some() => {
+                    addr = leader_hint(&s).unwrap_or_default();
+                    hops += 1;
+                }
+                Err(s) => return Err(s),
+            }
+        };
         let renewed = Arc::new(NodeTls {
             ca_pem: tls.get().ca_pem.clone(),
             cert_pem: resp.certificate_pem,
             key_pem,
         });
-        renewed
-            .save(&self.tls_dir())
-            .map_err(|e| internal("writing the TLS identity", &e))?;
-        tls.replace(renewed)
+        tls.save_and_replace(renewed, &self.tls_dir())
             .map_err(|e| internal("the renewed TLS identity", &e))?;
         tracing::info!(role = %resp.role, "node certificate renewed");
         Ok(())
@@ -584,7 +601,18 @@ impl SwarmNode {
     pub(super) async fn renew_own_certificate(&self) -> Result<(), String> {
         let _guard = self.transitions.lock().await;
         let (tls, via) = match self.membership() {
-            Membership::Manager(m) => (m.tls.clone(), vec![m.identity.advertise_addr.clone()]),
+            Membership::Manager(m) => {
+                // Through itself (it knows the leader), then the others.
+                let mut via = vec![m.identity.advertise_addr.clone()];
+                via.extend(m.store.read(|st| {
+                    st.nodes
+                        .values()
+                        .filter_map(|n| n.manager_addr.clone())
+                        .collect::<Vec<_>>()
+                }));
+                via.dedup();
+                (m.tls.clone(), via)
+            }
             Membership::Worker(w) => (
                 w.tls.clone(),
                 w.managers.read().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -599,6 +627,23 @@ impl SwarmNode {
             }
         }
         Err(last)
+    }
+
+    /// A worker's list of managers (addresses and node IDs), kept for its
+    /// next start — unless a role change came first (it saves its own).
+    pub(super) async fn save_managers(&self, managers: Vec<String>, manager_ids: Vec<String>) {
+        let _guard = self.transitions.lock().await;
+        if !matches!(self.membership(), Membership::Worker(_)) {
+            return;
+        }
+        let saved = SavedState::load(&self.config.data_dir).ok().flatten().map(|mut local| {
+            local.managers = managers;
+            local.manager_ids = manager_ids;
+            local.save(&self.config.data_dir)
+        });
+        if let Some(Err(e)) = saved {
+            tracing::warn!(error = %e, "saving the list of managers failed");
+        }
     }
 
     fn save_role(&self, role: NodeRole, raft_id: u64, managers: Vec<String>) -> Result<(), Status> {

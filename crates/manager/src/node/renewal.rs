@@ -17,13 +17,19 @@ use tokio::sync::watch;
 use super::SwarmNode;
 use crate::state::Membership;
 
-/// A renewal that failed is tried again after this long, or sooner when
-/// the certificate has little life left.
-const RETRY: Duration = Duration::from_secs(30);
+/// After a renewal, the next one waits at least this long (a certificate
+/// that still names the wrong role — a role change under way — is not
+/// renewed in a loop).
+const SETTLE: Duration = Duration::from_secs(5);
+/// Failed renewals back off from one second to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 pub(super) async fn renewal_loop(node: Weak<SwarmNode>, mut stop: watch::Receiver<bool>) {
     // The point at which the certificate (by its PEM) is due.
     let mut due: Option<(String, SystemTime)> = None;
+    // No attempt before this (after a renewal, or a failure's backoff).
+    let mut not_before = SystemTime::now();
+    let mut backoff = Duration::from_secs(1);
     loop {
         let wait = {
             let Some(n) = node.upgrade() else { return };
@@ -37,7 +43,9 @@ pub(super) async fn renewal_loop(node: Weak<SwarmNode>, mut stop: watch::Receive
                     at
                 }
             };
-            at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+            at.max(not_before)
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
         };
         if !wait.is_zero() {
             // Woken at least every minute: a role change replaces the
@@ -49,17 +57,28 @@ pub(super) async fn renewal_loop(node: Weak<SwarmNode>, mut stop: watch::Receive
         }
         let Some(n) = node.upgrade() else { return };
         match n.renew_own_certificate().await {
-            Ok(()) => due = None,
+            Ok(()) => {
+                due = None;
+                backoff = Duration::from_secs(1);
+                not_before = SystemTime::now() + SETTLE;
+            }
             Err(e) => {
                 let left = current(&n)
                     .and_then(|(pem, _)| CertInfo::from_pem(&pem))
-                    .and_then(|info| info.not_after.duration_since(SystemTime::now()).ok())
-                    .unwrap_or(Duration::ZERO);
-                tracing::warn!(error = %e, left_secs = left.as_secs(), "renewing the node certificate failed; will retry");
-                let retry = RETRY.min(left / 10).max(Duration::from_secs(1));
-                if let Some((_, at)) = &mut due {
-                    *at = SystemTime::now() + retry;
+                    .and_then(|info| info.not_after.duration_since(SystemTime::now()).ok());
+                match left {
+                    Some(left) => {
+                        tracing::warn!(error = %e, left_secs = left.as_secs(), "renewing the node certificate failed; will retry");
+                        // Retried well before it runs out.
+                        backoff = backoff.min(left / 10).max(Duration::from_secs(1));
+                    }
+                    None => tracing::error!(
+                        error = %e,
+                        "this node's certificate has expired: no manager will take it; the node must leave and join the swarm again"
+                    ),
                 }
+                not_before = SystemTime::now() + backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
         drop(n);
