@@ -38,8 +38,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // the way to its upstream.
     (
         "swarmkeep-agent",
-        &["swarmkeep-api", "swarmkeep-crypto", "swarmkeep-transport"],
+        &[
+            "swarmkeep-api",
+            "swarmkeep-crypto",
+            "swarmkeep-transport",
+            "swarmkeep-image",
+        ],
     ),
+    // Images: registries, layers on disk; nothing of the cluster.
+    ("swarmkeep-image", &["swarmkeep-disk"]),
     // The Docker API facade speaks only the control API.
     ("swarmkeep-dockerapi", &["swarmkeep-api"]),
     ("swarmkeep-cli", &["swarmkeep-api", "swarmkeep-crypto"]),

@@ -1,0 +1,335 @@
+//! Images on a node: pulled from OCI/Docker registries (every blob verified
+//! by its digest, every layer by its diff ID), each layer unpacked once into
+//! a directory of its own under the data dir (`unpack.rs`), ready to be an
+//! overlay lower directory; the image's config kept for the task's
+//! command, environment, working directory and user.
+//!
+//! Layout under `<data dir>/images`: `index.json` (images by ID — the
+//! config's digest — and the references that name them), `layers/<hex>` (one
+//! unpacked layer per blob digest), `tmp/` (downloads in progress).
+
+pub mod reference;
+pub mod unpack;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0}")]
+    InvalidReference(String),
+    #[error("Error response from daemon: pull access denied or manifest unknown for {reference}: {detail}")]
+    Pull { reference: String, detail: String },
+    #[error("image layer is invalid: {0}")]
+    InvalidLayer(String),
+    #[error("{what}: digest mismatch (expected {expected}, got {actual})")]
+    Digest {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error("No such image: {0}")]
+    NotFound(String),
+    #[error("{what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
+}
+
+impl ImageError {
+    fn io(what: &'static str, source: std::io::Error) -> Self {
+        Self::Io { what, source }
+    }
+}
+
+/// What a task takes from its image (Docker's precedence rules apply them
+/// against the service's own settings).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub working_dir: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub stop_signal: String,
+}
+
+/// An image on this node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Image {
+    /// `sha256:…` of its config.
+    pub id: String,
+    /// The manifest's digest (what `repo@sha256:…` names).
+    pub manifest_digest: String,
+    /// Layer blob digests, bottom first.
+    pub layers: Vec<String>,
+    pub config: ImageConfig,
+    /// The compressed size of its layers.
+    pub size: u64,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Index {
+    images: BTreeMap<String, Image>,
+    /// Normalised reference (`registry/repo:tag` or `registry/repo@digest`) → image ID.
+    refs: BTreeMap<String, String>,
+}
+
+pub struct ImageStore {
+    root: PathBuf,
+    insecure: Vec<String>,
+    index: Mutex<Index>,
+    /// One pull at a time: two tasks of one image pull it once.
+    pulling: tokio::sync::Mutex<()>,
+}
+
+impl ImageStore {
+    /// Opens (or makes) the store under `root`; `insecure` registries are
+    /// spoken to over plain HTTP (loopback ones always are).
+    pub fn open(root: &Path, insecure: Vec<String>) -> Result<Self, ImageError> {
+        for dir in [root.to_path_buf(), root.join("layers"), root.join("tmp")] {
+            std::fs::create_dir_all(&dir).map_err(|e| ImageError::io("creating the image store", e))?;
+        }
+        // Downloads and unpacks a previous run left unfinished.
+        let _ = std::fs::remove_dir_all(root.join("tmp"));
+        std::fs::create_dir_all(root.join("tmp")).map_err(|e| ImageError::io("creating the image store", e))?;
+        let index = match std::fs::read(root.join("index.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| ImageError::io("reading the image index", std::io::Error::other(e)))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Index::default(),
+            Err(e) => return Err(ImageError::io("reading the image index", e)),
+        };
+        Ok(Self {
+            root: root.to_path_buf(),
+            insecure,
+            index: Mutex::new(index),
+            pulling: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, index: &Index) -> Result<(), ImageError> {
+        let bytes = serde_json::to_vec_pretty(index)
+            .map_err(|e| ImageError::io("writing the image index", std::io::Error::other(e)))?;
+        swarmkeep_disk::write_private(&self.root.join("index.json"), &bytes)
+            .map_err(|e| ImageError::io("writing the image index", e))
+    }
+
+    /// The image `reference` names on this node, if it is here.
+    pub fn get(&self, reference: &str) -> Option<Image> {
+        let r = reference::parse(reference).ok()?;
+        let index = self.index();
+        let id = index.refs.get(&r.whole())?;
+        index.images.get(id).cloned()
+    }
+
+    /// Every image here, with the references that name it.
+    pub fn list(&self) -> Vec<(Image, Vec<String>)> {
+        let index = self.index();
+        index
+            .images
+            .values()
+            .map(|img| {
+                let names = index
+                    .refs
+                    .iter()
+                    .filter(|(_, id)| **id == img.id)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                (img.clone(), names)
+            })
+            .collect()
+    }
+
+    /// The directory of each of an image's layers, bottom first.
+    pub fn layer_dirs(&self, image: &Image) -> Vec<PathBuf> {
+        image.layers.iter().map(|d| self.layer_dir(d)).collect()
+    }
+
+    fn layer_dir(&self, digest: &str) -> PathBuf {
+        self.root.join("layers").join(digest.trim_start_matches("sha256:"))
+    }
+
+    /// The image, from this node if it is here, else pulled.
+    pub async fn ensure(&self, reference: &str, auth: &RegistryAuth) -> Result<Image, ImageError> {
+        if let Some(image) = self.get(reference) {
+            return Ok(image);
+        }
+        self.pull(reference, auth).await
+    }
+
+    /// Pulls `reference` (manifest, config, the layers not here yet) and
+    /// records it.
+    pub async fn pull(&self, reference: &str, auth: &RegistryAuth) -> Result<Image, ImageError> {
+        let r = reference::parse(reference)?;
+        let _one = self.pulling.lock().await;
+        let protocol = if reference::plain_http(r.resolve_registry(), &self.insecure) {
+            ClientProtocol::HttpsExcept(vec![r.resolve_registry().to_string()])
+        } else {
+            ClientProtocol::Https
+        };
+        // reqwest's rustls needs a process-wide provider: ring, as everywhere here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = oci_client::Client::try_from(ClientConfig {
+            protocol,
+            ..Default::default()
+        })
+        .map_err(|e| pull_error(&r, e))?;
+        let (manifest, manifest_digest, config_json) = client
+            .pull_manifest_and_config(&r, auth)
+            .await
+            .map_err(|e| pull_error(&r, e))?;
+        let config_digest = sha256_digest(config_json.as_bytes());
+        if config_digest != manifest.config.digest {
+            return Err(ImageError::Digest {
+                what: "image config".into(),
+                expected: manifest.config.digest.clone(),
+                actual: config_digest,
+            });
+        }
+        let config: ConfigFile =
+            serde_json::from_str(&config_json).map_err(|e| ImageError::InvalidLayer(format!("image config: {e}")))?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(ImageError::InvalidLayer(
+                "the config's diff IDs do not match the manifest's layers".into(),
+            ));
+        }
+        let mut size = 0u64;
+        for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+            size += u64::try_from(layer.size).unwrap_or(0);
+            let dst = self.layer_dir(&layer.digest);
+            if dst.exists() {
+                continue;
+            }
+            if !layer.digest.starts_with("sha256:") || layer.digest.contains('/') {
+                return Err(ImageError::Unsupported(format!("layer digest {}", layer.digest)));
+            }
+            let hex = layer.digest.trim_start_matches("sha256:").to_string();
+            let blob = self.root.join("tmp").join(format!("{hex}.blob"));
+            let mut file = tokio::fs::File::create(&blob)
+                .await
+                .map_err(|e| ImageError::io("writing a layer", e))?;
+            // oci-client checks the blob against its digest as it streams.
+            let pulled = client.pull_blob(&r, layer, &mut file).await;
+            drop(file);
+            if let Err(e) = pulled {
+                let _ = std::fs::remove_file(&blob);
+                return Err(match e {
+                    oci_client::errors::OciDistributionError::DigestError(d) => ImageError::Digest {
+                        what: format!("layer {}", layer.digest),
+                        expected: layer.digest.clone(),
+                        actual: d.to_string(),
+                    },
+                    e => pull_error(&r, e),
+                });
+            }
+            let partial = self.root.join("tmp").join(format!("{hex}.layer"));
+            let media_type = layer.media_type.clone();
+            let (b, p) = (blob.clone(), partial.clone());
+            let unpacked = tokio::task::spawn_blocking(move || unpack::unpack_layer(&b, &media_type, &p))
+                .await
+                .map_err(|e| ImageError::io("unpacking a layer", std::io::Error::other(e.to_string())))?;
+            let _ = std::fs::remove_file(&blob);
+            let actual = match unpacked {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&partial);
+                    return Err(e);
+                }
+            };
+            if &actual != diff_id {
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(ImageError::Digest {
+                    what: format!("layer {}", layer.digest),
+                    expected: diff_id.clone(),
+                    actual,
+                });
+            }
+            std::fs::rename(&partial, &dst).map_err(|e| ImageError::io("storing a layer", e))?;
+        }
+        let c = config.config.unwrap_or_default();
+        let image = Image {
+            id: config_digest.clone(),
+            manifest_digest: manifest_digest.clone(),
+            layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+            config: ImageConfig {
+                entrypoint: c.entrypoint.unwrap_or_default(),
+                cmd: c.cmd.unwrap_or_default(),
+                env: c.env.unwrap_or_default(),
+                working_dir: c.working_dir.unwrap_or_default(),
+                user: c.user.unwrap_or_default(),
+                stop_signal: c.stop_signal.unwrap_or_default(),
+            },
+            size,
+        };
+        let mut index = self.index();
+        index.images.insert(image.id.clone(), image.clone());
+        index.refs.insert(r.whole(), image.id.clone());
+        let by_digest = format!("{}/{}@{}", r.resolve_registry(), r.repository(), manifest_digest);
+        index.refs.insert(by_digest, image.id.clone());
+        self.save(&index)?;
+        tracing::info!(image = %reference::familiar(&r), id = %image.id, "image pulled");
+        Ok(image)
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    hex_digest(&Sha256::digest(bytes))
+}
+
+pub(crate) fn hex_digest(hash: &[u8]) -> String {
+    let mut out = String::with_capacity(7 + hash.len() * 2);
+    out.push_str("sha256:");
+    for b in hash {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn pull_error(r: &oci_client::Reference, e: oci_client::errors::OciDistributionError) -> ImageError {
+    ImageError::Pull {
+        reference: reference::familiar(r),
+        detail: e.to_string(),
+    }
+}
+
+/// The parts of an image config read here (Docker's and OCI's names).
+#[derive(Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    config: Option<ContainerConfig>,
+    rootfs: RootFs,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerConfig {
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    env: Option<Vec<String>>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    stop_signal: Option<String>,
+}
