@@ -13,6 +13,7 @@ use tempfile::TempDir;
 pub use swarmkeep_api::control;
 
 pub mod docker;
+pub mod registry;
 
 struct Binaries {
     daemon: PathBuf,

@@ -92,9 +92,12 @@ pub fn unpack_layer(blob: &Path, media_type: &str, dst: &Path) -> Result<String,
                 continue;
             }
             safe_parent(dst, &rel)?;
-            let unpacked = entry
-                .unpack_in(dst)
-                .map_err(|e| ImageError::InvalidLayer(format!("{}: {e}", rel.display())))?;
+            let unpacked = entry.unpack_in(dst).map_err(|e| {
+                let cause = std::error::Error::source(&e)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                ImageError::InvalidLayer(format!("{}: {e}{cause}", rel.display()))
+            })?;
             if !unpacked {
                 return Err(ImageError::InvalidLayer(format!(
                     "{} is outside the layer",

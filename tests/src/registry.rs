@@ -1,0 +1,224 @@
+//! A real registry on loopback for the tests (Debian's `docker-registry`,
+//! storage in a temp dir), and a busybox image built from the host's static
+//! busybox and pushed to it: what the tasks of the tests run. No internet.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::secrets::RegistryAuth;
+
+/// A running registry; stopped when dropped.
+pub struct Registry {
+    pub addr: String,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The watchdog shell and the registry are one process group.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The registry binary, or a panic that says what to install.
+fn registry_binary() -> PathBuf {
+    let bin = PathBuf::from("/usr/bin/docker-registry");
+    assert!(
+        bin.exists(),
+        "the image tests need Debian's docker-registry package (apt-get install docker-registry busybox-static)"
+    );
+    bin
+}
+
+impl Registry {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new().prefix("swarmkeep-registry").tempdir().unwrap();
+        let addr = crate::free_addr("127.0.0.1");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: test-only\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        // A registry held in a static outlives no test process: a watchdog
+        // stops it when this process is gone.
+        use std::os::unix::process::CommandExt;
+        let script = format!(
+            "{} serve {} & r=$!; while kill -0 {} 2>/dev/null; do sleep 1; done; kill $r",
+            registry_binary().display(),
+            config.display(),
+            std::process::id()
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+            .spawn()
+            .expect("starting docker-registry");
+        let registry = Self { addr, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !registry.answers() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.addr) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+    }
+
+    /// Where the registry keeps blob `digest` (to corrupt it in a test).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Pushes `image` (a layer tar and a config) as `repo:tag`; returns the
+    /// manifest digest and the layer's blob digest.
+    pub fn push(&self, repo_tag: &str, image: &TestImage) -> (String, String) {
+        let reference: oci_client::Reference = format!("{}/{repo_tag}", self.addr).parse().unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = oci_client::Client::try_from(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(vec![self.addr.clone()]),
+            ..Default::default()
+        })
+        .unwrap();
+        let layer = ImageLayer::oci_v1_gzip(image.layer_gz.clone(), None);
+        let layer_digest = layer.sha256_digest();
+        let config = Config::oci_v1(image.config.clone(), None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            client
+                .push(&reference, &[layer], config, &RegistryAuth::Anonymous, None)
+                .await
+                .expect("pushing the test image");
+            let digest = client
+                .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+                .await
+                .expect("the pushed image's digest");
+            (digest, layer_digest)
+        })
+    }
+}
+
+/// An image made here: one gzip layer and its config.
+pub struct TestImage {
+    pub layer_gz: Vec<u8>,
+    pub config: Vec<u8>,
+}
+
+/// Busybox (the host's static binary) at /bin/busybox with a link per
+/// applet, /etc/passwd and /etc/group with root and nobody, /tmp; Cmd `sh`.
+pub fn busybox_image() -> &'static TestImage {
+    static IMAGE: OnceLock<TestImage> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .expect("the image tests need busybox-static (apt-get install busybox-static)");
+        let applets = Command::new(busybox).arg("--list").output().unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let header = |kind: tar::EntryType, mode: u32, size: u64| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_size(size);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            h
+        };
+        let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+            let mut h = header(tar::EntryType::Directory, mode, 0);
+            tar.append_data(&mut h, path, std::io::empty()).unwrap();
+        };
+        let file = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]| {
+            let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
+            tar.append_data(&mut h, path, data).unwrap();
+        };
+        for (d, mode) in [
+            ("bin", 0o755),
+            ("etc", 0o755),
+            ("tmp", 0o1777),
+            ("root", 0o700),
+            ("var", 0o755),
+        ] {
+            dir(&mut tar, d, mode);
+        }
+        file(&mut tar, "bin/busybox", 0o755, &std::fs::read(busybox).unwrap());
+        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+            if applet == "busybox" || applet.contains('/') || applet.is_empty() {
+                continue;
+            }
+            let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+            tar.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+        }
+        file(
+            &mut tar,
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        );
+        file(&mut tar, "etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
+        let layer = tar.into_inner().unwrap();
+        let diff_id = swarmkeep_image::sha256_digest(&layer);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &layer).unwrap();
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Cmd": ["sh"],
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "WorkingDir": "/",
+            },
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        });
+        TestImage {
+            layer_gz: gz.finish().unwrap(),
+            config: serde_json::to_vec(&config).unwrap(),
+        }
+    })
+}
+
+/// One registry per test process, holding `busybox:latest`; the reference
+/// to give services.
+pub fn busybox() -> String {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    let registry = REGISTRY.get_or_init(|| {
+        let r = Registry::start();
+        r.push("busybox:latest", busybox_image());
+        r
+    });
+    format!("{}/busybox:latest", registry.addr)
+}

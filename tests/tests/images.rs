@@ -1,0 +1,66 @@
+//! Images from a real registry on loopback: pulled by tag and by digest,
+//! every layer checked, a corrupted blob refused.
+
+use swarmkeep_image::{ImageError, ImageStore};
+use swarmkeep_tests::registry::{Registry, busybox_image};
+
+fn pull(store: &ImageStore, reference: &str) -> Result<swarmkeep_image::Image, ImageError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store.pull(reference, &oci_client::secrets::RegistryAuth::Anonymous))
+}
+
+#[test]
+fn images_are_pulled_by_tag_and_by_digest_into_unpacked_layers() {
+    let registry = Registry::start();
+    let (digest, _) = registry.push("test/busybox:1", busybox_image());
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path(), Vec::new()).unwrap();
+
+    let by_tag = format!("{}/test/busybox:1", registry.addr);
+    let image = pull(&store, &by_tag).unwrap();
+    assert_eq!(image.config.cmd, ["sh"]);
+    assert_eq!(image.manifest_digest, digest);
+    let layers = store.layer_dirs(&image);
+    assert_eq!(layers.len(), 1);
+    assert!(layers[0].join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::read_link(layers[0].join("bin/sh")).unwrap(),
+        std::path::Path::new("busybox")
+    );
+    // Here now: found locally, by tag and by digest.
+    assert!(store.get(&by_tag).is_some());
+    let by_digest = format!("{}/test/busybox@{digest}", registry.addr);
+    assert_eq!(store.get(&by_digest).unwrap().id, image.id);
+    // A second store pulls by digest from the registry.
+    let other = tempfile::tempdir().unwrap();
+    let store2 = ImageStore::open(other.path(), Vec::new()).unwrap();
+    assert_eq!(pull(&store2, &by_digest).unwrap().id, image.id);
+    // And a name the registry does not have.
+    let missing = pull(&store2, &format!("{}/test/nothing:1", registry.addr)).unwrap_err();
+    assert!(matches!(missing, ImageError::Pull { .. }), "{missing}");
+}
+
+#[test]
+fn a_corrupted_layer_is_refused_and_nothing_of_it_is_kept() {
+    let registry = Registry::start();
+    let (_, layer) = registry.push("test/busybox:1", busybox_image());
+    // The registry's copy of the layer is damaged (same length, one byte).
+    let path = registry.blob_path(&layer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path(), Vec::new()).unwrap();
+    let refused = pull(&store, &format!("{}/test/busybox:1", registry.addr)).unwrap_err();
+    assert!(matches!(refused, ImageError::Digest { .. }), "{refused}");
+    assert!(store.list().is_empty());
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("layers")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    let tmp: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}
