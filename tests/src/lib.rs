@@ -188,6 +188,8 @@ impl Daemon {
             .arg(self.exec_root())
             .arg("--docker-api")
             .arg(format!("unix://{}", self.docker_socket().display()))
+            .arg("--registry-mirror")
+            .arg(registry::mirror())
             .args(&self.extra_args)
             .env("SWARMKEEP_LOG", &self.log_level)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -264,6 +266,15 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // A failing test shows what its daemons said last.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("--- daemon {} (last lines) ---", self.dir.path().display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
         self.kill9();
         // What a killed agent leaves: its tasks' processes and mounts.
         if let Ok(entries) = std::fs::read_dir(self.exec_root().join("tasks")) {

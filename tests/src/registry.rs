@@ -10,20 +10,22 @@ use std::time::{Duration, Instant};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 
-/// A running registry; stopped when dropped.
+/// A registry: one this process runs (stopped when dropped), or one
+/// already running at an address.
 pub struct Registry {
     pub addr: String,
-    dir: tempfile::TempDir,
-    child: Child,
+    dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        let Some(child) = &mut self.child else { return };
         // The watchdog shell and the registry are one process group.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
+        if let Ok(pid) = i32::try_from(child.id()) {
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
-        let _ = self.child.wait();
+        let _ = child.wait();
     }
 }
 
@@ -38,6 +40,15 @@ fn registry_binary() -> PathBuf {
 }
 
 impl Registry {
+    /// A registry already running at `addr` (HOST:PORT).
+    pub fn at(addr: &str) -> Self {
+        Self {
+            addr: addr.to_string(),
+            dir: None,
+            child: None,
+        }
+    }
+
     pub fn start() -> Self {
         let dir = tempfile::Builder::new().prefix("swarmkeep-registry").tempdir().unwrap();
         let addr = crate::free_addr("127.0.0.1");
@@ -67,7 +78,11 @@ impl Registry {
             .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
             .spawn()
             .expect("starting docker-registry");
-        let registry = Self { addr, dir, child };
+        let registry = Self {
+            addr,
+            dir: Some(dir),
+            child: Some(child),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !registry.answers() {
             assert!(Instant::now() < deadline, "the registry did not start");
@@ -92,6 +107,8 @@ impl Registry {
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self.dir
+            .as_ref()
+            .expect("a registry this process runs")
             .path()
             .join("data/docker/registry/v2/blobs/sha256")
             .join(&hex[..2])
@@ -112,21 +129,26 @@ impl Registry {
         let layer = ImageLayer::oci_v1_gzip(image.layer_gz.clone(), None);
         let layer_digest = layer.sha256_digest();
         let config = Config::oci_v1(image.config.clone(), None);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            client
-                .push(&reference, &[layer], config, &RegistryAuth::Anonymous, None)
-                .await
-                .expect("pushing the test image");
-            let digest = client
-                .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
-                .await
-                .expect("the pushed image's digest");
-            (digest, layer_digest)
+        // On a thread of its own: a caller may be inside a runtime already.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                client
+                    .push(&reference, &[layer], config, &RegistryAuth::Anonymous, None)
+                    .await
+                    .expect("pushing the test image");
+                let digest = client
+                    .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+                    .await
+                    .expect("the pushed image's digest");
+                (digest, layer_digest)
+            })
         })
+        .join()
+        .expect("pushing the test image")
     }
 }
 
@@ -211,14 +233,18 @@ pub fn busybox_image() -> &'static TestImage {
     })
 }
 
-/// One registry per test process, holding `busybox:latest`; the reference
-/// to give services.
-pub fn busybox() -> String {
+/// One registry per test process, serving as every test daemon's Docker Hub
+/// mirror (`--registry-mirror`): it holds `busybox:latest`, `bb:latest` and `bb:v2`
+/// (the name Docker's recorded outputs show), so services name images as
+/// operators do. Returns the mirror's URL.
+pub fn mirror() -> String {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     let registry = REGISTRY.get_or_init(|| {
         let r = Registry::start();
-        r.push("busybox:latest", busybox_image());
+        for name in ["library/busybox:latest", "library/bb:latest", "library/bb:v2"] {
+            r.push(name, busybox_image());
+        }
         r
     });
-    format!("{}/busybox:latest", registry.addr)
+    format!("http://{}", registry.addr)
 }

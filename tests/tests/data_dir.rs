@@ -62,6 +62,11 @@ fn key_and_state_files_are_private_whatever_the_umask() {
         );
     }
     for (path, mode, is_dir) in &entries {
+        // Image layers keep the modes their images give (a task's files);
+        // the directory holding them is private.
+        if path.contains("/images/layers/") {
+            continue;
+        }
         let want = if *is_dir { 0o700 } else { 0o600 };
         assert_eq!(*mode, want, "{path} is {mode:o}");
         assert!(!path.ends_with(".tmp"), "a temporary file was left: {path}");

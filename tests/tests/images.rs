@@ -17,7 +17,7 @@ fn images_are_pulled_by_tag_and_by_digest_into_unpacked_layers() {
     let registry = Registry::start();
     let (digest, _) = registry.push("test/busybox:1", busybox_image());
     let dir = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(dir.path(), Vec::new()).unwrap();
+    let store = ImageStore::open(dir.path(), Vec::new(), &[]).unwrap();
 
     let by_tag = format!("{}/test/busybox:1", registry.addr);
     let image = pull(&store, &by_tag).unwrap();
@@ -36,7 +36,7 @@ fn images_are_pulled_by_tag_and_by_digest_into_unpacked_layers() {
     assert_eq!(store.get(&by_digest).unwrap().id, image.id);
     // A second store pulls by digest from the registry.
     let other = tempfile::tempdir().unwrap();
-    let store2 = ImageStore::open(other.path(), Vec::new()).unwrap();
+    let store2 = ImageStore::open(other.path(), Vec::new(), &[]).unwrap();
     assert_eq!(pull(&store2, &by_digest).unwrap().id, image.id);
     // And a name the registry does not have.
     let missing = pull(&store2, &format!("{}/test/nothing:1", registry.addr)).unwrap_err();
@@ -55,7 +55,7 @@ fn a_corrupted_layer_is_refused_and_nothing_of_it_is_kept() {
     std::fs::write(&path, bytes).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(dir.path(), Vec::new()).unwrap();
+    let store = ImageStore::open(dir.path(), Vec::new(), &[]).unwrap();
     let refused = pull(&store, &format!("{}/test/busybox:1", registry.addr)).unwrap_err();
     assert!(matches!(refused, ImageError::Digest { .. }), "{refused}");
     assert!(store.list().is_empty());

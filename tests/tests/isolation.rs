@@ -47,15 +47,26 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
          mknod $O/disk b 253 0 > $O/mknod 2>&1; echo rc=$? >> $O/mknod; \
          umount /run/secrets > $O/umount 2>&1; echo rc=$? >> $O/umount; \
          mkdir -p /tmp/esc-$$ && chroot /tmp/esc-$$ sh -c 'cd ../../../../../..; cat .{exec}/tasks/*/mnt/secrets/sb' > $O/chroot 2>&1; \
-         (echo x > /usr/local/sk-written-$$) 2> $O/write; echo rc=$? >> $O/write; \
+         (echo x > /bin/sk-written-$$) 2> $O/write; echo rc=$? >> $O/write; \
          grep -c '{exec}' /proc/self/mountinfo > $O/copies; \
          touch $O/done; exec sleep 1000",
-        o = out.display(),
+        o = "/out",
         exec = d.exec_root().display(),
         data = d.data_dir().display(),
     );
     d.cli(&[
-        "service", "create", "--name", "a", "--secret", "sa", "busybox", "sh", "-c", &script,
+        "service",
+        "create",
+        "--name",
+        "a",
+        "--mount",
+        &format!("type=bind,source={},target=/out", out.display()),
+        "--secret",
+        "sa",
+        "busybox",
+        "sh",
+        "-c",
+        &script,
     ])
     .ok();
     assert!(
@@ -68,30 +79,30 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
         let text = std::fs::read(out.join(f)).unwrap();
         assert!(!leaks(&text, &b), "task a read b's secret via {f}");
     }
+    // The task's root is its image: the host's exec root and data dir are
+    // not there at all.
     let ls = std::fs::read_to_string(out.join("ls")).unwrap();
-    assert_eq!(
-        ls,
-        format!("{}:\n\n{}:\n", d.data_dir().display(), d.exec_root().display()),
-        "the exec root and data dir are hidden"
-    );
+    for dir in [d.data_dir(), d.exec_root()] {
+        assert!(
+            ls.contains(&format!("{}: No such file or directory", dir.display())),
+            "{ls}"
+        );
+    }
     assert!(std::fs::read_to_string(out.join("mknod")).unwrap().ends_with("rc=1\n"));
     assert!(!std::fs::read_to_string(out.join("umount")).unwrap().ends_with("rc=0\n"));
     assert!(!out.join("disk").exists());
-    // No copy of another task's mount is left in this task's namespace (only
-    // the empty tmpfs that hides the exec root).
+    // No copy of another task's mount is in this task's namespace: the exec
+    // root appears once, in its own root's overlay options (its upper dir).
     assert_eq!(std::fs::read_to_string(out.join("copies")).unwrap(), "1\n");
-    // The host's tree is read-only to a task (but for /tmp and /var/tmp).
-    assert!(
-        std::fs::read_to_string(out.join("write"))
-            .unwrap()
-            .contains("Read-only file system")
-    );
-    assert!(
-        std::fs::read_dir("/usr/local")
-            .unwrap()
-            .flatten()
-            .all(|e| !e.file_name().to_string_lossy().starts_with("sk-written-"))
-    );
+    // A write to the task's root lands in its own upper directory: not on the
+    // host, not in the image's shared layers.
+    assert!(std::fs::read_to_string(out.join("write")).unwrap().ends_with("rc=0\n"));
+    for dir in [Path::new("/bin").to_path_buf(), d.data_dir().join("images/layers")] {
+        let planted = swarmkeep_tests::files_under(&dir)
+            .iter()
+            .any(|f| f.to_string_lossy().contains("sk-written-"));
+        assert!(!planted, "written under {}", dir.display());
+    }
 }
 
 /// The secret IDs of every "assignments received" log line of a node.
@@ -349,4 +360,60 @@ fn a_running_task_leaks_its_secret_nowhere_tmpfs() {
 #[test]
 fn a_running_task_leaks_its_secret_nowhere_fuse() {
     leak_scan("fuse");
+}
+
+/// A task's root is its image: a host file is not there, a secret target
+/// under /tmp lands in the task's own root (the host's same path untouched),
+/// and the shim's spec is not in any command line a task can read.
+#[test]
+fn a_task_sees_its_image_not_the_hosts_tree() {
+    let d = Daemon::start();
+    d.init();
+    let value = marker("image-root");
+    d.cli_stdin(&["secret", "create", "t", "-"], Some(&value)).ok();
+    let tag = std::process::id();
+    let host_file = format!("/tmp/sk-host-{tag}");
+    let target = format!("/tmp/sk-target-{tag}");
+    std::fs::write(&host_file, b"host").unwrap();
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = format!(
+        "ls {host_file} > /out/host 2>&1; cat /etc/os-release > /out/osrel 2>&1; \
+         cat {target} > /out/target; tr '\\0' ' ' < /proc/1/cmdline > /out/cmdline; \
+         tr '\\0' ' ' < /proc/self/cmdline > /out/self; touch /out/done; exec sleep 1000"
+    );
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "img",
+        "--mount",
+        &format!("type=bind,source={},target=/out", out.display()),
+        "--secret",
+        &format!("source=t,target={target}"),
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .ok();
+    assert!(
+        eventually(Duration::from_secs(20), || out.join("done").exists()),
+        "{}",
+        d.log()
+    );
+    let _ = std::fs::remove_file(&host_file);
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert!(read("host").contains("No such file or directory"), "{}", read("host"));
+    assert!(read("osrel").contains("No such file or directory"), "{}", read("osrel"));
+    assert_eq!(std::fs::read(out.join("target")).unwrap(), value);
+    assert!(
+        !std::path::Path::new(&target).exists(),
+        "the target was made on the host"
+    );
+    assert_eq!(
+        read("cmdline").trim(),
+        format!("{} task-shim", swarmkeep_tests::daemon_binary().display())
+    );
+    assert!(!read("self").contains('{'), "{}", read("self"));
 }

@@ -6,6 +6,11 @@ use std::time::{Duration, Instant};
 
 use swarmkeep_tests::{Daemon, eventually, leaks};
 
+/// `--mount` of the test's output directory at `/out` in the task.
+fn out_mount(out: &Path) -> String {
+    format!("type=bind,source={},target=/out", out.display())
+}
+
 /// A value no test output could contain by chance, with bytes a text path
 /// would mangle.
 fn marker(tag: &str) -> Vec<u8> {
@@ -55,7 +60,8 @@ fn reads_secrets(backend: &str) {
     let tag = format!("{}-{backend}", std::process::id());
     let abs = format!("/etc/swarmkeep-test-{tag}/key.pem");
     let cfg_abs = format!("/opt/swarmkeep-test-{tag}/conf");
-    let o = out.display();
+    let o = "/out";
+    let mount = out_mount(&out);
     let script = format!(
         "cat /run/secrets/db > {o}/default; cat /run/secrets/sub/custom > {o}/custom; cat {abs} > {o}/abs; \
          cat /app.conf > {o}/cfg; cat {cfg_abs} > {o}/cfg_abs; \
@@ -68,6 +74,8 @@ fn reads_secrets(backend: &str) {
             "create",
             "--name",
             "reader",
+            "--mount",
+            &mount,
             "--secret",
             "db",
             "--secret",
@@ -133,12 +141,20 @@ fn fuse_reads_are_logged_with_pid_and_uid() {
     d.init();
     d.cli_stdin(&["secret", "create", "s", "-"], Some(b"v")).ok();
     let out = out_dir(&d);
-    let script = format!(
-        "cat /run/secrets/s > /dev/null; touch {}/done; exec sleep 1000",
-        out.display()
-    );
+    let script = "cat /run/secrets/s > /dev/null; touch /out/done; exec sleep 1000";
     d.cli(&[
-        "service", "create", "--name", "audit", "--secret", "s", "busybox", "sh", "-c", &script,
+        "service",
+        "create",
+        "--name",
+        "audit",
+        "--mount",
+        &out_mount(&out),
+        "--secret",
+        "s",
+        "busybox",
+        "sh",
+        "-c",
+        script,
     ])
     .ok();
     assert!(wait_file(&out.join("done")));
@@ -221,13 +237,15 @@ fn agent_kill9_and_restart_leaves_no_stale_mount_and_tasks_come_back() {
     let out = out_dir(&d);
     let script = format!(
         "echo started >> {o}/starts; cat /run/secrets/db > {o}/value; exec sleep 1000",
-        o = out.display()
+        o = "/out"
     );
     d.cli(&[
         "service",
         "create",
         "--name",
         "r",
+        "--mount",
+        &out_mount(&out),
         "--restart-delay",
         "1s",
         "--secret",

@@ -22,9 +22,8 @@ pub struct Agent {
 
 impl Agent {
     /// Cleans up what a crashed predecessor left, then starts the session loop.
-    pub fn start(upstream: Arc<dyn Upstream>, mut config: AgentConfig) -> Self {
-        // Canonical paths: the shim hides them inside the task's root, where a
-        // symlinked path would land elsewhere.
+    pub fn start(upstream: Arc<dyn Upstream>, mut config: AgentConfig) -> Result<Self, String> {
+        // Canonical paths (overlay and mount options take them literally).
         let _ = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -39,17 +38,20 @@ impl Agent {
             Backend::Tmpfs => Arc::new(TmpfsBackend::new(&config.exec_root)),
             Backend::Fuse => Arc::new(FuseBackend::new(&config.exec_root)),
         };
-        let executor = ProcessExecutor::new(
-            &config.exec_root,
-            config.shim_exe.clone(),
-            vec![config.exec_root.clone(), config.data_dir.clone()],
-        );
+        let executor = ProcessExecutor::new(&config.exec_root, config.shim_exe.clone());
+        let images = swarmkeep_image::ImageStore::open(
+            &config.data_dir.join("images"),
+            config.insecure_registries.clone(),
+            &config.registry_mirrors,
+        )
+        .map_err(|e| e.to_string())?;
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         let state = Arc::new(AgentState {
             upstream,
             config,
             mounts,
             executor,
+            images: Arc::new(images),
             assignments: Mutex::default(),
             running: Mutex::default(),
             stopping: Default::default(),
@@ -61,7 +63,7 @@ impl Agent {
         tracing::info!(backend = state.mounts.name(), exec_root = %state.config.exec_root.display(), "agent started");
         tokio::spawn(crate::session::session_loop(state.clone()));
         tokio::spawn(crate::reporter::status_loop(state.clone(), status_rx));
-        Self { state }
+        Ok(Self { state })
     }
 
     /// Stops every task and removes its mount (daemon shutdown).

@@ -13,8 +13,13 @@ pub struct AgentConfig {
     /// Where task mounts and roots are made (`--exec-root`).
     pub exec_root: PathBuf,
     pub backend: Backend,
-    /// The daemon's data dir, hidden from tasks.
+    /// The daemon's data dir (images live in `images/` under it).
     pub data_dir: PathBuf,
+    /// Registries spoken to over plain HTTP besides loopback ones
+    /// (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
+    /// Docker Hub mirrors tried first (`--registry-mirror`, http:// or https:// URLs).
+    pub registry_mirrors: Vec<String>,
     /// The daemon binary, which also serves as the task shim.
     pub shim_exe: PathBuf,
 }

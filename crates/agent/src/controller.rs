@@ -161,8 +161,14 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
         env: spec.env.clone(),
         workdir: spec.workdir.clone(),
         user: spec.user.clone(),
+        layers: Vec::new(),
         secrets_dir: None,
         files: Vec::new(),
+        binds: spec
+            .mounts
+            .iter()
+            .map(|m| (PathBuf::from(&m.source), PathBuf::from(&m.target), m.read_only))
+            .collect(),
     };
     let refs = spec
         .secrets
@@ -218,6 +224,21 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
         }
     };
     run.task_id = id.clone();
+    // The image: here already, or pulled now (still "preparing", as Swarm).
+    let image = match agent
+        .images
+        .ensure(&spec.image, &swarmkeep_image::RegistryAuth::Anonymous)
+        .await
+    {
+        Ok(image) => image,
+        Err(e) => {
+            report(TaskState::Rejected, "preparing", e.to_string(), None, None);
+            lock(&agent.running).remove(&id);
+            return;
+        }
+    };
+    crate::image_config::apply(&mut run, &spec, &image.config);
+    run.layers = agent.images.layer_dirs(&image);
     let has_secrets_dir = files.iter().any(|f| f.rel.starts_with("secrets/"));
     let mounts = agent.mounts.clone();
     let tid = id.clone();

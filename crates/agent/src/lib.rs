@@ -5,7 +5,8 @@
 //! `agent.rs` (start, shutdown; `state.rs` is what its loops share) →
 //! `session.rs` (the dispatcher
 //! session) → `assignments.rs` (what this node holds) → `controller.rs`
-//! (start/stop tasks, each task's life) → `mounts/` and `executor/`;
+//! (start/stop tasks, each task's life: its image from `swarmkeep_image`,
+//! `image_config.rs` for what it runs) → `mounts/` and `executor/`;
 //! `reporter.rs` sends task status back; `logs/` keeps and publishes output.
 //!
 //! Architecture invariants: a secret's plaintext exists on a node only in
@@ -19,6 +20,7 @@ mod assignments;
 mod config;
 mod controller;
 pub mod executor;
+mod image_config;
 pub mod logs;
 pub mod mounts;
 mod privileges;

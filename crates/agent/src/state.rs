@@ -28,6 +28,8 @@ pub(crate) struct AgentState {
     pub config: AgentConfig,
     pub mounts: Arc<dyn SecretMount>,
     pub executor: ProcessExecutor,
+    /// The images this node's tasks run, pulled on first use.
+    pub images: Arc<swarmkeep_image::ImageStore>,
     /// What the dispatcher gave this node, in memory only.
     pub assignments: Mutex<Assignments>,
     pub running: Mutex<HashMap<String, LocalTask>>,

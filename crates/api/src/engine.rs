@@ -289,6 +289,20 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
     if !t.user.is_empty() {
         m.insert("User".into(), t.user.clone().into());
     }
+    if !t.mounts.is_empty() {
+        let mounts: Vec<serde_json::Value> = t
+            .mounts
+            .iter()
+            .map(|x| {
+                let mut o = serde_json::json!({"Type": x.r#type, "Source": x.source, "Target": x.target});
+                if x.read_only {
+                    o["ReadOnly"] = true.into();
+                }
+                o
+            })
+            .collect();
+        m.insert("Mounts".into(), mounts.into());
+    }
     m.insert("Init".into(), false.into());
     m.insert("StopGracePeriod".into(), t.stop_grace_period_ns.into());
     m.insert("DNSConfig".into(), serde_json::json!({}));

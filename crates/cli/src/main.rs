@@ -112,6 +112,9 @@ struct CreateArgs {
     /// Set environment variables
     #[arg(short, long)]
     env: Vec<String>,
+    /// Attach a filesystem mount to the service (type=bind,source=/host/path,target=/path[,readonly])
+    #[arg(long)]
+    mount: Vec<String>,
     /// Service labels
     #[arg(short, long)]
     label: Vec<String>,
@@ -497,6 +500,7 @@ async fn run(cli: Cli) -> Output {
                     secret,
                     config,
                     env,
+                    mount,
                     label,
                     user,
                     workdir,
@@ -516,6 +520,7 @@ async fn run(cli: Cli) -> Output {
                     secrets: &secret,
                     configs: &config,
                     env: &env,
+                    mounts: &mount,
                     labels: &label,
                     user: user.as_deref(),
                     workdir: workdir.as_deref(),

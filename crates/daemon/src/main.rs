@@ -86,6 +86,14 @@ struct Args {
     /// it stay assigned).
     #[arg(long)]
     no_agent: bool,
+    /// A registry to pull from over plain HTTP (HOST:PORT; repeatable), as
+    /// dockerd's flag. Loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    insecure_registry: Vec<String>,
+    /// A Docker Hub mirror tried before Docker Hub (an http:// or https://
+    /// URL; repeatable), as dockerd's flag.
+    #[arg(long = "registry-mirror")]
+    registry_mirror: Vec<String>,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "SWARMKEEP_LOG", default_value = "info,openraft=warn")]
     log_level: String,
@@ -114,8 +122,7 @@ fn main() -> anyhow::Result<()> {
     // namespace and execs the task (see swarmkeep_agent::executor::shim).
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("task-shim") {
-        let spec = argv.get(2).map(String::as_str).unwrap_or("");
-        std::process::exit(swarmkeep_agent::executor::shim::main(spec));
+        std::process::exit(swarmkeep_agent::executor::shim::main());
     }
     no_core_dumps()?;
     tokio::runtime::Runtime::new()?.block_on(run(Args::parse()))
@@ -179,8 +186,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             backend,
             data_dir: args.data_dir.clone(),
             shim_exe: std::env::current_exe().context("locating the swarmkeepd binary")?,
+            insecure_registries: args.insecure_registry.clone(),
+            registry_mirrors: args.registry_mirror.clone(),
         };
-        Some(Agent::start(manager.clone(), config))
+        Some(Agent::start(manager.clone(), config).map_err(anyhow::Error::msg)?)
     };
 
     // One shutdown signal for every listener.

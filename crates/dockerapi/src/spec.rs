@@ -41,6 +41,21 @@ struct TaskTemplate {
     runtime: String,
 }
 
+/// Docker's `Mount`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct MountSpec {
+    #[serde(rename = "Type")]
+    r#type: String,
+    source: String,
+    target: String,
+    read_only: bool,
+    consistency: String,
+    bind_options: Option<Value>,
+    volume_options: Option<Value>,
+    tmpfs_options: Option<Value>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct ContainerSpec {
@@ -54,13 +69,13 @@ struct ContainerSpec {
     user: String,
     groups: Option<Value>,
     privileges: Option<Value>,
-    // `Init` and `ReadOnly` are accepted either way (serde skips them): the
-    // task shim is always the task's reaping PID 1, and the task's root is
-    // always the host's, read-only but for /tmp.
+    // `Init` is accepted either way (serde skips it): the task shim is
+    // always the task's reaping PID 1.
+    read_only: bool,
     #[serde(rename = "TTY")]
     tty: bool,
     open_stdin: bool,
-    mounts: Option<Value>,
+    mounts: Option<Vec<MountSpec>>,
     stop_signal: String,
     stop_grace_period: Option<i64>,
     healthcheck: Option<Value>,
@@ -204,7 +219,7 @@ impl ServiceSpec {
     pub fn into_control(self) -> ApiResult<control::ServiceSpec> {
         let t = self.task_template;
         let c = t.container_spec.unwrap_or_default();
-        let refused: [(&str, bool); 23] = [
+        let refused: [(&str, bool); 25] = [
             ("Networks", self.networks.as_ref().is_some_and(is_set)),
             (
                 "EndpointSpec.Ports (published ports)",
@@ -241,8 +256,21 @@ impl ServiceSpec {
             ("ContainerSpec.Groups", c.groups.as_ref().is_some_and(is_set)),
             ("ContainerSpec.Privileges", c.privileges.as_ref().is_some_and(is_set)),
             ("ContainerSpec.TTY", c.tty || c.open_stdin),
-            ("ContainerSpec.Mounts", c.mounts.as_ref().is_some_and(is_set)),
+            (
+                "ContainerSpec.Mounts of a type other than bind",
+                c.mounts.iter().flatten().any(|m| m.r#type != "bind"),
+            ),
+            (
+                "ContainerSpec.Mounts options (BindOptions, VolumeOptions, TmpfsOptions, Consistency)",
+                c.mounts.iter().flatten().any(|m| {
+                    [&m.bind_options, &m.volume_options, &m.tmpfs_options]
+                        .iter()
+                        .any(|v| v.as_ref().is_some_and(is_set))
+                        || !m.consistency.is_empty() && m.consistency != "default"
+                }),
+            ),
             ("ContainerSpec.StopSignal", !c.stop_signal.is_empty()),
+            ("ContainerSpec.ReadOnly", c.read_only),
             ("ContainerSpec.Healthcheck", c.healthcheck.as_ref().is_some_and(is_set)),
             (
                 "ContainerSpec.Hosts and DNSConfig",
@@ -313,6 +341,17 @@ impl ServiceSpec {
                     .transpose()?
                     .unwrap_or(0),
                 force_update: t.force_update,
+                mounts: c
+                    .mounts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| control::Mount {
+                        r#type: m.r#type,
+                        source: m.source,
+                        target: m.target,
+                        read_only: m.read_only,
+                    })
+                    .collect(),
             }),
             mode: mode.into(),
             replicas,
@@ -368,7 +407,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message.contains("Placement"), "{}", err.message);
-        let err = parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Mounts":[{"Type":"bind"}]}}}"#)
+        let err = parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Mounts":[{"Type":"volume","Target":"/x"}]}}}"#)
             .unwrap_err();
         assert!(err.message.contains("Mounts"), "{}", err.message);
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
+pub use oci_client::secrets::RegistryAuth;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -90,6 +90,9 @@ struct Index {
 pub struct ImageStore {
     root: PathBuf,
     insecure: Vec<String>,
+    /// Docker Hub mirrors (`--registry-mirror`), tried before Docker Hub:
+    /// (host[:port], plain HTTP).
+    mirrors: Vec<(String, bool)>,
     index: Mutex<Index>,
     /// One pull at a time: two tasks of one image pull it once.
     pulling: tokio::sync::Mutex<()>,
@@ -98,13 +101,28 @@ pub struct ImageStore {
 impl ImageStore {
     /// Opens (or makes) the store under `root`; `insecure` registries are
     /// spoken to over plain HTTP (loopback ones always are).
-    pub fn open(root: &Path, insecure: Vec<String>) -> Result<Self, ImageError> {
-        for dir in [root.to_path_buf(), root.join("layers"), root.join("tmp")] {
-            std::fs::create_dir_all(&dir).map_err(|e| ImageError::io("creating the image store", e))?;
-        }
+    pub fn open(root: &Path, insecure: Vec<String>, mirrors: &[String]) -> Result<Self, ImageError> {
+        let mirrors = mirrors
+            .iter()
+            .map(|m| {
+                let (plain, rest) = match (m.strip_prefix("http://"), m.strip_prefix("https://")) {
+                    (Some(rest), _) => (true, rest),
+                    (_, Some(rest)) => (false, rest),
+                    _ => {
+                        return Err(ImageError::InvalidReference(format!(
+                            "invalid mirror: {m}: it must be an http:// or https:// URL"
+                        )));
+                    }
+                };
+                Ok((rest.trim_end_matches('/').to_string(), plain))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         // Downloads and unpacks a previous run left unfinished.
         let _ = std::fs::remove_dir_all(root.join("tmp"));
-        std::fs::create_dir_all(root.join("tmp")).map_err(|e| ImageError::io("creating the image store", e))?;
+        // 0700 whatever the umask: only the daemon walks its layers.
+        for dir in [root.to_path_buf(), root.join("layers"), root.join("tmp")] {
+            swarmkeep_disk::private_dir(&dir).map_err(|e| ImageError::io("creating the image store", e))?;
+        }
         let index = match std::fs::read(root.join("index.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| ImageError::io("reading the image index", std::io::Error::other(e)))?,
@@ -114,6 +132,7 @@ impl ImageStore {
         Ok(Self {
             root: root.to_path_buf(),
             insecure,
+            mirrors,
             index: Mutex::new(index),
             pulling: tokio::sync::Mutex::new(()),
         })
@@ -174,11 +193,47 @@ impl ImageStore {
     }
 
     /// Pulls `reference` (manifest, config, the layers not here yet) and
-    /// records it.
+    /// records it. A Docker Hub image is tried at the mirrors first.
     pub async fn pull(&self, reference: &str, auth: &RegistryAuth) -> Result<Image, ImageError> {
         let r = reference::parse(reference)?;
         let _one = self.pulling.lock().await;
-        let protocol = if reference::plain_http(r.resolve_registry(), &self.insecure) {
+        if r.registry() == "docker.io" {
+            for (mirror, plain) in &self.mirrors {
+                let at_mirror = match r.digest() {
+                    Some(d) => oci_client::Reference::with_digest(mirror.clone(), r.repository().into(), d.into()),
+                    None => oci_client::Reference::with_tag(
+                        mirror.clone(),
+                        r.repository().into(),
+                        r.tag().unwrap_or("latest").into(),
+                    ),
+                };
+                match self.fetch(&at_mirror, *plain, auth).await {
+                    Ok(image) => return self.record(&r, image),
+                    Err(e) => tracing::warn!(%mirror, error = %e, "pull from the mirror failed"),
+                }
+            }
+        }
+        let plain = reference::plain_http(r.resolve_registry(), &self.insecure);
+        let image = self.fetch(&r, plain, auth).await?;
+        self.record(&r, image)
+    }
+
+    /// Records `image` under `r` (and `r`'s repository at its digest).
+    fn record(&self, r: &oci_client::Reference, image: Image) -> Result<Image, ImageError> {
+        let mut index = self.index();
+        index.images.insert(image.id.clone(), image.clone());
+        index.refs.insert(r.whole(), image.id.clone());
+        let by_digest = format!("{}/{}@{}", r.registry(), r.repository(), image.manifest_digest);
+        index.refs.insert(by_digest, image.id.clone());
+        self.save(&index)?;
+        tracing::info!(image = %reference::familiar(r), id = %image.id, "image pulled");
+        Ok(image)
+    }
+
+    /// Downloads `r` from its registry (over plain HTTP if `plain`).
+    async fn fetch(&self, r: &oci_client::Reference, plain: bool, auth: &RegistryAuth) -> Result<Image, ImageError> {
+        let r = r.clone();
+        let protocol = if plain {
             ClientProtocol::HttpsExcept(vec![r.resolve_registry().to_string()])
         } else {
             ClientProtocol::Https
@@ -277,13 +332,6 @@ impl ImageStore {
             },
             size,
         };
-        let mut index = self.index();
-        index.images.insert(image.id.clone(), image.clone());
-        index.refs.insert(r.whole(), image.id.clone());
-        let by_digest = format!("{}/{}@{}", r.resolve_registry(), r.repository(), manifest_digest);
-        index.refs.insert(by_digest, image.id.clone());
-        self.save(&index)?;
-        tracing::info!(image = %reference::familiar(&r), id = %image.id, "image pulled");
         Ok(image)
     }
 }

@@ -46,7 +46,16 @@ pub fn unpack_layer(blob: &Path, media_type: &str, dst: &Path) -> Result<String,
         inner: tar,
         hash: Sha256::new(),
     };
-    std::fs::create_dir(dst).map_err(|e| ImageError::io("creating a layer directory", e))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // A task's `/` is 0755 unless the layer says otherwise.
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(dst)
+            .map_err(|e| ImageError::io("creating a layer directory", e))?;
+        std::fs::set_permissions(dst, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| ImageError::io("creating a layer directory", e))?;
+    }
     {
         let mut archive = tar::Archive::new(&mut hashing);
         archive.set_preserve_permissions(true);

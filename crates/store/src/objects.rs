@@ -270,6 +270,17 @@ pub struct TaskSpec {
     /// Docker's `ForceUpdate` counter: changing it replaces the tasks.
     #[serde(default)]
     pub force_update: u64,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+/// A bind mount of a node's host path into the task (Docker's `Mount` of
+/// type `bind`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

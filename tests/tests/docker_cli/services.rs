@@ -180,7 +180,8 @@ fn a_service_created_by_docker_reads_its_secrets() {
         .ok();
     let out = d.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let o = out.display();
+    let o = "/out";
+    let mount = format!("type=bind,source={},target=/out", out.display());
     let script = format!(
         "cat /run/secrets/db > {o}/default; cat /run/sx > {o}/abs; cat /cfg > {o}/cfg; \
          stat -c '%u %g %a' /run/secrets/db /run/sx /cfg > {o}/stat; touch {o}/done; exec sleep 1000"
@@ -190,6 +191,8 @@ fn a_service_created_by_docker_reads_its_secrets() {
         "create",
         "--name",
         "reader",
+        "--mount",
+        &mount,
         "--secret",
         "db",
         "--secret",

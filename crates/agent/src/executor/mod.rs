@@ -1,6 +1,5 @@
-//! Executors run a task's command with its secret mount in place. One today:
-//! the process executor (a host process in its own mount namespace); the
-//! docker executor comes later behind the same shape.
+//! Executors run a task's command on its image's root with its secret mount
+//! in place: the process executor (the task shim's namespaces and overlay).
 
 pub mod process;
 pub mod shim;
@@ -17,8 +16,12 @@ pub struct TaskRun {
     pub env: Vec<String>,
     pub workdir: String,
     pub user: String,
+    /// The image's layer directories, bottom first.
+    pub layers: Vec<PathBuf>,
     /// `<mount>/secrets`, shown as the task's `/run/secrets`.
     pub secrets_dir: Option<PathBuf>,
     /// (file in the mount, absolute path in the task).
     pub files: Vec<(PathBuf, PathBuf)>,
+    /// The service's bind mounts: (host path, path in the task, read-only).
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
 }

@@ -1,5 +1,5 @@
-//! The process executor: the task's command as a host process, started
-//! through the task shim in its own mount namespace, in its own session (so
+//! The process executor: the task's command started through the task shim in
+//! its own namespaces, on a root made of its image, in its own session (so
 //! stopping it stops its whole process group).
 
 use std::io::Read;
@@ -12,15 +12,13 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::TaskRun;
-use super::shim::{ERROR_FD, ShimSpec};
+use super::shim::{ERROR_FD, SPEC_FD, ShimSpec};
 use crate::mounts::task_dir;
 
 pub struct ProcessExecutor {
     exec_root: PathBuf,
     /// The daemon binary, which runs the shim as `task-shim`.
     shim_exe: PathBuf,
-    /// Host paths tasks must not see: the exec root and the data dir.
-    hide: Vec<PathBuf>,
 }
 
 /// A started task.
@@ -53,11 +51,10 @@ impl RunningTask {
 }
 
 impl ProcessExecutor {
-    pub fn new(exec_root: &Path, shim_exe: PathBuf, hide: Vec<PathBuf>) -> Self {
+    pub fn new(exec_root: &Path, shim_exe: PathBuf) -> Self {
         Self {
             exec_root: exec_root.to_path_buf(),
             shim_exe,
-            hide,
         }
     }
 
@@ -65,12 +62,18 @@ impl ProcessExecutor {
     /// as far as exec'ing the command.
     pub async fn start(&self, run: &TaskRun) -> Result<RunningTask, String> {
         let dir = task_dir(&self.exec_root, &run.task_id);
-        let root = dir.join("root");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&root)
-            .map_err(|e| format!("creating {}: {e}", root.display()))?;
+        let (root, upper, work) = (dir.join("root"), dir.join("upper"), dir.join("work"));
+        for d in [&root, &upper, &work] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)
+                .map_err(|e| format!("creating {}: {e}", d.display()))?;
+        }
+        // The upper dir's own mode is the task's `/`: 0755, as Docker's
+        // (the task directory around it stays 0700).
+        std::fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| format!("creating {}: {e}", upper.display()))?;
         let mut env = run.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -80,9 +83,12 @@ impl ProcessExecutor {
         }
         let spec = ShimSpec {
             root,
+            layers: run.layers.clone(),
+            upper,
+            work,
             secrets_dir: run.secrets_dir.clone(),
             files: run.files.clone(),
-            hide: self.hide.clone(),
+            binds: run.binds.clone(),
             argv: run.argv.clone(),
             env,
             workdir: run.workdir.clone(),
@@ -92,9 +98,13 @@ impl ProcessExecutor {
         let (read_end, write_end): (OwnedFd, OwnedFd) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
         let write_raw = write_end.as_raw_fd();
+        // The spec goes over a pipe: argv and the environment are readable
+        // by other users (and by the task, as its /proc/1/cmdline).
+        let (spec_read, spec_write): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
+        let spec_raw = spec_read.as_raw_fd();
         let mut cmd = tokio::process::Command::new(&self.shim_exe);
         cmd.arg("task-shim")
-            .arg(spec)
             .env_clear()
             .stdin(Stdio::null())
             // The task's output goes to the agent, which keeps it in memory
@@ -104,12 +114,14 @@ impl ProcessExecutor {
         // SAFETY: between fork and exec only dup2/fcntl, which are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                if write_raw == ERROR_FD {
-                    // dup2 onto itself keeps close-on-exec: clear it instead.
-                    if libc::fcntl(ERROR_FD, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(write_raw, ERROR_FD) < 0 {
+                // Both onto their fixed numbers; the spec's first, so that
+                // placing the error pipe cannot clobber it (nor the other way).
+                let spec_tmp = libc::fcntl(spec_raw, libc::F_DUPFD_CLOEXEC, 10);
+                let error_tmp = libc::fcntl(write_raw, libc::F_DUPFD_CLOEXEC, 10);
+                if spec_tmp < 0 || error_tmp < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::dup2(error_tmp, ERROR_FD) < 0 || libc::dup2(spec_tmp, SPEC_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -117,6 +129,11 @@ impl ProcessExecutor {
         }
         let child = cmd.spawn().map_err(|e| format!("starting the task shim: {e}"))?;
         drop(write_end);
+        drop(spec_read);
+        let mut spec_write = std::fs::File::from(spec_write);
+        let written = std::io::Write::write_all(&mut spec_write, spec.as_bytes());
+        drop(spec_write);
+        written.map_err(|e| format!("passing the task spec: {e}"))?;
         let pid = child.id().unwrap_or(0);
         // EOF once the shim exec'd the command (the fd is close-on-exec
         // there) or exited; anything read is its error.

@@ -1,24 +1,23 @@
-//! The task shim: `swarmkeepd task-shim <spec>` runs in a fresh process
-//! (single-threaded, unlike the agent), gives the task its own mount and PID
-//! namespaces and root, drops the capabilities Docker drops (and CAP_MKNOD),
-//! then execs the task's command. It stays as the task's parent, so its exit
-//! code is the task's.
+//! The task shim: `swarmkeepd task-shim` runs in a fresh process
+//! (single-threaded, unlike the agent), reads its spec from a pipe (never
+//! argv or the environment, which other users and the task itself could
+//! read), gives the task its own mount and PID namespaces and a root made of
+//! its image — an overlay of the image's layers with a per-task upper
+//! directory — drops the capabilities Docker drops (and CAP_MKNOD), then
+//! execs the task's command. It stays as the task's parent, so its exit code
+//! is the task's.
 //!
-//! The task's root is a tmpfs holding bind mounts of the host's top-level
-//! entries, so the task sees the host's filesystem (read-only, but for /tmp
-//! and /var/tmp); a directory that needs a new entry (a target that does not
-//! exist on the host) is "shadowed" the same way one level down, so nothing
-//! is ever created on the host. The task's secret mount is bound read-only at
-//! `/run/secrets` and at each absolute target; the agent's exec root and data
-//! dir are detached from the namespace and covered; the root is entered with
-//! pivot_root and the old root detached.
+//! The host's tree is never visible to the task: the root is entered with
+//! pivot_root and the old root detached. The task's secret mount is cloned
+//! (open_tree) before that and attached read-only at `/run/secrets` and at
+//! each absolute target inside the new root, so a target is made inside the
+//! task's own upper directory and never on the host.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
@@ -27,19 +26,24 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
-use crate::mounts::mounts_under;
-
 /// The fd the agent passes for the shim's error report; closed on exec.
 pub const ERROR_FD: i32 = 3;
+/// The fd the shim reads its spec from (JSON, to EOF).
+pub const SPEC_FD: i32 = 4;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ShimSpec {
-    /// An empty host directory the task's root is built on.
+    /// An empty host directory the task's root is mounted on.
     pub root: PathBuf,
+    /// The image's layer directories, bottom first.
+    pub layers: Vec<PathBuf>,
+    /// The task's own upper and work directories for the overlay.
+    pub upper: PathBuf,
+    pub work: PathBuf,
     pub secrets_dir: Option<PathBuf>,
     pub files: Vec<(PathBuf, PathBuf)>,
-    /// Host paths the task must not see.
-    pub hide: Vec<PathBuf>,
+    /// (host path, path in the task, read-only).
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub workdir: String,
@@ -52,12 +56,19 @@ fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> S
 
 /// Runs the shim; returns the task's exit code (or 127, after reporting the
 /// error on [`ERROR_FD`], if the task could not be started).
-pub fn main(spec_json: &str) -> i32 {
+pub fn main() -> i32 {
     // SAFETY: the agent dup2'ed the write end of its error pipe to ERROR_FD
-    // for this process; nothing else owns it.
+    // and the read end of the spec pipe to SPEC_FD for this process; nothing
+    // else owns them.
     let mut report = unsafe { std::fs::File::from(OwnedFd::from_raw_fd(ERROR_FD)) };
     let _ = nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-    let spec = match serde_json::from_str::<ShimSpec>(spec_json) {
+    let mut spec_pipe = unsafe { std::fs::File::from(OwnedFd::from_raw_fd(SPEC_FD)) };
+    let mut spec_json = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut spec_pipe, &mut spec_json) {
+        return fail(&mut report, format!("reading the task spec: {e}"));
+    }
+    drop(spec_pipe);
+    let spec = match serde_json::from_str::<ShimSpec>(&spec_json) {
         Ok(s) => s,
         Err(e) => return fail(&mut report, format!("invalid task spec: {e}")),
     };
@@ -141,132 +152,217 @@ fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(io("making mounts private"))?;
+    // The task's secret mounts, cloned while the host's tree is still here.
+    let secrets = spec.secrets_dir.as_deref().map(clone_read_only).transpose()?;
+    let files = spec
+        .files
+        .iter()
+        .map(|(src, target)| Ok((clone_read_only(src)?, target.clone())))
+        .collect::<Result<Vec<_>, String>>()?;
+    // The service's bind mounts: the host paths it named, and only them.
+    let binds = spec
+        .binds
+        .iter()
+        .map(|(src, target, ro)| {
+            if !src.exists() {
+                return Err(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                    src.display()
+                ));
+            }
+            let dir = src.is_dir();
+            Ok((clone_tree(src, true, *ro)?, target.clone(), dir))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if spec.layers.is_empty() {
+        return Err("the image has no layers".into());
+    }
+    let lower = spec
+        .layers
+        .iter()
+        .rev()
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let options = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        spec.upper.display(),
+        spec.work.display()
+    );
     let root = &spec.root;
     mount(
-        Some("swarmkeep-root"),
+        Some("overlay"),
         root,
-        Some("tmpfs"),
+        Some("overlay"),
         MsFlags::empty(),
-        Some("mode=0755"),
+        Some(options.as_str()),
     )
     .map_err(io("mounting the task's root"))?;
-    populate(root, Path::new("/"), TOP_LEVEL_OWN)?;
-    let mut owned: HashSet<PathBuf> = HashSet::from([PathBuf::from("/")]);
-    if let Some(dir) = &spec.secrets_dir {
-        let dst = ensure(root, Path::new("/run/secrets"), true, &mut owned)?;
-        bind_ro(dir, &dst)?;
-    }
-    for (src, target) in &spec.files {
-        let dst = ensure(root, target, false, &mut owned)?;
-        bind_ro(src, &dst)?;
-    }
-    // The host's tree is read-only to the task, but for the scratch dirs.
-    set_recursive_readonly(root)?;
-    for dir in WRITABLE {
-        let inside = root.join(dir.trim_start_matches('/'));
-        if Path::new(dir).is_dir() && inside.is_dir() {
-            // Replace the read-only bind rather than stack on it.
-            detach_all(&inside);
-            mount(
-                Some(*dir),
-                &inside,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(io(format!("binding {dir} writable")))?;
-        }
-    }
-    // The agent's exec root (every task's mount) and data dir: their copies in
-    // this namespace are detached, not just covered, then an empty tmpfs
-    // stands in their place.
-    for h in &spec.hide {
-        let inside = root.join(h.strip_prefix("/").unwrap_or(h));
-        detach_all(&inside);
-        if inside.is_dir() {
-            mount(
-                Some("swarmkeep-hidden"),
-                &inside,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                Some("size=4k,mode=0000"),
-            )
-            .map_err(io(format!("hiding {}", h.display())))?;
-        }
-    }
     private_proc_and_dev(root)?;
-    // pivot_root, then detach the old root: unlike chroot, nothing of the
-    // host's tree outside the task's root is left in the namespace to climb
-    // back to.
+    // pivot_root, then detach the old root: nothing of the host's tree is
+    // left in the namespace to climb back to.
     nix::unistd::chdir(root).map_err(io("entering the task's root"))?;
     nix::unistd::pivot_root(".", ".").map_err(io("pivot_root"))?;
     nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(io("detaching the host's root"))?;
     nix::unistd::chdir("/").map_err(io("entering the task's root"))?;
+    // Inside the task's root now: paths (and any symlink in them) resolve
+    // there, and what is made lands in the task's upper directory.
+    for (tree, target, dir) in binds {
+        attach(tree, &target, dir)?;
+    }
+    if let Some(tree) = secrets {
+        attach(tree, Path::new("/run/secrets"), true)?;
+    }
+    for (tree, target) in files {
+        attach(tree, &target, false)?;
+    }
     let workdir = if spec.workdir.is_empty() { "/" } else { &spec.workdir };
+    std::fs::create_dir_all(workdir).map_err(io(format!("creating working directory {workdir}")))?;
     nix::unistd::chdir(workdir).map_err(io(format!("changing to working directory {workdir}")))?;
     Ok(())
 }
 
-/// Host directories a task may write to (as on the host): scratch space.
-const WRITABLE: &[&str] = &["/tmp", "/var/tmp"];
-
-/// Detaches every mount at or under `dir`, also those stacked under others
-/// at one path (each pass detaches the topmost).
-fn detach_all(dir: &Path) {
-    for _ in 0..64 {
-        let mounts = mounts_under(dir);
-        if mounts.is_empty() {
-            return;
-        }
-        for m in mounts {
-            let _ = nix::mount::umount2(&m, MntFlags::MNT_DETACH);
-        }
-    }
+/// A detached, read-only (nosuid, nodev, noexec) copy of the mount at or
+/// containing `src`, limited to `src` (open_tree with OPEN_TREE_CLONE): how
+/// a task gets its secrets.
+fn clone_read_only(src: &Path) -> Result<OwnedFd, String> {
+    clone_tree(src, false, true)
 }
 
-/// mount_setattr(2) with AT_RECURSIVE: every mount under `dir` read-only.
-fn set_recursive_readonly(dir: &Path) -> Result<(), String> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// A detached copy of `src` (with the mounts under it when `recursive`),
+/// read-only, nosuid, nodev and noexec when `read_only`.
+fn clone_tree(src: &Path, recursive: bool, read_only: bool) -> Result<OwnedFd, String> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
     const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let path = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
+    const AT_EMPTY_PATH: libc::c_uint = 0x1000;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    let path = CString::new(src.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
+    // SAFETY: a NUL-terminated path; the fd returned is owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 },
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "cloning {}: {}",
+            src.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: open_tree returned a new fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if !read_only {
+        return Ok(fd);
+    }
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: a NUL-terminated path and a mount_attr of the size passed.
+    let empty = CString::default();
+    // SAFETY: a live fd, an empty path with AT_EMPTY_PATH, and a mount_attr of the size passed.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            AT_RECURSIVE,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            AT_EMPTY_PATH | if recursive { AT_RECURSIVE } else { 0 },
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     if rc != 0 {
         return Err(format!(
-            "making the task's view of the host read-only: {}",
+            "making {} read-only: {}",
+            src.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(fd)
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Attaches a cloned tree at `target` (absolute, inside the task's root),
+/// making the mount point (a directory or an empty file) where missing.
+fn attach(tree: OwnedFd, target: &Path, dir: bool) -> Result<(), String> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("target {}", target.display())))?;
+    }
+    match std::fs::symlink_metadata(target) {
+        Ok(md) if md.is_dir() != dir => {
+            return Err(format!(
+                "target {}: exists as a {}",
+                target.display(),
+                if md.is_dir() { "directory" } else { "file" }
+            ));
+        }
+        Ok(_) => {}
+        Err(_) if dir => std::fs::create_dir(target).map_err(io(format!("target {}", target.display())))?,
+        Err(_) => {
+            std::fs::File::create(target).map_err(io(format!("target {}", target.display())))?;
+        }
+    }
+    let to = CString::new(target.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
+    let empty = CString::default();
+    // SAFETY: a live mount fd, NUL-terminated paths.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "mounting at {}: {}",
+            target.display(),
             std::io::Error::last_os_error()
         ));
     }
     Ok(())
 }
 
+/// `dir` inside the new root, before pivot_root: a real directory (an
+/// image's symlink there would point into the host's tree).
+fn own_dir(root: &Path, name: &str) -> Result<PathBuf, String> {
+    let dir = root.join(name);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(md) if md.is_dir() => Ok(dir),
+        Ok(_) => {
+            std::fs::remove_file(&dir).map_err(io(format!("replacing the image's /{name}")))?;
+            std::fs::create_dir(&dir).map_err(io(format!("creating /{name}")))?;
+            Ok(dir)
+        }
+        Err(_) => {
+            std::fs::create_dir(&dir).map_err(io(format!("creating /{name}")))?;
+            Ok(dir)
+        }
+    }
+}
+
 /// A /proc of the task's own PID namespace (no other process, the agent's
 /// included, is visible) and a /dev with only the harmless devices.
 fn private_proc_and_dev(root: &Path) -> Result<(), String> {
-    let proc_dir = root.join("proc");
-    let _ = nix::mount::umount2(&proc_dir, MntFlags::MNT_DETACH);
+    let proc_dir = own_dir(root, "proc")?;
     mount(
         Some("proc"),
         &proc_dir,
@@ -275,8 +371,7 @@ fn private_proc_and_dev(root: &Path) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(io("mounting the task's /proc"))?;
-    let dev = root.join("dev");
-    let _ = nix::mount::umount2(&dev, MntFlags::MNT_DETACH);
+    let dev = own_dir(root, "dev")?;
     mount(
         Some("swarmkeep-dev"),
         &dev,
@@ -402,7 +497,7 @@ fn exec_task(spec: &ShimSpec) -> Result<Infallible, String> {
         .collect::<Result<_, _>>()
         .map_err(io("environment"))?;
     if argv.is_empty() {
-        return Err("no command: the image's default command is unknown to the process executor; give one".into());
+        return Err("No command specified".into());
     }
     let path = spec
         .env
@@ -447,129 +542,4 @@ fn set_user(user: &str) -> Result<(), String> {
     nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(io("setgid"))?;
     nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(io("setuid"))?;
     Ok(())
-}
-
-/// Top-level directories the task gets its own of (mounted later), so the
-/// host's are not copied only to be replaced: fewer mounts per task start.
-const TOP_LEVEL_OWN: &[&str] = &["proc", "dev", "tmp"];
-
-/// Fills `dir` (a fresh tmpfs) with binds of the host directory's entries;
-/// the names in `own` get an empty directory instead.
-fn populate(dir: &Path, host: &Path, own: &[&str]) -> Result<(), String> {
-    let entries = std::fs::read_dir(host).map_err(io(format!("reading {}", host.display())))?;
-    for entry in entries.flatten() {
-        let src = entry.path();
-        let dst = dir.join(entry.file_name());
-        if own.iter().any(|o| entry.file_name() == *o) {
-            let _ = std::fs::create_dir(&dst);
-            continue;
-        }
-        let Ok(md) = std::fs::symlink_metadata(&src) else {
-            continue;
-        };
-        if md.file_type().is_symlink() {
-            if let Ok(link) = std::fs::read_link(&src) {
-                let _ = std::os::unix::fs::symlink(link, &dst);
-            }
-        } else if md.is_dir() {
-            if std::fs::create_dir(&dst).is_ok() {
-                mount(
-                    Some(&src),
-                    &dst,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .map_err(io(format!("binding {}", src.display())))?;
-            }
-        } else if std::fs::File::create(&dst).is_ok() {
-            mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(io(format!("binding {}", src.display())))?;
-        }
-    }
-    Ok(())
-}
-
-/// Makes `path` (absolute, as the task sees it) exist in the task's root
-/// without touching the host, and returns where it is on this side.
-fn ensure(root: &Path, path: &Path, dir: bool, owned: &mut HashSet<PathBuf>) -> Result<PathBuf, String> {
-    let parts: Vec<&std::ffi::OsStr> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(p) => Some(p),
-            _ => None,
-        })
-        .collect();
-    let mut cur = PathBuf::from("/");
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let next = cur.join(part);
-        let real = root.join(next.strip_prefix("/").unwrap_or(&next));
-        match std::fs::symlink_metadata(&real) {
-            Ok(md) if md.file_type().is_symlink() => {
-                return Err(format!(
-                    "target {}: {} is a symbolic link",
-                    path.display(),
-                    next.display()
-                ));
-            }
-            Ok(md) if !last && !md.is_dir() => {
-                return Err(format!(
-                    "target {}: {} is not a directory",
-                    path.display(),
-                    next.display()
-                ));
-            }
-            Ok(md) if last && md.is_dir() != dir => {
-                return Err(format!(
-                    "target {}: exists as a {}",
-                    path.display(),
-                    if md.is_dir() { "directory" } else { "file" }
-                ));
-            }
-            Ok(_) => {}
-            Err(_) => {
-                if !owned.contains(&cur) {
-                    shadow(root, &cur)?;
-                    owned.insert(cur.clone());
-                }
-                if dir || !last {
-                    std::fs::create_dir(&real).map_err(io(format!("creating {}", next.display())))?;
-                    owned.insert(next.clone());
-                } else {
-                    std::fs::File::create(&real).map_err(io(format!("creating {}", next.display())))?;
-                }
-            }
-        }
-        cur = next;
-    }
-    Ok(root.join(path.strip_prefix("/").unwrap_or(path)))
-}
-
-/// Replaces the bind of host directory `dir` in the task's root by a tmpfs
-/// holding binds of its entries, so new entries can be made in it.
-fn shadow(root: &Path, dir: &Path) -> Result<(), String> {
-    let real = root.join(dir.strip_prefix("/").unwrap_or(dir));
-    mount(
-        Some("swarmkeep-dir"),
-        &real,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        Some("mode=0755"),
-    )
-    .map_err(io(format!("shadowing {}", dir.display())))?;
-    populate(&real, dir, &[])
-}
-
-fn bind_ro(src: &Path, dst: &Path) -> Result<(), String> {
-    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(io(format!("binding {}", dst.display())))?;
-    mount(
-        None::<&str>,
-        dst,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        None::<&str>,
-    )
-    .map_err(io(format!("making {} read-only", dst.display())))
 }

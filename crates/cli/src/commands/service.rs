@@ -27,6 +27,7 @@ pub struct CreateFlags<'a> {
     pub secrets: &'a [String],
     pub configs: &'a [String],
     pub env: &'a [String],
+    pub mounts: &'a [String],
     pub labels: &'a [String],
     pub user: Option<&'a str>,
     pub workdir: Option<&'a str>,
@@ -96,6 +97,40 @@ fn parse_ref(value: &str) -> Result<RefOpt, CliError> {
         opt.target = opt.source.clone();
     }
     Ok(opt)
+}
+
+/// Docker's `--mount` syntax: `type=bind,source=/a,target=/b[,readonly]`
+/// (`src`, `destination`/`dst`, `ro` as aliases).
+fn parse_mount(value: &str) -> Result<control::Mount, CliError> {
+    let mut m = control::Mount {
+        r#type: "volume".into(),
+        ..Default::default()
+    };
+    for field in value.split(',') {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_lowercase(), Some(v)),
+            None => (field.trim().to_lowercase(), None),
+        };
+        match (k.as_str(), v) {
+            ("type", Some(v)) => m.r#type = v.to_string(),
+            ("source" | "src", Some(v)) => m.source = v.to_string(),
+            ("target" | "destination" | "dst", Some(v)) => m.target = v.to_string(),
+            ("readonly" | "ro", None) => m.read_only = true,
+            ("readonly" | "ro", Some(v)) => {
+                m.read_only = match v.to_lowercase().as_str() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(CliError(format!("invalid value for {k}: {v}"))),
+                }
+            }
+            (_, None) => return Err(CliError(format!("invalid field '{field}' must be a key=value pair"))),
+            (other, Some(_)) => return Err(CliError(format!("unexpected key '{other}' in '{value}'"))),
+        }
+    }
+    if m.target.is_empty() {
+        return Err(CliError("target is required".into()));
+    }
+    Ok(m)
 }
 
 /// Go's `time.ParseDuration` for the forms operators type (`5s`, `1m30s`, `250ms`).
@@ -235,6 +270,7 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
                     None => 10_000_000_000,
                 },
                 force_update: 0,
+                mounts: flags.mounts.iter().map(|m| parse_mount(m)).collect::<Result<_, _>>()?,
             }),
             mode: mode.to_string(),
             replicas: flags.replicas.unwrap_or(1),

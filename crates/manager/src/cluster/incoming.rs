@@ -83,15 +83,16 @@ impl AsyncWrite for Admitted {
     }
 }
 
-/// The admitted connections of `listener`, until `stop` (the listener is
-/// closed then).
+/// The admitted connections of `listener`, until `stop`; the accept loop's
+/// task ends then, closing the listener (await it before binding the
+/// address again).
 pub(super) fn incoming(
     listener: TcpListener,
     tls: Arc<TlsCell>,
     mut stop: watch::Receiver<bool>,
-) -> ReceiverStream<std::io::Result<Admitted>> {
+) -> (ReceiverStream<std::io::Result<Admitted>>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
+    let accepting = tokio::spawn(async move {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let anonymous = Arc::new(Semaphore::new(MAX_ANONYMOUS));
@@ -145,5 +146,5 @@ pub(super) fn incoming(
             });
         }
     });
-    ReceiverStream::new(rx)
+    (ReceiverStream::new(rx), accepting)
 }

@@ -69,7 +69,7 @@ pub(crate) fn serve(
         // base64-grown in the command's JSON.
         .add_service(ClusterServer::new(service).max_decoding_message_size(CLUSTER_MESSAGE_LIMIT));
     // TLS with the node's current certificate (see `incoming`).
-    let incoming = incoming::incoming(listener, tls.clone(), stop.clone());
+    let (incoming, accepting) = incoming::incoming(listener, tls.clone(), stop.clone());
     Ok(tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.changed().await;
@@ -77,5 +77,8 @@ pub(crate) fn serve(
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, shutdown).await {
             tracing::error!(error = %e, "cluster listener failed");
         }
+        // The listener is closed once this returns: a role change binds the
+        // same address right after.
+        let _ = accepting.await;
     }))
 }

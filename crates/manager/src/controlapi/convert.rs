@@ -11,8 +11,8 @@ use swarmkeep_api::errors::rpc;
 use swarmkeep_api::targets::effective_target;
 use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_store::objects::{
-    FailureAction, FileReference, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec,
-    TaskState, TaskStatus, UpdateConfig, UpdateOrder,
+    FailureAction, FileReference, Mount, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task,
+    TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
 };
 use tonic::{Code, Status};
 
@@ -63,7 +63,69 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
         }),
         stop_grace_period_ns: t.stop_grace_period_ns,
         force_update: t.force_update,
+        mounts: t
+            .mounts
+            .iter()
+            .map(|m| control::Mount {
+                r#type: "bind".into(),
+                source: m.source.clone(),
+                target: m.target.clone(),
+                read_only: m.read_only,
+            })
+            .collect(),
     }
+}
+
+/// A service's mounts, as Docker checks them at the door.
+fn mounts_from_proto(mounts: Vec<control::Mount>) -> Result<Vec<Mount>, Status> {
+    let mut out: Vec<Mount> = Vec::new();
+    for m in mounts {
+        match m.r#type.as_str() {
+            "bind" => {}
+            "volume" | "tmpfs" | "npipe" | "cluster" => {
+                return Err(rpc(
+                    Code::InvalidArgument,
+                    format!("mount type {:?} is not supported by swarmkeep yet", m.r#type),
+                ));
+            }
+            other => return Err(rpc(Code::InvalidArgument, format!("invalid mount type: {other:?}"))),
+        }
+        let invalid = |what: &str, path: &str| {
+            rpc(
+                Code::InvalidArgument,
+                format!(
+                    "invalid mount config for type \"bind\": invalid mount {what}: '{path}' mount path must be absolute"
+                ),
+            )
+        };
+        if !m.source.starts_with('/') {
+            return Err(invalid("path", &m.source));
+        }
+        if !m.target.starts_with('/') {
+            return Err(invalid("target", &m.target));
+        }
+        if m.target.split('/').any(|c| c == "..") || m.source.split('/').any(|c| c == "..") || m.target.contains('\0') {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!(
+                    "invalid mount config for type \"bind\": {} climbs with \"..\"",
+                    m.target
+                ),
+            ));
+        }
+        if out.iter().any(|o| o.target == m.target) {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("Duplicate mount point: {}", m.target),
+            ));
+        }
+        out.push(Mount {
+            source: m.source,
+            target: m.target,
+            read_only: m.read_only,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) fn update_config_to_proto(c: &UpdateConfig) -> control::UpdateConfig {
@@ -326,6 +388,7 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
                 task.stop_grace_period_ns
             },
             force_update: task.force_update,
+            mounts: mounts_from_proto(task.mounts)?,
         },
         mode,
         update_config,
