@@ -205,6 +205,12 @@ pub fn busybox_image() -> &'static TestImage {
             let mut h = header(tar::EntryType::Symlink, 0o777, 0);
             tar.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
         }
+        // A device node planted in the image (1:3, a harmless null): a task
+        // must not be able to open it.
+        let mut h = header(tar::EntryType::Char, 0o666, 0);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        tar.append_data(&mut h, "planted-null", std::io::empty()).unwrap();
         file(
             &mut tar,
             "etc/passwd",

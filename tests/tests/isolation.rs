@@ -380,7 +380,8 @@ fn a_task_sees_its_image_not_the_hosts_tree() {
     let script = format!(
         "ls {host_file} > /out/host 2>&1; cat /etc/os-release > /out/osrel 2>&1; \
          cat {target} > /out/target; tr '\\0' ' ' < /proc/1/cmdline > /out/cmdline; \
-         tr '\\0' ' ' < /proc/self/cmdline > /out/self; touch /out/done; exec sleep 1000"
+         tr '\\0' ' ' < /proc/self/cmdline > /out/self; \
+         (echo x > /planted-null) 2> /out/devnode; echo rc=$? >> /out/devnode; touch /out/done; exec sleep 1000"
     );
     d.cli(&[
         "service",
@@ -416,4 +417,6 @@ fn a_task_sees_its_image_not_the_hosts_tree() {
         format!("{} task-shim", swarmkeep_tests::daemon_binary().display())
     );
     assert!(!read("self").contains('{'), "{}", read("self"));
+    // A device node the image carries cannot be opened (the root is nodev).
+    assert!(read("devnode").contains("Permission denied"), "{}", read("devnode"));
 }

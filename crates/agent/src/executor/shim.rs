@@ -190,11 +190,13 @@ fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
         spec.work.display()
     );
     let root = &spec.root;
+    // nodev: a device node an image carries (a disk, say) cannot be opened
+    // — there is no device cgroup yet; the task's /dev is its own tmpfs.
     mount(
         Some("overlay"),
         root,
         Some("overlay"),
-        MsFlags::empty(),
+        MsFlags::MS_NODEV,
         Some(options.as_str()),
     )
     .map_err(io("mounting the task's root"))?;
