@@ -109,6 +109,21 @@ impl NodeTls {
         CertInfo::from_pem(&self.cert_pem)
     }
 
+    /// The certificate chain, parsed.
+    fn chain(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| TlsError("the node certificate is not PEM"))
+    }
+
+    /// The certificate chain and the key, parsed (the key's DER lives as
+    /// long as rustls keeps it; the zeroing allocator wipes it when freed).
+    fn chain_and_key(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.expose()).map_err(|_| TlsError("the node key is not PEM"))?;
+        Ok((self.chain()?, key))
+    }
+
     /// The client side: our certificate, servers checked against our CA, as
     /// managers (`swarm-manager`), and against `pins` when they are set.
     fn client_config(&self, pins: Arc<ManagerPins>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
@@ -116,11 +131,8 @@ impl NodeTls {
         let webpki = WebPkiServerVerifier::builder_with_provider(roots(&self.ca_pem)?, provider.clone())
             .build()
             .map_err(|_| TlsError("the CA certificate cannot verify servers"))?;
-        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| TlsError("the node certificate is not PEM"))?;
-        let key =
-            PrivateKeyDer::from_pem_slice(self.key_pem.expose()).map_err(|_| TlsError("the node key is not PEM"))?;
+        let (chain, key) = self.chain_and_key()?;
+
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|_| TlsError("TLS versions"))?
@@ -310,11 +322,7 @@ impl Current {
     fn new(tls: Arc<NodeTls>, pins: Arc<ManagerPins>) -> Result<Self, TlsError> {
         let client = tls.client_config(pins)?;
         let provider = rustls::crypto::ring::default_provider();
-        let chain = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| TlsError("the node certificate is not PEM"))?;
-        let key =
-            PrivateKeyDer::from_pem_slice(tls.key_pem.expose()).map_err(|_| TlsError("the node key is not PEM"))?;
+        let (chain, key) = tls.chain_and_key()?;
         let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
             .map_err(|_| TlsError("the node key does not go with its certificate"))?;
         Ok(Self {
@@ -392,9 +400,7 @@ impl TlsCell {
         if !same_node || tls.ca_pem != now.ca_pem {
             return Err(TlsError("the new certificate is not this node's"));
         }
-        let chain = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| TlsError("the node certificate is not PEM"))?;
+        let chain = tls.chain()?;
         let leaf = chain.first().ok_or(TlsError("no node certificate"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = WebPkiServerVerifier::builder_with_provider(roots(&tls.ca_pem)?, provider)
