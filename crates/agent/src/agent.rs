@@ -78,5 +78,8 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         lock(&self.state.assignments).clear();
+        if lock(&self.state.running).is_empty() {
+            self.state.executor.shutdown().await;
+        }
     }
 }

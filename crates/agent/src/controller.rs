@@ -169,6 +169,18 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
             .iter()
             .map(|m| (PathBuf::from(&m.source), PathBuf::from(&m.target), m.read_only))
             .collect(),
+        container_id: String::new(),
+        hostname: spec.hostname.clone(),
+        network: crate::network::NetworkMode::Bridge,
+        read_only: spec.read_only,
+        limits: spec
+            .limits
+            .map(|l| crate::executor::Limits {
+                nano_cpus: u64::try_from(l.nano_cpus).unwrap_or(0),
+                memory_bytes: u64::try_from(l.memory_bytes).unwrap_or(0),
+                pids: l.pids,
+            })
+            .unwrap_or_default(),
     };
     let refs = spec
         .secrets
@@ -224,6 +236,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
         }
     };
     run.task_id = id.clone();
+    run.container_id = crate::executor::container_id(&id);
     // The image: here already, or pulled now (still "preparing", as Swarm).
     let image = match agent
         .images
@@ -282,6 +295,9 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     let grace = Duration::from_nanos(spec.stop_grace_period_ns.clamp(1, 10_000_000_000));
     tokio::select! {
         code = proc.wait() => {
+            if proc.oom_killed() {
+                tracing::warn!(task = %id, code, "the task went over its memory limit: OOM-killed by the kernel");
+            }
             if code == 0 {
                 report(TaskState::Complete, "finished", String::new(), Some(0), None);
             } else {
@@ -302,6 +318,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     }
     // The task was PID 1's child in its own PID namespace: when it ended,
     // every process it left went with the namespace.
+    agent.executor.finish(&proc).await;
     release(&agent, &id).await;
     tracing::info!(task = %id, "task ended; its mount is removed");
 }

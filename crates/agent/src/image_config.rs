@@ -50,6 +50,11 @@ mod tests {
             secrets_dir: None,
             files: Vec::new(),
             binds: Vec::new(),
+            container_id: String::new(),
+            hostname: String::new(),
+            network: crate::network::NetworkMode::Bridge,
+            read_only: false,
+            limits: Default::default(),
         }
     }
 

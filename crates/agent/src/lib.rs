@@ -23,6 +23,7 @@ pub mod executor;
 mod image_config;
 pub mod logs;
 pub mod mounts;
+mod network;
 mod privileges;
 mod reporter;
 mod session;

@@ -280,6 +280,9 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
     if !t.args.is_empty() {
         m.insert("Args".into(), t.args.clone().into());
     }
+    if !t.hostname.is_empty() {
+        m.insert("Hostname".into(), t.hostname.clone().into());
+    }
     if !t.env.is_empty() {
         m.insert("Env".into(), t.env.clone().into());
     }
@@ -288,6 +291,10 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
     }
     if !t.user.is_empty() {
         m.insert("User".into(), t.user.clone().into());
+    }
+    m.insert("Init".into(), false.into());
+    if t.read_only {
+        m.insert("ReadOnly".into(), true.into());
     }
     if !t.mounts.is_empty() {
         let mounts: Vec<serde_json::Value> = t
@@ -303,7 +310,6 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
             .collect();
         m.insert("Mounts".into(), mounts.into());
     }
-    m.insert("Init".into(), false.into());
     m.insert("StopGracePeriod".into(), t.stop_grace_period_ns.into());
     m.insert("DNSConfig".into(), serde_json::json!({}));
     if !t.secrets.is_empty() {
@@ -316,11 +322,28 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// Docker's `Limit`, zero fields left out (`omitempty`).
+fn limits_json(l: Option<&control::ResourceLimits>) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    if let Some(l) = l {
+        for (k, v) in [
+            ("NanoCPUs", l.nano_cpus),
+            ("MemoryBytes", l.memory_bytes),
+            ("Pids", l.pids),
+        ] {
+            if v != 0 {
+                m.insert(k.into(), v.into());
+            }
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
 fn task_template(t: &control::TaskSpec) -> serde_json::Value {
     let restart = t.restart.clone().unwrap_or_default();
     serde_json::json!({
         "ContainerSpec": container_spec(t),
-        "Resources": {"Limits": {}, "Reservations": {}},
+        "Resources": {"Limits": limits_json(t.limits.as_ref()), "Reservations": {}},
         "RestartPolicy": {
             "Condition": restart.condition,
             "Delay": restart.delay_ns,

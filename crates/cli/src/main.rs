@@ -136,6 +136,21 @@ struct CreateArgs {
     /// Time to wait before force killing a task (ns|us|ms|s|m|h)
     #[arg(long)]
     stop_grace_period: Option<String>,
+    /// Container hostname
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    read_only: bool,
+    /// Limit CPUs
+    #[arg(long)]
+    limit_cpu: Option<String>,
+    /// Limit Memory
+    #[arg(long)]
+    limit_memory: Option<String>,
+    /// Limit maximum number of processes (default 0 = unlimited)
+    #[arg(long)]
+    limit_pids: Option<i64>,
     /// Exit immediately instead of waiting for the service to converge
     /// (swarmkeep always returns at once)
     #[arg(short, long)]
@@ -508,6 +523,11 @@ async fn run(cli: Cli) -> Output {
                     restart_delay,
                     restart_max_attempts,
                     stop_grace_period,
+                    hostname,
+                    read_only,
+                    limit_cpu,
+                    limit_memory,
+                    limit_pids,
                     detach: _,
                     no_resolve_image: _,
                     image,
@@ -528,6 +548,11 @@ async fn run(cli: Cli) -> Output {
                     restart_delay: restart_delay.as_deref(),
                     restart_max_attempts,
                     stop_grace_period: stop_grace_period.as_deref(),
+                    hostname: hostname.as_deref(),
+                    read_only,
+                    limit_cpu: limit_cpu.as_deref(),
+                    limit_memory: limit_memory.as_deref(),
+                    limit_pids,
                 };
                 commands::service::create(c, flags, &image, &args).await
             }

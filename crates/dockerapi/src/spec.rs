@@ -32,13 +32,33 @@ struct TaskTemplate {
     container_spec: Option<ContainerSpec>,
     plugin_spec: Option<Value>,
     network_attachment_spec: Option<Value>,
-    resources: Option<Value>,
+    resources: Option<Resources>,
     restart_policy: Option<RestartPolicy>,
     placement: Option<Value>,
     networks: Option<Value>,
     log_driver: Option<Value>,
     force_update: u64,
     runtime: String,
+}
+
+/// Docker's `ResourceRequirements`: limits are honoured, reservations
+/// (scheduling) refused until the scheduler weighs them.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Resources {
+    limits: Option<Limits>,
+    reservations: Option<Value>,
+}
+
+#[derive(Deserialize, Default, PartialEq)]
+#[serde(default)]
+struct Limits {
+    #[serde(rename = "NanoCPUs")]
+    nano_cpus: i64,
+    #[serde(rename = "MemoryBytes")]
+    memory_bytes: i64,
+    #[serde(rename = "Pids")]
+    pids: i64,
 }
 
 /// Docker's `Mount`.
@@ -219,7 +239,7 @@ impl ServiceSpec {
     pub fn into_control(self) -> ApiResult<control::ServiceSpec> {
         let t = self.task_template;
         let c = t.container_spec.unwrap_or_default();
-        let refused: [(&str, bool); 25] = [
+        let refused: [(&str, bool); 23] = [
             ("Networks", self.networks.as_ref().is_some_and(is_set)),
             (
                 "EndpointSpec.Ports (published ports)",
@@ -242,8 +262,11 @@ impl ServiceSpec {
                 t.network_attachment_spec.as_ref().is_some_and(is_set),
             ),
             (
-                "TaskTemplate.Resources (limits and reservations)",
-                t.resources.as_ref().is_some_and(is_set),
+                "TaskTemplate.Resources.Reservations",
+                t.resources
+                    .as_ref()
+                    .and_then(|r| r.reservations.as_ref())
+                    .is_some_and(is_set),
             ),
             (
                 "TaskTemplate.Placement (constraints, preferences, platforms)",
@@ -252,7 +275,6 @@ impl ServiceSpec {
             ("TaskTemplate.Networks", t.networks.as_ref().is_some_and(is_set)),
             ("TaskTemplate.LogDriver", t.log_driver.as_ref().is_some_and(is_set)),
             ("ContainerSpec.Labels", c.labels.as_ref().is_some_and(is_set)),
-            ("ContainerSpec.Hostname", !c.hostname.is_empty()),
             ("ContainerSpec.Groups", c.groups.as_ref().is_some_and(is_set)),
             ("ContainerSpec.Privileges", c.privileges.as_ref().is_some_and(is_set)),
             ("ContainerSpec.TTY", c.tty || c.open_stdin),
@@ -270,7 +292,6 @@ impl ServiceSpec {
                 }),
             ),
             ("ContainerSpec.StopSignal", !c.stop_signal.is_empty()),
-            ("ContainerSpec.ReadOnly", c.read_only),
             ("ContainerSpec.Healthcheck", c.healthcheck.as_ref().is_some_and(is_set)),
             (
                 "ContainerSpec.Hosts and DNSConfig",
@@ -352,6 +373,17 @@ impl ServiceSpec {
                         read_only: m.read_only,
                     })
                     .collect(),
+                hostname: c.hostname,
+                read_only: c.read_only,
+                limits: t
+                    .resources
+                    .and_then(|r| r.limits)
+                    .filter(|l| *l != Limits::default())
+                    .map(|l| control::ResourceLimits {
+                        nano_cpus: l.nano_cpus,
+                        memory_bytes: l.memory_bytes,
+                        pids: l.pids,
+                    }),
             }),
             mode: mode.into(),
             replicas,

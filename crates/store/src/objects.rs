@@ -272,6 +272,22 @@ pub struct TaskSpec {
     pub force_update: u64,
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// Docker's `Hostname` (empty: the container's short ID).
+    #[serde(default)]
+    pub hostname: String,
+    /// Docker's `ReadOnly`: the task's root filesystem is read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub limits: ResourceLimits,
+}
+
+/// Docker's `Resources.Limits` (0: unlimited).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub pids: i64,
 }
 
 /// A bind mount of a node's host path into the task (Docker's `Mount` of

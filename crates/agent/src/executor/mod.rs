@@ -1,9 +1,13 @@
 //! Executors run a task's command on its image's root with its secret mount
 //! in place: the process executor (the task shim's namespaces and overlay).
 
+mod cgroup;
 pub mod process;
+mod rootfs;
+mod seccomp;
 pub mod shim;
 
+pub use cgroup::Limits;
 pub use process::{ProcessExecutor, RunningTask};
 
 use std::path::PathBuf;
@@ -24,4 +28,20 @@ pub struct TaskRun {
     pub files: Vec<(PathBuf, PathBuf)>,
     /// The service's bind mounts: (host path, path in the task, read-only).
     pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    /// The task's container ID (64 hex digits, derived from the task ID).
+    pub container_id: String,
+    /// `--hostname`; the container ID's first 12 digits when empty.
+    pub hostname: String,
+    pub network: crate::network::NetworkMode,
+    /// `--read-only`: the task's root is mounted read-only.
+    pub read_only: bool,
+    /// `--limit-cpu`, `--limit-memory`, `--limit-pids`.
+    pub limits: Limits,
+}
+
+/// The container ID of a task: 64 hex digits, the same on every node and
+/// after an agent restart.
+pub fn container_id(task_id: &str) -> String {
+    let digest = swarmkeep_image::sha256_digest(format!("swarmkeep task container {task_id}").as_bytes());
+    digest.trim_start_matches("sha256:").to_string()
 }

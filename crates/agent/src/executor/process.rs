@@ -12,19 +12,27 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::TaskRun;
+use super::cgroup::TaskCgroup;
 use super::shim::{ERROR_FD, SPEC_FD, ShimSpec};
 use crate::mounts::task_dir;
+use crate::network::{Bridge, Endpoint, NetworkMode, hosts_file, resolv_conf};
 
 pub struct ProcessExecutor {
     exec_root: PathBuf,
     /// The daemon binary, which runs the shim as `task-shim`.
     shim_exe: PathBuf,
+    /// The node's task bridge, made when the first task needs it.
+    bridge: tokio::sync::OnceCell<Bridge>,
 }
 
 /// A started task.
 pub struct RunningTask {
     pub pid: u32,
     child: tokio::process::Child,
+    pub task_id: String,
+    /// Its place on the node's bridge (none with `--network host`).
+    pub endpoint: Option<Endpoint>,
+    cgroup: TaskCgroup,
 }
 
 impl RunningTask {
@@ -42,6 +50,11 @@ impl RunningTask {
         (self.child.stdout.take(), self.child.stderr.take())
     }
 
+    /// Whether the kernel's OOM killer killed a process of the task.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.oom_killed()
+    }
+
     /// Signals the task's whole process group.
     pub fn signal(&self, sig: Signal) {
         if let Ok(pid) = i32::try_from(self.pid) {
@@ -55,7 +68,57 @@ impl ProcessExecutor {
         Self {
             exec_root: exec_root.to_path_buf(),
             shim_exe,
+            bridge: tokio::sync::OnceCell::new(),
         }
+    }
+
+    async fn bridge(&self) -> Result<&Bridge, String> {
+        self.bridge
+            .get_or_try_init(|| Bridge::setup(&self.exec_root))
+            .await
+            .map_err(|e| format!("setting up the node's task bridge: {e}"))
+    }
+
+    /// Frees what the ended task held: its address, its cgroup.
+    pub async fn finish(&self, task: &RunningTask) {
+        if let Some(bridge) = self.bridge.get() {
+            bridge.detach(&task.task_id, task.endpoint.as_ref()).await;
+        }
+        task.cgroup.remove().await;
+    }
+
+    /// Removes the node's task bridge (daemon shutdown, no task left).
+    pub async fn shutdown(&self) {
+        if let Some(bridge) = self.bridge.get() {
+            bridge.teardown().await;
+        }
+    }
+
+    /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` for the task, in
+    /// its directory (bound into its root by the shim).
+    fn etc_files(
+        &self,
+        dir: &Path,
+        run: &TaskRun,
+        hostname: &str,
+        address: Option<std::net::Ipv4Addr>,
+    ) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (hosts, resolv) = match run.network {
+            NetworkMode::Bridge => (hosts_file(address, hostname), resolv_conf(&host_resolv)),
+            NetworkMode::Host => (std::fs::read_to_string("/etc/hosts").unwrap_or_default(), host_resolv),
+        };
+        let mut out = Vec::new();
+        for (name, text) in [
+            ("hostname", format!("{hostname}\n")),
+            ("hosts", hosts),
+            ("resolv.conf", resolv),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            out.push((path, PathBuf::from("/etc").join(name)));
+        }
+        Ok(out)
     }
 
     /// Starts the task; fails with the shim's own words if it could not get
@@ -81,7 +144,21 @@ impl ProcessExecutor {
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             env.push("HOME=/root".into());
         }
-        let spec = ShimSpec {
+        let hostname = match (run.network, run.hostname.as_str()) {
+            (_, h) if !h.is_empty() => h.to_string(),
+            (NetworkMode::Host, _) => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            (NetworkMode::Bridge, _) => run.container_id.chars().take(12).collect(),
+        };
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.push(format!("HOSTNAME={hostname}"));
+        }
+        let bridge = match run.network {
+            NetworkMode::Bridge => Some(self.bridge().await?),
+            NetworkMode::Host => None,
+        };
+        let mut spec = ShimSpec {
             root,
             layers: run.layers.clone(),
             upper,
@@ -93,8 +170,12 @@ impl ProcessExecutor {
             env,
             workdir: run.workdir.clone(),
             user: run.user.clone(),
+            hostname: hostname.clone(),
+            etc_files: Vec::new(),
+            cgroups: Vec::new(),
+            read_only_root: run.read_only,
+            rlimits: Vec::new(),
         };
-        let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
         let (read_end, write_end): (OwnedFd, OwnedFd) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
         let write_raw = write_end.as_raw_fd();
@@ -103,6 +184,9 @@ impl ProcessExecutor {
         let (spec_read, spec_write): (OwnedFd, OwnedFd) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
         let spec_raw = spec_read.as_raw_fd();
+        let cgroup = TaskCgroup::create(&run.container_id, run.limits)?;
+        spec.cgroups = cgroup.dirs().to_vec();
+        let own_netns = bridge.is_some();
         let mut cmd = tokio::process::Command::new(&self.shim_exe);
         cmd.arg("task-shim")
             .env_clear()
@@ -124,17 +208,55 @@ impl ProcessExecutor {
                 if libc::dup2(error_tmp, ERROR_FD) < 0 || libc::dup2(spec_tmp, SPEC_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // The task's own network namespace, made here so that the
+                // agent can plug it in before the shim reads its spec.
+                if own_netns && libc::unshare(libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| format!("starting the task shim: {e}"))?;
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                cgroup.remove().await;
+                return Err(format!("starting the task shim: {e}"));
+            }
+        };
         drop(write_end);
         drop(spec_read);
-        let mut spec_write = std::fs::File::from(spec_write);
-        let written = std::io::Write::write_all(&mut spec_write, spec.as_bytes());
-        drop(spec_write);
-        written.map_err(|e| format!("passing the task spec: {e}"))?;
         let pid = child.id().unwrap_or(0);
+        let endpoint = match bridge {
+            Some(b) => match b.attach(&run.task_id, pid).await {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    let _ = child.kill().await;
+                    cgroup.remove().await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let mut task = RunningTask {
+            pid,
+            child,
+            task_id: run.task_id.clone(),
+            endpoint,
+            cgroup,
+        };
+        let etc = self.etc_files(&dir, run, &hostname, task.endpoint.as_ref().map(|e| e.address));
+        let passed = etc.and_then(|files| {
+            spec.etc_files = files;
+            let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+            let mut spec_write = std::fs::File::from(spec_write);
+            std::io::Write::write_all(&mut spec_write, spec.as_bytes())
+                .map_err(|e| format!("passing the task spec: {e}"))
+        });
+        if let Err(e) = passed {
+            let _ = task.child.kill().await;
+            self.finish(&task).await;
+            return Err(e);
+        }
         // EOF once the shim exec'd the command (the fd is close-on-exec
         // there) or exited; anything read is its error.
         let report = tokio::task::spawn_blocking(move || {
@@ -144,9 +266,9 @@ impl ProcessExecutor {
         })
         .await
         .unwrap_or_default();
-        let mut task = RunningTask { pid, child };
         if !report.is_empty() {
             let _ = task.child.wait().await;
+            self.finish(&task).await;
             return Err(report);
         }
         let _ = std::fs::write(
@@ -169,8 +291,10 @@ pub fn start_time(pid: u32) -> Option<u64> {
 /// the task processes it recorded, then every mount, then the directories.
 pub fn cleanup_stale(exec_root: &Path) {
     let tasks = exec_root.join("tasks");
+    let mut container_ids = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&tasks) {
         for e in entries.flatten() {
+            container_ids.push(super::container_id(&e.file_name().to_string_lossy()));
             let Ok(text) = std::fs::read_to_string(e.path().join("pid")) else {
                 continue;
             };
@@ -190,6 +314,7 @@ pub fn cleanup_stale(exec_root: &Path) {
         }
     }
     crate::mounts::unmount_all_under(&tasks);
+    super::cgroup::cleanup_stale(&container_ids);
     if let Err(e) = std::fs::remove_dir_all(&tasks)
         && e.kind() != std::io::ErrorKind::NotFound
     {

@@ -1,25 +1,19 @@
 //! The task shim: `swarmkeepd task-shim` runs in a fresh process
 //! (single-threaded, unlike the agent), reads its spec from a pipe (never
 //! argv or the environment, which other users and the task itself could
-//! read), gives the task its own mount and PID namespaces and a root made of
-//! its image — an overlay of the image's layers with a per-task upper
-//! directory — drops the capabilities Docker drops (and CAP_MKNOD), then
-//! execs the task's command. It stays as the task's parent, so its exit code
-//! is the task's.
-//!
-//! The host's tree is never visible to the task: the root is entered with
-//! pivot_root and the old root detached. The task's secret mount is cloned
-//! (open_tree) before that and attached read-only at `/run/secrets` and at
-//! each absolute target inside the new root, so a target is made inside the
-//! task's own upper directory and never on the host.
+//! read), joins the task's cgroups, gives the task its own mount, PID, UTS,
+//! IPC and cgroup namespaces (the agent made its network namespace) and a
+//! root made of its image (see [`super::rootfs`]), then starts the command
+//! with Docker's default capabilities, `no_new_privs` and Docker's default
+//! seccomp profile. It stays as the task's parent, so its exit code is the
+//! task's.
 
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigHandler, Signal};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -48,6 +42,17 @@ pub struct ShimSpec {
     pub env: Vec<String>,
     pub workdir: String,
     pub user: String,
+    /// The task's hostname (its UTS namespace's).
+    pub hostname: String,
+    /// Files the agent wrote for the task, bound read-write at their paths
+    /// (`/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`), as Docker's.
+    pub etc_files: Vec<(PathBuf, PathBuf)>,
+    /// The task's cgroup directories (one per hierarchy), joined before the
+    /// namespaces are made.
+    pub cgroups: Vec<PathBuf>,
+    pub read_only_root: bool,
+    /// Resource limits (resource, soft, hard), Docker's `--ulimit`.
+    pub rlimits: Vec<(u32, u64, u64)>,
 }
 
 fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
@@ -72,12 +77,7 @@ pub fn main() -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&mut report, format!("invalid task spec: {e}")),
     };
-    // Its own session (the agent stops the task by signalling the group),
-    // mount namespace and PID namespace.
-    let setup = nix::unistd::setsid().map_err(io("starting a session")).and_then(|_| {
-        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID).map_err(io("creating the task's namespaces"))
-    });
-    if let Err(e) = setup {
+    if let Err(e) = enter_namespaces(&spec) {
         return fail(&mut report, e);
     }
     // SAFETY: the shim is single-threaded (it runs before any runtime).
@@ -95,6 +95,42 @@ pub fn main() -> i32 {
             wait_code(child)
         }
     }
+}
+
+/// Its own session (the agent stops the task by signalling the group), its
+/// cgroups, then its namespaces: mount, PID (for the next child), UTS (with
+/// the task's hostname), IPC and cgroup (the task's cgroup is its root).
+fn enter_namespaces(spec: &ShimSpec) -> Result<(), String> {
+    nix::unistd::setsid().map_err(io("starting a session"))?;
+    for dir in &spec.cgroups {
+        std::fs::write(dir.join("cgroup.procs"), "0")
+            .map_err(io(format!("joining the task's cgroup {}", dir.display())))?;
+    }
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWCGROUP,
+    )
+    .map_err(io("creating the task's namespaces"))?;
+    if !spec.hostname.is_empty() {
+        nix::unistd::sethostname(&spec.hostname).map_err(io("setting the task's hostname"))?;
+    }
+    for (resource, soft, hard) in &spec.rlimits {
+        let limit = libc::rlimit {
+            rlim_cur: *soft,
+            rlim_max: *hard,
+        };
+        // SAFETY: setrlimit with a valid rlimit struct.
+        if unsafe { libc::setrlimit(*resource as _, &limit) } != 0 {
+            return Err(format!(
+                "setting ulimit {resource}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn fail(report: &mut std::fs::File, e: String) -> i32 {
@@ -119,7 +155,7 @@ fn wait_code(pid: Pid) -> i32 {
 /// task, reaps orphans, and exits with the task's code (which ends every
 /// process left in the namespace).
 fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
-    if let Err(e) = prepare_root(spec) {
+    if let Err(e) = super::rootfs::prepare_root(spec) {
         return fail(&mut report, e);
     }
     // SAFETY: still single-threaded.
@@ -143,280 +179,11 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
     }
 }
 
-fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(io("making mounts private"))?;
-    // The task's secret mounts, cloned while the host's tree is still here.
-    let secrets = spec.secrets_dir.as_deref().map(clone_read_only).transpose()?;
-    let files = spec
-        .files
-        .iter()
-        .map(|(src, target)| Ok((clone_read_only(src)?, target.clone())))
-        .collect::<Result<Vec<_>, String>>()?;
-    // The service's bind mounts: the host paths it named, and only them.
-    let binds = spec
-        .binds
-        .iter()
-        .map(|(src, target, ro)| {
-            if !src.exists() {
-                return Err(format!(
-                    "invalid mount config for type \"bind\": bind source path does not exist: {}",
-                    src.display()
-                ));
-            }
-            let dir = src.is_dir();
-            Ok((clone_tree(src, true, *ro)?, target.clone(), dir))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    if spec.layers.is_empty() {
-        return Err("the image has no layers".into());
-    }
-    let lower = spec
-        .layers
-        .iter()
-        .rev()
-        .map(|l| l.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(":");
-    let options = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
-        spec.upper.display(),
-        spec.work.display()
-    );
-    let root = &spec.root;
-    // nodev: a device node an image carries (a disk, say) cannot be opened
-    // — there is no device cgroup yet; the task's /dev is its own tmpfs.
-    mount(
-        Some("overlay"),
-        root,
-        Some("overlay"),
-        MsFlags::MS_NODEV,
-        Some(options.as_str()),
-    )
-    .map_err(io("mounting the task's root"))?;
-    private_proc_and_dev(root)?;
-    // pivot_root, then detach the old root: nothing of the host's tree is
-    // left in the namespace to climb back to.
-    nix::unistd::chdir(root).map_err(io("entering the task's root"))?;
-    nix::unistd::pivot_root(".", ".").map_err(io("pivot_root"))?;
-    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(io("detaching the host's root"))?;
-    nix::unistd::chdir("/").map_err(io("entering the task's root"))?;
-    // Inside the task's root now: paths (and any symlink in them) resolve
-    // there, and what is made lands in the task's upper directory.
-    for (tree, target, dir) in binds {
-        attach(tree, &target, dir)?;
-    }
-    if let Some(tree) = secrets {
-        attach(tree, Path::new("/run/secrets"), true)?;
-    }
-    for (tree, target) in files {
-        attach(tree, &target, false)?;
-    }
-    let workdir = if spec.workdir.is_empty() { "/" } else { &spec.workdir };
-    std::fs::create_dir_all(workdir).map_err(io(format!("creating working directory {workdir}")))?;
-    nix::unistd::chdir(workdir).map_err(io(format!("changing to working directory {workdir}")))?;
-    Ok(())
-}
-
-/// A detached, read-only (nosuid, nodev, noexec) copy of the mount at or
-/// containing `src`, limited to `src` (open_tree with OPEN_TREE_CLONE): how
-/// a task gets its secrets.
-fn clone_read_only(src: &Path) -> Result<OwnedFd, String> {
-    clone_tree(src, false, true)
-}
-
-/// A detached copy of `src` (with the mounts under it when `recursive`),
-/// read-only, nosuid, nodev and noexec when `read_only`.
-fn clone_tree(src: &Path, recursive: bool, read_only: bool) -> Result<OwnedFd, String> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    const AT_EMPTY_PATH: libc::c_uint = 0x1000;
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NOSUID: u64 = 0x2;
-    const MOUNT_ATTR_NODEV: u64 = 0x4;
-    const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-    let path = CString::new(src.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
-    // SAFETY: a NUL-terminated path; the fd returned is owned below.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 },
-        )
-    };
-    if fd < 0 {
-        return Err(format!(
-            "cloning {}: {}",
-            src.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: open_tree returned a new fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    if !read_only {
-        return Ok(fd);
-    }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let empty = CString::default();
-    // SAFETY: a live fd, an empty path with AT_EMPTY_PATH, and a mount_attr of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            AT_EMPTY_PATH | if recursive { AT_RECURSIVE } else { 0 },
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "making {} read-only: {}",
-            src.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(fd)
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// Attaches a cloned tree at `target` (absolute, inside the task's root),
-/// making the mount point (a directory or an empty file) where missing.
-fn attach(tree: OwnedFd, target: &Path, dir: bool) -> Result<(), String> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(io(format!("target {}", target.display())))?;
-    }
-    match std::fs::symlink_metadata(target) {
-        Ok(md) if md.is_dir() != dir => {
-            return Err(format!(
-                "target {}: exists as a {}",
-                target.display(),
-                if md.is_dir() { "directory" } else { "file" }
-            ));
-        }
-        Ok(_) => {}
-        Err(_) if dir => std::fs::create_dir(target).map_err(io(format!("target {}", target.display())))?,
-        Err(_) => {
-            std::fs::File::create(target).map_err(io(format!("target {}", target.display())))?;
-        }
-    }
-    let to = CString::new(target.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
-    let empty = CString::default();
-    // SAFETY: a live mount fd, NUL-terminated paths.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "mounting at {}: {}",
-            target.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
-}
-
-/// `dir` inside the new root, before pivot_root: a real directory (an
-/// image's symlink there would point into the host's tree).
-fn own_dir(root: &Path, name: &str) -> Result<PathBuf, String> {
-    let dir = root.join(name);
-    match std::fs::symlink_metadata(&dir) {
-        Ok(md) if md.is_dir() => Ok(dir),
-        Ok(_) => {
-            std::fs::remove_file(&dir).map_err(io(format!("replacing the image's /{name}")))?;
-            std::fs::create_dir(&dir).map_err(io(format!("creating /{name}")))?;
-            Ok(dir)
-        }
-        Err(_) => {
-            std::fs::create_dir(&dir).map_err(io(format!("creating /{name}")))?;
-            Ok(dir)
-        }
-    }
-}
-
-/// A /proc of the task's own PID namespace (no other process, the agent's
-/// included, is visible) and a /dev with only the harmless devices.
-fn private_proc_and_dev(root: &Path) -> Result<(), String> {
-    let proc_dir = own_dir(root, "proc")?;
-    mount(
-        Some("proc"),
-        &proc_dir,
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .map_err(io("mounting the task's /proc"))?;
-    let dev = own_dir(root, "dev")?;
-    mount(
-        Some("swarmkeep-dev"),
-        &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=0755"),
-    )
-    .map_err(io("mounting the task's /dev"))?;
-    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let host = Path::new("/dev").join(name);
-        if !host.exists() {
-            continue;
-        }
-        let dst = dev.join(name);
-        std::fs::File::create(&dst).map_err(io(format!("creating /dev/{name}")))?;
-        mount(Some(&host), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(io(format!("binding /dev/{name}")))?;
-    }
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        let _ = std::os::unix::fs::symlink(target, dev.join(link));
-    }
-    let shm = dev.join("shm");
-    if std::fs::create_dir(&shm).is_ok() {
-        mount(
-            Some("shm"),
-            &shm,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some("mode=1777,size=65536k"),
-        )
-        .map_err(io("mounting /dev/shm"))?;
-    }
-    Ok(())
-}
-
-/// Docker's default capability set, less CAP_MKNOD (there is no device
-/// cgroup here to make device nodes harmless) and CAP_SYS_CHROOT.
-const KEPT_CAPS: [u32; 12] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31];
+/// Docker's default capability set (0xa80425fb): CHOWN, DAC_OVERRIDE,
+/// FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW,
+/// SYS_CHROOT, MKNOD (every mount a task can write to is nodev), AUDIT_WRITE,
+/// SETFCAP.
+const KEPT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
 
 fn drop_capabilities() -> Result<(), String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -481,6 +248,7 @@ fn limit_capabilities() -> Result<(), String> {
 }
 
 fn exec_task(spec: &ShimSpec) -> Result<Infallible, String> {
+    let seccomp = super::seccomp::default_profile(true)?;
     drop_capabilities()?;
     set_user(&spec.user)?;
     if nix::unistd::geteuid().is_root() {
@@ -508,6 +276,13 @@ fn exec_task(spec: &ShimSpec) -> Result<Infallible, String> {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let resolved = resolve_program(&spec.argv[0], path);
     let resolved = CString::new(resolved.as_bytes()).map_err(io("command"))?;
+    // no_new_privs: a setuid binary in the image (or planted in a bind
+    // mount) gains nothing; it also lets the filter be installed.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!("setting no_new_privs: {}", std::io::Error::last_os_error()));
+    }
+    super::seccomp::install(&seccomp)?;
     Err(match nix::unistd::execve(&resolved, &argv, &env) {
         Ok(never) => match never {},
         Err(e) => format!("starting {}: {e}", spec.argv[0]),

@@ -35,6 +35,67 @@ pub struct CreateFlags<'a> {
     pub restart_delay: Option<&'a str>,
     pub restart_max_attempts: Option<u64>,
     pub stop_grace_period: Option<&'a str>,
+    pub hostname: Option<&'a str>,
+    pub read_only: bool,
+    pub limit_cpu: Option<&'a str>,
+    pub limit_memory: Option<&'a str>,
+    pub limit_pids: Option<i64>,
+}
+
+/// `--limit-cpu 0.5` → NanoCPUs, as the docker CLI parses it (a decimal,
+/// at most 9 fractional digits).
+pub fn parse_cpus(s: &str) -> Result<i64, CliError> {
+    let bad = || {
+        CliError(format!(
+            "invalid argument \"{s}\" for \"--limit-cpu\" flag: failed to parse {s} as a rational number"
+        ))
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if (int.is_empty() && frac.is_empty()) || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if frac.len() > 9 {
+        return Err(CliError(format!(
+            "invalid argument \"{s}\" for \"--limit-cpu\" flag: value is too precise"
+        )));
+    }
+    let int: i64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    let frac: i64 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+    int.checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(frac))
+        .ok_or_else(bad)
+}
+
+/// `--limit-memory 512m` → bytes, as go-units' RAMInBytes (binary units).
+pub fn parse_memory(s: &str) -> Result<i64, CliError> {
+    let bad = || {
+        CliError(format!(
+            "invalid argument \"{s}\" for \"--limit-memory\" flag: invalid size: '{s}'"
+        ))
+    };
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let num: f64 = num.parse().map_err(|_| bad())?;
+    let mult: f64 = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
+        _ => return Err(bad()),
+    };
+    if unit.len() > 3 || num < 0.0 {
+        return Err(bad());
+    }
+    Ok((num * mult) as i64)
 }
 
 /// A `--secret`/`--config` value before its source is looked up.
@@ -271,6 +332,9 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
                 },
                 force_update: 0,
                 mounts: flags.mounts.iter().map(|m| parse_mount(m)).collect::<Result<_, _>>()?,
+                hostname: flags.hostname.unwrap_or("").to_string(),
+                read_only: flags.read_only,
+                limits: limits(&flags)?,
             }),
             mode: mode.to_string(),
             replicas: flags.replicas.unwrap_or(1),
@@ -288,6 +352,15 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
         Ok(id) => Output::ok(format!("{id}\n")),
         Err(e) => e.into(),
     }
+}
+
+fn limits(flags: &CreateFlags<'_>) -> Result<Option<control::ResourceLimits>, CliError> {
+    let l = control::ResourceLimits {
+        nano_cpus: flags.limit_cpu.map(parse_cpus).transpose()?.unwrap_or(0),
+        memory_bytes: flags.limit_memory.map(parse_memory).transpose()?.unwrap_or(0),
+        pids: flags.limit_pids.unwrap_or(0),
+    };
+    Ok((l != control::ResourceLimits::default()).then_some(l))
 }
 
 fn truncate_id(id: &str) -> &str {

@@ -11,8 +11,8 @@ use swarmkeep_api::errors::rpc;
 use swarmkeep_api::targets::effective_target;
 use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_store::objects::{
-    FailureAction, FileReference, Mount, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task,
-    TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
+    FailureAction, FileReference, Mount, ResourceLimits, RestartCondition, RestartPolicy, Service, ServiceMode,
+    ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
 };
 use tonic::{Code, Status};
 
@@ -73,7 +73,52 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
                 read_only: m.read_only,
             })
             .collect(),
+        hostname: t.hostname.clone(),
+        read_only: t.read_only,
+        limits: (t.limits != ResourceLimits::default()).then_some(control::ResourceLimits {
+            nano_cpus: t.limits.nano_cpus,
+            memory_bytes: t.limits.memory_bytes,
+            pids: t.limits.pids,
+        }),
     }
+}
+
+/// Swarm's checks of `Resources.Limits` (the messages are swarmkit's).
+fn limits_from_proto(limits: Option<control::ResourceLimits>) -> Result<ResourceLimits, Status> {
+    let Some(l) = limits else {
+        return Ok(ResourceLimits::default());
+    };
+    if l.nano_cpus != 0 && l.nano_cpus < 1_000_000 {
+        return Err(rpc(
+            Code::InvalidArgument,
+            format!("invalid cpu value {}: Must be at least 0.001", l.nano_cpus as f64 / 1e9),
+        ));
+    }
+    if l.memory_bytes != 0 && l.memory_bytes < 4 * 1024 * 1024 {
+        return Err(rpc(
+            Code::InvalidArgument,
+            format!("invalid memory value {}: Must be at least 4MiB", l.memory_bytes),
+        ));
+    }
+    if l.pids < 0 {
+        return Err(rpc(
+            Code::InvalidArgument,
+            format!("invalid pids value {}: Must not be negative", l.pids),
+        ));
+    }
+    Ok(ResourceLimits {
+        nano_cpus: l.nano_cpus,
+        memory_bytes: l.memory_bytes,
+        pids: l.pids,
+    })
+}
+
+/// A hostname as the kernel takes it (at most 64 bytes, no NUL or '/').
+fn hostname_from_proto(h: String) -> Result<String, Status> {
+    if h.len() > 64 || h.contains(['\0', '/']) || h.chars().any(char::is_whitespace) {
+        return Err(rpc(Code::InvalidArgument, format!("invalid hostname {h:?}")));
+    }
+    Ok(h)
 }
 
 /// A service's mounts, as Docker checks them at the door.
@@ -389,6 +434,9 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
             },
             force_update: task.force_update,
             mounts: mounts_from_proto(task.mounts)?,
+            hostname: hostname_from_proto(task.hostname)?,
+            read_only: task.read_only,
+            limits: limits_from_proto(task.limits)?,
         },
         mode,
         update_config,

@@ -1,0 +1,395 @@
+//! The node-local bridge (Docker's `docker_gwbridge` / default bridge): one
+//! Linux bridge per agent with a private /24, a veth pair per task (one end
+//! on the bridge, the other the task's `eth0`), made through netlink
+//! (`rtnetlink`); outbound NAT by the kernel's firewall (see `firewall.rs`).
+//!
+//! Several agents may share a host (the tests run several nodes on one
+//! machine): each has its own bridge, named after its exec root, with the
+//! path of the lock file it holds as the bridge's alias. A bridge whose lock
+//! is no longer held (its agent died) is removed by the next agent that
+//! starts, and its subnet reused.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::firewall;
+
+/// The range agents take their /24 from: 10.213.0.0/16.
+const RANGE: [u8; 2] = [10, 213];
+const BRIDGE_PREFIX: &str = "swk-";
+const HOST_LOCK: &str = "/run/swarmkeep-bridges.lock";
+
+/// What a task got: its address and its veth's host end.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub address: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub prefix: u8,
+    pub mac: [u8; 6],
+    host_veth: String,
+}
+
+pub struct Bridge {
+    name: String,
+    /// The third octet of the agent's 10.213.N.0/24.
+    subnet: u8,
+    leases: Mutex<BTreeMap<String, u8>>,
+    /// Held for the agent's life: says this bridge is in use.
+    _lock: std::fs::File,
+}
+
+fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+fn flock(file: &std::fs::File, blocking: bool) -> bool {
+    let op = if blocking {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on a live fd.
+    unsafe { libc::flock(file.as_raw_fd(), op) == 0 }
+}
+
+/// A short name for `exec_root`'s bridge (interface names are ≤ 15 bytes).
+fn bridge_name(exec_root: &Path) -> String {
+    let digest = swarmkeep_image::sha256_digest(exec_root.as_os_str().as_encoded_bytes());
+    let hex = digest.trim_start_matches("sha256:");
+    format!("{BRIDGE_PREFIX}{}", &hex[..10])
+}
+
+fn connect() -> Result<Handle, String> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(io("opening a netlink socket"))?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, String> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        // ENODEV: no such link.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(format!("looking up link {name}: {e}")),
+    }
+}
+
+impl Bridge {
+    /// Makes (or takes back, after a restart) this agent's bridge.
+    pub async fn setup(exec_root: &Path) -> Result<Self, String> {
+        let lock_path = exec_root.join("network.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(format!("opening {}", lock_path.display())))?;
+        if !flock(&lock, false) {
+            return Err(format!(
+                "{} is locked: another agent uses this exec root",
+                lock_path.display()
+            ));
+        }
+        // One agent at a time picks a subnet on this host.
+        let host_lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(HOST_LOCK)
+            .map_err(io(format!("opening {HOST_LOCK}")))?;
+        let host_lock = tokio::task::spawn_blocking(move || {
+            flock(&host_lock, true);
+            host_lock
+        })
+        .await
+        .map_err(io("locking"))?;
+        let name = bridge_name(exec_root);
+        let handle = connect()?;
+        remove_stale(&handle, &name).await?;
+        let subnet = match own_subnet(&handle, &name).await? {
+            Some(n) => n,
+            None => create(&handle, &name, &lock_path).await?,
+        };
+        firewall::install(&name, subnet_cidr(subnet)).await?;
+        // Forwarding is how tasks reach past the node (Docker turns it on too).
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(io("enabling IPv4 forwarding"))?;
+        drop(host_lock);
+        tracing::info!(bridge = %name, subnet = %subnet_cidr(subnet), "task bridge ready");
+        Ok(Self {
+            name,
+            subnet,
+            leases: Mutex::default(),
+            _lock: lock,
+        })
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(RANGE[0], RANGE[1], self.subnet, 1)
+    }
+
+    /// Gives the task running as `pid` (in its own network namespace) an
+    /// address on the bridge, a default route through it, and `lo`.
+    pub async fn attach(&self, task_id: &str, pid: u32) -> Result<Endpoint, String> {
+        let host = {
+            let mut leases = crate::state::lock(&self.leases);
+            let taken: std::collections::BTreeSet<u8> = leases.values().copied().collect();
+            let host = (2..=254u8)
+                .find(|h| !taken.contains(h))
+                .ok_or("the node's task bridge has no free address (253 tasks)")?;
+            leases.insert(task_id.to_string(), host);
+            host
+        };
+        let address = Ipv4Addr::new(RANGE[0], RANGE[1], self.subnet, host);
+        let o = address.octets();
+        // Docker's MAC: 02:42 and the IPv4 address.
+        let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
+        let digest = swarmkeep_image::sha256_digest(task_id.as_bytes());
+        let hex = &digest.trim_start_matches("sha256:")[..11];
+        let endpoint = Endpoint {
+            address,
+            gateway: self.gateway(),
+            prefix: 24,
+            mac,
+            host_veth: format!("vsk{hex}"),
+        };
+        let peer = format!("vsp{hex}");
+        let result = self.plug(&endpoint, &peer, pid).await;
+        if let Err(e) = result {
+            self.detach(task_id, Some(&endpoint)).await;
+            return Err(e);
+        }
+        Ok(endpoint)
+    }
+
+    async fn plug(&self, endpoint: &Endpoint, peer: &str, pid: u32) -> Result<(), String> {
+        let handle = connect()?;
+        let bridge = link_index(&handle, &self.name)
+            .await?
+            .ok_or_else(|| format!("the task bridge {} is gone", self.name))?;
+        handle
+            .link()
+            .add(LinkVeth::new(&endpoint.host_veth, peer).build())
+            .execute()
+            .await
+            .map_err(io("creating the task's veth pair"))?;
+        let host_end = link_index(&handle, &endpoint.host_veth)
+            .await?
+            .ok_or("the task's veth vanished")?;
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(host_end).controller(bridge).up().build())
+            .execute()
+            .await
+            .map_err(io("putting the task's veth on the bridge"))?;
+        let peer_end = link_index(&handle, peer).await?.ok_or("the task's veth vanished")?;
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(peer_end).setns_by_pid(pid).build())
+            .execute()
+            .await
+            .map_err(io("moving the veth into the task's network namespace"))?;
+        let (peer, endpoint) = (peer.to_string(), endpoint.clone());
+        tokio::task::spawn_blocking(move || inside(pid, &peer, &endpoint))
+            .await
+            .map_err(io("configuring the task's network"))?
+    }
+
+    /// Frees the task's address and removes its veth (gone already when its
+    /// namespace ended; that is fine).
+    pub async fn detach(&self, task_id: &str, endpoint: Option<&Endpoint>) {
+        crate::state::lock(&self.leases).remove(task_id);
+        let Some(endpoint) = endpoint else { return };
+        let Ok(handle) = connect() else { return };
+        if let Ok(Some(index)) = link_index(&handle, &endpoint.host_veth).await {
+            let _ = handle.link().del(index).execute().await;
+        }
+    }
+
+    /// Removes the bridge and its firewall rules (daemon shutdown).
+    pub async fn teardown(&self) {
+        if let Ok(handle) = connect()
+            && let Ok(Some(index)) = link_index(&handle, &self.name).await
+        {
+            let _ = handle.link().del(index).execute().await;
+        }
+        firewall::remove(&self.name).await;
+    }
+}
+
+fn subnet_cidr(n: u8) -> String {
+    format!("{}.{}.{n}.0/24", RANGE[0], RANGE[1])
+}
+
+/// Inside the task's namespace (a thread of its own joins it): `lo` up, the
+/// veth renamed `eth0` with its address and MAC, the default route, and
+/// Docker's namespaced sysctls.
+fn inside(pid: u32, peer: &str, endpoint: &Endpoint) -> Result<(), String> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(io("opening the task's network namespace"))?;
+    let peer = peer.to_string();
+    let endpoint = endpoint.clone();
+    std::thread::spawn(move || -> Result<(), String> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(io("entering the task's network namespace"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io("runtime"))?;
+        rt.block_on(async move {
+            let handle = connect()?;
+            let lo = link_index(&handle, "lo").await?.ok_or("the namespace has no lo")?;
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(lo).up().build())
+                .execute()
+                .await
+                .map_err(io("bringing up lo"))?;
+            let index = link_index(&handle, &peer).await?.ok_or("the task's veth vanished")?;
+            handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(index)
+                        .name("eth0".to_string())
+                        .address(endpoint.mac.to_vec())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(io("naming the task's eth0"))?;
+            handle
+                .address()
+                .add(index, IpAddr::V4(endpoint.address), endpoint.prefix)
+                .execute()
+                .await
+                .map_err(io("addressing the task's eth0"))?;
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(io("bringing up the task's eth0"))?;
+            handle
+                .route()
+                .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(endpoint.gateway).build())
+                .execute()
+                .await
+                .map_err(io("adding the task's default route"))?;
+            Ok::<(), String>(())
+        })?;
+        for (key, value) in [
+            ("net/ipv4/ip_unprivileged_port_start", "0"),
+            ("net/ipv4/ping_group_range", "0 2147483647"),
+        ] {
+            std::fs::write(Path::new("/proc/sys").join(key), value).map_err(io(format!("setting {key}")))?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "configuring the task's network panicked".to_string())?
+}
+
+/// The third octet of the subnet `name` already has (after an agent restart).
+async fn own_subnet(handle: &Handle, name: &str) -> Result<Option<u8>, String> {
+    let Some(index) = link_index(handle, name).await? else {
+        return Ok(None);
+    };
+    let mut addrs = handle.address().get().set_link_index_filter(index).execute();
+    while let Some(msg) = addrs.try_next().await.map_err(io("listing addresses"))? {
+        for attr in msg.attributes {
+            if let AddressAttribute::Address(IpAddr::V4(a)) = attr {
+                let o = a.octets();
+                if o[0] == RANGE[0] && o[1] == RANGE[1] && o[3] == 1 {
+                    return Ok(Some(o[2]));
+                }
+            }
+        }
+    }
+    // An address-less bridge of ours: start it again.
+    let _ = handle.link().del(index).execute().await;
+    Ok(None)
+}
+
+/// Creates the bridge on the first /24 of the range no interface of this
+/// host is on.
+async fn create(handle: &Handle, name: &str, lock_path: &Path) -> Result<u8, String> {
+    let mut used = std::collections::BTreeSet::new();
+    let mut addrs = handle.address().get().execute();
+    while let Some(msg) = addrs.try_next().await.map_err(io("listing addresses"))? {
+        for attr in msg.attributes {
+            if let AddressAttribute::Address(IpAddr::V4(a)) = attr {
+                let o = a.octets();
+                if o[0] == RANGE[0] && o[1] == RANGE[1] {
+                    used.insert(o[2]);
+                }
+            }
+        }
+    }
+    let subnet = (0..=255u8)
+        .find(|n| !used.contains(n))
+        .ok_or("no free /24 in 10.213.0.0/16 for the task bridge")?;
+    handle
+        .link()
+        .add(
+            LinkBridge::new(name)
+                .alias(lock_path.to_string_lossy().into_owned())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(io(format!("creating the task bridge {name}")))?;
+    let index = link_index(handle, name).await?.ok_or("the task bridge vanished")?;
+    handle
+        .address()
+        .add(index, IpAddr::V4(Ipv4Addr::new(RANGE[0], RANGE[1], subnet, 1)), 24)
+        .execute()
+        .await
+        .map_err(io("addressing the task bridge"))?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(io("bringing up the task bridge"))?;
+    Ok(subnet)
+}
+
+/// Removes the bridges (and their firewall rules) of agents that are gone:
+/// those whose lock file is missing or no longer locked.
+async fn remove_stale(handle: &Handle, own: &str) -> Result<(), String> {
+    let mut stale = Vec::new();
+    let mut links = handle.link().get().execute();
+    while let Some(link) = links.try_next().await.map_err(io("listing links"))? {
+        let mut name = None;
+        let mut alias = None;
+        for attr in &link.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => name = Some(n.clone()),
+                LinkAttribute::IfAlias(a) => alias = Some(PathBuf::from(a)),
+                _ => {}
+            }
+        }
+        let Some(name) = name.filter(|n| n.starts_with(BRIDGE_PREFIX) && n != own) else {
+            continue;
+        };
+        let in_use = alias
+            .and_then(|a| std::fs::OpenOptions::new().write(true).open(a).ok())
+            .is_some_and(|f| !flock(&f, false));
+        if !in_use {
+            stale.push((name, link.header.index));
+        }
+    }
+    for (name, index) in stale {
+        tracing::info!(bridge = %name, "removing the task bridge of an agent that is gone");
+        let _ = handle.link().del(index).execute().await;
+        firewall::remove(&name).await;
+    }
+    Ok(())
+}

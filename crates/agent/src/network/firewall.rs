@@ -1,0 +1,95 @@
+//! The kernel's firewall for a task bridge, through `nft` (nftables): a
+//! table of the bridge's own with the outbound NAT (masquerade of the
+//! bridge's subnet leaving by any other interface), and — where Docker's
+//! iptables rules drop forwarded traffic by default — an accept for the
+//! bridge in Docker's `DOCKER-USER` chain, marked so it can be removed.
+//! Packets are forwarded by the kernel, never by a user-space process.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+fn table(bridge: &str) -> String {
+    // nft names: letters, digits, '_' (a bridge name has a '-').
+    bridge.replace('-', "_")
+}
+
+fn marker(bridge: &str) -> String {
+    format!("swarmkeep {bridge}")
+}
+
+async fn nft(script: &str) -> Result<String, String> {
+    let mut child = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running nft (install nftables): {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| format!("nft: {e}"))?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| format!("nft: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("nft: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Installs (again: idempotent) the bridge's NAT and forwarding rules.
+pub async fn install(bridge: &str, subnet: String) -> Result<(), String> {
+    let t = table(bridge);
+    nft(&format!(
+        "add table ip {t}\n\
+         delete table ip {t}\n\
+         table ip {t} {{\n\
+           chain postrouting {{\n\
+             type nat hook postrouting priority srcnat; policy accept;\n\
+             ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+           }}\n\
+         }}\n"
+    ))
+    .await?;
+    remove_docker_user(bridge).await;
+    if nft("list chain ip filter DOCKER-USER\n").await.is_ok() {
+        let m = marker(bridge);
+        nft(&format!(
+            "insert rule ip filter DOCKER-USER iifname \"{bridge}\" accept comment \"{m}\"\n\
+             insert rule ip filter DOCKER-USER oifname \"{bridge}\" accept comment \"{m}\"\n"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Docker-USER rules of `bridge`, by handle.
+async fn remove_docker_user(bridge: &str) {
+    let Ok(listing) = tokio::process::Command::new("nft")
+        .args(["-a", "list", "chain", "ip", "filter", "DOCKER-USER"])
+        .output()
+        .await
+    else {
+        return;
+    };
+    let needle = format!("comment \"{}\"", marker(bridge));
+    let text = String::from_utf8_lossy(&listing.stdout);
+    let script: String = text
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.rsplit_once("# handle ").map(|(_, h)| h.trim().to_string()))
+        .map(|h| format!("delete rule ip filter DOCKER-USER handle {h}\n"))
+        .collect();
+    if !script.is_empty() {
+        let _ = nft(&script).await;
+    }
+}
+
+/// Removes everything [`install`] made for `bridge`.
+pub async fn remove(bridge: &str) {
+    let t = table(bridge);
+    let _ = nft(&format!("add table ip {t}\ndelete table ip {t}\n")).await;
+    remove_docker_user(bridge).await;
+}

@@ -1,0 +1,324 @@
+//! The task sandbox, Docker's defaults: what a root task sees of itself, and
+//! the escapes an audit made from a task, replayed from inside one and
+//! refused — `/proc/sys` writes, `mount`, `unshare`, the host's loopback
+//! services, raw sockets on the host's interfaces, masked `/proc` files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use swarmkeep_tests::{Daemon, eventually};
+
+/// Runs `script` (busybox sh) as a service on `d` with `/out` bound to a
+/// fresh directory; returns it once the script touched `/out/done`.
+fn run(d: &Daemon, name: &str, script: &str, extra: &[&str]) -> PathBuf {
+    let out = d.path().join(format!("out-{name}"));
+    std::fs::create_dir_all(&out).unwrap();
+    let mount = format!("type=bind,source={},target=/out", out.display());
+    let script = format!("{script}; touch /out/done; exec sleep 1000");
+    let mut args = vec!["service", "create", "--name", name, "--mount", &mount];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    d.cli(&args).ok();
+    assert!(
+        eventually(Duration::from_secs(30), || out.join("done").exists()),
+        "the task did not finish its script\n{}\n{}",
+        d.cli(&["service", "ps", name, "--no-trunc"]).stdout,
+        d.log()
+    );
+    out
+}
+
+fn read(out: &std::path::Path, f: &str) -> String {
+    std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("/out/{f}: {e}"))
+}
+
+fn field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+        .trim()
+}
+
+#[test]
+fn a_default_task_gets_dockers_sandbox() {
+    let d = Daemon::start();
+    d.init();
+    // A plaintext service on the host's loopback (an admin's TCP control
+    // call, say): a task must not reach it.
+    let host_service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host_service.local_addr().unwrap().port();
+    let script = format!(
+        "grep -E '^(Cap(Inh|Prm|Eff|Bnd)|NoNewPrivs|Seccomp):' /proc/self/status > /out/status; \
+         hostname > /out/hostname; cat /etc/hostname > /out/etchostname; cat /etc/hosts > /out/hosts; \
+         (echo x > /proc/sys/kernel/hostname) 2> /out/sysctl; \
+         (mount -t tmpfs none /mnt) 2> /out/mount; echo rc=$? >> /out/mount; \
+         (unshare -r -U true) 2> /out/unshare; echo rc=$? >> /out/unshare; \
+         (unshare -n true) 2> /out/unshare-net; echo rc=$? >> /out/unshare-net; \
+         for n in net uts ipc pid; do readlink /proc/self/ns/$n; done > /out/ns; \
+         ip -o -4 addr > /out/addr; ip route > /out/route; \
+         cat /proc/timer_list > /out/timer_list 2>&1; cat /proc/keys > /out/keys 2>&1; \
+         (touch /sys/x) 2> /out/sys; \
+         (nc -w 3 127.0.0.1 {port} < /dev/null) > /out/lo 2>&1; echo rc=$? >> /out/lo; \
+         cat /proc/mounts > /out/mounts; \
+         (mknod /dev/sda-copy b 8 0 && head -c 1 /dev/sda-copy) > /out/mknod 2>&1; echo rc=$? >> /out/mknod; \
+         ping -c 1 -W 3 $(ip route | awk '/default/ {{print $3}}') > /out/ping 2>&1; echo rc=$? >> /out/ping"
+    );
+    let out = run(&d, "sandbox", &script, &[]);
+    drop(host_service);
+
+    // Docker's capability set for a root task; no_new_privs; seccomp filter.
+    let status = read(&out, "status");
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert_eq!(field(&status, set), "00000000a80425fb", "{set}: {status}");
+    }
+    assert_eq!(field(&status, "CapInh"), "0000000000000000", "{status}");
+    assert_eq!(field(&status, "NoNewPrivs"), "1", "{status}");
+    assert_eq!(field(&status, "Seccomp"), "2", "{status}");
+
+    // Hostname = the container's short ID, in /etc/hostname and /etc/hosts.
+    let hostname = read(&out, "hostname").trim().to_string();
+    assert_eq!(hostname.len(), 12, "{hostname}");
+    assert!(hostname.chars().all(|c| c.is_ascii_hexdigit()), "{hostname}");
+    assert_eq!(read(&out, "etchostname").trim(), hostname);
+    let hosts = read(&out, "hosts");
+    assert!(
+        hosts.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        "{hosts}"
+    );
+    let last = hosts.lines().last().unwrap();
+    assert!(
+        last.starts_with("10.213.") && last.ends_with(&format!("\t{hostname}")),
+        "{hosts}"
+    );
+
+    // The escapes.
+    assert!(
+        read(&out, "sysctl").contains("Read-only file system"),
+        "{}",
+        read(&out, "sysctl")
+    );
+    let mount = read(&out, "mount");
+    assert!(
+        mount.to_lowercase().contains("permission denied") && !mount.contains("rc=0"),
+        "{mount}"
+    );
+    let unshare = read(&out, "unshare");
+    assert!(!unshare.contains("rc=0"), "{unshare}");
+    assert!(
+        !read(&out, "unshare-net").contains("rc=0"),
+        "{}",
+        read(&out, "unshare-net")
+    );
+    assert!(
+        !read(&out, "lo").contains("rc=0"),
+        "the host's loopback was reachable: {}",
+        read(&out, "lo")
+    );
+    // Masked (this kernel may lack /proc/kcore; these two it has).
+    assert_eq!(read(&out, "timer_list").trim(), "", "/proc/timer_list is not masked");
+    assert_eq!(read(&out, "keys").trim(), "", "/proc/keys is not masked");
+    assert!(
+        read(&out, "sys").contains("Read-only file system"),
+        "{}",
+        read(&out, "sys")
+    );
+    // CAP_MKNOD is Docker's, but a device node made is useless (nodev).
+    assert!(!read(&out, "mknod").contains("rc=0"), "{}", read(&out, "mknod"));
+
+    // Its own namespaces; its own address on the node's bridge.
+    let ns = read(&out, "ns");
+    for kind in ["net", "uts", "ipc", "pid"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+        let host = host.to_string_lossy();
+        assert!(ns.contains(&format!("{kind}:[")), "{ns}");
+        assert!(
+            !ns.contains(&*host),
+            "the task shares the host's {kind} namespace: {ns}"
+        );
+    }
+    let addr = read(&out, "addr");
+    assert!(addr.contains("eth0") && addr.contains("inet 10.213."), "{addr}");
+    assert!(
+        read(&out, "route").contains("default via 10.213."),
+        "{}",
+        read(&out, "route")
+    );
+    // NET_RAW works in its own namespace: ping of the bridge's gateway.
+    assert!(read(&out, "ping").contains("rc=0"), "{}", read(&out, "ping"));
+    let mounts = read(&out, "mounts");
+    for expect in [
+        "proc /proc/sys proc ro,",
+        "sysfs /sys sysfs ro,",
+        "devpts /dev/pts devpts rw,nosuid,noexec",
+        "mqueue /dev/mqueue mqueue rw,nosuid,nodev,noexec",
+        "shm /dev/shm tmpfs rw,nosuid,nodev,noexec",
+        "tmpfs /dev tmpfs rw,nosuid,nodev",
+    ] {
+        assert!(mounts.contains(expect), "no {expect:?} in\n{mounts}");
+    }
+}
+
+#[test]
+fn seccomp_answers_as_dockers_profile() {
+    let d = Daemon::start();
+    d.init();
+    // clone3 gets ENOSYS (libc falls back to clone, so fork works); chroot
+    // is allowed (CAP_SYS_CHROOT); pivot_root and swapon are not.
+    let script = "(sh -c 'echo forked') > /out/fork 2>&1; \
+                  (chroot / true) > /out/chroot 2>&1; echo rc=$? >> /out/chroot; \
+                  (mkdir -p /a /b && pivot_root /a /b) > /out/pivot 2>&1; echo rc=$? >> /out/pivot; \
+                  (swapoff -a; swapon /x) > /out/swap 2>&1; echo rc=$? >> /out/swap";
+    let out = run(&d, "seccomp", script, &[]);
+    assert_eq!(read(&out, "fork").trim(), "forked");
+    assert!(read(&out, "chroot").contains("rc=0"), "{}", read(&out, "chroot"));
+    assert!(
+        read(&out, "pivot").contains("Operation not permitted"),
+        "{}",
+        read(&out, "pivot")
+    );
+    assert!(!read(&out, "swap").contains("rc=0"), "{}", read(&out, "swap"));
+}
+
+/// The cgroup directory (v1 `pids` hierarchy, or the v2 one) whose
+/// `pids.max` is `pids`.
+fn cgroup_with_pids_max(pids: &str) -> Option<PathBuf> {
+    ["/sys/fs/cgroup/pids/swarmkeep", "/sys/fs/cgroup/swarmkeep"]
+        .iter()
+        .filter_map(|p| std::fs::read_dir(p).ok())
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p.join("pids.max")).is_ok_and(|s| s.trim() == pids))
+}
+
+#[test]
+fn limits_hostname_and_read_only_root_are_honoured() {
+    let d = Daemon::start();
+    d.init();
+    let pids = (4000 + std::process::id() % 1000).to_string();
+    let script = "hostname > /out/hostname; tail -1 /etc/hosts > /out/hosts; \
+                  (touch /x) 2> /out/root; echo rc=$? >> /out/root; \
+                  (echo x > /out/written) 2> /out/bind; echo rc=$? >> /out/bind";
+    let out = run(
+        &d,
+        "limited",
+        script,
+        &[
+            "--hostname",
+            "web1",
+            "--read-only",
+            "--limit-cpu",
+            "0.5",
+            "--limit-memory",
+            "64m",
+            "--limit-pids",
+            &pids,
+        ],
+    );
+    assert_eq!(read(&out, "hostname").trim(), "web1");
+    assert!(
+        read(&out, "hosts").trim().ends_with("\tweb1"),
+        "{}",
+        read(&out, "hosts")
+    );
+    assert!(
+        read(&out, "root").contains("Read-only file system"),
+        "{}",
+        read(&out, "root")
+    );
+    // A bind mount stays writable on a read-only root.
+    assert!(read(&out, "bind").contains("rc=0"), "{}", read(&out, "bind"));
+
+    let dir = cgroup_with_pids_max(&pids).expect("the task's cgroup with its pids limit");
+    let id = dir.file_name().unwrap().to_string_lossy().into_owned();
+    if dir.starts_with("/sys/fs/cgroup/pids") {
+        let v1 = |ctl: &str, file: &str| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/swarmkeep/{id}/{file}")).unwrap()
+        };
+        assert_eq!(v1("memory", "memory.limit_in_bytes").trim(), "67108864");
+        assert_eq!(v1("cpu", "cpu.cfs_quota_us").trim(), "50000");
+        assert_eq!(v1("cpu", "cpu.cfs_period_us").trim(), "100000");
+        assert!(v1("devices", "devices.list").contains("c 1:3 rwm"));
+    } else {
+        assert_eq!(
+            std::fs::read_to_string(dir.join("memory.max")).unwrap().trim(),
+            "67108864"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cpu.max")).unwrap().trim(),
+            "50000 100000"
+        );
+    }
+    // The service shows what it was given, as Docker's.
+    let inspect = d.cli(&["service", "inspect", "limited"]);
+    let v: serde_json::Value = serde_json::from_str(inspect.ok()).unwrap();
+    let t = &v[0]["Spec"]["TaskTemplate"];
+    assert_eq!(t["ContainerSpec"]["Hostname"], "web1");
+    assert_eq!(t["ContainerSpec"]["ReadOnly"], true);
+    assert_eq!(t["Resources"]["Limits"]["NanoCPUs"], 500_000_000);
+    assert_eq!(t["Resources"]["Limits"]["MemoryBytes"], 67_108_864);
+
+    // Removing the service removes the task's cgroup.
+    d.cli(&["service", "rm", "limited"]).ok();
+    assert!(
+        eventually(Duration::from_secs(20), || !dir.exists()),
+        "the task's cgroup {} is left",
+        dir.display()
+    );
+}
+
+#[test]
+fn a_task_over_its_memory_limit_is_oom_killed_with_dockers_exit_code() {
+    let d = Daemon::start();
+    d.init();
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "hog",
+        "--restart-condition",
+        "none",
+        "--limit-memory",
+        "16m",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ])
+    .ok();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            d.cli(&["service", "ps", "hog", "--no-trunc", "--format", "{{.Error}}"])
+                .stdout
+                .contains("task: non-zero exit (137)")
+        }),
+        "{}\n{}",
+        d.cli(&["service", "ps", "hog", "--no-trunc"]).stdout,
+        d.log()
+    );
+    assert!(d.log().contains("OOM"), "the agent did not log the OOM kill");
+}
+
+#[test]
+fn bad_limits_get_swarms_errors() {
+    let d = Daemon::start();
+    d.init();
+    let out = d.cli(&["service", "create", "--limit-memory", "1k", "busybox", "true"]);
+    assert!(
+        out.stderr.contains("invalid memory value 1024: Must be at least 4MiB"),
+        "{}",
+        out.stderr
+    );
+    let out = d.cli(&["service", "create", "--limit-cpu", "x", "busybox", "true"]);
+    assert!(
+        out.stderr.contains("failed to parse x as a rational number"),
+        "{}",
+        out.stderr
+    );
+    let out = d.cli(&["service", "create", "--limit-memory", "12q", "busybox", "true"]);
+    assert!(out.stderr.contains("invalid size: '12q'"), "{}", out.stderr);
+    assert_eq!(d.cli(&["service", "ls", "-q"]).stdout.trim(), "", "nothing was created");
+}
