@@ -208,6 +208,8 @@ fn service_rm_unmounts_and_removes_files_within_a_second() {
         .unwrap()
         .path()
         .join("pid");
+    // Written once the task runs (its mount is made before).
+    assert!(eventually(Duration::from_secs(10), || pid_file.exists()));
     let pid: i32 = std::fs::read_to_string(pid_file)
         .unwrap()
         .split_whitespace()

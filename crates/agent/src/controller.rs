@@ -318,8 +318,9 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     }
     // The task was PID 1's child in its own PID namespace: when it ended,
     // every process it left went with the namespace.
-    agent.executor.finish(&proc).await;
+    // The secrets first: they go as soon as the task has ended.
     release(&agent, &id).await;
+    agent.executor.finish(&proc).await;
     tracing::info!(task = %id, "task ended; its mount is removed");
 }
 

@@ -39,6 +39,7 @@ pub struct Endpoint {
 
 pub struct Bridge {
     name: String,
+    lock_path: PathBuf,
     /// The third octet of the agent's 10.213.N.0/24.
     subnet: u8,
     leases: Mutex<BTreeMap<String, u8>>,
@@ -48,6 +49,10 @@ pub struct Bridge {
 
 fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
     move |e| format!("{what}: {e}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn flock(file: &std::fs::File, blocking: bool) -> bool {
@@ -117,7 +122,7 @@ impl Bridge {
         remove_stale(&handle, &name).await?;
         let subnet = match own_subnet(&handle, &name).await? {
             Some(n) => n,
-            None => create(&handle, &name, &lock_path).await?,
+            None => create(&handle, &name, &lock_path, None).await?,
         };
         firewall::install(&name, subnet_cidr(subnet)).await?;
         // Forwarding is how tasks reach past the node (Docker turns it on too).
@@ -126,6 +131,7 @@ impl Bridge {
         tracing::info!(bridge = %name, subnet = %subnet_cidr(subnet), "task bridge ready");
         Ok(Self {
             name,
+            lock_path,
             subnet,
             leases: Mutex::default(),
             _lock: lock,
@@ -140,7 +146,7 @@ impl Bridge {
     /// address on the bridge, a default route through it, and `lo`.
     pub async fn attach(&self, task_id: &str, pid: u32) -> Result<Endpoint, String> {
         let host = {
-            let mut leases = crate::state::lock(&self.leases);
+            let mut leases = lock(&self.leases);
             let taken: std::collections::BTreeSet<u8> = leases.values().copied().collect();
             let host = (2..=254u8)
                 .find(|h| !taken.contains(h))
@@ -172,9 +178,18 @@ impl Bridge {
 
     async fn plug(&self, endpoint: &Endpoint, peer: &str, pid: u32) -> Result<(), String> {
         let handle = connect()?;
-        let bridge = link_index(&handle, &self.name)
-            .await?
-            .ok_or_else(|| format!("the task bridge {} is gone", self.name))?;
+        let bridge = match link_index(&handle, &self.name).await? {
+            Some(index) => index,
+            None => {
+                // Removed under us (by hand, say): made again on its subnet.
+                tracing::warn!(bridge = %self.name, "the task bridge was removed; making it again");
+                create(&handle, &self.name, &self.lock_path, Some(self.subnet)).await?;
+                firewall::install(&self.name, subnet_cidr(self.subnet)).await?;
+                link_index(&handle, &self.name)
+                    .await?
+                    .ok_or_else(|| format!("the task bridge {} is gone", self.name))?
+            }
+        };
         handle
             .link()
             .add(LinkVeth::new(&endpoint.host_veth, peer).build())
@@ -206,7 +221,7 @@ impl Bridge {
     /// Frees the task's address and removes its veth (gone already when its
     /// namespace ended; that is fine).
     pub async fn detach(&self, task_id: &str, endpoint: Option<&Endpoint>) {
-        crate::state::lock(&self.leases).remove(task_id);
+        lock(&self.leases).remove(task_id);
         let Some(endpoint) = endpoint else { return };
         let Ok(handle) = connect() else { return };
         if let Ok(Some(index)) = link_index(&handle, &endpoint.host_veth).await {
@@ -317,9 +332,10 @@ async fn own_subnet(handle: &Handle, name: &str) -> Result<Option<u8>, String> {
     Ok(None)
 }
 
-/// Creates the bridge on the first /24 of the range no interface of this
-/// host is on.
-async fn create(handle: &Handle, name: &str, lock_path: &Path) -> Result<u8, String> {
+/// Creates the bridge on `subnet`, or on the first /24 of the range no
+/// interface of this host is on; its alias names the lock file that says
+/// it is in use.
+async fn create(handle: &Handle, name: &str, lock_path: &Path, subnet: Option<u8>) -> Result<u8, String> {
     let mut used = std::collections::BTreeSet::new();
     let mut addrs = handle.address().get().execute();
     while let Some(msg) = addrs.try_next().await.map_err(io("listing addresses"))? {
@@ -332,20 +348,30 @@ async fn create(handle: &Handle, name: &str, lock_path: &Path) -> Result<u8, Str
             }
         }
     }
-    let subnet = (0..=255u8)
-        .find(|n| !used.contains(n))
-        .ok_or("no free /24 in 10.213.0.0/16 for the task bridge")?;
+    let subnet = match subnet {
+        Some(n) => n,
+        None => (0..=255u8)
+            .find(|n| !used.contains(n))
+            .ok_or("no free /24 in 10.213.0.0/16 for the task bridge")?,
+    };
     handle
         .link()
-        .add(
-            LinkBridge::new(name)
+        .add(LinkBridge::new(name).build())
+        .execute()
+        .await
+        .map_err(io(format!("creating the task bridge {name}")))?;
+    let index = link_index(handle, name).await?.ok_or("the task bridge vanished")?;
+    // The alias is set on the link made (the kernel ignores it at creation).
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
                 .alias(lock_path.to_string_lossy().into_owned())
                 .build(),
         )
         .execute()
         .await
-        .map_err(io(format!("creating the task bridge {name}")))?;
-    let index = link_index(handle, name).await?.ok_or("the task bridge vanished")?;
+        .map_err(io("naming the task bridge's owner"))?;
     handle
         .address()
         .add(index, IpAddr::V4(Ipv4Addr::new(RANGE[0], RANGE[1], subnet, 1)), 24)
@@ -362,7 +388,8 @@ async fn create(handle: &Handle, name: &str, lock_path: &Path) -> Result<u8, Str
 }
 
 /// Removes the bridges (and their firewall rules) of agents that are gone:
-/// those whose lock file is missing or no longer locked.
+/// those whose lock file is missing or no longer locked. A bridge without
+/// an alias is never taken for stale (its owner cannot be told).
 async fn remove_stale(handle: &Handle, own: &str) -> Result<(), String> {
     let mut stale = Vec::new();
     let mut links = handle.link().get().execute();
@@ -379,9 +406,11 @@ async fn remove_stale(handle: &Handle, own: &str) -> Result<(), String> {
         let Some(name) = name.filter(|n| n.starts_with(BRIDGE_PREFIX) && n != own) else {
             continue;
         };
-        let in_use = alias
-            .and_then(|a| std::fs::OpenOptions::new().write(true).open(a).ok())
-            .is_some_and(|f| !flock(&f, false));
+        let Some(alias) = alias else { continue };
+        let in_use = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&alias)
+            .is_ok_and(|f| !flock(&f, false));
         if !in_use {
             stale.push((name, link.header.index));
         }
