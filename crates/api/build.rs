@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("{proto_dir}/control.proto"),
             format!("{proto_dir}/cluster.proto"),
             format!("{proto_dir}/dispatcher.proto"),
+            format!("{proto_dir}/containers.proto"),
         ],
         [proto_dir],
     )?;

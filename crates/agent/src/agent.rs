@@ -59,11 +59,19 @@ impl Agent {
             status_tx,
             client: Mutex::default(),
             logs: Arc::default(),
+            containers: Default::default(),
         });
         tracing::info!(backend = state.mounts.name(), exec_root = %state.config.exec_root.display(), "agent started");
         tokio::spawn(crate::session::session_loop(state.clone()));
         tokio::spawn(crate::reporter::status_loop(state.clone(), status_rx));
         Ok(Self { state })
+    }
+
+    /// This node's task containers (`docker ps`, `exec`, … on this node).
+    pub fn containers(&self) -> Arc<dyn swarmkeep_api::containers::NodeContainers> {
+        Arc::new(crate::containers::service::ContainersService {
+            state: self.state.clone(),
+        })
     }
 
     /// Stops every task and removes its mount (daemon shutdown).

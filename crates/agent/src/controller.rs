@@ -119,6 +119,7 @@ pub(crate) fn reconcile(agent: &Arc<AgentState>) {
     let mut running = lock(&agent.running);
     let mut started = lock(&agent.started);
     started.retain(|id| assigned.contains_key(id));
+    agent.containers.retain(|id| assigned.contains_key(id));
     let ids: HashSet<String> = running.keys().cloned().collect();
     let stopping = agent.stopping.load(std::sync::atomic::Ordering::SeqCst);
     for action in plan(&assigned, &ids, &started, stopping) {
@@ -274,6 +275,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
         *src = mount.join(&*src);
     }
     report(TaskState::Starting, "starting", String::new(), None, None);
+    let created = prost_types::Timestamp::from(std::time::SystemTime::now());
     let mut proc = match agent.executor.start(&run).await {
         Ok(p) => p,
         Err(e) => {
@@ -288,6 +290,9 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
             return;
         }
     };
+    agent
+        .containers
+        .started(container_record(&task, &spec, &run, &image, &proc, created));
     let (stdout, stderr) = proc.take_output();
     agent.logs.capture(&id, stdout, stderr);
     tracing::info!(task = %id, pid = proc.pid, "task running");
@@ -295,6 +300,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     let grace = Duration::from_nanos(spec.stop_grace_period_ns.clamp(1, 10_000_000_000));
     tokio::select! {
         code = proc.wait() => {
+            agent.containers.ended(&run.container_id, code, proc.oom_killed());
             if proc.oom_killed() {
                 tracing::warn!(task = %id, code, "the task went over its memory limit: OOM-killed by the kernel");
             }
@@ -313,6 +319,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
                     proc.wait().await
                 }
             };
+            agent.containers.ended(&run.container_id, code, proc.oom_killed());
             report(TaskState::Shutdown, "shutdown", String::new(), Some(code), None);
         }
     }
@@ -322,6 +329,99 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     release(&agent, &id).await;
     agent.executor.finish(&proc).await;
     tracing::info!(task = %id, "task ended; its mount is removed");
+}
+
+/// The task's container as Docker shows it (`docker ps`, `inspect`).
+fn container_record(
+    task: &control::Task,
+    spec: &control::TaskSpec,
+    run: &TaskRun,
+    image: &swarmkeep_image::Image,
+    proc: &crate::executor::RunningTask,
+    created: prost_types::Timestamp,
+) -> crate::containers::Record {
+    use swarmkeep_api::containers as pb;
+    let name = swarmkeep_api::naming::container_name(&task.service_name, task.slot, &task.node_id, &task.id);
+    let labels = [
+        ("com.docker.swarm.node.id", task.node_id.clone()),
+        ("com.docker.swarm.service.id", task.service_id.clone()),
+        ("com.docker.swarm.service.name", task.service_name.clone()),
+        ("com.docker.swarm.task", String::new()),
+        ("com.docker.swarm.task.id", task.id.clone()),
+        ("com.docker.swarm.task.name", name.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut mounts: Vec<pb::Mount> = run
+        .binds
+        .iter()
+        .map(|(src, dst, ro)| pb::Mount {
+            r#type: "bind".into(),
+            source: src.display().to_string(),
+            destination: dst.display().to_string(),
+            read_only: *ro,
+        })
+        .collect();
+    if let Some(dir) = &run.secrets_dir {
+        mounts.push(pb::Mount {
+            r#type: "bind".into(),
+            source: dir.display().to_string(),
+            destination: SECRETS_DIR.into(),
+            read_only: true,
+        });
+    }
+    for (src, dst) in &run.files {
+        mounts.push(pb::Mount {
+            r#type: "bind".into(),
+            source: src.display().to_string(),
+            destination: dst.display().to_string(),
+            read_only: true,
+        });
+    }
+    let ep = proc.endpoint.as_ref();
+    let limits = spec.limits.unwrap_or_default();
+    crate::containers::Record {
+        info: pb::Container {
+            id: run.container_id.clone(),
+            name,
+            image: spec.image.clone(),
+            image_id: image.id.clone(),
+            command: run.argv.clone(),
+            created: Some(created),
+            state: "running".into(),
+            pid: proc.pid,
+            labels,
+            hostname: proc.hostname.clone(),
+            env: proc.env.clone(),
+            working_dir: if run.workdir.is_empty() {
+                "/".into()
+            } else {
+                run.workdir.clone()
+            },
+            user: run.user.clone(),
+            network_mode: if ep.is_some() { "default".into() } else { "host".into() },
+            ip_address: ep.map(|e| e.address.to_string()).unwrap_or_default(),
+            gateway: ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
+            mac_address: ep
+                .map(|e| e.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
+                .unwrap_or_default(),
+            ip_prefix_len: ep.map(|e| i32::from(e.prefix)).unwrap_or(0),
+            read_only: run.read_only,
+            mounts,
+            task_id: task.id.clone(),
+            service_id: task.service_id.clone(),
+            service_name: task.service_name.clone(),
+            node_id: task.node_id.clone(),
+            nano_cpus: limits.nano_cpus,
+            memory_bytes: limits.memory_bytes,
+            pids_limit: limits.pids,
+            ..Default::default()
+        },
+        env: proc.env.clone(),
+        cgroups: proc.cgroup_dirs(),
+        start_time: crate::executor::process::start_time(proc.pid).unwrap_or(0),
+    }
 }
 
 async fn release(agent: &Arc<AgentState>, id: &str) {

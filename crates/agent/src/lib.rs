@@ -18,6 +18,7 @@
 mod agent;
 mod assignments;
 mod config;
+mod containers;
 mod controller;
 pub mod executor;
 mod image_config;

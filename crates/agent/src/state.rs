@@ -42,6 +42,8 @@ pub(crate) struct AgentState {
     pub client: Mutex<Option<DispatcherClient<Channel>>>,
     /// The output of this node's tasks, in memory only.
     pub logs: Arc<LogStore>,
+    /// This node's task containers, as Docker shows them.
+    pub containers: crate::containers::Registry,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

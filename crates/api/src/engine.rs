@@ -447,7 +447,11 @@ pub fn task_json(t: &control::Task) -> serde_json::Value {
     if status.pid.is_some() || status.exit_code.is_some() {
         st.insert(
             "ContainerStatus".into(),
-            serde_json::json!({"ContainerID": "", "PID": status.pid.unwrap_or(0), "ExitCode": status.exit_code.unwrap_or(0)}),
+            serde_json::json!({
+                "ContainerID": crate::naming::container_id(&t.id),
+                "PID": status.pid.unwrap_or(0),
+                "ExitCode": status.exit_code.unwrap_or(0)
+            }),
         );
     }
     st.insert("PortStatus".into(), serde_json::json!({}));

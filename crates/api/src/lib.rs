@@ -15,8 +15,10 @@ pub mod cluster {
 pub mod dispatcher {
     tonic::include_proto!("swarmkeep.dispatcher");
 }
+pub mod containers;
 pub mod engine;
 pub mod errors;
+pub mod naming;
 pub mod targets;
 pub mod task_state;
 pub mod timefmt;

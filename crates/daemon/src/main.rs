@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use swarmkeep_agent::{Agent, AgentConfig, Backend};
+use swarmkeep_api::containers::containers_server::ContainersServer;
 use swarmkeep_api::control::control_server::ControlServer;
 use swarmkeep_manager::controlapi::ControlService;
 use swarmkeep_manager::{ManagerConfig, SwarmNode};
@@ -121,8 +122,11 @@ fn main() -> anyhow::Result<()> {
     // The task shim runs before any thread exists: it unshares its mount
     // namespace and execs the task (see swarmkeep_agent::executor::shim).
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("task-shim") {
-        std::process::exit(swarmkeep_agent::executor::shim::main());
+    match argv.get(1).map(String::as_str) {
+        Some("task-shim") => std::process::exit(swarmkeep_agent::executor::shim::main()),
+        // `docker exec`: joins a running task (swarmkeep_agent::executor::exec).
+        Some("task-exec") => std::process::exit(swarmkeep_agent::executor::exec::main()),
+        _ => {}
     }
     no_core_dumps()?;
     tokio::runtime::Runtime::new()?.block_on(run(Args::parse()))
@@ -203,6 +207,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let control = Arc::new(ControlService::new(manager.clone()));
+    let containers = agent.as_ref().map(Agent::containers);
     let mut socket_paths = Vec::new();
     let docker_api = docker_listener.map(|l| {
         let listener = match l {
@@ -222,6 +227,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(swarmkeep_dockerapi::serve(
             listener,
             control.clone(),
+            containers.clone(),
             stopped(stop_rx.clone()),
         ))
     });
@@ -229,7 +235,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(tls), Listener::Tcp(_)) = (&tls, &listener) {
         server = server.tls_config(tls.control()).context("the control API's TLS")?;
     }
-    let server = server.add_service(ControlServer::from_arc(control));
+    let server = server
+        .add_service(ControlServer::from_arc(control))
+        .add_optional_service(containers.map(|c| ContainersServer::new(swarmkeep_api::containers::Grpc(c))));
     match listener {
         Listener::Unix(l, path) => {
             socket_paths.push(path);

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use swarmkeep_api::containers::NodeContainers;
 use swarmkeep_api::control::control_server::Control;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
@@ -60,8 +61,13 @@ pub enum Listener {
 
 /// Serves the API until `shutdown` completes. Each connection is served on
 /// its own task; HTTP/1.1 keep-alive as the docker CLI uses it.
-pub async fn serve<C: Control>(listener: Listener, control: Arc<C>, shutdown: impl Future<Output = ()>) {
-    let api = Arc::new(Api::new(control));
+pub async fn serve<C: Control>(
+    listener: Listener,
+    control: Arc<C>,
+    containers: Option<Arc<dyn NodeContainers>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let api = Arc::new(Api::new(control, containers));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
@@ -89,6 +95,7 @@ pub async fn serve<C: Control>(listener: Listener, control: Arc<C>, shutdown: im
                             .timer(TokioTimer::new())
                             .header_read_timeout(HEADER_TIMEOUT)
                             .serve_connection(TokioIo::new(WriteStall::new(io)), svc)
+                            .with_upgrades()
                             .await;
                         if let Err(e) = served {
                             tracing::debug!(error = %e, "docker API connection ended");
@@ -207,7 +214,78 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Conn for T {}
 
+/// `POST /exec/{id}/start` with `Upgrade: tcp`: Docker's hijacked
+/// connection (101, then the exec's raw or multiplexed stream both ways).
+async fn hijack_exec<C: Control>(
+    api: &Api<C>,
+    mut req: Request<Incoming>,
+    id: String,
+) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let started = match read_request(req).await {
+        Ok(r) => api.exec_start(&id, &r).await,
+        Err(e) => Err(e),
+    };
+    let session = match started {
+        Ok(s) => s,
+        Err(e) => return error_response(e),
+    };
+    let content_type = if session.tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    let events = api.exec_events();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                session
+                    .pump(TokioIo::new(upgraded), move |pid, code| events(&id, pid, code))
+                    .await;
+            }
+            Err(e) => tracing::debug!(error = %e, "docker API: exec upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "tcp")
+        .header("Content-Type", content_type)
+        .header("Api-Version", API_VERSION)
+        .body(Full::new(Bytes::new()).boxed_unsync())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
+}
+
+fn error_response(e: ApiError) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    let mut body = serde_json::to_vec(&serde_json::json!({ "message": e.message })).unwrap_or_default();
+    body.push(b'\n');
+    Response::builder()
+        .status(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("Content-Type", "application/json")
+        .header("Api-Version", API_VERSION)
+        .body(Full::new(Bytes::from(body)).boxed_unsync())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
+}
+
+/// The exec ID of `POST /exec/{id}/start`, when `req` is one asking for an upgrade.
+fn exec_start_upgrade(req: &Request<Incoming>) -> Option<String> {
+    if req.method() != Method::POST || !req.headers().contains_key(hyper::header::UPGRADE) {
+        return None;
+    }
+    let segments = split_path(req.uri().path());
+    match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["exec", id, "start"] => Some(id.to_string()),
+        _ => None,
+    }
+}
+
 async fn handle<C: Control>(api: &Api<C>, req: Request<Incoming>) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    if let Some(id) = exec_start_upgrade(&req) {
+        if let Err(e) = check_version(req.uri().path()) {
+            return error_response(e);
+        }
+        return hijack_exec(api, req, id).await;
+    }
     let head_only = req.method() == Method::HEAD;
     let reply = match read_request(req).await {
         Ok(req) => {

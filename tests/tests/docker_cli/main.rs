@@ -4,6 +4,7 @@
 //! times, versions and column padding masked). Skipped, saying so, where no
 //! docker CLI is installed.
 
+mod containers;
 mod leaks;
 mod limits;
 mod logs;

@@ -2,6 +2,8 @@
 //! in place: the process executor (the task shim's namespaces and overlay).
 
 mod cgroup;
+pub mod exec;
+pub mod exec_process;
 pub mod process;
 mod rootfs;
 mod seccomp;
@@ -39,9 +41,4 @@ pub struct TaskRun {
     pub limits: Limits,
 }
 
-/// The container ID of a task: 64 hex digits, the same on every node and
-/// after an agent restart.
-pub fn container_id(task_id: &str) -> String {
-    let digest = swarmkeep_image::sha256_digest(format!("swarmkeep task container {task_id}").as_bytes());
-    digest.trim_start_matches("sha256:").to_string()
-}
+pub use swarmkeep_api::naming::container_id;

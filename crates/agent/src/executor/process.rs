@@ -19,8 +19,9 @@ use crate::network::{Bridge, Endpoint, NetworkMode, hosts_file, resolv_conf};
 
 pub struct ProcessExecutor {
     exec_root: PathBuf,
-    /// The daemon binary, which runs the shim as `task-shim`.
-    shim_exe: PathBuf,
+    /// The daemon binary, which runs the shim as `task-shim` (and the exec
+    /// helper as `task-exec`).
+    pub(super) shim_exe: PathBuf,
     /// The node's task bridge, made when the first task needs it.
     bridge: tokio::sync::OnceCell<Bridge>,
 }
@@ -33,6 +34,9 @@ pub struct RunningTask {
     /// Its place on the node's bridge (none with `--network host`).
     pub endpoint: Option<Endpoint>,
     cgroup: TaskCgroup,
+    pub hostname: String,
+    /// The environment it was started with (an exec inherits it).
+    pub env: Vec<String>,
 }
 
 impl RunningTask {
@@ -48,6 +52,11 @@ impl RunningTask {
     /// The task's stdout and stderr pipes (once).
     pub fn take_output(&mut self) -> (Option<tokio::process::ChildStdout>, Option<tokio::process::ChildStderr>) {
         (self.child.stdout.take(), self.child.stderr.take())
+    }
+
+    /// The task's cgroup directories.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.cgroup.dirs().to_vec()
     }
 
     /// Whether the kernel's OOM killer killed a process of the task.
@@ -158,6 +167,7 @@ impl ProcessExecutor {
             NetworkMode::Bridge => Some(self.bridge().await?),
             NetworkMode::Host => None,
         };
+        let task_env = env.clone();
         let mut spec = ShimSpec {
             root,
             layers: run.layers.clone(),
@@ -243,6 +253,8 @@ impl ProcessExecutor {
             task_id: run.task_id.clone(),
             endpoint,
             cgroup,
+            hostname: hostname.clone(),
+            env: task_env,
         };
         let etc = self.etc_files(&dir, run, &hostname, task.endpoint.as_ref().map(|e| e.address));
         let passed = etc.and_then(|files| {

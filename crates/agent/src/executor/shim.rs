@@ -161,7 +161,7 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
     // SAFETY: still single-threaded.
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&mut report, format!("fork: {e}")),
-        Ok(ForkResult::Child) => match exec_task(spec) {
+        Ok(ForkResult::Child) => match exec_command(&spec.argv, &spec.env, &spec.user) {
             Ok(never) => match never {},
             Err(e) => fail(&mut report, e),
         },
@@ -247,21 +247,21 @@ fn limit_capabilities() -> Result<(), String> {
     Ok(())
 }
 
-fn exec_task(spec: &ShimSpec) -> Result<Infallible, String> {
+/// Execs `argv` with Docker's capabilities, no_new_privs and seccomp
+/// profile, as `user`: the last step of a task's start and of an exec.
+pub(super) fn exec_command(argv_in: &[String], env_in: &[String], user: &str) -> Result<Infallible, String> {
     let seccomp = super::seccomp::default_profile(true)?;
     drop_capabilities()?;
-    set_user(&spec.user)?;
+    set_user(user)?;
     if nix::unistd::geteuid().is_root() {
         limit_capabilities()?;
     }
-    let argv: Vec<CString> = spec
-        .argv
+    let argv: Vec<CString> = argv_in
         .iter()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
         .map_err(io("command"))?;
-    let env: Vec<CString> = spec
-        .env
+    let env: Vec<CString> = env_in
         .iter()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
@@ -269,12 +269,11 @@ fn exec_task(spec: &ShimSpec) -> Result<Infallible, String> {
     if argv.is_empty() {
         return Err("No command specified".into());
     }
-    let path = spec
-        .env
+    let path = env_in
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let resolved = resolve_program(&spec.argv[0], path);
+    let resolved = resolve_program(&argv_in[0], path);
     let resolved = CString::new(resolved.as_bytes()).map_err(io("command"))?;
     // no_new_privs: a setuid binary in the image (or planted in a bind
     // mount) gains nothing; it also lets the filter be installed.
@@ -285,7 +284,10 @@ fn exec_task(spec: &ShimSpec) -> Result<Infallible, String> {
     super::seccomp::install(&seccomp)?;
     Err(match nix::unistd::execve(&resolved, &argv, &env) {
         Ok(never) => match never {},
-        Err(e) => format!("starting {}: {e}", spec.argv[0]),
+        Err(nix::errno::Errno::ENOENT) if !argv_in[0].contains('/') => {
+            format!("exec: \"{}\": executable file not found in $PATH", argv_in[0])
+        }
+        Err(e) => format!("exec: \"{}\": {}", argv_in[0], e.desc()),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The routes, one file per object as in moby's `api/server/router`; each
 //! calls the control service and shapes the answer as dockerd does.
 
+mod containers;
 mod logs;
 mod networks;
 mod nodes;
@@ -21,6 +22,9 @@ use crate::exchange::{Reply, Req};
 
 pub struct Api<C> {
     control: Arc<C>,
+    /// This daemon's agent's containers (none with `--no-agent`).
+    containers: Option<Arc<dyn swarmkeep_api::containers::NodeContainers>>,
+    execs: Arc<containers::Execs>,
 }
 
 /// Calls a control API method in process: `call!(self, get_secret, req)`.
@@ -36,8 +40,12 @@ macro_rules! call {
 pub(crate) use call;
 
 impl<C: Control> Api<C> {
-    pub fn new(control: Arc<C>) -> Self {
-        Self { control }
+    pub fn new(control: Arc<C>, containers: Option<Arc<dyn swarmkeep_api::containers::NodeContainers>>) -> Self {
+        Self {
+            control,
+            containers,
+            execs: Default::default(),
+        }
     }
 
     pub async fn route(&self, req: &Req) -> ApiResult<Reply> {
@@ -91,6 +99,27 @@ impl<C: Control> Api<C> {
             ["networks", id] if get => networks::inspect(id),
             ["networks", "create"] if post => Err(networks::unsupported()),
             ["networks", id] if delete => networks::remove(id),
+
+            ["containers", "json"] if get => self.containers_list(req).await,
+            ["containers", id, "json"] if get => self.container_inspect(id).await,
+            ["containers", id, "top"] if get => self.container_top(id, req).await,
+            ["containers", id, "logs"] if get => self.container_logs(id, req).await,
+            ["containers", id, "exec"] if post => self.exec_create(id, req).await,
+            ["exec", id, "json"] if get => self.exec_inspect(id).await,
+            ["exec", id, "resize"] if post => self.exec_resize(id, req).await,
+            ["exec", id, "start"] if post => {
+                let session = self.exec_start(id, req).await?;
+                let api_id = id.to_string();
+                let execs = self.exec_events();
+                Ok(Reply::Stream(
+                    if session.tty {
+                        "application/vnd.docker.raw-stream"
+                    } else {
+                        "application/vnd.docker.multiplexed-stream"
+                    },
+                    session.into_stream(move |pid, code| execs(&api_id, pid, code)),
+                ))
+            }
 
             ["distribution", .., "json"] if get && segs.len() > 2 => Err(system::no_registry(&segs[1..segs.len() - 1])),
 

@@ -1,0 +1,100 @@
+//! The node-local containers contract (`proto/containers.proto`): the
+//! generated gRPC code, the Rust trait the agent implements
+//! ([`NodeContainers`], called in process by the Docker API facade), and the
+//! adapter that serves such an implementation over gRPC ([`Grpc`]) for the
+//! `swarmkeep ps|exec|logs|top` commands.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+tonic::include_proto!("swarmkeep.containers");
+
+/// This node's task containers. Streams are channels, so callers in the
+/// same process (the Docker API) and the gRPC adapter use the same code.
+#[tonic::async_trait]
+pub trait NodeContainers: Send + Sync + 'static {
+    async fn list(&self, all: bool) -> Vec<Container>;
+    async fn inspect(&self, id: &str) -> Result<Container, Status>;
+    async fn top(&self, id: &str, ps_args: &str) -> Result<TopResponse, Status>;
+    async fn logs(&self, req: LogsRequest) -> Result<mpsc::Receiver<LogChunk>, Status>;
+    /// Starts `start`; `input` carries stdin, resizes and the end of stdin.
+    async fn exec(
+        &self,
+        start: ExecStart,
+        input: mpsc::Receiver<exec_input::Input>,
+    ) -> Result<mpsc::Receiver<exec_output::Output>, Status>;
+}
+
+/// Serves a [`NodeContainers`] as the `Containers` gRPC service.
+pub struct Grpc(pub Arc<dyn NodeContainers>);
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn forward<T: Send + 'static, U: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+    wrap: impl Fn(T) -> U + Send + 'static,
+) -> BoxStream<U> {
+    let (tx, out) = mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(item) = rx.recv().await {
+            if tx.send(Ok(wrap(item))).await.is_err() {
+                break;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(out))
+}
+
+#[tonic::async_trait]
+impl containers_server::Containers for Grpc {
+    async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        Ok(Response::new(ListResponse {
+            containers: self.0.list(req.into_inner().all).await,
+        }))
+    }
+
+    async fn inspect(&self, req: Request<InspectRequest>) -> Result<Response<Container>, Status> {
+        self.0.inspect(&req.into_inner().id).await.map(Response::new)
+    }
+
+    async fn top(&self, req: Request<TopRequest>) -> Result<Response<TopResponse>, Status> {
+        let req = req.into_inner();
+        self.0.top(&req.id, &req.ps_args).await.map(Response::new)
+    }
+
+    type LogsStream = BoxStream<LogChunk>;
+
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let rx = self.0.logs(req.into_inner()).await?;
+        Ok(Response::new(forward(rx, |c| c)))
+    }
+
+    type ExecStream = BoxStream<ExecOutput>;
+
+    async fn exec(&self, req: Request<Streaming<ExecInput>>) -> Result<Response<Self::ExecStream>, Status> {
+        let mut input = req.into_inner();
+        let Some(ExecInput {
+            input: Some(exec_input::Input::Start(start)),
+        }) = input.message().await?
+        else {
+            return Err(Status::invalid_argument("an exec starts with its command"));
+        };
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = input.message().await {
+                if let Some(i) = msg.input
+                    && tx.send(i).await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let out = self.0.exec(start, rx).await?;
+        Ok(Response::new(forward(out, |o| ExecOutput { output: Some(o) })))
+    }
+}
