@@ -91,6 +91,8 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     log_level: String,
     starts: u32,
+    /// A directory the daemon inherits as fd 7 (see [`Daemon::start_inheriting`]).
+    inherit_fd7: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -116,6 +118,27 @@ impl Daemon {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             log_level: log_level.into(),
             starts: 0,
+            inherit_fd7: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// A daemon started with `dir` open as its fd 7 (not close-on-exec), as a
+    /// careless parent would leave one.
+    pub fn start_inheriting(dir: &Path) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("swarmkeep-test")
+            .tempdir()
+            .expect("temp dir");
+        let mut d = Daemon {
+            dir: tmp,
+            child: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            log_level: "info".into(),
+            starts: 0,
+            inherit_fd7: Some(dir.to_path_buf()),
         };
         d.spawn();
         d
@@ -179,8 +202,8 @@ impl Daemon {
     fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
-        let child = Command::new(&binaries().daemon)
-            .arg("--data-dir")
+        let mut cmd = Command::new(&binaries().daemon);
+        cmd.arg("--data-dir")
             .arg(self.data_dir())
             .arg("-H")
             .arg(self.host())
@@ -195,9 +218,27 @@ impl Daemon {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting swarmkeepd");
+            .stderr(log);
+        if let Some(dir) = &self.inherit_fd7 {
+            // A directory fd the daemon inherits, as from a careless parent.
+            let fd = nix::fcntl::open(
+                dir.as_path(),
+                nix::fcntl::OFlag::O_DIRECTORY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .expect("opening the inherited directory");
+            let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+            // SAFETY: dup2 between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::dup2(raw, 7) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("starting swarmkeepd");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.socket().exists() {

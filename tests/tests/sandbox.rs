@@ -67,10 +67,10 @@ fn a_default_task_gets_dockers_sandbox() {
     let out = run(&d, "sandbox", &script, &[]);
     drop(host_service);
 
-    // Docker's capability set for a root task; no_new_privs; seccomp filter.
+    // Docker's capability set less MKNOD for a root task; no_new_privs; seccomp.
     let status = read(&out, "status");
     for set in ["CapPrm", "CapEff", "CapBnd"] {
-        assert_eq!(field(&status, set), "00000000a80425fb", "{set}: {status}");
+        assert_eq!(field(&status, set), "00000000a00425fb", "{set}: {status}");
     }
     assert_eq!(field(&status, "CapInh"), "0000000000000000", "{status}");
     assert_eq!(field(&status, "NoNewPrivs"), "1", "{status}");
@@ -123,7 +123,7 @@ fn a_default_task_gets_dockers_sandbox() {
         "{}",
         read(&out, "sys")
     );
-    // CAP_MKNOD is Docker's, but a device node made is useless (nodev).
+    // No CAP_MKNOD (and a node would be useless: every writable mount is nodev).
     assert!(!read(&out, "mknod").contains("rc=0"), "{}", read(&out, "mknod"));
 
     // Its own namespaces; its own address on the node's bridge.
@@ -321,4 +321,26 @@ fn bad_limits_get_swarms_errors() {
     let out = d.cli(&["service", "create", "--limit-memory", "12q", "busybox", "true"]);
     assert!(out.stderr.contains("invalid size: '12q'"), "{}", out.stderr);
     assert_eq!(d.cli(&["service", "ls", "-q"]).stdout.trim(), "", "nothing was created");
+}
+
+#[test]
+fn descriptors_the_daemon_inherited_never_reach_a_task() {
+    // An audit escaped through a directory fd the daemon inherited: the task
+    // (and an exec) got it, and /proc/self/fd/7 was the host's root.
+    let d = Daemon::start_inheriting(std::path::Path::new("/"));
+    d.init();
+    let out = run(
+        &d,
+        "fds",
+        "ls /proc/self/fd > /out/fds; ls /proc/self/fd/7/etc > /out/escape 2>&1",
+        &[],
+    );
+    let fds: Vec<String> = read(&out, "fds").lines().map(str::to_string).collect();
+    // 0, 1, 2 and the fd ls reads /proc/self/fd through.
+    assert!(fds.len() <= 4 && !fds.contains(&"7".to_string()), "{fds:?}");
+    assert!(
+        read(&out, "escape").contains("No such file"),
+        "{}",
+        read(&out, "escape")
+    );
 }

@@ -69,7 +69,7 @@ impl Agent {
 
     /// This node's task containers (`docker ps`, `exec`, … on this node).
     pub fn containers(&self) -> Arc<dyn swarmkeep_api::containers::NodeContainers> {
-        Arc::new(crate::containers::service::ContainersService {
+        Arc::new(crate::containers_api::ContainersService {
             state: self.state.clone(),
         })
     }

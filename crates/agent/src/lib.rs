@@ -19,6 +19,7 @@ mod agent;
 mod assignments;
 mod config;
 mod containers;
+mod containers_api;
 mod controller;
 pub mod executor;
 mod image_config;

@@ -128,6 +128,8 @@ fn main() -> anyhow::Result<()> {
         Some("task-exec") => std::process::exit(swarmkeep_agent::executor::exec::main()),
         _ => {}
     }
+    // Whatever fds the daemon was started with are not its to pass on.
+    swarmkeep_agent::executor::shim::close_from(3);
     no_core_dumps()?;
     tokio::runtime::Runtime::new()?.block_on(run(Args::parse()))
 }

@@ -93,7 +93,7 @@ fn the_walkthroughs_secret_check_works_through_docker_exec() {
     assert_eq!(nosuch.stderr, "Error response from daemon: No such container: nosuch\n");
     // An exec gets the task's sandbox.
     let status = d.docker(&["exec", &name, "grep", "-E", "^(CapEff|Seccomp):", "/proc/self/status"]);
-    assert_eq!(status.stdout, "CapEff:\t00000000a80425fb\nSeccomp:\t2\n", "{status:?}");
+    assert_eq!(status.stdout, "CapEff:\t00000000a00425fb\nSeccomp:\t2\n", "{status:?}");
 
     // inspect: name, hostname, network mode, labels; the task's ContainerID.
     let out = d.docker(&[

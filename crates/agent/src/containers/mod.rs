@@ -1,9 +1,6 @@
 //! This node's task containers as Docker shows them: a record per task the
-//! agent started (running, or ended and still assigned), and the
-//! `Containers` gRPC service (`service.rs`) that lists, inspects, execs
-//! into, tails and `top`s them.
-
-pub mod service;
+//! agent started (running, or ended and still assigned). `containers_api.rs`
+//! lists, inspects, execs into, tails and `top`s them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -159,7 +159,8 @@ fn quota(nano_cpus: u64) -> u64 {
 }
 
 /// Docker's device rules: no device but null, zero, full, random, urandom,
-/// tty, the console, ptmx and the pseudo-terminals, tun; mknod of any.
+/// tty, the console, ptmx and the pseudo-terminals, tun (mknod of any, as
+/// Docker's; the task lacks CAP_MKNOD anyway).
 fn device_rules(dir: &Path) -> Result<(), String> {
     write(dir, "devices.deny", "a")?;
     for rule in [

@@ -70,6 +70,9 @@ pub fn main() -> i32 {
         .tty
         // SAFETY: as above, the agent passed the socket at PTY_FD with a TTY.
         .then(|| unsafe { OwnedFd::from_raw_fd(PTY_FD) });
+    // Nothing else the daemon inherited reaches the task (a directory fd
+    // would be a way out of its root).
+    super::shim::close_from(if spec.tty { PTY_FD + 1 } else { SPEC_FD });
     let master = match enter(&spec).and_then(|_| pty_socket.map(send_pty).transpose()) {
         Ok(m) => m,
         Err(e) => return fail(&mut report, e, 126),
