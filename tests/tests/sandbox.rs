@@ -344,3 +344,51 @@ fn descriptors_the_daemon_inherited_never_reach_a_task() {
         read(&out, "escape")
     );
 }
+
+#[test]
+fn a_task_cannot_spoof_its_neighbours_gateway() {
+    // An audit poisoned a neighbour's ARP cache with NET_RAW (claiming the
+    // gateway's address) and read its traffic. Frames a task sends must
+    // carry its own MAC and address.
+    let d = Daemon::start();
+    d.init();
+    let out = d.path().join("out-arp");
+    std::fs::create_dir_all(&out).unwrap();
+    let mount = format!("type=bind,source={},target=/out", out.display());
+    let gw = "$(ip route | awk '/default/ {print $3}')";
+    let victim = format!(
+        "ping -c 1 -W 2 {gw} > /dev/null; cat /proc/net/arp > /out/before; touch /out/victim-ready; \
+         while [ ! -e /out/spoofed ]; do sleep 0.2; done; sleep 1; ping -c 1 -W 2 {gw} > /dev/null; \
+         cat /proc/net/arp > /out/after; touch /out/done; exec sleep 1000"
+    );
+    d.cli(&[
+        "service", "create", "--name", "victim", "--mount", &mount, "busybox", "sh", "-c", &victim,
+    ])
+    .ok();
+    let attacker = format!(
+        "while [ ! -e /out/victim-ready ]; do sleep 0.2; done; \
+         ip link show eth0 | awk '/ether/ {{print $2}}' > /out/attacker-mac; \
+         arping -U -c 3 -s {gw} -I eth0 {gw} > /out/arping 2>&1; echo rc=$? >> /out/arping; \
+         touch /out/spoofed; exec sleep 1000"
+    );
+    d.cli(&[
+        "service", "create", "--name", "attacker", "--mount", &mount, "busybox", "sh", "-c", &attacker,
+    ])
+    .ok();
+    assert!(
+        eventually(Duration::from_secs(40), || out.join("done").exists()),
+        "{}\n{}",
+        d.cli(&["service", "ps", "victim", "--no-trunc"]).stdout,
+        d.log()
+    );
+    let mac = read(&out, "attacker-mac").trim().to_string();
+    assert_eq!(mac.len(), 17, "{mac}");
+    let before = read(&out, "before");
+    let after = read(&out, "after");
+    assert!(!before.contains(&mac), "{before}");
+    assert!(
+        !after.contains(&mac),
+        "the victim's ARP cache took the attacker's MAC:\n{after}\n{}",
+        read(&out, "arping")
+    );
+}

@@ -124,7 +124,7 @@ impl Bridge {
             Some(n) => n,
             None => create(&handle, &name, &lock_path, None).await?,
         };
-        firewall::install(&name, subnet_cidr(subnet)).await?;
+        firewall::install(&name, subnet_cidr(subnet), &ports_prefix(&name)).await?;
         // Forwarding is how tasks reach past the node (Docker turns it on too).
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(io("enabling IPv4 forwarding"))?;
         drop(host_lock);
@@ -159,15 +159,15 @@ impl Bridge {
         // Docker's MAC: 02:42 and the IPv4 address.
         let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
         let digest = swarmkeep_image::sha256_digest(task_id.as_bytes());
-        let hex = &digest.trim_start_matches("sha256:")[..11];
+        let hex = &digest.trim_start_matches("sha256:")[..10];
         let endpoint = Endpoint {
             address,
             gateway: self.gateway(),
             prefix: 24,
             mac,
-            host_veth: format!("vsk{hex}"),
+            host_veth: format!("{}{hex}", ports_prefix(&self.name)),
         };
-        let peer = format!("vsp{hex}");
+        let peer = format!("p{}{hex}", &ports_prefix(&self.name)[1..]);
         let result = self.plug(&endpoint, &peer, pid).await;
         if let Err(e) = result {
             self.detach(task_id, Some(&endpoint)).await;
@@ -184,7 +184,7 @@ impl Bridge {
                 // Removed under us (by hand, say): made again on its subnet.
                 tracing::warn!(bridge = %self.name, "the task bridge was removed; making it again");
                 create(&handle, &self.name, &self.lock_path, Some(self.subnet)).await?;
-                firewall::install(&self.name, subnet_cidr(self.subnet)).await?;
+                firewall::install(&self.name, subnet_cidr(self.subnet), &ports_prefix(&self.name)).await?;
                 link_index(&handle, &self.name)
                     .await?
                     .ok_or_else(|| format!("the task bridge {} is gone", self.name))?
@@ -205,6 +205,8 @@ impl Bridge {
             .execute()
             .await
             .map_err(io("putting the task's veth on the bridge"))?;
+        // Only the task's own MAC and address leave its port.
+        firewall::allow(&self.name, &endpoint.host_veth, &endpoint.mac, endpoint.address).await?;
         let peer_end = link_index(&handle, peer).await?.ok_or("the task's veth vanished")?;
         handle
             .link()
@@ -223,6 +225,7 @@ impl Bridge {
     pub async fn detach(&self, task_id: &str, endpoint: Option<&Endpoint>) {
         lock(&self.leases).remove(task_id);
         let Some(endpoint) = endpoint else { return };
+        firewall::forget(&self.name, &endpoint.host_veth, &endpoint.mac, endpoint.address).await;
         let Ok(handle) = connect() else { return };
         if let Ok(Some(index)) = link_index(&handle, &endpoint.host_veth).await {
             let _ = handle.link().del(index).execute().await;
@@ -238,6 +241,12 @@ impl Bridge {
         }
         firewall::remove(&self.name).await;
     }
+}
+
+/// The name prefix of a bridge's veths (host ends): `v` and 4 hex digits of
+/// the bridge's own, so each agent's firewall rules match its ports only.
+fn ports_prefix(bridge: &str) -> String {
+    format!("v{}", &bridge.trim_start_matches(BRIDGE_PREFIX)[..4])
 }
 
 fn subnet_cidr(n: u8) -> String {

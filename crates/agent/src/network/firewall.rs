@@ -1,8 +1,15 @@
-//! The kernel's firewall for a task bridge, through `nft` (nftables): a
-//! table of the bridge's own with the outbound NAT (masquerade of the
-//! bridge's subnet leaving by any other interface), and — where Docker's
-//! iptables rules drop forwarded traffic by default — an accept for the
-//! bridge in Docker's `DOCKER-USER` chain, marked so it can be removed.
+//! The kernel's firewall for a task bridge, through `nft` (nftables):
+//! - an `ip` table of the bridge's own: the outbound NAT (masquerade of the
+//!   bridge's subnet leaving by any other interface), and a forward chain
+//!   that drops traffic from this bridge to another agent's bridge and
+//!   unsolicited traffic into this bridge from elsewhere (replies pass);
+//! - a `bridge` table of its own against spoofing: a frame a task sends must
+//!   carry its own MAC and IPv4 address (ARP included), as the set of
+//!   endpoints says; anything but IPv4 and ARP is dropped — so a task with
+//!   NET_RAW cannot poison a neighbour's ARP cache and read its traffic;
+//! - where Docker's iptables rules drop forwarded traffic by default, an
+//!   accept for the bridge in Docker's `DOCKER-USER` chain, marked so it can
+//!   be removed (a drop in our own chains still wins).
 //! Packets are forwarded by the kernel, never by a user-space process.
 
 use std::process::Stdio;
@@ -39,8 +46,9 @@ async fn nft(script: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Installs (again: idempotent) the bridge's NAT and forwarding rules.
-pub async fn install(bridge: &str, subnet: String) -> Result<(), String> {
+/// Installs (again: idempotent) the bridge's NAT, forwarding and
+/// anti-spoofing rules; `ports` is the name prefix of its veths' host ends.
+pub async fn install(bridge: &str, subnet: String, ports: &str) -> Result<(), String> {
     let t = table(bridge);
     nft(&format!(
         "add table ip {t}\n\
@@ -49,6 +57,23 @@ pub async fn install(bridge: &str, subnet: String) -> Result<(), String> {
            chain postrouting {{\n\
              type nat hook postrouting priority srcnat; policy accept;\n\
              ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+           }}\n\
+           chain forward {{\n\
+             type filter hook forward priority filter - 1; policy accept;\n\
+             iifname \"{bridge}\" oifname \"swk-*\" oifname != \"{bridge}\" drop\n\
+             oifname \"{bridge}\" iifname != \"{bridge}\" ct state != {{ established, related }} drop\n\
+           }}\n\
+         }}\n\
+         add table bridge {t}\n\
+         delete table bridge {t}\n\
+         table bridge {t} {{\n\
+           set endpoints {{ type ifname . ether_addr . ipv4_addr; }}\n\
+           chain prerouting {{\n\
+             type filter hook prerouting priority -300; policy accept;\n\
+             iifname \"{ports}*\" ether type arp iifname . ether saddr . arp saddr ip != @endpoints drop\n\
+             iifname \"{ports}*\" ether type arp iifname . arp saddr ether . arp saddr ip != @endpoints drop\n\
+             iifname \"{ports}*\" ether type ip iifname . ether saddr . ip saddr != @endpoints drop\n\
+             iifname \"{ports}*\" ether type != {{ ip, arp }} drop\n\
            }}\n\
          }}\n"
     ))
@@ -87,9 +112,38 @@ async fn remove_docker_user(bridge: &str) {
     }
 }
 
+fn element(port: &str, mac: &[u8; 6], ip: std::net::Ipv4Addr) -> String {
+    let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    format!("{{ \"{port}\" . {mac} . {ip} }}")
+}
+
+/// Lets the task behind `port` send as `mac` and `ip` (and nothing else).
+pub async fn allow(bridge: &str, port: &str, mac: &[u8; 6], ip: std::net::Ipv4Addr) -> Result<(), String> {
+    let t = table(bridge);
+    nft(&format!(
+        "add element bridge {t} endpoints {}\n",
+        element(port, mac, ip)
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Forgets what [`allow`] let through.
+pub async fn forget(bridge: &str, port: &str, mac: &[u8; 6], ip: std::net::Ipv4Addr) {
+    let t = table(bridge);
+    let _ = nft(&format!(
+        "delete element bridge {t} endpoints {}\n",
+        element(port, mac, ip)
+    ))
+    .await;
+}
+
 /// Removes everything [`install`] made for `bridge`.
 pub async fn remove(bridge: &str) {
     let t = table(bridge);
-    let _ = nft(&format!("add table ip {t}\ndelete table ip {t}\n")).await;
+    let _ = nft(&format!(
+        "add table ip {t}\ndelete table ip {t}\nadd table bridge {t}\ndelete table bridge {t}\n"
+    ))
+    .await;
     remove_docker_user(bridge).await;
 }
