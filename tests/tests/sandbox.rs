@@ -345,6 +345,54 @@ fn descriptors_the_daemon_inherited_never_reach_a_task() {
     );
 }
 
+/// Sends gratuitous ARP replies claiming `claim` for `mac` out of `eth0` in
+/// the network namespace of process `pid`: what a task with NET_RAW can do
+/// from its own namespace (sent from the test, the task image has no tool
+/// that forges the sender address).
+fn forge_arp_from(pid: u32, mac: [u8; 6], claim: [u8; 4]) -> Result<(), String> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || -> Result<(), String> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+        // SAFETY: plain socket calls on buffers of the sizes passed.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, (libc::ETH_P_ARP as u16).to_be() as i32);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error().to_string());
+            }
+            let ifindex = libc::if_nametoindex(c"eth0".as_ptr());
+            let mut frame = Vec::with_capacity(42);
+            frame.extend_from_slice(&[0xff; 6]);
+            frame.extend_from_slice(&mac);
+            frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+            frame.extend_from_slice(&mac);
+            frame.extend_from_slice(&claim);
+            frame.extend_from_slice(&[0xff; 6]);
+            frame.extend_from_slice(&claim);
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_protocol = (libc::ETH_P_ARP as u16).to_be();
+            addr.sll_ifindex = ifindex as i32;
+            addr.sll_halen = 6;
+            addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+            for _ in 0..6 {
+                libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            libc::close(fd);
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "panicked".to_string())?
+}
+
 #[test]
 fn a_task_cannot_spoof_its_neighbours_gateway() {
     // An audit poisoned a neighbour's ARP cache with NET_RAW (claiming the
@@ -355,40 +403,54 @@ fn a_task_cannot_spoof_its_neighbours_gateway() {
     let out = d.path().join("out-arp");
     std::fs::create_dir_all(&out).unwrap();
     let mount = format!("type=bind,source={},target=/out", out.display());
-    let gw = "$(ip route | awk '/default/ {print $3}')";
-    let victim = format!(
-        "ping -c 1 -W 2 {gw} > /dev/null; cat /proc/net/arp > /out/before; touch /out/victim-ready; \
-         while [ ! -e /out/spoofed ]; do sleep 0.2; done; sleep 1; ping -c 1 -W 2 {gw} > /dev/null; \
-         cat /proc/net/arp > /out/after; touch /out/done; exec sleep 1000"
-    );
+    let victim = "gw=$(ip route | awk '/default/ {print $3}'); echo $gw > /out/gw; \
+         ping -c 1 -W 2 $gw > /dev/null; cat /proc/net/arp > /out/before; touch /out/victim-ready; \
+         while [ ! -e /out/spoofed ]; do sleep 0.2; done; ping -c 1 -W 2 $gw > /dev/null; \
+         cat /proc/net/arp > /out/after; touch /out/done; exec sleep 1000";
     d.cli(&[
-        "service", "create", "--name", "victim", "--mount", &mount, "busybox", "sh", "-c", &victim,
+        "service", "create", "--name", "victim", "--mount", &mount, "busybox", "sh", "-c", victim,
     ])
     .ok();
-    let attacker = format!(
-        "while [ ! -e /out/victim-ready ]; do sleep 0.2; done; \
-         ip link show eth0 | awk '/ether/ {{print $2}}' > /out/attacker-mac; \
-         arping -U -c 3 -s {gw} -I eth0 {gw} > /out/arping 2>&1; echo rc=$? >> /out/arping; \
-         touch /out/spoofed; exec sleep 1000"
-    );
+    let attacker = "ip link show eth0 | awk '/ether/ {print $2}' > /out/attacker-mac; exec sleep 1000";
     d.cli(&[
-        "service", "create", "--name", "attacker", "--mount", &mount, "busybox", "sh", "-c", &attacker,
+        "service", "create", "--name", "attacker", "--mount", &mount, "busybox", "sh", "-c", attacker,
     ])
     .ok();
+    assert!(eventually(Duration::from_secs(40), || {
+        out.join("victim-ready").exists() && out.join("attacker-mac").exists()
+    }));
+    let task = d
+        .cli(&["service", "ps", "attacker", "-q", "--no-trunc"])
+        .stdout
+        .trim()
+        .to_string();
+    let pid_file = d.exec_root().join("tasks").join(&task).join("pid");
+    assert!(eventually(Duration::from_secs(10), || pid_file.exists()));
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mac_text = read(&out, "attacker-mac").trim().to_string();
+    let mac: Vec<u8> = mac_text
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let gw: Vec<u8> = read(&out, "gw").trim().split('.').map(|o| o.parse().unwrap()).collect();
+    forge_arp_from(pid, mac.clone().try_into().unwrap(), gw.clone().try_into().unwrap()).unwrap();
+    std::fs::write(out.join("spoofed"), b"").unwrap();
     assert!(
-        eventually(Duration::from_secs(40), || out.join("done").exists()),
-        "{}\n{}",
-        d.cli(&["service", "ps", "victim", "--no-trunc"]).stdout,
+        eventually(Duration::from_secs(20), || out.join("done").exists()),
+        "{}",
         d.log()
     );
-    let mac = read(&out, "attacker-mac").trim().to_string();
-    assert_eq!(mac.len(), 17, "{mac}");
     let before = read(&out, "before");
     let after = read(&out, "after");
-    assert!(!before.contains(&mac), "{before}");
+    assert!(!before.contains(&mac_text), "{before}");
     assert!(
-        !after.contains(&mac),
-        "the victim's ARP cache took the attacker's MAC:\n{after}\n{}",
-        read(&out, "arping")
+        !after.contains(&mac_text),
+        "the victim's ARP cache took the attacker's MAC:\n{after}"
     );
 }
