@@ -10,6 +10,7 @@
 //! - where Docker's iptables rules drop forwarded traffic by default, an
 //!   accept for the bridge in Docker's `DOCKER-USER` chain, marked so it can
 //!   be removed (a drop in our own chains still wins).
+//!
 //! Packets are forwarded by the kernel, never by a user-space process.
 
 use std::process::Stdio;
