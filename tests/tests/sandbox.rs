@@ -13,6 +13,8 @@ use swarmkeep_tests::{Daemon, eventually};
 fn run(d: &Daemon, name: &str, script: &str, extra: &[&str]) -> PathBuf {
     let out = d.path().join(format!("out-{name}"));
     std::fs::create_dir_all(&out).unwrap();
+    // Writable for a task running as another user than root.
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let mount = format!("type=bind,source={},target=/out", out.display());
     let script = format!("{script}; touch /out/done; exec sleep 1000");
     let mut args = vec!["service", "create", "--name", name, "--mount", &mount];
@@ -402,6 +404,8 @@ fn a_task_cannot_spoof_its_neighbours_gateway() {
     d.init();
     let out = d.path().join("out-arp");
     std::fs::create_dir_all(&out).unwrap();
+    // Writable for a task running as another user than root.
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let mount = format!("type=bind,source={},target=/out", out.display());
     let victim = "gw=$(ip route | awk '/default/ {print $3}'); echo $gw > /out/gw; \
          ping -c 1 -W 2 $gw > /dev/null; cat /proc/net/arp > /out/before; touch /out/victim-ready; \
@@ -453,4 +457,146 @@ fn a_task_cannot_spoof_its_neighbours_gateway() {
         !after.contains(&mac_text),
         "the victim's ARP cache took the attacker's MAC:\n{after}"
     );
+}
+
+#[test]
+fn container_options_shape_the_sandbox() {
+    let d = Daemon::start();
+    d.init();
+    let host_ttl = std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap();
+    let script = "grep -E '^(CapEff|Groups):' /proc/self/status > /out/status; \
+                  ip addr add 10.99.0.1/32 dev lo 2> /out/netadmin; echo rc=$? >> /out/netadmin; \
+                  cat /proc/sys/net/ipv4/ip_default_ttl > /out/ttl; cat /proc/sys/kernel/shmmni > /out/shmmni; \
+                  ulimit -n > /out/nofile; ulimit -Hn >> /out/nofile; \
+                  cat /etc/hosts > /out/hosts; cat /etc/resolv.conf > /out/resolv; echo $HOME > /out/home; \
+                  trap 'echo usr1 > /out/stopped; exit 0' USR1; touch /out/done; while :; do sleep 0.2; done";
+    let out = run(
+        &d,
+        "opts",
+        script,
+        &[
+            "--cap-add",
+            "net_admin",
+            "--cap-drop",
+            "CHOWN",
+            "--group",
+            "1234",
+            "--sysctl",
+            "net.ipv4.ip_default_ttl=42",
+            "--sysctl",
+            "kernel.shmmni=1000",
+            "--ulimit",
+            "nofile=100:200",
+            "--host",
+            "db:10.9.9.9",
+            "--dns",
+            "10.1.1.1",
+            "--dns-search",
+            "corp.example",
+            "--dns-option",
+            "ndots:3",
+            "--stop-signal",
+            "SIGUSR1",
+            "--container-label",
+            "team=blue",
+        ],
+    );
+    let status = read(&out, "status");
+    // Docker's defaults (less MKNOD) + NET_ADMIN - CHOWN.
+    assert_eq!(field(&status, "CapEff"), "00000000a00435fa", "{status}");
+    assert_eq!(field(&status, "Groups"), "1234", "{status}");
+    assert!(read(&out, "netadmin").contains("rc=0"), "{}", read(&out, "netadmin"));
+    assert_eq!(read(&out, "ttl").trim(), "42");
+    assert_eq!(read(&out, "shmmni").trim(), "1000");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap(),
+        host_ttl,
+        "the node's own sysctl changed"
+    );
+    assert_eq!(read(&out, "nofile"), "100\n200\n");
+    assert!(
+        read(&out, "hosts").contains("10.9.9.9\tdb\n"),
+        "{}",
+        read(&out, "hosts")
+    );
+    let resolv = read(&out, "resolv");
+    assert!(
+        resolv.starts_with("search corp.example\nnameserver 10.1.1.1\noptions ndots:3\n"),
+        "{resolv}"
+    );
+    assert_eq!(read(&out, "home").trim(), "/root");
+    let inspect = d.cli(&["service", "inspect", "opts"]);
+    let v: serde_json::Value = serde_json::from_str(inspect.ok()).unwrap();
+    let c = &v[0]["Spec"]["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(c["CapabilityAdd"][0], "CAP_NET_ADMIN");
+    assert_eq!(c["CapabilityDrop"][0], "CAP_CHOWN");
+    assert_eq!(c["Labels"]["team"], "blue");
+    assert_eq!(c["Sysctls"]["net.ipv4.ip_default_ttl"], "42");
+    assert_eq!(
+        c["Ulimits"][0],
+        serde_json::json!({"Name": "nofile", "Hard": 200, "Soft": 100})
+    );
+    assert_eq!(c["Hosts"][0], "10.9.9.9 db");
+    assert_eq!(c["DNSConfig"]["Nameservers"][0], "10.1.1.1");
+    assert_eq!(c["StopSignal"], "SIGUSR1");
+    // The stop signal is the service's.
+    d.cli(&["service", "rm", "opts"]).ok();
+    assert!(
+        eventually(Duration::from_secs(20), || out.join("stopped").exists()),
+        "the task never got SIGUSR1\n{}",
+        d.log()
+    );
+
+    // A named user from the image's /etc/passwd, with its home.
+    let out = run(
+        &d,
+        "nobody",
+        "id -u > /out/id; id -g >> /out/id; echo $HOME >> /out/id",
+        &["--user", "nobody"],
+    );
+    assert_eq!(read(&out, "id"), "65534\n65534\n/\n");
+    d.cli(&[
+        "service", "create", "--name", "ghost", "--user", "ghost", "busybox", "true",
+    ])
+    .ok();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            d.cli(&["service", "ps", "ghost", "--no-trunc", "--format", "{{.Error}}"])
+                .stdout
+                .contains("unable to find user ghost: no matching entries in passwd file")
+        }),
+        "{}",
+        d.cli(&["service", "ps", "ghost", "--no-trunc"]).stdout
+    );
+}
+
+#[test]
+fn bad_container_options_get_dockers_errors_and_create_nothing() {
+    let d = Daemon::start();
+    d.init();
+    for (flags, error) in [
+        (&["--cap-add", "NOPE"][..], "unknown capability: \"CAP_NOPE\""),
+        (
+            &["--sysctl", "kernel.core_pattern=|/tmp/x"],
+            "sysctl 'kernel.core_pattern' is not whitelisted",
+        ),
+        (
+            &["--sysctl", "net.ipv4/../../kernel/core_pattern=x"],
+            "is not whitelisted",
+        ),
+        (&["--stop-signal", "SIGNOPE"], "Invalid signal: SIGNOPE"),
+        (
+            &["--ulimit", "nofile=10:5"],
+            "ulimit soft limit must be less than or equal to hard limit: 10 > 5",
+        ),
+        (&["--host", "db:not-an-ip"], "invalid IP address in add-host"),
+        (&["--dns", "dns.example"], "dns.example is not an ip address"),
+    ] {
+        let mut args = vec!["service", "create"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "true"]);
+        let out = d.cli(&args);
+        assert!(out.stderr.contains(error), "{flags:?}: {}", out.stderr);
+    }
+    assert_eq!(d.cli(&["service", "ls", "-q"]).stdout.trim(), "", "nothing was created");
 }

@@ -184,10 +184,13 @@ impl NodeContainers for ContainersService {
             cgroups: r.cgroups.clone(),
             argv: start.cmd.clone(),
             env,
-            user: if start.user.is_empty() {
-                r.info.user.clone()
-            } else {
-                start.user.clone()
+            creds: crate::executor::shim::Credentials {
+                user: if start.user.is_empty() {
+                    r.info.user.clone()
+                } else {
+                    start.user.clone()
+                },
+                ..r.creds.clone()
             },
             workdir: if start.working_dir.is_empty() {
                 r.info.working_dir.clone()
@@ -197,17 +200,16 @@ impl NodeContainers for ContainersService {
             tty: start.tty,
         };
         let (tx, rx) = mpsc::channel::<Output>(64);
-        let out = |o: Output| o;
         let mut proc = match self.state.executor.exec(spec, start.attach_stdin).await {
             Ok(p) => p,
             Err((text, code)) => {
                 // Docker's shape: the reason on the error stream, then the code.
-                let _ = tx.send(out(Output::Stderr(format!("{text}\r\n").into_bytes()))).await;
-                let _ = tx.send(out(Output::ExitCode(code))).await;
+                let _ = tx.send(Output::Stderr(format!("{text}\r\n").into_bytes())).await;
+                let _ = tx.send(Output::ExitCode(code)).await;
                 return Ok(rx);
             }
         };
-        let _ = tx.send(out(Output::Started(proc.pid))).await;
+        let _ = tx.send(Output::Started(proc.pid)).await;
         if let Some(pty) = &proc.pty
             && start.height > 0
             && start.width > 0
@@ -229,7 +231,7 @@ impl NodeContainers for ContainersService {
                             } else {
                                 Output::Stdout(data)
                             };
-                            if tx.send(out(o)).await.is_err() {
+                            if tx.send(o).await.is_err() {
                                 break;
                             }
                         }
@@ -281,7 +283,7 @@ impl NodeContainers for ContainersService {
                 let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
             }
             input_task.abort();
-            let _ = tx.send(out(Output::ExitCode(code))).await;
+            let _ = tx.send(Output::ExitCode(code)).await;
         });
         Ok(rx)
     }

@@ -182,6 +182,7 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
                 pids: l.pids,
             })
             .unwrap_or_default(),
+        sandbox: Default::default(),
     };
     let refs = spec
         .secrets
@@ -252,6 +253,14 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
         }
     };
     crate::image_config::apply(&mut run, &spec, &image.config);
+    run.sandbox = match crate::executor::SandboxOptions::from_spec(&spec, &image.config.stop_signal) {
+        Ok(s) => s,
+        Err(e) => {
+            report(TaskState::Rejected, "preparing", e, None, None);
+            lock(&agent.running).remove(&id);
+            return;
+        }
+    };
     run.layers = agent.images.layer_dirs(&image);
     let has_secrets_dir = files.iter().any(|f| f.rel.starts_with("secrets/"));
     let mounts = agent.mounts.clone();
@@ -311,7 +320,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
             }
         }
         _ = &mut stop => {
-            proc.signal(Signal::SIGTERM);
+            proc.signal(Signal::try_from(run.sandbox.stop_signal).unwrap_or(Signal::SIGTERM));
             let code = match tokio::time::timeout(grace, proc.wait()).await {
                 Ok(code) => code,
                 Err(_) => {
@@ -342,17 +351,20 @@ fn container_record(
 ) -> crate::containers::Record {
     use swarmkeep_api::containers as pb;
     let name = swarmkeep_api::naming::container_name(&task.service_name, task.slot, &task.node_id, &task.id);
-    let labels = [
-        ("com.docker.swarm.node.id", task.node_id.clone()),
-        ("com.docker.swarm.service.id", task.service_id.clone()),
-        ("com.docker.swarm.service.name", task.service_name.clone()),
-        ("com.docker.swarm.task", String::new()),
-        ("com.docker.swarm.task.id", task.id.clone()),
-        ("com.docker.swarm.task.name", name.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let labels = spec
+        .container_labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .chain([
+            ("com.docker.swarm.node.id", task.node_id.clone()),
+            ("com.docker.swarm.service.id", task.service_id.clone()),
+            ("com.docker.swarm.service.name", task.service_name.clone()),
+            ("com.docker.swarm.task", String::new()),
+            ("com.docker.swarm.task.id", task.id.clone()),
+            ("com.docker.swarm.task.name", name.clone()),
+        ])
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     let mut mounts: Vec<pb::Mount> = run
         .binds
         .iter()
@@ -421,6 +433,11 @@ fn container_record(
         env: proc.env.clone(),
         cgroups: proc.cgroup_dirs(),
         start_time: crate::executor::process::start_time(proc.pid).unwrap_or(0),
+        creds: crate::executor::shim::Credentials {
+            user: run.user.clone(),
+            groups: run.sandbox.groups.clone(),
+            caps: run.sandbox.caps.clone(),
+        },
     }
 }
 

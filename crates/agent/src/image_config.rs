@@ -55,6 +55,7 @@ mod tests {
             network: crate::network::NetworkMode::Bridge,
             read_only: false,
             limits: Default::default(),
+            sandbox: Default::default(),
         }
     }
 

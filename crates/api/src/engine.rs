@@ -274,6 +274,9 @@ fn file_refs(refs: &[control::FileReference], id_key: &str, name_key: &str) -> s
 fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     m.insert("Image".into(), t.image.clone().into());
+    if !t.container_labels.is_empty() {
+        m.insert("Labels".into(), sorted(&t.container_labels));
+    }
     if !t.command.is_empty() {
         m.insert("Command".into(), t.command.clone().into());
     }
@@ -292,7 +295,13 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
     if !t.user.is_empty() {
         m.insert("User".into(), t.user.clone().into());
     }
+    if !t.groups.is_empty() {
+        m.insert("Groups".into(), t.groups.clone().into());
+    }
     m.insert("Init".into(), false.into());
+    if !t.stop_signal.is_empty() {
+        m.insert("StopSignal".into(), t.stop_signal.clone().into());
+    }
     if t.read_only {
         m.insert("ReadOnly".into(), true.into());
     }
@@ -311,7 +320,21 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
         m.insert("Mounts".into(), mounts.into());
     }
     m.insert("StopGracePeriod".into(), t.stop_grace_period_ns.into());
-    m.insert("DNSConfig".into(), serde_json::json!({}));
+    if !t.hosts.is_empty() {
+        m.insert("Hosts".into(), t.hosts.clone().into());
+    }
+    let dns = t.dns_config.clone().unwrap_or_default();
+    let mut dns_json = serde_json::Map::new();
+    for (k, v) in [
+        ("Nameservers", dns.nameservers),
+        ("Search", dns.search),
+        ("Options", dns.options),
+    ] {
+        if !v.is_empty() {
+            dns_json.insert(k.into(), v.into());
+        }
+    }
+    m.insert("DNSConfig".into(), dns_json.into());
     if !t.secrets.is_empty() {
         m.insert("Secrets".into(), file_refs(&t.secrets, "SecretID", "SecretName"));
     }
@@ -319,7 +342,30 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
         m.insert("Configs".into(), file_refs(&t.configs, "ConfigID", "ConfigName"));
     }
     m.insert("Isolation".into(), "default".into());
+    if !t.sysctls.is_empty() {
+        m.insert("Sysctls".into(), sorted(&t.sysctls));
+    }
+    if !t.capability_add.is_empty() {
+        m.insert("CapabilityAdd".into(), t.capability_add.clone().into());
+    }
+    if !t.capability_drop.is_empty() {
+        m.insert("CapabilityDrop".into(), t.capability_drop.clone().into());
+    }
+    if !t.ulimits.is_empty() {
+        let ulimits: Vec<serde_json::Value> = t
+            .ulimits
+            .iter()
+            .map(|u| serde_json::json!({"Name": u.name, "Hard": u.hard, "Soft": u.soft}))
+            .collect();
+        m.insert("Ulimits".into(), ulimits.into());
+    }
     serde_json::Value::Object(m)
+}
+
+/// A string map as a JSON object with its keys in order (Go's encoding).
+fn sorted(map: &std::collections::HashMap<String, String>) -> serde_json::Value {
+    let ordered: std::collections::BTreeMap<&String, &String> = map.iter().collect();
+    serde_json::json!(ordered)
 }
 
 /// Docker's `Limit`, zero fields left out (`omitempty`).

@@ -22,7 +22,7 @@ static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> = zeroizing_all
 )]
 struct Cli {
     /// Daemon socket to connect to (unix:///PATH or tcp://IP:PORT).
-    #[arg(short = 'H', long, env = "SWARMKEEP_HOST", default_value = DEFAULT_HOST, global = true)]
+    #[arg(short = 'H', long, env = "SWARMKEEP_HOST", default_value = DEFAULT_HOST)]
     host: String,
     /// Use TLS and verify the daemon (SWARMKEEP_TLS_VERIFY, as DOCKER_TLS_VERIFY)
     #[arg(long, global = true)]
@@ -151,6 +151,8 @@ struct CreateArgs {
     /// Limit maximum number of processes (default 0 = unlimited)
     #[arg(long)]
     limit_pids: Option<i64>,
+    #[command(flatten)]
+    container: commands::container_flags::ContainerFlags,
     /// Exit immediately instead of waiting for the service to converge
     /// (swarmkeep always returns at once)
     #[arg(short, long)]
@@ -528,6 +530,7 @@ async fn run(cli: Cli) -> Output {
                     limit_cpu,
                     limit_memory,
                     limit_pids,
+                    container,
                     detach: _,
                     no_resolve_image: _,
                     image,
@@ -553,6 +556,7 @@ async fn run(cli: Cli) -> Output {
                     limit_cpu: limit_cpu.as_deref(),
                     limit_memory: limit_memory.as_deref(),
                     limit_pids,
+                    container: Some(&container),
                 };
                 commands::service::create(c, flags, &image, &args).await
             }

@@ -80,15 +80,15 @@ struct MountSpec {
 #[serde(rename_all = "PascalCase", default)]
 struct ContainerSpec {
     image: String,
-    labels: Option<Value>,
+    labels: Option<HashMap<String, String>>,
     command: Option<Vec<String>>,
     args: Option<Vec<String>>,
     hostname: String,
     env: Option<Vec<String>>,
     dir: String,
     user: String,
-    groups: Option<Value>,
-    privileges: Option<Value>,
+    groups: Option<Vec<String>>,
+    privileges: Option<Privileges>,
     // `Init` is accepted either way (serde skips it): the task shim is
     // always the task's reaping PID 1.
     read_only: bool,
@@ -99,16 +99,45 @@ struct ContainerSpec {
     stop_signal: String,
     stop_grace_period: Option<i64>,
     healthcheck: Option<Value>,
-    hosts: Option<Value>,
+    hosts: Option<Vec<String>>,
     #[serde(rename = "DNSConfig")]
-    dns_config: Option<Value>,
+    dns_config: Option<DnsConfig>,
     secrets: Option<Vec<FileRef>>,
     configs: Option<Vec<FileRef>>,
     isolation: String,
-    sysctls: Option<Value>,
-    capability_add: Option<Value>,
-    capability_drop: Option<Value>,
-    ulimits: Option<Value>,
+    sysctls: Option<HashMap<String, String>>,
+    capability_add: Option<Vec<String>>,
+    capability_drop: Option<Vec<String>>,
+    ulimits: Option<Vec<Ulimit>>,
+}
+
+/// Docker's `Privileges`: `NoNewPrivileges` is always on in swarmkeep's
+/// sandbox (so `true` is honoured); the rest is refused by name.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Privileges {
+    credential_spec: Option<Value>,
+    #[serde(rename = "SELinuxContext")]
+    selinux_context: Option<Value>,
+    seccomp: Option<Value>,
+    app_armor: Option<Value>,
+    no_new_privileges: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct DnsConfig {
+    nameservers: Option<Vec<String>>,
+    search: Option<Vec<String>>,
+    options: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Ulimit {
+    name: String,
+    soft: i64,
+    hard: i64,
 }
 
 #[derive(Deserialize, Default)]
@@ -239,7 +268,8 @@ impl ServiceSpec {
     pub fn into_control(self) -> ApiResult<control::ServiceSpec> {
         let t = self.task_template;
         let c = t.container_spec.unwrap_or_default();
-        let refused: [(&str, bool); 23] = [
+        let privileges = c.privileges.unwrap_or_default();
+        let refused: [(&str, bool); 20] = [
             ("Networks", self.networks.as_ref().is_some_and(is_set)),
             (
                 "EndpointSpec.Ports (published ports)",
@@ -274,9 +304,20 @@ impl ServiceSpec {
             ),
             ("TaskTemplate.Networks", t.networks.as_ref().is_some_and(is_set)),
             ("TaskTemplate.LogDriver", t.log_driver.as_ref().is_some_and(is_set)),
-            ("ContainerSpec.Labels", c.labels.as_ref().is_some_and(is_set)),
-            ("ContainerSpec.Groups", c.groups.as_ref().is_some_and(is_set)),
-            ("ContainerSpec.Privileges", c.privileges.as_ref().is_some_and(is_set)),
+            (
+                "ContainerSpec.Privileges.CredentialSpec",
+                privileges.credential_spec.as_ref().is_some_and(is_set),
+            ),
+            (
+                "ContainerSpec.Privileges.SELinuxContext",
+                privileges.selinux_context.as_ref().is_some_and(is_set),
+            ),
+            (
+                "ContainerSpec.Privileges.Seccomp and AppArmor",
+                [&privileges.seccomp, &privileges.app_armor]
+                    .iter()
+                    .any(|v| v.as_ref().is_some_and(is_set)),
+            ),
             ("ContainerSpec.TTY", c.tty || c.open_stdin),
             (
                 "ContainerSpec.Mounts of a type other than bind",
@@ -291,21 +332,10 @@ impl ServiceSpec {
                         || !m.consistency.is_empty() && m.consistency != "default"
                 }),
             ),
-            ("ContainerSpec.StopSignal", !c.stop_signal.is_empty()),
             ("ContainerSpec.Healthcheck", c.healthcheck.as_ref().is_some_and(is_set)),
-            (
-                "ContainerSpec.Hosts and DNSConfig",
-                c.hosts.as_ref().is_some_and(is_set) || c.dns_config.as_ref().is_some_and(is_set),
-            ),
             (
                 "ContainerSpec.Isolation other than default",
                 !c.isolation.is_empty() && c.isolation != "default",
-            ),
-            (
-                "ContainerSpec.Sysctls, CapabilityAdd, CapabilityDrop and Ulimits",
-                [&c.sysctls, &c.capability_add, &c.capability_drop, &c.ulimits]
-                    .iter()
-                    .any(|v| v.as_ref().is_some_and(is_set)),
             ),
             (
                 "RestartPolicy.Window",
@@ -384,6 +414,28 @@ impl ServiceSpec {
                         memory_bytes: l.memory_bytes,
                         pids: l.pids,
                     }),
+                container_labels: c.labels.unwrap_or_default(),
+                groups: c.groups.unwrap_or_default(),
+                stop_signal: c.stop_signal,
+                capability_add: c.capability_add.unwrap_or_default(),
+                capability_drop: c.capability_drop.unwrap_or_default(),
+                sysctls: c.sysctls.unwrap_or_default(),
+                ulimits: c
+                    .ulimits
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|u| control::Ulimit {
+                        name: u.name,
+                        soft: u.soft,
+                        hard: u.hard,
+                    })
+                    .collect(),
+                hosts: c.hosts.unwrap_or_default(),
+                dns_config: c.dns_config.map(|d| control::DnsConfig {
+                    nameservers: d.nameservers.unwrap_or_default(),
+                    search: d.search.unwrap_or_default(),
+                    options: d.options.unwrap_or_default(),
+                }),
             }),
             mode: mode.into(),
             replicas,
@@ -442,6 +494,25 @@ mod tests {
         let err = parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Mounts":[{"Type":"volume","Target":"/x"}]}}}"#)
             .unwrap_err();
         assert!(err.message.contains("Mounts"), "{}", err.message);
+    }
+
+    #[test]
+    fn container_options_are_taken() {
+        let spec = parse(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Labels":{"a":"b"},"Groups":["audio"],"StopSignal":"SIGUSR1","Hosts":["10.0.0.9 db"],"DNSConfig":{"Nameservers":["10.1.1.1"],"Search":["corp"],"Options":["ndots:2"]},"Sysctls":{"net.ipv4.ip_default_ttl":"42"},"CapabilityAdd":["CAP_NET_ADMIN"],"CapabilityDrop":["CAP_CHOWN"],"Ulimits":[{"Name":"nofile","Soft":10,"Hard":20}],"Privileges":{"CredentialSpec":null,"SELinuxContext":null,"NoNewPrivileges":true}}}}"#,
+        )
+        .unwrap();
+        let t = spec.task.unwrap();
+        assert_eq!(t.container_labels["a"], "b");
+        assert_eq!((t.groups[0].as_str(), t.stop_signal.as_str()), ("audio", "SIGUSR1"));
+        assert_eq!(t.dns_config.unwrap().options, ["ndots:2"]);
+        assert_eq!((t.capability_add.len(), t.ulimits[0].hard), (1, 20));
+        let err = parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Privileges":{"SELinuxContext":{"User":"u"}}}}}"#)
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "swarmkeep does not support ContainerSpec.Privileges.SELinuxContext yet"
+        );
     }
 
     #[test]

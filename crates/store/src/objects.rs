@@ -280,6 +280,46 @@ pub struct TaskSpec {
     pub read_only: bool,
     #[serde(default)]
     pub limits: ResourceLimits,
+    /// Docker's `ContainerSpec.Labels`: the task container's labels.
+    #[serde(default)]
+    pub container_labels: BTreeMap<String, String>,
+    /// Supplementary groups (names or IDs).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Empty: the image's, else SIGTERM.
+    #[serde(default)]
+    pub stop_signal: String,
+    /// `CAP_X` names (or `ALL`), as the docker CLI normalises them.
+    #[serde(default)]
+    pub capability_add: Vec<String>,
+    #[serde(default)]
+    pub capability_drop: Vec<String>,
+    /// Namespaced sysctls only.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+    /// Extra `/etc/hosts` lines: `IP hostname [alias...]`.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub dns: DnsConfig,
+}
+
+/// Docker's `Ulimit`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// Docker's `DNSConfig` (all empty: the node's resolv.conf, as Docker).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    pub nameservers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
 }
 
 /// Docker's `Resources.Limits` (0: unlimited).

@@ -18,6 +18,8 @@ pub struct Record {
     pub cgroups: Vec<PathBuf>,
     /// The shim's start time, with `info.pid`: which process exec joins.
     pub start_time: u64,
+    /// The task's user, groups and capabilities (an exec gets the same).
+    pub creds: crate::executor::shim::Credentials,
 }
 
 /// Containers whose task ended are kept this many at most.

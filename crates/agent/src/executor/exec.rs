@@ -38,7 +38,8 @@ pub struct ExecSpec {
     pub cgroups: Vec<PathBuf>,
     pub argv: Vec<String>,
     pub env: Vec<String>,
-    pub user: String,
+    /// The task's credentials, its user replaced by `docker exec -u`'s.
+    pub creds: super::shim::Credentials,
     pub workdir: String,
     pub tty: bool,
 }
@@ -186,5 +187,5 @@ fn run(spec: &ExecSpec, slave: Option<&str>) -> Result<std::convert::Infallible,
     }
     let workdir = if spec.workdir.is_empty() { "/" } else { &spec.workdir };
     nix::unistd::chdir(workdir).map_err(io(format!("changing to working directory {workdir}")))?;
-    super::shim::exec_command(&spec.argv, &spec.env, &spec.user)
+    super::shim::exec_command(&spec.argv, &spec.env, &spec.creds)
 }

@@ -13,9 +13,9 @@ use nix::unistd::Pid;
 
 use super::TaskRun;
 use super::cgroup::TaskCgroup;
-use super::shim::{ERROR_FD, SPEC_FD, ShimSpec};
+use super::shim::{Credentials, ERROR_FD, SPEC_FD, ShimSpec};
 use crate::mounts::task_dir;
-use crate::network::{Bridge, Endpoint, NetworkMode, hosts_file, resolv_conf};
+use crate::network::{Bridge, Endpoint, NetworkMode, hosts_file, resolv_conf, with_dns};
 
 pub struct ProcessExecutor {
     exec_root: PathBuf,
@@ -114,8 +114,14 @@ impl ProcessExecutor {
     ) -> Result<Vec<(PathBuf, PathBuf)>, String> {
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (hosts, resolv) = match run.network {
-            NetworkMode::Bridge => (hosts_file(address, hostname), resolv_conf(&host_resolv)),
-            NetworkMode::Host => (std::fs::read_to_string("/etc/hosts").unwrap_or_default(), host_resolv),
+            NetworkMode::Bridge => (
+                hosts_file(address, hostname, &run.sandbox.hosts),
+                with_dns(&resolv_conf(&host_resolv), &run.sandbox.dns),
+            ),
+            NetworkMode::Host => (
+                std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+                with_dns(&host_resolv, &run.sandbox.dns),
+            ),
         };
         let mut out = Vec::new();
         for (name, text) in [
@@ -150,9 +156,6 @@ impl ProcessExecutor {
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
         }
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push("HOME=/root".into());
-        }
         let hostname = match (run.network, run.hostname.as_str()) {
             (_, h) if !h.is_empty() => h.to_string(),
             (NetworkMode::Host, _) => nix::unistd::gethostname()
@@ -179,12 +182,17 @@ impl ProcessExecutor {
             argv: run.argv.clone(),
             env,
             workdir: run.workdir.clone(),
-            user: run.user.clone(),
+            creds: Credentials {
+                user: run.user.clone(),
+                groups: run.sandbox.groups.clone(),
+                caps: run.sandbox.caps.clone(),
+            },
             hostname: hostname.clone(),
             etc_files: Vec::new(),
             cgroups: Vec::new(),
             read_only_root: run.read_only,
-            rlimits: Vec::new(),
+            rlimits: run.sandbox.rlimits.clone(),
+            sysctls: run.sandbox.sysctls.clone(),
         };
         let (read_end, write_end): (OwnedFd, OwnedFd) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;

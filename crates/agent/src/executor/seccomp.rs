@@ -7,9 +7,11 @@
 //! to `clone`), `personality` only with the harmless personas, `socket` not
 //! for AF_ALG or AF_VSOCK. The blocks Docker gates on capabilities a task
 //! does not hold (CAP_SYS_ADMIN's `mount`, `unshare`, `setns`, …) are left
-//! out; CAP_SYS_CHROOT's `chroot` is in, as the task holds it. Other
+//! out unless the task holds that capability; CAP_SYS_CHROOT's `chroot` is
+//! in, as the task holds it by default. Other
 //! architectures than x86_64's (the i386 and x32 entry points included) get
-//! the process killed by the filter's architecture check.
+//! the process killed by the filter's architecture check. A capability added
+//! with `--cap-add` brings the syscalls Docker's profile gates on it.
 
 use std::collections::BTreeMap;
 
@@ -357,17 +359,85 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
     SeccompRule::new(conditions).map_err(|e| format!("seccomp: {e}"))
 }
 
-/// Docker's default profile, compiled for this architecture.
+/// The syscalls Docker's profile allows only to a task holding a
+/// capability (`--cap-add`), by capability number.
 #[cfg(target_arch = "x86_64")]
-pub fn default_profile(with_chroot: bool) -> Result<Programs, String> {
+const BY_CAPABILITY: &[(u32, &[i64])] = &[
+    (2, &[libc::SYS_open_by_handle_at]),
+    (
+        21,
+        &[
+            libc::SYS_bpf,
+            libc::SYS_clone,
+            libc::SYS_fanotify_init,
+            libc::SYS_fsconfig,
+            libc::SYS_fsmount,
+            libc::SYS_fsopen,
+            libc::SYS_fspick,
+            libc::SYS_lookup_dcookie,
+            libc::SYS_mount,
+            libc::SYS_mount_setattr,
+            libc::SYS_move_mount,
+            libc::SYS_name_to_handle_at,
+            libc::SYS_open_tree,
+            libc::SYS_perf_event_open,
+            libc::SYS_quotactl,
+            libc::SYS_quotactl_fd,
+            libc::SYS_setdomainname,
+            libc::SYS_sethostname,
+            libc::SYS_setns,
+            libc::SYS_syslog,
+            libc::SYS_umount2,
+            libc::SYS_unshare,
+        ],
+    ),
+    (22, &[libc::SYS_reboot]),
+    (18, &[libc::SYS_chroot]),
+    (
+        16,
+        &[libc::SYS_delete_module, libc::SYS_init_module, libc::SYS_finit_module],
+    ),
+    (20, &[libc::SYS_acct]),
+    (
+        19,
+        &[
+            libc::SYS_kcmp,
+            libc::SYS_pidfd_getfd,
+            libc::SYS_process_madvise,
+            libc::SYS_process_vm_readv,
+            libc::SYS_process_vm_writev,
+            libc::SYS_ptrace,
+        ],
+    ),
+    (17, &[libc::SYS_iopl, libc::SYS_ioperm]),
+    (
+        25,
+        &[libc::SYS_settimeofday, libc::SYS_clock_settime, libc::SYS_clock_adjtime],
+    ),
+    (26, &[libc::SYS_vhangup]),
+    (23, &[libc::SYS_get_mempolicy, libc::SYS_mbind, libc::SYS_set_mempolicy]),
+    (34, &[libc::SYS_syslog]),
+    (39, &[libc::SYS_bpf]),
+    (38, &[libc::SYS_perf_event_open]),
+];
+
+/// Docker's default profile for a task holding `caps`, compiled for this
+/// architecture.
+#[cfg(target_arch = "x86_64")]
+pub fn default_profile(caps: &[u32]) -> Result<Programs, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
-    if with_chroot {
-        rules.insert(libc::SYS_chroot, Vec::new());
-    }
     rules.insert(
         libc::SYS_clone,
         vec![rule(vec![cond(0, SeccompCmpOp::MaskedEq(CLONE_NAMESPACE_FLAGS), 0)?])?],
     );
+    // Unconditional: replaces the namespace-less `clone` rule under CAP_SYS_ADMIN.
+    for (cap, calls) in BY_CAPABILITY {
+        if caps.contains(cap) {
+            for nr in *calls {
+                rules.insert(*nr, Vec::new());
+            }
+        }
+    }
     rules.insert(
         libc::SYS_personality,
         PERSONAS
@@ -406,7 +476,7 @@ pub fn default_profile(with_chroot: bool) -> Result<Programs, String> {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub fn default_profile(_with_chroot: bool) -> Result<Programs, String> {
+pub fn default_profile(_caps: &[u32]) -> Result<Programs, String> {
     Err("the task sandbox's seccomp profile is written for x86_64 only; this architecture cannot run tasks yet".into())
 }
 
@@ -423,7 +493,9 @@ mod tests {
 
     #[test]
     fn the_profile_compiles_and_leaves_out_what_docker_denies() {
-        let p = default_profile(true).expect("compiles");
+        let p = default_profile(&swarmkeep_api::sandbox::DEFAULT_CAPABILITIES).expect("compiles");
+        let all: Vec<u32> = (0..41).collect();
+        assert!(default_profile(&all).expect("compiles").allow.len() > p.allow.len());
         assert!(!p.allow.is_empty() && !p.clone3.is_empty());
         for denied in [
             "mount",

@@ -41,7 +41,7 @@ pub struct ShimSpec {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub workdir: String,
-    pub user: String,
+    pub creds: Credentials,
     /// The task's hostname (its UTS namespace's).
     pub hostname: String,
     /// Files the agent wrote for the task, bound read-write at their paths
@@ -53,6 +53,19 @@ pub struct ShimSpec {
     pub read_only_root: bool,
     /// Resource limits (resource, soft, hard), Docker's `--ulimit`.
     pub rlimits: Vec<(u32, u64, u64)>,
+    /// Namespaced sysctls (`--sysctl`), set in the task's own namespaces.
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// Who the command runs as and what it may do.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Credentials {
+    /// `name|uid[:group|gid]`, resolved in the task's root (see [`super::user`]).
+    pub user: String,
+    /// `--group`: supplementary groups (names or IDs).
+    pub groups: Vec<String>,
+    /// The capabilities it keeps (numbers).
+    pub caps: Vec<u32>,
 }
 
 fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
@@ -120,6 +133,13 @@ fn enter_namespaces(spec: &ShimSpec) -> Result<(), String> {
     if !spec.hostname.is_empty() {
         nix::unistd::sethostname(&spec.hostname).map_err(io("setting the task's hostname"))?;
     }
+    // Still the host's /proc, but /proc/sys/net and the IPC sysctls answer
+    // for the namespaces of the process writing: the task's own.
+    for (name, value) in &spec.sysctls {
+        swarmkeep_api::sandbox::check_sysctl(name)?;
+        let path = Path::new("/proc/sys").join(name.replace('.', "/"));
+        std::fs::write(&path, value).map_err(io(format!("setting sysctl {name}")))?;
+    }
     for (resource, soft, hard) in &spec.rlimits {
         let limit = libc::rlimit {
             rlim_cur: *soft,
@@ -177,7 +197,7 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
     // SAFETY: still single-threaded.
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&mut report, format!("fork: {e}")),
-        Ok(ForkResult::Child) => match exec_command(&spec.argv, &spec.env, &spec.user) {
+        Ok(ForkResult::Child) => match exec_command(&spec.argv, &spec.env, &spec.creds) {
             Ok(never) => match never {},
             Err(e) => fail(&mut report, e),
         },
@@ -195,20 +215,17 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
     }
 }
 
-/// Docker's default capability set less CAP_MKNOD (0xa00425fb): CHOWN,
-/// DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
-/// NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, AUDIT_WRITE, SETFCAP. MKNOD stays
-/// out: a device node made in a bind-mounted host directory would be usable
-/// by the host's users (in the task every writable mount is nodev).
-const KEPT_CAPS: [u32; 13] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 29, 31];
-
-fn drop_capabilities() -> Result<(), String> {
+/// Drops from the bounding set every capability not in `caps` (by default
+/// [`swarmkeep_api::sandbox::DEFAULT_CAPABILITIES`]: Docker's less MKNOD —
+/// a device node made in a bind-mounted host directory would be usable by
+/// the host's users; in the task every writable mount is nodev).
+fn drop_capabilities(caps: &[u32]) -> Result<(), String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(40);
     for cap in 0..=last {
-        if !KEPT_CAPS.contains(&cap) {
+        if !caps.contains(&cap) {
             // SAFETY: prctl with integer arguments only.
             let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
             if rc != 0 {
@@ -222,8 +239,9 @@ fn drop_capabilities() -> Result<(), String> {
     Ok(())
 }
 
-/// Sets the effective, permitted and inheritable sets to [`KEPT_CAPS`].
-fn limit_capabilities() -> Result<(), String> {
+/// Sets the effective and permitted sets to `caps`, the inheritable one to
+/// none.
+fn limit_capabilities(caps: &[u32]) -> Result<(), String> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -237,7 +255,7 @@ fn limit_capabilities() -> Result<(), String> {
         inheritable: u32,
     }
     let mut mask = [0u32; 2];
-    for cap in KEPT_CAPS {
+    for cap in caps.iter().filter(|c| **c < 64) {
         mask[(cap / 32) as usize] |= 1 << (cap % 32);
     }
     let header = Header {
@@ -264,14 +282,26 @@ fn limit_capabilities() -> Result<(), String> {
     Ok(())
 }
 
-/// Execs `argv` with Docker's capabilities, no_new_privs and seccomp
-/// profile, as `user`: the last step of a task's start and of an exec.
-pub(super) fn exec_command(argv_in: &[String], env_in: &[String], user: &str) -> Result<Infallible, String> {
-    let seccomp = super::seccomp::default_profile(true)?;
-    drop_capabilities()?;
-    set_user(user)?;
+/// Execs `argv` with its capabilities, no_new_privs and Docker's seccomp
+/// profile, as its user: the last step of a task's start and of an exec
+/// (the task's root is already `/`).
+pub(super) fn exec_command(argv_in: &[String], env_in: &[String], creds: &Credentials) -> Result<Infallible, String> {
+    let seccomp = super::seccomp::default_profile(&creds.caps)?;
+    let user = super::user::resolve(
+        &creds.user,
+        &creds.groups,
+        &read_small("/etc/passwd"),
+        &read_small("/etc/group"),
+    )?;
+    let mut env_in = env_in.to_vec();
+    if !env_in.iter().any(|e| e.starts_with("HOME=")) {
+        env_in.push(format!("HOME={}", user.home));
+    }
+    let env_in = &env_in;
+    drop_capabilities(&creds.caps)?;
+    set_user(&user)?;
     if nix::unistd::geteuid().is_root() {
-        limit_capabilities()?;
+        limit_capabilities(&creds.caps)?;
     }
     let argv: Vec<CString> = argv_in
         .iter()
@@ -321,21 +351,29 @@ fn resolve_program(program: &str, path: &str) -> String {
     program.to_string()
 }
 
-fn set_user(user: &str) -> Result<(), String> {
-    if user.is_empty() {
-        return Ok(());
-    }
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    let uid: u32 = u
-        .parse()
-        .map_err(|_| format!("user {user:?}: only numeric uid[:gid] is supported"))?;
-    let gid: u32 = if g.is_empty() {
-        uid
-    } else {
-        g.parse().map_err(|_| format!("user {user:?}: gid must be numeric"))?
+/// A small regular file of the task's root (`/etc/passwd`), or nothing:
+/// never blocks on a FIFO the task put there, never reads more than 1 MiB.
+fn read_small(path: &str) -> String {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    else {
+        return String::new();
     };
-    nix::unistd::setgroups(&[]).map_err(io("dropping supplementary groups"))?;
-    nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(io("setgid"))?;
-    nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(io("setuid"))?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::Read::take(file, 1 << 20), &mut text);
+    text
+}
+
+fn set_user(user: &super::user::ExecUser) -> Result<(), String> {
+    let groups: Vec<nix::unistd::Gid> = user.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&groups).map_err(io("setting supplementary groups"))?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid)).map_err(io("setgid"))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid)).map_err(io("setuid"))?;
     Ok(())
 }

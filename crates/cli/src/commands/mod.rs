@@ -1,6 +1,7 @@
 //! One module per command group, as the docker CLI splits them.
 
 pub mod config;
+pub mod container_flags;
 pub mod node;
 pub mod secret;
 pub mod service;

@@ -40,6 +40,7 @@ pub struct CreateFlags<'a> {
     pub limit_cpu: Option<&'a str>,
     pub limit_memory: Option<&'a str>,
     pub limit_pids: Option<i64>,
+    pub container: Option<&'a super::container_flags::ContainerFlags>,
 }
 
 /// `--limit-cpu 0.5` → NanoCPUs, as the docker CLI parses it (a decimal,
@@ -311,7 +312,7 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
         if mode == "global" && flags.replicas.is_some() {
             return Err(CliError("replicas can only be used with replicated mode".into()));
         }
-        let spec = control::ServiceSpec {
+        let mut spec = control::ServiceSpec {
             annotations: Some(control::Annotations {
                 name: flags.name.unwrap_or("").to_string(),
                 labels: parse_labels(flags.labels),
@@ -335,12 +336,16 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
                 hostname: flags.hostname.unwrap_or("").to_string(),
                 read_only: flags.read_only,
                 limits: limits(&flags)?,
+                ..Default::default()
             }),
             mode: mode.to_string(),
             replicas: flags.replicas.unwrap_or(1),
             update_config: None,
             rollback_config: None,
         };
+        if let (Some(container), Some(task)) = (flags.container, spec.task.as_mut()) {
+            container.apply(task)?;
+        }
         let resp = client
             .create_service(control::CreateServiceRequest { spec: Some(spec) })
             .await

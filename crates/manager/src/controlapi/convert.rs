@@ -42,7 +42,7 @@ pub(crate) fn refs_to_proto(refs: &[FileReference]) -> Vec<control::FileReferenc
 }
 
 pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
-    control::TaskSpec {
+    let mut out = control::TaskSpec {
         image: t.image.clone(),
         command: t.command.clone(),
         args: t.args.clone(),
@@ -80,7 +80,10 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
             memory_bytes: t.limits.memory_bytes,
             pids: t.limits.pids,
         }),
-    }
+        ..Default::default()
+    };
+    super::sandbox::options_to_proto(t, &mut out);
+    out
 }
 
 /// Swarm's checks of `Resources.Limits` (the messages are swarmkit's).
@@ -372,13 +375,15 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
     if annotations.name.len() > 63 || !SERVICE_NAME_RE.is_match(&annotations.name) {
         return Err(rpc(Code::InvalidArgument, "name must be valid as a DNS name component"));
     }
-    let task = spec.task.unwrap_or_default();
+    let mut task = spec.task.unwrap_or_default();
     if task.image.is_empty() {
         return Err(rpc(
             Code::InvalidArgument,
             "ContainerSpec: image reference must be provided",
         ));
     }
+    let mut options = TaskSpec::default();
+    super::sandbox::options_from_proto(&mut task, &mut options)?;
     let mut seen = HashMap::new();
     let secrets = refs_from_proto("secret", task.secrets, true, &mut seen)?;
     let configs = refs_from_proto("config", task.configs, false, &mut seen)?;
@@ -437,6 +442,7 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
             hostname: hostname_from_proto(task.hostname)?,
             read_only: task.read_only,
             limits: limits_from_proto(task.limits)?,
+            ..options
         },
         mode,
         update_config,

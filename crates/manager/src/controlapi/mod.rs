@@ -6,6 +6,7 @@ pub mod common;
 mod config;
 pub mod convert;
 mod node;
+mod sandbox;
 mod secret;
 pub mod service;
 mod swarm;
