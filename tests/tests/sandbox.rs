@@ -464,6 +464,7 @@ fn container_options_shape_the_sandbox() {
     let d = Daemon::start();
     d.init();
     let host_ttl = std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap();
+    let host_shmmni = std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap();
     let script = "grep -E '^(CapEff|Groups):' /proc/self/status > /out/status; \
                   ip addr add 10.99.0.1/32 dev lo 2> /out/netadmin; echo rc=$? >> /out/netadmin; \
                   cat /proc/sys/net/ipv4/ip_default_ttl > /out/ttl; cat /proc/sys/kernel/shmmni > /out/shmmni; \
@@ -513,6 +514,7 @@ fn container_options_shape_the_sandbox() {
         host_ttl,
         "the node's own sysctl changed"
     );
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap(), host_shmmni);
     assert_eq!(read(&out, "nofile"), "100\n200\n");
     assert!(
         read(&out, "hosts").contains("10.9.9.9\tdb\n"),
