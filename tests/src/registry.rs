@@ -205,6 +205,10 @@ pub fn busybox_image() -> &'static TestImage {
             let mut h = header(tar::EntryType::Symlink, 0o777, 0);
             tar.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
         }
+        // A symlink planted in the image to the host's /etc (were it resolved
+        // on the host): a volume there must get the image's /etc.
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+        tar.append_link(&mut h, "var/etc-link", "/etc").unwrap();
         // A device node planted in the image (1:3, a harmless null): a task
         // must not be able to open it.
         let mut h = header(tar::EntryType::Char, 0o666, 0);

@@ -602,3 +602,109 @@ fn bad_container_options_get_dockers_errors_and_create_nothing() {
     }
     assert_eq!(d.cli(&["service", "ls", "-q"]).stdout.trim(), "", "nothing was created");
 }
+
+#[test]
+fn volumes_and_tmpfs_mounts() {
+    let d = Daemon::start();
+    d.init();
+    let volumes = d.data_dir().join("volumes");
+    let script = "echo hello > /data/msg; echo x > /scratch/f; grep ' /cache ' /proc/mounts > /out/tmpfs; \
+                  (dd if=/dev/zero of=/cache/big bs=1M count=2) 2> /out/full; echo rc=$? >> /out/full; \
+                  ls /linked > /out/linked";
+    let out = run(
+        &d,
+        "writer",
+        script,
+        &[
+            "--mount",
+            "type=volume,source=shared,target=/data",
+            "--mount",
+            "type=volume,target=/scratch",
+            "--mount",
+            "type=volume,source=tools,target=/bin",
+            "--mount",
+            "type=volume,source=linked,target=/var/etc-link",
+            "--mount",
+            "type=tmpfs,target=/cache,tmpfs-size=1m,tmpfs-mode=1770",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(volumes.join("shared/_data/msg")).unwrap(),
+        "hello\n"
+    );
+    // A new volume is filled with what the image has there.
+    assert!(volumes.join("tools/_data/busybox").is_file());
+    assert_eq!(
+        std::fs::read_link(volumes.join("tools/_data/sh")).unwrap(),
+        std::path::Path::new("busybox")
+    );
+    // Through the image's own symlink to /etc: the image's /etc, never the host's.
+    let linked = volumes.join("linked/_data");
+    assert!(linked.join("passwd").is_file(), "{}", read(&out, "linked"));
+    assert!(
+        !linked.join("shadow").exists(),
+        "the host's /etc was copied into a volume"
+    );
+    assert!(
+        std::fs::read_to_string(linked.join("passwd"))
+            .unwrap()
+            .contains("nobody:x:65534"),
+        "not the image's passwd"
+    );
+    let tmpfs = read(&out, "tmpfs");
+    for opt in ["nosuid", "nodev", "noexec", "size=1024k", "mode=1770"] {
+        assert!(tmpfs.contains(opt), "{opt} missing: {tmpfs}");
+    }
+    assert!(read(&out, "full").contains("No space left"), "{}", read(&out, "full"));
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&volumes)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names().len(), 4, "{:?}", names());
+    let inspect = d.cli(&["service", "inspect", "writer"]);
+    let v: serde_json::Value = serde_json::from_str(inspect.ok()).unwrap();
+    let mounts = &v[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"];
+    // (`run` adds the /out bind first.)
+    assert_eq!(mounts[5]["TmpfsOptions"]["SizeBytes"], 1_048_576);
+    assert_eq!(mounts[1]["Source"], "shared");
+    assert!(mounts[2].get("Source").is_none(), "{}", mounts[2]);
+    // The anonymous volume goes with its task; named ones stay.
+    d.cli(&["service", "rm", "writer"]).ok();
+    assert!(
+        eventually(Duration::from_secs(20), || names() == ["linked", "shared", "tools"]),
+        "{:?}",
+        names()
+    );
+    let out = run(
+        &d,
+        "reader",
+        "cat /data/msg > /out/msg; (echo y > /data/x) 2> /out/ro",
+        &["--mount", "type=volume,source=shared,target=/data,readonly"],
+    );
+    assert_eq!(read(&out, "msg"), "hello\n");
+    assert!(
+        read(&out, "ro").contains("Read-only file system"),
+        "{}",
+        read(&out, "ro")
+    );
+    for (mount, error) in [
+        (
+            "type=volume,source=../x,target=/d",
+            "includes invalid characters for a local volume name",
+        ),
+        ("type=tmpfs,source=x,target=/d", "field Source must not be specified"),
+        ("type=bind,target=/d", "field Source must not be empty"),
+        (
+            "type=bind,source=/tmp,target=/d,tmpfs-size=1m",
+            "cannot mix 'tmpfs-*' options with mount type 'bind'",
+        ),
+        ("type=volume,source=v1,target=d", "mount path must be absolute"),
+    ] {
+        let out = d.cli(&["service", "create", "--mount", mount, "busybox", "true"]);
+        assert!(out.stderr.contains(error), "{mount}: {}", out.stderr);
+    }
+}

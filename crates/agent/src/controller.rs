@@ -168,7 +168,23 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
         binds: spec
             .mounts
             .iter()
+            .filter(|m| m.r#type == "bind")
             .map(|m| (PathBuf::from(&m.source), PathBuf::from(&m.target), m.read_only))
+            .collect(),
+        volumes: Vec::new(),
+        tmpfs: spec
+            .mounts
+            .iter()
+            .filter(|m| m.r#type == "tmpfs")
+            .map(|m| {
+                let o = m.tmpfs_options.unwrap_or_default();
+                crate::executor::volumes::TmpfsMount {
+                    target: PathBuf::from(&m.target),
+                    size: u64::try_from(o.size_bytes).unwrap_or(0),
+                    mode: o.mode,
+                    read_only: m.read_only,
+                }
+            })
             .collect(),
         container_id: String::new(),
         hostname: spec.hostname.clone(),
@@ -231,6 +247,16 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     let prepared = task_files(&agent, &spec);
     let (files, mut run) = match prepared {
         Ok(p) => p,
+        Err(e) => {
+            report(TaskState::Rejected, "preparing", e, None, None);
+            lock(&agent.running).remove(&id);
+            return;
+        }
+    };
+    // Its volumes; the anonymous ones go when this function returns.
+    let mut anonymous = crate::volumes::Anonymous::default();
+    run.volumes = match crate::volumes::prepare(&agent.config.data_dir, &spec.mounts, &mut anonymous) {
+        Ok(v) => v,
         Err(e) => {
             report(TaskState::Rejected, "preparing", e, None, None);
             lock(&agent.running).remove(&id);
@@ -375,6 +401,22 @@ fn container_record(
             read_only: *ro,
         })
         .collect();
+    for v in &run.volumes {
+        mounts.push(pb::Mount {
+            r#type: "volume".into(),
+            source: v.source.display().to_string(),
+            destination: v.target.display().to_string(),
+            read_only: v.read_only,
+        });
+    }
+    for t in &run.tmpfs {
+        mounts.push(pb::Mount {
+            r#type: "tmpfs".into(),
+            source: String::new(),
+            destination: t.target.display().to_string(),
+            read_only: t.read_only,
+        });
+    }
     if let Some(dir) = &run.secrets_dir {
         mounts.push(pb::Mount {
             r#type: "bind".into(),

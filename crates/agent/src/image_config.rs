@@ -50,6 +50,8 @@ mod tests {
             secrets_dir: None,
             files: Vec::new(),
             binds: Vec::new(),
+            volumes: Vec::new(),
+            tmpfs: Vec::new(),
             container_id: String::new(),
             hostname: String::new(),
             network: crate::network::NetworkMode::Bridge,

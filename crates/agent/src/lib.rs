@@ -30,6 +30,7 @@ mod privileges;
 mod reporter;
 mod session;
 mod state;
+mod volumes;
 
 pub use agent::Agent;
 pub use config::{AgentConfig, Backend};

@@ -310,9 +310,34 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
             .mounts
             .iter()
             .map(|x| {
-                let mut o = serde_json::json!({"Type": x.r#type, "Source": x.source, "Target": x.target});
+                let mut o = serde_json::json!({"Type": x.r#type});
+                if !x.source.is_empty() {
+                    o["Source"] = x.source.clone().into();
+                }
+                o["Target"] = x.target.clone().into();
                 if x.read_only {
                     o["ReadOnly"] = true.into();
+                }
+                if let Some(v) = &x.volume_options {
+                    let mut vo = serde_json::Map::new();
+                    if v.no_copy {
+                        vo.insert("NoCopy".into(), true.into());
+                    }
+                    if !v.labels.is_empty() {
+                        vo.insert("Labels".into(), sorted(&v.labels));
+                    }
+                    vo.insert("DriverConfig".into(), serde_json::json!({}));
+                    o["VolumeOptions"] = vo.into();
+                }
+                if let Some(t) = &x.tmpfs_options {
+                    let mut to = serde_json::Map::new();
+                    if t.size_bytes != 0 {
+                        to.insert("SizeBytes".into(), t.size_bytes.into());
+                    }
+                    if t.mode != 0 {
+                        to.insert("Mode".into(), t.mode.into());
+                    }
+                    o["TmpfsOptions"] = to.into();
                 }
                 o
             })

@@ -72,8 +72,30 @@ struct MountSpec {
     read_only: bool,
     consistency: String,
     bind_options: Option<Value>,
-    volume_options: Option<Value>,
-    tmpfs_options: Option<Value>,
+    volume_options: Option<VolumeOptions>,
+    tmpfs_options: Option<TmpfsOptions>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct VolumeOptions {
+    no_copy: bool,
+    labels: Option<HashMap<String, String>>,
+    driver_config: Option<DriverConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct DriverConfig {
+    name: String,
+    options: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct TmpfsOptions {
+    size_bytes: i64,
+    mode: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -269,7 +291,7 @@ impl ServiceSpec {
         let t = self.task_template;
         let c = t.container_spec.unwrap_or_default();
         let privileges = c.privileges.unwrap_or_default();
-        let refused: [(&str, bool); 20] = [
+        let refused: [(&str, bool); 21] = [
             ("Networks", self.networks.as_ref().is_some_and(is_set)),
             (
                 "EndpointSpec.Ports (published ports)",
@@ -320,16 +342,27 @@ impl ServiceSpec {
             ),
             ("ContainerSpec.TTY", c.tty || c.open_stdin),
             (
-                "ContainerSpec.Mounts of a type other than bind",
-                c.mounts.iter().flatten().any(|m| m.r#type != "bind"),
+                "ContainerSpec.Mounts of a type other than bind, volume and tmpfs",
+                c.mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| !["bind", "volume", "tmpfs"].contains(&m.r#type.as_str())),
             ),
             (
-                "ContainerSpec.Mounts options (BindOptions, VolumeOptions, TmpfsOptions, Consistency)",
+                "ContainerSpec.Mounts' BindOptions and Consistency",
                 c.mounts.iter().flatten().any(|m| {
-                    [&m.bind_options, &m.volume_options, &m.tmpfs_options]
-                        .iter()
-                        .any(|v| v.as_ref().is_some_and(is_set))
+                    m.bind_options.as_ref().is_some_and(is_set)
                         || !m.consistency.is_empty() && m.consistency != "default"
+                }),
+            ),
+            (
+                "ContainerSpec.Mounts' VolumeOptions.DriverConfig.Options",
+                c.mounts.iter().flatten().any(|m| {
+                    m.volume_options
+                        .as_ref()
+                        .and_then(|v| v.driver_config.as_ref())
+                        .and_then(|d| d.options.as_ref())
+                        .is_some_and(is_set)
                 }),
             ),
             ("ContainerSpec.Healthcheck", c.healthcheck.as_ref().is_some_and(is_set)),
@@ -401,6 +434,15 @@ impl ServiceSpec {
                         source: m.source,
                         target: m.target,
                         read_only: m.read_only,
+                        volume_options: m.volume_options.map(|v| control::VolumeOptions {
+                            no_copy: v.no_copy,
+                            labels: v.labels.unwrap_or_default(),
+                            driver: v.driver_config.map(|d| d.name).unwrap_or_default(),
+                        }),
+                        tmpfs_options: m.tmpfs_options.map(|t| control::TmpfsOptions {
+                            size_bytes: t.size_bytes,
+                            mode: t.mode,
+                        }),
                     })
                     .collect(),
                 hostname: c.hostname,
@@ -491,8 +533,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message.contains("Placement"), "{}", err.message);
-        let err = parse(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Mounts":[{"Type":"volume","Target":"/x"}]}}}"#)
-            .unwrap_err();
+        let err = parse(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Mounts":[{"Type":"npipe","Target":"/x"}]}}}"#,
+        )
+        .unwrap_err();
         assert!(err.message.contains("Mounts"), "{}", err.message);
     }
 

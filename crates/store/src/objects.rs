@@ -330,13 +330,34 @@ pub struct ResourceLimits {
     pub pids: i64,
 }
 
-/// A bind mount of a node's host path into the task (Docker's `Mount` of
-/// type `bind`).
+/// Docker's `Mount`: a node's host path, a local volume or a tmpfs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
+    #[serde(default)]
+    pub kind: MountKind,
+    /// The host path (bind), the volume's name (volume; empty: anonymous).
     pub source: String,
     pub target: String,
     pub read_only: bool,
+    /// Volume: do not fill a new volume with the image's content there.
+    #[serde(default)]
+    pub no_copy: bool,
+    #[serde(default)]
+    pub volume_labels: BTreeMap<String, String>,
+    /// Tmpfs: its size (0: the kernel's default) and mode (0: 1777).
+    #[serde(default)]
+    pub tmpfs_size: i64,
+    #[serde(default)]
+    pub tmpfs_mode: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    #[default]
+    Bind,
+    Volume,
+    Tmpfs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ mod rootfs;
 mod seccomp;
 pub mod shim;
 mod user;
+pub mod volumes;
 
 pub use cgroup::Limits;
 pub use process::{ProcessExecutor, RunningTask};
@@ -31,6 +32,8 @@ pub struct TaskRun {
     pub files: Vec<(PathBuf, PathBuf)>,
     /// The service's bind mounts: (host path, path in the task, read-only).
     pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    pub volumes: Vec<volumes::VolumeMount>,
+    pub tmpfs: Vec<volumes::TmpfsMount>,
     /// The task's container ID (64 hex digits, derived from the task ID).
     pub container_id: String,
     /// `--hostname`; the container ID's first 12 digits when empty.

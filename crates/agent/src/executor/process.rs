@@ -179,6 +179,8 @@ impl ProcessExecutor {
             secrets_dir: run.secrets_dir.clone(),
             files: run.files.clone(),
             binds: run.binds.clone(),
+            volumes: run.volumes.clone(),
+            tmpfs: run.tmpfs.clone(),
             argv: run.argv.clone(),
             env,
             workdir: run.workdir.clone(),

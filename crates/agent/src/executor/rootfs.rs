@@ -74,6 +74,18 @@ pub fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
             Ok((clone_tree(src, true, access)?, target.clone(), src.is_dir()))
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let volumes = spec
+        .volumes
+        .iter()
+        .map(|v| {
+            let access = if v.read_only {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
+            Ok((clone_tree(&v.source, true, access)?, v.target.clone()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     if spec.layers.is_empty() {
         return Err("the image has no layers".into());
     }
@@ -98,6 +110,9 @@ pub fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
         Some(options.as_str()),
     )
     .map_err(io("mounting the task's root"))?;
+    for v in spec.volumes.iter().filter(|v| v.copy_up) {
+        super::volumes::copy_up(root, &v.target, &v.source)?;
+    }
     proc_fs(root)?;
     dev_fs(root)?;
     sys_fs(root)?;
@@ -109,8 +124,23 @@ pub fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
     nix::unistd::chdir("/").map_err(io("entering the task's root"))?;
     // Inside the task's root now: paths (and any symlink in them) resolve
     // there, and what is made lands in the task's upper directory.
-    for (tree, target, dir) in binds {
-        attach(tree, &target, dir)?;
+    // The service's mounts, parents before what is mounted inside them.
+    let mut user_mounts: Vec<(PathBuf, UserMount)> = binds
+        .into_iter()
+        .map(|(tree, target, dir)| (target, UserMount::Tree(tree, dir)))
+        .chain(
+            volumes
+                .into_iter()
+                .map(|(tree, target)| (target, UserMount::Tree(tree, true))),
+        )
+        .chain(spec.tmpfs.iter().map(|t| (t.target.clone(), UserMount::Tmpfs(t))))
+        .collect();
+    user_mounts.sort_by_key(|(target, _)| target.components().count());
+    for (target, m) in user_mounts {
+        match m {
+            UserMount::Tree(tree, dir) => attach(tree, &target, dir)?,
+            UserMount::Tmpfs(t) => super::volumes::mount_tmpfs(t)?,
+        }
     }
     for (tree, target) in etc {
         attach(tree, &target, false)?;
@@ -135,6 +165,12 @@ pub fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
     }
     nix::unistd::chdir(workdir).map_err(io(format!("changing to working directory {workdir}")))?;
     Ok(())
+}
+
+enum UserMount<'a> {
+    /// A cloned bind or volume tree; whether it is a directory.
+    Tree(OwnedFd, bool),
+    Tmpfs(&'a super::volumes::TmpfsMount),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -223,10 +259,13 @@ struct MountAttr {
 /// making the mount point (a directory or an empty file) where missing.
 fn attach(tree: OwnedFd, target: &Path, dir: bool) -> Result<(), String> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("target {}", target.display())))?;
     }
-    match std::fs::symlink_metadata(target) {
+    // Inside the task's root: an image's symlink on the way resolves there,
+    // as runc's mount destinations do.
+    match std::fs::metadata(target) {
         Ok(md) if md.is_dir() != dir => {
             return Err(format!(
                 "target {}: exists as a {}",
@@ -250,7 +289,7 @@ fn attach(tree: OwnedFd, target: &Path, dir: bool) -> Result<(), String> {
             empty.as_ptr(),
             libc::AT_FDCWD,
             to.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
         )
     };
     if rc != 0 {

@@ -38,6 +38,8 @@ pub struct ShimSpec {
     pub files: Vec<(PathBuf, PathBuf)>,
     /// (host path, path in the task, read-only).
     pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    pub volumes: Vec<super::volumes::VolumeMount>,
+    pub tmpfs: Vec<super::volumes::TmpfsMount>,
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub workdir: String,

@@ -185,12 +185,47 @@ fn parse_mount(value: &str) -> Result<control::Mount, CliError> {
                     _ => return Err(CliError(format!("invalid value for {k}: {v}"))),
                 }
             }
+            ("volume-nocopy", v) => {
+                m.volume_options.get_or_insert_default().no_copy = match v.map(str::to_lowercase).as_deref() {
+                    None | Some("1" | "true") => true,
+                    Some("0" | "false") => false,
+                    Some(other) => return Err(CliError(format!("invalid value for volume-nocopy: {other}"))),
+                }
+            }
+            ("volume-label", Some(v)) => {
+                let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
+                m.volume_options
+                    .get_or_insert_default()
+                    .labels
+                    .insert(lk.to_string(), lv.to_string());
+            }
+            ("volume-driver", Some(v)) => m.volume_options.get_or_insert_default().driver = v.to_string(),
+            ("tmpfs-size", Some(v)) => {
+                m.tmpfs_options.get_or_insert_default().size_bytes =
+                    parse_memory(v).map_err(|_| CliError(format!("invalid value for tmpfs-size: {v}")))?
+            }
+            ("tmpfs-mode", Some(v)) => {
+                m.tmpfs_options.get_or_insert_default().mode =
+                    u32::from_str_radix(v, 8).map_err(|_| CliError(format!("invalid value for tmpfs-mode: {v}")))?
+            }
             (_, None) => return Err(CliError(format!("invalid field '{field}' must be a key=value pair"))),
             (other, Some(_)) => return Err(CliError(format!("unexpected key '{other}' in '{value}'"))),
         }
     }
     if m.target.is_empty() {
         return Err(CliError("target is required".into()));
+    }
+    if m.volume_options.is_some() && m.r#type != "volume" {
+        return Err(CliError(format!(
+            "cannot mix 'volume-*' options with mount type '{}'",
+            m.r#type
+        )));
+    }
+    if m.tmpfs_options.is_some() && m.r#type != "tmpfs" {
+        return Err(CliError(format!(
+            "cannot mix 'tmpfs-*' options with mount type '{}'",
+            m.r#type
+        )));
     }
     Ok(m)
 }

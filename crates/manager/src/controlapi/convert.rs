@@ -11,8 +11,8 @@ use swarmkeep_api::errors::rpc;
 use swarmkeep_api::targets::effective_target;
 use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_store::objects::{
-    FailureAction, FileReference, Mount, ResourceLimits, RestartCondition, RestartPolicy, Service, ServiceMode,
-    ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
+    FailureAction, FileReference, Mount, MountKind, ResourceLimits, RestartCondition, RestartPolicy, Service,
+    ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
 };
 use tonic::{Code, Status};
 
@@ -67,10 +67,24 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
             .mounts
             .iter()
             .map(|m| control::Mount {
-                r#type: "bind".into(),
+                r#type: match m.kind {
+                    MountKind::Bind => "bind",
+                    MountKind::Volume => "volume",
+                    MountKind::Tmpfs => "tmpfs",
+                }
+                .into(),
                 source: m.source.clone(),
                 target: m.target.clone(),
                 read_only: m.read_only,
+                volume_options: (m.kind == MountKind::Volume).then(|| control::VolumeOptions {
+                    no_copy: m.no_copy,
+                    labels: m.volume_labels.clone().into_iter().collect(),
+                    driver: String::new(),
+                }),
+                tmpfs_options: (m.kind == MountKind::Tmpfs).then_some(control::TmpfsOptions {
+                    size_bytes: m.tmpfs_size,
+                    mode: m.tmpfs_mode,
+                }),
             })
             .collect(),
         hostname: t.hostname.clone(),
@@ -124,42 +138,84 @@ fn hostname_from_proto(h: String) -> Result<String, Status> {
     Ok(h)
 }
 
-/// A service's mounts, as Docker checks them at the door.
+/// A local volume's name as Docker's local driver takes it.
+static VOLUME_NAME_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$").expect("valid regex"));
+
+/// A service's mounts, as Docker checks them at the door (its messages).
 fn mounts_from_proto(mounts: Vec<control::Mount>) -> Result<Vec<Mount>, Status> {
     let mut out: Vec<Mount> = Vec::new();
     for m in mounts {
-        match m.r#type.as_str() {
-            "bind" => {}
-            "volume" | "tmpfs" | "npipe" | "cluster" => {
+        let kind = match m.r#type.as_str() {
+            "bind" => MountKind::Bind,
+            "volume" => MountKind::Volume,
+            "tmpfs" => MountKind::Tmpfs,
+            "npipe" | "cluster" => {
                 return Err(rpc(
                     Code::InvalidArgument,
                     format!("mount type {:?} is not supported by swarmkeep yet", m.r#type),
                 ));
             }
             other => return Err(rpc(Code::InvalidArgument, format!("invalid mount type: {other:?}"))),
-        }
-        let invalid = |what: &str, path: &str| {
+        };
+        let invalid = |why: String| {
             rpc(
                 Code::InvalidArgument,
-                format!(
-                    "invalid mount config for type \"bind\": invalid mount {what}: '{path}' mount path must be absolute"
-                ),
+                format!("invalid mount config for type {:?}: {why}", m.r#type),
             )
         };
-        if !m.source.starts_with('/') {
-            return Err(invalid("path", &m.source));
-        }
         if !m.target.starts_with('/') {
-            return Err(invalid("target", &m.target));
+            return Err(invalid(format!(
+                "invalid mount target: '{}' mount path must be absolute",
+                m.target
+            )));
         }
-        if m.target.split('/').any(|c| c == "..") || m.source.split('/').any(|c| c == "..") || m.target.contains('\0') {
-            return Err(rpc(
-                Code::InvalidArgument,
-                format!(
-                    "invalid mount config for type \"bind\": {} climbs with \"..\"",
-                    m.target
-                ),
-            ));
+        if m.target.split('/').any(|c| c == "..") || m.target.contains('\0') {
+            return Err(invalid(format!("{} climbs with \"..\"", m.target)));
+        }
+        if kind == MountKind::Bind && m.source.split('/').any(|c| c == "..") {
+            return Err(invalid(format!("{} climbs with \"..\"", m.source)));
+        }
+        if kind != MountKind::Volume && m.volume_options.is_some() {
+            return Err(invalid("field VolumeOptions must not be specified".into()));
+        }
+        if kind != MountKind::Tmpfs && m.tmpfs_options.is_some() {
+            return Err(invalid("field TmpfsOptions must not be specified".into()));
+        }
+        match kind {
+            MountKind::Bind if m.source.is_empty() => {
+                return Err(invalid("field Source must not be empty".into()));
+            }
+            MountKind::Bind if !m.source.starts_with('/') => {
+                return Err(invalid(format!(
+                    "invalid mount path: '{}' mount path must be absolute",
+                    m.source
+                )));
+            }
+            MountKind::Volume if !m.source.is_empty() && !VOLUME_NAME_RE.is_match(&m.source) => {
+                return Err(invalid(format!(
+                    "{:?} includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path",
+                    m.source
+                )));
+            }
+            MountKind::Tmpfs if !m.source.is_empty() => {
+                return Err(invalid("field Source must not be specified".into()));
+            }
+            _ => {}
+        }
+        let volume = m.volume_options.unwrap_or_default();
+        if !volume.driver.is_empty() && volume.driver != "local" {
+            return Err(invalid(format!(
+                "volume driver {:?}: swarmkeep has only the \"local\" driver",
+                volume.driver
+            )));
+        }
+        let tmpfs = m.tmpfs_options.unwrap_or_default();
+        if tmpfs.size_bytes < 0 {
+            return Err(invalid(format!("invalid tmpfs size {}", tmpfs.size_bytes)));
+        }
+        if tmpfs.mode > 0o7777 {
+            return Err(invalid(format!("invalid tmpfs mode {:o}", tmpfs.mode)));
         }
         if out.iter().any(|o| o.target == m.target) {
             return Err(rpc(
@@ -168,9 +224,14 @@ fn mounts_from_proto(mounts: Vec<control::Mount>) -> Result<Vec<Mount>, Status> 
             ));
         }
         out.push(Mount {
+            kind,
             source: m.source,
             target: m.target,
             read_only: m.read_only,
+            no_copy: volume.no_copy,
+            volume_labels: volume.labels.into_iter().collect(),
+            tmpfs_size: tmpfs.size_bytes,
+            tmpfs_mode: tmpfs.mode,
         });
     }
     Ok(out)
