@@ -64,6 +64,7 @@ impl Agent {
         tracing::info!(backend = state.mounts.name(), exec_root = %state.config.exec_root.display(), "agent started");
         tokio::spawn(crate::session::session_loop(state.clone()));
         tokio::spawn(crate::reporter::status_loop(state.clone(), status_rx));
+        tokio::spawn(crate::images_api::gc_loop(state.clone(), state.config.image_gc_idle));
         Ok(Self { state })
     }
 

@@ -22,4 +22,7 @@ pub struct AgentConfig {
     pub registry_mirrors: Vec<String>,
     /// The daemon binary, which also serves as the task shim.
     pub shim_exe: PathBuf,
+    /// An image pulled for tasks is removed once none here has used it for
+    /// this long (`--image-gc-idle`); images an operator pulled or loaded stay.
+    pub image_gc_idle: std::time::Duration,
 }

@@ -35,6 +35,22 @@ fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
 
 #[tonic::async_trait]
 impl NodeContainers for ContainersService {
+    async fn list_images(&self) -> Vec<pb::ImageSummary> {
+        crate::images_api::list(&self.state)
+    }
+
+    async fn pull_image(&self, reference: &str) -> Result<Vec<String>, Status> {
+        crate::images_api::pull(&self.state, reference).await
+    }
+
+    async fn load_image(&self, chunks: mpsc::Receiver<Vec<u8>>) -> Result<Vec<String>, Status> {
+        crate::images_api::load(&self.state, chunks).await
+    }
+
+    async fn remove_image(&self, name: &str) -> Result<Vec<String>, Status> {
+        crate::images_api::remove(&self.state, name)
+    }
+
     async fn list(&self, all: bool) -> Vec<pb::Container> {
         self.state.containers.list(all)
     }

@@ -23,6 +23,7 @@ mod containers_api;
 mod controller;
 pub mod executor;
 mod image_config;
+mod images_api;
 pub mod logs;
 pub mod mounts;
 mod network;

@@ -28,6 +28,12 @@ pub trait NodeContainers: Send + Sync + 'static {
         start: ExecStart,
         input: mpsc::Receiver<exec_input::Input>,
     ) -> Result<mpsc::Receiver<exec_output::Output>, Status>;
+    async fn list_images(&self) -> Vec<ImageSummary>;
+    /// Pulls for an operator: the image is kept until removed.
+    async fn pull_image(&self, reference: &str) -> Result<Vec<String>, Status>;
+    /// Loads the `docker save` archive `chunks` carries.
+    async fn load_image(&self, chunks: mpsc::Receiver<Vec<u8>>) -> Result<Vec<String>, Status>;
+    async fn remove_image(&self, name: &str) -> Result<Vec<String>, Status>;
 }
 
 /// Serves a [`NodeContainers`] as the `Containers` gRPC service.
@@ -96,5 +102,35 @@ impl containers_server::Containers for Grpc {
         });
         let out = self.0.exec(start, rx).await?;
         Ok(Response::new(forward(out, |o| ExecOutput { output: Some(o) })))
+    }
+
+    async fn list_images(&self, _: Request<ListImagesRequest>) -> Result<Response<ListImagesResponse>, Status> {
+        Ok(Response::new(ListImagesResponse {
+            images: self.0.list_images().await,
+        }))
+    }
+
+    async fn pull_image(&self, req: Request<PullImageRequest>) -> Result<Response<ImageLines>, Status> {
+        let lines = self.0.pull_image(&req.into_inner().reference).await?;
+        Ok(Response::new(ImageLines { lines }))
+    }
+
+    async fn load_image(&self, req: Request<Streaming<LoadChunk>>) -> Result<Response<ImageLines>, Status> {
+        let mut input = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = input.message().await {
+                if tx.send(chunk.data).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let lines = self.0.load_image(rx).await?;
+        Ok(Response::new(ImageLines { lines }))
+    }
+
+    async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Result<Response<ImageLines>, Status> {
+        let lines = self.0.remove_image(&req.into_inner().name).await?;
+        Ok(Response::new(ImageLines { lines }))
     }
 }

@@ -95,6 +95,10 @@ struct Args {
     /// URL; repeatable), as dockerd's flag.
     #[arg(long = "registry-mirror")]
     registry_mirror: Vec<String>,
+    /// Remove an image pulled for tasks once no task on this node has used it
+    /// for this long (e.g. 10m, 30s); images pulled or loaded by hand stay.
+    #[arg(long = "image-gc-idle", default_value = "10m", value_parser = parse_idle)]
+    image_gc_idle: std::time::Duration,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "SWARMKEEP_LOG", default_value = "info,openraft=warn")]
     log_level: String,
@@ -194,6 +198,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             shim_exe: std::env::current_exe().context("locating the swarmkeepd binary")?,
             insecure_registries: args.insecure_registry.clone(),
             registry_mirrors: args.registry_mirror.clone(),
+            image_gc_idle: args.image_gc_idle,
         };
         Some(Agent::start(manager.clone(), config).map_err(anyhow::Error::msg)?)
     };
@@ -265,4 +270,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!("swarmkeepd stopped");
     Ok(())
+}
+
+/// `10m`, `30s`, `1h`, `0s`.
+fn parse_idle(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?} (e.g. 30s, 10m, 1h)");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }

@@ -34,6 +34,8 @@ const SECRET_BODY_LIMIT: usize = 1024 * 1024;
 const CONFIG_BODY_LIMIT: usize = 2 * 1024 * 1024;
 const SPEC_BODY_LIMIT: usize = 4 * 1024 * 1024;
 const OTHER_BODY_LIMIT: usize = 64 * 1024;
+/// `docker load`'s archive, held in memory until the agent has read it.
+const IMAGE_LOAD_BODY_LIMIT: usize = 512 * 1024 * 1024;
 // Swarm's largest secret and config, base64 in their JSON, fit.
 const _: () = assert!(500 * 1024 * 4 / 3 + 4096 < SECRET_BODY_LIMIT);
 const _: () = assert!(1000 * 1024 * 4 / 3 + 4096 < CONFIG_BODY_LIMIT);
@@ -397,6 +399,7 @@ fn body_limit(segments: &[String]) -> usize {
         ["secrets", "create"] | ["secrets", _, "update"] => SECRET_BODY_LIMIT,
         ["configs", "create"] | ["configs", _, "update"] => CONFIG_BODY_LIMIT,
         ["services", "create"] | ["services", _, "update"] | ["swarm", ..] | ["nodes", _, "update"] => SPEC_BODY_LIMIT,
+        ["images", "load"] => IMAGE_LOAD_BODY_LIMIT,
         _ => OTHER_BODY_LIMIT,
     }
 }

@@ -8,12 +8,14 @@
 //! config's digest — and the references that name them), `layers/<hex>` (one
 //! unpacked layer per blob digest), `tmp/` (downloads in progress).
 
+mod archive;
 pub mod reference;
 pub mod unpack;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 pub use oci_client::secrets::RegistryAuth;
@@ -38,6 +40,8 @@ pub enum ImageError {
     Unsupported(String),
     #[error("No such image: {0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
 }
@@ -78,6 +82,11 @@ pub struct Image {
     pub config: ImageConfig,
     /// The compressed size of its layers.
     pub size: u64,
+    /// Pulled or loaded by an operator (`image pull|load`): kept until
+    /// `image rm`. Otherwise it was pulled for a task and goes once no task
+    /// has used it for a while (see [`ImageStore::gc`]).
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -96,6 +105,8 @@ pub struct ImageStore {
     index: Mutex<Index>,
     /// One pull at a time: two tasks of one image pull it once.
     pulling: tokio::sync::Mutex<()>,
+    /// When a task last asked for each image (by ID).
+    last_used: Mutex<HashMap<String, Instant>>,
 }
 
 impl ImageStore {
@@ -135,6 +146,7 @@ impl ImageStore {
             mirrors,
             index: Mutex::new(index),
             pulling: tokio::sync::Mutex::new(()),
+            last_used: Mutex::new(HashMap::new()),
         })
     }
 
@@ -186,10 +198,220 @@ impl ImageStore {
 
     /// The image, from this node if it is here, else pulled.
     pub async fn ensure(&self, reference: &str, auth: &RegistryAuth) -> Result<Image, ImageError> {
-        if let Some(image) = self.get(reference) {
-            return Ok(image);
+        let image = match self.get(reference) {
+            Some(image) => image,
+            None => self.pull(reference, auth).await?,
+        };
+        self.touch(&image.id);
+        Ok(image)
+    }
+
+    fn touch(&self, id: &str) {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), Instant::now());
+    }
+
+    /// Pulls `reference` for an operator (`image pull`): kept until removed.
+    pub async fn pull_pinned(&self, reference: &str, auth: &RegistryAuth) -> Result<Image, ImageError> {
+        let image = self.pull(reference, auth).await?;
+        let mut index = self.index();
+        if let Some(i) = index.images.get_mut(&image.id) {
+            i.pinned = true;
         }
-        self.pull(reference, auth).await
+        self.save(&index)?;
+        Ok(image)
+    }
+
+    /// Loads a `docker save` archive (blocking: call it off the runtime);
+    /// returns Docker's lines (`Loaded image: NAME`, or `Loaded image ID:
+    /// ID` for an untagged one).
+    pub fn load(&self, archive: impl std::io::Read) -> Result<Vec<String>, ImageError> {
+        let _one = self.pulling.blocking_lock();
+        let tmp = self.root.join("tmp").join(format!("load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        swarmkeep_disk::private_dir(&tmp).map_err(|e| ImageError::io("reading the archive", e))?;
+        let result = self.load_from(archive, &tmp);
+        let _ = std::fs::remove_dir_all(&tmp);
+        result
+    }
+
+    fn load_from(&self, archive: impl std::io::Read, tmp: &Path) -> Result<Vec<String>, ImageError> {
+        let images = archive::read(archive, tmp)?;
+        let mut lines = Vec::new();
+        for loaded in images {
+            let mut size = 0u64;
+            for (path, digest) in &loaded.layers {
+                size += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let dst = self.layer_dir(digest);
+                if dst.exists() {
+                    continue;
+                }
+                let partial = tmp.join(format!("{}.layer", digest.trim_start_matches("sha256:")));
+                let diff_id = unpack::unpack_layer(path, "application/vnd.docker.image.rootfs.diff.tar", &partial)?;
+                if &diff_id != digest {
+                    return Err(ImageError::Digest {
+                        what: "layer".into(),
+                        expected: digest.clone(),
+                        actual: diff_id,
+                    });
+                }
+                std::fs::rename(&partial, &dst).map_err(|e| ImageError::io("storing a layer", e))?;
+            }
+            let image = Image {
+                id: loaded.config_digest.clone(),
+                manifest_digest: String::new(),
+                layers: loaded.layers.iter().map(|(_, d)| d.clone()).collect(),
+                config: image_config(loaded.config.config),
+                size,
+                pinned: true,
+            };
+            let _ = loaded.config_json;
+            let mut index = self.index();
+            index.images.insert(image.id.clone(), image.clone());
+            if loaded.tags.is_empty() {
+                lines.push(format!("Loaded image ID: {}", image.id));
+            }
+            for tag in &loaded.tags {
+                let r = reference::parse(tag)?;
+                index.refs.insert(r.whole(), image.id.clone());
+                lines.push(format!("Loaded image: {tag}"));
+            }
+            self.save(&index)?;
+            tracing::info!(id = %image.id, tags = ?loaded.tags, "image loaded");
+        }
+        Ok(lines)
+    }
+
+    /// The image a reference, an ID or an ID prefix (12+ hex digits) names.
+    fn find_id(index: &Index, name: &str) -> Option<String> {
+        if let Ok(r) = reference::parse(name)
+            && let Some(id) = index.refs.get(&r.whole())
+        {
+            return Some(id.clone());
+        }
+        let hex = name.trim_start_matches("sha256:");
+        if hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut found = index
+                .images
+                .keys()
+                .filter(|id| id.trim_start_matches("sha256:").starts_with(hex));
+            if let (Some(id), None) = (found.next(), found.next()) {
+                return Some(id.clone());
+            }
+        }
+        None
+    }
+
+    /// `image rm NAME`: a reference is untagged (the image goes with its
+    /// last one); an ID removes the image and every name of it. Refused
+    /// while a task of this node uses it (`in_use`: image IDs). Returns
+    /// Docker's `Untagged:`/`Deleted:` lines.
+    pub fn remove(&self, name: &str, in_use: &HashSet<String>) -> Result<Vec<String>, ImageError> {
+        let mut index = self.index();
+        let id = Self::find_id(&index, name).ok_or_else(|| ImageError::NotFound(name.to_string()))?;
+        if in_use.contains(&id) {
+            return Err(ImageError::Conflict(format!(
+                "conflict: unable to remove repository reference \"{name}\" (must force) - a task of this node is using its referenced image {}",
+                &id.trim_start_matches("sha256:")[..12]
+            )));
+        }
+        let by_ref = reference::parse(name)
+            .ok()
+            .map(|r| r.whole())
+            .filter(|w| index.refs.contains_key(w));
+        let untag: Vec<String> = match by_ref {
+            Some(whole) => vec![whole],
+            None => index
+                .refs
+                .iter()
+                .filter(|(_, i)| **i == id)
+                .map(|(r, _)| r.clone())
+                .collect(),
+        };
+        let mut lines = Vec::new();
+        for r in &untag {
+            index.refs.remove(r);
+            lines.push(format!("Untagged: {}", familiar_name(r)));
+        }
+        // A digest reference alone does not keep an image an operator named
+        // by tag; once no tag is left, its digest names go too.
+        let tags_left = index.refs.iter().any(|(r, i)| *i == id && !r.contains('@'));
+        if !tags_left {
+            let digests: Vec<String> = index
+                .refs
+                .iter()
+                .filter(|(_, i)| **i == id)
+                .map(|(r, _)| r.clone())
+                .collect();
+            for r in digests {
+                index.refs.remove(&r);
+                lines.push(format!("Untagged: {}", familiar_name(&r)));
+            }
+            index.images.remove(&id);
+            lines.push(format!("Deleted: {id}"));
+            self.remove_unused_layers(&index);
+        }
+        self.save(&index)?;
+        Ok(lines)
+    }
+
+    /// Removes the images pulled for tasks that no task of this node has
+    /// asked for in `idle` and none uses now (`in_use`: image IDs), then
+    /// every layer no image holds. Images an operator pulled or loaded stay.
+    pub fn gc(&self, in_use: &HashSet<String>, idle: Duration) -> Vec<String> {
+        let Ok(_one) = self.pulling.try_lock() else {
+            return Vec::new();
+        };
+        let mut index = self.index();
+        // An image found here at start (or loaded) counts as used now.
+        let last_used = {
+            let mut used = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
+            for id in index.images.keys() {
+                used.entry(id.clone()).or_insert_with(Instant::now);
+            }
+            used.clone()
+        };
+        let gone: Vec<String> = index
+            .images
+            .values()
+            .filter(|i| !i.pinned && !in_use.contains(&i.id))
+            .filter(|i| last_used.get(&i.id).is_some_and(|t| t.elapsed() >= idle))
+            .map(|i| i.id.clone())
+            .collect();
+        if gone.is_empty() {
+            return gone;
+        }
+        for id in &gone {
+            index.images.remove(id);
+            index.refs.retain(|_, i| i != id);
+            tracing::info!(%id, "image removed: no task on this node uses it");
+        }
+        self.remove_unused_layers(&index);
+        if let Err(e) = self.save(&index) {
+            tracing::warn!(error = %e, "saving the image index failed");
+        }
+        gone
+    }
+
+    fn remove_unused_layers(&self, index: &Index) {
+        let kept: HashSet<String> = index
+            .images
+            .values()
+            .flat_map(|i| i.layers.iter().map(|d| d.trim_start_matches("sha256:").to_string()))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(self.root.join("layers")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !kept.contains(&name)
+                && let Err(err) = std::fs::remove_dir_all(e.path())
+            {
+                tracing::warn!(layer = %name, error = %err, "removing an unused layer failed");
+            }
+        }
     }
 
     /// Pulls `reference` (manifest, config, the layers not here yet) and
@@ -219,8 +441,9 @@ impl ImageStore {
     }
 
     /// Records `image` under `r` (and `r`'s repository at its digest).
-    fn record(&self, r: &oci_client::Reference, image: Image) -> Result<Image, ImageError> {
+    fn record(&self, r: &oci_client::Reference, mut image: Image) -> Result<Image, ImageError> {
         let mut index = self.index();
+        image.pinned = index.images.get(&image.id).is_some_and(|i| i.pinned);
         index.images.insert(image.id.clone(), image.clone());
         index.refs.insert(r.whole(), image.id.clone());
         let by_digest = format!("{}/{}@{}", r.registry(), r.repository(), image.manifest_digest);
@@ -317,23 +540,35 @@ impl ImageStore {
             }
             std::fs::rename(&partial, &dst).map_err(|e| ImageError::io("storing a layer", e))?;
         }
-        let c = config.config.unwrap_or_default();
         let image = Image {
             id: config_digest.clone(),
             manifest_digest: manifest_digest.clone(),
             layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
-            config: ImageConfig {
-                entrypoint: c.entrypoint.unwrap_or_default(),
-                cmd: c.cmd.unwrap_or_default(),
-                env: c.env.unwrap_or_default(),
-                working_dir: c.working_dir.unwrap_or_default(),
-                user: c.user.unwrap_or_default(),
-                stop_signal: c.stop_signal.unwrap_or_default(),
-            },
+            config: image_config(config.config),
             size,
+            pinned: false,
         };
         Ok(image)
     }
+}
+
+fn image_config(c: Option<ContainerConfig>) -> ImageConfig {
+    let c = c.unwrap_or_default();
+    ImageConfig {
+        entrypoint: c.entrypoint.unwrap_or_default(),
+        cmd: c.cmd.unwrap_or_default(),
+        env: c.env.unwrap_or_default(),
+        working_dir: c.working_dir.unwrap_or_default(),
+        user: c.user.unwrap_or_default(),
+        stop_signal: c.stop_signal.unwrap_or_default(),
+    }
+}
+
+/// `docker.io/library/busybox:latest` → `busybox:latest`, as Docker shows it.
+pub fn familiar_name(whole: &str) -> String {
+    reference::parse(whole)
+        .map(|r| reference::familiar(&r))
+        .unwrap_or_else(|_| whole.to_string())
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -359,21 +594,21 @@ fn pull_error(r: &oci_client::Reference, e: oci_client::errors::OciDistributionE
 
 /// The parts of an image config read here (Docker's and OCI's names).
 #[derive(Deserialize)]
-struct ConfigFile {
+pub(crate) struct ConfigFile {
     #[serde(default)]
-    config: Option<ContainerConfig>,
-    rootfs: RootFs,
+    pub(crate) config: Option<ContainerConfig>,
+    pub(crate) rootfs: RootFs,
 }
 
 #[derive(Deserialize)]
-struct RootFs {
+pub(crate) struct RootFs {
     #[serde(default)]
-    diff_ids: Vec<String>,
+    pub(crate) diff_ids: Vec<String>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ContainerConfig {
+pub(crate) struct ContainerConfig {
     entrypoint: Option<Vec<String>>,
     cmd: Option<Vec<String>>,
     env: Option<Vec<String>>,

@@ -5,6 +5,7 @@
 //! docker CLI is installed.
 
 mod containers;
+mod images;
 mod leaks;
 mod limits;
 mod logs;

@@ -259,7 +259,7 @@ fn inspect_json(c: &Container) -> serde_json::Value {
 
 /// The agent's answer as dockerd words its own container errors (the
 /// message as it is, not as a relayed rpc error).
-fn agent_error(s: tonic::Status) -> ApiError {
+pub(super) fn agent_error(s: tonic::Status) -> ApiError {
     let status = match s.code() {
         tonic::Code::NotFound => 404,
         tonic::Code::FailedPrecondition => 409,
@@ -283,7 +283,7 @@ fn mux(stream: u8, data: &[u8]) -> Vec<u8> {
 }
 
 impl<C: Control> Api<C> {
-    fn node(&self) -> ApiResult<&dyn NodeContainers> {
+    pub(super) fn node(&self) -> ApiResult<&dyn NodeContainers> {
         self.containers.as_deref().ok_or_else(no_agent)
     }
 

@@ -2,6 +2,7 @@
 //! calls the control service and shapes the answer as dockerd does.
 
 mod containers;
+mod images;
 mod logs;
 mod networks;
 mod nodes;
@@ -120,6 +121,11 @@ impl<C: Control> Api<C> {
                     session.into_stream(move |pid, code| execs(&api_id, pid, code)),
                 ))
             }
+
+            ["images", "json"] if get => self.images_list(req).await,
+            ["images", "create"] if post => self.image_create(req).await,
+            ["images", "load"] if post => self.images_load(req).await,
+            ["images", name @ ..] if delete && !name.is_empty() => self.image_remove(&name.join("/")).await,
 
             ["distribution", .., "json"] if get && segs.len() > 2 => Err(system::no_registry(&segs[1..segs.len() - 1])),
 
