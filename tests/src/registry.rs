@@ -229,6 +229,7 @@ pub fn busybox_image() -> &'static TestImage {
         let config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",
+            "created": "2023-11-14T22:13:20Z",
             "config": {
                 "Cmd": ["sh"],
                 "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
@@ -257,4 +258,36 @@ pub fn mirror() -> String {
         r
     });
     format!("http://{}", registry.addr)
+}
+
+/// A `docker save` archive of the test busybox image tagged `tag`; with
+/// `corrupt`, its layer's bytes no longer match the config's diff ID.
+pub fn save_archive(tag: &str, corrupt: bool) -> Vec<u8> {
+    let image = busybox_image();
+    let mut layer = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&image.layer_gz[..]), &mut layer).unwrap();
+    if corrupt {
+        let n = layer.len() / 2;
+        layer[n] ^= 0xff;
+    }
+    let config_hex = swarmkeep_image::sha256_digest(&image.config)
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest = serde_json::json!([{
+        "Config": format!("{config_hex}.json"),
+        "RepoTags": [tag],
+        "Layers": ["0123abcd/layer.tar"],
+    }]);
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, path, data).unwrap();
+    };
+    add("0123abcd/layer.tar", &layer);
+    add(&format!("{config_hex}.json"), &image.config);
+    add("manifest.json", manifest.to_string().as_bytes());
+    tar.into_inner().unwrap()
 }

@@ -64,3 +64,33 @@ fn a_corrupted_layer_is_refused_and_nothing_of_it_is_kept() {
     let tmp: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
     assert!(tmp.is_empty(), "{tmp:?}");
 }
+
+#[test]
+fn swarmkeep_image_load_ls_rm_and_pull() {
+    let d = swarmkeep_tests::Daemon::start();
+    d.init();
+    let archive = d.path().join("saved.tar");
+    std::fs::write(&archive, swarmkeep_tests::registry::save_archive("loaded:v1", false)).unwrap();
+    let out = d.cli(&["image", "load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.ok().trim(), "Loaded image: loaded:v1");
+    let ls = d.cli(&["image", "ls"]);
+    let mut lines = ls.ok().lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..2], ["loaded", "v1"], "{ls:?}");
+    assert_eq!(row[2].len(), 12);
+    assert!(row.last().unwrap().ends_with("MB"), "{row:?}");
+    let out = d.cli(&["image", "rm", "loaded:v1", "nosuch:v1"]);
+    assert!(
+        out.stdout.starts_with("Untagged: loaded:v1\nDeleted: sha256:"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("No such image: nosuch:v1"), "{out:?}");
+    assert_eq!(d.cli(&["image", "ls", "-q"]).ok().trim(), "");
+    let out = d.cli(&["image", "pull", "busybox"]);
+    assert!(out.ok().starts_with("Digest: sha256:"), "{out:?}");
+    assert_eq!(d.cli(&["image", "ls", "-q"]).ok().trim().len(), 12);
+}

@@ -42,6 +42,9 @@ pub(crate) fn list(state: &AgentState) -> Vec<pb::ImageSummary> {
                 repo_digests: digests.iter().map(|d| familiar_name(d)).collect(),
                 size: i64::try_from(image.size).unwrap_or(i64::MAX),
                 pinned: image.pinned,
+                created: time::OffsetDateTime::parse(&image.created, &time::format_description::well_known::Rfc3339)
+                    .map(|t| t.unix_timestamp())
+                    .unwrap_or(0),
             }
         })
         .collect()

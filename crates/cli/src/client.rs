@@ -74,6 +74,17 @@ pub async fn connect(host: &str) -> Result<Client, CliError> {
 
 /// Connects to `host`, over TLS with `tls` when it is TCP.
 pub async fn connect_with(host: &str, tls: Option<&ClientTls>) -> Result<Client, CliError> {
+    Ok(control_client(channel_with(host, tls).await?))
+}
+
+/// The control API's client on `channel`.
+pub fn control_client(channel: Channel) -> Client {
+    ControlClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+}
+
+/// A connection to `host` (the control API and the node's containers
+/// and images are served on it).
+pub async fn channel_with(host: &str, tls: Option<&ClientTls>) -> Result<Channel, CliError> {
     let invalid = || CliError(format!("invalid host {host:?}: expected unix:///PATH or tcp://IP:PORT"));
     let channel = if let Some(path) = host.strip_prefix("unix://") {
         let path = path.to_string();
@@ -111,7 +122,7 @@ pub async fn connect_with(host: &str, tls: Option<&ClientTls>) -> Result<Client,
     } else {
         return Err(invalid());
     };
-    Ok(ControlClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    Ok(channel)
 }
 
 /// The root cause of a connection failure (a refused connection, a

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use swarmkeep_cli::client::{CliError, ClientTls, DEFAULT_HOST, connect_with};
+use swarmkeep_cli::client::{CliError, ClientTls, DEFAULT_HOST, channel_with, control_client};
 use swarmkeep_cli::commands::{self, Output};
 
 /// Every allocation is zeroed when freed: a secret read from stdin, a join
@@ -90,6 +90,37 @@ enum Command {
     /// Manage Swarm services
     #[command(subcommand)]
     Service(ServiceCmd),
+    /// Manage the images of the node the CLI talks to
+    #[command(subcommand)]
+    Image(ImageCmd),
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// List images
+    #[command(alias = "list")]
+    Ls {
+        /// Only show image IDs
+        #[arg(short, long)]
+        quiet: bool,
+        /// Pretty-print images using a Go template
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Pull an image from a registry (kept until removed)
+    Pull { image: String },
+    /// Load an image from a tar archive (`docker save`) or standard input
+    Load {
+        /// Read from tar archive file, instead of standard input
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+    },
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -424,12 +455,23 @@ async fn run(cli: Cli) -> Output {
         Ok(tls) => tls,
         Err(e) => return e.into(),
     };
-    let mut client = match connect_with(&cli.host, tls.as_ref()).await {
+    let channel = match channel_with(&cli.host, tls.as_ref()).await {
         Ok(c) => c,
         Err(e) => return e.into(),
     };
+    let mut client = control_client(channel.clone());
     let c = &mut client;
     match cli.command {
+        Command::Image(cmd) => {
+            let mut images = commands::image::Images::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+            let images = &mut images;
+            match cmd {
+                ImageCmd::Ls { quiet, format } => commands::image::ls(images, quiet, format.as_deref()).await,
+                ImageCmd::Pull { image } => commands::image::pull(images, &image).await,
+                ImageCmd::Load { input } => commands::image::load(images, input.as_deref()).await,
+                ImageCmd::Rm { images: names } => commands::image::rm(images, &names).await,
+            }
+        }
         Command::Swarm(SwarmCmd::Init {
             advertise_addr,
             listen_addr,

@@ -87,6 +87,9 @@ pub struct Image {
     /// has used it for a while (see [`ImageStore::gc`]).
     #[serde(default)]
     pub pinned: bool,
+    /// The config's `created` (RFC 3339), as the image's author set it.
+    #[serde(default)]
+    pub created: String,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -266,6 +269,7 @@ impl ImageStore {
                 config: image_config(loaded.config.config),
                 size,
                 pinned: true,
+                created: loaded.config.created.unwrap_or_default(),
             };
             let _ = loaded.config_json;
             let mut index = self.index();
@@ -547,6 +551,7 @@ impl ImageStore {
             config: image_config(config.config),
             size,
             pinned: false,
+            created: config.created.unwrap_or_default(),
         };
         Ok(image)
     }
@@ -598,6 +603,8 @@ pub(crate) struct ConfigFile {
     #[serde(default)]
     pub(crate) config: Option<ContainerConfig>,
     pub(crate) rootfs: RootFs,
+    #[serde(default)]
+    pub(crate) created: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -4,47 +4,12 @@
 //! corrupted archive refused; and images pulled for tasks removed once no
 //! task uses them (`--image-gc-idle`).
 
-use std::io::Read;
 use std::time::Duration;
 
-use swarmkeep_tests::registry::busybox_image;
+use swarmkeep_tests::registry::save_archive;
 use swarmkeep_tests::{Daemon, docker, eventually, free_addr};
 
 use super::docker_swarm;
-
-/// A `docker save` archive of the test busybox image tagged `tag`; with
-/// `corrupt`, its layer's bytes no longer match the config's diff ID.
-fn save_archive(tag: &str, corrupt: bool) -> Vec<u8> {
-    let image = busybox_image();
-    let mut layer = Vec::new();
-    flate2::read::GzDecoder::new(&image.layer_gz[..])
-        .read_to_end(&mut layer)
-        .unwrap();
-    if corrupt {
-        let n = layer.len() / 2;
-        layer[n] ^= 0xff;
-    }
-    let config_hex = swarmkeep_image::sha256_digest(&image.config)
-        .trim_start_matches("sha256:")
-        .to_string();
-    let manifest = serde_json::json!([{
-        "Config": format!("{config_hex}.json"),
-        "RepoTags": [tag],
-        "Layers": ["0123abcd/layer.tar"],
-    }]);
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, path, data).unwrap();
-    };
-    add("0123abcd/layer.tar", &layer);
-    add(&format!("{config_hex}.json"), &image.config);
-    add("manifest.json", manifest.to_string().as_bytes());
-    tar.into_inner().unwrap()
-}
 
 #[test]
 fn docker_load_images_rmi_and_pull_on_a_node() {

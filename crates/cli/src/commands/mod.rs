@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod container_flags;
+pub mod image;
 pub mod node;
 pub mod secret;
 pub mod service;

@@ -38,7 +38,7 @@ impl<C: Control> Api<C> {
                 };
                 json!({
                     "Containers": -1,
-                    "Created": 0,
+                    "Created": i.created,
                     "Id": i.id,
                     "Labels": null,
                     "ParentId": "",
