@@ -69,7 +69,7 @@ pub async fn ls(client: &mut Images, quiet: bool, format: Option<&str>) -> Outpu
             rows.push(serde_json::json!({
                 "Repository": repo,
                 "Tag": tag,
-                "ID": if quiet { short.to_string() } else { short.to_string() },
+                "ID": short,
                 "CreatedSince": if i.created == 0 { "N/A".to_string() } else { format!("{} ago", ago(Some(&created), now)) },
                 "Size": human_size(i.size),
             }));
