@@ -75,6 +75,22 @@ fn the_walkthroughs_secret_check_works_through_docker_exec() {
     // By ID prefix too, and the hostname is the short ID.
     assert_eq!(d.docker(&["exec", &short_id, "hostname"]).stdout.trim(), short_id);
 
+    // Detached: answered at once, the command runs on.
+    let started = std::time::Instant::now();
+    let out = d.docker(&["exec", "-d", &name, "sh", "-c", "sleep 5; echo late > /tmp/detached"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "docker exec -d waited for the command"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || d
+            .docker(&["exec", &name, "cat", "/tmp/detached"])
+            .stdout
+            .contains("late")),
+        "the detached command did not run"
+    );
+
     // Exit codes, stdin, stderr, a TTY, errors.
     assert_eq!(d.docker(&["exec", &name, "sh", "-c", "exit 3"]).code, 3);
     let echo = d.docker_stdin(&["exec", "-i", &name, "cat"], b"through stdin\n");

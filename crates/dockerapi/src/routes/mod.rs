@@ -112,6 +112,13 @@ impl<C: Control> Api<C> {
                 let session = self.exec_start(id, req).await?;
                 let api_id = id.to_string();
                 let execs = self.exec_events();
+                if session.detach {
+                    // `docker exec -d`: answered at once; the output is
+                    // drained (and the end recorded) in the background.
+                    let mut output = session.into_stream(move |pid, code| execs(&api_id, pid, code));
+                    tokio::spawn(async move { while futures::StreamExt::next(&mut output).await.is_some() {} });
+                    return Ok(Reply::Empty(200));
+                }
                 Ok(Reply::Stream(
                     if session.tty {
                         "application/vnd.docker.raw-stream"
