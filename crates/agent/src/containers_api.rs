@@ -47,6 +47,10 @@ impl NodeContainers for ContainersService {
         crate::images_api::load(&self.state, chunks).await
     }
 
+    async fn resolve_image(&self, reference: &str) -> Result<pb::ResolvedImage, Status> {
+        crate::images_api::resolve(&self.state, reference).await
+    }
+
     async fn remove_image(&self, name: &str) -> Result<Vec<String>, Status> {
         crate::images_api::remove(&self.state, name)
     }

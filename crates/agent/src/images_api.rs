@@ -98,6 +98,19 @@ pub(crate) async fn load(state: &AgentState, rx: mpsc::Receiver<Vec<u8>>) -> Res
         .map_err(status)
 }
 
+pub(crate) async fn resolve(state: &AgentState, reference: &str) -> Result<pb::ResolvedImage, Status> {
+    let (digest, media_type, size) = state
+        .images
+        .resolve(reference, &swarmkeep_image::RegistryAuth::Anonymous)
+        .await
+        .map_err(status)?;
+    Ok(pb::ResolvedImage {
+        digest,
+        media_type,
+        size: i64::try_from(size).unwrap_or(0),
+    })
+}
+
 pub(crate) fn remove(state: &AgentState, name: &str) -> Result<Vec<String>, Status> {
     state.images.remove(name, &in_use(state)).map_err(status)
 }

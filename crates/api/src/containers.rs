@@ -34,6 +34,7 @@ pub trait NodeContainers: Send + Sync + 'static {
     /// Loads the `docker save` archive `chunks` carries.
     async fn load_image(&self, chunks: mpsc::Receiver<Vec<u8>>) -> Result<Vec<String>, Status>;
     async fn remove_image(&self, name: &str) -> Result<Vec<String>, Status>;
+    async fn resolve_image(&self, reference: &str) -> Result<ResolvedImage, Status>;
 }
 
 /// Serves a [`NodeContainers`] as the `Containers` gRPC service.
@@ -127,6 +128,13 @@ impl containers_server::Containers for Grpc {
         });
         let lines = self.0.load_image(rx).await?;
         Ok(Response::new(ImageLines { lines }))
+    }
+
+    async fn resolve_image(&self, req: Request<ResolveImageRequest>) -> Result<Response<ResolvedImage>, Status> {
+        self.0
+            .resolve_image(&req.into_inner().reference)
+            .await
+            .map(Response::new)
     }
 
     async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Result<Response<ImageLines>, Status> {

@@ -457,9 +457,8 @@ impl ImageStore {
         Ok(image)
     }
 
-    /// Downloads `r` from its registry (over plain HTTP if `plain`).
-    async fn fetch(&self, r: &oci_client::Reference, plain: bool, auth: &RegistryAuth) -> Result<Image, ImageError> {
-        let r = r.clone();
+    /// A registry client for `r` (over plain HTTP if `plain`).
+    fn client(r: &oci_client::Reference, plain: bool) -> Result<oci_client::Client, ImageError> {
         let protocol = if plain {
             ClientProtocol::HttpsExcept(vec![r.resolve_registry().to_string()])
         } else {
@@ -467,11 +466,69 @@ impl ImageStore {
         };
         // reqwest's rustls needs a process-wide provider: ring, as everywhere here.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = oci_client::Client::try_from(ClientConfig {
+        oci_client::Client::try_from(ClientConfig {
             protocol,
             ..Default::default()
         })
-        .map_err(|e| pull_error(&r, e))?;
+        .map_err(|e| pull_error(r, e))
+    }
+
+    /// Where `r` can be fetched from: a Docker Hub image at the mirrors
+    /// first; (reference, plain HTTP).
+    fn sources(&self, r: &oci_client::Reference) -> Vec<(oci_client::Reference, bool)> {
+        let mut out = Vec::new();
+        if r.registry() == "docker.io" {
+            for (mirror, plain) in &self.mirrors {
+                let at_mirror = match r.digest() {
+                    Some(d) => oci_client::Reference::with_digest(mirror.clone(), r.repository().into(), d.into()),
+                    None => oci_client::Reference::with_tag(
+                        mirror.clone(),
+                        r.repository().into(),
+                        r.tag().unwrap_or("latest").into(),
+                    ),
+                };
+                out.push((at_mirror, *plain));
+            }
+        }
+        out.push((r.clone(), reference::plain_http(r.resolve_registry(), &self.insecure)));
+        out
+    }
+
+    /// The digest `reference` names at its registry now (Docker's
+    /// `/distribution/{name}/json`, which `docker service create` pins a
+    /// service's image with): (digest, media type, size of the manifest).
+    pub async fn resolve(&self, reference: &str, auth: &RegistryAuth) -> Result<(String, String, usize), ImageError> {
+        use oci_client::manifest::{
+            IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+        };
+        let r = reference::parse(reference)?;
+        let mut last = None;
+        for (at, plain) in self.sources(&r) {
+            let client = Self::client(&at, plain)?;
+            let accepted = [
+                IMAGE_MANIFEST_MEDIA_TYPE,
+                IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+                OCI_IMAGE_MEDIA_TYPE,
+                OCI_IMAGE_INDEX_MEDIA_TYPE,
+            ];
+            match client.pull_manifest_raw(&at, auth, &accepted).await {
+                Ok((bytes, digest)) => {
+                    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
+                        .unwrap_or_else(|| OCI_IMAGE_MEDIA_TYPE.to_string());
+                    return Ok((digest, media_type, bytes.len()));
+                }
+                Err(e) => last = Some(pull_error(&r, e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| ImageError::NotFound(reference.to_string())))
+    }
+
+    /// Downloads `r` from its registry (over plain HTTP if `plain`).
+    async fn fetch(&self, r: &oci_client::Reference, plain: bool, auth: &RegistryAuth) -> Result<Image, ImageError> {
+        let r = r.clone();
+        let client = Self::client(&r, plain)?;
         let (manifest, manifest_digest, config_json) = client
             .pull_manifest_and_config(&r, auth)
             .await

@@ -136,7 +136,8 @@ fn service_commands_match_docker() {
         "{{.Spec.TaskTemplate.ContainerSpec.Image}} {{.PreviousSpec.TaskTemplate.ContainerSpec.Image}}",
         "myweb",
     ]);
-    assert_eq!(images.ok(), "bb:latest bb:v2\n");
+    // The update's image was pinned to its digest by the CLI, as Docker's.
+    assert!(images.ok().starts_with("bb:latest bb:v2@sha256:"), "{images:?}");
     let shutdown = d.docker(&[
         "service",
         "ps",
@@ -208,13 +209,19 @@ fn a_service_created_by_docker_reads_its_secrets() {
     ]);
     let id = first_line(&create);
     converged(&create, &id, 1);
-    // The CLI's registry lookup failed, so it warned and went on.
+    // The CLI asked the node for the tag's digest and pinned the service to it.
     assert!(
-        create
-            .stderr
-            .contains("image busybox:latest could not be accessed on a registry"),
+        !create.stderr.contains("could not be accessed on a registry"),
         "{create:?}"
     );
+    let image = d.docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        "reader",
+    ]);
+    assert!(image.ok().starts_with("busybox:latest@sha256:"), "{image:?}");
     assert!(
         eventually(Duration::from_secs(15), || out.join("done").exists()),
         "{}",

@@ -94,6 +94,24 @@ impl<C: Control> Api<C> {
         Ok(json_lines(&messages))
     }
 
+    /// `GET /distribution/{name}/json`: the digest `docker service create`
+    /// pins the service's image with (the lookup is the node's).
+    pub async fn distribution(&self, name: &str) -> ApiResult<Reply> {
+        let r = self.node()?.resolve_image(name).await.map_err(|e| {
+            // dockerd's words; the CLI then warns and keeps the tag.
+            ApiError::new(403, format!("error retrieving the digest of {name}: {}", e.message()))
+        })?;
+        Ok(Reply::Json(
+            200,
+            json!({
+                "Descriptor": {"mediaType": r.media_type, "digest": r.digest, "size": r.size},
+                // None: the CLI would make them placement constraints, which
+                // the scheduler does not weigh yet (every node runs linux/amd64).
+                "Platforms": [],
+            }),
+        ))
+    }
+
     /// `docker rmi NAME` (a name may hold slashes: `host:port/repo:tag`).
     pub async fn image_remove(&self, name: &str) -> ApiResult<Reply> {
         let lines = self.node()?.remove_image(name).await.map_err(agent_error)?;

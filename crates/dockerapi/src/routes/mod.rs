@@ -134,7 +134,7 @@ impl<C: Control> Api<C> {
             ["images", "load"] if post => self.images_load(req).await,
             ["images", name @ ..] if delete && !name.is_empty() => self.image_remove(&name.join("/")).await,
 
-            ["distribution", .., "json"] if get && segs.len() > 2 => Err(system::no_registry(&segs[1..segs.len() - 1])),
+            ["distribution", name @ .., "json"] if get && !name.is_empty() => self.distribution(&name.join("/")).await,
 
             _ => Err(ApiError::not_found("page not found")),
         }

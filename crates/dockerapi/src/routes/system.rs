@@ -5,7 +5,7 @@ use swarmkeep_api::control::control_server::Control;
 use swarmkeep_api::control::{GetClusterRequest, InfoRequest, ListNodesRequest};
 
 use super::{Api, call, swarm::cluster_json};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::exchange::Reply;
 use crate::{API_VERSION, MIN_API_VERSION};
 
@@ -152,17 +152,4 @@ impl<C: Control> Api<C> {
             }),
         ))
     }
-}
-
-/// `GET /distribution/{image}/json`: there is no registry to ask, so the CLI
-/// warns that the digest is not pinned and goes on, as with an unreachable
-/// registry.
-pub fn no_registry(image: &[&str]) -> ApiError {
-    ApiError::new(
-        501,
-        format!(
-            "swarmkeep does not query registries: the digest of {} is not resolved",
-            image.join("/")
-        ),
-    )
 }
