@@ -22,10 +22,9 @@ pub(crate) struct ManifestEntry {
     pub layers: Vec<String>,
 }
 
-/// One image of the archive: its config (bytes and digest), its tags and
+/// One image of the archive: its config (parsed, and its digest), its tags and
 /// its layer tars (paths in `tmp`, with their digests), bottom first.
 pub(crate) struct Loaded {
-    pub config_json: Vec<u8>,
     pub config_digest: String,
     pub config: ConfigFile,
     pub tags: Vec<String>,
@@ -106,7 +105,6 @@ pub(crate) fn read(archive: impl Read, tmp: &Path) -> Result<Vec<Loaded>, ImageE
             layers.push((path, digest));
         }
         out.push(Loaded {
-            config_json,
             config_digest,
             config,
             tags: m.repo_tags.unwrap_or_default(),

@@ -271,7 +271,6 @@ impl ImageStore {
                 pinned: true,
                 created: loaded.config.created.unwrap_or_default(),
             };
-            let _ = loaded.config_json;
             let mut index = self.index();
             index.images.insert(image.id.clone(), image.clone());
             if loaded.tags.is_empty() {

@@ -97,7 +97,10 @@ fn unsupported_and_bad_requests_get_clear_errors() {
         "s1",
     ]);
     // (Pinned to its digest by the CLI at create.)
-    assert!(image.ok().starts_with("bb:latest"), "a refused update changed something: {image:?}");
+    assert!(
+        image.ok().starts_with("bb:latest"),
+        "a refused update changed something: {image:?}"
+    );
     let (status, _, body) = http(&sock, "POST", "/v1.41/services/s1/update", Some(b"{}"));
     assert_eq!(
         (status, String::from_utf8_lossy(&body).as_ref()),

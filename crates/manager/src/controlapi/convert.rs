@@ -170,6 +170,12 @@ fn mounts_from_proto(mounts: Vec<control::Mount>) -> Result<Vec<Mount>, Status> 
                 m.target
             )));
         }
+        if m.target.trim_end_matches('/').is_empty() {
+            return Err(rpc(
+                Code::InvalidArgument,
+                "invalid specification: destination can't be '/'",
+            ));
+        }
         if m.target.split('/').any(|c| c == "..") || m.target.contains('\0') {
             return Err(invalid(format!("{} climbs with \"..\"", m.target)));
         }
@@ -509,4 +515,35 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
         update_config,
         rollback_config,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(kind: &str, source: &str, target: &str) -> control::Mount {
+        control::Mount {
+            r#type: kind.into(),
+            source: source.into(),
+            target: target.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mounts_get_dockers_errors() {
+        let err = |m| mounts_from_proto(vec![m]).unwrap_err().message().to_string();
+        assert_eq!(
+            err(mount("tmpfs", "", "/")),
+            "invalid specification: destination can't be '/'"
+        );
+        assert_eq!(
+            err(mount("volume", "v1", "//")),
+            "invalid specification: destination can't be '/'"
+        );
+        assert!(err(mount("volume", "../x", "/d")).contains("invalid characters for a local volume name"));
+        assert!(err(mount("bind", "/tmp/../etc", "/d")).contains("climbs"));
+        let ok = mounts_from_proto(vec![mount("volume", "", "/data")]).unwrap();
+        assert_eq!((ok[0].kind, ok[0].source.as_str()), (MountKind::Volume, ""));
+    }
 }
