@@ -422,24 +422,16 @@ impl ImageStore {
     pub async fn pull(&self, reference: &str, auth: &RegistryAuth) -> Result<Image, ImageError> {
         let r = reference::parse(reference)?;
         let _one = self.pulling.lock().await;
-        if r.registry() == "docker.io" {
-            for (mirror, plain) in &self.mirrors {
-                let at_mirror = match r.digest() {
-                    Some(d) => oci_client::Reference::with_digest(mirror.clone(), r.repository().into(), d.into()),
-                    None => oci_client::Reference::with_tag(
-                        mirror.clone(),
-                        r.repository().into(),
-                        r.tag().unwrap_or("latest").into(),
-                    ),
-                };
-                match self.fetch(&at_mirror, *plain, auth).await {
-                    Ok(image) => return self.record(&r, image),
-                    Err(e) => tracing::warn!(%mirror, error = %e, "pull from the mirror failed"),
-                }
+        let mut sources = self.sources(&r);
+        // The last source is the image's own registry; the ones before, mirrors.
+        let (origin, plain) = sources.pop().unwrap_or_else(|| (r.clone(), false));
+        for (mirror, plain) in sources {
+            match self.fetch(&mirror, plain, auth).await {
+                Ok(image) => return self.record(&r, image),
+                Err(e) => tracing::warn!(mirror = %mirror.registry(), error = %e, "pull from the mirror failed"),
             }
         }
-        let plain = reference::plain_http(r.resolve_registry(), &self.insecure);
-        let image = self.fetch(&r, plain, auth).await?;
+        let image = self.fetch(&origin, plain, auth).await?;
         self.record(&r, image)
     }
 
