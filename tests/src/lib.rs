@@ -153,6 +153,23 @@ impl Daemon {
         self.dir.path().join("exec")
     }
 
+    /// The PID of task `task_id`'s shim, from the file its agent writes once
+    /// the task runs (waited for up to 10 s).
+    pub fn task_pid(&self, task_id: &str) -> u32 {
+        let pid_file = self.exec_root().join("tasks").join(task_id).join("pid");
+        assert!(
+            eventually(std::time::Duration::from_secs(10), || pid_file.exists()),
+            "task {task_id} has no pid file"
+        );
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     /// The daemon's process ID, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

@@ -428,15 +428,7 @@ fn a_task_cannot_spoof_its_neighbours_gateway() {
         .stdout
         .trim()
         .to_string();
-    let pid_file = d.exec_root().join("tasks").join(&task).join("pid");
-    assert!(eventually(Duration::from_secs(10), || pid_file.exists()));
-    let pid: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = d.task_pid(&task);
     let mac_text = read(&out, "attacker-mac").trim().to_string();
     let mac: Vec<u8> = mac_text
         .split(':')

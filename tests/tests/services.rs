@@ -201,22 +201,9 @@ fn service_rm_unmounts_and_removes_files_within_a_second() {
     let tasks = d.exec_root().join("tasks");
     let task_dirs = std::fs::read_dir(&tasks).unwrap().count();
     assert_eq!(task_dirs, 1);
-    let pid_file = std::fs::read_dir(&tasks)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("pid");
+    let task = std::fs::read_dir(&tasks).unwrap().next().unwrap().unwrap().file_name();
     // Written once the task runs (its mount is made before).
-    assert!(eventually(Duration::from_secs(10), || pid_file.exists()));
-    let pid: i32 = std::fs::read_to_string(pid_file)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = d.task_pid(&task.to_string_lossy()) as i32;
     let start = Instant::now();
     assert_eq!(d.cli(&["service", "rm", "uses"]).ok(), "uses\n");
     let gone = eventually(Duration::from_secs(1), || {
