@@ -10,7 +10,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::executor::exec::ExecSpec;
 use crate::state::AgentState;
 
 pub struct ContainersService {
@@ -19,18 +18,6 @@ pub struct ContainersService {
 
 fn not_found(e: String) -> Status {
     Status::not_found(e)
-}
-
-/// Docker's environment merge: the exec's variables win over the
-/// container's, by name.
-fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
-    let name = |e: &str| e.split_once('=').map(|(n, _)| n).unwrap_or(e).to_string();
-    let overridden: HashSet<String> = extra.iter().map(|e| name(e)).collect();
-    base.iter()
-        .filter(|e| !overridden.contains(&name(e)))
-        .chain(extra.iter())
-        .cloned()
-        .collect()
 }
 
 #[tonic::async_trait]
@@ -194,31 +181,13 @@ impl NodeContainers for ContainersService {
                 r.info.id
             )));
         }
-        let mut env = merge_env(&r.env, &start.env);
-        if start.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
-        let spec = ExecSpec {
-            pid: r.info.pid,
-            start_time: r.start_time,
-            cgroups: r.cgroups.clone(),
-            argv: start.cmd.clone(),
-            env,
-            creds: crate::executor::shim::Credentials {
-                user: if start.user.is_empty() {
-                    r.info.user.clone()
-                } else {
-                    start.user.clone()
-                },
-                ..r.creds.clone()
-            },
-            workdir: if start.working_dir.is_empty() {
-                r.info.working_dir.clone()
-            } else {
-                start.working_dir.clone()
-            },
-            tty: start.tty,
-        };
+        let spec = r.exec_spec(
+            start.cmd.clone(),
+            &start.env,
+            &start.user,
+            &start.working_dir,
+            start.tty,
+        );
         let (tx, rx) = mpsc::channel::<Output>(64);
         let mut proc = match self.state.executor.exec(spec, start.attach_stdin).await {
             Ok(p) => p,

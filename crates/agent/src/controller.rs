@@ -330,11 +330,52 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
         .started(container_record(&task, &spec, &run, &image, &proc, created));
     let (stdout, stderr) = proc.take_output();
     agent.logs.capture(&id, stdout, stderr);
-    tracing::info!(task = %id, pid = proc.pid, "task running");
-    report(TaskState::Running, "started", String::new(), None, Some(proc.pid));
+    // With a healthcheck the task stays "starting" until its first healthy
+    // probe (swarmkit's controller waits for it); without, it runs now.
+    let probe = crate::health::Probe::of(spec.healthcheck.as_ref(), image.config.healthcheck.as_ref());
+    let mut health = None;
+    let monitor = probe.map(|probe| {
+        let (tx, rx) = tokio::sync::watch::channel(crate::health::Status::Starting);
+        health = Some(rx);
+        tokio::spawn(crate::health::monitor(
+            agent.clone(),
+            run.container_id.clone(),
+            probe,
+            tx,
+        ))
+    });
+    let mut running = health.is_none();
+    if running {
+        tracing::info!(task = %id, pid = proc.pid, "task running");
+        report(TaskState::Running, "started", String::new(), None, Some(proc.pid));
+    }
     let grace = Duration::from_nanos(spec.stop_grace_period_ns.clamp(1, 10_000_000_000));
-    tokio::select! {
-        code = proc.wait() => {
+    let stop_signal = Signal::try_from(run.sandbox.stop_signal).unwrap_or(Signal::SIGTERM);
+    enum End {
+        Exited(i32),
+        Stopped,
+        Unhealthy,
+    }
+    let end = loop {
+        tokio::select! {
+            code = proc.wait() => break End::Exited(code),
+            _ = &mut stop => break End::Stopped,
+            status = crate::health::next(&mut health) => match status {
+                crate::health::Status::Healthy if !running => {
+                    running = true;
+                    tracing::info!(task = %id, pid = proc.pid, "task healthy: running");
+                    report(TaskState::Running, "started", String::new(), None, Some(proc.pid));
+                }
+                crate::health::Status::Unhealthy => break End::Unhealthy,
+                _ => {}
+            },
+        }
+    };
+    if let Some(m) = monitor {
+        m.abort();
+    }
+    match end {
+        End::Exited(code) => {
             agent.containers.ended(&run.container_id, code, proc.oom_killed());
             if proc.oom_killed() {
                 tracing::warn!(task = %id, code, "the task went over its memory limit: OOM-killed by the kernel");
@@ -342,20 +383,30 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
             if code == 0 {
                 report(TaskState::Complete, "finished", String::new(), Some(0), None);
             } else {
-                report(TaskState::Failed, "started", format!("task: non-zero exit ({code})"), Some(code), None);
+                report(
+                    TaskState::Failed,
+                    "started",
+                    format!("task: non-zero exit ({code})"),
+                    Some(code),
+                    None,
+                );
             }
         }
-        _ = &mut stop => {
-            proc.signal(Signal::try_from(run.sandbox.stop_signal).unwrap_or(Signal::SIGTERM));
-            let code = match tokio::time::timeout(grace, proc.wait()).await {
-                Ok(code) => code,
-                Err(_) => {
-                    proc.signal(Signal::SIGKILL);
-                    proc.wait().await
-                }
-            };
+        End::Stopped => {
+            let code = stop_process(&mut proc, stop_signal, grace).await;
             agent.containers.ended(&run.container_id, code, proc.oom_killed());
             report(TaskState::Shutdown, "shutdown", String::new(), Some(code), None);
+        }
+        End::Unhealthy => {
+            tracing::warn!(task = %id, "the task is unhealthy: stopping it");
+            let code = stop_process(&mut proc, stop_signal, grace).await;
+            agent.containers.ended(&run.container_id, code, proc.oom_killed());
+            if code == 0 {
+                report(TaskState::Complete, "finished", String::new(), Some(0), None);
+            } else {
+                let err = format!("task: non-zero exit ({code}): {}", crate::health::UNHEALTHY);
+                report(TaskState::Failed, "started", err, Some(code), None);
+            }
         }
     }
     // The task was PID 1's child in its own PID namespace: when it ended,
@@ -364,6 +415,19 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     release(&agent, &id).await;
     agent.executor.finish(&proc).await;
     tracing::info!(task = %id, "task ended; its mount is removed");
+}
+
+/// Stops the task as `docker stop` does: its stop signal, then SIGKILL
+/// after the grace period.
+async fn stop_process(proc: &mut crate::executor::RunningTask, signal: Signal, grace: Duration) -> i32 {
+    proc.signal(signal);
+    match tokio::time::timeout(grace, proc.wait()).await {
+        Ok(code) => code,
+        Err(_) => {
+            proc.signal(Signal::SIGKILL);
+            proc.wait().await
+        }
+    }
 }
 
 /// The task's container as Docker shows it (`docker ps`, `inspect`).

@@ -69,6 +69,7 @@ mod tests {
             working_dir: "/app".into(),
             user: "1000".into(),
             stop_signal: String::new(),
+            healthcheck: None,
         }
     }
 

@@ -6,7 +6,8 @@
 //! `session.rs` (the dispatcher
 //! session) → `assignments.rs` (what this node holds) → `controller.rs`
 //! (start/stop tasks, each task's life: its image from `swarmkeep_image`,
-//! `image_config.rs` for what it runs) → `mounts/` and `executor/`;
+//! `image_config.rs` for what it runs, `health.rs` for its healthcheck) →
+//! `mounts/` and `executor/`;
 //! `reporter.rs` sends task status back; `logs/` keeps and publishes output.
 //!
 //! Architecture invariants: a secret's plaintext exists on a node only in
@@ -22,6 +23,7 @@ mod containers;
 mod containers_api;
 mod controller;
 pub mod executor;
+mod health;
 mod image_config;
 mod images_api;
 pub mod logs;

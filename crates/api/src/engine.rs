@@ -298,7 +298,9 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
     if !t.groups.is_empty() {
         m.insert("Groups".into(), t.groups.clone().into());
     }
-    m.insert("Init".into(), false.into());
+    if let Some(init) = t.init {
+        m.insert("Init".into(), init.into());
+    }
     if !t.stop_signal.is_empty() {
         m.insert("StopSignal".into(), t.stop_signal.clone().into());
     }
@@ -345,6 +347,23 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
         m.insert("Mounts".into(), mounts.into());
     }
     m.insert("StopGracePeriod".into(), t.stop_grace_period_ns.into());
+    if let Some(h) = &t.healthcheck {
+        let mut hc = serde_json::Map::new();
+        if !h.test.is_empty() {
+            hc.insert("Test".into(), h.test.clone().into());
+        }
+        for (k, v) in [
+            ("Interval", h.interval_ns),
+            ("Timeout", h.timeout_ns),
+            ("StartPeriod", h.start_period_ns),
+            ("Retries", i64::from(h.retries)),
+        ] {
+            if v != 0 {
+                hc.insert(k.into(), v.into());
+            }
+        }
+        m.insert("Healthcheck".into(), hc.into());
+    }
     if !t.hosts.is_empty() {
         m.insert("Hosts".into(), t.hosts.clone().into());
     }

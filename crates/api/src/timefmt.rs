@@ -47,6 +47,41 @@ fn go_layout(ts: Option<&Timestamp>, sep: char, zone: &str) -> String {
 
 /// RFC 3339 with nanoseconds, as Go's `time.RFC3339Nano` marshals it in JSON:
 /// `2026-11-25T18:48:50.448292634Z`.
+/// Go's `time.Duration.String()`: `0s`, `500ms`, `1.5s`, `1m30s`, `2h0m0s`.
+pub fn go_duration(ns: u64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    if ns < 1_000_000_000 {
+        let (unit, scale) = match ns {
+            n if n < 1_000 => ("ns", 1),
+            n if n < 1_000_000 => ("µs", 1_000),
+            _ => ("ms", 1_000_000),
+        };
+        let whole = ns / scale;
+        let frac = ns % scale;
+        let digits = match scale {
+            1 => String::new(),
+            1_000 => format!("{frac:03}"),
+            _ => format!("{frac:06}"),
+        };
+        let digits = digits.trim_end_matches('0');
+        return if digits.is_empty() {
+            format!("{whole}{unit}")
+        } else {
+            format!("{whole}.{digits}{unit}")
+        };
+    }
+    let secs = ns / 1_000_000_000;
+    let fraction = go_fraction(u32::try_from(ns % 1_000_000_000).unwrap_or(0));
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}{fraction}s"),
+        (0, _) => format!("{m}m{s}{fraction}s"),
+        _ => format!("{h}h{m}m{s}{fraction}s"),
+    }
+}
+
 pub fn rfc3339_nano(ts: Option<&Timestamp>) -> String {
     go_layout(ts, 'T', "Z")
 }
@@ -133,6 +168,17 @@ mod tests {
             "2026-11-25T18:48:50.5032356Z"
         );
         assert_eq!(rfc3339_nano(Some(&ts(1795632530, 0))), "2026-11-25T18:48:50Z");
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(500_000_000), "500ms");
+        assert_eq!(go_duration(1_500), "1.5µs");
+        assert_eq!(go_duration(30_000_000_000), "30s");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(7_200_000_000_000), "2h0m0s");
     }
 
     #[test]

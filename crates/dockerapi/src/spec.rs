@@ -111,8 +111,7 @@ struct ContainerSpec {
     user: String,
     groups: Option<Vec<String>>,
     privileges: Option<Privileges>,
-    // `Init` is accepted either way (serde skips it): the task shim is
-    // always the task's reaping PID 1.
+    init: Option<bool>,
     read_only: bool,
     #[serde(rename = "TTY")]
     tty: bool,
@@ -120,7 +119,7 @@ struct ContainerSpec {
     mounts: Option<Vec<MountSpec>>,
     stop_signal: String,
     stop_grace_period: Option<i64>,
-    healthcheck: Option<Value>,
+    healthcheck: Option<HealthConfig>,
     hosts: Option<Vec<String>>,
     #[serde(rename = "DNSConfig")]
     dns_config: Option<DnsConfig>,
@@ -152,6 +151,17 @@ struct DnsConfig {
     nameservers: Option<Vec<String>>,
     search: Option<Vec<String>>,
     options: Option<Vec<String>>,
+}
+
+/// Docker's HealthConfig (durations in nanoseconds).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct HealthConfig {
+    test: Option<Vec<String>>,
+    interval: i64,
+    timeout: i64,
+    start_period: i64,
+    retries: i32,
 }
 
 #[derive(Deserialize, Default)]
@@ -291,7 +301,7 @@ impl ServiceSpec {
         let t = self.task_template;
         let c = t.container_spec.unwrap_or_default();
         let privileges = c.privileges.unwrap_or_default();
-        let refused: [(&str, bool); 21] = [
+        let refused: [(&str, bool); 20] = [
             ("Networks", self.networks.as_ref().is_some_and(is_set)),
             (
                 "EndpointSpec.Ports (published ports)",
@@ -365,7 +375,6 @@ impl ServiceSpec {
                         .is_some_and(is_set)
                 }),
             ),
-            ("ContainerSpec.Healthcheck", c.healthcheck.as_ref().is_some_and(is_set)),
             (
                 "ContainerSpec.Isolation other than default",
                 !c.isolation.is_empty() && c.isolation != "default",
@@ -478,6 +487,14 @@ impl ServiceSpec {
                     search: d.search.unwrap_or_default(),
                     options: d.options.unwrap_or_default(),
                 }),
+                healthcheck: c.healthcheck.map(|h| control::HealthConfig {
+                    test: h.test.unwrap_or_default(),
+                    interval_ns: h.interval,
+                    timeout_ns: h.timeout,
+                    start_period_ns: h.start_period,
+                    retries: h.retries,
+                }),
+                init: c.init,
             }),
             mode: mode.into(),
             replicas,

@@ -68,6 +68,21 @@ pub struct ImageConfig {
     pub user: String,
     #[serde(default)]
     pub stop_signal: String,
+    /// The image's HEALTHCHECK, when it has one.
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// An image's HEALTHCHECK as its config holds it (durations in ns; zero:
+/// not set).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Healthcheck {
+    pub test: Vec<String>,
+    pub interval: i64,
+    pub timeout: i64,
+    pub start_period: i64,
+    pub retries: i32,
 }
 
 /// An image on this node.
@@ -614,6 +629,7 @@ fn image_config(c: Option<ContainerConfig>) -> ImageConfig {
         working_dir: c.working_dir.unwrap_or_default(),
         user: c.user.unwrap_or_default(),
         stop_signal: c.stop_signal.unwrap_or_default(),
+        healthcheck: c.healthcheck,
     }
 }
 
@@ -670,4 +686,5 @@ pub(crate) struct ContainerConfig {
     working_dir: Option<String>,
     user: Option<String>,
     stop_signal: Option<String>,
+    healthcheck: Option<Healthcheck>,
 }

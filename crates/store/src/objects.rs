@@ -304,6 +304,22 @@ pub struct TaskSpec {
     pub hosts: Vec<String>,
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Docker's `Healthcheck` (None: the image's).
+    #[serde(default)]
+    pub healthcheck: Option<HealthConfig>,
+    /// Docker's `Init`, as given (None: not set).
+    #[serde(default)]
+    pub init: Option<bool>,
+}
+
+/// Docker's `HealthConfig` (zero: the image's value, else Docker's default).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    pub test: Vec<String>,
+    pub interval_ns: i64,
+    pub timeout_ns: i64,
+    pub start_period_ns: i64,
+    pub retries: i32,
 }
 
 /// Docker's `Ulimit`.

@@ -22,6 +22,59 @@ pub struct Record {
     pub creds: crate::executor::shim::Credentials,
 }
 
+impl Record {
+    /// A command to run inside this container (`docker exec`, a health
+    /// probe): the container's environment under `extra_env`, its
+    /// credentials with `user` when given, its working directory unless
+    /// `workdir` is given.
+    pub fn exec_spec(
+        &self,
+        argv: Vec<String>,
+        extra_env: &[String],
+        user: &str,
+        workdir: &str,
+        tty: bool,
+    ) -> crate::executor::exec::ExecSpec {
+        let mut env = merge_env(&self.env, extra_env);
+        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        crate::executor::exec::ExecSpec {
+            pid: self.info.pid,
+            start_time: self.start_time,
+            cgroups: self.cgroups.clone(),
+            argv,
+            env,
+            creds: crate::executor::shim::Credentials {
+                user: if user.is_empty() {
+                    self.info.user.clone()
+                } else {
+                    user.to_string()
+                },
+                ..self.creds.clone()
+            },
+            workdir: if workdir.is_empty() {
+                self.info.working_dir.clone()
+            } else {
+                workdir.to_string()
+            },
+            tty,
+        }
+    }
+}
+
+/// Docker's environment merge: the exec's variables win over the
+/// container's, by name.
+fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
+    let name = |e: &str| e.split_once('=').map(|(n, _)| n).unwrap_or(e).to_string();
+    let overridden: std::collections::HashSet<String> = extra.iter().map(|e| name(e)).collect();
+    base.iter()
+        .filter(|e| !overridden.contains(&name(e)))
+        .chain(extra.iter())
+        .cloned()
+        .collect()
+}
+
 /// Containers whose task ended are kept this many at most.
 const KEEP_EXITED: usize = 100;
 
@@ -68,6 +121,13 @@ impl Registry {
             for (_, old) in exited.iter().take(exited.len() - KEEP_EXITED) {
                 all.remove(old);
             }
+        }
+    }
+
+    /// The container's health as its last probe left it.
+    pub fn set_health(&self, id: &str, health: pb::Health) {
+        if let Some(r) = lock(&self.by_id).get_mut(id) {
+            r.info.health = Some(health);
         }
     }
 

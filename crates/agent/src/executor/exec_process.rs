@@ -31,6 +31,21 @@ impl ExecProcess {
         self.pty_reader()
     }
 
+    /// Kills the command (its whole process group: it leads a session of
+    /// its own) and the helper.
+    pub fn kill(&mut self) {
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid)).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            // SAFETY: kill(2) with a PID read just now from the helper's
+            // children; the helper has not reaped it (it waits for it).
+            unsafe {
+                libc::kill(-child, libc::SIGKILL);
+                libc::kill(child, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.start_kill();
+    }
+
     /// The command's exit code (the helper exits with it).
     pub async fn wait(&mut self) -> i32 {
         use std::os::unix::process::ExitStatusExt;

@@ -41,6 +41,27 @@ pub struct ContainerFlags {
     /// Set DNS options
     #[arg(long)]
     pub dns_option: Vec<String>,
+    /// Use an init inside each service container to forward signals and reap processes
+    #[arg(long)]
+    pub init: bool,
+    /// Command to run to check health
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, default_value_t = 0)]
+    pub health_retries: i32,
+    /// Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
 }
 
 fn flag_error(value: &str, flag: &str, why: String) -> CliError {
@@ -91,7 +112,51 @@ fn parse_host(value: &str) -> Result<String, CliError> {
     Ok(format!("{ip} {name}"))
 }
 
+/// A health flag's duration (Go's, as the docker CLI parses it).
+fn health_duration(flag: &str, value: Option<&String>) -> Result<i64, CliError> {
+    match value {
+        None => Ok(0),
+        Some(v) => {
+            let ns = super::service::parse_duration(v)
+                .map_err(|_| flag_error(v, flag, format!("time: invalid duration \"{v}\"")))?;
+            Ok(i64::try_from(ns).unwrap_or(i64::MAX))
+        }
+    }
+}
+
 impl ContainerFlags {
+    /// The docker CLI's `toHealthConfig`: `--no-healthcheck` alone, or the
+    /// `--health-*` settings (none: the image's HEALTHCHECK).
+    fn healthcheck(&self) -> Result<Option<control::HealthConfig>, CliError> {
+        let any = self.health_cmd.is_some()
+            || self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_start_period.is_some()
+            || self.health_retries != 0;
+        if self.no_healthcheck {
+            if any {
+                return Err(CliError("--no-healthcheck conflicts with --health-* options".into()));
+            }
+            return Ok(Some(control::HealthConfig {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }));
+        }
+        if !any {
+            return Ok(None);
+        }
+        Ok(Some(control::HealthConfig {
+            test: match self.health_cmd.as_deref() {
+                Some(cmd) if !cmd.is_empty() => vec!["CMD-SHELL".into(), cmd.into()],
+                _ => Vec::new(),
+            },
+            interval_ns: health_duration("health-interval", self.health_interval.as_ref())?,
+            timeout_ns: health_duration("health-timeout", self.health_timeout.as_ref())?,
+            start_period_ns: health_duration("health-start-period", self.health_start_period.as_ref())?,
+            retries: self.health_retries,
+        }))
+    }
+
     /// The flags onto `task`.
     pub fn apply(&self, task: &mut control::TaskSpec) -> Result<(), CliError> {
         task.container_labels = parse_labels(&self.container_label);
@@ -114,6 +179,9 @@ impl ContainerFlags {
                 options: self.dns_option.clone(),
             });
         }
+        task.healthcheck = self.healthcheck()?;
+        // The docker CLI always sends Init, false included.
+        task.init = Some(self.init);
         Ok(())
     }
 }
@@ -147,6 +215,34 @@ mod tests {
         assert_eq!(
             flags.apply(&mut task).unwrap_err().0,
             "invalid argument \"nope\" for \"--dns\" flag: nope is not an ip address"
+        );
+        let flags = ContainerFlags {
+            no_healthcheck: true,
+            health_retries: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            flags.apply(&mut task).unwrap_err().0,
+            "--no-healthcheck conflicts with --health-* options"
+        );
+        let flags = ContainerFlags {
+            health_cmd: Some("test -e /ok".into()),
+            health_interval: Some("250ms".into()),
+            init: true,
+            ..Default::default()
+        };
+        flags.apply(&mut task).unwrap();
+        let h = task.healthcheck.clone().unwrap();
+        assert_eq!(h.test, ["CMD-SHELL", "test -e /ok"]);
+        assert_eq!((h.interval_ns, h.timeout_ns), (250_000_000, 0));
+        assert_eq!(task.init, Some(true));
+        let flags = ContainerFlags {
+            health_timeout: Some("soon".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            flags.apply(&mut task).unwrap_err().0,
+            "invalid argument \"soon\" for \"--health-timeout\" flag: time: invalid duration \"soon\""
         );
     }
 }

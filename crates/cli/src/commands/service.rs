@@ -634,7 +634,9 @@ fn pretty(s: &control::Service) -> String {
     if !task.user.is_empty() {
         out.push_str(&format!(" User: {}\n", task.user));
     }
-    out.push_str(" Init:\t\tfalse\n");
+    if let Some(init) = task.init {
+        out.push_str(&format!(" Init:\t\t{init}\n"));
+    }
     for (title, refs) in [("Secrets", &task.secrets), ("Configs", &task.configs)] {
         if refs.is_empty() {
             continue;

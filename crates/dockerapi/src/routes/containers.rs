@@ -107,10 +107,14 @@ fn rfc3339(t: Option<&prost_types::Timestamp>) -> String {
 /// `docker ps`'s STATUS: `Up 5 seconds`, `Exited (0) 3 seconds ago`.
 fn status_text(c: &Container) -> String {
     match c.state.as_str() {
-        "running" => format!(
-            "Up {}",
-            human_duration(now_secs() - c.started_at.map(|t| t.seconds).unwrap_or(0))
-        ),
+        "running" => {
+            let up = human_duration(now_secs() - c.started_at.map(|t| t.seconds).unwrap_or(0));
+            match c.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => format!("Up {up} (health: starting)"),
+                Some(status) => format!("Up {up} ({status})"),
+                None => format!("Up {up}"),
+            }
+        }
         "exited" => format!(
             "Exited ({}) {} ago",
             c.exit_code,
@@ -182,10 +186,25 @@ fn summary(c: &Container) -> serde_json::Value {
     })
 }
 
+/// Docker's `State.Health` (omitted without a healthcheck).
+fn health_json(c: &Container) -> Option<serde_json::Value> {
+    let h = c.health.as_ref()?;
+    Some(serde_json::json!({
+        "Status": h.status,
+        "FailingStreak": h.failing_streak,
+        "Log": h.log.iter().map(|p| serde_json::json!({
+            "Start": rfc3339(p.start.as_ref()),
+            "End": rfc3339(p.end.as_ref()),
+            "ExitCode": p.exit_code,
+            "Output": p.output,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 /// `docker inspect` of a container.
 fn inspect_json(c: &Container) -> serde_json::Value {
     let running = c.state == "running";
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "Id": c.id,
         "Created": rfc3339(c.created.as_ref()),
         "Path": c.command.first().cloned().unwrap_or_default(),
@@ -254,7 +273,11 @@ fn inspect_json(c: &Container) -> serde_json::Value {
             "MacAddress": c.mac_address,
             "Networks": networks(c),
         },
-    })
+    });
+    if let Some(h) = health_json(c) {
+        v["State"]["Health"] = h;
+    }
+    v
 }
 
 /// The agent's answer as dockerd words its own container errors (the
@@ -293,7 +316,7 @@ impl<C: Control> Api<C> {
 
     pub async fn containers_list(&self, req: &Req) -> ApiResult<Reply> {
         let filters = Filters::parse(req.query("filters"))?;
-        filters.allow(&["name", "label", "status", "id"])?;
+        filters.allow(&["name", "label", "status", "id", "health"])?;
         let all = req.flag("all") || filters.contains("status");
         let any = |key: &str, f: &dyn Fn(&str) -> bool| {
             let wanted = filters.get(key);
@@ -309,6 +332,9 @@ impl<C: Control> Api<C> {
                 any("name", &|v| c.name.contains(v))
                     && any("id", &|v| c.id.starts_with(v))
                     && any("status", &|v| v == c.state)
+                    && any("health", &|v| {
+                        v == c.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none")
+                    })
                     && filters.get("label").iter().all(|v| match v.split_once('=') {
                         Some((k, val)) => c.labels.get(k).is_some_and(|x| x == val),
                         None => c.labels.contains_key(v.as_str()),

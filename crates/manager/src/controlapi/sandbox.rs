@@ -6,7 +6,7 @@
 use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
 use swarmkeep_api::sandbox;
-use swarmkeep_store::objects::{DnsConfig, TaskSpec, Ulimit};
+use swarmkeep_store::objects::{DnsConfig, HealthConfig, TaskSpec, Ulimit};
 use tonic::{Code, Status};
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -99,7 +99,53 @@ pub(crate) fn options_from_proto(task: &mut control::TaskSpec, out: &mut TaskSpe
         options: dns.options,
     };
     out.container_labels = std::mem::take(&mut task.container_labels).into_iter().collect();
+    out.healthcheck = task.healthcheck.take().map(health_from_proto).transpose()?;
+    out.init = task.init;
     Ok(())
+}
+
+/// Swarmkit's checks of a HealthConfig, with its words; a test of an
+/// unknown kind is refused rather than ignored (dockerd would run no probe).
+fn health_from_proto(h: control::HealthConfig) -> Result<HealthConfig, Status> {
+    for (what, ns) in [
+        ("Interval", h.interval_ns),
+        ("Timeout", h.timeout_ns),
+        ("StartPeriod", h.start_period_ns),
+    ] {
+        if ns != 0 && ns < 1_000_000 {
+            return Err(invalid(format!(
+                "ContainerSpec: {what} in HealthConfig cannot be less than 1ms"
+            )));
+        }
+    }
+    if h.retries < 0 {
+        return Err(invalid("ContainerSpec: Retries in HealthConfig cannot be negative"));
+    }
+    match h.test.first().map(String::as_str) {
+        None | Some("NONE") => {}
+        Some("CMD") | Some("CMD-SHELL") if h.test.len() < 2 || h.test[1].is_empty() => {
+            return Err(invalid(format!(
+                "ContainerSpec: the {} healthcheck has no command",
+                h.test[0]
+            )));
+        }
+        Some("CMD") | Some("CMD-SHELL") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "ContainerSpec: unknown healthcheck type {other:?} (expected CMD, CMD-SHELL or NONE)"
+            )));
+        }
+    }
+    if h.test.iter().any(|a| a.contains('\0')) {
+        return Err(invalid("ContainerSpec: a healthcheck argument contains a NUL byte"));
+    }
+    Ok(HealthConfig {
+        test: h.test,
+        interval_ns: h.interval_ns,
+        timeout_ns: h.timeout_ns,
+        start_period_ns: h.start_period_ns,
+        retries: h.retries,
+    })
 }
 
 /// The sandbox fields of `t` onto `out`.
@@ -125,6 +171,14 @@ pub(crate) fn options_to_proto(t: &TaskSpec, out: &mut control::TaskSpec) {
         search: t.dns.search.clone(),
         options: t.dns.options.clone(),
     });
+    out.healthcheck = t.healthcheck.as_ref().map(|h| control::HealthConfig {
+        test: h.test.clone(),
+        interval_ns: h.interval_ns,
+        timeout_ns: h.timeout_ns,
+        start_period_ns: h.start_period_ns,
+        retries: h.retries,
+    });
+    out.init = t.init;
 }
 
 #[cfg(test)]
@@ -191,5 +245,44 @@ mod tests {
         assert_eq!(back.sysctls.get("net.ipv4.ip_forward").map(String::as_str), Some("1"));
         assert_eq!(back.hosts, ["10.0.0.9 db db.local"]);
         assert!(back.dns_config.is_none());
+    }
+
+    #[test]
+    fn healthchecks_are_checked_with_swarmkits_words_and_kept() {
+        let health = |f: fn(&mut control::HealthConfig)| {
+            check(move |t| {
+                let mut h = control::HealthConfig {
+                    test: vec!["CMD-SHELL".into(), "true".into()],
+                    ..Default::default()
+                };
+                f(&mut h);
+                t.healthcheck = Some(h);
+            })
+        };
+        let e = health(|h| h.interval_ns = 500_000).unwrap_err();
+        assert_eq!(e, "ContainerSpec: Interval in HealthConfig cannot be less than 1ms");
+        let e = health(|h| h.timeout_ns = 1).unwrap_err();
+        assert_eq!(e, "ContainerSpec: Timeout in HealthConfig cannot be less than 1ms");
+        let e = health(|h| h.start_period_ns = 999_999).unwrap_err();
+        assert_eq!(e, "ContainerSpec: StartPeriod in HealthConfig cannot be less than 1ms");
+        let e = health(|h| h.retries = -1).unwrap_err();
+        assert_eq!(e, "ContainerSpec: Retries in HealthConfig cannot be negative");
+        let e = health(|h| h.test = vec!["SHELL".into(), "true".into()]).unwrap_err();
+        assert!(e.contains("unknown healthcheck type \"SHELL\""), "{e}");
+        let e = health(|h| h.test = vec!["CMD".into()]).unwrap_err();
+        assert!(e.contains("has no command"), "{e}");
+        let out = health(|h| {
+            h.interval_ns = 2_000_000_000;
+            h.retries = 5;
+        })
+        .unwrap();
+        let kept = out.healthcheck.clone().unwrap();
+        assert_eq!((kept.interval_ns, kept.retries), (2_000_000_000, 5));
+        let mut back = control::TaskSpec::default();
+        options_to_proto(&out, &mut back);
+        assert_eq!(back.healthcheck.unwrap().test, ["CMD-SHELL", "true"]);
+        assert!(health(|h| h.test = vec!["NONE".into()]).is_ok());
+        let out = check(|t| t.init = Some(false)).unwrap();
+        assert_eq!(out.init, Some(false), "Init is kept as given, false included");
     }
 }
