@@ -492,6 +492,11 @@ fn container_options_shape_the_sandbox() {
             "SIGUSR1",
             "--container-label",
             "team=blue",
+            "--health-cmd",
+            "test -e /out/done",
+            "--health-interval",
+            "100ms",
+            "--init",
         ],
     );
     let status = read(&out, "status");
@@ -533,6 +538,20 @@ fn container_options_shape_the_sandbox() {
     assert_eq!(c["Hosts"][0], "10.9.9.9 db");
     assert_eq!(c["DNSConfig"]["Nameservers"][0], "10.1.1.1");
     assert_eq!(c["StopSignal"], "SIGUSR1");
+    assert_eq!(
+        c["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "test -e /out/done"], "Interval": 100_000_000})
+    );
+    assert_eq!(c["Init"], true);
+    // Healthy (its probe ran inside it): Running.
+    assert!(
+        eventually(Duration::from_secs(20), || d
+            .cli(&["service", "ps", "opts", "--format", "{{.CurrentState}}"])
+            .stdout
+            .starts_with("Running")),
+        "{}",
+        d.cli(&["service", "ps", "opts"]).stdout
+    );
     // The stop signal is the service's.
     d.cli(&["service", "rm", "opts"]).ok();
     assert!(
