@@ -380,7 +380,8 @@ pub fn run_cli(host: &str, args: &[&str], stdin: Option<&[u8]>, cwd: Option<&Pat
         .stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     if let Some(dir) = cwd {
-        cmd.current_dir(dir);
+        // The registry logins `--with-registry-auth` reads: the test's own.
+        cmd.current_dir(dir).env("DOCKER_CONFIG", dir.join("docker-config"));
     }
     let mut child = cmd.spawn().expect("starting swarmkeep");
     if let Some(bytes) = stdin {
@@ -437,11 +438,12 @@ pub fn files_under_except(dir: &Path, skip: &[String]) -> Vec<PathBuf> {
 
 /// Whether `haystack` contains `needle` anywhere.
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
-/// The ways a value could be written down by accident: raw, base64 (at each
-/// of the three alignments it can start at inside a longer buffer), hex, and
+/// The ways a value could be written down by accident: raw, base64 in both
+/// alphabets (at each of the three alignments it can start at inside a longer
+/// buffer, so also inside the base64 of a JSON that holds it), hex, and
 /// Rust's `Debug` of a byte slice. A leak scan looks for all of them.
 pub fn leak_forms(value: &[u8]) -> Vec<Vec<u8>> {
     use base64::Engine;
@@ -451,10 +453,16 @@ pub fn leak_forms(value: &[u8]) -> Vec<Vec<u8>> {
         // that do not depend on the neighbouring bytes.
         let mut padded = vec![0u8; offset];
         padded.extend_from_slice(value);
-        let text = base64::engine::general_purpose::STANDARD.encode(&padded);
-        let skip = if offset == 0 { 0 } else { 4 };
-        let inner = &text[skip..text.len().saturating_sub(4)];
-        forms.push(inner.as_bytes().to_vec());
+        // Both alphabets: Docker's headers (X-Registry-Auth) use the URL one.
+        for engine in [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::URL_SAFE,
+        ] {
+            let text = engine.encode(&padded);
+            let skip = if offset == 0 { 0 } else { 4 };
+            let inner = &text[skip..text.len().saturating_sub(4)];
+            forms.push(inner.as_bytes().to_vec());
+        }
     }
     forms.push(
         value

@@ -16,6 +16,8 @@ pub struct Registry {
     pub addr: String,
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
+    /// What a push uses: a login, for a registry started with one.
+    auth: RegistryAuth,
 }
 
 impl Drop for Registry {
@@ -46,21 +48,38 @@ impl Registry {
             addr: addr.to_string(),
             dir: None,
             child: None,
+            auth: RegistryAuth::Anonymous,
         }
     }
 
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A registry that answers only `user` with `password` (htpasswd, as a
+    /// private registry does), over plain HTTP on loopback.
+    pub fn start_with_login(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Self {
         let dir = tempfile::Builder::new().prefix("swarmkeep-registry").tempdir().unwrap();
         let addr = crate::free_addr("127.0.0.1");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: test-only\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: test-only\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = dir.path().join("htpasswd");
+            let hash = bcrypt::hash(password, 4).unwrap();
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: swarmkeep-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         // A registry held in a static outlives no test process: a watchdog
         // stops it when this process is gone.
         use std::os::unix::process::CommandExt;
@@ -82,6 +101,10 @@ impl Registry {
             addr,
             dir: Some(dir),
             child: Some(child),
+            auth: match login {
+                Some((u, p)) => RegistryAuth::Basic(u.into(), p.into()),
+                None => RegistryAuth::Anonymous,
+            },
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !registry.answers() {
@@ -100,7 +123,10 @@ impl Registry {
         let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
         let mut answer = String::new();
         let _ = s.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+        // 401: up, and asking for the login it was started with.
+        ["HTTP/1.1 200", "HTTP/1.0 200", "HTTP/1.1 401", "HTTP/1.0 401"]
+            .iter()
+            .any(|s| answer.starts_with(s))
     }
 
     /// Where the registry keeps blob `digest` (to corrupt it in a test).
@@ -129,6 +155,7 @@ impl Registry {
         let layer = ImageLayer::oci_v1_gzip(image.layer_gz.clone(), None);
         let layer_digest = layer.sha256_digest();
         let config = Config::oci_v1(image.config.clone(), None);
+        let auth = self.auth.clone();
         // On a thread of its own: a caller may be inside a runtime already.
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -137,11 +164,11 @@ impl Registry {
                 .unwrap();
             rt.block_on(async {
                 client
-                    .push(&reference, &[layer], config, &RegistryAuth::Anonymous, None)
+                    .push(&reference, &[layer], config, &auth, None)
                     .await
                     .expect("pushing the test image");
                 let digest = client
-                    .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+                    .fetch_manifest_digest(&reference, &auth)
                     .await
                     .expect("the pushed image's digest");
                 (digest, layer_digest)

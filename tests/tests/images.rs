@@ -94,3 +94,60 @@ fn swarmkeep_image_load_ls_rm_and_pull() {
     assert!(out.ok().starts_with("Digest: sha256:"), "{out:?}");
     assert_eq!(d.cli(&["image", "ls", "-q"]).ok().trim().len(), 12);
 }
+
+#[test]
+fn swarmkeep_service_create_with_registry_auth_pulls_a_private_image() {
+    use base64::Engine;
+    let registry = swarmkeep_tests::registry::Registry::start_with_login("ci", "cli-login-marker-5r8");
+    registry.push("team/tool:v2", swarmkeep_tests::registry::busybox_image());
+    let image = format!("{}/team/tool:v2", registry.addr);
+    let d = swarmkeep_tests::Daemon::start();
+    d.init();
+    let config = d.path().join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    // A credential helper only: refused by name, nothing created.
+    std::fs::write(config.join("config.json"), r#"{"credsStore":"desktop"}"#).unwrap();
+    let out = d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "tool",
+        "--with-registry-auth",
+        &image,
+        "sleep",
+        "1000000",
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("credential helpers (credsStore"), "{out:?}");
+    assert_eq!(d.cli(&["service", "ls", "-q"]).ok().trim(), "");
+    let auth = base64::engine::general_purpose::STANDARD.encode("ci:cli-login-marker-5r8");
+    std::fs::write(
+        config.join("config.json"),
+        serde_json::json!({"auths": {format!("http://{}", registry.addr): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "tool",
+        "--with-registry-auth",
+        &image,
+        "sleep",
+        "1000000",
+    ])
+    .ok();
+    assert!(
+        swarmkeep_tests::eventually(std::time::Duration::from_secs(30), || d
+            .cli(&["service", "ps", "tool", "--format", "{{.CurrentState}}"])
+            .stdout
+            .starts_with("Running")),
+        "{}",
+        d.cli(&["service", "ps", "tool", "--no-trunc"]).stdout
+    );
+    let inspect = d.cli(&["service", "inspect", "tool"]);
+    assert!(!swarmkeep_tests::leaks(
+        inspect.ok().as_bytes(),
+        b"cli-login-marker-5r8"
+    ));
+}

@@ -14,8 +14,11 @@ pub(crate) struct Assignments {
     /// into a task's mount.
     pub secrets: HashMap<String, SecretBytes>,
     pub configs: HashMap<String, Vec<u8>>,
-    /// The tasks as last sent.
+    /// The tasks as last sent (their registry credentials taken out).
     pub tasks: BTreeMap<String, control::Task>,
+    /// Per task: its service's registry credential (an X-Registry-Auth
+    /// value), opened from the session's sealed box.
+    pub registry_auths: HashMap<String, SecretBytes>,
 }
 
 impl Assignments {
@@ -54,8 +57,29 @@ impl Assignments {
         }
         for id in &msg.tasks_removed {
             self.tasks.remove(id);
+            self.registry_auths.remove(id);
         }
-        for t in msg.tasks_updated {
+        for mut t in msg.tasks_updated {
+            let sealed = t
+                .spec
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.registry_auth))
+                .unwrap_or_default();
+            if sealed.is_empty() {
+                self.registry_auths.remove(&t.id);
+            } else {
+                match key
+                    .opener(&msg.ephemeral_public_key)
+                    .and_then(|o| o.open(&format!("registry-auth:{}", t.id), &sealed))
+                {
+                    Ok(plain) => {
+                        self.registry_auths.insert(t.id.clone(), plain);
+                    }
+                    Err(_) => {
+                        tracing::warn!(task = %t.id, "a registry credential sealed to this node could not be opened")
+                    }
+                }
+            }
             self.tasks.insert(t.id.clone(), t);
         }
         let mut held: Vec<&String> = self.secrets.keys().collect();
@@ -67,6 +91,7 @@ impl Assignments {
         self.secrets.clear();
         self.configs.clear();
         self.tasks.clear();
+        self.registry_auths.clear();
     }
 }
 
@@ -177,5 +202,46 @@ mod tests {
             },
         );
         assert!(a.secrets.is_empty(), "an invalid ephemeral key opens nothing");
+    }
+
+    #[test]
+    fn a_tasks_registry_credential_is_opened_out_of_it_and_bound_to_it() {
+        let key = SessionKey::generate();
+        let sealer = BoxSealer::new(&key.public()).unwrap();
+        let with_auth = |id: &str, aad: &str| control::Task {
+            id: id.into(),
+            spec: Some(control::TaskSpec {
+                registry_auth: sealer.seal(aad, &SecretBytes::new(b"encoded-login".to_vec())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut a = Assignments::default();
+        a.apply(
+            &key,
+            AssignmentsMessage {
+                complete: true,
+                ephemeral_public_key: sealer.ephemeral_public().to_vec(),
+                tasks_updated: vec![with_auth("t1", "registry-auth:t1"), with_auth("t2", "registry-auth:t1")],
+                ..Default::default()
+            },
+        );
+        assert_eq!(a.registry_auths["t1"].expose(), b"encoded-login");
+        assert!(!a.registry_auths.contains_key("t2"), "a box is bound to its task's ID");
+        assert!(
+            a.tasks
+                .values()
+                .all(|t| t.spec.as_ref().unwrap().registry_auth.is_empty()),
+            "the sealed credential is not kept in the task"
+        );
+        a.apply(
+            &key,
+            AssignmentsMessage {
+                ephemeral_public_key: sealer.ephemeral_public().to_vec(),
+                tasks_removed: vec!["t1".into()],
+                ..Default::default()
+            },
+        );
+        assert!(a.registry_auths.is_empty());
     }
 }

@@ -34,8 +34,8 @@ impl NodeContainers for ContainersService {
         crate::images_api::load(&self.state, chunks).await
     }
 
-    async fn resolve_image(&self, reference: &str) -> Result<pb::ResolvedImage, Status> {
-        crate::images_api::resolve(&self.state, reference).await
+    async fn resolve_image(&self, reference: &str, registry_auth: &[u8]) -> Result<pb::ResolvedImage, Status> {
+        crate::images_api::resolve(&self.state, reference, registry_auth).await
     }
 
     async fn remove_image(&self, name: &str) -> Result<Vec<String>, Status> {

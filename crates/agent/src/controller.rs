@@ -266,11 +266,15 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     run.task_id = id.clone();
     run.container_id = crate::executor::container_id(&id);
     // The image: here already, or pulled now (still "preparing", as Swarm).
-    let image = match agent
-        .images
-        .ensure(&spec.image, &swarmkeep_image::RegistryAuth::Anonymous)
-        .await
-    {
+    let auth = match registry_auth(&agent, &id) {
+        Ok(a) => a,
+        Err(e) => {
+            report(TaskState::Rejected, "preparing", e, None, None);
+            lock(&agent.running).remove(&id);
+            return;
+        }
+    };
+    let image = match agent.images.ensure(&spec.image, &auth).await {
         Ok(image) => image,
         Err(e) => {
             report(TaskState::Rejected, "preparing", e.to_string(), None, None);
@@ -415,6 +419,16 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     release(&agent, &id).await;
     agent.executor.finish(&proc).await;
     tracing::info!(task = %id, "task ended; its mount is removed");
+}
+
+/// The task's registry credential (`--with-registry-auth`) for its image's
+/// registry; anonymous without one.
+fn registry_auth(agent: &AgentState, task_id: &str) -> Result<swarmkeep_image::RegistryAuth, String> {
+    let held = lock(&agent.assignments);
+    match held.registry_auths.get(task_id) {
+        Some(encoded) => crate::images_api::registry_auth(encoded.expose()),
+        None => Ok(swarmkeep_image::RegistryAuth::Anonymous),
+    }
 }
 
 /// Stops the task as `docker stop` does: its stop signal, then SIGKILL

@@ -98,12 +98,25 @@ pub(crate) async fn load(state: &AgentState, rx: mpsc::Receiver<Vec<u8>>) -> Res
         .map_err(status)
 }
 
-pub(crate) async fn resolve(state: &AgentState, reference: &str) -> Result<pb::ResolvedImage, Status> {
-    let (digest, media_type, size) = state
-        .images
-        .resolve(reference, &swarmkeep_image::RegistryAuth::Anonymous)
-        .await
-        .map_err(status)?;
+/// A registry credential from an X-Registry-Auth value (empty, or `{}`:
+/// anonymous).
+pub(crate) fn registry_auth(encoded: &[u8]) -> Result<swarmkeep_image::RegistryAuth, String> {
+    if encoded.is_empty() {
+        return Ok(swarmkeep_image::RegistryAuth::Anonymous);
+    }
+    Ok(match swarmkeep_api::registry_auth::decode(encoded)? {
+        Some(c) => swarmkeep_image::RegistryAuth::Basic(c.username.to_string(), c.password.to_string()),
+        None => swarmkeep_image::RegistryAuth::Anonymous,
+    })
+}
+
+pub(crate) async fn resolve(
+    state: &AgentState,
+    reference: &str,
+    encoded_auth: &[u8],
+) -> Result<pb::ResolvedImage, Status> {
+    let auth = registry_auth(encoded_auth).map_err(Status::invalid_argument)?;
+    let (digest, media_type, size) = state.images.resolve(reference, &auth).await.map_err(status)?;
     Ok(pb::ResolvedImage {
         digest,
         media_type,

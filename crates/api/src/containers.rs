@@ -34,7 +34,8 @@ pub trait NodeContainers: Send + Sync + 'static {
     /// Loads the `docker save` archive `chunks` carries.
     async fn load_image(&self, chunks: mpsc::Receiver<Vec<u8>>) -> Result<Vec<String>, Status>;
     async fn remove_image(&self, name: &str) -> Result<Vec<String>, Status>;
-    async fn resolve_image(&self, reference: &str) -> Result<ResolvedImage, Status>;
+    /// `registry_auth`: an X-Registry-Auth value (empty: anonymous).
+    async fn resolve_image(&self, reference: &str, registry_auth: &[u8]) -> Result<ResolvedImage, Status>;
 }
 
 /// Serves a [`NodeContainers`] as the `Containers` gRPC service.
@@ -131,10 +132,9 @@ impl containers_server::Containers for Grpc {
     }
 
     async fn resolve_image(&self, req: Request<ResolveImageRequest>) -> Result<Response<ResolvedImage>, Status> {
-        self.0
-            .resolve_image(&req.into_inner().reference)
-            .await
-            .map(Response::new)
+        let req = req.into_inner();
+        let auth = zeroize::Zeroizing::new(req.registry_auth);
+        self.0.resolve_image(&req.reference, &auth).await.map(Response::new)
     }
 
     async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Result<Response<ImageLines>, Status> {

@@ -19,6 +19,7 @@ pub mod containers;
 pub mod engine;
 pub mod errors;
 pub mod naming;
+pub mod registry_auth;
 pub mod sandbox;
 pub mod targets;
 pub mod task_state;

@@ -80,7 +80,11 @@ pub async fn create_to_read(c: &mut Client, out: &Path, services: usize) -> anyh
             ..Default::default()
         };
         let t = Instant::now();
-        c.create_service(CreateServiceRequest { spec: Some(spec) }).await?;
+        c.create_service(CreateServiceRequest {
+            spec: Some(spec),
+            registry_auth: Vec::new(),
+        })
+        .await?;
         while !done.exists() {
             if t.elapsed() > Duration::from_secs(30) {
                 bail!("service read-{i}: the task did not read its secret within 30 s");
@@ -253,7 +257,11 @@ pub async fn fanout(
         ..Default::default()
     };
     let t = Instant::now();
-    c.create_service(CreateServiceRequest { spec: Some(spec) }).await?;
+    c.create_service(CreateServiceRequest {
+        spec: Some(spec),
+        registry_auth: Vec::new(),
+    })
+    .await?;
     let mut done = Vec::with_capacity(agents);
     while done.len() < agents {
         match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {

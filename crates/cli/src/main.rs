@@ -191,6 +191,9 @@ struct CreateArgs {
     /// Do not query the registry to resolve image digest (always so here)
     #[arg(long)]
     no_resolve_image: bool,
+    /// Send registry authentication details to swarm agents
+    #[arg(long)]
+    with_registry_auth: bool,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
@@ -575,6 +578,7 @@ async fn run(cli: Cli) -> Output {
                     container,
                     detach: _,
                     no_resolve_image: _,
+                    with_registry_auth,
                     image,
                     args,
                 } = *a;
@@ -599,6 +603,7 @@ async fn run(cli: Cli) -> Output {
                     limit_memory: limit_memory.as_deref(),
                     limit_pids,
                     container: Some(&container),
+                    with_registry_auth,
                 };
                 commands::service::create(c, flags, &image, &args).await
             }

@@ -15,6 +15,8 @@ pub struct Req {
     pub query: HashMap<String, String>,
     /// The body; zeroized when the request is done (it may hold a secret).
     pub body: Zeroizing<Vec<u8>>,
+    /// The `X-Registry-Auth` header (empty without one); zeroized too.
+    pub registry_auth: Zeroizing<Vec<u8>>,
 }
 
 impl Req {

@@ -384,11 +384,19 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, ApiError> {
     tokio::time::timeout(BODY_TIMEOUT, read)
         .await
         .map_err(|_| ApiError::new(408, "the request body was not sent in time"))??;
+    // The credential the docker CLI sends for a registry (a secret: kept in
+    // a zeroizing buffer, never logged).
+    let registry_auth = parts
+        .headers
+        .get("X-Registry-Auth")
+        .map(|v| Zeroizing::new(v.as_bytes().to_vec()))
+        .unwrap_or_default();
     Ok(Req {
         method: parts.method,
         segments,
         query,
         body: buf,
+        registry_auth,
     })
 }
 

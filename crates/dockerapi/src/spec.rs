@@ -495,6 +495,7 @@ impl ServiceSpec {
                     retries: h.retries,
                 }),
                 init: c.init,
+                registry_auth: Vec::new(),
             }),
             mode: mode.into(),
             replicas,

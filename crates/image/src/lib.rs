@@ -440,8 +440,9 @@ impl ImageStore {
         let mut sources = self.sources(&r);
         // The last source is the image's own registry; the ones before, mirrors.
         let (origin, plain) = sources.pop().unwrap_or_else(|| (r.clone(), false));
+        // A credential is for the image's own registry: never sent to a mirror.
         for (mirror, plain) in sources {
-            match self.fetch(&mirror, plain, auth).await {
+            match self.fetch(&mirror, plain, &RegistryAuth::Anonymous).await {
                 Ok(image) => return self.record(&r, image),
                 Err(e) => tracing::warn!(mirror = %mirror.registry(), error = %e, "pull from the mirror failed"),
             }
@@ -509,8 +510,12 @@ impl ImageStore {
         };
         let r = reference::parse(reference)?;
         let mut last = None;
-        for (at, plain) in self.sources(&r) {
+        let sources = self.sources(&r);
+        let origin = sources.len() - 1;
+        for (i, (at, plain)) in sources.into_iter().enumerate() {
             let client = Self::client(&at, plain)?;
+            // A credential is for the image's own registry: never sent to a mirror.
+            let auth = if i == origin { auth } else { &RegistryAuth::Anonymous };
             let accepted = [
                 IMAGE_MANIFEST_MEDIA_TYPE,
                 IMAGE_MANIFEST_LIST_MEDIA_TYPE,

@@ -310,6 +310,10 @@ pub struct TaskSpec {
     /// Docker's `Init`, as given (None: not set).
     #[serde(default)]
     pub init: Option<bool>,
+    /// The service's registry credential (`--with-registry-auth`), sealed
+    /// under the cluster data key by the manager; never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_registry_auth: Option<Vec<u8>>,
 }
 
 /// Docker's `HealthConfig` (zero: the image's value, else Docker's default).

@@ -12,6 +12,7 @@ mod limits;
 mod logs;
 mod nodes;
 mod refusals;
+mod registry_auth;
 mod secrets;
 mod services;
 mod swarm;

@@ -4,6 +4,7 @@ pub mod config;
 pub mod container_flags;
 pub mod image;
 pub mod node;
+pub mod registry_auth;
 pub mod secret;
 pub mod service;
 pub mod swarm;

@@ -41,6 +41,8 @@ pub struct CreateFlags<'a> {
     pub limit_memory: Option<&'a str>,
     pub limit_pids: Option<i64>,
     pub container: Option<&'a super::container_flags::ContainerFlags>,
+    /// `--with-registry-auth`.
+    pub with_registry_auth: bool,
 }
 
 /// `--limit-cpu 0.5` → NanoCPUs, as the docker CLI parses it (a decimal,
@@ -381,8 +383,16 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
         if let (Some(container), Some(task)) = (flags.container, spec.task.as_mut()) {
             container.apply(task)?;
         }
+        let registry_auth = if flags.with_registry_auth {
+            super::registry_auth::for_image(image)?
+        } else {
+            Vec::new()
+        };
         let resp = client
-            .create_service(control::CreateServiceRequest { spec: Some(spec) })
+            .create_service(control::CreateServiceRequest {
+                spec: Some(spec),
+                registry_auth,
+            })
             .await
             .map_err(CliError::from)?;
         Ok(resp.into_inner().service.map(|s| s.id).unwrap_or_default())
@@ -701,6 +711,7 @@ pub async fn scale(client: &mut Client, pairs: &[String]) -> Output {
                     version: service.meta.and_then(|m| m.version),
                     spec: Some(spec),
                     rollback: false,
+                    registry_auth: Vec::new(),
                 })
                 .await
                 .map(drop)

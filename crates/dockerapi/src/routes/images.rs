@@ -96,11 +96,15 @@ impl<C: Control> Api<C> {
 
     /// `GET /distribution/{name}/json`: the digest `docker service create`
     /// pins the service's image with (the lookup is the node's).
-    pub async fn distribution(&self, name: &str) -> ApiResult<Reply> {
-        let r = self.node()?.resolve_image(name).await.map_err(|e| {
-            // dockerd's words; the CLI then warns and keeps the tag.
-            ApiError::new(403, format!("error retrieving the digest of {name}: {}", e.message()))
-        })?;
+    pub async fn distribution(&self, name: &str, req: &Req) -> ApiResult<Reply> {
+        let r = self
+            .node()?
+            .resolve_image(name, &req.registry_auth)
+            .await
+            .map_err(|e| {
+                // dockerd's words; the CLI then warns and keeps the tag.
+                ApiError::new(403, format!("error retrieving the digest of {name}: {}", e.message()))
+            })?;
         Ok(Reply::Json(
             200,
             json!({

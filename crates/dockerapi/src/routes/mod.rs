@@ -134,7 +134,9 @@ impl<C: Control> Api<C> {
             ["images", "load"] if post => self.images_load(req).await,
             ["images", name @ ..] if delete && !name.is_empty() => self.image_remove(&name.join("/")).await,
 
-            ["distribution", name @ .., "json"] if get && !name.is_empty() => self.distribution(&name.join("/")).await,
+            ["distribution", name @ .., "json"] if get && !name.is_empty() => {
+                self.distribution(&name.join("/"), req).await
+            }
 
             _ => Err(ApiError::not_found("page not found")),
         }

@@ -57,7 +57,8 @@ impl<C: Control> Api<C> {
             self,
             create_service,
             CreateServiceRequest {
-                spec: Some(spec.into_control()?)
+                spec: Some(spec.into_control()?),
+                registry_auth: registry_auth(req),
             }
         )?
         .service
@@ -91,6 +92,7 @@ impl<C: Control> Api<C> {
                 // A rollback ignores the spec sent (it is the current one).
                 spec: if rollback { None } else { Some(spec.into_control()?) },
                 rollback,
+                registry_auth: registry_auth(req),
             }
         )?;
         Ok(Reply::Json(200, serde_json::json!({ "Warnings": null })))
@@ -100,4 +102,10 @@ impl<C: Control> Api<C> {
         call!(self, remove_service, RemoveServiceRequest { id: id.into() })?;
         Ok(Reply::Empty(200))
     }
+}
+
+/// The request's X-Registry-Auth value, for the control API (which seals
+/// it before storing it).
+fn registry_auth(req: &Req) -> Vec<u8> {
+    req.registry_auth.to_vec()
 }

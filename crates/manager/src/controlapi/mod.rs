@@ -6,6 +6,7 @@ pub mod common;
 mod config;
 pub mod convert;
 mod node;
+pub(crate) mod registry_auth;
 mod sandbox;
 mod secret;
 pub mod service;
@@ -314,7 +315,9 @@ impl Control for ControlService {
         req: Request<CreateServiceRequest>,
     ) -> Result<Response<CreateServiceResponse>, Status> {
         let swarm = self.manager.active()?;
-        let service = service::create_service(&swarm, req.into_inner().spec).await?;
+        let mut req = req.into_inner();
+        let auth = swarmkeep_crypto::SecretBytes::new(std::mem::take(&mut req.registry_auth));
+        let service = service::create_service(&swarm, req.spec, auth).await?;
         Ok(Response::new(CreateServiceResponse { service: Some(service) }))
     }
 
@@ -338,8 +341,9 @@ impl Control for ControlService {
         req: Request<UpdateServiceRequest>,
     ) -> Result<Response<UpdateServiceResponse>, Status> {
         let swarm = self.manager.active()?;
-        let req = req.into_inner();
-        let service = service::update_service(&swarm, &req.id, req.version, req.spec, req.rollback).await?;
+        let mut req = req.into_inner();
+        let auth = swarmkeep_crypto::SecretBytes::new(std::mem::take(&mut req.registry_auth));
+        let service = service::update_service(&swarm, &req.id, req.version, req.spec, req.rollback, auth).await?;
         Ok(Response::new(UpdateServiceResponse { service: Some(service) }))
     }
 

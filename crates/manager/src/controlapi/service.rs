@@ -4,7 +4,7 @@
 
 use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
-use swarmkeep_crypto::new_id;
+use swarmkeep_crypto::{SecretBytes, new_id};
 use swarmkeep_store::objects::{Service, ServiceMode, ServiceSpec, TaskState};
 use swarmkeep_store::{ClusterState, Command};
 use tonic::{Code, Status};
@@ -47,10 +47,12 @@ fn check_references(st: &ClusterState, spec: &ServiceSpec) -> Result<(), Status>
 pub(super) async fn create_service(
     swarm: &ManagerState,
     spec: Option<control::ServiceSpec>,
+    registry_auth: SecretBytes,
 ) -> Result<control::Service, Status> {
-    let spec = spec_from_proto(spec)?;
+    let mut spec = spec_from_proto(spec)?;
     swarm.store.read(|st| check_references(st, &spec))?;
     let id = new_id();
+    spec.task.sealed_registry_auth = super::registry_auth::seal_new(swarm, &id, registry_auth)?;
     let name = spec.annotations.name.clone();
     let service = Service {
         id: id.clone(),
@@ -111,6 +113,7 @@ pub(super) async fn update_service(
     version: Option<control::Version>,
     spec: Option<control::ServiceSpec>,
     rollback: bool,
+    registry_auth: SecretBytes,
 ) -> Result<control::Service, Status> {
     let version = version.ok_or_else(|| rpc(Code::InvalidArgument, "invalid argument"))?;
     let current = swarm
@@ -124,7 +127,14 @@ pub(super) async fn update_service(
             )
         })?
     } else {
-        spec_from_proto(spec)?
+        let mut spec = spec_from_proto(spec)?;
+        spec.task.sealed_registry_auth = super::registry_auth::seal_update(
+            swarm,
+            &current.id,
+            current.spec.task.sealed_registry_auth.as_ref(),
+            registry_auth,
+        )?;
+        spec
     };
     swarm.store.read(|st| check_references(st, &spec))?;
     let service = swarmkeep_scheduler::update::apply_spec(&current, spec, rollback, time::OffsetDateTime::now_utc());

@@ -90,7 +90,15 @@ pub(super) fn diff_message(
         if old.tasks.get(id) != Some(version)
             && let Some(t) = st.tasks.get(id)
         {
-            msg.tasks_updated.push(task_to_proto(t));
+            let mut task = task_to_proto(t);
+            // The service's registry credential, for this node only.
+            if let Some(sealed) = &t.spec.sealed_registry_auth
+                && let Some(spec) = task.spec.as_mut()
+            {
+                let plain = crate::controlapi::registry_auth::open(data_key, &t.service_id, sealed)?;
+                spec.registry_auth = sealer.seal(&format!("registry-auth:{}", t.id), &plain);
+            }
+            msg.tasks_updated.push(task);
         }
     }
     msg.tasks_removed = old
