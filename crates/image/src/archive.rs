@@ -104,10 +104,20 @@ pub(crate) fn read(archive: impl Read, tmp: &Path) -> Result<Vec<Loaded>, ImageE
             }
             layers.push((path, digest));
         }
+        let tags = m.repo_tags.unwrap_or_default();
+        for tag in &tags {
+            // A digest names what a registry holds: an archive cannot claim
+            // one (refused before anything of the archive is stored).
+            if crate::reference::parse(tag)?.digest().is_some() {
+                return Err(ImageError::InvalidReference(format!(
+                    "invalid tag {tag:?} in the archive: a digest reference cannot be loaded"
+                )));
+            }
+        }
         out.push(Loaded {
             config_digest,
             config,
-            tags: m.repo_tags.unwrap_or_default(),
+            tags,
             layers,
         });
     }

@@ -9,6 +9,7 @@
 //! unpacked layer per blob digest), `tmp/` (downloads in progress).
 
 mod archive;
+mod limit;
 pub mod reference;
 pub mod unpack;
 
@@ -49,6 +50,18 @@ pub enum ImageError {
 impl ImageError {
     fn io(what: &'static str, source: std::io::Error) -> Self {
         Self::Io { what, source }
+    }
+}
+
+/// The largest layer blob a manifest may declare.
+const MAX_LAYER_BYTES: i64 = 16 << 30;
+
+/// `sha256:` and 64 lowercase hex digits: what a digest from a registry or
+/// an archive must be before it names a file.
+pub(crate) fn check_digest(digest: &str) -> Result<(), ImageError> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => Ok(()),
+        _ => Err(ImageError::Unsupported(format!("digest {digest:?}"))),
     }
 }
 
@@ -210,8 +223,13 @@ impl ImageStore {
         image.layers.iter().map(|d| self.layer_dir(d)).collect()
     }
 
+    /// A layer's directory; a digest that is not `sha256:` and 64 hex
+    /// digits (every way in checks it) names a path that is never a layer.
     fn layer_dir(&self, digest: &str) -> PathBuf {
-        self.root.join("layers").join(digest.trim_start_matches("sha256:"))
+        match check_digest(digest) {
+            Ok(()) => self.root.join("layers").join(digest.trim_start_matches("sha256:")),
+            Err(_) => self.root.join("layers").join("invalid-digest"),
+        }
     }
 
     /// The image, from this node if it is here, else pulled.
@@ -559,6 +577,24 @@ impl ImageStore {
                 "the config's diff IDs do not match the manifest's layers".into(),
             ));
         }
+        // What the registry says is checked before any of it names a path
+        // or a fetch: digests are sha256 of 64 hex digits, sizes bounded, no
+        // foreign-layer URLs (oci-client would fetch them from anywhere).
+        for layer in &manifest.layers {
+            check_digest(&layer.digest)?;
+            if layer.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+                return Err(ImageError::Unsupported(format!(
+                    "layer {} with foreign URLs (non-distributable layers are not fetched)",
+                    layer.digest
+                )));
+            }
+            if !(0..=MAX_LAYER_BYTES).contains(&layer.size) {
+                return Err(ImageError::InvalidLayer(format!(
+                    "layer {} declares {} bytes (at most {MAX_LAYER_BYTES})",
+                    layer.digest, layer.size
+                )));
+            }
+        }
         let mut size = 0u64;
         for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
             size += u64::try_from(layer.size).unwrap_or(0);
@@ -566,16 +602,15 @@ impl ImageStore {
             if dst.exists() {
                 continue;
             }
-            if !layer.digest.starts_with("sha256:") || layer.digest.contains('/') {
-                return Err(ImageError::Unsupported(format!("layer digest {}", layer.digest)));
-            }
             let hex = layer.digest.trim_start_matches("sha256:").to_string();
             let blob = self.root.join("tmp").join(format!("{hex}.blob"));
             let mut file = tokio::fs::File::create(&blob)
                 .await
                 .map_err(|e| ImageError::io("writing a layer", e))?;
-            // oci-client checks the blob against its digest as it streams.
-            let pulled = client.pull_blob(&r, layer, &mut file).await;
+            // oci-client checks the blob against its digest as it streams;
+            // no more than the manifest declared is written.
+            let mut bounded = limit::Bounded::new(&mut file, u64::try_from(layer.size).unwrap_or(0));
+            let pulled = client.pull_blob(&r, layer, &mut bounded).await;
             drop(file);
             if let Err(e) = pulled {
                 let _ = std::fs::remove_file(&blob);
