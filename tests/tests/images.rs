@@ -73,6 +73,13 @@ fn swarmkeep_image_load_ls_rm_and_pull() {
     std::fs::write(&archive, swarmkeep_tests::registry::save_archive("loaded:v1", false)).unwrap();
     let out = d.cli(&["image", "load", "-i", archive.to_str().unwrap()]);
     assert_eq!(out.ok().trim(), "Loaded image: loaded:v1");
+    // An archive cannot claim what a registry's digest names.
+    let forged = d.path().join("forged.tar");
+    let pinned = format!("registry.corp/app@sha256:{}", "ab".repeat(32));
+    std::fs::write(&forged, swarmkeep_tests::registry::save_archive(&pinned, false)).unwrap();
+    let out = d.cli(&["image", "load", "-i", forged.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("a digest reference cannot be loaded"), "{out:?}");
     let ls = d.cli(&["image", "ls"]);
     let mut lines = ls.ok().lines();
     assert_eq!(
@@ -81,6 +88,8 @@ fn swarmkeep_image_load_ls_rm_and_pull() {
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..2], ["loaded", "v1"], "{ls:?}");
+    assert_eq!(ls.stdout.matches(" ago").count(), 1, "{ls:?}");
+    assert_eq!(lines.next(), None, "the forged archive left an image: {ls:?}");
     assert_eq!(row[2].len(), 12);
     assert!(row.last().unwrap().ends_with("MB"), "{row:?}");
     let out = d.cli(&["image", "rm", "loaded:v1", "nosuch:v1"]);

@@ -477,3 +477,72 @@ fn service_ls_ps_and_inspect_have_dockers_shape() {
         ("[]\n", "Error: no such service: nope\n")
     );
 }
+
+#[test]
+fn swarmkeep_ps_logs_and_exec_work_on_the_nodes_task_containers() {
+    let d = Daemon::start();
+    d.init();
+    d.cli_stdin(&["secret", "create", "db_pw", "-"], Some(b"exec-secret-value"))
+        .ok();
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "db",
+        "--secret",
+        "source=db_pw,target=db_password",
+        "busybox",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; exec sleep 1000000",
+    ])
+    .ok();
+    let mut name = String::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            name = d.cli(&["ps", "--format", "{{.Names}}"]).stdout.trim().to_string();
+            name.starts_with("db.1.")
+        }),
+        "{}",
+        d.log()
+    );
+    // docker ps's columns.
+    let ps = d.cli(&["ps"]);
+    let lines: Vec<&str> = ps.ok().lines().collect();
+    assert_eq!(
+        cells(lines[0]),
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES"
+        ],
+        "{}",
+        ps.stdout
+    );
+    // Docker's cut: 20 characters, the opening quote included.
+    assert!(lines[1].contains(" \"sh -c echo to-out;…  "), "{}", ps.stdout);
+    assert!(lines[1].contains(" ago "), "{}", ps.stdout);
+    assert!(lines[1].contains("Up "), "{}", ps.stdout);
+    assert!(!ps.stdout.contains("ago ago"), "{}", ps.stdout);
+    let id = d.cli(&["ps", "-q"]).ok().trim().to_string();
+    assert_eq!(id.len(), 12);
+    assert_eq!(d.cli(&["ps", "-q", "--filter", "name=nosuch"]).ok(), "");
+    // exec: the secret check, stdin, exit codes.
+    let cat = d.cli(&["exec", &name, "cat", "/run/secrets/db_password"]);
+    assert_eq!(cat.ok(), "exec-secret-value");
+    let echo = d.cli_stdin(&["exec", "-i", &id, "cat"], Some(b"through stdin\n"));
+    assert_eq!(echo.ok(), "through stdin\n");
+    assert_eq!(d.cli(&["exec", &name, "sh", "-c", "exit 3"]).code, 3);
+    assert_eq!(d.cli(&["exec", &name, "nosuchcommand"]).code, 127);
+    let missing = d.cli(&["exec", "nosuch", "true"]);
+    assert!(missing.stderr.contains("No such container: nosuch"), "{missing:?}");
+    // logs: each stream to its own.
+    let logs = d.cli(&["logs", &name]);
+    assert_eq!((logs.stdout.as_str(), logs.stderr.as_str()), ("to-out\n", "to-err\n"));
+    let stamped = d.cli(&["logs", "-t", "--tail", "2", &name]);
+    assert!(stamped.stdout.ends_with("Z to-out\n"), "{stamped:?}");
+}

@@ -266,7 +266,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     run.task_id = id.clone();
     run.container_id = crate::executor::container_id(&id);
     // The image: here already, or pulled now (still "preparing", as Swarm).
-    let auth = match registry_auth(&agent, &id) {
+    let auth = match registry_auth(&agent, &id, &spec.image) {
         Ok(a) => a,
         Err(e) => {
             report(TaskState::Rejected, "preparing", e, None, None);
@@ -423,10 +423,10 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
 
 /// The task's registry credential (`--with-registry-auth`) for its image's
 /// registry; anonymous without one.
-fn registry_auth(agent: &AgentState, task_id: &str) -> Result<swarmkeep_image::RegistryAuth, String> {
+fn registry_auth(agent: &AgentState, task_id: &str, image: &str) -> Result<swarmkeep_image::RegistryAuth, String> {
     let held = lock(&agent.assignments);
     match held.registry_auths.get(task_id) {
-        Some(encoded) => crate::images_api::registry_auth(encoded.expose()),
+        Some(encoded) => crate::images_api::registry_auth(encoded.expose(), image),
         None => Ok(swarmkeep_image::RegistryAuth::Anonymous),
     }
 }

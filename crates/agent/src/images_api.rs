@@ -98,14 +98,21 @@ pub(crate) async fn load(state: &AgentState, rx: mpsc::Receiver<Vec<u8>>) -> Res
         .map_err(status)
 }
 
-/// A registry credential from an X-Registry-Auth value (empty, or `{}`:
-/// anonymous).
-pub(crate) fn registry_auth(encoded: &[u8]) -> Result<swarmkeep_image::RegistryAuth, String> {
+/// A registry credential for `image` from an X-Registry-Auth value (empty,
+/// `{}`, or a login for another registry: anonymous — a login is only ever
+/// sent to the registry it names).
+pub(crate) fn registry_auth(encoded: &[u8], image: &str) -> Result<swarmkeep_image::RegistryAuth, String> {
     if encoded.is_empty() {
         return Ok(swarmkeep_image::RegistryAuth::Anonymous);
     }
     Ok(match swarmkeep_api::registry_auth::decode(encoded)? {
-        Some(c) => swarmkeep_image::RegistryAuth::Basic(c.username.to_string(), c.password.to_string()),
+        Some(c) if c.is_for(image) => {
+            swarmkeep_image::RegistryAuth::Basic(c.username.to_string(), c.password.to_string())
+        }
+        Some(_) => {
+            tracing::warn!(%image, "the registry credential is for another registry: pulling anonymously");
+            swarmkeep_image::RegistryAuth::Anonymous
+        }
         None => swarmkeep_image::RegistryAuth::Anonymous,
     })
 }
@@ -115,7 +122,7 @@ pub(crate) async fn resolve(
     reference: &str,
     encoded_auth: &[u8],
 ) -> Result<pb::ResolvedImage, Status> {
-    let auth = registry_auth(encoded_auth).map_err(Status::invalid_argument)?;
+    let auth = registry_auth(encoded_auth, reference).map_err(Status::invalid_argument)?;
     let (digest, media_type, size) = state.images.resolve(reference, &auth).await.map_err(status)?;
     Ok(pb::ResolvedImage {
         digest,

@@ -14,6 +14,23 @@ use tonic::{Request, Response, Status, Streaming};
 
 tonic::include_proto!("swarmkeep.containers");
 
+/// `docker ps`'s STATUS: `Up 5 seconds (healthy)`, `Exited (0) 3 seconds ago`.
+pub fn status_text(c: &Container, now: time::OffsetDateTime) -> String {
+    use crate::timefmt::{ago, human_duration, to_datetime};
+    match c.state.as_str() {
+        "running" => {
+            let up = human_duration(now - to_datetime(c.started_at.as_ref()));
+            match c.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => format!("Up {up} (health: starting)"),
+                Some(status) => format!("Up {up} ({status})"),
+                None => format!("Up {up}"),
+            }
+        }
+        "exited" => format!("Exited ({}) {}", c.exit_code, ago(c.finished_at.as_ref(), now)),
+        other => other.to_string(),
+    }
+}
+
 /// This node's task containers. Streams are channels, so callers in the
 /// same process (the Docker API) and the gRPC adapter use the same code.
 #[tonic::async_trait]
@@ -140,5 +157,41 @@ impl containers_server::Containers for Grpc {
     async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Result<Response<ImageLines>, Status> {
         let lines = self.0.remove_image(&req.into_inner().name).await?;
         Ok(Response::new(ImageLines { lines }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reads_as_docker_ps_shows_it() {
+        let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let at = |secs: i64| {
+            Some(prost_types::Timestamp {
+                seconds: 1_800_000_000 - secs,
+                nanos: 0,
+            })
+        };
+        let mut c = Container {
+            state: "running".into(),
+            started_at: at(5),
+            ..Default::default()
+        };
+        assert_eq!(status_text(&c, now), "Up 5 seconds");
+        c.health = Some(Health {
+            status: "starting".into(),
+            ..Default::default()
+        });
+        assert_eq!(status_text(&c, now), "Up 5 seconds (health: starting)");
+        c.health = Some(Health {
+            status: "healthy".into(),
+            ..Default::default()
+        });
+        assert_eq!(status_text(&c, now), "Up 5 seconds (healthy)");
+        c.state = "exited".into();
+        c.exit_code = 137;
+        c.finished_at = at(120);
+        assert_eq!(status_text(&c, now), "Exited (137) 2 minutes ago");
     }
 }

@@ -7,10 +7,42 @@
 use base64::Engine;
 use zeroize::Zeroizing;
 
-/// A registry's username and password.
+/// A registry's username and password, and the registry they are for
+/// (`serveraddress`; empty when the sender did not say).
 pub struct Credential {
     pub username: Zeroizing<String>,
     pub password: Zeroizing<String>,
+    pub server: String,
+}
+
+/// The registry host an image reference names (Docker's rule: a first path
+/// component with a `.` or `:`, or `localhost`), Docker Hub as `docker.io`.
+pub fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => normalize_host(first),
+        _ => "docker.io".into(),
+    }
+}
+
+/// `https://host:port/v1/` → `host:port`; Docker Hub's names → `docker.io`.
+fn normalize_host(server: &str) -> String {
+    let s = server
+        .strip_prefix("https://")
+        .or_else(|| server.strip_prefix("http://"))
+        .unwrap_or(server);
+    let host = s.split('/').next().unwrap_or(s).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".into(),
+        _ => host,
+    }
+}
+
+impl Credential {
+    /// Whether this credential may be sent for `image`: its registry is the
+    /// one the credential names (or the credential names none).
+    pub fn is_for(&self, image: &str) -> bool {
+        self.server.is_empty() || normalize_host(&self.server) == registry_of(image)
+    }
 }
 
 /// The `AuthConfig` fields a registry pull can use.
@@ -27,6 +59,8 @@ struct AuthConfig {
     identitytoken: String,
     #[serde(default)]
     registrytoken: String,
+    #[serde(default)]
+    serveraddress: String,
 }
 
 fn unbase64(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
@@ -67,7 +101,11 @@ pub fn decode(encoded: &[u8]) -> Result<Option<Credential>, String> {
     if username.is_empty() {
         return Err("invalid registry credential (X-Registry-Auth): a password without a username".into());
     }
-    Ok(Some(Credential { username, password }))
+    Ok(Some(Credential {
+        username,
+        password,
+        server: std::mem::take(&mut config.serveraddress),
+    }))
 }
 
 /// The `X-Registry-Auth` value for a username and password (what the docker
@@ -101,6 +139,19 @@ mod tests {
         assert!(decode(empty.as_bytes()).unwrap().is_none());
         let e = decode(b"not-base64-marker!!").err().unwrap();
         assert!(!e.contains("marker"), "{e}");
+        let c = decode(encode("ann", "pw", "https://index.docker.io/v1/").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(c.is_for("busybox") && c.is_for("docker.io/library/busybox:1"));
+        assert!(
+            !c.is_for("evil.example/app"),
+            "a Hub login is not sent to another registry"
+        );
+        let c = decode(encode("ann", "pw", "127.0.0.1:5000").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(c.is_for("127.0.0.1:5000/team/app:v1"));
+        assert!(!c.is_for("127.0.0.1:5001/team/app:v1") && !c.is_for("busybox"));
         let token = base64::engine::general_purpose::URL_SAFE.encode(r#"{"identitytoken":"tok"}"#);
         assert!(decode(token.as_bytes()).err().unwrap().contains("IdentityToken"));
     }

@@ -120,7 +120,8 @@ pub fn ago(ts: Option<&Timestamp>, now: OffsetDateTime) -> String {
     format!("{} ago", human_duration(now - to_datetime(ts)))
 }
 
-fn human_duration(d: time::Duration) -> String {
+/// go-units' `HumanDuration`: `Less than a second`, `5 seconds`, `About a minute`, …
+pub fn human_duration(d: time::Duration) -> String {
     let seconds = d.whole_seconds();
     let minutes = d.whole_minutes();
     let hours_rounded = (d.as_seconds_f64() / 3600.0 + 0.5) as i64;

@@ -49,6 +49,10 @@ struct Args {
     fanout_agents: usize,
     #[arg(long, default_value_t = 1000)]
     fanout_secrets: usize,
+    /// Given to each daemon: where the `--services` tasks' `busybox` is
+    /// pulled from (a registry on loopback; see scripts/runtime.sh).
+    #[arg(long)]
+    registry_mirror: Option<String>,
 }
 
 struct Daemon {
@@ -57,10 +61,11 @@ struct Daemon {
     addr: String,
     child: Option<Child>,
     agent: bool,
+    extra: Vec<String>,
 }
 
 impl Daemon {
-    fn start(binary: &std::path::Path, index: usize, agent: bool) -> anyhow::Result<Self> {
+    fn start(binary: &std::path::Path, index: usize, agent: bool, extra: Vec<String>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("swarmkeep-bench")
             .tempdir_in("/var/tmp")?;
@@ -72,6 +77,7 @@ impl Daemon {
             addr: format!("{ip}:{port}"),
             child: None,
             agent,
+            extra,
         };
         d.spawn()?;
         Ok(d)
@@ -91,6 +97,7 @@ impl Daemon {
             .arg("--exec-root")
             .arg(self.dir.path().join("exec"))
             .args(if self.agent { &[][..] } else { &["--no-agent"][..] })
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -197,7 +204,11 @@ async fn main() -> anyhow::Result<()> {
     let delivery = args.services > 0 || args.fanout_agents > 0;
     let mut daemons = Vec::new();
     for i in 0..args.managers.max(1) {
-        daemons.push(Daemon::start(&binary, i, args.services > 0)?);
+        let extra = match &args.registry_mirror {
+            Some(m) => vec!["--registry-mirror".to_string(), m.clone()],
+            None => Vec::new(),
+        };
+        daemons.push(Daemon::start(&binary, i, args.services > 0, extra)?);
     }
     let mut first = connect(&daemons[0].host()).await?;
     let addr = daemons[0].addr.clone();

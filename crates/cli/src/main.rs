@@ -93,6 +93,61 @@ enum Command {
     /// Manage the images of the node the CLI talks to
     #[command(subcommand)]
     Image(ImageCmd),
+    /// List the task containers of the node the CLI talks to
+    Ps {
+        /// Show all containers (default shows just running)
+        #[arg(short, long)]
+        all: bool,
+        /// Only display container IDs
+        #[arg(short, long)]
+        quiet: bool,
+        /// Don't truncate output
+        #[arg(long)]
+        no_trunc: bool,
+        /// Filter output based on conditions provided
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// Pretty-print containers using a Go template
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Fetch the logs of a task container on the node the CLI talks to
+    Logs {
+        /// Follow log output
+        #[arg(short, long)]
+        follow: bool,
+        /// Show timestamps
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Number of lines to show from the end of the logs ("all" by default)
+        #[arg(short = 'n', long)]
+        tail: Option<String>,
+        container: String,
+    },
+    /// Run a command in a running task container on the node the CLI talks to
+    Exec {
+        /// Detached mode: run command in the background
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep STDIN open even if not attached
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a pseudo-TTY
+        #[arg(short, long)]
+        tty: bool,
+        /// Username or UID (format: <name|uid>[:<group|gid>])
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Working directory inside the container
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// Set environment variables
+        #[arg(short, long)]
+        env: Vec<String>,
+        container: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -475,6 +530,48 @@ async fn run(cli: Cli) -> Output {
                 ImageCmd::Rm { images: names } => commands::image::rm(images, &names).await,
             }
         }
+        Command::Ps {
+            all,
+            quiet,
+            no_trunc,
+            filter,
+            format,
+        } => {
+            let mut containers = commands::container::Containers::new(channel);
+            commands::container::ps(&mut containers, all, quiet, no_trunc, &filter, format.as_deref()).await
+        }
+        Command::Logs {
+            follow,
+            timestamps,
+            tail,
+            container,
+        } => {
+            let mut containers = commands::container::Containers::new(channel);
+            commands::container::logs(&mut containers, &container, follow, timestamps, tail.as_deref()).await
+        }
+        Command::Exec {
+            detach,
+            interactive,
+            tty,
+            user,
+            workdir,
+            env,
+            container,
+            cmd,
+        } => {
+            let mut containers = commands::container::Containers::new(channel);
+            let args = commands::container::ExecArgs {
+                container: &container,
+                cmd: &cmd,
+                interactive,
+                tty,
+                user: user.as_deref(),
+                workdir: workdir.as_deref(),
+                env: &env,
+                detach,
+            };
+            commands::container::exec(&mut containers, args).await
+        }
         Command::Swarm(SwarmCmd::Init {
             advertise_addr,
             listen_addr,
@@ -647,11 +744,12 @@ async fn main() -> ExitCode {
     let out = run(cli).await;
     let _ = std::io::stdout().write_all(out.stdout.as_bytes());
     let _ = std::io::stdout().flush();
-    match out.error {
-        Some(e) => {
+    match (out.error, out.code) {
+        (Some(e), _) => {
             eprintln!("{e}");
             ExitCode::from(1)
         }
-        None => ExitCode::SUCCESS,
+        (None, Some(code)) => ExitCode::from(code),
+        (None, None) => ExitCode::SUCCESS,
     }
 }

@@ -70,7 +70,7 @@ pub async fn ls(client: &mut Images, quiet: bool, format: Option<&str>) -> Outpu
                 "Repository": repo,
                 "Tag": tag,
                 "ID": short,
-                "CreatedSince": if i.created == 0 { "N/A".to_string() } else { format!("{} ago", ago(Some(&created), now)) },
+                "CreatedSince": if i.created == 0 { "N/A".to_string() } else { ago(Some(&created), now) },
                 "Size": human_size(i.size),
             }));
         }

@@ -1,6 +1,7 @@
 //! One module per command group, as the docker CLI splits them.
 
 pub mod config;
+pub mod container;
 pub mod container_flags;
 pub mod image;
 pub mod node;
@@ -19,11 +20,16 @@ use crate::client::CliError;
 pub struct Output {
     pub stdout: String,
     pub error: Option<CliError>,
+    /// The exit code when it is not 0/1 by `error` (`exec`: the command's).
+    pub code: Option<u8>,
 }
 
 impl Output {
     pub fn ok(stdout: String) -> Self {
-        Self { stdout, error: None }
+        Self {
+            stdout,
+            ..Default::default()
+        }
     }
 }
 
@@ -32,6 +38,7 @@ impl From<CliError> for Output {
         Self {
             stdout: String::new(),
             error: Some(e),
+            code: None,
         }
     }
 }
@@ -124,5 +131,9 @@ pub fn inspect_output(
     } else {
         Some(CliError(errors.join("\n")))
     };
-    Output { stdout, error }
+    Output {
+        stdout,
+        error,
+        code: None,
+    }
 }

@@ -35,16 +35,18 @@ fn config_path() -> Option<PathBuf> {
     }
 }
 
-/// The X-Registry-Auth value for `image` (empty: nothing stored for its
-/// registry, pull anonymously).
+/// The X-Registry-Auth value for `image` (`{}` when nothing is stored for
+/// its registry: anonymous, and it replaces a login the service had, as the
+/// docker CLI's does).
 pub fn for_image(image: &str) -> Result<Vec<u8>, CliError> {
     let registry = registry_of(image);
+    let none = || swarmkeep_api::registry_auth::encode_raw(b"{}").as_bytes().to_vec();
     let Some(path) = config_path() else {
-        return Ok(Vec::new());
+        return Ok(none());
     };
     let text = match std::fs::read(&path) {
         Ok(t) => zeroize::Zeroizing::new(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(none()),
         Err(e) => return Err(CliError(format!("reading {}: {e}", path.display()))),
     };
     let config: serde_json::Value = serde_json::from_slice(&text)
@@ -71,7 +73,7 @@ pub fn for_image(image: &str) -> Result<Vec<u8>, CliError> {
             "--with-registry-auth: credential helpers (credsStore, credHelpers in {}) are not supported; store the login in \"auths\"",
             path.display()
         ))),
-        None => Ok(Vec::new()),
+        None => Ok(none()),
     }
 }
 

@@ -70,29 +70,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A duration as Docker's `units.HumanDuration` words it.
-fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let (m, h) = (s / 60, s / 3600);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        _ if s < 60 => format!("{s} seconds"),
-        _ if m == 1 => "About a minute".into(),
-        _ if m < 60 => format!("{m} minutes"),
-        _ if h == 1 && m < 90 => "About an hour".into(),
-        _ if h < 48 => format!("{h} hours"),
-        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
-        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
-        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
-        _ => format!("{} years", h / 24 / 365),
-    }
-}
-
-fn now_secs() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 fn ts_ns(t: Option<&prost_types::Timestamp>) -> i64 {
     t.map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos)).unwrap_or(0)
 }
@@ -104,24 +81,8 @@ fn rfc3339(t: Option<&prost_types::Timestamp>) -> String {
     }
 }
 
-/// `docker ps`'s STATUS: `Up 5 seconds`, `Exited (0) 3 seconds ago`.
 fn status_text(c: &Container) -> String {
-    match c.state.as_str() {
-        "running" => {
-            let up = human_duration(now_secs() - c.started_at.map(|t| t.seconds).unwrap_or(0));
-            match c.health.as_ref().map(|h| h.status.as_str()) {
-                Some("starting") => format!("Up {up} (health: starting)"),
-                Some(status) => format!("Up {up} ({status})"),
-                None => format!("Up {up}"),
-            }
-        }
-        "exited" => format!(
-            "Exited ({}) {} ago",
-            c.exit_code,
-            human_duration(now_secs() - c.finished_at.map(|t| t.seconds).unwrap_or(0))
-        ),
-        other => other.to_string(),
-    }
+    swarmkeep_api::containers::status_text(c, time::OffsetDateTime::now_utc())
 }
 
 fn network_mode(c: &Container) -> &str {
@@ -679,16 +640,6 @@ fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_as_dockers() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(5), "5 seconds");
-        assert_eq!(human_duration(65), "About a minute");
-        assert_eq!(human_duration(600), "10 minutes");
-        assert_eq!(human_duration(3700), "About an hour");
-        assert_eq!(human_duration(7200 * 3), "6 hours");
-    }
 
     #[test]
     fn frames_are_dockers() {

@@ -128,12 +128,13 @@ pub(super) async fn update_service(
         })?
     } else {
         let mut spec = spec_from_proto(spec)?;
-        spec.task.sealed_registry_auth = super::registry_auth::seal_update(
-            swarm,
-            &current.id,
-            current.spec.task.sealed_registry_auth.as_ref(),
-            registry_auth,
-        )?;
+        // A stored login stays with its registry: an image moved to another
+        // one without a new login goes without it.
+        let kept = current.spec.task.sealed_registry_auth.as_ref().filter(|_| {
+            swarmkeep_api::registry_auth::registry_of(&current.spec.task.image)
+                == swarmkeep_api::registry_auth::registry_of(&spec.task.image)
+        });
+        spec.task.sealed_registry_auth = super::registry_auth::seal_update(swarm, &current.id, kept, registry_auth)?;
         spec
     };
     swarm.store.read(|st| check_references(st, &spec))?;
