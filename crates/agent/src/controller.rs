@@ -241,6 +241,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
             .status_tx
             .send((id.clone(), status(state, message, err, code, pid)));
     };
+    let t0 = std::time::Instant::now();
     report(TaskState::Accepted, "accepted", String::new(), None, None);
     report(TaskState::Preparing, "preparing", String::new(), None, None);
     let spec = task.spec.clone().unwrap_or_default();
@@ -313,6 +314,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     for (src, _) in run.files.iter_mut() {
         *src = mount.join(&*src);
     }
+    let mounted = t0.elapsed().as_secs_f64() * 1000.0;
     report(TaskState::Starting, "starting", String::new(), None, None);
     let created = prost_types::Timestamp::from(std::time::SystemTime::now());
     let mut proc = match agent.executor.start(&run).await {
@@ -329,6 +331,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
             return;
         }
     };
+    tracing::debug!(task = %id, mounted, started = t0.elapsed().as_secs_f64() * 1000.0, "task start (ms since assigned)");
     agent
         .containers
         .started(container_record(&task, &spec, &run, &image, &proc, created));

@@ -7,8 +7,8 @@
 #      alternating, RUNS times each; medians and their ratio;
 #   2. `service create` → its task has read its secret (swarmkeep-bench
 #      --services, busybox cached after the first, full sandbox);
-#   3. memory with 100 running tasks: swarmkeepd (manager + agent) and the
-#      task shims.
+#   3. memory (PSS) with 100 running tasks: swarmkeepd (manager + agent) and
+#      the task shims.
 #
 #   cargo build --release --bin swarmkeepd --bin swarmkeep --bin swarmkeep-bench
 #   crates/bench/scripts/runtime.sh [RUNS] [SERVICES]
@@ -96,15 +96,19 @@ for _ in $(seq 600); do
   sleep 0.5
 done
 sleep 2
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-daemon_kb=$(rss_kb "$daemon")
+# PSS: shared pages (the daemon's binary, mapped by every shim) counted once.
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+daemon_kb=$(pss_kb "$daemon")
 shims=$(pgrep -f 'swarmkeepd task-shim' || true)
 shim_kb=0; nshims=0
-for p in $shims; do shim_kb=$((shim_kb + $(rss_kb "$p"))); nshims=$((nshims + 1)); done
+for p in $shims; do shim_kb=$((shim_kb + $(pss_kb "$p"))); nshims=$((nshims + 1)); done
+one=$(echo "$shims" | head -1)
+ps -o pid,ppid,rss,args --ppid "$one" -p "$one" >&2 || true
 "$rel/swarmkeep" -H "$host" service rm rss >/dev/null
 kill "$daemon"; wait "$daemon" 2>/dev/null || true
 
 # service create → secret read (its own daemon; busybox from the registry).
+echo "pulls (ns): swarmkeep ${ours[*]} / dockerd ${theirs[*]}; pss kB: daemon $daemon_kb, $nshims shims $shim_kb" >&2
 delivery=$("$rel/swarmkeep-bench" --services "$services" --registry-mirror "http://$reg")
 
 python3 - "${ours[*]}" "${theirs[*]}" "$daemon_kb" "$shim_kb" "$nshims" "$running" "$delivery" <<'PY'
@@ -118,9 +122,9 @@ print(json.dumps({
     "pull_4_layers_48MiB_dockerd_s": [round(x, 3) for x in theirs],
     "pull_median_ratio_swarmkeep_over_dockerd": round(mo / mt, 3),
     "tasks_running": sys.argv[6],
-    "swarmkeepd_rss_mib_100_tasks": round(int(sys.argv[3]) / 1024, 1),
-    "task_shims": int(sys.argv[5]),
-    "task_shims_rss_mib_total": round(int(sys.argv[4]) / 1024, 1),
+    "swarmkeepd_pss_mib_100_tasks": round(int(sys.argv[3]) / 1024, 1),
+    "task_shim_processes": int(sys.argv[5]),
+    "task_shims_pss_mib_total": round(int(sys.argv[4]) / 1024, 1),
     **delivery,
 }))
 PY

@@ -59,7 +59,8 @@ pub async fn create_to_read(c: &mut Client, out: &Path, services: usize) -> anyh
     let mut lat = Vec::with_capacity(services);
     for i in 0..services {
         let done = out.join(format!("{i}"));
-        let script = format!("cat /run/secrets/pw > {p}.tmp && mv {p}.tmp {p}", p = done.display());
+        // The task sees the output directory only through a bind mount.
+        let script = format!("cat /run/secrets/pw > /out/{i}.tmp && mv /out/{i}.tmp /out/{i}");
         let spec = ServiceSpec {
             annotations: Some(Annotations {
                 name: format!("read-{i}"),
@@ -69,6 +70,12 @@ pub async fn create_to_read(c: &mut Client, out: &Path, services: usize) -> anyh
                 image: "busybox".into(),
                 args: vec!["sh".into(), "-c".into(), script],
                 secrets: vec![reference(&secret, "pw")],
+                mounts: vec![swarmkeep_api::control::Mount {
+                    r#type: "bind".into(),
+                    source: out.display().to_string(),
+                    target: "/out".into(),
+                    ..Default::default()
+                }],
                 restart: Some(RestartPolicy {
                     condition: "none".into(),
                     ..Default::default()

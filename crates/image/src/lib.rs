@@ -264,17 +264,22 @@ impl ImageStore {
     /// returns Docker's lines (`Loaded image: NAME`, or `Loaded image ID:
     /// ID` for an untagged one).
     pub fn load(&self, archive: impl std::io::Read) -> Result<Vec<String>, ImageError> {
-        let _one = self.pulling.blocking_lock();
-        let tmp = self.root.join("tmp").join(format!("load-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.root.join("tmp").join(format!("load-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         swarmkeep_disk::private_dir(&tmp).map_err(|e| ImageError::io("reading the archive", e))?;
-        let result = self.load_from(archive, &tmp);
+        // The archive arrives at its sender's pace: it is read whole before
+        // the store is locked, so a slow sender holds up no task's pull.
+        let result = archive::read(archive, &tmp).and_then(|images| {
+            let _one = self.pulling.blocking_lock();
+            self.store_loaded(images, &tmp)
+        });
         let _ = std::fs::remove_dir_all(&tmp);
         result
     }
 
-    fn load_from(&self, archive: impl std::io::Read, tmp: &Path) -> Result<Vec<String>, ImageError> {
-        let images = archive::read(archive, tmp)?;
+    fn store_loaded(&self, images: Vec<archive::Loaded>, tmp: &Path) -> Result<Vec<String>, ImageError> {
         let mut lines = Vec::new();
         for loaded in images {
             let mut size = 0u64;

@@ -139,6 +139,8 @@ impl ProcessExecutor {
     /// Starts the task; fails with the shim's own words if it could not get
     /// as far as exec'ing the command.
     pub async fn start(&self, run: &TaskRun) -> Result<RunningTask, String> {
+        let t0 = std::time::Instant::now();
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
         let dir = task_dir(&self.exec_root, &run.task_id);
         let (root, upper, work) = (dir.join("root"), dir.join("upper"), dir.join("work"));
         for d in [&root, &upper, &work] {
@@ -204,8 +206,10 @@ impl ProcessExecutor {
         let (spec_read, spec_write): (OwnedFd, OwnedFd) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
         let spec_raw = spec_read.as_raw_fd();
+        let prepared = ms(t0);
         let cgroup = TaskCgroup::create(&run.container_id, run.limits)?;
         spec.cgroups = cgroup.dirs().to_vec();
+        let cgrouped = ms(t0);
         let own_netns = bridge.is_some();
         let mut cmd = tokio::process::Command::new(&self.shim_exe);
         cmd.arg("task-shim")
@@ -245,6 +249,7 @@ impl ProcessExecutor {
         };
         drop(write_end);
         drop(spec_read);
+        let spawned = ms(t0);
         let pid = child.id().unwrap_or(0);
         let endpoint = match bridge {
             Some(b) => match b.attach(&run.task_id, pid).await {
@@ -257,6 +262,7 @@ impl ProcessExecutor {
             },
             None => None,
         };
+        let attached = ms(t0);
         let mut task = RunningTask {
             pid,
             child,
@@ -293,6 +299,10 @@ impl ProcessExecutor {
             self.finish(&task).await;
             return Err(report);
         }
+        tracing::debug!(
+            task = %run.task_id, prepared, cgrouped, spawned, attached, exec = ms(t0),
+            "task start phases (ms since start)"
+        );
         let _ = std::fs::write(
             dir.join("pid"),
             format!("{pid} {}", start_time(pid).unwrap_or_default()),
