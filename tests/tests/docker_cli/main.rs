@@ -21,7 +21,13 @@ use swarmkeep_tests::{Daemon, free_addr};
 
 /// A daemon whose swarm was made by `docker swarm init`, as in golden.
 pub(crate) fn docker_swarm() -> (Daemon, String) {
-    let d = Daemon::start_with(&["--hostname", "vm"], "info");
+    docker_swarm_logging("info")
+}
+
+/// [`docker_swarm`] with the daemon logging at `level` (`trace` for the
+/// leak scans of its log).
+pub(crate) fn docker_swarm_logging(level: &str) -> (Daemon, String) {
+    let d = Daemon::start_with(&["--hostname", "vm"], level);
     let addr = free_addr("127.0.0.1");
     let out = d.docker(&[
         "swarm",

@@ -1,8 +1,9 @@
 //! `docker service create --with-registry-auth` with an image in a private
 //! registry (a real registry that requires a login): without the login the
 //! task cannot pull, with it the service is pinned to the image's digest and
-//! runs; the password shows nowhere — not in inspect, the daemon's log, its
-//! data dir (raft log and snapshots included), nor the task's container.
+//! runs; the password shows nowhere — not in inspect, the daemon's log at
+//! trace level, its data dir (raft log and snapshots included), nor the
+//! task's container.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use base64::Engine;
 use swarmkeep_tests::registry::{Registry, busybox_image};
 use swarmkeep_tests::{eventually, files_under, leaks};
 
-use super::docker_swarm;
+use super::docker_swarm_logging;
 
 #[test]
 fn a_private_image_runs_with_registry_auth_and_the_password_shows_nowhere() {
@@ -21,7 +22,8 @@ fn a_private_image_runs_with_registry_auth_and_the_password_shows_nowhere() {
     let registry = Registry::start_with_login("deployer", password);
     registry.push("private/app:v1", busybox_image());
     let image = format!("{}/private/app:v1", registry.addr);
-    let (d, _) = docker_swarm();
+    // At trace level: the scan below reads everything the daemon logged.
+    let (d, _) = docker_swarm_logging("trace");
 
     // No login: the pull is refused, the task rejected.
     let out = d.docker(&[
