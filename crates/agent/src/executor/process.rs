@@ -193,7 +193,6 @@ impl ProcessExecutor {
             },
             hostname: hostname.clone(),
             etc_files: Vec::new(),
-            cgroups: Vec::new(),
             read_only_root: run.read_only,
             rlimits: run.sandbox.rlimits.clone(),
             sysctls: run.sandbox.sysctls.clone(),
@@ -208,7 +207,6 @@ impl ProcessExecutor {
         let spec_raw = spec_read.as_raw_fd();
         let prepared = ms(t0);
         let cgroup = TaskCgroup::create(&run.container_id, run.limits)?;
-        spec.cgroups = cgroup.dirs().to_vec();
         let cgrouped = ms(t0);
         let own_netns = bridge.is_some();
         let mut cmd = tokio::process::Command::new(&self.shim_exe);
@@ -251,16 +249,36 @@ impl ProcessExecutor {
         drop(spec_read);
         let spawned = ms(t0);
         let pid = child.id().unwrap_or(0);
-        let endpoint = match bridge {
-            Some(b) => match b.attach(&run.task_id, pid).await {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    let _ = child.kill().await;
-                    cgroup.remove().await;
-                    return Err(e);
+        // The shim goes into the task's cgroups from here, while its network
+        // is plumbed (a cgroup v1 move waits for an RCU grace period, ~8 ms);
+        // it reads nothing of its spec, so forks nothing, before both are done.
+        let dirs = cgroup.dirs().to_vec();
+        let joined = tokio::task::spawn_blocking(move || {
+            for dir in &dirs {
+                std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                    .map_err(|e| format!("putting the task in its cgroup {}: {e}", dir.display()))?;
+            }
+            Ok::<(), String>(())
+        });
+        let attached = async {
+            match bridge {
+                Some(b) => b.attach(&run.task_id, pid).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (joined, attached) = tokio::join!(joined, attached);
+        let joined = joined.unwrap_or_else(|e| Err(e.to_string()));
+        let endpoint = match (joined, attached) {
+            (Ok(()), Ok(endpoint)) => endpoint,
+            (joined, attached) => {
+                // (A failed attach has undone itself; a done one is undone here.)
+                if let (Some(b), Ok(Some(endpoint))) = (bridge, &attached) {
+                    b.detach(&run.task_id, Some(endpoint)).await;
                 }
-            },
-            None => None,
+                let _ = child.kill().await;
+                cgroup.remove().await;
+                return Err(joined.err().or(attached.err()).unwrap_or_default());
+            }
         };
         let attached = ms(t0);
         let mut task = RunningTask {

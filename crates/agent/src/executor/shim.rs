@@ -1,7 +1,7 @@
 //! The task shim: `swarmkeepd task-shim` runs in a fresh process
 //! (single-threaded, unlike the agent), reads its spec from a pipe (never
 //! argv or the environment, which other users and the task itself could
-//! read), joins the task's cgroups, gives the task its own mount, PID, UTS,
+//! read; the agent has put it in the task's cgroups), gives the task its own mount, PID, UTS,
 //! IPC and cgroup namespaces (the agent made its network namespace) and a
 //! root made of its image (see [`super::rootfs`]), then starts the command
 //! with Docker's default capabilities, `no_new_privs` and Docker's default
@@ -49,9 +49,6 @@ pub struct ShimSpec {
     /// Files the agent wrote for the task, bound read-write at their paths
     /// (`/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`), as Docker's.
     pub etc_files: Vec<(PathBuf, PathBuf)>,
-    /// The task's cgroup directories (one per hierarchy), joined before the
-    /// namespaces are made.
-    pub cgroups: Vec<PathBuf>,
     pub read_only_root: bool,
     /// Resource limits (resource, soft, hard), Docker's `--ulimit`.
     pub rlimits: Vec<(u32, u64, u64)>,
@@ -115,15 +112,12 @@ pub fn main() -> i32 {
     }
 }
 
-/// Its own session (the agent stops the task by signalling the group), its
-/// cgroups, then its namespaces: mount, PID (for the next child), UTS (with
-/// the task's hostname), IPC and cgroup (the task's cgroup is its root).
+/// Its own session (the agent stops the task by signalling the group),
+/// then its namespaces: mount, PID (for the next child), UTS (with the
+/// task's hostname), IPC and cgroup (the task's cgroup, which the agent put
+/// this process in before passing the spec, is its root).
 fn enter_namespaces(spec: &ShimSpec) -> Result<(), String> {
     nix::unistd::setsid().map_err(io("starting a session"))?;
-    for dir in &spec.cgroups {
-        std::fs::write(dir.join("cgroup.procs"), "0")
-            .map_err(io(format!("joining the task's cgroup {}", dir.display())))?;
-    }
     unshare(
         CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWPID
