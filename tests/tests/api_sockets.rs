@@ -262,3 +262,42 @@ fn tls_ping(addr: &str, certs: &std::path::Path, present: bool) -> std::io::Resu
     tls.read_to_string(&mut answer)?;
     Ok(answer)
 }
+
+#[test]
+fn a_stopping_daemon_leaves_a_newer_daemons_socket_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let host = format!("unix://{}", sock.display());
+    let start = |name: &str| {
+        let log = dir.path().join(format!("{name}.log"));
+        let child = std::process::Command::new(daemon_binary())
+            .arg("--data-dir")
+            .arg(dir.path().join(name))
+            .args(["--no-agent", "-H", &host])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let up = swarmkeep_tests::eventually(Duration::from_secs(20), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("swarmkeepd listening")
+        });
+        assert!(up, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+        child
+    };
+    let mut old = start("old");
+    let mut new = start("new");
+    // The old daemon stops: the socket it bound is no longer its own.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let _ = old.wait();
+    let out = swarmkeep_tests::run_cli(&host, &["secret", "ls"], None, None);
+    let _ = new.kill();
+    let _ = new.wait();
+    assert!(sock.exists(), "the old daemon removed the new one's socket");
+    assert!(!out.stderr.contains("Cannot connect"), "{out:?}");
+}

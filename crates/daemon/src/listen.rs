@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 pub enum Listener {
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener, OwnSocket),
     Tcp(TcpListener),
 }
 
@@ -117,6 +117,26 @@ pub fn check_api_addr(flag: &str, addr: &str, tls: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The socket file this daemon bound at `path`, as (device, inode).
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes the socket at `path` if it is still the one this daemon bound
+/// (a daemon started since on the same path keeps its own).
+pub fn remove_own_socket(path: &OwnSocket) {
+    if identity(&path.path) == Some(path.identity) {
+        let _ = std::fs::remove_file(&path.path);
+    }
+}
+
+/// A unix socket path and the file this daemon bound there.
+pub struct OwnSocket {
+    pub path: PathBuf,
+    identity: (u64, u64),
+}
+
 pub fn bind(host: &str, group: Option<&nix::unistd::Group>) -> anyhow::Result<Listener> {
     if let Some(path) = host.strip_prefix("unix://") {
         let path = PathBuf::from(path);
@@ -138,7 +158,8 @@ pub fn bind(host: &str, group: Option<&nix::unistd::Group>) -> anyhow::Result<Li
             nix::unistd::chown(&path, None, Some(group.gid))
                 .with_context(|| format!("giving {} to group {}", path.display(), group.name))?;
         }
-        Ok(Listener::Unix(listener, path))
+        let identity = identity(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Listener::Unix(listener, OwnSocket { path, identity }))
     } else if let Some(addr) = host.strip_prefix("tcp://") {
         let std_listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         std_listener.set_nonblocking(true)?;

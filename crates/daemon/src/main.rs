@@ -266,7 +266,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     manager.shutdown().await;
     for path in socket_paths {
-        let _ = std::fs::remove_file(path);
+        listen::remove_own_socket(&path);
     }
     tracing::info!("swarmkeepd stopped");
     Ok(())
