@@ -16,16 +16,66 @@ use sha2::{Digest, Sha256};
 
 use crate::ImageError;
 
+/// The most one layer may unpack to (its uncompressed tar stream).
+pub const MAX_UNPACKED_BYTES: u64 = 64 << 30;
+/// What an unpack leaves free on the store's filesystem, at least: the
+/// node's raft log and keys live there too.
+const KEEP_FREE_BYTES: u64 = 1 << 30;
+/// How often (bytes of tar stream) the free space is looked at.
+const SPACE_CHECK_EVERY: u64 = 64 << 20;
+
 /// Reads through, hashing what it read: the layer's diff ID (the digest of
-/// its uncompressed tar).
-struct Hashing<R> {
+/// its uncompressed tar). It stops a decompression bomb: no more than
+/// `left` bytes, and never below [`KEEP_FREE_BYTES`] free where `dst` is.
+struct Hashing<'a, R> {
     inner: R,
     hash: Sha256,
+    limit: u64,
+    left: u64,
+    since_check: u64,
+    dst: &'a Path,
 }
 
-impl<R: Read> Read for Hashing<R> {
+/// (available, total) bytes of the filesystem `path` is on.
+fn space(path: &Path) -> Option<(u64, u64)> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct for a NUL-terminated path.
+    let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut fs) } != 0 {
+        return None;
+    }
+    let unit = fs.f_frsize;
+    Some((fs.f_bavail.saturating_mul(unit), fs.f_blocks.saturating_mul(unit)))
+}
+
+/// Whether `available` bytes are enough to go on, keeping
+/// [`KEEP_FREE_BYTES`] (or a twentieth of a small filesystem) free.
+fn enough_space(available: u64, total: u64) -> bool {
+    available >= KEEP_FREE_BYTES.min(total / 20)
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        let counted = u64::try_from(n).unwrap_or(u64::MAX);
+        if counted > self.left {
+            return Err(std::io::Error::other(format!(
+                "the layer unpacks to more than {} bytes",
+                self.limit
+            )));
+        }
+        self.left -= counted;
+        self.since_check += counted;
+        if self.since_check >= SPACE_CHECK_EVERY {
+            self.since_check = 0;
+            if let Some((available, total)) = space(self.dst)
+                && !enough_space(available, total)
+            {
+                return Err(std::io::Error::other(
+                    "not enough disk space left for this layer (the node's own state needs it)",
+                ));
+            }
+        }
         self.hash.update(&buf[..n]);
         Ok(n)
     }
@@ -34,6 +84,11 @@ impl<R: Read> Read for Hashing<R> {
 /// Unpacks `blob` (of `media_type`) into `dst`, which must not exist yet;
 /// returns the layer's diff ID (`sha256:…`).
 pub fn unpack_layer(blob: &Path, media_type: &str, dst: &Path) -> Result<String, ImageError> {
+    unpack_layer_within(blob, media_type, dst, MAX_UNPACKED_BYTES)
+}
+
+/// [`unpack_layer`], unpacking at most `limit` bytes of tar stream.
+pub fn unpack_layer_within(blob: &Path, media_type: &str, dst: &Path, limit: u64) -> Result<String, ImageError> {
     let file = BufReader::new(std::fs::File::open(blob).map_err(|e| ImageError::io("reading a layer", e))?);
     let tar: Box<dyn Read> = if media_type.ends_with("gzip") {
         Box::new(flate2::read::GzDecoder::new(file))
@@ -45,6 +100,10 @@ pub fn unpack_layer(blob: &Path, media_type: &str, dst: &Path) -> Result<String,
     let mut hashing = Hashing {
         inner: tar,
         hash: Sha256::new(),
+        limit,
+        left: limit,
+        since_check: 0,
+        dst: dst.parent().unwrap_or(dst),
     };
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -102,9 +161,13 @@ pub fn unpack_layer(blob: &Path, media_type: &str, dst: &Path) -> Result<String,
             }
             safe_parent(dst, &rel)?;
             let unpacked = entry.unpack_in(dst).map_err(|e| {
-                let cause = std::error::Error::source(&e)
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_default();
+                // Every cause (a bound the stream hit is the innermost).
+                let mut cause = String::new();
+                let mut source = std::error::Error::source(&e);
+                while let Some(c) = source {
+                    cause.push_str(&format!(": {c}"));
+                    source = c.source();
+                }
                 ImageError::InvalidLayer(format!("{}: {e}{cause}", rel.display()))
             })?;
             if !unpacked {
@@ -237,6 +300,25 @@ mod tests {
         std::fs::write(&blob, bytes).unwrap();
         let out = unpack_layer(&blob, "application/vnd.oci.image.layer.v1.tar", &dir.path().join("l"));
         (dir, out)
+    }
+
+    #[test]
+    fn a_layer_that_unpacks_to_more_than_its_bound_is_refused() {
+        let big = vec![0u8; 64 * 1024];
+        let bytes = layer(&[("zeros", tar::EntryType::Regular, &big)]);
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        std::fs::write(&blob, &bytes).unwrap();
+        let media = "application/vnd.oci.image.layer.v1.tar";
+        let out = unpack_layer_within(&blob, media, &dir.path().join("small"), 16 * 1024);
+        let e = out.unwrap_err().to_string();
+        assert!(e.contains("unpacks to more than"), "{e}");
+        assert!(unpack_layer_within(&blob, media, &dir.path().join("fits"), 1 << 20).is_ok());
+        assert!(space(dir.path()).is_some_and(|(a, t)| a <= t && t > 0));
+        assert!(enough_space(2 << 30, 100 << 30));
+        assert!(!enough_space(512 << 20, 100 << 30), "below 1 GiB free on a large disk");
+        assert!(enough_space(60 << 20, 1 << 30), "a twentieth of a small one");
+        assert!(!enough_space(40 << 20, 1 << 30));
     }
 
     #[test]
