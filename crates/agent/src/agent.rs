@@ -34,6 +34,7 @@ impl Agent {
             }
         }
         cleanup_stale(&config.exec_root);
+        crate::volumes::remove_orphans(&config.data_dir);
         let mounts: Arc<dyn SecretMount> = match config.backend {
             Backend::Tmpfs => Arc::new(TmpfsBackend::new(&config.exec_root)),
             Backend::Fuse => Arc::new(FuseBackend::new(&config.exec_root)),

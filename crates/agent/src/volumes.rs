@@ -1,7 +1,9 @@
 //! Local volumes on this node: `<data dir>/volumes/<name>/_data`, made the
 //! first time a task uses the name and kept after (as Docker's local
 //! driver); an anonymous volume (no source) is one task's and removed with
-//! it, as Swarm's.
+//! it, as Swarm's. Anonymous volumes are named `.anon-<hex>` (a name no
+//! named volume can have), so that the ones an agent that crashed left are
+//! found and removed when the agent starts again.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,29 @@ impl Drop for Anonymous {
         for dir in &self.0 {
             if let Err(e) = std::fs::remove_dir_all(dir) {
                 tracing::warn!(volume = %dir.display(), error = %e, "removing an anonymous volume failed");
+            }
+        }
+    }
+}
+
+/// What an anonymous volume's directory name starts with.
+const ANONYMOUS: &str = ".anon-";
+
+/// Removes the anonymous volumes an earlier run of the agent left (it
+/// crashed, or was killed): their tasks were stopped with it.
+pub fn remove_orphans(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("volumes")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(ANONYMOUS) && e.file_type().is_ok_and(|t| t.is_dir()) {
+            match std::fs::remove_dir_all(e.path()) {
+                Ok(()) => {
+                    tracing::info!(volume = %e.path().display(), "removed an anonymous volume an earlier run left")
+                }
+                Err(err) => {
+                    tracing::warn!(volume = %e.path().display(), error = %err, "removing an orphaned anonymous volume failed")
+                }
             }
         }
     }
@@ -45,7 +70,9 @@ pub fn prepare(
         let name = if m.source.is_empty() {
             let mut b = [0u8; 32];
             swarmkeep_crypto::random_bytes(&mut b);
-            let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            let name: String = std::iter::once(ANONYMOUS.to_string())
+                .chain(b.iter().map(|x| format!("{x:02x}")))
+                .collect();
             anonymous.0.push(root.join(&name));
             name
         } else if valid_name(&m.source) {
@@ -80,5 +107,32 @@ mod tests {
         assert!(!valid_name("../etc"));
         assert!(!valid_name("-x"));
         assert!(!valid_name("a/b"));
+        assert!(!valid_name(".anon-00"), "no named volume looks anonymous");
+    }
+
+    #[test]
+    fn an_earlier_runs_anonymous_volumes_go_and_named_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut anonymous = Anonymous::default();
+        let mounts = [
+            control::Mount {
+                r#type: "volume".into(),
+                target: "/scratch".into(),
+                ..Default::default()
+            },
+            control::Mount {
+                r#type: "volume".into(),
+                source: "db-data".into(),
+                target: "/db".into(),
+                ..Default::default()
+            },
+        ];
+        let made = prepare(dir.path(), &mounts, &mut anonymous).unwrap();
+        std::fs::write(made[0].source.join("left"), b"x").unwrap();
+        // The agent dies: its guard never runs.
+        std::mem::forget(anonymous);
+        remove_orphans(dir.path());
+        assert!(!made[0].source.exists(), "the orphaned anonymous volume stayed");
+        assert!(made[1].source.exists(), "a named volume was removed");
     }
 }
