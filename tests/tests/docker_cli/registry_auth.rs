@@ -104,6 +104,25 @@ fn a_private_image_runs_with_registry_auth_and_the_password_shows_nowhere() {
         d.docker(&["service", "ps", "private", "--no-trunc"]).stdout
     );
 
+    // Where an update's credential comes from: Docker's two answers, others refused by name.
+    let version = d.docker(&["service", "inspect", "private", "--format", "{{.Version.Index}}"]);
+    for (from, why) in [
+        (
+            "previous-spec",
+            "registryAuthFrom=previous-spec is supported only with rollback=previous",
+        ),
+        ("bogus", "unsupported registryAuthFrom value \\\"bogus\\\""),
+    ] {
+        let path = format!(
+            "/v1.41/services/private/update?version={}&registryAuthFrom={from}",
+            version.stdout.trim()
+        );
+        let (status, _, body) = swarmkeep_tests::docker::http(&d.docker_socket(), "POST", &path, Some(b"{}"));
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(why), "{body}");
+    }
+
     // Nowhere to be seen.
     let tasks = d.docker(&["service", "ps", "private", "-q"]).stdout;
     let mut shown = vec![inspect.stdout, d.docker(&["service", "ls"]).stdout];

@@ -82,6 +82,22 @@ impl<C: Control> Api<C> {
                 return Err(ApiError::bad_request(format!("unrecognized rollback option {other}")));
             }
         };
+        // Where the update's registry credential comes from: the one sent
+        // (or, none sent, the service's own) — `spec`; a rollback's is the
+        // previous spec's — `previous-spec`, which is all a rollback does.
+        match (req.query("registryAuthFrom"), rollback) {
+            (None | Some("") | Some("spec"), _) | (Some("previous-spec"), true) => {}
+            (Some("previous-spec"), false) => {
+                return Err(ApiError::bad_request(
+                    "registryAuthFrom=previous-spec is supported only with rollback=previous",
+                ));
+            }
+            (Some(other), _) => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported registryAuthFrom value {other:?}"
+                )));
+            }
+        }
         let spec: ServiceSpec = json_body(req)?;
         call!(
             self,
