@@ -25,7 +25,7 @@ pub fn registry_of(image: &str) -> String {
 }
 
 /// `https://host:port/v1/` → `host:port`; Docker Hub's names → `docker.io`.
-fn normalize_host(server: &str) -> String {
+pub fn normalize_host(server: &str) -> String {
     let s = server
         .strip_prefix("https://")
         .or_else(|| server.strip_prefix("http://"))

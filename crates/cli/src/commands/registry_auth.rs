@@ -10,24 +10,6 @@ use crate::client::CliError;
 /// Docker Hub's key in `auths`.
 const DOCKER_HUB: &str = "https://index.docker.io/v1/";
 
-/// The registry an image reference names (Docker's rule: a first path
-/// component with a `.` or `:`, or `localhost`, is a registry host).
-fn registry_of(image: &str) -> String {
-    match image.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_string(),
-        _ => DOCKER_HUB.to_string(),
-    }
-}
-
-/// `https://host:port/v1/` → `host:port`, as the docker CLI matches keys.
-fn host_of(key: &str) -> &str {
-    let key = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    key.split('/').next().unwrap_or(key)
-}
-
 fn config_path() -> Option<PathBuf> {
     match std::env::var_os("DOCKER_CONFIG") {
         Some(dir) => Some(PathBuf::from(dir).join("config.json")),
@@ -39,7 +21,13 @@ fn config_path() -> Option<PathBuf> {
 /// its registry: anonymous, and it replaces a login the service had, as the
 /// docker CLI's does).
 pub fn for_image(image: &str) -> Result<Vec<u8>, CliError> {
-    let registry = registry_of(image);
+    let host = swarmkeep_api::registry_auth::registry_of(image);
+    // `docker login` keys Docker Hub by its v1 URL, the others by host.
+    let registry = if host == "docker.io" {
+        DOCKER_HUB.to_string()
+    } else {
+        host.clone()
+    };
     let none = || swarmkeep_api::registry_auth::encode_raw(b"{}").as_bytes().to_vec();
     let Some(path) = config_path() else {
         return Ok(none());
@@ -58,7 +46,7 @@ pub fn for_image(image: &str) -> Result<Vec<u8>, CliError> {
     let stored = config.get("auths").and_then(|a| a.as_object()).and_then(|auths| {
         auths
             .iter()
-            .find(|(key, _)| key.as_str() == registry || host_of(key) == host_of(&registry))
+            .find(|(key, _)| swarmkeep_api::registry_auth::normalize_host(key) == host)
             .and_then(|(_, v)| v.get("auth"))
             .and_then(|a| a.as_str())
     });
@@ -98,12 +86,13 @@ mod tests {
 
     #[test]
     fn registries_are_named_as_docker_names_them() {
-        assert_eq!(registry_of("busybox"), DOCKER_HUB);
-        assert_eq!(registry_of("library/busybox:1"), DOCKER_HUB);
+        use swarmkeep_api::registry_auth::{normalize_host, registry_of};
+        assert_eq!(registry_of("busybox"), "docker.io");
+        assert_eq!(registry_of("library/busybox:1"), "docker.io");
         assert_eq!(registry_of("127.0.0.1:5000/app:v1"), "127.0.0.1:5000");
         assert_eq!(registry_of("localhost/app"), "localhost");
         assert_eq!(registry_of("reg.example.com/team/app"), "reg.example.com");
-        assert_eq!(host_of("https://127.0.0.1:5000/v2/"), "127.0.0.1:5000");
-        assert_eq!(host_of(DOCKER_HUB), "index.docker.io");
+        assert_eq!(normalize_host("https://127.0.0.1:5000/v2/"), "127.0.0.1:5000");
+        assert_eq!(normalize_host(DOCKER_HUB), "docker.io");
     }
 }
