@@ -154,6 +154,9 @@ fn swarmkeep_service_create_with_registry_auth_pulls_a_private_image() {
         "{}",
         d.cli(&["service", "ps", "tool", "--no-trunc"]).stdout
     );
+    // `image pull` sends the same login (the registry answers nobody else).
+    let pulled = d.cli(&["image", "pull", &image]);
+    assert!(pulled.ok().starts_with("Digest: sha256:"), "{pulled:?}");
     let inspect = d.cli(&["service", "inspect", "tool"]);
     assert!(!swarmkeep_tests::leaks(
         inspect.ok().as_bytes(),

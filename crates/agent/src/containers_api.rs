@@ -26,8 +26,8 @@ impl NodeContainers for ContainersService {
         crate::images_api::list(&self.state)
     }
 
-    async fn pull_image(&self, reference: &str) -> Result<Vec<String>, Status> {
-        crate::images_api::pull(&self.state, reference).await
+    async fn pull_image(&self, reference: &str, registry_auth: &[u8]) -> Result<Vec<String>, Status> {
+        crate::images_api::pull(&self.state, reference, registry_auth).await
     }
 
     async fn load_image(&self, chunks: mpsc::Receiver<Vec<u8>>) -> Result<Vec<String>, Status> {

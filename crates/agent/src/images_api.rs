@@ -50,12 +50,9 @@ pub(crate) fn list(state: &AgentState) -> Vec<pb::ImageSummary> {
         .collect()
 }
 
-pub(crate) async fn pull(state: &AgentState, reference: &str) -> Result<Vec<String>, Status> {
-    let image = state
-        .images
-        .pull_pinned(reference, &swarmkeep_image::RegistryAuth::Anonymous)
-        .await
-        .map_err(status)?;
+pub(crate) async fn pull(state: &AgentState, reference: &str, encoded_auth: &[u8]) -> Result<Vec<String>, Status> {
+    let auth = registry_auth(encoded_auth, reference).map_err(Status::invalid_argument)?;
+    let image = state.images.pull_pinned(reference, &auth).await.map_err(status)?;
     Ok(vec![format!("Digest: {}", image.manifest_digest)])
 }
 

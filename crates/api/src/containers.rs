@@ -47,7 +47,8 @@ pub trait NodeContainers: Send + Sync + 'static {
     ) -> Result<mpsc::Receiver<exec_output::Output>, Status>;
     async fn list_images(&self) -> Vec<ImageSummary>;
     /// Pulls for an operator: the image is kept until removed.
-    async fn pull_image(&self, reference: &str) -> Result<Vec<String>, Status>;
+    /// `registry_auth`: an X-Registry-Auth value (empty: anonymous).
+    async fn pull_image(&self, reference: &str, registry_auth: &[u8]) -> Result<Vec<String>, Status>;
     /// Loads the `docker save` archive `chunks` carries.
     async fn load_image(&self, chunks: mpsc::Receiver<Vec<u8>>) -> Result<Vec<String>, Status>;
     async fn remove_image(&self, name: &str) -> Result<Vec<String>, Status>;
@@ -130,7 +131,9 @@ impl containers_server::Containers for Grpc {
     }
 
     async fn pull_image(&self, req: Request<PullImageRequest>) -> Result<Response<ImageLines>, Status> {
-        let lines = self.0.pull_image(&req.into_inner().reference).await?;
+        let req = req.into_inner();
+        let auth = zeroize::Zeroizing::new(req.registry_auth);
+        let lines = self.0.pull_image(&req.reference, &auth).await?;
         Ok(Response::new(ImageLines { lines }))
     }
 

@@ -104,6 +104,10 @@ fn a_private_image_runs_with_registry_auth_and_the_password_shows_nowhere() {
         d.docker(&["service", "ps", "private", "--no-trunc"]).stdout
     );
 
+    // `docker pull` sends the login as X-Registry-Auth, and it is used.
+    let pulled = d.docker(&["pull", &image]);
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+
     // Where an update's credential comes from: Docker's two answers, others refused by name.
     let version = d.docker(&["service", "inspect", "private", "--format", "{{.Version.Index}}"]);
     for (from, why) in [

@@ -88,6 +88,12 @@ pub async fn pull(client: &mut Images, reference: &str) -> Output {
     match client
         .pull_image(PullImageRequest {
             reference: reference.to_string(),
+            // The login `docker login` stored for its registry, as `docker pull` sends it.
+            // (A login only a credential helper holds: pulled anonymously, said so.)
+            registry_auth: super::registry_auth::for_image(reference).unwrap_or_else(|e| {
+                eprintln!("{e}; pulling anonymously");
+                Vec::new()
+            }),
         })
         .await
     {

@@ -69,7 +69,12 @@ impl<C: Control> Api<C> {
             t if t.starts_with("sha256:") => format!("{image}@{t}"),
             t => format!("{image}:{t}"),
         };
-        let lines = self.node()?.pull_image(&reference).await.map_err(agent_error)?;
+        // `docker pull` sends the login `docker login` stored, as X-Registry-Auth.
+        let lines = self
+            .node()?
+            .pull_image(&reference, &req.registry_auth)
+            .await
+            .map_err(agent_error)?;
         let mut messages =
             vec![json!({"status": format!("Pulling from {image}"), "id": req.query("tag").unwrap_or("latest")})];
         messages.extend(lines.iter().map(|l| json!({"status": l})));
