@@ -17,6 +17,8 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 
+use super::nft_netlink::Op;
+
 fn table(bridge: &str) -> String {
     // nft names: letters, digits, '_' (a bridge name has a '-').
     bridge.replace('-', "_")
@@ -113,30 +115,26 @@ async fn remove_docker_user(bridge: &str) {
     }
 }
 
-fn element(port: &str, mac: &[u8; 6], ip: std::net::Ipv4Addr) -> String {
-    let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-    format!("{{ \"{port}\" . {mac} . {ip} }}")
-}
-
-/// Lets the task behind `port` send as `mac` and `ip` (and nothing else).
+/// Lets the task behind `port` send as `mac` and `ip` (and nothing else):
+/// the port's element in the bridge's `endpoints` set, over netlink (see
+/// [`super::nft_netlink`]: this is on every task's start).
 pub async fn allow(bridge: &str, port: &str, mac: &[u8; 6], ip: std::net::Ipv4Addr) -> Result<(), String> {
-    let t = table(bridge);
-    nft(&format!(
-        "add element bridge {t} endpoints {}\n",
-        element(port, mac, ip)
-    ))
-    .await?;
-    Ok(())
+    endpoint(Op::Add, bridge, port, mac, ip).await
 }
 
 /// Forgets what [`allow`] let through.
 pub async fn forget(bridge: &str, port: &str, mac: &[u8; 6], ip: std::net::Ipv4Addr) {
+    if let Err(e) = endpoint(Op::Delete, bridge, port, mac, ip).await {
+        tracing::debug!(port, error = %e, "removing a port's firewall entry");
+    }
+}
+
+async fn endpoint(op: Op, bridge: &str, port: &str, mac: &[u8; 6], ip: std::net::Ipv4Addr) -> Result<(), String> {
+    let key = super::nft_netlink::endpoint_key(port, mac, ip)?;
     let t = table(bridge);
-    let _ = nft(&format!(
-        "delete element bridge {t} endpoints {}\n",
-        element(port, mac, ip)
-    ))
-    .await;
+    tokio::task::spawn_blocking(move || super::nft_netlink::endpoint(op, &t, "endpoints", &key))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// Removes everything [`install`] made for `bridge`.

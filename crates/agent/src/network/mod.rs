@@ -4,6 +4,7 @@
 
 mod bridge;
 mod firewall;
+mod nft_netlink;
 
 pub use bridge::{Bridge, Endpoint};
 
