@@ -719,3 +719,123 @@ fn volumes_and_tmpfs_mounts() {
         assert!(out.stderr.contains(error), "{mount}: {}", out.stderr);
     }
 }
+
+/// The sandboxes this daemon's agent made ahead: (shim PID, cgroup name).
+fn warm_sandboxes(d: &Daemon) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir(d.exec_root().join("tasks")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("warm-"))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("pid")).ok())
+        .filter_map(|t| {
+            let f: Vec<&str> = t.split_whitespace().collect();
+            Some((f.first()?.parse().ok()?, f.get(2)?.to_string()))
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn pids_cgroup(name: &str) -> PathBuf {
+    PathBuf::from("/sys/fs/cgroup/pids/swarmkeep").join(name)
+}
+
+/// A node that runs tasks keeps sandboxes made ahead (`--warm-sandboxes`,
+/// 2 by default): a task that takes one gets its own limits, hostname,
+/// address and namespaces, exactly as one made for it; the ones left end
+/// with the daemon, and after a crash they end by themselves and the next
+/// start removes their cgroups.
+#[test]
+fn tasks_from_sandboxes_made_ahead_are_sandboxed_as_their_own() {
+    let mut d = Daemon::start();
+    d.init();
+    assert!(warm_sandboxes(&d).is_empty(), "sandboxes made before any task");
+    let script = "hostname > /out/hostname; ip -o -4 addr show eth0 > /out/addr; \
+                  readlink /proc/self/ns/net > /out/netns; readlink /proc/self/ns/mnt > /out/mntns";
+    let first = run(&d, "first", script, &[]);
+    assert!(
+        eventually(Duration::from_secs(20), || warm_sandboxes(&d).len() == 2),
+        "no sandboxes made ahead: {:?}\n{}",
+        warm_sandboxes(&d),
+        d.log()
+    );
+    let warm = warm_sandboxes(&d);
+    let pids = (5000 + std::process::id() % 1000).to_string();
+    let second = run(
+        &d,
+        "second",
+        script,
+        &["--hostname", "warm1", "--limit-pids", &pids, "--limit-memory", "64m"],
+    );
+    let task = d.cli(&["service", "ps", "second", "-q", "--no-trunc"]);
+    let task_id = task.ok().lines().next().unwrap().trim().to_string();
+    let pid = d.task_pid(&task_id);
+    let (_, cgroup) = warm
+        .iter()
+        .find(|(p, _)| *p == pid)
+        .unwrap_or_else(|| panic!("task shim {pid} is none of the sandboxes made ahead {warm:?}"));
+
+    // Its own limits, on the cgroup it came with.
+    let dir = cgroup_with_pids_max(&pids).expect("the task's cgroup with its pids limit");
+    assert_eq!(dir.file_name().unwrap().to_string_lossy(), *cgroup);
+    if dir.starts_with("/sys/fs/cgroup/pids") {
+        let memory = format!("/sys/fs/cgroup/memory/swarmkeep/{cgroup}/memory.limit_in_bytes");
+        assert_eq!(std::fs::read_to_string(memory).unwrap().trim(), "67108864");
+    }
+    // Its own hostname, address and namespaces.
+    assert_eq!(read(&second, "hostname").trim(), "warm1");
+    assert_eq!(read(&first, "hostname").trim().len(), 12);
+    for f in ["addr", "netns", "mntns"] {
+        assert!(!read(&second, f).is_empty(), "{f}");
+        assert_ne!(read(&first, f), read(&second, f), "{f}");
+    }
+    assert!(
+        read(&second, "addr").contains("inet 10.213."),
+        "{}",
+        read(&second, "addr")
+    );
+
+    // A clean stop ends the ones left and removes their cgroups.
+    assert!(eventually(Duration::from_secs(20), || warm_sandboxes(&d).len() == 2));
+    let left = warm_sandboxes(&d);
+    d.stop();
+    for (pid, cgroup) in &left {
+        assert!(
+            eventually(Duration::from_secs(10), || !alive(*pid)),
+            "sandbox {pid} outlived the daemon"
+        );
+        if std::path::Path::new("/sys/fs/cgroup/pids/swarmkeep").exists() {
+            assert!(!pids_cgroup(cgroup).exists(), "cgroup {cgroup} left");
+        }
+    }
+
+    // A crash: they end by themselves (their spec pipe closes); the next
+    // start removes their cgroups.
+    d.restart();
+    run(&d, "third", "true", &[]);
+    assert!(eventually(Duration::from_secs(20), || warm_sandboxes(&d).len() == 2));
+    let left = warm_sandboxes(&d);
+    d.kill9();
+    for (pid, _) in &left {
+        assert!(
+            eventually(Duration::from_secs(10), || !alive(*pid)),
+            "sandbox {pid} outlived a crash"
+        );
+    }
+    d.restart();
+    for (_, cgroup) in &left {
+        if std::path::Path::new("/sys/fs/cgroup/pids/swarmkeep").exists() {
+            assert!(
+                eventually(Duration::from_secs(10), || !pids_cgroup(cgroup).exists()),
+                "cgroup {cgroup} left after a crash"
+            );
+        }
+    }
+}

@@ -39,7 +39,7 @@ impl Agent {
             Backend::Tmpfs => Arc::new(TmpfsBackend::new(&config.exec_root)),
             Backend::Fuse => Arc::new(FuseBackend::new(&config.exec_root)),
         };
-        let executor = ProcessExecutor::new(&config.exec_root, config.shim_exe.clone());
+        let executor = ProcessExecutor::new(&config.exec_root, config.shim_exe.clone(), config.warm_sandboxes);
         let images = swarmkeep_image::ImageStore::open(
             &config.data_dir.join("images"),
             config.insecure_registries.clone(),
@@ -88,6 +88,7 @@ impl Agent {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         lock(&self.state.assignments).clear();
+        self.state.executor.drain_warm().await;
         if lock(&self.state.running).is_empty() {
             self.state.executor.shutdown().await;
         }

@@ -25,4 +25,7 @@ pub struct AgentConfig {
     /// An image pulled for tasks is removed once none here has used it for
     /// this long (`--image-gc-idle`); images an operator pulled or loaded stay.
     pub image_gc_idle: std::time::Duration,
+    /// Task sandboxes kept made ahead once tasks run here (`--warm-sandboxes`;
+    /// 0: each is made when its task starts).
+    pub warm_sandboxes: usize,
 }

@@ -53,6 +53,16 @@ struct Args {
     /// pulled from (a registry on loopback; see scripts/runtime.sh).
     #[arg(long)]
     registry_mirror: Option<String>,
+    /// Where each daemon writes its log (`DIR/daemon-N.log`, at `--daemon-log-level`);
+    /// by default the daemons log errors to nowhere.
+    #[arg(long)]
+    daemon_log_dir: Option<PathBuf>,
+    #[arg(long, default_value = "debug")]
+    daemon_log_level: String,
+    /// An extra argument for each daemon (repeatable), e.g.
+    /// `--daemon-arg=--warm-sandboxes=0`.
+    #[arg(long = "daemon-arg", allow_hyphen_values = true)]
+    daemon_args: Vec<String>,
 }
 
 struct Daemon {
@@ -62,10 +72,17 @@ struct Daemon {
     child: Option<Child>,
     agent: bool,
     extra: Vec<String>,
+    log: Option<(PathBuf, String)>,
 }
 
 impl Daemon {
-    fn start(binary: &std::path::Path, index: usize, agent: bool, extra: Vec<String>) -> anyhow::Result<Self> {
+    fn start(
+        binary: &std::path::Path,
+        index: usize,
+        agent: bool,
+        extra: Vec<String>,
+        log: Option<(PathBuf, String)>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("swarmkeep-bench")
             .tempdir_in("/var/tmp")?;
@@ -78,6 +95,7 @@ impl Daemon {
             child: None,
             agent,
             extra,
+            log,
         };
         d.spawn()?;
         Ok(d)
@@ -90,16 +108,29 @@ impl Daemon {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let sock = self.dir.path().join("sock");
         let _ = std::fs::remove_file(&sock);
+        let (stderr, level) = match &self.log {
+            Some((path, level)) => (
+                Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .with_context(|| format!("opening {}", path.display()))?,
+                ),
+                level.as_str(),
+            ),
+            None => (Stdio::null(), "error"),
+        };
         let child = Command::new(&self.binary)
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
-            .args(["-H", &self.host(), "--log-level", "error"])
+            .args(["-H", &self.host(), "--log-level", level])
             .arg("--exec-root")
             .arg(self.dir.path().join("exec"))
             .args(if self.agent { &[][..] } else { &["--no-agent"][..] })
             .args(&self.extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
         self.child = Some(child);
@@ -204,11 +235,19 @@ async fn main() -> anyhow::Result<()> {
     let delivery = args.services > 0 || args.fanout_agents > 0;
     let mut daemons = Vec::new();
     for i in 0..args.managers.max(1) {
-        let extra = match &args.registry_mirror {
+        let mut extra = match &args.registry_mirror {
             Some(m) => vec!["--registry-mirror".to_string(), m.clone()],
             None => Vec::new(),
         };
-        daemons.push(Daemon::start(&binary, i, args.services > 0, extra)?);
+        extra.extend(args.daemon_args.iter().cloned());
+        let log = match &args.daemon_log_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                Some((dir.join(format!("daemon-{i}.log")), args.daemon_log_level.clone()))
+            }
+            None => None,
+        };
+        daemons.push(Daemon::start(&binary, i, args.services > 0, extra, log)?);
     }
     let mut first = connect(&daemons[0].host()).await?;
     let addr = daemons[0].addr.clone();

@@ -99,6 +99,13 @@ struct Args {
     /// for this long (e.g. 10m, 30s); images pulled or loaded by hand stay.
     #[arg(long = "image-gc-idle", default_value = "10m", value_parser = parse_idle)]
     image_gc_idle: std::time::Duration,
+    /// Task sandboxes kept ready once this node runs tasks (the shim spawned
+    /// in its cgroup and network namespace, on the task bridge, waiting for
+    /// a task): a task's start then skips their ~15 ms. 0 makes each when
+    /// its task starts. Each costs an idle process (~1.5 MiB) and an address
+    /// on the node's bridge.
+    #[arg(long = "warm-sandboxes", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=16))]
+    warm_sandboxes: u8,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "SWARMKEEP_LOG", default_value = "info,openraft=warn")]
     log_level: String,
@@ -199,6 +206,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             insecure_registries: args.insecure_registry.clone(),
             registry_mirrors: args.registry_mirror.clone(),
             image_gc_idle: args.image_gc_idle,
+            warm_sandboxes: args.warm_sandboxes.into(),
         };
         Some(Agent::start(manager.clone(), config).map_err(anyhow::Error::msg)?)
     };

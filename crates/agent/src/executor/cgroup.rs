@@ -61,28 +61,11 @@ impl TaskCgroup {
             let dir = hierarchy.join(PARENT).join(container_id);
             std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
             cg.dirs.push(dir.clone());
-            match controller {
-                "memory" if limits.memory_bytes > 0 => {
-                    let m = limits.memory_bytes.to_string();
-                    write(&dir, "memory.limit_in_bytes", &m)?;
-                    // Docker's default swap: as much again.
-                    if dir.join("memory.memsw.limit_in_bytes").exists() {
-                        write(
-                            &dir,
-                            "memory.memsw.limit_in_bytes",
-                            &(limits.memory_bytes * 2).to_string(),
-                        )?;
-                    }
-                }
-                "cpu" if limits.nano_cpus > 0 => {
-                    write(&dir, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
-                    write(&dir, "cpu.cfs_quota_us", &quota(limits.nano_cpus).to_string())?;
-                }
-                "pids" if limits.pids > 0 => write(&dir, "pids.max", &limits.pids.to_string())?,
-                "devices" => device_rules(&dir)?,
-                _ => {}
+            if controller == "devices" {
+                device_rules(&dir)?;
             }
         }
+        Self::apply_limits(&cg.dirs, limits)?;
         Ok(cg)
     }
 
@@ -102,19 +85,67 @@ impl TaskCgroup {
             dirs: vec![dir.clone()],
             v2: true,
         };
+        Self::apply_limits(&cg.dirs, limits)?;
+        Ok(cg)
+    }
+
+    /// Sets `limits` on a task's cgroup directories (made by [`Self::create`],
+    /// possibly ahead of the task, with none).
+    pub fn apply_limits(dirs: &[PathBuf], limits: Limits) -> Result<(), String> {
+        for dir in dirs {
+            // v1: `<root>/<controller>/swarmkeep/<id>`; v2: `<root>/swarmkeep/<id>`.
+            let controller = dir
+                .parent()
+                .and_then(Path::parent)
+                .filter(|h| *h != Path::new(ROOT))
+                .and_then(Path::file_name)
+                .and_then(|c| c.to_str());
+            match controller {
+                Some(c) => Self::limit_v1(dir, c, limits)?,
+                None => Self::limit_v2(dir, limits)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn limit_v1(dir: &Path, controller: &str, limits: Limits) -> Result<(), String> {
+        match controller {
+            "memory" if limits.memory_bytes > 0 => {
+                let m = limits.memory_bytes.to_string();
+                write(dir, "memory.limit_in_bytes", &m)?;
+                // Docker's default swap: as much again.
+                if dir.join("memory.memsw.limit_in_bytes").exists() {
+                    write(
+                        dir,
+                        "memory.memsw.limit_in_bytes",
+                        &(limits.memory_bytes * 2).to_string(),
+                    )?;
+                }
+            }
+            "cpu" if limits.nano_cpus > 0 => {
+                write(dir, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
+                write(dir, "cpu.cfs_quota_us", &quota(limits.nano_cpus).to_string())?;
+            }
+            "pids" if limits.pids > 0 => write(dir, "pids.max", &limits.pids.to_string())?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn limit_v2(dir: &Path, limits: Limits) -> Result<(), String> {
         if limits.memory_bytes > 0 {
-            write(&dir, "memory.max", &limits.memory_bytes.to_string())?;
+            write(dir, "memory.max", &limits.memory_bytes.to_string())?;
             if dir.join("memory.swap.max").exists() {
-                write(&dir, "memory.swap.max", &limits.memory_bytes.to_string())?;
+                write(dir, "memory.swap.max", &limits.memory_bytes.to_string())?;
             }
         }
         if limits.nano_cpus > 0 {
-            write(&dir, "cpu.max", &format!("{} {CFS_PERIOD_US}", quota(limits.nano_cpus)))?;
+            write(dir, "cpu.max", &format!("{} {CFS_PERIOD_US}", quota(limits.nano_cpus)))?;
         }
         if limits.pids > 0 {
-            write(&dir, "pids.max", &limits.pids.to_string())?;
+            write(dir, "pids.max", &limits.pids.to_string())?;
         }
-        Ok(cg)
+        Ok(())
     }
 
     pub fn dirs(&self) -> &[PathBuf] {

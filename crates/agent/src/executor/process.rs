@@ -7,23 +7,66 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use super::TaskRun;
-use super::cgroup::TaskCgroup;
+use super::cgroup::{Limits, TaskCgroup};
 use super::shim::{Credentials, ERROR_FD, SPEC_FD, ShimSpec};
+use super::{TaskRun, container_id};
 use crate::mounts::task_dir;
 use crate::network::{Bridge, Endpoint, NetworkMode, hosts_file, resolv_conf, with_dns};
 
 pub struct ProcessExecutor {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
     exec_root: PathBuf,
     /// The daemon binary, which runs the shim as `task-shim` (and the exec
     /// helper as `task-exec`).
     pub(super) shim_exe: PathBuf,
     /// The node's task bridge, made when the first task needs it.
     bridge: tokio::sync::OnceCell<Bridge>,
+    /// Bridged sandboxes made ahead, waiting for a task: a task's start
+    /// then skips the shim's spawn, the cgroup move (a cgroup v1 move waits
+    /// for an RCU grace period, ~8–11 ms here) and the network's plumbing
+    /// (~5–8 ms), the same for every task. At most `warm_target`.
+    warm: Mutex<Vec<Sandbox>>,
+    warm_target: usize,
+    filling: AtomicBool,
+    /// Set at shutdown: no more sandboxes are made ahead.
+    closed: AtomicBool,
+}
+
+impl std::ops::Deref for ProcessExecutor {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// A task's sandbox before it knows its task: the shim, spawned in a
+/// network namespace of its own (plugged into the bridge) and moved into
+/// its cgroup, waiting on its spec pipe. It runs nothing of a task before
+/// it reads a spec, so one made ahead is as fresh as one made for the task;
+/// none is ever used twice.
+struct Sandbox {
+    /// Its address lease's key: the task's ID, or `warm-…` until claimed.
+    key: String,
+    child: tokio::process::Child,
+    pid: u32,
+    cgroup: TaskCgroup,
+    cgroup_name: String,
+    endpoint: Option<Endpoint>,
+    spec_write: OwnedFd,
+    error_read: OwnedFd,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A started task.
@@ -72,12 +115,136 @@ impl RunningTask {
     }
 }
 
+impl Inner {
+    /// Spawns the shim in its cgroup (and, with a bridge, its own network
+    /// namespace plugged in): everything of a task's start that does not
+    /// depend on the task.
+    async fn sandbox(
+        &self,
+        key: &str,
+        cgroup_name: &str,
+        limits: Limits,
+        bridge: Option<&Bridge>,
+    ) -> Result<Sandbox, String> {
+        let (error_read, error_write): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
+        let error_raw = error_write.as_raw_fd();
+        // The spec goes over a pipe: argv and the environment are readable
+        // by other users (and by the task, as its /proc/1/cmdline).
+        let (spec_read, spec_write): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
+        let spec_raw = spec_read.as_raw_fd();
+        let cgroup = TaskCgroup::create(cgroup_name, limits)?;
+        let own_netns = bridge.is_some();
+        let mut cmd = tokio::process::Command::new(&self.shim_exe);
+        cmd.arg("task-shim")
+            .env_clear()
+            .stdin(Stdio::null())
+            // The task's output goes to the agent, which keeps it in memory
+            // (see crate::logs); never to a file.
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: between fork and exec only fcntl/dup2/unshare, which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Both onto their fixed numbers; the spec's first, so that
+                // placing the error pipe cannot clobber it (nor the other way).
+                let spec_tmp = libc::fcntl(spec_raw, libc::F_DUPFD_CLOEXEC, 10);
+                let error_tmp = libc::fcntl(error_raw, libc::F_DUPFD_CLOEXEC, 10);
+                if spec_tmp < 0 || error_tmp < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::dup2(error_tmp, ERROR_FD) < 0 || libc::dup2(spec_tmp, SPEC_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The task's own network namespace, made here so that the
+                // agent can plug it in before the shim reads its spec.
+                if own_netns && libc::unshare(libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                cgroup.remove().await;
+                return Err(format!("starting the task shim: {e}"));
+            }
+        };
+        drop(error_write);
+        drop(spec_read);
+        // (Never 0: written to cgroup.procs, 0 would move the agent itself.)
+        let Some(pid) = child.id().filter(|p| *p != 0) else {
+            let _ = child.kill().await;
+            cgroup.remove().await;
+            return Err("the task shim exited at once".into());
+        };
+        // The shim goes into the task's cgroups from here, while its network
+        // is plumbed (a cgroup v1 move waits for an RCU grace period, ~8 ms);
+        // it reads nothing of its spec, so forks nothing, before both are done.
+        let dirs = cgroup.dirs().to_vec();
+        let joined = tokio::task::spawn_blocking(move || {
+            for dir in &dirs {
+                std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                    .map_err(|e| format!("putting the task in its cgroup {}: {e}", dir.display()))?;
+            }
+            Ok::<(), String>(())
+        });
+        let attached = async {
+            match bridge {
+                Some(b) => b.attach(key, pid).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (joined, attached) = tokio::join!(joined, attached);
+        let joined = joined.unwrap_or_else(|e| Err(e.to_string()));
+        match (joined, attached) {
+            (Ok(()), Ok(endpoint)) => Ok(Sandbox {
+                key: key.to_string(),
+                child,
+                pid,
+                cgroup,
+                cgroup_name: cgroup_name.to_string(),
+                endpoint,
+                spec_write,
+                error_read,
+            }),
+            (joined, attached) => {
+                // (A failed attach has undone itself; a done one is undone here.)
+                if let (Some(b), Ok(Some(endpoint))) = (bridge, &attached) {
+                    b.detach(key, Some(endpoint)).await;
+                }
+                let _ = child.kill().await;
+                cgroup.remove().await;
+                Err(joined.err().or(attached.err()).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Ends a sandbox that will run no task.
+    async fn dispose(&self, mut sandbox: Sandbox) {
+        let _ = sandbox.child.kill().await;
+        if let Some(bridge) = self.bridge.get() {
+            bridge.detach(&sandbox.key, sandbox.endpoint.as_ref()).await;
+        }
+        sandbox.cgroup.remove().await;
+        let _ = std::fs::remove_dir_all(task_dir(&self.exec_root, &sandbox.key));
+    }
+}
+
 impl ProcessExecutor {
-    pub fn new(exec_root: &Path, shim_exe: PathBuf) -> Self {
+    pub fn new(exec_root: &Path, shim_exe: PathBuf, warm_target: usize) -> Self {
         Self {
-            exec_root: exec_root.to_path_buf(),
-            shim_exe,
-            bridge: tokio::sync::OnceCell::new(),
+            inner: Arc::new(Inner {
+                exec_root: exec_root.to_path_buf(),
+                shim_exe,
+                bridge: tokio::sync::OnceCell::new(),
+                warm: Mutex::default(),
+                warm_target,
+                filling: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -86,6 +253,78 @@ impl ProcessExecutor {
             .get_or_try_init(|| Bridge::setup(&self.exec_root))
             .await
             .map_err(|e| format!("setting up the node's task bridge: {e}"))
+    }
+
+    /// Makes sandboxes ahead up to the target, in the background.
+    fn refill(&self) {
+        let inner = self.inner.clone();
+        if inner.closed.load(Ordering::SeqCst) || inner.filling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tokio::spawn(async move {
+            while !inner.closed.load(Ordering::SeqCst) && lock(&inner.warm).len() < inner.warm_target {
+                let Some(bridge) = inner.bridge.get() else { break };
+                let key = format!("warm-{}", swarmkeep_crypto::new_id());
+                match inner
+                    .sandbox(&key, &container_id(&key), Limits::default(), Some(bridge))
+                    .await
+                {
+                    Ok(sandbox) => {
+                        // Found and ended by the next agent if this one dies.
+                        let dir = task_dir(&inner.exec_root, &key);
+                        let recorded = std::fs::create_dir_all(&dir).and_then(|()| {
+                            std::fs::write(dir.join("pid"), pid_record(sandbox.pid, &sandbox.cgroup_name))
+                        });
+                        if recorded.is_err() || inner.closed.load(Ordering::SeqCst) {
+                            inner.dispose(sandbox).await;
+                            break;
+                        }
+                        lock(&inner.warm).push(sandbox);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "making a sandbox ahead failed");
+                        break;
+                    }
+                }
+            }
+            inner.filling.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// A sandbox made ahead, made the task's: its limits set, its lease
+    /// renamed. None when there is none (or it is no longer usable).
+    async fn take_warm(&self, run: &TaskRun, bridge: &Bridge) -> Option<Sandbox> {
+        loop {
+            let mut sandbox = lock(&self.warm).pop()?;
+            let alive = matches!(sandbox.child.try_wait(), Ok(None));
+            let plugged = match &sandbox.endpoint {
+                Some(e) => bridge.port_exists(e),
+                None => false,
+            };
+            // (A few small cgroup files, written in place: no blocking pool.)
+            let limited = alive
+                && plugged
+                && TaskCgroup::apply_limits(sandbox.cgroup.dirs(), run.limits)
+                    .map_err(|e| tracing::debug!(error = %e, "a sandbox made ahead could not take the task's limits"))
+                    .is_ok();
+            if !limited {
+                self.dispose(sandbox).await;
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(task_dir(&self.exec_root, &sandbox.key));
+            bridge.rekey(&sandbox.key, &run.task_id);
+            sandbox.key = run.task_id.clone();
+            return Some(sandbox);
+        }
+    }
+
+    /// Ends the sandboxes made ahead (daemon shutdown).
+    pub async fn drain_warm(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let warm = std::mem::take(&mut *lock(&self.warm));
+        for sandbox in warm {
+            self.dispose(sandbox).await;
+        }
     }
 
     /// Frees what the ended task held: its address, its cgroup.
@@ -197,89 +436,29 @@ impl ProcessExecutor {
             rlimits: run.sandbox.rlimits.clone(),
             sysctls: run.sandbox.sysctls.clone(),
         };
-        let (read_end, write_end): (OwnedFd, OwnedFd) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
-        let write_raw = write_end.as_raw_fd();
-        // The spec goes over a pipe: argv and the environment are readable
-        // by other users (and by the task, as its /proc/1/cmdline).
-        let (spec_read, spec_write): (OwnedFd, OwnedFd) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
-        let spec_raw = spec_read.as_raw_fd();
         let prepared = ms(t0);
-        let cgroup = TaskCgroup::create(&run.container_id, run.limits)?;
-        let cgrouped = ms(t0);
-        let own_netns = bridge.is_some();
-        let mut cmd = tokio::process::Command::new(&self.shim_exe);
-        cmd.arg("task-shim")
-            .env_clear()
-            .stdin(Stdio::null())
-            // The task's output goes to the agent, which keeps it in memory
-            // (see crate::logs); never to a file.
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: between fork and exec only dup2/fcntl, which are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Both onto their fixed numbers; the spec's first, so that
-                // placing the error pipe cannot clobber it (nor the other way).
-                let spec_tmp = libc::fcntl(spec_raw, libc::F_DUPFD_CLOEXEC, 10);
-                let error_tmp = libc::fcntl(write_raw, libc::F_DUPFD_CLOEXEC, 10);
-                if spec_tmp < 0 || error_tmp < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::dup2(error_tmp, ERROR_FD) < 0 || libc::dup2(spec_tmp, SPEC_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The task's own network namespace, made here so that the
-                // agent can plug it in before the shim reads its spec.
-                if own_netns && libc::unshare(libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                cgroup.remove().await;
-                return Err(format!("starting the task shim: {e}"));
+        let warm = match bridge {
+            Some(b) => self.take_warm(run, b).await,
+            None => None,
+        };
+        let from_warm = warm.is_some();
+        let sandbox = match warm {
+            Some(s) => s,
+            None => {
+                self.sandbox(&run.task_id, &run.container_id, run.limits, bridge)
+                    .await?
             }
         };
-        drop(write_end);
-        drop(spec_read);
-        let spawned = ms(t0);
-        let pid = child.id().unwrap_or(0);
-        // The shim goes into the task's cgroups from here, while its network
-        // is plumbed (a cgroup v1 move waits for an RCU grace period, ~8 ms);
-        // it reads nothing of its spec, so forks nothing, before both are done.
-        let dirs = cgroup.dirs().to_vec();
-        let joined = tokio::task::spawn_blocking(move || {
-            for dir in &dirs {
-                std::fs::write(dir.join("cgroup.procs"), pid.to_string())
-                    .map_err(|e| format!("putting the task in its cgroup {}: {e}", dir.display()))?;
-            }
-            Ok::<(), String>(())
-        });
-        let attached = async {
-            match bridge {
-                Some(b) => b.attach(&run.task_id, pid).await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let (joined, attached) = tokio::join!(joined, attached);
-        let joined = joined.unwrap_or_else(|e| Err(e.to_string()));
-        let endpoint = match (joined, attached) {
-            (Ok(()), Ok(endpoint)) => endpoint,
-            (joined, attached) => {
-                // (A failed attach has undone itself; a done one is undone here.)
-                if let (Some(b), Ok(Some(endpoint))) = (bridge, &attached) {
-                    b.detach(&run.task_id, Some(endpoint)).await;
-                }
-                let _ = child.kill().await;
-                cgroup.remove().await;
-                return Err(joined.err().or(attached.err()).unwrap_or_default());
-            }
-        };
+        let Sandbox {
+            child,
+            pid,
+            cgroup,
+            cgroup_name,
+            endpoint,
+            spec_write,
+            error_read: read_end,
+            ..
+        } = sandbox;
         let attached = ms(t0);
         let mut task = RunningTask {
             pid,
@@ -318,15 +497,21 @@ impl ProcessExecutor {
             return Err(report);
         }
         tracing::debug!(
-            task = %run.task_id, prepared, cgrouped, spawned, attached, exec = ms(t0),
+            task = %run.task_id, from_warm, prepared, attached, exec = ms(t0),
             "task start phases (ms since start)"
         );
-        let _ = std::fs::write(
-            dir.join("pid"),
-            format!("{pid} {}", start_time(pid).unwrap_or_default()),
-        );
+        let _ = std::fs::write(dir.join("pid"), pid_record(pid, &cgroup_name));
+        if bridge.is_some() {
+            self.refill();
+        }
         Ok(task)
     }
+}
+
+/// What `cleanup_stale` finds of a shim: its PID, its start time, its
+/// cgroup's name.
+fn pid_record(pid: u32, cgroup_name: &str) -> String {
+    format!("{pid} {} {cgroup_name}", start_time(pid).unwrap_or_default())
 }
 
 /// A process's start time (field 22 of /proc/<pid>/stat), to tell it from a
@@ -337,17 +522,42 @@ pub fn start_time(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether `pid` is still the process that started at `start` and has not
+/// exited (a zombie has left its cgroups).
+fn live(pid: u32, start: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, after)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = after.split_whitespace();
+    let state = fields.next();
+    state != Some("Z") && fields.nth(18).and_then(|s| s.parse().ok()) == Some(start)
+}
+
 /// Kills what a previous run of the agent left in `exec_root` (after a crash):
 /// the task processes it recorded, then every mount, then the directories.
 pub fn cleanup_stale(exec_root: &Path) {
     let tasks = exec_root.join("tasks");
     let mut container_ids = Vec::new();
+    let mut killed = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&tasks) {
         for e in entries.flatten() {
-            container_ids.push(super::container_id(&e.file_name().to_string_lossy()));
             let Ok(text) = std::fs::read_to_string(e.path().join("pid")) else {
+                container_ids.push(super::container_id(&e.file_name().to_string_lossy()));
                 continue;
             };
+            // The cgroup is named after the container, or after the
+            // sandbox made ahead that the task took.
+            let cgroup = text
+                .split_whitespace()
+                .nth(2)
+                .filter(|c| c.bytes().all(|b| b.is_ascii_hexdigit()));
+            container_ids.push(match cgroup {
+                Some(c) => c.to_string(),
+                None => super::container_id(&e.file_name().to_string_lossy()),
+            });
             let mut it = text.split_whitespace();
             let (Some(pid), Some(start)) = (
                 it.next().and_then(|p| p.parse::<u32>().ok()),
@@ -358,10 +568,20 @@ pub fn cleanup_stale(exec_root: &Path) {
             if start_time(pid) == Some(start) {
                 tracing::info!(task = ?e.file_name(), pid, "stopping a task left by a previous agent");
                 if let Ok(p) = i32::try_from(pid) {
+                    // (A sandbox made ahead has no group of its own yet.)
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
                     let _ = killpg(Pid::from_raw(p), Signal::SIGKILL);
+                    killed.push((pid, start));
                 }
             }
         }
+    }
+    // Their cgroups can go once they have exited (a moment after SIGKILL).
+    for _ in 0..100 {
+        if killed.iter().all(|(pid, start)| !live(*pid, *start)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     crate::mounts::unmount_all_under(&tasks);
     super::cgroup::cleanup_stale(&container_ids);

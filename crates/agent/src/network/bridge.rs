@@ -238,6 +238,23 @@ impl Bridge {
         Ok(())
     }
 
+    /// Hands the address leased to `from` (a sandbox made ahead) to `to`
+    /// (the task that took it).
+    pub fn rekey(&self, from: &str, to: &str) {
+        let mut leases = lock(&self.leases);
+        if let Some(host) = leases.remove(from) {
+            leases.insert(to.to_string(), host);
+        }
+    }
+
+    /// Whether the endpoint's veth is still on this bridge (a bridge
+    /// removed by hand takes its ports with it).
+    pub fn port_exists(&self, endpoint: &Endpoint) -> bool {
+        // (A bridge removed by hand unplugs its ports: no `master` then.)
+        std::fs::read_link(Path::new("/sys/class/net").join(&endpoint.host_veth).join("master"))
+            .is_ok_and(|m| m.file_name().is_some_and(|n| *n == *self.name))
+    }
+
     /// Frees the task's address and removes its veth (gone already when its
     /// namespace ended; that is fine).
     pub async fn detach(&self, task_id: &str, endpoint: Option<&Endpoint>) {
