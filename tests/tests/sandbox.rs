@@ -722,13 +722,12 @@ fn volumes_and_tmpfs_mounts() {
 
 /// The sandboxes this daemon's agent made ahead: (shim PID, cgroup name).
 fn warm_sandboxes(d: &Daemon) -> Vec<(u32, String)> {
-    let Ok(entries) = std::fs::read_dir(d.exec_root().join("tasks")) else {
+    let Ok(entries) = std::fs::read_dir(d.exec_root().join("warm")) else {
         return Vec::new();
     };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("warm-"))
-        .filter_map(|e| std::fs::read_to_string(e.path().join("pid")).ok())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .filter_map(|t| {
             let f: Vec<&str> = t.split_whitespace().collect();
             Some((f.first()?.parse().ok()?, f.get(2)?.to_string()))

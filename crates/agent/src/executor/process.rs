@@ -229,8 +229,14 @@ impl Inner {
             bridge.detach(&sandbox.key, sandbox.endpoint.as_ref()).await;
         }
         sandbox.cgroup.remove().await;
-        let _ = std::fs::remove_dir_all(task_dir(&self.exec_root, &sandbox.key));
+        let _ = std::fs::remove_file(warm_record(&self.exec_root, &sandbox.key));
     }
+}
+
+/// Where a sandbox made ahead is recorded (as a task's `pid` file is) until
+/// a task takes it: `<exec root>/warm/<key>`, beside the tasks' directories.
+fn warm_record(exec_root: &Path, key: &str) -> PathBuf {
+    exec_root.join("warm").join(key)
 }
 
 impl ProcessExecutor {
@@ -271,10 +277,9 @@ impl ProcessExecutor {
                 {
                     Ok(sandbox) => {
                         // Found and ended by the next agent if this one dies.
-                        let dir = task_dir(&inner.exec_root, &key);
-                        let recorded = std::fs::create_dir_all(&dir).and_then(|()| {
-                            std::fs::write(dir.join("pid"), pid_record(sandbox.pid, &sandbox.cgroup_name))
-                        });
+                        let record = warm_record(&inner.exec_root, &key);
+                        let recorded = std::fs::create_dir_all(inner.exec_root.join("warm"))
+                            .and_then(|()| std::fs::write(&record, pid_record(sandbox.pid, &sandbox.cgroup_name)));
                         if recorded.is_err() || inner.closed.load(Ordering::SeqCst) {
                             inner.dispose(sandbox).await;
                             break;
@@ -311,7 +316,7 @@ impl ProcessExecutor {
                 self.dispose(sandbox).await;
                 continue;
             }
-            let _ = std::fs::remove_dir_all(task_dir(&self.exec_root, &sandbox.key));
+            let _ = std::fs::remove_file(warm_record(&self.exec_root, &sandbox.key));
             bridge.rekey(&sandbox.key, &run.task_id);
             sandbox.key = run.task_id.clone();
             return Some(sandbox);
@@ -540,39 +545,48 @@ fn live(pid: u32, start: u64) -> bool {
 /// the task processes it recorded, then every mount, then the directories.
 pub fn cleanup_stale(exec_root: &Path) {
     let tasks = exec_root.join("tasks");
+    let warm = exec_root.join("warm");
+    // (name, its record): each task's `pid` file, each sandbox made ahead's.
+    let mut records = Vec::new();
+    for (dir, in_dir) in [(&tasks, true), (&warm, false)] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let path = if in_dir { e.path().join("pid") } else { e.path() };
+                records.push((e.file_name().to_string_lossy().into_owned(), path));
+            }
+        }
+    }
     let mut container_ids = Vec::new();
     let mut killed = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&tasks) {
-        for e in entries.flatten() {
-            let Ok(text) = std::fs::read_to_string(e.path().join("pid")) else {
-                container_ids.push(super::container_id(&e.file_name().to_string_lossy()));
-                continue;
-            };
-            // The cgroup is named after the container, or after the
-            // sandbox made ahead that the task took.
-            let cgroup = text
-                .split_whitespace()
-                .nth(2)
-                .filter(|c| c.bytes().all(|b| b.is_ascii_hexdigit()));
-            container_ids.push(match cgroup {
-                Some(c) => c.to_string(),
-                None => super::container_id(&e.file_name().to_string_lossy()),
-            });
-            let mut it = text.split_whitespace();
-            let (Some(pid), Some(start)) = (
-                it.next().and_then(|p| p.parse::<u32>().ok()),
-                it.next().and_then(|s| s.parse::<u64>().ok()),
-            ) else {
-                continue;
-            };
-            if start_time(pid) == Some(start) {
-                tracing::info!(task = ?e.file_name(), pid, "stopping a task left by a previous agent");
-                if let Ok(p) = i32::try_from(pid) {
-                    // (A sandbox made ahead has no group of its own yet.)
-                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-                    let _ = killpg(Pid::from_raw(p), Signal::SIGKILL);
-                    killed.push((pid, start));
-                }
+    for (name, record) in records {
+        let Ok(text) = std::fs::read_to_string(&record) else {
+            container_ids.push(super::container_id(&name));
+            continue;
+        };
+        // The cgroup is named after the container, or after the sandbox
+        // made ahead (that the task took).
+        let cgroup = text
+            .split_whitespace()
+            .nth(2)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_hexdigit()));
+        container_ids.push(match cgroup {
+            Some(c) => c.to_string(),
+            None => super::container_id(&name),
+        });
+        let mut it = text.split_whitespace();
+        let (Some(pid), Some(start)) = (
+            it.next().and_then(|p| p.parse::<u32>().ok()),
+            it.next().and_then(|s| s.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        if start_time(pid) == Some(start) {
+            tracing::info!(task = %name, pid, "stopping a task left by a previous agent");
+            if let Ok(p) = i32::try_from(pid) {
+                // (A sandbox made ahead has no group of its own yet.)
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+                let _ = killpg(Pid::from_raw(p), Signal::SIGKILL);
+                killed.push((pid, start));
             }
         }
     }
@@ -585,9 +599,11 @@ pub fn cleanup_stale(exec_root: &Path) {
     }
     crate::mounts::unmount_all_under(&tasks);
     super::cgroup::cleanup_stale(&container_ids);
-    if let Err(e) = std::fs::remove_dir_all(&tasks)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(dir = %tasks.display(), error = %e, "removing stale task directories failed");
+    for dir in [&tasks, &warm] {
+        if let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing stale task directories failed");
+        }
     }
 }
