@@ -163,3 +163,68 @@ fn swarmkeep_service_create_with_registry_auth_pulls_a_private_image() {
         b"cli-login-marker-5r8"
     ));
 }
+
+/// `swarmkeep service create` pins the image to the digest its tag names at
+/// the registry now, as the docker CLI does (asked through a node: the
+/// Containers API's ResolveImage); `--no-resolve-image` keeps the tag; an
+/// image no registry answers for keeps it too, with the docker CLI's warning.
+#[test]
+fn swarmkeep_service_create_pins_the_image_to_its_digest() {
+    let registry = Registry::start();
+    let (digest, _) = registry.push("app/pin:v1", busybox_image());
+    let image = format!("{}/app/pin:v1", registry.addr);
+    let d = swarmkeep_tests::Daemon::start();
+    d.init();
+    let spec_image = |name: &str| {
+        let v: serde_json::Value = serde_json::from_str(d.cli(&["service", "inspect", name]).ok()).unwrap();
+        v[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let out = d.cli(&["service", "create", "--name", "pinned", &image, "sleep", "1000000"]);
+    out.ok();
+    assert_eq!(out.stderr, "", "{out:?}");
+    assert_eq!(spec_image("pinned"), format!("{image}@{digest}"));
+    // `service ls` shows the tag, as the docker CLI does; the task runs it.
+    let ls = d.cli(&["service", "ls", "--format", "{{.Image}}"]);
+    assert_eq!(ls.ok().trim(), image);
+    assert!(
+        swarmkeep_tests::eventually(std::time::Duration::from_secs(30), || d
+            .cli(&["service", "ps", "pinned", "--format", "{{.CurrentState}}"])
+            .stdout
+            .starts_with("Running")),
+        "{}",
+        d.cli(&["service", "ps", "pinned", "--no-trunc"]).stdout
+    );
+    let ps = d.cli(&["service", "ps", "pinned", "--no-trunc", "--format", "{{.Image}}"]);
+    assert_eq!(ps.ok().trim(), format!("{image}@{digest}"));
+
+    let out = d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "tagged",
+        "--no-resolve-image",
+        &image,
+        "sleep",
+        "1000000",
+    ]);
+    out.ok();
+    assert_eq!(out.stderr, "");
+    assert_eq!(spec_image("tagged"), image);
+
+    let missing = format!("{}/app/missing", registry.addr);
+    let out = d.cli(&["service", "create", "--name", "missing", &missing, "true"]);
+    out.ok();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "image {missing}:latest could not be accessed on a registry to record\n\
+             its digest. Each node will access {missing}:latest independently,\n\
+             possibly leading to different nodes running different\n\
+             versions of the image.\n"
+        )
+    );
+    assert_eq!(spec_image("missing"), missing);
+}

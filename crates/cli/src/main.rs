@@ -243,7 +243,7 @@ struct CreateArgs {
     /// (swarmkeep always returns at once)
     #[arg(short, long)]
     detach: bool,
-    /// Do not query the registry to resolve image digest (always so here)
+    /// Do not query the registry to resolve image digest and supported platforms
     #[arg(long)]
     no_resolve_image: bool,
     /// Send registry authentication details to swarm agents
@@ -674,7 +674,7 @@ async fn run(cli: Cli) -> Output {
                     limit_pids,
                     container,
                     detach: _,
-                    no_resolve_image: _,
+                    no_resolve_image,
                     with_registry_auth,
                     image,
                     args,
@@ -702,7 +702,11 @@ async fn run(cli: Cli) -> Output {
                     container: Some(&container),
                     with_registry_auth,
                 };
-                commands::service::create(c, flags, &image, &args).await
+                // As the docker CLI: the image pinned to the digest its tag
+                // names now (through a node of the swarm), unless told not to.
+                let mut resolver = commands::image::Images::new(channel.clone());
+                let resolver = (!no_resolve_image).then_some(&mut resolver);
+                commands::service::create(c, resolver, flags, &image, &args).await
             }
             ServiceCmd::Ls { quiet, format } => commands::service::ls(c, quiet, format.as_deref()).await,
             ServiceCmd::Ps {
@@ -742,6 +746,7 @@ async fn run(cli: Cli) -> Output {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = run(cli).await;
+    let _ = std::io::stderr().write_all(out.warnings.as_bytes());
     let _ = std::io::stdout().write_all(out.stdout.as_bytes());
     let _ = std::io::stdout().flush();
     match (out.error, out.code) {

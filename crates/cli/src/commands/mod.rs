@@ -19,6 +19,8 @@ use crate::client::CliError;
 #[derive(Default)]
 pub struct Output {
     pub stdout: String,
+    /// Warnings, written to stderr before stdout (the command still succeeds).
+    pub warnings: String,
     pub error: Option<CliError>,
     /// The exit code when it is not 0/1 by `error` (`exec`: the command's).
     pub code: Option<u8>,
@@ -36,9 +38,8 @@ impl Output {
 impl From<CliError> for Output {
     fn from(e: CliError) -> Self {
         Self {
-            stdout: String::new(),
             error: Some(e),
-            code: None,
+            ..Default::default()
         }
     }
 }
@@ -134,6 +135,6 @@ pub fn inspect_output(
     Output {
         stdout,
         error,
-        code: None,
+        ..Default::default()
     }
 }

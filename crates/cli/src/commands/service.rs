@@ -330,7 +330,54 @@ async fn resolve_refs(
         .collect()
 }
 
-pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, args: &[String]) -> Output {
+/// `image` with its tag (`:latest` when it has none) and `digest`, as the
+/// docker CLI pins a service's image; an image given by digest stays as is.
+pub fn pinned_image(image: &str, digest: &str) -> String {
+    if image.contains('@') {
+        return image.to_string();
+    }
+    format!("{}@{digest}", with_tag(image))
+}
+
+/// `image` with `:latest` when it names no tag (a registry's port is not one).
+fn with_tag(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// How the docker CLI shows a service's image in `service ls` (and `ps`
+/// unless `--no-trunc`): a pinned `name:tag@digest` as `name:tag`; one pinned
+/// without a tag stays whole.
+pub fn display_image(image: &str) -> String {
+    match image.split_once('@') {
+        Some((named, _)) if named.rsplit('/').next().is_some_and(|last| last.contains(':')) => named.to_string(),
+        _ => image.to_string(),
+    }
+}
+
+/// The docker CLI's words when the registry could not be asked.
+pub fn digest_warning(image: &str) -> String {
+    let image = with_tag(image);
+    format!(
+        "image {image} could not be accessed on a registry to record\n\
+         its digest. Each node will access {image} independently,\n\
+         possibly leading to different nodes running different\n\
+         versions of the image.\n"
+    )
+}
+
+pub async fn create(
+    client: &mut Client,
+    resolver: Option<&mut super::image::Images>,
+    flags: CreateFlags<'_>,
+    image: &str,
+    args: &[String],
+) -> Output {
+    let mut warnings = String::new();
     let result = async {
         let secrets = resolve_refs(client, flags.secrets, true).await?;
         let configs = resolve_refs(client, flags.configs, false).await?;
@@ -388,6 +435,22 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
         } else {
             Vec::new()
         };
+        if let (Some(resolver), Some(task)) = (resolver, spec.task.as_mut())
+            && !image.contains('@')
+        {
+            let resolved = resolver
+                .resolve_image(swarmkeep_api::containers::ResolveImageRequest {
+                    reference: image.to_string(),
+                    registry_auth: registry_auth.clone(),
+                })
+                .await;
+            match resolved {
+                Ok(r) if r.get_ref().digest.starts_with("sha256:") => {
+                    task.image = pinned_image(image, &r.into_inner().digest);
+                }
+                _ => warnings.push_str(&digest_warning(image)),
+            }
+        }
         let resp = client
             .create_service(control::CreateServiceRequest {
                 spec: Some(spec),
@@ -399,7 +462,10 @@ pub async fn create(client: &mut Client, flags: CreateFlags<'_>, image: &str, ar
     }
     .await;
     match result {
-        Ok(id) => Output::ok(format!("{id}\n")),
+        Ok(id) => Output {
+            warnings,
+            ..Output::ok(format!("{id}\n"))
+        },
         Err(e) => e.into(),
     }
 }
@@ -411,6 +477,40 @@ fn limits(flags: &CreateFlags<'_>) -> Result<Option<control::ResourceLimits>, Cl
         pids: flags.limit_pids.unwrap_or(0),
     };
     Ok((l != control::ResourceLimits::default()).then_some(l))
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+
+    #[test]
+    fn images_are_pinned_and_shown_as_the_docker_cli_does() {
+        let d = "sha256:0123";
+        assert_eq!(pinned_image("busybox", d), "busybox:latest@sha256:0123");
+        assert_eq!(pinned_image("busybox:1.36", d), "busybox:1.36@sha256:0123");
+        assert_eq!(
+            pinned_image("127.0.0.1:5000/app", d),
+            "127.0.0.1:5000/app:latest@sha256:0123"
+        );
+        assert_eq!(pinned_image("app@sha256:9999", d), "app@sha256:9999");
+        assert_eq!(display_image("busybox:latest@sha256:0123"), "busybox:latest");
+        assert_eq!(
+            display_image("127.0.0.1:5000/app:v1@sha256:0123"),
+            "127.0.0.1:5000/app:v1"
+        );
+        assert_eq!(
+            display_image("127.0.0.1:5000/app@sha256:0123"),
+            "127.0.0.1:5000/app@sha256:0123"
+        );
+        assert_eq!(display_image("bb:latest"), "bb:latest");
+        assert_eq!(
+            digest_warning("bb"),
+            "image bb:latest could not be accessed on a registry to record\n\
+             its digest. Each node will access bb:latest independently,\n\
+             possibly leading to different nodes running different\n\
+             versions of the image.\n"
+        );
+    }
 }
 
 fn truncate_id(id: &str) -> &str {
@@ -444,7 +544,7 @@ pub async fn ls(client: &mut Client, quiet: bool, format: Option<&str>) -> Outpu
             );
             serde_json::json!({
                 "ID": if format.is_some() || quiet { s.id.as_str() } else { truncate_id(&s.id) },
-                "Image": spec.task.map(|t| t.image).unwrap_or_default(),
+                "Image": display_image(&spec.task.map(|t| t.image).unwrap_or_default()),
                 "Mode": spec.mode,
                 "Name": spec.annotations.map(|a| a.name).unwrap_or_default(),
                 "Ports": "",
@@ -595,7 +695,10 @@ fn task_rows(
         rows.push(serde_json::json!({
             "ID": if full { t.id.as_str() } else { truncate_id(&t.id) },
             "Name": name,
-            "Image": t.spec.as_ref().map(|s| s.image.clone()).unwrap_or_default(),
+            "Image": match t.spec.as_ref().map(|s| s.image.as_str()).unwrap_or_default() {
+                image if full => image.to_string(),
+                image => display_image(image),
+            },
             "Node": node,
             "DesiredState": capitalize(&t.desired_state),
             "CurrentState": current,
