@@ -110,6 +110,40 @@ fn the_walkthroughs_secret_check_works_through_docker_exec() {
     // An exec gets the task's sandbox.
     let status = d.docker(&["exec", &name, "grep", "-E", "^(CapEff|Seccomp):", "/proc/self/status"]);
     assert_eq!(status.stdout, "CapEff:\t00000000a00425fb\nSeccomp:\t2\n", "{status:?}");
+    // The API's AttachStdout/AttachStderr: a stream not attached is not sent.
+    for (attach_out, attach_err, want) in [(false, true, "2:err\n"), (true, false, "1:out\n")] {
+        let body = serde_json::json!({
+            "AttachStdout": attach_out, "AttachStderr": attach_err,
+            "Cmd": ["sh", "-c", "echo out; echo err >&2"],
+        });
+        let (code, _, created) = swarmkeep_tests::docker::http(
+            &d.docker_socket(),
+            "POST",
+            &format!("/v1.41/containers/{name}/exec"),
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(code, 201, "{}", String::from_utf8_lossy(&created));
+        let id = serde_json::from_slice::<serde_json::Value>(&created).unwrap()["Id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (code, _, out) = swarmkeep_tests::docker::http(
+            &d.docker_socket(),
+            "POST",
+            &format!("/v1.41/exec/{id}/start"),
+            Some(br#"{"Detach":false,"Tty":false}"#),
+        );
+        assert_eq!(code, 200);
+        // Docker's multiplexed frames: stream byte, 3 zeros, big-endian length.
+        let mut frames = String::new();
+        let mut rest = &out[..];
+        while rest.len() >= 8 {
+            let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+            frames.push_str(&format!("{}:{}", rest[0], String::from_utf8_lossy(&rest[8..8 + len])));
+            rest = &rest[8 + len..];
+        }
+        assert_eq!(frames, want, "AttachStdout={attach_out} AttachStderr={attach_err}");
+    }
 
     // inspect: name, hostname, network mode, labels; the task's ContainerID.
     let out = d.docker(&[

@@ -510,6 +510,8 @@ impl<C: Control> Api<C> {
             tty,
             detach: start.detach,
             stdin: config.attach_stdin,
+            stdout: config.attach_stdout,
+            stderr: config.attach_stderr,
             output,
             input: in_tx,
         })
@@ -527,6 +529,10 @@ pub struct ExecSession {
     pub tty: bool,
     pub detach: bool,
     stdin: bool,
+    /// `AttachStdout`/`AttachStderr`: a stream not attached is not sent
+    /// (the command's writes to it go nowhere, as dockerd's).
+    stdout: bool,
+    stderr: bool,
     output: mpsc::Receiver<exec_output::Output>,
     input: mpsc::Sender<exec_input::Input>,
 }
@@ -573,6 +579,8 @@ impl ExecSession {
                     code = Some(c);
                     break;
                 }
+                exec_output::Output::Stdout(_) if !self.stdout => continue,
+                exec_output::Output::Stderr(_) if !self.stderr => continue,
                 exec_output::Output::Stdout(d) if self.tty => d,
                 exec_output::Output::Stdout(d) => mux(1, &d),
                 exec_output::Output::Stderr(d) if self.tty => d,
