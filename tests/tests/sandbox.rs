@@ -727,7 +727,7 @@ fn warm_sandboxes(d: &Daemon) -> Vec<(u32, String)> {
     };
     entries
         .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("pid")).ok())
         .filter_map(|t| {
             let f: Vec<&str> = t.split_whitespace().collect();
             Some((f.first()?.parse().ok()?, f.get(2)?.to_string()))
@@ -837,4 +837,161 @@ fn tasks_from_sandboxes_made_ahead_are_sandboxed_as_their_own() {
             );
         }
     }
+}
+
+/// The firewall flushed under a running node (`nft flush ruleset`, a
+/// firewall reload): a task must not start without its port's anti-spoofing
+/// entry — from a sandbox made ahead no more than from a fresh one.
+#[test]
+fn a_task_never_starts_without_its_anti_spoofing_entry() {
+    let d = Daemon::start();
+    d.init();
+    run(&d, "first", "true", &[]);
+    assert!(eventually(Duration::from_secs(20), || warm_sandboxes(&d).len() == 2));
+    let log = d.log();
+    let bridge = log
+        .split("task bridge ready bridge=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the bridge's name in the log")
+        .to_string();
+    let table = bridge.replace('-', "_");
+    let out = std::process::Command::new("nft")
+        .args(["delete", "table", "bridge", &table])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "after",
+        "--restart-condition",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    assert!(
+        eventually(Duration::from_secs(20), || d
+            .cli(&[
+                "service",
+                "ps",
+                "after",
+                "--no-trunc",
+                "--format",
+                "{{.CurrentState}} {{.Error}}"
+            ])
+            .stdout
+            .contains("firewall entry")),
+        "{}\n{}",
+        d.cli(&["service", "ps", "after", "--no-trunc"]).stdout,
+        d.log()
+    );
+    assert!(
+        !d.cli(&["service", "ps", "after", "--format", "{{.CurrentState}}"])
+            .stdout
+            .contains("Running")
+    );
+}
+
+/// A crash between making a sandbox's cgroup and recording its shim: the
+/// next start still finds the cgroup (named before it is made) and removes it.
+#[test]
+fn a_cgroup_made_before_a_crash_is_removed_at_the_next_start() {
+    let mut d = Daemon::start();
+    d.kill9();
+    let name = format!("{:064x}", 0x5eed_0000_u64 + u64::from(std::process::id()));
+    let dirs: Vec<PathBuf> = ["pids", "memory", "cpu"]
+        .iter()
+        .map(|c| PathBuf::from("/sys/fs/cgroup").join(c).join("swarmkeep").join(&name))
+        .filter(|d| d.parent().unwrap().parent().unwrap().join("cgroup.procs").exists())
+        .collect();
+    let dirs = if dirs.is_empty() {
+        vec![PathBuf::from("/sys/fs/cgroup/swarmkeep").join(&name)]
+    } else {
+        dirs
+    };
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let record = d.exec_root().join("warm").join("warm-crashed");
+    std::fs::create_dir_all(&record).unwrap();
+    std::fs::write(record.join("cgroup"), &name).unwrap();
+    d.restart();
+    for dir in &dirs {
+        assert!(
+            eventually(Duration::from_secs(10), || !dir.exists()),
+            "{} left\n{}",
+            dir.display(),
+            d.log()
+        );
+    }
+    assert!(!record.exists());
+}
+
+/// Tasks on a node's bridge see each other's own addresses, as on Docker's
+/// bridge: only traffic leaving the bridge is masqueraded. The rules of a
+/// bridge that is gone (a NAT of the whole range, say) are removed when an
+/// agent sets its bridge up.
+#[test]
+fn tasks_on_the_bridge_see_each_others_addresses() {
+    let orphan = format!("swk_0{:09x}", std::process::id());
+    let planted = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(
+                format!(
+                    "table ip {orphan} {{\n chain postrouting {{\n type nat hook postrouting priority srcnat; \
+                     policy accept;\n ip saddr 10.213.0.0/16 masquerade\n }}\n}}\n"
+                )
+                .as_bytes(),
+            )?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(planted.success());
+    let d = Daemon::start();
+    d.init();
+    let out = d.path().join("out-peers");
+    std::fs::create_dir_all(&out).unwrap();
+    let mount = format!("type=bind,source={},target=/out", out.display());
+    let me = "ip -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1";
+    let server = format!(
+        "{me} > /out/b.tmp && mv /out/b.tmp /out/b; nc -l -p 7000 > /out/got & \
+         while ! grep -q hi /out/got 2>/dev/null; do sleep 0.1; done; netstat -tn > /out/conns; \
+         touch /out/done; exec sleep 1000"
+    );
+    let client = format!(
+        "{me} > /out/a; while [ ! -s /out/b ]; do sleep 0.1; done; (echo hi; sleep 20) | nc $(cat /out/b) 7000"
+    );
+    for (name, script) in [("server", &server), ("client", &client)] {
+        d.cli(&[
+            "service", "create", "--name", name, "--mount", &mount, "busybox", "sh", "-c", script,
+        ])
+        .ok();
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || out.join("done").exists()),
+        "{}",
+        d.log()
+    );
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains(&orphan),
+        "the orphan rules are still there"
+    );
+    let a = read(&out, "a");
+    let conns = read(&out, "conns");
+    assert!(
+        conns.contains(&format!("{}:", a.trim())),
+        "the server saw another address than the client's {a}: {conns}"
+    );
 }

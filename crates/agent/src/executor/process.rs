@@ -37,6 +37,7 @@ pub struct Inner {
     warm: Mutex<Vec<Sandbox>>,
     warm_target: usize,
     filling: AtomicBool,
+    refilling: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set at shutdown: no more sandboxes are made ahead.
     closed: AtomicBool,
 }
@@ -119,13 +120,21 @@ impl Inner {
     /// Spawns the shim in its cgroup (and, with a bridge, its own network
     /// namespace plugged in): everything of a task's start that does not
     /// depend on the task.
+    ///
+    /// `record` (the task's directory, or the sandbox's own under `warm/`)
+    /// gets the cgroup's name before the cgroup exists, so that a crash at
+    /// any point leaves the next agent a way to remove it.
     async fn sandbox(
         &self,
         key: &str,
+        record: &Path,
         cgroup_name: &str,
         limits: Limits,
         bridge: Option<&Bridge>,
     ) -> Result<Sandbox, String> {
+        std::fs::create_dir_all(record)
+            .and_then(|()| std::fs::write(record.join("cgroup"), cgroup_name))
+            .map_err(|e| format!("recording the task's cgroup in {}: {e}", record.display()))?;
         let (error_read, error_write): (OwnedFd, OwnedFd) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
         let error_raw = error_write.as_raw_fd();
@@ -229,12 +238,13 @@ impl Inner {
             bridge.detach(&sandbox.key, sandbox.endpoint.as_ref()).await;
         }
         sandbox.cgroup.remove().await;
-        let _ = std::fs::remove_file(warm_record(&self.exec_root, &sandbox.key));
+        let _ = std::fs::remove_dir_all(warm_record(&self.exec_root, &sandbox.key));
     }
 }
 
-/// Where a sandbox made ahead is recorded (as a task's `pid` file is) until
-/// a task takes it: `<exec root>/warm/<key>`, beside the tasks' directories.
+/// Where a sandbox made ahead is recorded (`cgroup` and `pid`, as in a
+/// task's directory) until a task takes it: `<exec root>/warm/<key>`,
+/// beside the tasks' directories.
 fn warm_record(exec_root: &Path, key: &str) -> PathBuf {
     exec_root.join("warm").join(key)
 }
@@ -249,6 +259,7 @@ impl ProcessExecutor {
                 warm: Mutex::default(),
                 warm_target,
                 filling: AtomicBool::new(false),
+                refilling: Mutex::default(),
                 closed: AtomicBool::new(false),
             }),
         }
@@ -267,26 +278,37 @@ impl ProcessExecutor {
         if inner.closed.load(Ordering::SeqCst) || inner.filling.swap(true, Ordering::SeqCst) {
             return;
         }
-        tokio::spawn(async move {
+        let handle = tokio::spawn(async move {
             while !inner.closed.load(Ordering::SeqCst) && lock(&inner.warm).len() < inner.warm_target {
                 let Some(bridge) = inner.bridge.get() else { break };
                 let key = format!("warm-{}", swarmkeep_crypto::new_id());
+                let record = warm_record(&inner.exec_root, &key);
                 match inner
-                    .sandbox(&key, &container_id(&key), Limits::default(), Some(bridge))
+                    .sandbox(&key, &record, &container_id(&key), Limits::default(), Some(bridge))
                     .await
                 {
                     Ok(sandbox) => {
                         // Found and ended by the next agent if this one dies.
-                        let record = warm_record(&inner.exec_root, &key);
-                        let recorded = std::fs::create_dir_all(inner.exec_root.join("warm"))
-                            .and_then(|()| std::fs::write(&record, pid_record(sandbox.pid, &sandbox.cgroup_name)));
-                        if recorded.is_err() || inner.closed.load(Ordering::SeqCst) {
+                        let recorded =
+                            std::fs::write(record.join("pid"), pid_record(sandbox.pid, &sandbox.cgroup_name));
+                        // Pushed only while not closed, under the lock
+                        // drain_warm takes after closing.
+                        let refused = {
+                            let mut warm = lock(&inner.warm);
+                            if recorded.is_ok() && !inner.closed.load(Ordering::SeqCst) {
+                                warm.push(sandbox);
+                                None
+                            } else {
+                                Some(sandbox)
+                            }
+                        };
+                        if let Some(sandbox) = refused {
                             inner.dispose(sandbox).await;
                             break;
                         }
-                        lock(&inner.warm).push(sandbox);
                     }
                     Err(e) => {
+                        let _ = std::fs::remove_dir_all(&record);
                         tracing::debug!(error = %e, "making a sandbox ahead failed");
                         break;
                     }
@@ -294,6 +316,7 @@ impl ProcessExecutor {
             }
             inner.filling.store(false, Ordering::SeqCst);
         });
+        *lock(&self.refilling) = Some(handle);
     }
 
     /// A sandbox made ahead, made the task's: its limits set, its lease
@@ -312,11 +335,31 @@ impl ProcessExecutor {
                 && TaskCgroup::apply_limits(sandbox.cgroup.dirs(), run.limits)
                     .map_err(|e| tracing::debug!(error = %e, "a sandbox made ahead could not take the task's limits"))
                     .is_ok();
-            if !limited {
+            // Its port's anti-spoofing entry, again: the firewall may have
+            // been flushed since it was made (a fresh start fails then; so
+            // must this one). Idempotent, one netlink round trip.
+            let admitted = limited
+                && match &sandbox.endpoint {
+                    Some(e) => bridge
+                        .admit(e)
+                        .await
+                        .map_err(|e| tracing::warn!(error = %e, "a sandbox made ahead lost its firewall entry"))
+                        .is_ok(),
+                    None => false,
+                };
+            // The task's directory names the cgroup before the sandbox's
+            // record goes: a crash in between leaves it findable.
+            let recorded = admitted
+                && std::fs::write(
+                    task_dir(&self.exec_root, &run.task_id).join("cgroup"),
+                    &sandbox.cgroup_name,
+                )
+                .is_ok();
+            if !recorded {
                 self.dispose(sandbox).await;
                 continue;
             }
-            let _ = std::fs::remove_file(warm_record(&self.exec_root, &sandbox.key));
+            let _ = std::fs::remove_dir_all(warm_record(&self.exec_root, &sandbox.key));
             bridge.rekey(&sandbox.key, &run.task_id);
             sandbox.key = run.task_id.clone();
             return Some(sandbox);
@@ -326,6 +369,12 @@ impl ProcessExecutor {
     /// Ends the sandboxes made ahead (daemon shutdown).
     pub async fn drain_warm(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // A sandbox being made finishes (and, seeing `closed`, ends itself)
+        // before the bridge may go.
+        let refilling = lock(&self.refilling).take();
+        if let Some(handle) = refilling {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), handle).await;
+        }
         let warm = std::mem::take(&mut *lock(&self.warm));
         for sandbox in warm {
             self.dispose(sandbox).await;
@@ -450,7 +499,7 @@ impl ProcessExecutor {
         let sandbox = match warm {
             Some(s) => s,
             None => {
-                self.sandbox(&run.task_id, &run.container_id, run.limits, bridge)
+                self.sandbox(&run.task_id, &dir, &run.container_id, run.limits, bridge)
                     .await?
             }
         };
@@ -546,33 +595,30 @@ fn live(pid: u32, start: u64) -> bool {
 pub fn cleanup_stale(exec_root: &Path) {
     let tasks = exec_root.join("tasks");
     let warm = exec_root.join("warm");
-    // (name, its record): each task's `pid` file, each sandbox made ahead's.
+    // Each task's directory, each sandbox made ahead's: `cgroup` (written
+    // before the cgroup is made) and `pid` (once the shim runs).
     let mut records = Vec::new();
-    for (dir, in_dir) in [(&tasks, true), (&warm, false)] {
+    for dir in [&tasks, &warm] {
         if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                let path = if in_dir { e.path().join("pid") } else { e.path() };
-                records.push((e.file_name().to_string_lossy().into_owned(), path));
-            }
+            records.extend(
+                entries
+                    .flatten()
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())),
+            );
         }
     }
     let mut container_ids = Vec::new();
     let mut killed = Vec::new();
     for (name, record) in records {
-        let Ok(text) = std::fs::read_to_string(&record) else {
-            container_ids.push(super::container_id(&name));
+        // The cgroup is named after the container, or after the sandbox
+        // made ahead (that the task took); only a hex name is a cgroup's.
+        let cgroup = std::fs::read_to_string(record.join("cgroup"))
+            .ok()
+            .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_hexdigit()));
+        container_ids.push(cgroup.unwrap_or_else(|| super::container_id(&name)));
+        let Ok(text) = std::fs::read_to_string(record.join("pid")) else {
             continue;
         };
-        // The cgroup is named after the container, or after the sandbox
-        // made ahead (that the task took).
-        let cgroup = text
-            .split_whitespace()
-            .nth(2)
-            .filter(|c| c.bytes().all(|b| b.is_ascii_hexdigit()));
-        container_ids.push(match cgroup {
-            Some(c) => c.to_string(),
-            None => super::container_id(&name),
-        });
         let mut it = text.split_whitespace();
         let (Some(pid), Some(start)) = (
             it.next().and_then(|p| p.parse::<u32>().ok()),

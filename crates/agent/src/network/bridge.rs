@@ -247,6 +247,12 @@ impl Bridge {
         }
     }
 
+    /// (Again) lets the endpoint's port send as its own MAC and address
+    /// only: its element of the bridge's anti-spoofing set.
+    pub async fn admit(&self, endpoint: &Endpoint) -> Result<(), String> {
+        firewall::allow(&self.name, &endpoint.host_veth, &endpoint.mac, endpoint.address).await
+    }
+
     /// Whether the endpoint's veth is still on this bridge (a bridge
     /// removed by hand takes its ports with it).
     pub fn port_exists(&self, endpoint: &Endpoint) -> bool {
@@ -436,6 +442,7 @@ async fn create(handle: &Handle, name: &str, lock_path: &Path, subnet: Option<u8
 /// an alias is never taken for stale (its owner cannot be told).
 async fn remove_stale(handle: &Handle, own: &str) -> Result<(), String> {
     let mut stale = Vec::new();
+    let mut bridges = vec![own.to_string()];
     let mut links = handle.link().get().execute();
     while let Some(link) = links.try_next().await.map_err(io("listing links"))? {
         let mut name = None;
@@ -450,6 +457,7 @@ async fn remove_stale(handle: &Handle, own: &str) -> Result<(), String> {
         let Some(name) = name.filter(|n| n.starts_with(BRIDGE_PREFIX) && n != own) else {
             continue;
         };
+        bridges.push(name.clone());
         let Some(alias) = alias else { continue };
         let in_use = std::fs::OpenOptions::new()
             .write(true)
@@ -463,6 +471,14 @@ async fn remove_stale(handle: &Handle, own: &str) -> Result<(), String> {
         tracing::info!(bridge = %name, "removing the task bridge of an agent that is gone");
         let _ = handle.link().del(index).execute().await;
         firewall::remove(&name).await;
+    }
+    // Rules of a bridge that is gone (removed by hand, say): they would
+    // still masquerade or filter a /24 that a new bridge may take.
+    for name in firewall::bridges_with_rules().await {
+        if name.starts_with(BRIDGE_PREFIX) && !bridges.contains(&name) {
+            tracing::info!(bridge = %name, "removing the firewall rules of a task bridge that is gone");
+            firewall::remove(&name).await;
+        }
     }
     Ok(())
 }

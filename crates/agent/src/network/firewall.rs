@@ -59,7 +59,7 @@ pub async fn install(bridge: &str, subnet: String, ports: &str) -> Result<(), St
          table ip {t} {{\n\
            chain postrouting {{\n\
              type nat hook postrouting priority srcnat; policy accept;\n\
-             ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+             ip saddr {subnet} ip daddr != {subnet} oifname != \"{bridge}\" masquerade\n\
            }}\n\
            chain forward {{\n\
              type filter hook forward priority filter - 1; policy accept;\n\
@@ -135,6 +135,28 @@ async fn endpoint(op: Op, bridge: &str, port: &str, mac: &[u8; 6], ip: std::net:
     tokio::task::spawn_blocking(move || super::nft_netlink::endpoint(op, &t, "endpoints", &key))
         .await
         .map_err(|e| e.to_string())?
+}
+
+/// The bridges (by name) that have tables of [`install`]'s here.
+pub async fn bridges_with_rules() -> Vec<String> {
+    let Ok(listing) = nft("list tables\n").await else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = listing
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            match (f.next(), f.next(), f.next()) {
+                (Some("table"), Some("ip" | "bridge"), Some(t)) if t.starts_with("swk_") => {
+                    Some(t.replacen("swk_", "swk-", 1))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Removes everything [`install`] made for `bridge`.

@@ -177,9 +177,17 @@ pub fn endpoint(op: Op, table: &str, set: &str, key: &[u8]) -> Result<(), String
     set_receive_timeout(&socket, std::time::Duration::from_secs(2)).map_err(fail)?;
     socket.send(&batch(op, table, set, key, seq), 0).map_err(fail)?;
     let mut buf = Vec::with_capacity(8192);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         buf.clear();
-        socket.recv(&mut buf, 0).map_err(fail)?;
+        match socket.recv(&mut buf, 0) {
+            Ok(_) => {}
+            // A signal on this thread: read on (the timeout still bounds it).
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && std::time::Instant::now() < deadline => {
+                continue;
+            }
+            Err(e) => return Err(fail(e)),
+        }
         match answer(&buf, seq) {
             Some(Ok(())) => return Ok(()),
             Some(Err(errno)) => return Err(fail(std::io::Error::from_raw_os_error(errno))),
