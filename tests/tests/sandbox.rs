@@ -995,3 +995,52 @@ fn tasks_on_the_bridge_see_each_others_addresses() {
         "the server saw another address than the client's {a}: {conns}"
     );
 }
+
+/// `--tty` (ContainerSpec.TTY): the command's stdin, stdout and stderr are a
+/// pseudo-terminal of the task's own devpts, its controlling terminal; what
+/// it writes is the task's log; the agent's stop signal still reaches it.
+#[test]
+fn a_tty_task_runs_on_its_own_terminal() {
+    let d = Daemon::start();
+    d.init();
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "term",
+        "-t",
+        "busybox",
+        "sh",
+        "-c",
+        "tty; [ -t 0 ] && echo stdin-is-a-tty; ps -o pid,tty,comm | grep -c pts; echo on-stderr >&2; exec sleep 1000",
+    ])
+    .ok();
+    let inspect = d.cli(&["service", "inspect", "term"]);
+    let v: serde_json::Value = serde_json::from_str(inspect.ok()).unwrap();
+    assert_eq!(v[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["TTY"], true);
+    assert!(
+        eventually(Duration::from_secs(30), || d
+            .cli(&["service", "logs", "--raw", "term"])
+            .stdout
+            .contains("on-stderr")),
+        "{}\n{}",
+        d.cli(&["service", "logs", "term"]).stdout,
+        d.log()
+    );
+    let logs = d.cli(&["service", "logs", "--raw", "term"]).stdout;
+    // A terminal's output: \r\n line ends.
+    assert!(logs.contains("/dev/pts/0\r\n"), "{logs:?}");
+    assert!(logs.contains("stdin-is-a-tty\r\n"), "{logs:?}");
+    let task = d.cli(&["service", "ps", "term", "-q", "--no-trunc"]);
+    let task_id = task.ok().lines().next().unwrap().trim().to_string();
+    let pid = d.task_pid(&task_id);
+    // The stop signal reaches the command (in its terminal's session) at
+    // once, not after the 10 s grace period.
+    let t = std::time::Instant::now();
+    d.cli(&["service", "rm", "term"]).ok();
+    assert!(
+        eventually(Duration::from_secs(20), || !alive(pid)),
+        "the task outlived its service"
+    );
+    assert!(t.elapsed() < Duration::from_secs(8), "stopped after {:?}", t.elapsed());
+}

@@ -190,6 +190,7 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
         hostname: spec.hostname.clone(),
         network: crate::network::NetworkMode::Bridge,
         read_only: spec.read_only,
+        tty: spec.tty,
         limits: spec
             .limits
             .map(|l| crate::executor::Limits {
@@ -543,6 +544,7 @@ fn container_record(
                 .unwrap_or_default(),
             ip_prefix_len: ep.map(|e| i32::from(e.prefix)).unwrap_or(0),
             read_only: run.read_only,
+            tty: run.tty,
             mounts,
             task_id: task.id.clone(),
             service_id: task.service_id.clone(),

@@ -56,6 +56,7 @@ mod tests {
             hostname: String::new(),
             network: crate::network::NetworkMode::Bridge,
             read_only: false,
+            tty: false,
             limits: Default::default(),
             sandbox: Default::default(),
         }

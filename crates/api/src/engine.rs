@@ -301,6 +301,9 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
     if let Some(init) = t.init {
         m.insert("Init".into(), init.into());
     }
+    if t.tty {
+        m.insert("TTY".into(), true.into());
+    }
     if !t.stop_signal.is_empty() {
         m.insert("StopSignal".into(), t.stop_signal.clone().into());
     }

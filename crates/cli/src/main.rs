@@ -228,6 +228,9 @@ struct CreateArgs {
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     read_only: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Limit CPUs
     #[arg(long)]
     limit_cpu: Option<String>,
@@ -669,6 +672,7 @@ async fn run(cli: Cli) -> Output {
                     stop_grace_period,
                     hostname,
                     read_only,
+                    tty,
                     limit_cpu,
                     limit_memory,
                     limit_pids,
@@ -696,6 +700,7 @@ async fn run(cli: Cli) -> Output {
                     stop_grace_period: stop_grace_period.as_deref(),
                     hostname: hostname.as_deref(),
                     read_only,
+                    tty,
                     limit_cpu: limit_cpu.as_deref(),
                     limit_memory: limit_memory.as_deref(),
                     limit_pids,

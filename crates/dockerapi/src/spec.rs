@@ -350,7 +350,7 @@ impl ServiceSpec {
                     .iter()
                     .any(|v| v.as_ref().is_some_and(is_set)),
             ),
-            ("ContainerSpec.TTY", c.tty || c.open_stdin),
+            ("ContainerSpec.OpenStdin", c.open_stdin),
             (
                 "ContainerSpec.Mounts of a type other than bind, volume and tmpfs",
                 c.mounts
@@ -456,6 +456,7 @@ impl ServiceSpec {
                     .collect(),
                 hostname: c.hostname,
                 read_only: c.read_only,
+                tty: c.tty,
                 limits: t
                     .resources
                     .and_then(|r| r.limits)

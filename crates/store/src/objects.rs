@@ -278,6 +278,9 @@ pub struct TaskSpec {
     /// Docker's `ReadOnly`: the task's root filesystem is read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// Docker's `TTY`: the command runs on a pseudo-terminal.
+    #[serde(default)]
+    pub tty: bool,
     #[serde(default)]
     pub limits: ResourceLimits,
     /// Docker's `ContainerSpec.Labels`: the task container's labels.

@@ -41,6 +41,8 @@ pub struct TaskRun {
     pub network: crate::network::NetworkMode,
     /// `--read-only`: the task's root is mounted read-only.
     pub read_only: bool,
+    /// `--tty`: the command runs on a pseudo-terminal.
+    pub tty: bool,
     /// `--limit-cpu`, `--limit-memory`, `--limit-pids`.
     pub limits: Limits,
     pub sandbox: SandboxOptions,

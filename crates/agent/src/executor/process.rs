@@ -487,6 +487,7 @@ impl ProcessExecutor {
             hostname: hostname.clone(),
             etc_files: Vec::new(),
             read_only_root: run.read_only,
+            tty: run.tty,
             rlimits: run.sandbox.rlimits.clone(),
             sysctls: run.sandbox.sysctls.clone(),
         };

@@ -54,6 +54,11 @@ pub struct ShimSpec {
     pub rlimits: Vec<(u32, u64, u64)>,
     /// Namespaced sysctls (`--sysctl`), set in the task's own namespaces.
     pub sysctls: Vec<(String, String)>,
+    /// `--tty`: the command's stdin, stdout and stderr are the slave of a
+    /// pseudo-terminal of the task's own devpts (its controlling terminal);
+    /// PID 1 copies the master to its stdout, the task's log.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// Who the command runs as and what it may do.
@@ -190,23 +195,146 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
     if let Err(e) = super::rootfs::prepare_root(spec) {
         return fail(&mut report, e);
     }
+    // The task's own devpts is mounted: its pseudo-terminal comes from there.
+    let pty = if spec.tty {
+        match open_pty() {
+            Ok(p) => Some(p),
+            Err(e) => return fail(&mut report, e),
+        }
+    } else {
+        None
+    };
     // SAFETY: still single-threaded.
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&mut report, format!("fork: {e}")),
-        Ok(ForkResult::Child) => match exec_command(&spec.argv, &spec.env, &spec.creds) {
-            Ok(never) => match never {},
-            Err(e) => fail(&mut report, e),
-        },
-        Ok(ForkResult::Parent { child }) => {
-            drop(report);
-            loop {
-                match waitpid(Pid::from_raw(-1), None) {
-                    Ok(WaitStatus::Exited(pid, code)) if pid == child => return code,
-                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return 128 + sig as i32,
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => return 255,
+        Ok(ForkResult::Child) => {
+            if let Some((master, slave)) = pty {
+                drop(master);
+                if let Err(e) = take_terminal(slave) {
+                    return fail(&mut report, e);
                 }
             }
+            match exec_command(&spec.argv, &spec.env, &spec.creds) {
+                Ok(never) => match never {},
+                Err(e) => fail(&mut report, e),
+            }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(report);
+            let relay = pty.map(|(master, slave)| {
+                drop(slave);
+                // The command leads its own session (its terminal's): the
+                // agent's signals to this group reach it through here.
+                forward_signals(child);
+                std::thread::spawn(move || relay_output(master))
+            });
+            let code = loop {
+                match waitpid(Pid::from_raw(-1), None) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => break code,
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => break 128 + sig as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break 255,
+                }
+            };
+            // What the command wrote last is still in the terminal: read
+            // for a moment (a process it left holding the terminal ends
+            // with this one anyway).
+            if let Some(relay) = relay {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+                while !relay.is_finished() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+            code
+        }
+    }
+}
+
+/// A pseudo-terminal of the task's devpts: (master, slave).
+fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
+    use nix::fcntl::OFlag;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(io("opening the task's terminal"))?;
+    nix::pty::grantpt(&master).map_err(io("opening the task's terminal"))?;
+    nix::pty::unlockpt(&master).map_err(io("opening the task's terminal"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(io("opening the task's terminal"))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(io("opening the task's terminal"))?;
+    // SAFETY: posix_openpt returned a new fd that PtyMaster owns; it is
+    // handed over whole.
+    let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    Ok((master, slave))
+}
+
+/// In the command's process: its own session with `slave` as controlling
+/// terminal and as stdin, stdout and stderr.
+fn take_terminal(slave: OwnedFd) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    nix::unistd::setsid().map_err(io("starting the command's session"))?;
+    // SAFETY: TIOCSCTTY on a terminal fd with an integer argument.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+        return Err(format!(
+            "taking the task's terminal: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    for fd in 0..=2 {
+        // SAFETY: dup2 onto the standard descriptors.
+        if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
+            return Err(format!(
+                "taking the task's terminal: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The child whose process group PID 1 forwards signals to.
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(-pid, sig) };
+    }
+}
+
+/// Every signal the agent may stop the task with goes on to the command's
+/// process group (it has its own session with a terminal).
+fn forward_signals(child: Pid) {
+    FORWARD_TO.store(child.as_raw(), std::sync::atomic::Ordering::Relaxed);
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD) {
+            continue;
+        }
+        // SAFETY: the handler only calls kill, which is async-signal-safe.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::Handler(forward)) };
+    }
+}
+
+/// Copies the terminal's output to stdout (the task's log) until the last
+/// holder of its slave is gone.
+fn relay_output(master: OwnedFd) {
+    let mut master = std::fs::File::from(master);
+    let mut out = std::io::stdout().lock();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match std::io::Read::read(&mut master, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // EIO: no process holds the slave any more.
+            Err(_) => break,
         }
     }
 }

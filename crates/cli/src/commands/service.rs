@@ -37,6 +37,7 @@ pub struct CreateFlags<'a> {
     pub stop_grace_period: Option<&'a str>,
     pub hostname: Option<&'a str>,
     pub read_only: bool,
+    pub tty: bool,
     pub limit_cpu: Option<&'a str>,
     pub limit_memory: Option<&'a str>,
     pub limit_pids: Option<i64>,
@@ -419,6 +420,7 @@ pub async fn create(
                 mounts: flags.mounts.iter().map(|m| parse_mount(m)).collect::<Result<_, _>>()?,
                 hostname: flags.hostname.unwrap_or("").to_string(),
                 read_only: flags.read_only,
+                tty: flags.tty,
                 limits: limits(&flags)?,
                 ..Default::default()
             }),

@@ -213,7 +213,7 @@ fn inspect_json(c: &Container) -> serde_json::Value {
             "AttachStdin": false,
             "AttachStdout": false,
             "AttachStderr": false,
-            "Tty": false,
+            "Tty": c.tty,
             "OpenStdin": false,
             "StdinOnce": false,
             "Env": c.env,

@@ -89,6 +89,7 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
             .collect(),
         hostname: t.hostname.clone(),
         read_only: t.read_only,
+        tty: t.tty,
         limits: (t.limits != ResourceLimits::default()).then_some(control::ResourceLimits {
             nano_cpus: t.limits.nano_cpus,
             memory_bytes: t.limits.memory_bytes,
@@ -508,6 +509,7 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
             mounts: mounts_from_proto(task.mounts)?,
             hostname: hostname_from_proto(task.hostname)?,
             read_only: task.read_only,
+            tty: task.tty,
             limits: limits_from_proto(task.limits)?,
             ..options
         },
