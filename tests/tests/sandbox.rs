@@ -1012,7 +1012,8 @@ fn a_tty_task_runs_on_its_own_terminal() {
         "busybox",
         "sh",
         "-c",
-        "tty; [ -t 0 ] && echo stdin-is-a-tty; ps -o pid,tty,comm | grep -c pts; echo on-stderr >&2; exec sleep 1000",
+        "tty; [ -t 0 ] && echo stdin-is-a-tty; grep -o 'devpts.*max=[0-9]*' /proc/mounts; \
+         echo on-stderr >&2; exec sleep 1000",
     ])
     .ok();
     let inspect = d.cli(&["service", "inspect", "term"]);
@@ -1031,6 +1032,8 @@ fn a_tty_task_runs_on_its_own_terminal() {
     // A terminal's output: \r\n line ends.
     assert!(logs.contains("/dev/pts/0\r\n"), "{logs:?}");
     assert!(logs.contains("stdin-is-a-tty\r\n"), "{logs:?}");
+    // Its own devpts, capped: the kernel's pool of terminals is shared.
+    assert!(logs.contains("max=64\r\n"), "{logs:?}");
     let task = d.cli(&["service", "ps", "term", "-q", "--no-trunc"]);
     let task_id = task.ok().lines().next().unwrap().trim().to_string();
     let pid = d.task_pid(&task_id);
@@ -1043,4 +1046,36 @@ fn a_tty_task_runs_on_its_own_terminal() {
         "the task outlived its service"
     );
     assert!(t.elapsed() < Duration::from_secs(8), "stopped after {:?}", t.elapsed());
+
+    // A pids limit that leaves PID 1 no thread for the relay: the output
+    // still reaches the log and the task completes.
+    d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "starved",
+        "-t",
+        "--limit-pids",
+        // The shim, PID 1 and the command.
+        "3",
+        "--restart-condition",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi-from-a-starved-tty",
+    ])
+    .ok();
+    assert!(
+        eventually(Duration::from_secs(30), || d
+            .cli(&["service", "ps", "starved", "--format", "{{.CurrentState}}"])
+            .stdout
+            .starts_with("Complete")),
+        "{}\n{}",
+        d.cli(&["service", "ps", "starved", "--no-trunc"]).stdout,
+        d.cli(&["service", "logs", "--raw", "starved"]).stdout
+    );
+    let logs = d.cli(&["service", "logs", "--raw", "starved"]).stdout;
+    assert!(logs.contains("hi-from-a-starved-tty"), "{logs:?}");
+    assert!(!logs.contains("panicked"), "{logs:?}");
 }

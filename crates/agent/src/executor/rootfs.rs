@@ -415,7 +415,9 @@ fn dev_fs(root: &Path) -> Result<(), String> {
         &pts,
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        // (`max`: the kernel's pool of terminals is shared by every devpts
+        // instance; one task cannot take it all.)
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5,max=64"),
     )
     .map_err(io("mounting /dev/pts"))?;
     let shm = dev.join("shm");

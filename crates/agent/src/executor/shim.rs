@@ -204,12 +204,19 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
     } else {
         None
     };
+    // With a terminal, signals wait (blocked) from the fork until PID 1
+    // forwards them: one sent as the command starts is not lost.
+    let all = nix::sys::signal::SigSet::all();
+    if pty.is_some() {
+        let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&all), None);
+    }
     // SAFETY: still single-threaded.
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&mut report, format!("fork: {e}")),
         Ok(ForkResult::Child) => {
             if let Some((master, slave)) = pty {
                 drop(master);
+                let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&all), None);
                 if let Err(e) = take_terminal(slave) {
                     return fail(&mut report, e);
                 }
@@ -221,12 +228,24 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(report);
-            let relay = pty.map(|(master, slave)| {
+            let relay = pty.and_then(|(master, slave)| {
                 drop(slave);
                 // The command leads its own session (its terminal's): the
                 // agent's signals to this group reach it through here.
                 forward_signals(child);
-                std::thread::spawn(move || relay_output(master))
+                let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&all), None);
+                // A thread, so that orphans are reaped meanwhile; if the
+                // task's pids limit leaves none, the relay runs here until
+                // the terminal is released, then the reaping.
+                let master = std::sync::Arc::new(master);
+                let theirs = master.clone();
+                match std::thread::Builder::new().spawn(move || relay_output(&theirs)) {
+                    Ok(thread) => Some(thread),
+                    Err(_) => {
+                        relay_output(&master);
+                        None
+                    }
+                }
             });
             let code = loop {
                 match waitpid(Pid::from_raw(-1), None) {
@@ -320,8 +339,9 @@ fn forward_signals(child: Pid) {
 
 /// Copies the terminal's output to stdout (the task's log) until the last
 /// holder of its slave is gone.
-fn relay_output(master: OwnedFd) {
-    let mut master = std::fs::File::from(master);
+fn relay_output(master: &OwnedFd) {
+    let Ok(dup) = master.try_clone() else { return };
+    let mut master = std::fs::File::from(dup);
     let mut out = std::io::stdout().lock();
     let mut buf = [0u8; 16 * 1024];
     loop {
