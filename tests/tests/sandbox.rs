@@ -727,10 +727,10 @@ fn warm_sandboxes(d: &Daemon) -> Vec<(u32, String)> {
     };
     entries
         .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("pid")).ok())
-        .filter_map(|t| {
-            let f: Vec<&str> = t.split_whitespace().collect();
-            Some((f.first()?.parse().ok()?, f.get(2)?.to_string()))
+        .filter_map(|e| {
+            let pid = std::fs::read_to_string(e.path().join("pid")).ok()?;
+            let cgroup = std::fs::read_to_string(e.path().join("cgroup")).ok()?;
+            Some((pid.split_whitespace().next()?.parse().ok()?, cgroup))
         })
         .collect()
 }

@@ -36,7 +36,7 @@ pub struct Inner {
     /// (~5–8 ms), the same for every task. At most `warm_target`.
     warm: Mutex<Vec<Sandbox>>,
     warm_target: usize,
-    filling: AtomicBool,
+    /// The background task making them, while it runs.
     refilling: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set at shutdown: no more sandboxes are made ahead.
     closed: AtomicBool,
@@ -258,7 +258,6 @@ impl ProcessExecutor {
                 bridge: tokio::sync::OnceCell::new(),
                 warm: Mutex::default(),
                 warm_target,
-                filling: AtomicBool::new(false),
                 refilling: Mutex::default(),
                 closed: AtomicBool::new(false),
             }),
@@ -274,11 +273,12 @@ impl ProcessExecutor {
 
     /// Makes sandboxes ahead up to the target, in the background.
     fn refill(&self) {
-        let inner = self.inner.clone();
-        if inner.closed.load(Ordering::SeqCst) || inner.filling.swap(true, Ordering::SeqCst) {
+        let mut refilling = lock(&self.refilling);
+        if self.closed.load(Ordering::SeqCst) || refilling.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
-        let handle = tokio::spawn(async move {
+        let inner = self.inner.clone();
+        *refilling = Some(tokio::spawn(async move {
             while !inner.closed.load(Ordering::SeqCst) && lock(&inner.warm).len() < inner.warm_target {
                 let Some(bridge) = inner.bridge.get() else { break };
                 let key = format!("warm-{}", swarmkeep_crypto::new_id());
@@ -289,8 +289,7 @@ impl ProcessExecutor {
                 {
                     Ok(sandbox) => {
                         // Found and ended by the next agent if this one dies.
-                        let recorded =
-                            std::fs::write(record.join("pid"), pid_record(sandbox.pid, &sandbox.cgroup_name));
+                        let recorded = std::fs::write(record.join("pid"), pid_record(sandbox.pid));
                         // Pushed only while not closed, under the lock
                         // drain_warm takes after closing.
                         let refused = {
@@ -314,9 +313,7 @@ impl ProcessExecutor {
                     }
                 }
             }
-            inner.filling.store(false, Ordering::SeqCst);
-        });
-        *lock(&self.refilling) = Some(handle);
+        }));
     }
 
     /// A sandbox made ahead, made the task's: its limits set, its lease
@@ -508,7 +505,6 @@ impl ProcessExecutor {
             child,
             pid,
             cgroup,
-            cgroup_name,
             endpoint,
             spec_write,
             error_read: read_end,
@@ -555,7 +551,7 @@ impl ProcessExecutor {
             task = %run.task_id, from_warm, prepared, attached, exec = ms(t0),
             "task start phases (ms since start)"
         );
-        let _ = std::fs::write(dir.join("pid"), pid_record(pid, &cgroup_name));
+        let _ = std::fs::write(dir.join("pid"), pid_record(pid));
         if bridge.is_some() {
             self.refill();
         }
@@ -563,32 +559,30 @@ impl ProcessExecutor {
     }
 }
 
-/// What `cleanup_stale` finds of a shim: its PID, its start time, its
-/// cgroup's name.
-fn pid_record(pid: u32, cgroup_name: &str) -> String {
-    format!("{pid} {} {cgroup_name}", start_time(pid).unwrap_or_default())
+/// What `cleanup_stale` finds of a shim: its PID and start time (its
+/// cgroup's name is in the `cgroup` file beside it).
+fn pid_record(pid: u32) -> String {
+    format!("{pid} {}", start_time(pid).unwrap_or_default())
 }
 
-/// A process's start time (field 22 of /proc/<pid>/stat), to tell it from a
-/// later process that got the same PID.
-pub fn start_time(pid: u32) -> Option<u64> {
+/// A process's (state, start time): fields 3 and 22 of /proc/<pid>/stat.
+fn stat(pid: u32) -> Option<(String, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.to_string();
+    Some((state, fields.nth(18)?.parse().ok()?))
+}
+
+/// A process's start time, to tell it from a later process that got the
+/// same PID.
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
 }
 
 /// Whether `pid` is still the process that started at `start` and has not
 /// exited (a zombie has left its cgroups).
 fn live(pid: u32, start: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some((_, after)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    let mut fields = after.split_whitespace();
-    let state = fields.next();
-    state != Some("Z") && fields.nth(18).and_then(|s| s.parse().ok()) == Some(start)
+    stat(pid).is_some_and(|(state, s)| state != "Z" && s == start)
 }
 
 /// Kills what a previous run of the agent left in `exec_root` (after a crash):
