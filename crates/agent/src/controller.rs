@@ -247,6 +247,10 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     report(TaskState::Preparing, "preparing", String::new(), None, None);
     let spec = task.spec.clone().unwrap_or_default();
     let prepared = task_files(&agent, &spec);
+    let prepared = prepared.and_then(|(files, mut run)| {
+        run.network = network_mode(&task)?;
+        Ok((files, run))
+    });
     let (files, mut run) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -446,6 +450,25 @@ async fn stop_process(proc: &mut crate::executor::RunningTask, signal: Signal, g
             proc.wait().await
         }
     }
+}
+
+/// How the task is networked: in its node's own namespace when attached to a
+/// `host` network, else on the node's task bridge.
+fn network_mode(task: &control::Task) -> Result<crate::network::NetworkMode, String> {
+    let mut mode = crate::network::NetworkMode::Bridge;
+    for network in task.networks.iter().filter_map(|a| a.network.as_ref()) {
+        let spec = network.spec.clone().unwrap_or_default();
+        match spec.driver.as_str() {
+            "host" => mode = crate::network::NetworkMode::Host,
+            driver => {
+                let name = spec.annotations.map(|a| a.name).unwrap_or_default();
+                return Err(format!(
+                    "network {name}: the {driver:?} driver is not supported on this node"
+                ));
+            }
+        }
+    }
+    Ok(mode)
 }
 
 /// The task's container as Docker shows it (`docker ps`, `inspect`).

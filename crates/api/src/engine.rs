@@ -434,7 +434,7 @@ fn limits_json(l: Option<&control::ResourceLimits>) -> serde_json::Value {
 
 fn task_template(t: &control::TaskSpec) -> serde_json::Value {
     let restart = t.restart.clone().unwrap_or_default();
-    serde_json::json!({
+    let mut out = serde_json::json!({
         "ContainerSpec": container_spec(t),
         "Resources": {"Limits": limits_json(t.limits.as_ref()), "Reservations": {}},
         "RestartPolicy": {
@@ -443,9 +443,24 @@ fn task_template(t: &control::TaskSpec) -> serde_json::Value {
             "MaxAttempts": restart.max_attempts,
         },
         "Placement": {},
-        "ForceUpdate": t.force_update,
-        "Runtime": "container",
-    })
+    });
+    if !t.networks.is_empty() {
+        let networks: Vec<serde_json::Value> = t
+            .networks
+            .iter()
+            .map(|n| {
+                let mut m = serde_json::json!({"Target": n.target});
+                if !n.aliases.is_empty() {
+                    m["Aliases"] = serde_json::json!(n.aliases);
+                }
+                m
+            })
+            .collect();
+        out["Networks"] = serde_json::Value::Array(networks);
+    }
+    out["ForceUpdate"] = serde_json::json!(t.force_update);
+    out["Runtime"] = serde_json::json!("container");
+    out
 }
 
 fn update_config_json(c: Option<&control::UpdateConfig>) -> serde_json::Value {
@@ -565,4 +580,51 @@ pub fn task_json(t: &control::Task) -> serde_json::Value {
     m.insert("Status".into(), serde_json::Value::Object(st));
     m.insert("DesiredState".into(), t.desired_state.clone().into());
     serde_json::Value::Object(m)
+}
+
+/// A network's name (empty if the spec is missing).
+pub fn network_name(n: &control::Network) -> &str {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.annotations.as_ref())
+        .map(|a| a.name.as_str())
+        .unwrap_or("")
+}
+
+/// One of the networks every swarm has (swarmkit's predefined label).
+pub fn network_is_predefined(n: &control::Network) -> bool {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.annotations.as_ref())
+        .and_then(|a| a.labels.get("com.docker.swarm.predefined"))
+        .is_some_and(|v| v == "true")
+}
+
+/// A predefined network is the node's own (Docker lists `host` as local).
+pub fn network_scope(n: &control::Network) -> &'static str {
+    if network_is_predefined(n) { "local" } else { "swarm" }
+}
+
+/// `docker network inspect`'s shape.
+pub fn network_json(n: &control::Network) -> serde_json::Value {
+    let spec = n.spec.clone().unwrap_or_default();
+    let labels: BTreeMap<String, String> = spec.annotations.unwrap_or_default().labels.into_iter().collect();
+    let created = rfc3339_nano(n.meta.as_ref().and_then(|m| m.created_at.as_ref()));
+    serde_json::json!({
+        "Name": network_name(n),
+        "Id": n.id,
+        "Created": created,
+        "Scope": network_scope(n),
+        "Driver": spec.driver,
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": []},
+        "Internal": false,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": {},
+        "Options": {},
+        "Labels": labels,
+    })
 }

@@ -90,6 +90,9 @@ enum Command {
     /// Manage Swarm services
     #[command(subcommand)]
     Service(ServiceCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Manage the images of the node the CLI talks to
     #[command(subcommand)]
     Image(ImageCmd),
@@ -178,6 +181,40 @@ enum ImageCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        /// Only display network IDs
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate the output
+        #[arg(long)]
+        no_trunc: bool,
+        /// Provide filter values (e.g. 'driver=host')
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// Pretty-print networks using a Go template
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Display detailed information on one or more networks
+    Inspect {
+        /// Format the output using the given Go template
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+}
+
 #[derive(Args)]
 struct CreateArgs {
     /// Service name
@@ -192,6 +229,9 @@ struct CreateArgs {
     /// Specify secrets to expose to the service
     #[arg(long)]
     secret: Vec<String>,
+    /// Network attachments (`host`: the node's own network)
+    #[arg(long)]
+    network: Vec<String>,
     /// Specify configurations to expose to the service
     #[arg(long)]
     config: Vec<String>,
@@ -533,6 +573,18 @@ async fn run(cli: Cli) -> Output {
                 ImageCmd::Rm { images: names } => commands::image::rm(images, &names).await,
             }
         }
+        Command::Network(cmd) => match cmd {
+            NetworkCmd::Ls {
+                quiet,
+                no_trunc,
+                filter,
+                format,
+            } => commands::network::ls(c, quiet, no_trunc, &filter, format.as_deref()).await,
+            NetworkCmd::Inspect { format, networks } => {
+                commands::network::inspect(c, &networks, format.as_deref()).await
+            }
+            NetworkCmd::Rm { networks } => commands::network::rm(c, &networks).await,
+        },
         Command::Ps {
             all,
             quiet,
@@ -660,6 +712,7 @@ async fn run(cli: Cli) -> Output {
                     mode,
                     replicas,
                     secret,
+                    network,
                     config,
                     env,
                     mount,
@@ -688,6 +741,7 @@ async fn run(cli: Cli) -> Output {
                     mode: mode.as_deref(),
                     replicas,
                     secrets: &secret,
+                    networks: &network,
                     configs: &config,
                     env: &env,
                     mounts: &mount,

@@ -35,10 +35,20 @@ struct TaskTemplate {
     resources: Option<Resources>,
     restart_policy: Option<RestartPolicy>,
     placement: Option<Value>,
-    networks: Option<Value>,
+    networks: Option<Vec<NetworkAttachment>>,
     log_driver: Option<Value>,
     force_update: u64,
     runtime: String,
+}
+
+/// Docker's `NetworkAttachmentConfig`; the network is named or given by ID
+/// (the manager resolves it).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkAttachment {
+    target: String,
+    aliases: Option<Vec<String>>,
+    driver_opts: Option<Value>,
 }
 
 /// Docker's `ResourceRequirements`: limits are honoured, reservations
@@ -334,7 +344,13 @@ impl ServiceSpec {
                 "TaskTemplate.Placement (constraints, preferences, platforms)",
                 t.placement.as_ref().is_some_and(is_set),
             ),
-            ("TaskTemplate.Networks", t.networks.as_ref().is_some_and(is_set)),
+            (
+                "TaskTemplate.Networks' DriverOpts",
+                t.networks
+                    .iter()
+                    .flatten()
+                    .any(|n| n.driver_opts.as_ref().is_some_and(is_set)),
+            ),
             ("TaskTemplate.LogDriver", t.log_driver.as_ref().is_some_and(is_set)),
             (
                 "ContainerSpec.Privileges.CredentialSpec",
@@ -496,6 +512,15 @@ impl ServiceSpec {
                     retries: h.retries,
                 }),
                 init: c.init,
+                networks: t
+                    .networks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|n| control::NetworkAttachmentConfig {
+                        target: n.target,
+                        aliases: n.aliases.unwrap_or_default(),
+                    })
+                    .collect(),
                 registry_auth: Vec::new(),
             }),
             mode: mode.into(),

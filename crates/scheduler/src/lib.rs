@@ -16,6 +16,7 @@
 
 pub mod liveness;
 mod names;
+pub mod networks;
 mod orchestrator;
 mod scheduler;
 pub mod update;

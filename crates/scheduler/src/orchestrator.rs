@@ -94,7 +94,7 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
         .map(|c| usize::try_from(c.task_history_retention_limit).unwrap_or(DEFAULT_HISTORY))
         .unwrap_or(DEFAULT_HISTORY);
     let remove = old_history(state, &put, limit);
-    let mut commands = Vec::new();
+    let mut commands = crate::networks::predefined(state, now, new_id);
     if !put.is_empty() {
         commands.push(Command::PutTasks(put.into_values().collect()));
     }

@@ -357,3 +357,31 @@ fn an_update_completes_once_the_new_tasks_ran_for_the_monitor_period() {
     );
     assert!(reconcile(&st, t1 + time::Duration::seconds(60)).is_empty());
 }
+
+#[test]
+fn an_initialized_swarm_gets_its_predefined_networks_once() {
+    let mut st = cluster();
+    let now = OffsetDateTime::now_utc();
+    settle(&mut st, now);
+    assert!(st.networks.is_empty(), "no networks before the swarm is initialized");
+    st.cluster = Some(Cluster {
+        id: "c".into(),
+        meta: meta(now),
+        name: "default".into(),
+        snapshot_interval: 10_000,
+        task_history_retention_limit: 5,
+        heartbeat_period_ms: 5000,
+        ca_cert_pem: String::new(),
+        sealed_ca_key: Vec::new(),
+        sealed_worker_token: Vec::new(),
+        sealed_manager_token: Vec::new(),
+        node_cert_expiry_ms: 1,
+        autolock: false,
+        sealed_unlock_key: Vec::new(),
+    });
+    assert_eq!(settle(&mut st, now), 1);
+    let host = st.network_by_name("host").expect("the host network");
+    assert_eq!(host.spec.driver, "host");
+    assert!(host.is_predefined());
+    assert_eq!(st.networks.len(), 1);
+}

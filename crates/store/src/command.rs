@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::objects::{Cluster, Config, Node, Secret, Service, Task, TaskStatus};
+use crate::objects::{Cluster, Config, Network, Node, Secret, Service, Task, TaskStatus};
 
 /// One change to the cluster state. Commands are decided by the leader (IDs,
 /// timestamps, sealed payloads) so that applying them is deterministic.
@@ -15,6 +15,9 @@ pub enum Command {
     InitCluster {
         cluster: Box<Cluster>,
         node: Box<Node>,
+        /// The predefined networks, there from the swarm's first entry.
+        #[serde(default)]
+        networks: Vec<Network>,
     },
     /// Replaces the cluster settings (keeps `created_at`).
     PutCluster(Box<Cluster>),
@@ -51,7 +54,10 @@ pub enum Command {
     RemoveConfig {
         id: String,
     },
-    /// Refused if the name is taken or a referenced secret or config is gone.
+    /// Refused if the name is taken.
+    CreateNetwork(Network),
+    /// Refused if the name is taken or a referenced secret, config or network
+    /// is gone.
     CreateService(Service),
     UpdateService {
         service: Service,
@@ -133,6 +139,7 @@ pub enum ObjectKind {
     Node,
     Service,
     Task,
+    Network,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -144,6 +151,7 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Node => "node",
             ObjectKind::Service => "service",
             ObjectKind::Task => "task",
+            ObjectKind::Network => "network",
         })
     }
 }

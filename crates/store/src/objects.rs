@@ -54,6 +54,7 @@ macro_rules! named_by_annotations {
 named_by_annotations!(Secret, annotations);
 named_by_annotations!(Config, annotations);
 named_by_annotations!(Service, spec.annotations);
+named_by_annotations!(Network, spec.annotations);
 
 /// A node is looked up by its hostname; its labels are the spec's.
 impl Named for Node {
@@ -85,6 +86,46 @@ pub struct Config {
     pub annotations: Annotations,
     #[serde(with = "bytes_b64")]
     pub data: Vec<u8>,
+}
+
+/// The label swarmkit puts on the networks every swarm has from the start.
+pub const PREDEFINED_LABEL: &str = "com.docker.swarm.predefined";
+
+/// A swarm network. Today only the predefined ones (`host`); the overlay
+/// networks and their address allocation build on this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub meta: Meta,
+    pub spec: NetworkSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub annotations: Annotations,
+    /// The driver's name: `host` puts a task in its node's own network
+    /// namespace.
+    pub driver: String,
+}
+
+impl Network {
+    /// One of the networks every swarm has (it cannot be removed).
+    pub fn is_predefined(&self) -> bool {
+        self.spec
+            .annotations
+            .labels
+            .get(PREDEFINED_LABEL)
+            .is_some_and(|v| v == "true")
+    }
+}
+
+/// A task's attachment to a network (Docker's `NetworkAttachmentConfig`):
+/// `target` is the network's ID once the manager has resolved the name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachmentConfig {
+    pub target: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,6 +354,9 @@ pub struct TaskSpec {
     /// Docker's `Init`, as given (None: not set).
     #[serde(default)]
     pub init: Option<bool>,
+    /// Docker's `TaskTemplate.Networks`, by network ID.
+    #[serde(default)]
+    pub networks: Vec<NetworkAttachmentConfig>,
     /// The service's registry credential (`--with-registry-auth`), sealed
     /// under the cluster data key by the manager; never shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 
 use crate::command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind};
 use crate::objects::{
-    Cluster, Config, DEFAULT_CERT_EXPIRY_MS, Named, Node, Secret, Service, Task, TaskState, TaskStatus, UpdateState,
+    Cluster, Config, DEFAULT_CERT_EXPIRY_MS, Named, Network, Node, Secret, Service, Task, TaskState, TaskStatus,
+    UpdateState,
 };
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -25,12 +26,16 @@ pub struct ClusterState {
     /// no RPC is taken from them, and no node object comes back under them.
     #[serde(default)]
     pub removed_nodes: BTreeMap<String, OffsetDateTime>,
+    #[serde(default)]
+    pub networks: BTreeMap<String, Network>,
     #[serde(skip)]
     secret_names: NameIndex,
     #[serde(skip)]
     config_names: NameIndex,
     #[serde(skip)]
     service_names: NameIndex,
+    #[serde(skip)]
+    network_names: NameIndex,
 }
 
 /// Lower-cased name → ID: names are unique case-insensitively, as in swarmkit.
@@ -90,6 +95,7 @@ impl ClusterState {
         self.secret_names = NameIndex::of(self.secrets.values());
         self.config_names = NameIndex::of(self.configs.values());
         self.service_names = NameIndex::of(self.services.values());
+        self.network_names = NameIndex::of(self.networks.values());
     }
 
     /// Whether `id` names a node that was removed (and whose certificates may
@@ -100,6 +106,10 @@ impl ClusterState {
 
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
         self.service_names.get(&self.services, name)
+    }
+
+    pub fn network_by_name(&self, name: &str) -> Option<&Network> {
+        self.network_names.get(&self.networks, name)
     }
 
     /// Names of the services whose tasks reference the secret (or config) `id`.
@@ -130,6 +140,9 @@ impl ClusterState {
         if let Some(r) = task.configs.iter().find(|r| !self.configs.contains_key(&r.id)) {
             return Some(not_found(ObjectKind::Config, &r.name));
         }
+        if let Some(n) = task.networks.iter().find(|n| !self.networks.contains_key(&n.target)) {
+            return Some(not_found(ObjectKind::Network, &n.target));
+        }
         None
     }
 
@@ -145,7 +158,11 @@ impl ClusterState {
     /// Applies one command at raft log `index`. A refused command changes nothing.
     pub fn apply(&mut self, index: u64, command: Command) -> CommandResult {
         match command {
-            Command::InitCluster { mut cluster, mut node } => {
+            Command::InitCluster {
+                mut cluster,
+                mut node,
+                networks,
+            } => {
                 if self.cluster.is_some() {
                     return Err(CommandError::AlreadyInitialized);
                 }
@@ -153,6 +170,17 @@ impl ClusterState {
                 node.meta.version = index;
                 self.cluster = Some(*cluster);
                 self.nodes.insert(node.id.clone(), *node);
+                for mut network in networks {
+                    if self
+                        .network_names
+                        .check_new(ObjectKind::Network, &network, &self.networks)
+                        .is_ok()
+                    {
+                        network.meta.version = index;
+                        self.network_names.insert(&network);
+                        self.networks.insert(network.id.clone(), network);
+                    }
+                }
             }
             Command::UpdateCluster {
                 cluster,
@@ -264,6 +292,13 @@ impl ClusterState {
                     .remove(&id)
                     .ok_or_else(|| not_found(ObjectKind::Config, &id))?;
                 self.config_names.remove(&config);
+            }
+            Command::CreateNetwork(mut network) => {
+                self.network_names
+                    .check_new(ObjectKind::Network, &network, &self.networks)?;
+                network.meta.version = index;
+                self.network_names.insert(&network);
+                self.networks.insert(network.id.clone(), network);
             }
             Command::CreateService(mut service) => {
                 self.service_names
@@ -764,5 +799,72 @@ mod tests {
         };
         st.apply(11, current).unwrap();
         assert_eq!(st.cluster.as_ref().unwrap().task_history_retention_limit, 9);
+    }
+
+    #[test]
+    fn a_service_attaches_only_to_networks_that_exist() {
+        use crate::objects::{NetworkAttachmentConfig, NetworkSpec, Service, ServiceMode, ServiceSpec, TaskSpec};
+        let mut st = ClusterState::default();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let meta = Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let network = |id: &str, name: &str| Network {
+            id: id.into(),
+            meta: meta.clone(),
+            spec: NetworkSpec {
+                annotations: Annotations {
+                    name: name.into(),
+                    labels: BTreeMap::new(),
+                },
+                driver: "host".into(),
+            },
+        };
+        st.apply(1, Command::CreateNetwork(network("n1", "host"))).unwrap();
+        assert_eq!(
+            st.apply(2, Command::CreateNetwork(network("n2", "HOST"))),
+            Err(CommandError::NameConflict {
+                kind: ObjectKind::Network,
+                name: "HOST".into()
+            })
+        );
+        assert_eq!(st.network_by_name("Host").map(|n| n.id.as_str()), Some("n1"));
+        let service = |target: &str| Service {
+            id: "s".into(),
+            meta: meta.clone(),
+            spec: ServiceSpec {
+                annotations: Annotations {
+                    name: "web".into(),
+                    labels: BTreeMap::new(),
+                },
+                task: TaskSpec {
+                    networks: vec![NetworkAttachmentConfig {
+                        target: target.into(),
+                        aliases: Vec::new(),
+                    }],
+                    ..Default::default()
+                },
+                mode: ServiceMode::Replicated { replicas: 1 },
+                update_config: Default::default(),
+                rollback_config: Default::default(),
+            },
+            previous_spec: None,
+            update_status: None,
+        };
+        assert_eq!(
+            st.apply(3, Command::CreateService(service("gone"))),
+            Err(CommandError::NotFound {
+                kind: ObjectKind::Network,
+                id: "gone".into()
+            })
+        );
+        assert!(st.services.is_empty());
+        st.apply(4, Command::CreateService(service("n1"))).unwrap();
+        // A snapshot keeps the networks and their name index.
+        let mut copy: ClusterState = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+        copy.reindex();
+        assert_eq!(copy.network_by_name("host").map(|n| n.id.as_str()), Some("n1"));
     }
 }

@@ -10,6 +10,7 @@ mod images;
 mod leaks;
 mod limits;
 mod logs;
+mod networks;
 mod nodes;
 mod refusals;
 mod registry_auth;

@@ -4,6 +4,7 @@ pub mod config;
 pub mod container;
 pub mod container_flags;
 pub mod image;
+pub mod network;
 pub mod node;
 pub mod registry_auth;
 pub mod secret;

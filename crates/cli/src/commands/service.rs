@@ -25,6 +25,8 @@ pub struct CreateFlags<'a> {
     pub mode: Option<&'a str>,
     pub replicas: Option<u64>,
     pub secrets: &'a [String],
+    /// `--network`: a name or ID, or `name=…,alias=…`.
+    pub networks: &'a [String],
     pub configs: &'a [String],
     pub env: &'a [String],
     pub mounts: &'a [String],
@@ -44,6 +46,39 @@ pub struct CreateFlags<'a> {
     pub container: Option<&'a super::container_flags::ContainerFlags>,
     /// `--with-registry-auth`.
     pub with_registry_auth: bool,
+}
+
+/// `--network` as the docker CLI's NetworkOpt reads it: a bare name or ID,
+/// or `name=…[,alias=…]…`; driver options are refused by name.
+pub fn parse_network(value: &str) -> Result<control::NetworkAttachmentConfig, CliError> {
+    let mut out = control::NetworkAttachmentConfig::default();
+    if !value.contains('=') {
+        out.target = value.to_string();
+        return Ok(out);
+    }
+    for field in value.split(',') {
+        let (key, v) = field.split_once('=').ok_or_else(|| {
+            CliError(format!(
+                "invalid argument \"{value}\" for \"--network\" flag: invalid field '{field}' must be a key=value pair"
+            ))
+        })?;
+        match key.trim().to_lowercase().as_str() {
+            "name" => out.target = v.to_string(),
+            "alias" => out.aliases.push(v.to_string()),
+            "driver-opt" => return Err(CliError("swarmkeep does not support network driver-opt yet".into())),
+            other => {
+                return Err(CliError(format!(
+                    "invalid argument \"{value}\" for \"--network\" flag: invalid field key {other}"
+                )));
+            }
+        }
+    }
+    if out.target.is_empty() {
+        return Err(CliError(format!(
+            "invalid argument \"{value}\" for \"--network\" flag: network name/id is not specified"
+        )));
+    }
+    Ok(out)
 }
 
 /// `--limit-cpu 0.5` → NanoCPUs, as the docker CLI parses it (a decimal,
@@ -422,6 +457,11 @@ pub async fn create(
                 read_only: flags.read_only,
                 tty: flags.tty,
                 limits: limits(&flags)?,
+                networks: flags
+                    .networks
+                    .iter()
+                    .map(|n| parse_network(n))
+                    .collect::<Result<_, _>>()?,
                 ..Default::default()
             }),
             mode: mode.to_string(),

@@ -97,9 +97,9 @@ impl<C: Control> Api<C> {
             ["tasks", id, "logs"] if get => self.logs("", id, req).await,
 
             ["networks"] if get => self.networks_list(req).await,
-            ["networks", id] if get => networks::inspect(id),
             ["networks", "create"] if post => Err(networks::unsupported()),
-            ["networks", id] if delete => networks::remove(id),
+            ["networks", id] if get => self.network_inspect(id, req).await,
+            ["networks", id] if delete => self.network_remove(id).await,
 
             ["containers", "json"] if get => self.containers_list(req).await,
             ["containers", id, "json"] if get => self.container_inspect(id).await,

@@ -10,9 +10,10 @@ use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
 use swarmkeep_api::targets::effective_target;
 use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
+use swarmkeep_store::ClusterState;
 use swarmkeep_store::objects::{
-    FailureAction, FileReference, Mount, MountKind, ResourceLimits, RestartCondition, RestartPolicy, Service,
-    ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
+    FailureAction, FileReference, Mount, MountKind, NetworkAttachmentConfig, ResourceLimits, RestartCondition,
+    RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
 };
 use tonic::{Code, Status};
 
@@ -63,6 +64,14 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
         }),
         stop_grace_period_ns: t.stop_grace_period_ns,
         force_update: t.force_update,
+        networks: t
+            .networks
+            .iter()
+            .map(|n| control::NetworkAttachmentConfig {
+                target: n.target.clone(),
+                aliases: n.aliases.clone(),
+            })
+            .collect(),
         mounts: t
             .mounts
             .iter()
@@ -341,8 +350,21 @@ pub fn status_to_proto(s: &TaskStatus) -> control::TaskStatus {
     }
 }
 
-pub fn task_to_proto(t: &Task) -> control::Task {
+/// A task as the control API and the dispatcher show it: with the networks
+/// its spec attaches it to (as swarmkit's `Task.Networks`).
+pub fn task_to_proto(st: &ClusterState, t: &Task) -> control::Task {
+    let networks = t
+        .spec
+        .networks
+        .iter()
+        .filter_map(|a| st.networks.get(&a.target))
+        .map(|n| control::NetworkAttachment {
+            network: Some(super::network::to_proto(n)),
+            addresses: Vec::new(),
+        })
+        .collect();
     control::Task {
+        networks,
         id: t.id.clone(),
         meta: Some(meta_to_proto(&t.meta)),
         service_id: t.service_id.clone(),
@@ -511,6 +533,14 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
             read_only: task.read_only,
             tty: task.tty,
             limits: limits_from_proto(task.limits)?,
+            networks: task
+                .networks
+                .into_iter()
+                .map(|n| NetworkAttachmentConfig {
+                    target: n.target,
+                    aliases: n.aliases,
+                })
+                .collect(),
             ..options
         },
         mode,

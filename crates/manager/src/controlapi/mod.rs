@@ -5,6 +5,7 @@
 pub mod common;
 mod config;
 pub mod convert;
+mod network;
 mod node;
 pub(crate) mod registry_auth;
 mod sandbox;
@@ -308,6 +309,29 @@ impl Control for ControlService {
         let swarm = self.manager.active()?;
         config::remove_config(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(RemoveConfigResponse {}))
+    }
+
+    async fn get_network(&self, req: Request<GetNetworkRequest>) -> Result<Response<GetNetworkResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
+        let network = network::get_network(&swarm, &req.get_ref().id).await?;
+        Ok(Response::new(GetNetworkResponse { network: Some(network) }))
+    }
+
+    async fn list_networks(&self, req: Request<ListNetworksRequest>) -> Result<Response<ListNetworksResponse>, Status> {
+        let swarm = self.manager.active()?;
+        swarm.read_barrier().await?;
+        let networks = network::list_networks(&swarm, req.get_ref().filters.as_ref()).await;
+        Ok(Response::new(ListNetworksResponse { networks }))
+    }
+
+    async fn remove_network(
+        &self,
+        req: Request<RemoveNetworkRequest>,
+    ) -> Result<Response<RemoveNetworkResponse>, Status> {
+        let swarm = self.manager.active()?;
+        network::remove_network(&swarm, &req.get_ref().id).await?;
+        Ok(Response::new(RemoveNetworkResponse {}))
     }
 
     async fn create_service(

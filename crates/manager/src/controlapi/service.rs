@@ -44,13 +44,39 @@ fn check_references(st: &ClusterState, spec: &ServiceSpec) -> Result<(), Status>
     Ok(())
 }
 
+/// Docker's daemon resolves each network a service attaches to (a name, ID
+/// or ID prefix) to the network's ID before the spec is stored.
+fn resolve_networks(st: &ClusterState, spec: &mut ServiceSpec) -> Result<(), Status> {
+    let mut seen = std::collections::HashSet::new();
+    for attachment in &mut spec.task.networks {
+        let network = resolve("network", &attachment.target, &st.networks, |n| st.network_by_name(n))?;
+        if !seen.insert(network.id.clone()) {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("network {} is attached more than once", network.spec.annotations.name),
+            ));
+        }
+        if network.spec.driver == "host" && !attachment.aliases.is_empty() {
+            return Err(rpc(
+                Code::InvalidArgument,
+                "network-scoped aliases are only supported for user-defined networks",
+            ));
+        }
+        attachment.target = network.id.clone();
+    }
+    Ok(())
+}
+
 pub(super) async fn create_service(
     swarm: &ManagerState,
     spec: Option<control::ServiceSpec>,
     registry_auth: SecretBytes,
 ) -> Result<control::Service, Status> {
     let mut spec = spec_from_proto(spec)?;
-    swarm.store.read(|st| check_references(st, &spec))?;
+    swarm.store.read(|st| {
+        check_references(st, &spec)?;
+        resolve_networks(st, &mut spec)
+    })?;
     let id = new_id();
     spec.task.sealed_registry_auth = super::registry_auth::seal_new(swarm, &id, registry_auth)?;
     let name = spec.annotations.name.clone();
@@ -137,7 +163,11 @@ pub(super) async fn update_service(
         spec.task.sealed_registry_auth = super::registry_auth::seal_update(swarm, &current.id, kept, registry_auth)?;
         spec
     };
-    swarm.store.read(|st| check_references(st, &spec))?;
+    let mut spec = spec;
+    swarm.store.read(|st| {
+        check_references(st, &spec)?;
+        resolve_networks(st, &mut spec)
+    })?;
     let service = swarmkeep_scheduler::update::apply_spec(&current, spec, rollback, time::OffsetDateTime::now_utc());
     swarm
         .write(Command::UpdateService {

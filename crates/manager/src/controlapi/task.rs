@@ -16,7 +16,7 @@ pub(super) async fn list_tasks(swarm: &ManagerState, req: &control::ListTasksReq
                 req.desired_states.is_empty() || req.desired_states.iter().any(|d| d == t.desired_state.as_str())
             })
             .filter(|t| req.id_prefixes.is_empty() || req.id_prefixes.iter().any(|p| t.id.starts_with(p)))
-            .map(task_to_proto)
+            .map(|t| task_to_proto(st, t))
             .collect()
     })
 }
@@ -25,7 +25,7 @@ pub(super) async fn get_task(swarm: &ManagerState, input: &str) -> Result<contro
     swarm.store.read(|st| {
         st.tasks
             .get(input)
-            .map(task_to_proto)
+            .map(|t| task_to_proto(st, t))
             .ok_or_else(|| swarmkeep_api::errors::plain(Code::NotFound, format!("task {input} not found")))
     })
 }

@@ -90,7 +90,7 @@ pub(super) fn diff_message(
         if old.tasks.get(id) != Some(version)
             && let Some(t) = st.tasks.get(id)
         {
-            let mut task = task_to_proto(t);
+            let mut task = task_to_proto(st, t);
             // The service's registry credential, for this node only.
             if let Some(sealed) = &t.spec.sealed_registry_auth
                 && let Some(spec) = task.spec.as_mut()

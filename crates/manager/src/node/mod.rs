@@ -319,6 +319,9 @@ impl SwarmNode {
             .write(Command::InitCluster {
                 cluster: Box::new(cluster),
                 node: Box::new(node),
+                // The networks every swarm has, there before the first
+                // service can ask for one.
+                networks: swarmkeep_scheduler::networks::predefined_networks(now, &mut new_id),
             })
             .await
             .map_err(write_error)?;

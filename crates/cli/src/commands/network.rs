@@ -1,0 +1,85 @@
+//! `swarmkeep network ls|inspect|rm`: the swarm's networks (today the
+//! predefined `host`), shown as the docker CLI shows them.
+
+use swarmkeep_api::control::{self, GetNetworkRequest, ListNetworksRequest, RemoveNetworkRequest};
+use swarmkeep_api::engine;
+
+use super::objects::sort_by_name;
+use super::{Output, fetch_each, inspect_output, parse_filters, remove_each};
+use crate::client::{CliError, Client};
+
+const DEFAULT_FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
+
+fn ls_row(n: &control::Network, no_trunc: bool) -> serde_json::Value {
+    let id = if no_trunc {
+        n.id.as_str()
+    } else {
+        &n.id[..n.id.len().min(12)]
+    };
+    serde_json::json!({
+        "ID": id,
+        "Name": engine::network_name(n),
+        "Driver": n.spec.as_ref().map(|s| s.driver.as_str()).unwrap_or(""),
+        "Scope": engine::network_scope(n),
+        "Internal": "false",
+        "IPv6": "false",
+        "CreatedAt": swarmkeep_api::timefmt::pretty(n.meta.as_ref().and_then(|m| m.created_at.as_ref())),
+    })
+}
+
+pub async fn ls(client: &mut Client, quiet: bool, no_trunc: bool, filters: &[String], format: Option<&str>) -> Output {
+    let result: Result<String, CliError> = async {
+        let filters = parse_filters(filters, &["dangling", "driver", "id", "label", "name", "scope", "type"])?;
+        let mut networks = client
+            .list_networks(ListNetworksRequest { filters: None })
+            .await?
+            .into_inner()
+            .networks;
+        networks.retain(|n| {
+            filters.iter().all(|(k, v)| {
+                let spec = n.spec.clone().unwrap_or_default();
+                match k.as_str() {
+                    "name" => engine::network_name(n).contains(v.as_str()),
+                    "id" => n.id.contains(v.as_str()),
+                    "driver" => spec.driver == *v,
+                    "scope" => engine::network_scope(n) == v,
+                    "type" => (v == "builtin") == engine::network_is_predefined(n),
+                    "dangling" => matches!(v.as_str(), "false" | "0"),
+                    _ => {
+                        let labels = spec.annotations.unwrap_or_default().labels;
+                        let (lk, lv) = v.split_once('=').unwrap_or((v.as_str(), ""));
+                        labels.get(lk).is_some_and(|have| lv.is_empty() || have == lv)
+                    }
+                }
+            })
+        });
+        sort_by_name(&mut networks, |n| engine::network_name(n));
+        let rows: Vec<_> = networks.iter().map(|n| ls_row(n, no_trunc)).collect();
+        let headers = serde_json::json!({
+            "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+            "Internal": "INTERNAL", "IPv6": "IPV6", "CreatedAt": "CREATED AT",
+        });
+        crate::format::render_list(super::list_format(quiet, format, DEFAULT_FORMAT), &headers, &rows)
+    }
+    .await;
+    match result {
+        Ok(s) => Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
+
+pub async fn inspect(client: &mut Client, names: &[String], format: Option<&str>) -> Output {
+    let (found, errors) = fetch_each(names, async |id| {
+        Ok(client.get_network(GetNetworkRequest { id }).await?.into_inner().network)
+    })
+    .await;
+    let json = found.iter().map(engine::network_json).collect();
+    inspect_output(json, None, format, errors)
+}
+
+pub async fn rm(client: &mut Client, names: &[String]) -> Output {
+    remove_each(names, async |id| {
+        client.remove_network(RemoveNetworkRequest { id }).await.map(drop)
+    })
+    .await
+}

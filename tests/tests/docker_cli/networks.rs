@@ -1,0 +1,183 @@
+//! The swarm's networks through the unmodified docker CLI: the predefined
+//! `host` network, listed and inspected as Docker shows it, not removable,
+//! and `docker service create --network host` running a task in its node's
+//! own network namespace (Docker's semantics) while the rest of its sandbox
+//! stays.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use swarmkeep_tests::{docker, eventually, free_addr};
+
+use super::docker_swarm;
+
+#[test]
+fn a_service_on_the_host_network_shares_its_nodes_network_only() {
+    if docker::skip() {
+        return;
+    }
+    let (d, _) = docker_swarm();
+    let ls = d.docker(&["network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"]);
+    assert_eq!(ls.stdout, "host host local\n", "{ls:?}");
+    let ls = d.docker(&["network", "ls"]);
+    assert!(
+        ls.stdout.starts_with("NETWORK ID     NAME      DRIVER    SCOPE\n"),
+        "{ls:?}"
+    );
+    let host_id = d
+        .docker(&[
+            "network",
+            "inspect",
+            "host",
+            "--format",
+            "{{.Id}} {{.Driver}} {{.Scope}}",
+        ])
+        .stdout;
+    let host_id = host_id.strip_suffix(" host local\n").expect(&host_id).to_string();
+    assert_eq!(host_id.len(), 25, "{host_id}");
+    let rm = d.docker(&["network", "rm", "host"]);
+    assert_eq!(
+        rm.stderr, "Error response from daemon: host is a pre-defined network and cannot be removed\nexit status 1\n",
+        "as Docker's CLI prints it (golden services-2.txt)"
+    );
+    assert_eq!(d.docker(&["network", "ls", "-q"]).stdout.trim(), &host_id[..12]);
+    // The swarmkeep CLI shows the same network.
+    let ours = d.cli(&["network", "ls"]);
+    assert_eq!(
+        ours.stdout,
+        format!(
+            "NETWORK ID     NAME      DRIVER    SCOPE\n{}   host      host      local\n",
+            &host_id[..12]
+        ),
+        "{ours:?}"
+    );
+
+    // A network that does not exist: refused, nothing created.
+    let out = d.docker(&[
+        "service",
+        "create",
+        "--name",
+        "nonet",
+        "-d",
+        "--no-resolve-image",
+        "--network",
+        "nope",
+        "busybox",
+        "true",
+    ]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("network nope not found"), "{out:?}");
+    let out = d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "alias",
+        "--no-resolve-image",
+        "--network",
+        "name=host,alias=x",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        out.stderr,
+        "Error response from daemon: rpc error: code = InvalidArgument desc = network-scoped aliases are only supported for user-defined networks\n"
+    );
+    assert_eq!(d.docker(&["service", "ls", "-q"]).stdout, "");
+
+    // A web server on the host network answers on the host's loopback.
+    let addr = free_addr("127.0.0.1");
+    let out = d.docker(&[
+        "service",
+        "create",
+        "--name",
+        "hostweb",
+        "-d",
+        "--no-resolve-image",
+        "--network",
+        "host",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        &addr,
+        "-h",
+        "/etc",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let targets = d.docker(&[
+        "service",
+        "inspect",
+        "hostweb",
+        "--format",
+        "{{json .Spec.TaskTemplate.Networks}}",
+    ]);
+    assert_eq!(targets.stdout.trim(), format!(r#"[{{"Target":"{host_id}"}}]"#));
+    let mut name = String::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            name = d.docker(&["ps", "--format", "{{.Names}}"]).stdout.trim().to_string();
+            name.starts_with("hostweb.1.")
+        }),
+        "{}\n{}",
+        d.docker(&["service", "ps", "hostweb", "--no-trunc"]).stdout,
+        d.log()
+    );
+    let hostname = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let mut page = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            page = get(&addr, "/hostname").unwrap_or_default();
+            page.starts_with("HTTP/1.")
+        }),
+        "nothing answered on {addr}"
+    );
+    assert!(page.ends_with(&format!("\r\n\r\n{hostname}\n")), "{page}");
+    let mode = d.docker(&[
+        "inspect",
+        &name,
+        "--format",
+        "{{.HostConfig.NetworkMode}} {{.State.Pid}}",
+    ]);
+    let (mode, pid) = mode.stdout.trim().split_once(' ').unwrap();
+    assert_eq!(mode, "host");
+    let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(
+        netns(pid),
+        netns("self"),
+        "the task is not in the host's network namespace"
+    );
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap(),
+        std::fs::read_link("/proc/self/ns/mnt").unwrap()
+    );
+    assert_eq!(d.docker(&["exec", &name, "hostname"]).stdout.trim(), hostname);
+
+    // Still its own root and sandbox: no host socket, no host file, no new
+    // privilege.
+    let probe = d.docker(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        &format!(
+            "ls {} /run/docker.sock /etc/shadow-host 2>&1; grep -E '^(CapEff|Seccomp):' /proc/self/status",
+            d.socket().display()
+        ),
+    ]);
+    assert!(probe.stdout.contains("No such file or directory"), "{probe:?}");
+    assert!(!probe.stdout.contains("docker.sock\n"), "{probe:?}");
+    assert!(
+        probe.stdout.ends_with("CapEff:\t00000000a00425fb\nSeccomp:\t2\n"),
+        "{probe:?}"
+    );
+}
+
+/// A plain HTTP/1.0 GET on `addr`: the whole answer.
+fn get(addr: &str, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
