@@ -82,6 +82,33 @@ fn a_service_on_the_host_network_shares_its_nodes_network_only() {
         out.stderr,
         "Error response from daemon: rpc error: code = InvalidArgument desc = network-scoped aliases are only supported for user-defined networks\n"
     );
+    // The host's own network sysctls are not a task's (runc's words).
+    let forward = std::fs::read_to_string("/proc/sys/net/ipv4/conf/lo/forwarding").unwrap();
+    let flipped = if forward.trim() == "1" { "0" } else { "1" };
+    let sysctl = format!("net.ipv4.conf.lo.forwarding={flipped}");
+    let out = d.docker(&[
+        "service",
+        "create",
+        "--name",
+        "sysctl",
+        "-d",
+        "--no-resolve-image",
+        "--network",
+        "host",
+        "--sysctl",
+        &sysctl,
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        out.stderr,
+        "Error response from daemon: rpc error: code = InvalidArgument desc = sysctl \"net.ipv4.conf.lo.forwarding\" is not allowed in the hosts network namespace\n",
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/conf/lo/forwarding").unwrap(),
+        forward
+    );
     assert_eq!(d.docker(&["service", "ls", "-q"]).stdout, "");
 
     // A web server on the host network answers on the host's loopback.

@@ -138,6 +138,11 @@ fn enter_namespaces(spec: &ShimSpec) -> Result<(), String> {
     // for the namespaces of the process writing: the task's own.
     for (name, value) in &spec.sysctls {
         swarmkeep_api::sandbox::check_sysctl(name)?;
+        // A task in the host's network namespace (`--network host`) would
+        // set the host's own: refused as runc does.
+        if name.starts_with("net.") && in_hosts_netns()? {
+            return Err(format!("sysctl {name:?} is not allowed in the hosts network namespace"));
+        }
         let path = Path::new("/proc/sys").join(name.replace('.', "/"));
         std::fs::write(&path, value).map_err(io(format!("setting sysctl {name}")))?;
     }
@@ -155,6 +160,18 @@ fn enter_namespaces(spec: &ShimSpec) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether this process shares the network namespace of the host's PID 1
+/// (read through the host's /proc, before the task's is mounted).
+fn in_hosts_netns() -> Result<bool, String> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: &str| {
+        std::fs::metadata(p)
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| format!("reading {p}: {e}"))
+    };
+    Ok(ns("/proc/self/ns/net")? == ns("/proc/1/ns/net")?)
 }
 
 /// Closes every file descriptor from `first` up.

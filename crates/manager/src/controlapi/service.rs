@@ -63,6 +63,16 @@ fn resolve_networks(st: &ClusterState, spec: &mut ServiceSpec) -> Result<(), Sta
             ));
         }
         attachment.target = network.id.clone();
+        // The host's own network sysctls are not a task's to set (runc's
+        // words; the agent's shim checks it again).
+        if network.spec.driver == "host"
+            && let Some(name) = spec.task.sysctls.keys().find(|k| k.starts_with("net."))
+        {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("sysctl {name:?} is not allowed in the hosts network namespace"),
+            ));
+        }
     }
     Ok(())
 }
