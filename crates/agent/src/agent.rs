@@ -39,7 +39,12 @@ impl Agent {
             Backend::Tmpfs => Arc::new(TmpfsBackend::new(&config.exec_root)),
             Backend::Fuse => Arc::new(FuseBackend::new(&config.exec_root)),
         };
-        let executor = ProcessExecutor::new(&config.exec_root, config.shim_exe.clone(), config.warm_sandboxes);
+        let executor = ProcessExecutor::new(
+            &config.exec_root,
+            config.shim_exe.clone(),
+            config.warm_sandboxes,
+            config.userns_remap.clone(),
+        );
         let images = swarmkeep_image::ImageStore::open(
             &config.data_dir.join("images"),
             config.insecure_registries.clone(),

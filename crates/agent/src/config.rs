@@ -28,4 +28,7 @@ pub struct AgentConfig {
     /// Task sandboxes kept made ahead once tasks run here (`--warm-sandboxes`;
     /// 0: each is made when its task starts).
     pub warm_sandboxes: usize,
+    /// `--userns-remap`: tasks' users are these subordinate host ranges
+    /// (None: the host's own, as Docker's default).
+    pub userns_remap: Option<crate::executor::userns::Remap>,
 }

@@ -224,11 +224,21 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
                 rel
             }
         };
+        let (mut uid, mut gid) = (file.uid.parse().unwrap_or(0), file.gid.parse().unwrap_or(0));
+        // With `--userns-remap`, the task's uid and gid as the host has them.
+        if let Some(remap) = &agent.config.userns_remap {
+            uid = remap
+                .uid(uid)
+                .ok_or_else(|| format!("{}: uid {uid} is outside the node's user namespace", file.name))?;
+            gid = remap
+                .gid(gid)
+                .ok_or_else(|| format!("{}: gid {gid} is outside the node's user namespace", file.name))?;
+        }
         files.push(TaskFile {
             rel,
             data,
-            uid: file.uid.parse().unwrap_or(0),
-            gid: file.gid.parse().unwrap_or(0),
+            uid,
+            gid,
             mode: file.mode,
         });
     }
@@ -249,6 +259,10 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     let prepared = task_files(&agent, &spec);
     let prepared = prepared.and_then(|(files, mut run)| {
         run.network = network_mode(&task)?;
+        // dockerd's refusal: the node's network is not for a remapped root.
+        if run.network == crate::network::NetworkMode::Host && agent.config.userns_remap.is_some() {
+            return Err("Cannot share the host's network namespace when user namespaces are enabled".into());
+        }
         Ok((files, run))
     });
     let (files, mut run) = match prepared {
@@ -261,7 +275,8 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     };
     // Its volumes; the anonymous ones go when this function returns.
     let mut anonymous = crate::volumes::Anonymous::default();
-    run.volumes = match crate::volumes::prepare(&agent.config.data_dir, &spec.mounts, &mut anonymous) {
+    let volume_owner = agent.config.userns_remap.as_ref().map(|r| r.root());
+    run.volumes = match crate::volumes::prepare(&agent.config.data_dir, &spec.mounts, &mut anonymous, volume_owner) {
         Ok(v) => v,
         Err(e) => {
             report(TaskState::Rejected, "preparing", e, None, None);
@@ -297,6 +312,13 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
             return;
         }
     };
+    // On the node's own network a raw socket reads (and forges) every
+    // loopback conversation on the node — other services' registry logins
+    // among them: a host-network task has NET_RAW only when its service asks
+    // for it (`--cap-add NET_RAW`), unlike Docker's.
+    if run.network == crate::network::NetworkMode::Host && !asks_for_net_raw(&spec.capability_add) {
+        run.sandbox.caps.retain(|c| *c != CAP_NET_RAW);
+    }
     run.layers = agent.images.layer_dirs(&image);
     let has_secrets_dir = files.iter().any(|f| f.rel.starts_with("secrets/"));
     let mounts = agent.mounts.clone();
@@ -450,6 +472,17 @@ async fn stop_process(proc: &mut crate::executor::RunningTask, signal: Signal, g
             proc.wait().await
         }
     }
+}
+
+/// Linux's number for CAP_NET_RAW.
+const CAP_NET_RAW: u32 = 13;
+
+/// Whether `--cap-add` names NET_RAW (or ALL).
+fn asks_for_net_raw(capability_add: &[String]) -> bool {
+    capability_add.iter().any(|c| {
+        let c = swarmkeep_api::sandbox::normalize_capability(c);
+        c == "CAP_NET_RAW" || c == "ALL"
+    })
 }
 
 /// How the task is networked: in its node's own namespace when attached to a

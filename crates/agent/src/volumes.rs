@@ -58,11 +58,13 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-/// The host directories of the task's volume mounts, made where missing.
+/// The host directories of the task's volume mounts, made where missing
+/// (owned by `owner`, the task's root with `--userns-remap`, when made).
 pub fn prepare(
     data_dir: &Path,
     mounts: &[control::Mount],
     anonymous: &mut Anonymous,
+    owner: Option<(u32, u32)>,
 ) -> Result<Vec<VolumeMount>, String> {
     let root = data_dir.join("volumes");
     let mut out = Vec::new();
@@ -81,11 +83,16 @@ pub fn prepare(
             return Err(format!("invalid volume name {:?}", m.source));
         };
         let data = root.join(&name).join("_data");
+        let made = !data.exists();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(&data)
             .map_err(|e| format!("creating volume {name}: {e}"))?;
+        if let (true, Some((uid, gid))) = (made, owner) {
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid))
+                .map_err(|e| format!("creating volume {name}: {e}"))?;
+        }
         out.push(VolumeMount {
             source: data,
             target: PathBuf::from(&m.target),
@@ -127,7 +134,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let made = prepare(dir.path(), &mounts, &mut anonymous).unwrap();
+        let made = prepare(dir.path(), &mounts, &mut anonymous, None).unwrap();
         std::fs::write(made[0].source.join("left"), b"x").unwrap();
         // The agent dies: its guard never runs.
         std::mem::forget(anonymous);

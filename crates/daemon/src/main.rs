@@ -106,6 +106,12 @@ struct Args {
     /// on the node's bridge.
     #[arg(long = "warm-sandboxes", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=16))]
     warm_sandboxes: u8,
+    /// Run tasks in a user namespace, their users being subordinate IDs of
+    /// this user (and group) from /etc/subuid and /etc/subgid, as dockerd's
+    /// flag: `default` (the `dockremap` user, made if missing), USER,
+    /// USER:GROUP, UID or UID:GID.
+    #[arg(long = "userns-remap")]
+    userns_remap: Option<String>,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "SWARMKEEP_LOG", default_value = "info,openraft=warn")]
     log_level: String,
@@ -207,6 +213,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             registry_mirrors: args.registry_mirror.clone(),
             image_gc_idle: args.image_gc_idle,
             warm_sandboxes: args.warm_sandboxes.into(),
+            userns_remap: args
+                .userns_remap
+                .as_deref()
+                .map(swarmkeep_agent::executor::userns::Remap::from_flag)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
         };
         Some(Agent::start(manager.clone(), config).map_err(anyhow::Error::msg)?)
     };

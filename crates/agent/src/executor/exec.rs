@@ -16,6 +16,7 @@
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::sched::{CloneFlags, setns};
@@ -124,6 +125,14 @@ fn enter(spec: &ExecSpec) -> Result<(), String> {
                 .map_err(io("the task is not running"))
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let own = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/user")).map(|m| (m.dev(), m.ino()));
+    let userns = match (own("self"), own(&spec.pid.to_string())) {
+        (Ok(mine), Ok(theirs)) if mine != theirs => {
+            Some(std::fs::File::open(format!("/proc/{}/ns/user", spec.pid)).map_err(io("the task is not running"))?)
+        }
+        (Ok(_), Ok(_)) => None,
+        _ => return Err("the task is not running".into()),
+    };
     // Checked after the files are open: if the PID is still the task's
     // shim now, the namespaces opened are the task's.
     if super::process::start_time(spec.pid) != Some(spec.start_time) {
@@ -134,6 +143,11 @@ fn enter(spec: &ExecSpec) -> Result<(), String> {
     }
     for (file, flag, name) in files {
         setns(&file, flag).map_err(io(format!("joining the task's {name} namespace")))?;
+    }
+    // The task's user namespace (`--userns-remap`) last: joining it gives
+    // up every privilege over the others.
+    if let Some(userns) = userns {
+        setns(&userns, CloneFlags::CLONE_NEWUSER).map_err(io("joining the task's user namespace"))?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod rootfs;
 mod seccomp;
 pub mod shim;
 mod user;
+pub mod userns;
 pub mod volumes;
 
 pub use cgroup::Limits;

@@ -40,6 +40,8 @@ pub struct Inner {
     refilling: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set at shutdown: no more sandboxes are made ahead.
     closed: AtomicBool,
+    /// `--userns-remap`: every task's users are these host ranges.
+    pub userns: Option<super::userns::Remap>,
 }
 
 impl std::ops::Deref for ProcessExecutor {
@@ -250,7 +252,7 @@ fn warm_record(exec_root: &Path, key: &str) -> PathBuf {
 }
 
 impl ProcessExecutor {
-    pub fn new(exec_root: &Path, shim_exe: PathBuf, warm_target: usize) -> Self {
+    pub fn new(exec_root: &Path, shim_exe: PathBuf, warm_target: usize, userns: Option<super::userns::Remap>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 exec_root: exec_root.to_path_buf(),
@@ -260,6 +262,7 @@ impl ProcessExecutor {
                 warm_target,
                 refilling: Mutex::default(),
                 closed: AtomicBool::new(false),
+                userns,
             }),
         }
     }
@@ -421,6 +424,11 @@ impl ProcessExecutor {
         ] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            if let Some(remap) = &self.userns {
+                let (uid, gid) = remap.root();
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            }
             out.push((path, PathBuf::from("/etc").join(name)));
         }
         Ok(out)
@@ -444,6 +452,13 @@ impl ProcessExecutor {
         // (the task directory around it stays 0700).
         std::fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| format!("creating {}: {e}", upper.display()))?;
+        // With a user namespace, the task's `/` and what is written there
+        // belong to its (remapped) root.
+        if let Some(remap) = &self.userns {
+            let (uid, gid) = remap.root();
+            std::os::unix::fs::chown(&upper, Some(uid), Some(gid))
+                .map_err(|e| format!("creating {}: {e}", upper.display()))?;
+        }
         let mut env = run.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -487,6 +502,8 @@ impl ProcessExecutor {
             tty: run.tty,
             rlimits: run.sandbox.rlimits.clone(),
             sysctls: run.sandbox.sysctls.clone(),
+            userns: self.userns.clone(),
+            host_network: run.network == NetworkMode::Host,
         };
         let prepared = ms(t0);
         let warm = match bridge {

@@ -38,7 +38,7 @@ const READ_ONLY_PROC: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
 
 /// Builds the root and enters it (the process's cwd is the working
 /// directory afterwards).
-pub fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
+pub fn prepare_root(spec: &ShimSpec, userns: Option<&OwnedFd>) -> Result<(), String> {
     mount(
         None::<&str>,
         "/",
@@ -89,8 +89,25 @@ pub fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
     if spec.layers.is_empty() {
         return Err("the image has no layers".into());
     }
-    let lower = spec
-        .layers
+    // With a user namespace, the layers are seen through idmapped mounts
+    // (attached beside the upper directory, in this mount namespace only):
+    // the image's root is the task's root.
+    let layers = match userns {
+        None => spec.layers.clone(),
+        Some(userns) => {
+            let dir = spec.upper.with_file_name("lower");
+            spec.layers
+                .iter()
+                .enumerate()
+                .map(|(i, layer)| {
+                    let at = dir.join(i.to_string());
+                    attach(idmapped(layer, userns)?, &at, true)?;
+                    Ok(at)
+                })
+                .collect::<Result<Vec<_>, String>>()?
+        }
+    };
+    let lower = layers
         .iter()
         .rev()
         .map(|l| l.to_string_lossy().into_owned())
@@ -113,8 +130,11 @@ pub fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
     for v in spec.volumes.iter().filter(|v| v.copy_up) {
         super::volumes::copy_up(root, &v.target, &v.source)?;
     }
+    // What is made for the task belongs to its root (remapped or not).
+    let owner = spec.userns.as_ref().map(|m| m.root());
+    let tty_gid = spec.userns.as_ref().map_or(Some(5), |m| m.gid(5));
     proc_fs(root)?;
-    dev_fs(root)?;
+    dev_fs(root, owner, tty_gid)?;
     sys_fs(root)?;
     // pivot_root, then detach the old root: nothing of the host's tree is
     // left in the namespace to climb back to.
@@ -139,7 +159,7 @@ pub fn prepare_root(spec: &ShimSpec) -> Result<(), String> {
     for (target, m) in user_mounts {
         match m {
             UserMount::Tree(tree, dir) => attach(tree, &target, dir)?,
-            UserMount::Tmpfs(t) => super::volumes::mount_tmpfs(t)?,
+            UserMount::Tmpfs(t) => super::volumes::mount_tmpfs(t, owner)?,
         }
     }
     for (tree, target) in etc {
@@ -240,6 +260,61 @@ fn clone_tree(src: &Path, recursive: bool, access: Access) -> Result<OwnedFd, St
     if rc != 0 {
         return Err(format!(
             "restricting the mount of {}: {}",
+            src.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(fd)
+}
+
+/// A detached copy of the mount of `src` whose owners are seen through
+/// `userns`'s ID maps (host root's files are the task root's).
+fn idmapped(src: &Path, userns: &OwnedFd) -> Result<OwnedFd, String> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_EMPTY_PATH: libc::c_uint = 0x1000;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    let path = CString::new(src.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
+    // SAFETY: a NUL-terminated path; the fd returned is owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "cloning {}: {}",
+            src.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: open_tree returned a new fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: u64::try_from(userns.as_raw_fd()).unwrap_or(u64::MAX),
+    };
+    let empty = CString::default();
+    // SAFETY: a live fd, an empty path with AT_EMPTY_PATH, and a mount_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "idmapping the mount of {} (does its filesystem support idmapped mounts?): {}",
             src.display(),
             std::io::Error::last_os_error()
         ));
@@ -379,14 +454,15 @@ fn proc_fs(root: &Path) -> Result<(), String> {
 
 /// A /dev with only the harmless devices, a private devpts, /dev/shm and
 /// /dev/mqueue (of the task's own IPC namespace).
-fn dev_fs(root: &Path) -> Result<(), String> {
+fn dev_fs(root: &Path, owner: Option<(u32, u32)>, tty_gid: Option<u32>) -> Result<(), String> {
     let dev = own_dir(root, "dev")?;
+    let owned = owner.map(|(u, g)| format!(",uid={u},gid={g}")).unwrap_or_default();
     mount(
         Some("tmpfs"),
         &dev,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
+        Some(format!("mode=755,size=65536k{owned}").as_str()),
     )
     .map_err(io("mounting the task's /dev"))?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
@@ -417,7 +493,13 @@ fn dev_fs(root: &Path) -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         // (`max`: the kernel's pool of terminals is shared by every devpts
         // instance; one task cannot take it all.)
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5,max=64"),
+        Some(
+            format!(
+                "newinstance,ptmxmode=0666,mode=0620{},max=64",
+                tty_gid.map(|g| format!(",gid={g}")).unwrap_or_default()
+            )
+            .as_str(),
+        ),
     )
     .map_err(io("mounting /dev/pts"))?;
     let shm = dev.join("shm");
@@ -427,7 +509,7 @@ fn dev_fs(root: &Path) -> Result<(), String> {
         &shm,
         Some("tmpfs"),
         HIDDEN,
-        Some("mode=1777,size=67108864"),
+        Some(format!("mode=1777,size=67108864{owned}").as_str()),
     )
     .map_err(io("mounting /dev/shm"))?;
     let mqueue = dev.join("mqueue");

@@ -59,6 +59,12 @@ pub struct ShimSpec {
     /// PID 1 copies the master to its stdout, the task's log.
     #[serde(default)]
     pub tty: bool,
+    /// `--userns-remap`: the task's users are these host ranges.
+    #[serde(default)]
+    pub userns: Option<super::userns::Remap>,
+    /// `--network host`: the task is in the node's own network namespace.
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 /// Who the command runs as and what it may do.
@@ -97,15 +103,29 @@ pub fn main() -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&mut report, format!("invalid task spec: {e}")),
     };
+    // The user namespace first: its helper child must not be the PID
+    // namespace's first process.
+    let userns = match spec.userns.as_ref().map(super::userns::Remap::create).transpose() {
+        Ok(u) => u,
+        Err(e) => return fail(&mut report, e),
+    };
     if let Err(e) = enter_namespaces(&spec) {
         return fail(&mut report, e);
     }
     // SAFETY: the shim is single-threaded (it runs before any runtime).
     match unsafe { nix::unistd::fork() } {
         Err(e) => fail(&mut report, format!("fork: {e}")),
-        Ok(ForkResult::Child) => std::process::exit(init(&spec, report)),
+        Ok(ForkResult::Child) => std::process::exit(init(&spec, report, userns.as_ref())),
         Ok(ForkResult::Parent { child }) => {
             drop(report);
+            // This process only waits from here on; in the task's user
+            // namespace, where `exec` finds it, it keeps no privilege over
+            // the host's.
+            if let Some(userns) = &userns
+                && super::userns::enter(userns).is_err()
+            {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            }
             // The task's group gets the agent's signals directly; this
             // process only waits, so its exit is the task's.
             for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
@@ -138,9 +158,9 @@ fn enter_namespaces(spec: &ShimSpec) -> Result<(), String> {
     // for the namespaces of the process writing: the task's own.
     for (name, value) in &spec.sysctls {
         swarmkeep_api::sandbox::check_sysctl(name)?;
-        // A task in the host's network namespace (`--network host`) would
-        // set the host's own: refused as runc does.
-        if name.starts_with("net.") && in_hosts_netns()? {
+        // A task in the node's network namespace (`--network host`) would
+        // set the node's own: refused as runc does.
+        if name.starts_with("net.") && spec.host_network {
             return Err(format!("sysctl {name:?} is not allowed in the hosts network namespace"));
         }
         let path = Path::new("/proc/sys").join(name.replace('.', "/"));
@@ -160,18 +180,6 @@ fn enter_namespaces(spec: &ShimSpec) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Whether this process shares the network namespace of the host's PID 1
-/// (read through the host's /proc, before the task's is mounted).
-fn in_hosts_netns() -> Result<bool, String> {
-    use std::os::unix::fs::MetadataExt;
-    let ns = |p: &str| {
-        std::fs::metadata(p)
-            .map(|m| (m.dev(), m.ino()))
-            .map_err(|e| format!("reading {p}: {e}"))
-    };
-    Ok(ns("/proc/self/ns/net")? == ns("/proc/1/ns/net")?)
 }
 
 /// Closes every file descriptor from `first` up.
@@ -208,8 +216,8 @@ fn wait_code(pid: Pid) -> i32 {
 /// PID 1 of the task's PID namespace: builds the task's root, starts the
 /// task, reaps orphans, and exits with the task's code (which ends every
 /// process left in the namespace).
-fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
-    if let Err(e) = super::rootfs::prepare_root(spec) {
+fn init(spec: &ShimSpec, mut report: std::fs::File, userns: Option<&OwnedFd>) -> i32 {
+    if let Err(e) = super::rootfs::prepare_root(spec, userns) {
         return fail(&mut report, e);
     }
     // The task's own devpts is mounted: its pseudo-terminal comes from there.
@@ -237,6 +245,11 @@ fn init(spec: &ShimSpec, mut report: std::fs::File) -> i32 {
                 if let Err(e) = take_terminal(slave) {
                     return fail(&mut report, e);
                 }
+            }
+            if let Some(userns) = userns
+                && let Err(e) = super::userns::enter(userns)
+            {
+                return fail(&mut report, e);
             }
             match exec_command(&spec.argv, &spec.env, &spec.creds) {
                 Ok(never) => match never {},

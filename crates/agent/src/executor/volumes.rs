@@ -183,7 +183,8 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd, depth: u32) -> Result<(), String> {
 }
 
 /// Mounts a tmpfs at `m.target` (the task's root is `/` now).
-pub fn mount_tmpfs(m: &TmpfsMount) -> Result<(), String> {
+/// `owner`: the task's root on the host (with `--userns-remap`).
+pub fn mount_tmpfs(m: &TmpfsMount, owner: Option<(u32, u32)>) -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
     std::fs::create_dir_all(&m.target).map_err(io(format!("target {}", m.target.display())))?;
     let mut options = Vec::new();
@@ -192,6 +193,9 @@ pub fn mount_tmpfs(m: &TmpfsMount) -> Result<(), String> {
     }
     if m.mode > 0 {
         options.push(format!("mode={:o}", m.mode & 0o7777));
+    }
+    if let Some((uid, gid)) = owner {
+        options.push(format!("uid={uid},gid={gid}"));
     }
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if m.read_only {
