@@ -100,6 +100,23 @@ fn a_remapped_tasks_root_is_an_unprivileged_host_user_that_owns_its_task() {
     let volume = std::fs::metadata(d.data_dir().join("volumes/v1/_data/f")).unwrap();
     assert_eq!(volume.uid(), uid);
 
+    // The shim waiting for the task is the remapped root too (as is every
+    // process joining the namespace, `exec` included: never the host's root
+    // inside it, where a task with CAP_SYS_PTRACE could take it over).
+    let task_id = d
+        .cli(&["service", "ps", "remapped", "-q", "--no-trunc"])
+        .ok()
+        .trim()
+        .to_string();
+    let shim = std::fs::read_to_string(format!("/proc/{}/status", d.task_pid(&task_id))).unwrap();
+    let ids = |key: &str| {
+        shim.lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
+            .unwrap()
+    };
+    assert_eq!(ids("Uid:"), vec![uid.to_string(); 4], "{shim}");
+    assert_eq!(ids("Gid:"), vec![gid.to_string(); 4], "{shim}");
     // exec joins the task's user namespace.
     let name = d.cli(&["ps", "--format", "{{.Names}}"]).ok().trim().to_string();
     assert!(name.starts_with("remapped.1."), "{name}");

@@ -147,7 +147,7 @@ fn enter(spec: &ExecSpec) -> Result<(), String> {
     // The task's user namespace (`--userns-remap`) last: joining it gives
     // up every privilege over the others.
     if let Some(userns) = userns {
-        setns(&userns, CloneFlags::CLONE_NEWUSER).map_err(io("joining the task's user namespace"))?;
+        super::userns::enter(&OwnedFd::from(userns))?;
     }
     Ok(())
 }

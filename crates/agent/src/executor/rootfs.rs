@@ -58,7 +58,7 @@ pub fn prepare_root(spec: &ShimSpec, userns: Option<&OwnedFd>) -> Result<(), Str
     let etc = spec
         .etc_files
         .iter()
-        .map(|(src, target)| Ok((clone_tree(src, false, Access::ReadWrite)?, target.clone())))
+        .map(|(src, target)| Ok((clone_tree(src, false, Access::ReadWrite, None)?, target.clone())))
         .collect::<Result<Vec<_>, String>>()?;
     let binds = spec
         .binds
@@ -71,7 +71,7 @@ pub fn prepare_root(spec: &ShimSpec, userns: Option<&OwnedFd>) -> Result<(), Str
                 ));
             }
             let access = if *ro { Access::ReadOnly } else { Access::ReadWrite };
-            Ok((clone_tree(src, true, access)?, target.clone(), src.is_dir()))
+            Ok((clone_tree(src, true, access, None)?, target.clone(), src.is_dir()))
         })
         .collect::<Result<Vec<_>, String>>()?;
     let volumes = spec
@@ -83,7 +83,7 @@ pub fn prepare_root(spec: &ShimSpec, userns: Option<&OwnedFd>) -> Result<(), Str
             } else {
                 Access::ReadWrite
             };
-            Ok((clone_tree(&v.source, true, access)?, v.target.clone()))
+            Ok((clone_tree(&v.source, true, access, None)?, v.target.clone()))
         })
         .collect::<Result<Vec<_>, String>>()?;
     if spec.layers.is_empty() {
@@ -101,7 +101,7 @@ pub fn prepare_root(spec: &ShimSpec, userns: Option<&OwnedFd>) -> Result<(), Str
                 .enumerate()
                 .map(|(i, layer)| {
                     let at = dir.join(i.to_string());
-                    attach(idmapped(layer, userns)?, &at, true)?;
+                    attach(clone_tree(layer, false, Access::ReadWrite, Some(userns))?, &at, true)?;
                     Ok(at)
                 })
                 .collect::<Result<Vec<_>, String>>()?
@@ -203,12 +203,14 @@ enum Access {
 /// containing `src`, limited to `src` (open_tree with OPEN_TREE_CLONE): how
 /// a task gets its secrets.
 fn clone_read_only(src: &Path) -> Result<OwnedFd, String> {
-    clone_tree(src, false, Access::ReadOnly)
+    clone_tree(src, false, Access::ReadOnly, None)
 }
 
 /// A detached copy of `src` (with the mounts under it when `recursive`),
-/// always nosuid and nodev; read-only and noexec too for `ReadOnly`.
-fn clone_tree(src: &Path, recursive: bool, access: Access) -> Result<OwnedFd, String> {
+/// always nosuid and nodev; read-only and noexec too for `ReadOnly`; its
+/// owners seen through `idmap`'s ID maps when given (the host's root's files
+/// are that user namespace's root's).
+fn clone_tree(src: &Path, recursive: bool, access: Access, idmap: Option<&OwnedFd>) -> Result<OwnedFd, String> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     const AT_RECURSIVE: libc::c_uint = 0x8000;
     const AT_EMPTY_PATH: libc::c_uint = 0x1000;
@@ -216,6 +218,7 @@ fn clone_tree(src: &Path, recursive: bool, access: Access) -> Result<OwnedFd, St
     const MOUNT_ATTR_NOSUID: u64 = 0x2;
     const MOUNT_ATTR_NODEV: u64 = 0x4;
     const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
     let path = CString::new(src.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
     // SAFETY: a NUL-terminated path; the fd returned is owned below.
     let fd = unsafe {
@@ -240,10 +243,10 @@ fn clone_tree(src: &Path, recursive: bool, access: Access) -> Result<OwnedFd, St
         Access::ReadWrite => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
     };
     let attr = MountAttr {
-        attr_set,
+        attr_set: attr_set | if idmap.is_some() { MOUNT_ATTR_IDMAP } else { 0 },
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: idmap.and_then(|fd| u64::try_from(fd.as_raw_fd()).ok()).unwrap_or(0),
     };
     let empty = CString::default();
     // SAFETY: a live fd, an empty path with AT_EMPTY_PATH, and a mount_attr of the size passed.
@@ -259,63 +262,13 @@ fn clone_tree(src: &Path, recursive: bool, access: Access) -> Result<OwnedFd, St
     };
     if rc != 0 {
         return Err(format!(
-            "restricting the mount of {}: {}",
+            "restricting the mount of {}{}: {}",
             src.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(fd)
-}
-
-/// A detached copy of the mount of `src` whose owners are seen through
-/// `userns`'s ID maps (host root's files are the task root's).
-fn idmapped(src: &Path, userns: &OwnedFd) -> Result<OwnedFd, String> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_EMPTY_PATH: libc::c_uint = 0x1000;
-    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    const MOUNT_ATTR_NOSUID: u64 = 0x2;
-    const MOUNT_ATTR_NODEV: u64 = 0x4;
-    let path = CString::new(src.as_os_str().as_encoded_bytes()).map_err(io("path"))?;
-    // SAFETY: a NUL-terminated path; the fd returned is owned below.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(format!(
-            "cloning {}: {}",
-            src.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: open_tree returned a new fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: u64::try_from(userns.as_raw_fd()).unwrap_or(u64::MAX),
-    };
-    let empty = CString::default();
-    // SAFETY: a live fd, an empty path with AT_EMPTY_PATH, and a mount_attr of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "idmapping the mount of {} (does its filesystem support idmapped mounts?): {}",
-            src.display(),
+            if idmap.is_some() {
+                " (idmapped: does its filesystem support idmapped mounts?)"
+            } else {
+                ""
+            },
             std::io::Error::last_os_error()
         ));
     }

@@ -138,10 +138,20 @@ impl Remap {
 }
 
 /// Joins the task's user namespace (the last namespace joined: from here on
-/// this process has no privilege over the host's).
+/// this process has no privilege over the host's) and becomes its root at
+/// once, as runc's nsexec: until then it would be the host's root, to be
+/// ptraced by a task process with CAP_SYS_PTRACE there (an attack review did
+/// that to an `exec`); changing its IDs also makes it undumpable until exec.
 pub fn enter(userns: &OwnedFd) -> Result<(), String> {
-    nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER)
-        .map_err(|e| format!("joining the task's user namespace: {e}"))
+    fn fail(what: &'static str) -> impl Fn(nix::errno::Errno) -> String {
+        move |e| format!("joining the task's user namespace ({what}): {e}")
+    }
+    nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER).map_err(fail("setns"))?;
+    nix::unistd::setgroups(&[]).map_err(fail("setgroups"))?;
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(fail("setresgid"))?;
+    let root = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root, root, root).map_err(fail("setresuid"))
 }
 
 fn to_host(map: &[IdRange], id: u32) -> Option<u32> {
