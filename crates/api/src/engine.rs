@@ -605,6 +605,36 @@ pub fn network_scope(n: &control::Network) -> &'static str {
     if network_is_predefined(n) { "local" } else { "swarm" }
 }
 
+/// dockerd's network list filters over `(key, value)` pairs: `name` and `id`
+/// match a part, `type` is `builtin` or `custom`, a builtin network is never
+/// dangling; values of one key are OR-ed, keys AND-ed, labels (`key` or
+/// `key=value`) all required.
+pub fn network_matches(n: &control::Network, filters: &[(String, String)]) -> bool {
+    let spec = n.spec.clone().unwrap_or_default();
+    let labels = spec.annotations.clone().unwrap_or_default().labels;
+    let one = |key: &str, v: &str| match key {
+        "name" => network_name(n).contains(v),
+        "id" => n.id.contains(v),
+        "driver" => spec.driver == v,
+        "scope" => network_scope(n) == v,
+        "type" => (v == "builtin") == network_is_predefined(n),
+        "dangling" => matches!(v, "false" | "0"),
+        "label" => {
+            let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
+            labels.get(lk).is_some_and(|have| lv.is_empty() || have == lv)
+        }
+        _ => false,
+    };
+    filters.iter().all(|(key, _)| {
+        let mut values = filters.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        if key == "label" {
+            values.all(|v| one(key, v))
+        } else {
+            values.any(|v| one(key, v))
+        }
+    })
+}
+
 /// `docker network inspect`'s shape.
 pub fn network_json(n: &control::Network) -> serde_json::Value {
     let spec = n.spec.clone().unwrap_or_default();

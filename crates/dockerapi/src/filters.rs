@@ -49,6 +49,14 @@ impl Filters {
         self.0.get(key).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Every (key, value) given.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
+            .collect()
+    }
+
     pub fn contains(&self, key: &str) -> bool {
         self.0.contains_key(key)
     }

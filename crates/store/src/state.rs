@@ -108,6 +108,16 @@ impl ClusterState {
         self.service_names.get(&self.services, name)
     }
 
+    /// Adds `network` unless its name (or ID) is taken.
+    fn create_network(&mut self, index: u64, mut network: Network) -> Result<(), CommandError> {
+        self.network_names
+            .check_new(ObjectKind::Network, &network, &self.networks)?;
+        network.meta.version = index;
+        self.network_names.insert(&network);
+        self.networks.insert(network.id.clone(), network);
+        Ok(())
+    }
+
     pub fn network_by_name(&self, name: &str) -> Option<&Network> {
         self.network_names.get(&self.networks, name)
     }
@@ -170,16 +180,8 @@ impl ClusterState {
                 node.meta.version = index;
                 self.cluster = Some(*cluster);
                 self.nodes.insert(node.id.clone(), *node);
-                for mut network in networks {
-                    if self
-                        .network_names
-                        .check_new(ObjectKind::Network, &network, &self.networks)
-                        .is_ok()
-                    {
-                        network.meta.version = index;
-                        self.network_names.insert(&network);
-                        self.networks.insert(network.id.clone(), network);
-                    }
+                for network in networks {
+                    let _ = self.create_network(index, network);
                 }
             }
             Command::UpdateCluster {
@@ -293,13 +295,7 @@ impl ClusterState {
                     .ok_or_else(|| not_found(ObjectKind::Config, &id))?;
                 self.config_names.remove(&config);
             }
-            Command::CreateNetwork(mut network) => {
-                self.network_names
-                    .check_new(ObjectKind::Network, &network, &self.networks)?;
-                network.meta.version = index;
-                self.network_names.insert(&network);
-                self.networks.insert(network.id.clone(), network);
-            }
+            Command::CreateNetwork(network) => self.create_network(index, network)?,
             Command::CreateService(mut service) => {
                 self.service_names
                     .check_new(ObjectKind::Service, &service, &self.services)?;

@@ -35,24 +35,7 @@ pub async fn ls(client: &mut Client, quiet: bool, no_trunc: bool, filters: &[Str
             .await?
             .into_inner()
             .networks;
-        networks.retain(|n| {
-            filters.iter().all(|(k, v)| {
-                let spec = n.spec.clone().unwrap_or_default();
-                match k.as_str() {
-                    "name" => engine::network_name(n).contains(v.as_str()),
-                    "id" => n.id.contains(v.as_str()),
-                    "driver" => spec.driver == *v,
-                    "scope" => engine::network_scope(n) == v,
-                    "type" => (v == "builtin") == engine::network_is_predefined(n),
-                    "dangling" => matches!(v.as_str(), "false" | "0"),
-                    _ => {
-                        let labels = spec.annotations.unwrap_or_default().labels;
-                        let (lk, lv) = v.split_once('=').unwrap_or((v.as_str(), ""));
-                        labels.get(lk).is_some_and(|have| lv.is_empty() || have == lv)
-                    }
-                }
-            })
-        });
+        networks.retain(|n| engine::network_matches(n, &filters));
         sort_by_name(&mut networks, |n| engine::network_name(n));
         let rows: Vec<_> = networks.iter().map(|n| ls_row(n, no_trunc)).collect();
         let headers = serde_json::json!({
