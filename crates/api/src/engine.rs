@@ -441,6 +441,7 @@ fn task_template(t: &control::TaskSpec) -> serde_json::Value {
             "Condition": restart.condition,
             "Delay": restart.delay_ns,
             "MaxAttempts": restart.max_attempts,
+            "Window": restart.window_ns,
         },
         "Placement": {},
     });

@@ -259,6 +259,9 @@ struct CreateArgs {
     /// Maximum number of restarts before giving up
     #[arg(long)]
     restart_max_attempts: Option<u64>,
+    /// Window used to evaluate the restart policy (ns|us|ms|s|m|h)
+    #[arg(long)]
+    restart_window: Option<String>,
     /// Time to wait before force killing a task (ns|us|ms|s|m|h)
     #[arg(long)]
     stop_grace_period: Option<String>,
@@ -722,6 +725,7 @@ async fn run(cli: Cli) -> Output {
                     restart_condition,
                     restart_delay,
                     restart_max_attempts,
+                    restart_window,
                     stop_grace_period,
                     hostname,
                     read_only,
@@ -751,6 +755,7 @@ async fn run(cli: Cli) -> Output {
                     restart_condition: restart_condition.as_deref(),
                     restart_delay: restart_delay.as_deref(),
                     restart_max_attempts,
+                    restart_window: restart_window.as_deref(),
                     stop_grace_period: stop_grace_period.as_deref(),
                     hostname: hostname.as_deref(),
                     read_only,

@@ -311,7 +311,7 @@ impl ServiceSpec {
         let t = self.task_template;
         let c = t.container_spec.unwrap_or_default();
         let privileges = c.privileges.unwrap_or_default();
-        let refused: [(&str, bool); 20] = [
+        let refused: [(&str, bool); 19] = [
             ("Networks", self.networks.as_ref().is_some_and(is_set)),
             (
                 "EndpointSpec.Ports (published ports)",
@@ -395,10 +395,6 @@ impl ServiceSpec {
                 "ContainerSpec.Isolation other than default",
                 !c.isolation.is_empty() && c.isolation != "default",
             ),
-            (
-                "RestartPolicy.Window",
-                t.restart_policy.as_ref().and_then(|r| r.window).unwrap_or(0) != 0,
-            ),
         ];
         if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
             return Err(unsupported(field));
@@ -426,6 +422,11 @@ impl ServiceSpec {
                         .transpose()?
                         .unwrap_or(5_000_000_000),
                     max_attempts: r.max_attempts.unwrap_or(0),
+                    window_ns: r
+                        .window
+                        .map(|d| nanos("RestartPolicy.Window", d))
+                        .transpose()?
+                        .unwrap_or(0),
                 })
             })
             .transpose()?;

@@ -19,53 +19,57 @@ const DEFAULT_HISTORY: usize = 5;
 /// counter). Empty when nothing is to be done.
 pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnMut() -> String) -> Vec<Command> {
     let mut put: BTreeMap<String, Task> = BTreeMap::new();
+    let mut service_changes = Vec::new();
     let mut placement = Placement::new(state);
+    let ready: BTreeSet<&str> = state
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Ready)
+        .map(|n| n.id.as_str())
+        .collect();
     for service in state.services.values() {
-        let tasks: Vec<&Task> = state.tasks.values().filter(|t| t.service_id == service.id).collect();
-        match service.spec.mode {
-            ServiceMode::Replicated { replicas } => {
-                let mut by_slot: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
-                for t in &tasks {
-                    by_slot.entry(t.slot).or_default().push(t);
+        let mut slots: BTreeMap<SlotKey<'_>, Vec<&Task>> = BTreeMap::new();
+        for t in state.tasks.values().filter(|t| t.service_id == service.id) {
+            let key = match service.spec.mode {
+                ServiceMode::Replicated { .. } => SlotKey::Replica(t.slot),
+                ServiceMode::Global => SlotKey::Node(t.node_id.as_deref().unwrap_or("")),
+            };
+            slots.entry(key).or_default().push(t);
+        }
+        let wanted: Vec<SlotKey<'_>> = match service.spec.mode {
+            ServiceMode::Replicated { replicas } => (1..=replicas).map(SlotKey::Replica).collect(),
+            ServiceMode::Global => state
+                .nodes
+                .values()
+                .filter(|n| n.state == NodeState::Ready && n.availability == Availability::Active)
+                .map(|n| SlotKey::Node(n.id.as_str()))
+                .collect(),
+        };
+        let rollout = crate::update::plan(service, &wanted, &slots, &ready, now);
+        service_changes.extend(rollout.change);
+        for key in &wanted {
+            let history = slots.remove(key).unwrap_or_default();
+            let step = SlotStep {
+                replace: rollout.may_replace.contains(key),
+                start_first: rollout.start_first,
+            };
+            if let Some(restarts) = reconcile_slot(service, &history, &ready, now, step, &mut put) {
+                let (slot, node) = match key {
+                    SlotKey::Replica(slot) => (*slot, None),
+                    SlotKey::Node(node) => (0, Some(*node)),
+                };
+                let task = new_task(service, slot, node, now, new_id(), restarts);
+                if let Some(node) = node {
+                    placement.add(node);
                 }
-                for slot in 1..=replicas {
-                    let history = by_slot.remove(&slot).unwrap_or_default();
-                    if reconcile_slot(service, &history, now, &mut put) {
-                        let task = new_task(service, slot, None, now, new_id());
-                        put.insert(task.id.clone(), task);
-                    }
-                }
-                // Slots beyond the replica count are scaled away.
-                for t in by_slot.into_values().flatten() {
-                    if t.desired_state <= TaskState::Running {
-                        put.insert(t.id.clone(), shut_down(t, now));
-                    }
-                }
+                put.insert(task.id.clone(), task);
             }
-            ServiceMode::Global => {
-                let eligible: BTreeSet<&str> = state
-                    .nodes
-                    .values()
-                    .filter(|n| n.state == NodeState::Ready && n.availability == Availability::Active)
-                    .map(|n| n.id.as_str())
-                    .collect();
-                let mut by_node: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-                for t in &tasks {
-                    by_node.entry(t.node_id.as_deref().unwrap_or("")).or_default().push(t);
-                }
-                for node in &eligible {
-                    let history = by_node.remove(node).unwrap_or_default();
-                    if reconcile_slot(service, &history, now, &mut put) {
-                        let task = new_task(service, 0, Some(node), now, new_id());
-                        placement.add(node);
-                        put.insert(task.id.clone(), task);
-                    }
-                }
-                for t in by_node.into_values().flatten() {
-                    if t.desired_state <= TaskState::Running {
-                        put.insert(t.id.clone(), shut_down(t, now));
-                    }
-                }
+        }
+        // Slots beyond the replica count (or nodes no longer eligible for a
+        // global service) are emptied.
+        for t in slots.into_values().flatten() {
+            if t.desired_state <= TaskState::Running {
+                put.insert(t.id.clone(), shut_down(t, now));
             }
         }
     }
@@ -101,70 +105,148 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
     if !remove.is_empty() {
         commands.push(Command::RemoveTasks(remove));
     }
-    commands.extend(
-        state
-            .services
-            .values()
-            .filter(|s| crate::update::converged(state, s, now))
-            .filter_map(|s| {
-                Some(Command::CompleteServiceUpdate {
-                    id: s.id.clone(),
-                    started_at: s.update_status.as_ref()?.started_at,
-                    completed_at: now,
-                })
-            }),
-    );
+    commands.extend(service_changes);
     commands
 }
 
+/// A replica slot of a replicated service, or a node of a global one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum SlotKey<'a> {
+    Replica(u64),
+    Node(&'a str),
+}
+
+/// What the service's rollout allows a slot this pass.
+#[derive(Clone, Copy)]
+struct SlotStep {
+    /// Its task of an older spec may be replaced now.
+    replace: bool,
+    /// The new task starts before the old one stops.
+    start_first: bool,
+}
+
+/// How long a replacement waits for the task it replaces to stop (stop-first),
+/// as swarmkit's `defaultOldTaskTimeout`.
+const OLD_TASK_TIMEOUT: time::Duration = time::Duration::minutes(1);
+
 /// One replica slot (or one node of a global service): keeps one task wanting
 /// to run. Shuts down what the slot no longer wants and says whether a new
-/// task is due (none runs, and the restart policy allows one now).
-fn reconcile_slot(service: &Service, history: &[&Task], now: OffsetDateTime, put: &mut BTreeMap<String, Task>) -> bool {
+/// task is due (none runs, and the rollout or the restart policy allows one
+/// now), with the restarts it carries.
+fn reconcile_slot(
+    service: &Service,
+    history: &[&Task],
+    ready: &BTreeSet<&str>,
+    now: OffsetDateTime,
+    step: SlotStep,
+    put: &mut BTreeMap<String, Task>,
+) -> Option<Vec<i64>> {
+    let spec = &service.spec.task;
     let current: Vec<&&Task> = history
         .iter()
         .filter(|t| t.desired_state <= TaskState::Running)
         .collect();
-    // Tasks made from an older spec are replaced (no rolling update yet: all at once).
-    for t in &current {
-        if t.spec != service.spec.task && !t.status.state.is_terminal() {
+    let live_old: Vec<&&&Task> = current
+        .iter()
+        .filter(|t| t.spec != *spec && !t.status.state.is_terminal())
+        .collect();
+    if let Some(new) = current
+        .iter()
+        .find(|t| t.spec == *spec && !t.status.state.is_terminal())
+    {
+        // Replaced: the old task stops at once (stop-first), or once its
+        // replacement runs (start-first).
+        if !step.start_first || new.status.state == TaskState::Running {
+            for t in live_old {
+                put.insert(t.id.clone(), shut_down(t, now));
+            }
+        }
+        return None;
+    }
+    // A replacement that failed while the old task runs (start-first) is
+    // restarted under the restart policy, the old one running meanwhile.
+    let failed_replacement = current.iter().any(|t| t.spec == *spec && t.status.state.is_terminal());
+    if !live_old.is_empty() && !failed_replacement {
+        // Of an older spec: replaced when the rollout says.
+        if !step.replace {
+            return None;
+        }
+        if step.start_first {
+            return Some(Vec::new());
+        }
+        for t in live_old {
             put.insert(t.id.clone(), shut_down(t, now));
         }
+        return None;
     }
-    let live = current
-        .iter()
-        .find(|t| t.spec == service.spec.task && !t.status.state.is_terminal());
-    if live.is_some() {
-        return false;
+    // Stop-first: a task still stopping on a live node is waited for (a
+    // minute at most), so the two never run together.
+    if live_old.is_empty() && history.iter().any(|t| stopping(t, ready, now)) {
+        return None;
     }
-    let policy = &service.spec.task.restart;
-    let finished = current
+    let Some(last) = current
         .iter()
         .filter(|t| t.status.state.is_terminal())
-        .max_by_key(|t| t.status.timestamp);
-    if let Some(last) = finished {
-        let restarts = history.len() as u64;
+        .max_by_key(|t| t.status.timestamp)
+    else {
+        return Some(Vec::new());
+    };
+    // A finished task of an older spec: its slot starts over with the new one.
+    let restarts = if last.spec != *spec {
+        Vec::new()
+    } else {
+        let policy = &spec.restart;
         let wanted = match policy.condition {
             RestartCondition::Any => true,
             RestartCondition::OnFailure => last.status.state != TaskState::Complete,
             RestartCondition::None => false,
-        } && (policy.max_attempts == 0 || restarts <= policy.max_attempts);
-        let stale_spec = last.spec != service.spec.task;
-        if !wanted && !stale_spec {
-            return false;
+        };
+        // swarmkit's restart supervisor: restarts counted per slot since the
+        // spec changed, within the window when there is one.
+        // Judged as of the failure, so the answer does not change later.
+        let since = (last.status.timestamp - nanos(policy.window_ns)).unix_timestamp_nanos();
+        let mut restarts: Vec<i64> = last
+            .restarts
+            .iter()
+            .copied()
+            .filter(|at| policy.window_ns == 0 || i128::from(*at) > since)
+            .collect();
+        if !wanted || (policy.max_attempts > 0 && restarts.len() as u64 >= policy.max_attempts) {
+            return None;
         }
-        let delay = time::Duration::nanoseconds(i64::try_from(policy.delay_ns).unwrap_or(i64::MAX));
-        if !stale_spec && now < last.status.timestamp + delay {
-            return false;
+        if now < last.status.timestamp + nanos(policy.delay_ns) {
+            return None;
         }
-        for t in current.iter().filter(|t| t.status.state.is_terminal()) {
-            put.insert(t.id.clone(), shut_down(t, now));
-        }
+        restarts.push(i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX));
+        restarts
+    };
+    for t in current.iter().filter(|t| t.status.state.is_terminal()) {
+        put.insert(t.id.clone(), shut_down(t, now));
     }
-    true
+    Some(restarts)
 }
 
-fn new_task(service: &Service, slot: u64, node: Option<&str>, now: OffsetDateTime, id: String) -> Task {
+/// A task told to stop that has not yet, on a node that is up (for at most
+/// a minute): stop-first waits for it before starting its replacement.
+pub(crate) fn stopping(t: &Task, ready: &BTreeSet<&str>, now: OffsetDateTime) -> bool {
+    t.desired_state > TaskState::Running
+        && !t.status.state.is_terminal()
+        && t.node_id.as_deref().is_some_and(|n| ready.contains(n))
+        && now < t.meta.updated_at + OLD_TASK_TIMEOUT
+}
+
+pub(crate) fn nanos(ns: u64) -> time::Duration {
+    time::Duration::nanoseconds(i64::try_from(ns).unwrap_or(i64::MAX))
+}
+
+fn new_task(
+    service: &Service,
+    slot: u64,
+    node: Option<&str>,
+    now: OffsetDateTime,
+    id: String,
+    restarts: Vec<i64>,
+) -> Task {
     let (node_id, st) = match node {
         Some(n) => (
             Some(n.to_string()),
@@ -187,6 +269,8 @@ fn new_task(service: &Service, slot: u64, node: Option<&str>, now: OffsetDateTim
         spec_version: service.meta.version,
         desired_state: TaskState::Running,
         status: st,
+        running_at: None,
+        restarts,
     }
 }
 

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use swarmkeep_store::objects::*;
 use swarmkeep_store::{ClusterState, Command};
@@ -241,121 +241,315 @@ fn no_eligible_node_leaves_tasks_pending() {
     );
 }
 
-/// Every task wanted reports Running at `at` (as its agent would).
-fn run_all(st: &mut ClusterState, at: OffsetDateTime, index: u64) {
-    let wanted: Vec<Task> = st
-        .tasks
-        .values()
-        .filter(|t| t.desired_state == TaskState::Running && t.status.state < TaskState::Running)
-        .cloned()
-        .collect();
-    for t in wanted {
-        let status = TaskStatus {
-            state: TaskState::Running,
+/// The agents' side, at `at`: tasks told to stop stop, tasks wanted start,
+/// and a task of the image `bad` fails as it starts.
+fn agents(st: &mut ClusterState, at: OffsetDateTime, index: u64) {
+    let report = |t: &Task, state: TaskState| Command::UpdateTaskStatus {
+        id: t.id.clone(),
+        node_id: t.node_id.clone().unwrap_or_default(),
+        status: TaskStatus {
+            state,
             timestamp: at,
-            message: "started".into(),
+            message: state.as_str().into(),
             err: String::new(),
             exit_code: None,
-            pid: Some(1),
-        };
-        st.apply(
-            index,
-            Command::UpdateTaskStatus {
-                id: t.id.clone(),
-                node_id: t.node_id.clone().unwrap(),
-                status,
-            },
-        )
-        .unwrap();
+            pid: None,
+        },
+    };
+    let mut reports = Vec::new();
+    for t in st.tasks.values().filter(|t| t.node_id.is_some()) {
+        if t.desired_state > TaskState::Running && !t.status.state.is_terminal() {
+            reports.push(report(t, TaskState::Shutdown));
+        } else if t.desired_state == TaskState::Running && t.status.state < TaskState::Running {
+            let state = if t.spec.image == "bad" {
+                TaskState::Failed
+            } else {
+                TaskState::Running
+            };
+            reports.push(report(t, state));
+        }
+    }
+    for r in reports {
+        st.apply(index, r).unwrap();
     }
 }
 
-#[test]
-fn an_update_completes_once_the_new_tasks_ran_for_the_monitor_period() {
-    let mut st = cluster();
-    let t0 = OffsetDateTime::now_utc();
-    settle(&mut st, t0);
-    run_all(&mut st, t0, 150);
-    let mut s = st.services["svc"].clone();
-    s.spec.task.image = "bb:v2".into();
-    s.update_status = Some(UpdateStatus {
-        state: UpdateState::Updating,
-        started_at: t0,
-        completed_at: None,
-        message: "update in progress".into(),
-    });
-    update_service(&mut st, s, 200);
-    // Old tasks are being replaced: not complete.
-    let commands = reconcile(&st, t0);
-    assert!(
-        !commands
-            .iter()
-            .any(|c| matches!(c, Command::CompleteServiceUpdate { .. }))
-    );
-    settle(&mut st, t0);
-    // The old tasks have not reported their shutdown yet, the new ones are not running.
-    assert!(reconcile(&st, t0 + time::Duration::seconds(60)).is_empty());
-    for t in st
-        .tasks
-        .clone()
-        .values()
-        .filter(|t| t.desired_state == TaskState::Shutdown)
-    {
-        let status = TaskStatus {
-            state: TaskState::Shutdown,
-            timestamp: t0,
-            message: "shutdown".into(),
-            err: String::new(),
-            exit_code: Some(0),
-            pid: None,
-        };
+/// Runs the orchestrator and the agents every 100 ms from `from` for `secs`.
+fn run_for(st: &mut ClusterState, from: OffsetDateTime, secs: i64) -> OffsetDateTime {
+    let mut now = from;
+    let mut index = st.services.values().map(|s| s.meta.version).max().unwrap_or(0) + 1000;
+    while now < from + time::Duration::seconds(secs) {
+        for c in reconcile(st, now) {
+            // A write the state machine refuses is retried next pass, as the
+            // leader does.
+            let _ = st.apply(index, c);
+            index += 1;
+        }
+        agents(st, now, index);
+        index += 1;
+        now += time::Duration::milliseconds(100);
+    }
+    now
+}
+
+/// A service of `replicas` running `bb` on nodes a and b, all running.
+fn running(replicas: u64, update: UpdateConfig) -> (ClusterState, OffsetDateTime) {
+    let mut st = ClusterState::default();
+    for (i, n) in ["a", "b"].into_iter().enumerate() {
         st.apply(
-            210,
-            Command::UpdateTaskStatus {
-                id: t.id.clone(),
-                node_id: t.node_id.clone().unwrap(),
-                status,
-            },
+            i as u64 + 1,
+            Command::PutNode(node(n, NodeState::Ready, Availability::Active)),
         )
         .unwrap();
     }
-    let t1 = t0 + time::Duration::seconds(1);
-    run_all(&mut st, t1, 220);
-    // Running, but not yet for the 5 s monitor period.
-    assert!(reconcile(&st, t1 + time::Duration::seconds(4)).is_empty());
-    let done = reconcile(&st, t1 + time::Duration::seconds(5));
-    assert!(
-        matches!(done.as_slice(), [Command::CompleteServiceUpdate { id, .. }] if id == "svc"),
-        "{done:?}"
-    );
-    // A finding about an earlier update does not complete a later one.
-    let Command::CompleteServiceUpdate {
-        id,
-        started_at,
-        completed_at,
-    } = done[0].clone()
-    else {
-        unreachable!()
+    let mut s = service(replicas);
+    s.spec.update_config = update.clone();
+    s.spec.rollback_config = update;
+    st.apply(3, Command::CreateService(s)).unwrap();
+    let t0 = OffsetDateTime::now_utc();
+    let now = run_for(&mut st, t0, 2);
+    (st, now)
+}
+
+/// `service update --image image` as the control API makes it.
+fn update_image(st: &mut ClusterState, image: &str, now: OffsetDateTime) {
+    let current = st.services["svc"].clone();
+    let mut spec = current.spec.clone();
+    spec.task.image = image.into();
+    let s = crate::update::apply_spec(&current, spec, false, now);
+    update_service(st, s, current.meta.version + 1);
+}
+
+fn status_of(st: &ClusterState) -> (UpdateState, String) {
+    let s = st.services["svc"].update_status.clone().unwrap();
+    (s.state, s.message)
+}
+
+fn of_image<'a>(st: &'a ClusterState, image: &str) -> Vec<&'a Task> {
+    st.tasks.values().filter(|t| t.spec.image == image).collect()
+}
+
+#[test]
+fn a_rolling_update_replaces_parallelism_tasks_per_wave_after_the_delay() {
+    let config = UpdateConfig {
+        parallelism: 2,
+        delay_ns: 1_000_000_000,
+        monitor_ns: 1_000_000_000,
+        ..Default::default()
     };
-    let stale = Command::CompleteServiceUpdate {
-        id,
-        started_at: started_at - time::Duration::seconds(1),
-        completed_at,
-    };
-    st.apply(225, stale).unwrap();
-    assert_eq!(
-        st.services["svc"].update_status.as_ref().unwrap().state,
-        UpdateState::Updating
-    );
-    for c in done {
-        st.apply(230, c).unwrap();
+    let (mut st, now) = running(6, config);
+    update_image(&mut st, "bb:v2", now);
+    let end = run_for(&mut st, now, 3);
+    assert_eq!(status_of(&st).0, UpdateState::Updating, "not done after 3 s");
+    run_for(&mut st, end, 5);
+    let mut waves: BTreeMap<OffsetDateTime, usize> = BTreeMap::new();
+    for t in of_image(&st, "bb:v2") {
+        *waves.entry(t.meta.created_at).or_default() += 1;
+        assert_eq!(t.desired_state, TaskState::Running);
     }
-    let status = st.services["svc"].update_status.clone().unwrap();
+    assert_eq!(waves.values().copied().collect::<Vec<_>>(), [2, 2, 2], "{waves:?}");
+    let times: Vec<OffsetDateTime> = waves.into_keys().collect();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= time::Duration::seconds(1), "{gap}");
+        assert!(gap < time::Duration::milliseconds(1500), "{gap}");
+    }
+    // Stop-first: each old task stopped before its replacement was made.
+    for t in of_image(&st, "bb") {
+        assert_eq!(t.status.state, TaskState::Shutdown);
+        let replacement = of_image(&st, "bb:v2").into_iter().find(|n| n.slot == t.slot).unwrap();
+        assert!(t.status.timestamp <= replacement.meta.created_at);
+    }
+    assert_eq!(status_of(&st), (UpdateState::Completed, "update completed".into()));
+}
+
+#[test]
+fn a_failing_update_pauses_and_another_update_resumes_it() {
+    let (mut st, now) = running(4, UpdateConfig::default());
+    update_image(&mut st, "bad", now);
+    let now = run_for(&mut st, now, 8);
+    let (state, message) = status_of(&st);
+    assert_eq!(state, UpdateState::Paused);
+    let bad = of_image(&st, "bad");
+    let first = bad.iter().min_by_key(|t| t.meta.created_at).unwrap();
     assert_eq!(
-        (status.state, status.message.as_str()),
-        (UpdateState::Completed, "update completed")
+        message,
+        format!("update paused due to failure or early termination of task {}", first.id)
     );
-    assert!(reconcile(&st, t1 + time::Duration::seconds(60)).is_empty());
+    // Paused after the first slot: the others still run the old image.
+    let old_running = of_image(&st, "bb")
+        .into_iter()
+        .filter(|t| t.status.state == TaskState::Running)
+        .count();
+    assert_eq!(old_running, 3);
+    // Paused: nothing more is replaced.
+    let now = run_for(&mut st, now, 5);
+    assert_eq!(status_of(&st).0, UpdateState::Paused);
+    let replaced: BTreeSet<u64> = of_image(&st, "bad").iter().map(|t| t.slot).collect();
+    assert_eq!(replaced.len(), 1);
+    // `service update --update-failure-action continue` goes on.
+    let current = st.services["svc"].clone();
+    let mut spec = current.spec.clone();
+    spec.update_config.failure_action = FailureAction::Continue;
+    let s = crate::update::apply_spec(&current, spec, false, now);
+    update_service(&mut st, s, current.meta.version + 1);
+    assert_eq!(status_of(&st), (UpdateState::Updating, "update in progress".into()));
+    run_for(&mut st, now, 8);
+    let replaced: BTreeSet<u64> = of_image(&st, "bad").iter().map(|t| t.slot).collect();
+    assert_eq!(replaced.len(), 4);
+    assert!(
+        of_image(&st, "bb")
+            .iter()
+            .all(|t| t.desired_state == TaskState::Shutdown)
+    );
+}
+
+#[test]
+fn a_failing_update_rolls_back_when_told_and_a_failing_rollback_pauses() {
+    let config = UpdateConfig {
+        failure_action: FailureAction::Rollback,
+        ..Default::default()
+    };
+    let (mut st, now) = running(3, config);
+    update_image(&mut st, "bad", now);
+    let now = run_for(&mut st, now, 2);
+    let (state, message) = status_of(&st);
+    assert_eq!(state, UpdateState::RollbackStarted);
+    assert!(
+        message.starts_with("update rolled back due to failure or early termination of task "),
+        "{message}"
+    );
+    assert_eq!(st.services["svc"].spec.task.image, "bb");
+    assert!(st.services["svc"].previous_spec.is_none());
+    let now = run_for(&mut st, now, 10);
+    assert_eq!(
+        status_of(&st),
+        (UpdateState::RollbackCompleted, "rollback completed".into())
+    );
+    let running_images: BTreeSet<&str> = st
+        .tasks
+        .values()
+        .filter(|t| t.desired_state == TaskState::Running)
+        .map(|t| t.spec.image.as_str())
+        .collect();
+    assert_eq!(running_images, BTreeSet::from(["bb"]));
+    assert_eq!(
+        st.tasks
+            .values()
+            .filter(|t| t.desired_state == TaskState::Running)
+            .count(),
+        3
+    );
+    // A rollback that fails is paused, never rolled back.
+    update_image(&mut st, "bb:v2", now);
+    let now = run_for(&mut st, now, 10);
+    assert_eq!(status_of(&st).0, UpdateState::Completed);
+    let current = st.services["svc"].clone();
+    let mut previous = current.previous_spec.clone().unwrap();
+    previous.task.image = "bad".into();
+    let mut s = current.clone();
+    s.previous_spec = Some(previous);
+    update_service(&mut st, s, current.meta.version + 1);
+    let current = st.services["svc"].clone();
+    let back = current.previous_spec.clone().unwrap();
+    let s = crate::update::apply_spec(&current, back, true, now);
+    update_service(&mut st, s, current.meta.version + 1);
+    assert_eq!(
+        status_of(&st),
+        (UpdateState::RollbackStarted, "manually requested rollback".into())
+    );
+    run_for(&mut st, now, 3);
+    let (state, message) = status_of(&st);
+    assert_eq!(state, UpdateState::RollbackPaused);
+    assert!(message.starts_with("rollback paused due to failure or early termination of task "));
+}
+
+#[test]
+fn the_max_failure_ratio_allows_that_share_of_slots_to_fail() {
+    let config = UpdateConfig {
+        max_failure_ratio: 0.5,
+        ..Default::default()
+    };
+    let (mut st, now) = running(4, config);
+    update_image(&mut st, "bad", now);
+    run_for(&mut st, now, 15);
+    assert_eq!(status_of(&st).0, UpdateState::Paused);
+    // 1/4 and 2/4 are within 0.5; the third failing slot pauses.
+    let replaced: BTreeSet<u64> = of_image(&st, "bad").iter().map(|t| t.slot).collect();
+    assert_eq!(replaced.len(), 3, "{replaced:?}");
+}
+
+#[test]
+fn start_first_runs_the_new_task_before_the_old_one_stops() {
+    let config = UpdateConfig {
+        order: UpdateOrder::StartFirst,
+        ..Default::default()
+    };
+    let (mut st, now) = running(2, config);
+    update_image(&mut st, "bb:v2", now);
+    for c in reconcile(&st, now) {
+        st.apply(500, c).unwrap();
+    }
+    // The first slot has its new task, and its old one is still wanted.
+    let new = of_image(&st, "bb:v2");
+    assert_eq!(new.len(), 1);
+    let slot = new[0].slot;
+    let old = |st: &ClusterState| of_image(st, "bb").into_iter().find(|t| t.slot == slot).unwrap().clone();
+    assert_eq!(old(&st).desired_state, TaskState::Running);
+    // Not yet running: the old one stays.
+    for c in reconcile(&st, now) {
+        st.apply(501, c).unwrap();
+    }
+    assert_eq!(old(&st).desired_state, TaskState::Running);
+    agents(&mut st, now, 502);
+    for c in reconcile(&st, now) {
+        st.apply(503, c).unwrap();
+    }
+    assert_eq!(old(&st).desired_state, TaskState::Shutdown);
+    run_for(&mut st, now, 10);
+    assert_eq!(status_of(&st).0, UpdateState::Completed);
+}
+
+#[test]
+fn restarts_stop_after_max_attempts_within_the_window() {
+    let mut st = ClusterState::default();
+    st.apply(1, Command::PutNode(node("a", NodeState::Ready, Availability::Active)))
+        .unwrap();
+    let mut s = service(1);
+    s.spec.task.image = "bad".into();
+    s.spec.task.restart.delay_ns = 100_000_000;
+    s.spec.task.restart.max_attempts = 6;
+    st.apply(2, Command::CreateService(s)).unwrap();
+    run_for(&mut st, OffsetDateTime::now_utc(), 10);
+    // The first task and six restarts, though history keeps five.
+    let tasks: Vec<&Task> = st.tasks.values().collect();
+    assert_eq!(tasks.len(), 5);
+    let last = tasks.iter().max_by_key(|t| t.meta.created_at).unwrap();
+    assert_eq!(last.restarts.len(), 6);
+    assert!(tasks.iter().all(|t| t.status.state == TaskState::Failed));
+    assert_eq!(
+        last.desired_state,
+        TaskState::Running,
+        "the last one is left as it ended"
+    );
+
+    // Within a window: at most two restarts in 10 s, judged at each failure;
+    // once refused, the slot stays finished after the window has passed.
+    let mut st = ClusterState::default();
+    st.apply(1, Command::PutNode(node("a", NodeState::Ready, Availability::Active)))
+        .unwrap();
+    let mut s = service(1);
+    s.spec.task.image = "bad".into();
+    s.spec.task.restart.delay_ns = 1_000_000_000;
+    s.spec.task.restart.max_attempts = 2;
+    s.spec.task.restart.window_ns = 10_000_000_000;
+    st.apply(2, Command::CreateService(s)).unwrap();
+    run_for(&mut st, OffsetDateTime::now_utc(), 20);
+    assert_eq!(
+        st.tasks.len(),
+        3,
+        "two restarts within 10 s, then none even after the window"
+    );
 }
 
 #[test]

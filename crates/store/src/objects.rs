@@ -283,6 +283,10 @@ pub struct RestartPolicy {
     pub delay_ns: u64,
     /// 0 means unlimited, as in Docker.
     pub max_attempts: u64,
+    /// The window `max_attempts` counts restarts in; 0: a slot's restarts
+    /// since its spec last changed.
+    #[serde(default)]
+    pub window_ns: u64,
 }
 
 impl Default for RestartPolicy {
@@ -291,6 +295,7 @@ impl Default for RestartPolicy {
             condition: RestartCondition::Any,
             delay_ns: 5_000_000_000,
             max_attempts: 0,
+            window_ns: 0,
         }
     }
 }
@@ -443,8 +448,7 @@ pub enum UpdateOrder {
 }
 
 /// Docker's `UpdateConfig` (and `RollbackConfig`): how a spec change is rolled
-/// out. Stored and shown; only `monitor_ns` is followed yet (when an update
-/// counts as completed) — every task is still replaced at once.
+/// out, followed by the scheduler crate's `update` module.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UpdateConfig {
     pub parallelism: u64,
@@ -507,8 +511,10 @@ pub struct Service {
 #[serde(rename_all = "snake_case")]
 pub enum UpdateState {
     Updating,
+    Paused,
     Completed,
     RollbackStarted,
+    RollbackPaused,
     RollbackCompleted,
 }
 
@@ -516,8 +522,10 @@ impl UpdateState {
     pub fn as_str(self) -> &'static str {
         match self {
             UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
             UpdateState::Completed => "completed",
             UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
             UpdateState::RollbackCompleted => "rollback_completed",
         }
     }
@@ -561,4 +569,13 @@ pub struct Task {
     pub spec_version: u64,
     pub desired_state: TaskState,
     pub status: TaskStatus,
+    /// When the task first reported Running (an update's monitor period
+    /// counts from it).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub running_at: Option<OffsetDateTime>,
+    /// When its slot was restarted by the restart policy (Unix nanoseconds),
+    /// carried from task to task while the spec stays the same: what
+    /// `max_attempts` counts, within `window_ns`.
+    #[serde(default)]
+    pub restarts: Vec<i64>,
 }

@@ -341,7 +341,10 @@ impl ClusterState {
                     let next = match status.state {
                         UpdateState::Updating => Some((UpdateState::Completed, "update completed")),
                         UpdateState::RollbackStarted => Some((UpdateState::RollbackCompleted, "rollback completed")),
-                        UpdateState::Completed | UpdateState::RollbackCompleted => None,
+                        UpdateState::Paused
+                        | UpdateState::RollbackPaused
+                        | UpdateState::Completed
+                        | UpdateState::RollbackCompleted => None,
                     };
                     if let Some((state, message)) = next {
                         status.state = state;
@@ -380,6 +383,7 @@ impl ClusterState {
                         if old.status.state > task.status.state {
                             task.status = old.status.clone();
                         }
+                        task.running_at = task.running_at.or(old.running_at);
                     }
                     self.tasks.insert(task.id.clone(), task);
                 }
@@ -395,6 +399,9 @@ impl ClusterState {
                 // A task only moves forward; a late report of an earlier
                 // state is dropped.
                 if status.state > task.status.state {
+                    if status.state == TaskState::Running {
+                        task.running_at = Some(status.timestamp);
+                    }
                     task.status = status;
                     task.meta.version = index;
                     task.meta.updated_at = task.status.timestamp;
@@ -571,6 +578,8 @@ mod tests {
             spec_version: 1,
             desired_state: TaskState::Running,
             status: task_status(TaskState::Assigned),
+            running_at: None,
+            restarts: Vec::new(),
         };
         st.apply(1, Command::PutTasks(vec![task])).unwrap();
         let update = |node: &str, state| Command::UpdateTaskStatus {
@@ -686,6 +695,8 @@ mod tests {
                 exit_code: None,
                 pid: None,
             },
+            running_at: None,
+            restarts: Vec::new(),
         };
         let mut st = ClusterState::default();
         st.apply(1, Command::PutNode(node("w1"))).unwrap();

@@ -36,6 +36,7 @@ pub struct CreateFlags<'a> {
     pub restart_condition: Option<&'a str>,
     pub restart_delay: Option<&'a str>,
     pub restart_max_attempts: Option<u64>,
+    pub restart_window: Option<&'a str>,
     pub stop_grace_period: Option<&'a str>,
     pub hostname: Option<&'a str>,
     pub read_only: bool,
@@ -424,6 +425,7 @@ pub async fn create(
                 None => 5_000_000_000,
             },
             max_attempts: flags.restart_max_attempts.unwrap_or(0),
+            window_ns: flags.restart_window.map(parse_duration).transpose()?.unwrap_or(0),
         };
         let mode = flags.mode.unwrap_or("replicated");
         if mode != "replicated" && mode != "global" {

@@ -61,6 +61,7 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
             .into(),
             delay_ns: t.restart.delay_ns,
             max_attempts: t.restart.max_attempts,
+            window_ns: t.restart.window_ns,
         }),
         stop_grace_period_ns: t.stop_grace_period_ns,
         force_update: t.force_update,
@@ -493,6 +494,7 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
             },
             delay_ns: r.delay_ns,
             max_attempts: r.max_attempts,
+            window_ns: r.window_ns,
         },
     };
     let mode = match spec.mode.as_str() {

@@ -167,6 +167,8 @@ mod tests {
                 ..Default::default()
             },
             spec_version: 1,
+            running_at: None,
+            restarts: Vec::new(),
             desired_state: TaskState::Running,
             status: TaskStatus {
                 state,
