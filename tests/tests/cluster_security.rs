@@ -188,6 +188,7 @@ async fn a_removed_nodes_certificate_has_no_authority_left() {
     m1.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "s",
         "--replicas",

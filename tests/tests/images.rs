@@ -119,6 +119,7 @@ fn swarmkeep_service_create_with_registry_auth_pulls_a_private_image() {
     let out = d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "tool",
         "--with-registry-auth",
@@ -138,6 +139,7 @@ fn swarmkeep_service_create_with_registry_auth_pulls_a_private_image() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "tool",
         "--with-registry-auth",
@@ -182,7 +184,9 @@ fn swarmkeep_service_create_pins_the_image_to_its_digest() {
             .unwrap()
             .to_string()
     };
-    let out = d.cli(&["service", "create", "--name", "pinned", &image, "sleep", "1000000"]);
+    let out = d.cli(&[
+        "service", "create", "-d", "--name", "pinned", &image, "sleep", "1000000",
+    ]);
     out.ok();
     assert_eq!(out.stderr, "", "{out:?}");
     assert_eq!(spec_image("pinned"), format!("{image}@{digest}"));
@@ -203,6 +207,7 @@ fn swarmkeep_service_create_pins_the_image_to_its_digest() {
     let out = d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "tagged",
         "--no-resolve-image",
@@ -215,7 +220,7 @@ fn swarmkeep_service_create_pins_the_image_to_its_digest() {
     assert_eq!(spec_image("tagged"), image);
 
     let missing = format!("{}/app/missing", registry.addr);
-    let out = d.cli(&["service", "create", "--name", "missing", &missing, "true"]);
+    let out = d.cli(&["service", "create", "-d", "--name", "missing", &missing, "true"]);
     out.ok();
     assert_eq!(
         out.stderr,

@@ -32,7 +32,7 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
     let out = d.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     d.cli(&[
-        "service", "create", "--name", "b", "--secret", "sb", "busybox", "sleep", "1000",
+        "service", "create", "-d", "--name", "b", "--secret", "sb", "busybox", "sleep", "1000",
     ])
     .ok();
     assert!(eventually(Duration::from_secs(10), || d.mounts().len() == 1));
@@ -57,6 +57,7 @@ fn two_services_on_one_node_cannot_read_each_others_secrets() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "a",
         "--mount",
@@ -151,7 +152,7 @@ fn a_node_receives_only_the_secrets_its_tasks_reference() {
         m1.cli(&["node", "ls", "--format", "{{.Status}}"]).stdout == "Ready\nReady\n"
     }));
     m1.cli(&[
-        "service", "create", "--name", "sx", "--secret", "sx", "busybox", "sleep", "1000",
+        "service", "create", "-d", "--name", "sx", "--secret", "sx", "busybox", "sleep", "1000",
     ])
     .ok();
     let node_of_x = || {
@@ -169,7 +170,7 @@ fn a_node_receives_only_the_secrets_its_tasks_reference() {
         (&nodes[1], &nodes[0])
     };
     m1.cli(&[
-        "service", "create", "--name", "sy", "--mode", "global", "--secret", "sy", "busybox", "sleep", "1000",
+        "service", "create", "-d", "--name", "sy", "--mode", "global", "--secret", "sy", "busybox", "sleep", "1000",
     ])
     .ok();
     assert!(eventually(Duration::from_secs(15), || {
@@ -214,7 +215,7 @@ async fn the_dispatcher_refuses_unassigned_secrets_and_foreign_identities() {
     d.cli_stdin(&["secret", "create", "unused", "-"], Some(&marker("unused")))
         .ok();
     d.cli(&[
-        "service", "create", "--name", "s", "--secret", "used", "busybox", "sleep", "1000",
+        "service", "create", "-d", "--name", "s", "--secret", "used", "busybox", "sleep", "1000",
     ])
     .ok();
     assert!(eventually(Duration::from_secs(10), || d.mounts().len() == 1));
@@ -292,6 +293,7 @@ fn leak_scan(backend: &str) {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "s",
         "--secret",
@@ -400,6 +402,7 @@ fn a_task_sees_its_image_not_the_hosts_tree() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "img",
         "--mount",

@@ -85,7 +85,7 @@ fn no_plaintext_copy_stays_in_the_daemons_memory() {
     // A task that reads it: the agent holds it while the task runs, and
     // nothing of it once the service is gone.
     d.cli(&[
-        "service", "create", "--name", "s", "--secret", "by_cli", "busybox", "sleep", "1000",
+        "service", "create", "-d", "--name", "s", "--secret", "by_cli", "busybox", "sleep", "1000",
     ])
     .ok();
     assert!(eventually(Duration::from_secs(15), || d.mounts().len() == 1));

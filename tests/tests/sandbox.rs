@@ -17,7 +17,7 @@ fn run(d: &Daemon, name: &str, script: &str, extra: &[&str]) -> PathBuf {
     std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let mount = format!("type=bind,source={},target=/out", out.display());
     let script = format!("{script}; touch /out/done; exec sleep 1000");
-    let mut args = vec!["service", "create", "--name", name, "--mount", &mount];
+    let mut args = vec!["service", "create", "-d", "--name", name, "--mount", &mount];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["busybox", "sh", "-c", &script]);
     d.cli(&args).ok();
@@ -277,6 +277,7 @@ fn a_task_over_its_memory_limit_is_oom_killed_with_dockers_exit_code() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "hog",
         "--restart-condition",
@@ -308,19 +309,19 @@ fn a_task_over_its_memory_limit_is_oom_killed_with_dockers_exit_code() {
 fn bad_limits_get_swarms_errors() {
     let d = Daemon::start();
     d.init();
-    let out = d.cli(&["service", "create", "--limit-memory", "1k", "busybox", "true"]);
+    let out = d.cli(&["service", "create", "-d", "--limit-memory", "1k", "busybox", "true"]);
     assert!(
         out.stderr.contains("invalid memory value 1024: Must be at least 4MiB"),
         "{}",
         out.stderr
     );
-    let out = d.cli(&["service", "create", "--limit-cpu", "x", "busybox", "true"]);
+    let out = d.cli(&["service", "create", "-d", "--limit-cpu", "x", "busybox", "true"]);
     assert!(
         out.stderr.contains("failed to parse x as a rational number"),
         "{}",
         out.stderr
     );
-    let out = d.cli(&["service", "create", "--limit-memory", "12q", "busybox", "true"]);
+    let out = d.cli(&["service", "create", "-d", "--limit-memory", "12q", "busybox", "true"]);
     assert!(out.stderr.contains("invalid size: '12q'"), "{}", out.stderr);
     assert_eq!(d.cli(&["service", "ls", "-q"]).stdout.trim(), "", "nothing was created");
 }
@@ -412,12 +413,12 @@ fn a_task_cannot_spoof_its_neighbours_gateway() {
          while [ ! -e /out/spoofed ]; do sleep 0.2; done; ping -c 1 -W 2 $gw > /dev/null; \
          cat /proc/net/arp > /out/after; touch /out/done; exec sleep 1000";
     d.cli(&[
-        "service", "create", "--name", "victim", "--mount", &mount, "busybox", "sh", "-c", victim,
+        "service", "create", "-d", "--name", "victim", "--mount", &mount, "busybox", "sh", "-c", victim,
     ])
     .ok();
     let attacker = "ip link show eth0 | awk '/ether/ {print $2}' > /out/attacker-mac; exec sleep 1000";
     d.cli(&[
-        "service", "create", "--name", "attacker", "--mount", &mount, "busybox", "sh", "-c", attacker,
+        "service", "create", "-d", "--name", "attacker", "--mount", &mount, "busybox", "sh", "-c", attacker,
     ])
     .ok();
     assert!(eventually(Duration::from_secs(40), || {
@@ -569,7 +570,7 @@ fn container_options_shape_the_sandbox() {
     );
     assert_eq!(read(&out, "id"), "65534\n65534\n/\n");
     d.cli(&[
-        "service", "create", "--name", "ghost", "--user", "ghost", "busybox", "true",
+        "service", "create", "-d", "--name", "ghost", "--user", "ghost", "busybox", "true",
     ])
     .ok();
     assert!(
@@ -605,7 +606,7 @@ fn bad_container_options_get_dockers_errors_and_create_nothing() {
         (&["--host", "db:not-an-ip"], "invalid IP address in add-host"),
         (&["--dns", "dns.example"], "dns.example is not an ip address"),
     ] {
-        let mut args = vec!["service", "create"];
+        let mut args = vec!["service", "create", "-d"];
         args.extend_from_slice(flags);
         args.extend_from_slice(&["busybox", "true"]);
         let out = d.cli(&args);
@@ -715,7 +716,7 @@ fn volumes_and_tmpfs_mounts() {
         ),
         ("type=volume,source=v1,target=d", "mount path must be absolute"),
     ] {
-        let out = d.cli(&["service", "create", "--mount", mount, "busybox", "true"]);
+        let out = d.cli(&["service", "create", "-d", "--mount", mount, "busybox", "true"]);
         assert!(out.stderr.contains(error), "{mount}: {}", out.stderr);
     }
 }
@@ -864,6 +865,7 @@ fn a_task_never_starts_without_its_anti_spoofing_entry() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "after",
         "--restart-condition",
@@ -971,7 +973,7 @@ fn tasks_on_the_bridge_see_each_others_addresses() {
     );
     for (name, script) in [("server", &server), ("client", &client)] {
         d.cli(&[
-            "service", "create", "--name", name, "--mount", &mount, "busybox", "sh", "-c", script,
+            "service", "create", "-d", "--name", name, "--mount", &mount, "busybox", "sh", "-c", script,
         ])
         .ok();
     }
@@ -1006,6 +1008,7 @@ fn a_tty_task_runs_on_its_own_terminal() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "term",
         "-t",
@@ -1052,6 +1055,7 @@ fn a_tty_task_runs_on_its_own_terminal() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "starved",
         "-t",

@@ -72,6 +72,7 @@ fn reads_secrets(backend: &str) {
         .cli(&[
             "service",
             "create",
+            "-d",
             "--name",
             "reader",
             "--mount",
@@ -145,6 +146,7 @@ fn fuse_reads_are_logged_with_pid_and_uid() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "audit",
         "--mount",
@@ -175,6 +177,7 @@ fn service_rm_unmounts_and_removes_files_within_a_second() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "uses",
         "--secret",
@@ -231,6 +234,7 @@ fn agent_kill9_and_restart_leaves_no_stale_mount_and_tasks_come_back() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "r",
         "--mount",
@@ -289,12 +293,13 @@ fn bad_references_are_refused_at_create() {
     d.init();
     d.cli_stdin(&["secret", "create", "db_password", "-"], Some(b"pw")).ok();
     let e = d.cli(&[
-        "service", "create", "--name", "bad", "--secret", "nosuch", "busybox", "sleep", "1",
+        "service", "create", "-d", "--name", "bad", "--secret", "nosuch", "busybox", "sleep", "1",
     ]);
     assert_eq!(e.stderr, "secret not found: nosuch\n");
     let e = d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "bad",
         "--secret",
@@ -310,6 +315,7 @@ fn bad_references_are_refused_at_create() {
     let e = d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "bad",
         "--secret",
@@ -343,6 +349,7 @@ fn service_ls_ps_and_inspect_have_dockers_shape() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "myweb",
         "--replicas",
@@ -460,7 +467,10 @@ fn service_ls_ps_and_inspect_have_dockers_shape() {
 ]
 "#;
     assert_eq!(json, expected);
-    assert_eq!(d.cli(&["service", "scale", "myweb=1"]).ok(), "myweb scaled to 1\n");
+    assert_eq!(
+        d.cli(&["service", "scale", "-d", "myweb=1"]).ok(),
+        "myweb scaled to 1\n"
+    );
     assert!(eventually(Duration::from_secs(10), || d
         .cli(&["service", "ls"])
         .stdout
@@ -487,6 +497,7 @@ fn swarmkeep_ps_logs_and_exec_work_on_the_nodes_task_containers() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "db",
         "--secret",

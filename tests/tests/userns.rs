@@ -50,6 +50,7 @@ fn a_remapped_tasks_root_is_an_unprivileged_host_user_that_owns_its_task() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "remapped",
         "--secret",
@@ -152,6 +153,7 @@ fn a_remapped_tasks_root_is_an_unprivileged_host_user_that_owns_its_task() {
     d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "hostnet",
         "--network",

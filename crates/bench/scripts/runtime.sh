@@ -89,7 +89,7 @@ for i in $(seq "$runs"); do
 done
 
 # 100 running tasks: the daemon's and the shims' memory.
-"$rel/swarmkeep" -H "$host" service create --name rss --replicas 100 busybox sleep 1000000 >/dev/null
+"$rel/swarmkeep" -H "$host" service create -d --name rss --replicas 100 busybox sleep 1000000 >/dev/null
 for _ in $(seq 600); do
   running=$("$rel/swarmkeep" -H "$host" service ls --format '{{.Replicas}}' | head -1)
   [ "$running" = "100/100" ] && break

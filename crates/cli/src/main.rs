@@ -285,8 +285,9 @@ struct CreateArgs {
     limit_pids: Option<i64>,
     #[command(flatten)]
     container: commands::container_flags::ContainerFlags,
+    #[command(flatten)]
+    rollout: commands::rollout::RolloutFlags,
     /// Exit immediately instead of waiting for the service to converge
-    /// (swarmkeep always returns at once)
     #[arg(short, long)]
     detach: bool,
     /// Do not query the registry to resolve image digest and supported platforms
@@ -338,6 +339,18 @@ enum ServiceCmd {
         detach: bool,
         #[arg(required = true)]
         pairs: Vec<String>,
+    },
+    /// Update a service
+    Update(Box<commands::service_update::UpdateArgs>),
+    /// Revert changes to a service's configuration
+    Rollback {
+        /// Exit immediately instead of waiting for the service to converge
+        #[arg(short, long)]
+        detach: bool,
+        /// Suppress progress output
+        #[arg(short, long)]
+        quiet: bool,
+        service: String,
     },
     /// Remove one or more services
     #[command(visible_alias = "remove")]
@@ -734,7 +747,8 @@ async fn run(cli: Cli) -> Output {
                     limit_memory,
                     limit_pids,
                     container,
-                    detach: _,
+                    rollout,
+                    detach,
                     no_resolve_image,
                     with_registry_auth,
                     image,
@@ -764,13 +778,16 @@ async fn run(cli: Cli) -> Output {
                     limit_memory: limit_memory.as_deref(),
                     limit_pids,
                     container: Some(&container),
+                    rollout: Some(&rollout),
                     with_registry_auth,
                 };
                 // As the docker CLI: the image pinned to the digest its tag
                 // names now (through a node of the swarm), unless told not to.
                 let mut resolver = commands::image::Images::new(channel.clone());
                 let resolver = (!no_resolve_image).then_some(&mut resolver);
-                commands::service::create(c, resolver, flags, &image, &args).await
+                let out = commands::service::create(c, resolver, flags, &image, &args).await;
+                let id = vec![out.stdout.trim().to_string()];
+                commands::progress::after(c, out, &id, detach, false).await
             }
             ServiceCmd::Ls { quiet, format } => commands::service::ls(c, quiet, format.as_deref()).await,
             ServiceCmd::Ps {
@@ -783,7 +800,23 @@ async fn run(cli: Cli) -> Output {
             ServiceCmd::Inspect { opts, services } => {
                 commands::service::inspect(c, &services, opts.pretty, opts.format.as_deref()).await
             }
-            ServiceCmd::Scale { detach: _, pairs } => commands::service::scale(c, &pairs).await,
+            ServiceCmd::Scale { detach, pairs } => {
+                let out = commands::service::scale(c, &pairs).await;
+                let names: Vec<String> = pairs
+                    .iter()
+                    .filter_map(|p| p.split_once('=').map(|(n, _)| n.to_string()))
+                    .collect();
+                commands::progress::after(c, out, &names, detach, false).await
+            }
+            ServiceCmd::Update(a) => {
+                let mut resolver = commands::image::Images::new(channel.clone());
+                let out = commands::service_update::update(c, Some(&mut resolver), &a).await;
+                commands::progress::after(c, out, std::slice::from_ref(&a.service), a.detach, a.quiet).await
+            }
+            ServiceCmd::Rollback { detach, quiet, service } => {
+                let out = commands::service_update::rollback(c, &service).await;
+                commands::progress::after(c, out, std::slice::from_ref(&service), detach, quiet).await
+            }
             ServiceCmd::Rm { services } => commands::service::rm(c, &services).await,
             ServiceCmd::Logs {
                 follow,

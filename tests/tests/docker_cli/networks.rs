@@ -70,6 +70,7 @@ fn a_service_on_the_host_network_shares_its_nodes_network_only() {
     let out = d.cli(&[
         "service",
         "create",
+        "-d",
         "--name",
         "alias",
         "--no-resolve-image",

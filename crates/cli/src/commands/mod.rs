@@ -6,9 +6,12 @@ pub mod container_flags;
 pub mod image;
 pub mod network;
 pub mod node;
+pub mod progress;
 pub mod registry_auth;
+pub mod rollout;
 pub mod secret;
 pub mod service;
+pub mod service_update;
 pub mod swarm;
 
 mod objects;

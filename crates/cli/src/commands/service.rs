@@ -7,7 +7,7 @@ use swarmkeep_api::control::{
     ListTasksRequest, RemoveServiceRequest, UpdateServiceRequest,
 };
 use swarmkeep_api::engine;
-use swarmkeep_api::timefmt::ago;
+use swarmkeep_api::timefmt::{ago, go_duration};
 use time::OffsetDateTime;
 
 use super::objects::sort_by_name;
@@ -45,6 +45,7 @@ pub struct CreateFlags<'a> {
     pub limit_memory: Option<&'a str>,
     pub limit_pids: Option<i64>,
     pub container: Option<&'a super::container_flags::ContainerFlags>,
+    pub rollout: Option<&'a super::rollout::RolloutFlags>,
     /// `--with-registry-auth`.
     pub with_registry_auth: bool,
 }
@@ -202,7 +203,7 @@ fn parse_ref(value: &str) -> Result<RefOpt, CliError> {
 
 /// Docker's `--mount` syntax: `type=bind,source=/a,target=/b[,readonly]`
 /// (`src`, `destination`/`dst`, `ro` as aliases).
-fn parse_mount(value: &str) -> Result<control::Mount, CliError> {
+pub(crate) fn parse_mount(value: &str) -> Result<control::Mount, CliError> {
     let mut m = control::Mount {
         r#type: "volume".into(),
         ..Default::default()
@@ -302,7 +303,7 @@ pub fn parse_duration(s: &str) -> Result<u64, CliError> {
 
 /// Looks the references' sources up by name, as the docker CLI does before
 /// it sends the spec.
-async fn resolve_refs(
+pub(crate) async fn resolve_refs(
     client: &mut Client,
     values: &[String],
     secret: bool,
@@ -471,6 +472,9 @@ pub async fn create(
             update_config: None,
             rollback_config: None,
         };
+        if let Some(rollout) = flags.rollout {
+            rollout.apply(&mut spec)?;
+        }
         if let (Some(container), Some(task)) = (flags.container, spec.task.as_mut()) {
             container.apply(task)?;
         }
@@ -479,21 +483,8 @@ pub async fn create(
         } else {
             Vec::new()
         };
-        if let (Some(resolver), Some(task)) = (resolver, spec.task.as_mut())
-            && !image.contains('@')
-        {
-            let resolved = resolver
-                .resolve_image(swarmkeep_api::containers::ResolveImageRequest {
-                    reference: image.to_string(),
-                    registry_auth: registry_auth.clone(),
-                })
-                .await;
-            match resolved {
-                Ok(r) if r.get_ref().digest.starts_with("sha256:") => {
-                    task.image = pinned_image(image, &r.into_inner().digest);
-                }
-                _ => warnings.push_str(&digest_warning(image)),
-            }
+        if let (Some(resolver), Some(task)) = (resolver, spec.task.as_mut()) {
+            task.image = pin_image(resolver, image, &registry_auth, &mut warnings).await;
         }
         let resp = client
             .create_service(control::CreateServiceRequest {
@@ -511,6 +502,33 @@ pub async fn create(
             ..Output::ok(format!("{id}\n"))
         },
         Err(e) => e.into(),
+    }
+}
+
+/// `image` pinned to the digest its tag names now (asked through a node of
+/// the swarm), as the docker CLI does; unchanged, with Docker's warning,
+/// when that cannot be known.
+pub async fn pin_image(
+    resolver: &mut super::image::Images,
+    image: &str,
+    registry_auth: &[u8],
+    warnings: &mut String,
+) -> String {
+    if image.contains('@') {
+        return image.to_string();
+    }
+    let resolved = resolver
+        .resolve_image(swarmkeep_api::containers::ResolveImageRequest {
+            reference: image.to_string(),
+            registry_auth: registry_auth.to_vec(),
+        })
+        .await;
+    match resolved {
+        Ok(r) if r.get_ref().digest.starts_with("sha256:") => pinned_image(image, &r.into_inner().digest),
+        _ => {
+            warnings.push_str(&digest_warning(image));
+            image.to_string()
+        }
     }
 }
 
@@ -773,11 +791,42 @@ fn pretty(s: &control::Service) -> String {
     } else {
         out.push_str(&format!("Service Mode:\tReplicated\n Replicas:\t{}\n", spec.replicas));
     }
-    out.push_str(
-        "Placement:\nUpdateConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n Max failure ratio: 0\n \
-         Update order:      stop-first\nRollbackConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n \
-         Max failure ratio: 0\n Rollback order:    stop-first\n",
-    );
+    if let Some(u) = &s.update_status {
+        let now = OffsetDateTime::now_utc();
+        out.push_str(&format!("UpdateStatus:\n State:\t\t{}\n", u.state));
+        if u.started_at.is_some() {
+            out.push_str(&format!(" Started:\t{}\n", ago(u.started_at.as_ref(), now)));
+        }
+        if u.state == "completed" && u.completed_at.is_some() {
+            out.push_str(&format!(" Completed:\t{}\n", ago(u.completed_at.as_ref(), now)));
+        }
+        out.push_str(&format!(" Message:\t{}\n", u.message));
+    }
+    out.push_str("Placement:\n");
+    for (title, order, config) in [
+        ("UpdateConfig", "Update order:     ", &spec.update_config),
+        ("RollbackConfig", "Rollback order:   ", &spec.rollback_config),
+    ] {
+        let c = config.clone().unwrap_or_else(|| control::UpdateConfig {
+            parallelism: 1,
+            failure_action: "pause".into(),
+            monitor_ns: 5_000_000_000,
+            order: "stop-first".into(),
+            ..Default::default()
+        });
+        out.push_str(&format!("{title}:\n Parallelism:\t{}\n", c.parallelism));
+        if c.delay_ns > 0 {
+            out.push_str(&format!(" Delay:\t\t{}\n", go_duration(c.delay_ns)));
+        }
+        out.push_str(&format!(" On failure:\t{}\n", c.failure_action));
+        if c.monitor_ns > 0 {
+            out.push_str(&format!(" Monitoring Period: {}\n", go_duration(c.monitor_ns)));
+        }
+        out.push_str(&format!(
+            " Max failure ratio: {}\n {order} {}\n",
+            c.max_failure_ratio, c.order
+        ));
+    }
     out.push_str(&format!("ContainerSpec:\n Image:\t\t{}\n", task.image));
     if !task.args.is_empty() {
         out.push_str(&format!(" Args:\t\t{} \n", task.args.join(" ")));
