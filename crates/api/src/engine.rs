@@ -441,10 +441,12 @@ fn task_template(t: &control::TaskSpec) -> serde_json::Value {
             "Condition": restart.condition,
             "Delay": restart.delay_ns,
             "MaxAttempts": restart.max_attempts,
-            "Window": restart.window_ns,
         },
         "Placement": {},
     });
+    if restart.window_ns > 0 {
+        out["RestartPolicy"]["Window"] = serde_json::json!(restart.window_ns);
+    }
     if !t.networks.is_empty() {
         let networks: Vec<serde_json::Value> = t
             .networks

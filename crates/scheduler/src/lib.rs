@@ -19,6 +19,7 @@ mod names;
 pub mod networks;
 mod orchestrator;
 mod scheduler;
+mod slots;
 pub mod update;
 
 pub use names::service_name;

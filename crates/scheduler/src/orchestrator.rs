@@ -10,6 +10,7 @@ use swarmkeep_store::{ClusterState, Command};
 use time::OffsetDateTime;
 
 use crate::scheduler::Placement;
+use crate::slots::{SlotKey, nanos, stopping};
 
 /// Swarm's default `TaskHistoryRetentionLimit`.
 const DEFAULT_HISTORY: usize = 5;
@@ -109,13 +110,6 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
     commands
 }
 
-/// A replica slot of a replicated service, or a node of a global one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum SlotKey<'a> {
-    Replica(u64),
-    Node(&'a str),
-}
-
 /// What the service's rollout allows a slot this pass.
 #[derive(Clone, Copy)]
 struct SlotStep {
@@ -124,10 +118,6 @@ struct SlotStep {
     /// The new task starts before the old one stops.
     start_first: bool,
 }
-
-/// How long a replacement waits for the task it replaces to stop (stop-first),
-/// as swarmkit's `defaultOldTaskTimeout`.
-const OLD_TASK_TIMEOUT: time::Duration = time::Duration::minutes(1);
 
 /// One replica slot (or one node of a global service): keeps one task wanting
 /// to run. Shuts down what the slot no longer wants and says whether a new
@@ -224,19 +214,6 @@ fn reconcile_slot(
         put.insert(t.id.clone(), shut_down(t, now));
     }
     Some(restarts)
-}
-
-/// A task told to stop that has not yet, on a node that is up (for at most
-/// a minute): stop-first waits for it before starting its replacement.
-pub(crate) fn stopping(t: &Task, ready: &BTreeSet<&str>, now: OffsetDateTime) -> bool {
-    t.desired_state > TaskState::Running
-        && !t.status.state.is_terminal()
-        && t.node_id.as_deref().is_some_and(|n| ready.contains(n))
-        && now < t.meta.updated_at + OLD_TASK_TIMEOUT
-}
-
-pub(crate) fn nanos(ns: u64) -> time::Duration {
-    time::Duration::nanoseconds(i64::try_from(ns).unwrap_or(i64::MAX))
 }
 
 fn new_task(

@@ -10,7 +10,7 @@ use swarmkeep_store::objects::{
 };
 use time::OffsetDateTime;
 
-use crate::orchestrator::{SlotKey, nanos, stopping};
+use crate::slots::{SlotKey, nanos, stopping};
 
 /// `service` with `spec` in place of its current spec, which becomes the
 /// previous one (a rollback passes the previous spec back). When the task
