@@ -432,17 +432,50 @@ fn limits_json(l: Option<&control::ResourceLimits>) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// Docker's `Placement`, its empty parts left out.
+fn placement_json(p: Option<&control::Placement>) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    if let Some(p) = p {
+        if !p.constraints.is_empty() {
+            m.insert("Constraints".into(), serde_json::json!(p.constraints));
+        }
+        if !p.spread.is_empty() {
+            let prefs: Vec<serde_json::Value> = p
+                .spread
+                .iter()
+                .map(|d| serde_json::json!({"Spread": {"SpreadDescriptor": d}}))
+                .collect();
+            m.insert("Preferences".into(), prefs.into());
+        }
+        if p.max_replicas > 0 {
+            m.insert("MaxReplicas".into(), p.max_replicas.into());
+        }
+        if !p.platforms.is_empty() {
+            let platforms: Vec<serde_json::Value> = p
+                .platforms
+                .iter()
+                .map(|p| serde_json::json!({"Architecture": p.architecture, "OS": p.os}))
+                .collect();
+            m.insert("Platforms".into(), platforms.into());
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
 fn task_template(t: &control::TaskSpec) -> serde_json::Value {
     let restart = t.restart.clone().unwrap_or_default();
     let mut out = serde_json::json!({
         "ContainerSpec": container_spec(t),
-        "Resources": {"Limits": limits_json(t.limits.as_ref()), "Reservations": {}},
+        "Resources": {
+            "Limits": limits_json(t.limits.as_ref()),
+            "Reservations": limits_json(t.reservations.as_ref()),
+        },
         "RestartPolicy": {
             "Condition": restart.condition,
             "Delay": restart.delay_ns,
             "MaxAttempts": restart.max_attempts,
         },
-        "Placement": {},
+        "Placement": placement_json(t.placement.as_ref()),
     });
     if restart.window_ns > 0 {
         out["RestartPolicy"]["Window"] = serde_json::json!(restart.window_ns);

@@ -287,6 +287,21 @@ struct CreateArgs {
     container: commands::container_flags::ContainerFlags,
     #[command(flatten)]
     rollout: commands::rollout::RolloutFlags,
+    /// Placement constraints
+    #[arg(long)]
+    constraint: Vec<String>,
+    /// Add a placement preference
+    #[arg(long)]
+    placement_pref: Vec<String>,
+    /// Maximum number of tasks per node (default 0 = unlimited)
+    #[arg(long, visible_alias = "max-replicas")]
+    replicas_max_per_node: Option<u64>,
+    /// Reserve CPUs
+    #[arg(long)]
+    reserve_cpu: Option<String>,
+    /// Reserve Memory
+    #[arg(long)]
+    reserve_memory: Option<String>,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -748,6 +763,11 @@ async fn run(cli: Cli) -> Output {
                     limit_pids,
                     container,
                     rollout,
+                    constraint,
+                    placement_pref,
+                    replicas_max_per_node,
+                    reserve_cpu,
+                    reserve_memory,
                     detach,
                     no_resolve_image,
                     with_registry_auth,
@@ -779,6 +799,11 @@ async fn run(cli: Cli) -> Output {
                     limit_pids,
                     container: Some(&container),
                     rollout: Some(&rollout),
+                    constraints: &constraint,
+                    placement_prefs: &placement_pref,
+                    max_replicas: replicas_max_per_node,
+                    reserve_cpu: reserve_cpu.as_deref(),
+                    reserve_memory: reserve_memory.as_deref(),
                     with_registry_auth,
                 };
                 // As the docker CLI: the image pinned to the digest its tag

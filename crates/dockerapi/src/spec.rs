@@ -34,7 +34,7 @@ struct TaskTemplate {
     network_attachment_spec: Option<Value>,
     resources: Option<Resources>,
     restart_policy: Option<RestartPolicy>,
-    placement: Option<Value>,
+    placement: Option<PlacementJson>,
     networks: Option<Vec<NetworkAttachment>>,
     log_driver: Option<Value>,
     force_update: u64,
@@ -51,13 +51,55 @@ struct NetworkAttachment {
     driver_opts: Option<Value>,
 }
 
-/// Docker's `ResourceRequirements`: limits are honoured, reservations
-/// (scheduling) refused until the scheduler weighs them.
+/// Docker's `Placement`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct PlacementJson {
+    constraints: Option<Vec<String>>,
+    preferences: Option<Vec<Preference>>,
+    max_replicas: u64,
+    platforms: Option<Vec<PlatformJson>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Preference {
+    spread: Option<Spread>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Spread {
+    spread_descriptor: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PlatformJson {
+    #[serde(rename = "OS")]
+    os: String,
+    #[serde(rename = "Architecture")]
+    architecture: String,
+}
+
+/// Docker's `ResourceRequirements`: limits for the task's cgroups,
+/// reservations for the scheduler (`GenericResources` refused).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct Resources {
     limits: Option<Limits>,
-    reservations: Option<Value>,
+    reservations: Option<Reservations>,
+}
+
+#[derive(Deserialize, Default, PartialEq)]
+#[serde(default)]
+struct Reservations {
+    #[serde(rename = "NanoCPUs")]
+    nano_cpus: i64,
+    #[serde(rename = "MemoryBytes")]
+    memory_bytes: i64,
+    #[serde(rename = "GenericResources")]
+    generic_resources: Option<Value>,
 }
 
 #[derive(Deserialize, Default, PartialEq)]
@@ -334,15 +376,19 @@ impl ServiceSpec {
                 t.network_attachment_spec.as_ref().is_some_and(is_set),
             ),
             (
-                "TaskTemplate.Resources.Reservations",
+                "TaskTemplate.Resources.Reservations.GenericResources",
                 t.resources
                     .as_ref()
                     .and_then(|r| r.reservations.as_ref())
+                    .and_then(|r| r.generic_resources.as_ref())
                     .is_some_and(is_set),
             ),
             (
-                "TaskTemplate.Placement (constraints, preferences, platforms)",
-                t.placement.as_ref().is_some_and(is_set),
+                "placement preferences other than spread",
+                t.placement
+                    .as_ref()
+                    .and_then(|p| p.preferences.as_ref())
+                    .is_some_and(|p| p.iter().any(|p| p.spread.is_none())),
             ),
             (
                 "TaskTemplate.Networks' DriverOpts",
@@ -474,6 +520,35 @@ impl ServiceSpec {
                 hostname: c.hostname,
                 read_only: c.read_only,
                 tty: c.tty,
+                placement: t.placement.map(|p| control::Placement {
+                    constraints: p.constraints.unwrap_or_default(),
+                    spread: p
+                        .preferences
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|p| p.spread.map(|s| s.spread_descriptor))
+                        .collect(),
+                    max_replicas: p.max_replicas,
+                    platforms: p
+                        .platforms
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|p| control::Platform {
+                            os: p.os,
+                            architecture: p.architecture,
+                        })
+                        .collect(),
+                }),
+                reservations: t
+                    .resources
+                    .as_ref()
+                    .and_then(|r| r.reservations.as_ref())
+                    .filter(|r| r.nano_cpus != 0 || r.memory_bytes != 0)
+                    .map(|r| control::ResourceLimits {
+                        nano_cpus: r.nano_cpus,
+                        memory_bytes: r.memory_bytes,
+                        pids: 0,
+                    }),
                 limits: t
                     .resources
                     .and_then(|r| r.limits)
@@ -573,11 +648,26 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.status, 400);
         assert!(err.message.contains("EndpointSpec.Ports"), "{}", err.message);
+        let spec = parse(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb"},"Placement":{"Constraints":["node.role==manager"],"Preferences":[{"Spread":{"SpreadDescriptor":"node.labels.zone"}}],"MaxReplicas":2},"Resources":{"Reservations":{"NanoCPUs":500000000,"MemoryBytes":67108864}}}}"#,
+        )
+        .unwrap();
+        let task = spec.task.unwrap();
+        let placement = task.placement.unwrap();
+        assert_eq!(placement.constraints, ["node.role==manager"]);
+        assert_eq!(placement.spread, ["node.labels.zone"]);
+        assert_eq!(placement.max_replicas, 2);
+        let r = task.reservations.unwrap();
+        assert_eq!((r.nano_cpus, r.memory_bytes), (500_000_000, 64 << 20));
         let err = parse(
-            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb"},"Placement":{"Constraints":["node.role==manager"]}}}"#,
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb"},"Placement":{"Preferences":[{"Pack":{}}]}}}"#,
         )
         .unwrap_err();
-        assert!(err.message.contains("Placement"), "{}", err.message);
+        assert!(
+            err.message.contains("placement preferences other than spread"),
+            "{}",
+            err.message
+        );
         let err = parse(
             r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb","Mounts":[{"Type":"npipe","Target":"/x"}]}}}"#,
         )

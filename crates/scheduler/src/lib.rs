@@ -18,7 +18,7 @@ pub mod liveness;
 mod names;
 pub mod networks;
 mod orchestrator;
-mod scheduler;
+pub mod placement;
 mod slots;
 pub mod update;
 

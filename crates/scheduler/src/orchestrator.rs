@@ -9,7 +9,7 @@ use swarmkeep_store::objects::{
 use swarmkeep_store::{ClusterState, Command};
 use time::OffsetDateTime;
 
-use crate::scheduler::Placement;
+use crate::placement::{self, Placement};
 use crate::slots::{SlotKey, nanos, stopping};
 
 /// Swarm's default `TaskHistoryRetentionLimit`.
@@ -31,6 +31,18 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
     for service in state.services.values() {
         let mut slots: BTreeMap<SlotKey<'_>, Vec<&Task>> = BTreeMap::new();
         for t in state.tasks.values().filter(|t| t.service_id == service.id) {
+            // On a node that went down, was drained, or no longer meets the
+            // task's constraints: shut down, and its slot starts over
+            // elsewhere at once (no rebalancing when the node is back).
+            if t.desired_state <= TaskState::Running
+                && let Some(node) = t.node_id.as_deref()
+                && !placement::keeps(state.nodes.get(node), &t.spec)
+            {
+                put.insert(t.id.clone(), shut_down(t, now));
+                if matches!(service.spec.mode, ServiceMode::Replicated { .. }) {
+                    continue;
+                }
+            }
             let key = match service.spec.mode {
                 ServiceMode::Replicated { .. } => SlotKey::Replica(t.slot),
                 ServiceMode::Global => SlotKey::Node(t.node_id.as_deref().unwrap_or("")),
@@ -39,10 +51,19 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
         }
         let wanted: Vec<SlotKey<'_>> = match service.spec.mode {
             ServiceMode::Replicated { replicas } => (1..=replicas).map(SlotKey::Replica).collect(),
+            // Every node up that takes new tasks and meets the constraints;
+            // a paused node keeps the task it has.
             ServiceMode::Global => state
                 .nodes
                 .values()
-                .filter(|n| n.state == NodeState::Ready && n.availability == Availability::Active)
+                .filter(|n| {
+                    placement::keeps(Some(n), &service.spec.task)
+                        && (n.availability == Availability::Active
+                            || slots.get(&SlotKey::Node(n.id.as_str())).is_some_and(|h| {
+                                h.iter()
+                                    .any(|t| t.desired_state <= TaskState::Running && !t.status.state.is_terminal())
+                            }))
+                })
                 .map(|n| SlotKey::Node(n.id.as_str()))
                 .collect(),
         };
@@ -60,9 +81,7 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
                     SlotKey::Node(node) => (0, Some(*node)),
                 };
                 let task = new_task(service, slot, node, now, new_id(), restarts);
-                if let Some(node) = node {
-                    placement.add(node);
-                }
+                placement.add(&task);
                 put.insert(task.id.clone(), task);
             }
         }
@@ -86,11 +105,19 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
         })
         .collect();
     for mut task in waiting {
-        if let Some(node) = placement.choose() {
-            task.node_id = Some(node.clone());
-            task.status = status(TaskState::Assigned, "scheduler assigned task to node", now);
-            placement.add(&node);
-            put.insert(task.id.clone(), task);
+        match placement.choose(&task) {
+            Ok(node) => {
+                task.node_id = Some(node);
+                task.status = status(TaskState::Assigned, "scheduler assigned task to node", now);
+                placement.add(&task);
+                put.insert(task.id.clone(), task);
+            }
+            // Pending, saying why (written only when the reason changes).
+            Err(why) if task.status.err != why => {
+                task.status.err = why;
+                put.insert(task.id.clone(), task);
+            }
+            Err(_) => {}
         }
     }
     let limit = state

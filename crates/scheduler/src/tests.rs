@@ -579,3 +579,216 @@ fn an_initialized_swarm_gets_its_predefined_networks_once() {
     assert!(host.is_predefined());
     assert_eq!(st.networks.len(), 1);
 }
+
+/// Nodes `ids`, all up and active, with `labels` (node → zone).
+fn nodes(ids: &[&str], zones: &[(&str, &str)]) -> ClusterState {
+    let mut st = ClusterState::default();
+    for (i, id) in ids.iter().enumerate() {
+        let mut n = node(id, NodeState::Ready, Availability::Active);
+        n.description.nano_cpus = 2_000_000_000;
+        n.description.memory_bytes = 1 << 30;
+        if let Some((_, zone)) = zones.iter().find(|(node, _)| node == id) {
+            n.labels.insert("zone".into(), zone.to_string());
+        }
+        st.apply(i as u64 + 1, Command::PutNode(n)).unwrap();
+    }
+    st
+}
+
+fn set_node(st: &mut ClusterState, id: &str, change: impl FnOnce(&mut Node)) {
+    let mut n = st.nodes[id].clone();
+    change(&mut n);
+    let expected_version = n.meta.version;
+    let index = st.nodes.values().map(|n| n.meta.version).max().unwrap_or(0) + 5000;
+    st.apply(
+        index,
+        Command::UpdateNode {
+            expected_version,
+            node: n,
+        },
+    )
+    .unwrap();
+}
+
+fn create(st: &mut ClusterState, s: Service) {
+    let index = st.nodes.len() as u64 + st.services.len() as u64 + 100;
+    st.apply(index, Command::CreateService(s)).unwrap();
+}
+
+fn live_per_node(st: &ClusterState) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for t in st
+        .tasks
+        .values()
+        .filter(|t| t.desired_state == TaskState::Running && !t.status.state.is_terminal())
+    {
+        let Some(node) = t.node_id.clone() else { continue };
+        *m.entry(node).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn a_down_nodes_tasks_are_replaced_elsewhere_at_once_and_stay_there() {
+    let mut st = nodes(&["a", "b", "c"], &[]);
+    create(&mut st, service(3));
+    let t0 = OffsetDateTime::now_utc();
+    let now = run_for(&mut st, t0, 1);
+    assert_eq!(
+        live_per_node(&st),
+        BTreeMap::from([("a".into(), 1), ("b".into(), 1), ("c".into(), 1)])
+    );
+    set_node(&mut st, "c", |n| n.state = NodeState::Down);
+    // One pass: c's task is shut down and its slot has a new task elsewhere.
+    for c in reconcile(&st, now) {
+        st.apply(7000, c).unwrap();
+    }
+    let on_c = st.tasks.values().find(|t| t.node_id.as_deref() == Some("c")).unwrap();
+    assert_eq!(on_c.desired_state, TaskState::Shutdown);
+    let replacement = st
+        .tasks
+        .values()
+        .find(|t| t.slot == on_c.slot && t.desired_state == TaskState::Running)
+        .unwrap();
+    assert!(matches!(replacement.node_id.as_deref(), Some("a" | "b")));
+    let now = run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st).values().sum::<usize>(), 3);
+    // Back up: nothing moves to it.
+    set_node(&mut st, "c", |n| n.state = NodeState::Ready);
+    run_for(&mut st, now, 2);
+    assert_eq!(live_per_node(&st).get("c"), None);
+}
+
+#[test]
+fn drain_moves_tasks_away_and_pause_keeps_them_but_takes_no_new_ones() {
+    let mut st = nodes(&["a", "b"], &[]);
+    create(&mut st, service(4));
+    let now = run_for(&mut st, OffsetDateTime::now_utc(), 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("a".into(), 2), ("b".into(), 2)]));
+    set_node(&mut st, "b", |n| n.availability = Availability::Pause);
+    let now = run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("a".into(), 2), ("b".into(), 2)]));
+    // Scaling up on a paused node: the new tasks all go to a.
+    let mut s = st.services["svc"].clone();
+    s.spec.mode = ServiceMode::Replicated { replicas: 6 };
+    let v = s.meta.version;
+    update_service(&mut st, s, v + 1);
+    let now = run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("a".into(), 4), ("b".into(), 2)]));
+    set_node(&mut st, "b", |n| n.availability = Availability::Drain);
+    run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("a".into(), 6)]));
+}
+
+#[test]
+fn a_global_service_follows_joining_draining_and_leaving_nodes() {
+    let mut st = nodes(&["a", "b"], &[]);
+    let mut s = service(0);
+    s.spec.mode = ServiceMode::Global;
+    create(&mut st, s);
+    let now = run_for(&mut st, OffsetDateTime::now_utc(), 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("a".into(), 1), ("b".into(), 1)]));
+    st.apply(
+        8000,
+        Command::PutNode(node("c", NodeState::Ready, Availability::Active)),
+    )
+    .unwrap();
+    let now = run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st).len(), 3);
+    set_node(&mut st, "b", |n| n.availability = Availability::Pause);
+    let now = run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st).len(), 3, "a paused node keeps its task");
+    set_node(&mut st, "b", |n| n.availability = Availability::Drain);
+    let now = run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("a".into(), 1), ("c".into(), 1)]));
+    set_node(&mut st, "c", |n| n.state = NodeState::Down);
+    run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("a".into(), 1)]));
+}
+
+#[test]
+fn constraints_place_only_on_matching_nodes_or_say_why_not() {
+    let mut st = nodes(&["a", "b", "c"], &[("a", "east"), ("b", "west"), ("c", "west")]);
+    let mut s = service(4);
+    s.spec.task.placement.constraints = vec!["node.labels.zone==WEST".into(), "node.hostname!=c".into()];
+    create(&mut st, s);
+    let now = run_for(&mut st, OffsetDateTime::now_utc(), 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("b".into(), 4)]));
+    // Nothing fits: pending with swarmkit's explanation.
+    let mut s = service(1);
+    s.id = "svc2".into();
+    s.spec.annotations.name = "other".into();
+    s.spec.task.placement.constraints = vec!["node.role==manager".into()];
+    create(&mut st, s);
+    let now = run_for(&mut st, now, 1);
+    let pending = st.tasks.values().find(|t| t.service_id == "svc2").unwrap();
+    assert_eq!(pending.status.state, TaskState::Pending);
+    assert_eq!(
+        pending.status.err,
+        "no suitable node (scheduling constraints not satisfied on 3 nodes)"
+    );
+    // A label removed: the tasks it no longer allows move.
+    set_node(&mut st, "b", |n| {
+        n.labels.remove("zone");
+    });
+    run_for(&mut st, now, 1);
+    assert_eq!(live_per_node(&st), BTreeMap::new());
+    let why: BTreeSet<String> = st
+        .tasks
+        .values()
+        .filter(|t| t.service_id == "svc" && t.desired_state == TaskState::Running)
+        .map(|t| t.status.err.clone())
+        .collect();
+    assert_eq!(
+        why,
+        BTreeSet::from(["no suitable node (scheduling constraints not satisfied on 3 nodes)".to_string()])
+    );
+}
+
+#[test]
+fn spread_balances_over_label_values_then_nodes() {
+    let mut st = nodes(&["a", "b", "c"], &[("a", "east"), ("b", "west"), ("c", "west")]);
+    let mut s = service(6);
+    s.spec.task.placement.spread = vec!["node.labels.zone".into()];
+    create(&mut st, s);
+    run_for(&mut st, OffsetDateTime::now_utc(), 1);
+    // Half per zone: east's one node takes three.
+    let per = live_per_node(&st);
+    assert_eq!(per["a"], 3);
+    assert_eq!(per["b"] + per["c"], 3);
+    assert!(per["b"].abs_diff(per["c"]) <= 1);
+}
+
+#[test]
+fn max_replicas_and_reservations_limit_a_node_with_swarmkits_words() {
+    let mut st = nodes(&["a", "b"], &[]);
+    let mut s = service(3);
+    s.spec.task.placement.max_replicas = 1;
+    create(&mut st, s);
+    let now = run_for(&mut st, OffsetDateTime::now_utc(), 1);
+    assert_eq!(live_per_node(&st), BTreeMap::from([("a".into(), 1), ("b".into(), 1)]));
+    let pending: Vec<&Task> = st
+        .tasks
+        .values()
+        .filter(|t| t.status.state == TaskState::Pending)
+        .collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].status.err,
+        "no suitable node (max replicas per node limit exceed)"
+    );
+
+    let mut s = service(3);
+    s.id = "svc2".into();
+    s.spec.annotations.name = "big".into();
+    s.spec.task.reservations.memory_bytes = 600 << 20;
+    create(&mut st, s);
+    run_for(&mut st, now, 1);
+    let big: Vec<&Task> = st.tasks.values().filter(|t| t.service_id == "svc2").collect();
+    assert_eq!(big.iter().filter(|t| t.status.state == TaskState::Running).count(), 2);
+    let waiting = big.iter().find(|t| t.status.state == TaskState::Pending).unwrap();
+    assert_eq!(
+        waiting.status.err,
+        "no suitable node (insufficient resources on 2 nodes)"
+    );
+}

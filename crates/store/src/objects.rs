@@ -362,10 +362,31 @@ pub struct TaskSpec {
     /// Docker's `TaskTemplate.Networks`, by network ID.
     #[serde(default)]
     pub networks: Vec<NetworkAttachmentConfig>,
+    /// Docker's TaskTemplate.Placement.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Docker's Resources.Reservations: what the scheduler counts against a
+    /// node's CPUs and memory (`pids` unused).
+    #[serde(default)]
+    pub reservations: ResourceLimits,
     /// The service's registry credential (`--with-registry-auth`), sealed
     /// under the cluster data key by the manager; never shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_registry_auth: Option<Vec<u8>>,
+}
+
+/// Docker's `Placement`: where the scheduler may put a task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// `key==value` / `key!=value` (node.id, node.hostname, node.role,
+    /// node.platform.os|arch, node.labels.*, engine.labels.*).
+    pub constraints: Vec<String>,
+    /// `spread` preferences' descriptors (`node.labels.zone`), outermost first.
+    pub spread: Vec<String>,
+    /// Docker's `MaxReplicas`: tasks of the service per node; 0 = no limit.
+    pub max_replicas: u64,
+    /// Docker's `Platforms` as (os, architecture): the node must be one.
+    pub platforms: Vec<(String, String)>,
 }
 
 /// Docker's `HealthConfig` (zero: the image's value, else Docker's default).

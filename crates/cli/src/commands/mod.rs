@@ -6,6 +6,7 @@ pub mod container_flags;
 pub mod image;
 pub mod network;
 pub mod node;
+pub mod placement;
 pub mod progress;
 pub mod registry_auth;
 pub mod rollout;

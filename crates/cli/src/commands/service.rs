@@ -46,6 +46,14 @@ pub struct CreateFlags<'a> {
     pub limit_pids: Option<i64>,
     pub container: Option<&'a super::container_flags::ContainerFlags>,
     pub rollout: Option<&'a super::rollout::RolloutFlags>,
+    /// `--constraint`.
+    pub constraints: &'a [String],
+    /// `--placement-pref`.
+    pub placement_prefs: &'a [String],
+    /// `--replicas-max-per-node`.
+    pub max_replicas: Option<u64>,
+    pub reserve_cpu: Option<&'a str>,
+    pub reserve_memory: Option<&'a str>,
     /// `--with-registry-auth`.
     pub with_registry_auth: bool,
 }
@@ -475,6 +483,22 @@ pub async fn create(
         if let Some(rollout) = flags.rollout {
             rollout.apply(&mut spec)?;
         }
+        if mode == "global" && flags.max_replicas.is_some_and(|n| n > 0) {
+            return Err(CliError(
+                "replicas-max-per-node can only be used with replicated mode".into(),
+            ));
+        }
+        if let Some(task) = spec.task.as_mut() {
+            super::placement::update(
+                task,
+                flags.constraints,
+                &[],
+                flags.placement_prefs,
+                &[],
+                flags.max_replicas,
+            )?;
+            super::placement::reserve(task, flags.reserve_cpu, flags.reserve_memory)?;
+        }
         if let (Some(container), Some(task)) = (flags.container, spec.task.as_mut()) {
             container.apply(task)?;
         }
@@ -803,6 +827,18 @@ fn pretty(s: &control::Service) -> String {
         out.push_str(&format!(" Message:\t{}\n", u.message));
     }
     out.push_str("Placement:\n");
+    if let Some(p) = &task.placement {
+        if !p.constraints.is_empty() {
+            out.push_str(&format!(" Constraints:\t[{}]\n", p.constraints.join(" ")));
+        }
+        if !p.spread.is_empty() {
+            let prefs: Vec<String> = p.spread.iter().map(|d| format!("spread={d}")).collect();
+            out.push_str(&format!(" Preferences:   [{}]\n", prefs.join(" ")));
+        }
+        if p.max_replicas > 0 {
+            out.push_str(&format!(" Max Replicas Per Node:   {}\n", p.max_replicas));
+        }
+    }
     for (title, order, config) in [
         ("UpdateConfig", "Update order:     ", &spec.update_config),
         ("RollbackConfig", "Rollback order:   ", &spec.rollback_config),

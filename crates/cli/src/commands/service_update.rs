@@ -84,6 +84,27 @@ pub struct UpdateArgs {
     /// Working directory inside the task
     #[arg(short, long)]
     pub workdir: Option<String>,
+    /// Add or update a placement constraint
+    #[arg(long)]
+    pub constraint_add: Vec<String>,
+    /// Remove a constraint
+    #[arg(long)]
+    pub constraint_rm: Vec<String>,
+    /// Add a placement preference
+    #[arg(long)]
+    pub placement_pref_add: Vec<String>,
+    /// Remove a placement preference
+    #[arg(long)]
+    pub placement_pref_rm: Vec<String>,
+    /// Maximum number of tasks per node (0 = unlimited)
+    #[arg(long, visible_alias = "max-replicas")]
+    pub replicas_max_per_node: Option<u64>,
+    /// Reserve CPUs
+    #[arg(long)]
+    pub reserve_cpu: Option<String>,
+    /// Reserve Memory
+    #[arg(long)]
+    pub reserve_memory: Option<String>,
     #[command(flatten)]
     pub rollout: RolloutFlags,
     /// Rollback to previous specification
@@ -182,6 +203,15 @@ async fn updated_spec(
     if a.force {
         task.force_update += 1;
     }
+    super::placement::update(
+        task,
+        &a.constraint_add,
+        &a.constraint_rm,
+        &a.placement_pref_add,
+        &a.placement_pref_rm,
+        a.replicas_max_per_node,
+    )?;
+    super::placement::reserve(task, a.reserve_cpu.as_deref(), a.reserve_memory.as_deref())?;
     if a.limit_cpu.is_some() || a.limit_memory.is_some() || a.limit_pids.is_some() {
         let limits = task.limits.get_or_insert_default();
         if let Some(c) = &a.limit_cpu {

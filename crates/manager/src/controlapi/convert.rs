@@ -12,8 +12,9 @@ use swarmkeep_api::targets::effective_target;
 use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_store::ClusterState;
 use swarmkeep_store::objects::{
-    FailureAction, FileReference, Mount, MountKind, NetworkAttachmentConfig, ResourceLimits, RestartCondition,
-    RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
+    FailureAction, FileReference, Mount, MountKind, NetworkAttachmentConfig, Placement, ResourceLimits,
+    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus,
+    UpdateConfig, UpdateOrder,
 };
 use tonic::{Code, Status};
 
@@ -105,10 +106,63 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
             memory_bytes: t.limits.memory_bytes,
             pids: t.limits.pids,
         }),
+        placement: (t.placement != Placement::default()).then(|| control::Placement {
+            constraints: t.placement.constraints.clone(),
+            spread: t.placement.spread.clone(),
+            max_replicas: t.placement.max_replicas,
+            platforms: t
+                .placement
+                .platforms
+                .iter()
+                .map(|(os, architecture)| control::Platform {
+                    os: os.clone(),
+                    architecture: architecture.clone(),
+                })
+                .collect(),
+        }),
+        reservations: (t.reservations != ResourceLimits::default()).then_some(control::ResourceLimits {
+            nano_cpus: t.reservations.nano_cpus,
+            memory_bytes: t.reservations.memory_bytes,
+            pids: 0,
+        }),
         ..Default::default()
     };
     super::sandbox::options_to_proto(t, &mut out);
     out
+}
+
+/// `Placement` as swarmkit checks it: constraints that parse, `spread`
+/// over a label, `MaxReplicas` only for a replicated service.
+fn placement_from_proto(p: Option<control::Placement>, global: bool) -> Result<Placement, Status> {
+    let Some(p) = p else {
+        return Ok(Placement::default());
+    };
+    for c in &p.constraints {
+        swarmkeep_scheduler::placement::Constraint::parse(c).map_err(|e| rpc(Code::InvalidArgument, e))?;
+    }
+    for d in &p.spread {
+        let lower = d.to_ascii_lowercase();
+        if !(lower.starts_with("node.labels.") || lower.starts_with("engine.labels.")) || d.ends_with('.') {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!(
+                    "invalid placement preference: spread over {d:?}: only node.labels.* and engine.labels.* can be spread over"
+                ),
+            ));
+        }
+    }
+    if global && p.max_replicas > 0 {
+        return Err(rpc(
+            Code::InvalidArgument,
+            "replicas-max-per-node can only be used with replicated mode",
+        ));
+    }
+    Ok(Placement {
+        constraints: p.constraints,
+        spread: p.spread,
+        max_replicas: p.max_replicas,
+        platforms: p.platforms.into_iter().map(|p| (p.os, p.architecture)).collect(),
+    })
 }
 
 /// Swarm's checks of `Resources.Limits` (the messages are swarmkit's).
@@ -535,6 +589,11 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
             read_only: task.read_only,
             tty: task.tty,
             limits: limits_from_proto(task.limits)?,
+            placement: placement_from_proto(task.placement, mode == ServiceMode::Global)?,
+            reservations: ResourceLimits {
+                pids: 0,
+                ..limits_from_proto(task.reservations)?
+            },
             networks: task
                 .networks
                 .into_iter()
