@@ -59,7 +59,8 @@ pub(crate) fn plan(
             .as_ref()
             .map(|s| state_of(&s.state))
             .unwrap_or(TaskState::New);
-        let wanted = desired <= TaskState::Running;
+        // A job's task wants `complete`: it runs until it ends.
+        let wanted = desired <= TaskState::Running || desired == TaskState::Complete;
         if running.contains(id) {
             if !wanted {
                 actions.push(Action::Stop(id.clone()));

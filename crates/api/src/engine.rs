@@ -535,10 +535,14 @@ fn update_config_json(c: Option<&control::UpdateConfig>) -> serde_json::Value {
 /// Docker's `ServiceSpec` of a spec.
 pub fn service_spec_json(spec: &control::ServiceSpec) -> serde_json::Value {
     let (name, labels) = annotations(spec.annotations.as_ref());
-    let mode = if spec.mode == "global" {
-        serde_json::json!({"Global": {}})
-    } else {
-        serde_json::json!({"Replicated": {"Replicas": spec.replicas}})
+    let mode = match spec.mode.as_str() {
+        "global" => serde_json::json!({"Global": {}}),
+        "global-job" => serde_json::json!({"GlobalJob": {}}),
+        "replicated-job" => serde_json::json!({"ReplicatedJob": {
+            "MaxConcurrent": spec.max_concurrent,
+            "TotalCompletions": spec.replicas,
+        }}),
+        _ => serde_json::json!({"Replicated": {"Replicas": spec.replicas}}),
     };
     serde_json::json!({
         "Name": name,

@@ -226,6 +226,9 @@ struct CreateArgs {
     /// Number of tasks
     #[arg(long)]
     replicas: Option<u64>,
+    /// Number of job tasks to run concurrently (default equal to --replicas)
+    #[arg(long)]
+    max_concurrent: Option<u64>,
     /// Specify secrets to expose to the service
     #[arg(long)]
     secret: Vec<String>,
@@ -742,6 +745,7 @@ async fn run(cli: Cli) -> Output {
                     name,
                     mode,
                     replicas,
+                    max_concurrent,
                     secret,
                     network,
                     config,
@@ -802,6 +806,7 @@ async fn run(cli: Cli) -> Output {
                     constraints: &constraint,
                     placement_prefs: &placement_pref,
                     max_replicas: replicas_max_per_node,
+                    max_concurrent,
                     reserve_cpu: reserve_cpu.as_deref(),
                     reserve_memory: reserve_memory.as_deref(),
                     with_registry_auth,

@@ -264,8 +264,15 @@ struct RestartPolicy {
 struct Mode {
     replicated: Option<Replicated>,
     global: Option<Value>,
-    replicated_job: Option<Value>,
+    replicated_job: Option<ReplicatedJob>,
     global_job: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ReplicatedJob {
+    max_concurrent: Option<u64>,
+    total_completions: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -353,7 +360,7 @@ impl ServiceSpec {
         let t = self.task_template;
         let c = t.container_spec.unwrap_or_default();
         let privileges = c.privileges.unwrap_or_default();
-        let refused: [(&str, bool); 19] = [
+        let refused: [(&str, bool); 17] = [
             ("Networks", self.networks.as_ref().is_some_and(is_set)),
             (
                 "EndpointSpec.Ports (published ports)",
@@ -368,8 +375,6 @@ impl ServiceSpec {
                     .as_ref()
                     .is_some_and(|e| !e.mode.is_empty() && e.mode != "vip"),
             ),
-            ("jobs (Mode.ReplicatedJob)", self.mode.replicated_job.is_some()),
-            ("jobs (Mode.GlobalJob)", self.mode.global_job.is_some()),
             ("TaskTemplate.PluginSpec", t.plugin_spec.as_ref().is_some_and(is_set)),
             (
                 "TaskTemplate.NetworkAttachmentSpec",
@@ -448,14 +453,29 @@ impl ServiceSpec {
         if !t.runtime.is_empty() && t.runtime != "container" {
             return Err(unsupported(&format!("the {} runtime", t.runtime)));
         }
-        let (mode, replicas) = match (self.mode.replicated, self.mode.global) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request("a service is either replicated or global"));
-            }
-            (_, Some(_)) => ("global", 0),
+        let modes = [
+            self.mode.replicated.is_some(),
+            self.mode.global.is_some(),
+            self.mode.replicated_job.is_some(),
+            self.mode.global_job.is_some(),
+        ];
+        if modes.iter().filter(|m| **m).count() > 1 {
+            return Err(ApiError::bad_request(
+                "a service is only one of replicated, global, replicated job or global job",
+            ));
+        }
+        let (mode, replicas, max_concurrent) = match (self.mode.replicated, self.mode.replicated_job) {
+            _ if self.mode.global.is_some() => ("global", 0, 0),
+            _ if self.mode.global_job.is_some() => ("global-job", 0, 0),
+            // swarmkit's defaults: one at a time, as many completions.
+            (_, Some(j)) => (
+                "replicated-job",
+                j.total_completions.unwrap_or(0),
+                j.max_concurrent.unwrap_or(0),
+            ),
             // Docker's CLI leaves Replicas out without --replicas: one task.
-            (Some(r), None) => ("replicated", r.replicas.unwrap_or(1)),
-            (None, None) => ("replicated", 1),
+            (Some(r), None) => ("replicated", r.replicas.unwrap_or(1), 0),
+            (None, None) => ("replicated", 1, 0),
         };
         let restart = t
             .restart_policy
@@ -477,6 +497,7 @@ impl ServiceSpec {
             })
             .transpose()?;
         Ok(control::ServiceSpec {
+            max_concurrent,
             annotations: Some(control::Annotations {
                 name: self.name,
                 labels: self.labels.unwrap_or_default(),

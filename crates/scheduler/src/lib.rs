@@ -14,6 +14,7 @@
 //! Architecture invariant: decides, never writes, never talks to an agent;
 //! depends on the store's types only.
 
+mod jobs;
 pub mod liveness;
 mod names;
 pub mod networks;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarmkeep_store::objects::{
-    Availability, Meta, NodeState, RestartCondition, Service, ServiceMode, Task, TaskState, TaskStatus,
+    Availability, Meta, NodeState, RestartCondition, RestartPolicy, Service, ServiceMode, Task, TaskState, TaskStatus,
 };
 use swarmkeep_store::{ClusterState, Command};
 use time::OffsetDateTime;
@@ -29,6 +29,10 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
         .map(|n| n.id.as_str())
         .collect();
     for service in state.services.values() {
+        if service.spec.mode.is_job() {
+            crate::jobs::reconcile(state, service, now, new_id, &mut put, &mut placement);
+            continue;
+        }
         let mut slots: BTreeMap<SlotKey<'_>, Vec<&Task>> = BTreeMap::new();
         for t in state.tasks.values().filter(|t| t.service_id == service.id) {
             // On a node that went down, was drained, or no longer meets the
@@ -45,7 +49,7 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
             }
             let key = match service.spec.mode {
                 ServiceMode::Replicated { .. } => SlotKey::Replica(t.slot),
-                ServiceMode::Global => SlotKey::Node(t.node_id.as_deref().unwrap_or("")),
+                _ => SlotKey::Node(t.node_id.as_deref().unwrap_or("")),
             };
             slots.entry(key).or_default().push(t);
         }
@@ -53,7 +57,7 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
             ServiceMode::Replicated { replicas } => (1..=replicas).map(SlotKey::Replica).collect(),
             // Every node up that takes new tasks and meets the constraints;
             // a paused node keeps the task it has.
-            ServiceMode::Global => state
+            ServiceMode::Global | ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob => state
                 .nodes
                 .values()
                 .filter(|n| {
@@ -101,7 +105,9 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
         .cloned()
         .chain(put.values().cloned())
         .filter(|t| {
-            t.node_id.is_none() && t.status.state == TaskState::Pending && t.desired_state == TaskState::Running
+            t.node_id.is_none()
+                && t.status.state == TaskState::Pending
+                && matches!(t.desired_state, TaskState::Running | TaskState::Complete)
         })
         .collect();
     for mut task in waiting {
@@ -212,30 +218,7 @@ fn reconcile_slot(
     let restarts = if last.spec != *spec {
         Vec::new()
     } else {
-        let policy = &spec.restart;
-        let wanted = match policy.condition {
-            RestartCondition::Any => true,
-            RestartCondition::OnFailure => last.status.state != TaskState::Complete,
-            RestartCondition::None => false,
-        };
-        // swarmkit's restart supervisor: restarts counted per slot since the
-        // spec changed, within the window when there is one.
-        // Judged as of the failure, so the answer does not change later.
-        let since = (last.status.timestamp - nanos(policy.window_ns)).unix_timestamp_nanos();
-        let mut restarts: Vec<i64> = last
-            .restarts
-            .iter()
-            .copied()
-            .filter(|at| policy.window_ns == 0 || i128::from(*at) > since)
-            .collect();
-        if !wanted || (policy.max_attempts > 0 && restarts.len() as u64 >= policy.max_attempts) {
-            return None;
-        }
-        if now < last.status.timestamp + nanos(policy.delay_ns) {
-            return None;
-        }
-        restarts.push(i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX));
-        restarts
+        restart(&spec.restart, last, now)?
     };
     for t in current.iter().filter(|t| t.status.state.is_terminal()) {
         put.insert(t.id.clone(), shut_down(t, now));
@@ -243,7 +226,35 @@ fn reconcile_slot(
     Some(restarts)
 }
 
-fn new_task(
+/// swarmkit's restart supervisor for a slot whose last task ended: the
+/// restarts it carries once the policy lets it start again now, else none.
+/// Restarts are counted per slot since the spec changed, within the window
+/// when there is one, judged as of the failure so the answer does not
+/// change later. A task that completed is restarted only under `any`.
+pub(crate) fn restart(policy: &RestartPolicy, last: &Task, now: OffsetDateTime) -> Option<Vec<i64>> {
+    let wanted = match policy.condition {
+        RestartCondition::Any => true,
+        RestartCondition::OnFailure => last.status.state != TaskState::Complete,
+        RestartCondition::None => false,
+    };
+    let since = (last.status.timestamp - nanos(policy.window_ns)).unix_timestamp_nanos();
+    let mut restarts: Vec<i64> = last
+        .restarts
+        .iter()
+        .copied()
+        .filter(|at| policy.window_ns == 0 || i128::from(*at) > since)
+        .collect();
+    if !wanted || (policy.max_attempts > 0 && restarts.len() as u64 >= policy.max_attempts) {
+        return None;
+    }
+    if now < last.status.timestamp + nanos(policy.delay_ns) {
+        return None;
+    }
+    restarts.push(i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX));
+    Some(restarts)
+}
+
+pub(crate) fn new_task(
     service: &Service,
     slot: u64,
     node: Option<&str>,
@@ -278,7 +289,7 @@ fn new_task(
     }
 }
 
-fn shut_down(t: &Task, now: OffsetDateTime) -> Task {
+pub(crate) fn shut_down(t: &Task, now: OffsetDateTime) -> Task {
     let mut t = t.clone();
     t.desired_state = TaskState::Shutdown;
     t.meta.updated_at = now;

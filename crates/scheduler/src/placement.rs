@@ -113,7 +113,7 @@ impl<'a> Placement<'a> {
         let nodes: Vec<&Node> = state.nodes.values().collect();
         let mut load: BTreeMap<&str, Load> = nodes.iter().map(|n| (n.id.as_str(), Load::default())).collect();
         for t in state.tasks.values() {
-            if t.desired_state <= TaskState::Running
+            if (t.desired_state <= TaskState::Running || t.desired_state == TaskState::Complete)
                 && !t.status.state.is_terminal()
                 && let Some(l) = t.node_id.as_deref().and_then(|id| load.get_mut(id))
             {

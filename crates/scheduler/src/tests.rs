@@ -258,11 +258,19 @@ fn agents(st: &mut ClusterState, at: OffsetDateTime, index: u64) {
     };
     let mut reports = Vec::new();
     for t in st.tasks.values().filter(|t| t.node_id.is_some()) {
-        if t.desired_state > TaskState::Running && !t.status.state.is_terminal() {
+        if t.desired_state > TaskState::Running
+            && t.desired_state != TaskState::Complete
+            && !t.status.state.is_terminal()
+        {
             reports.push(report(t, TaskState::Shutdown));
-        } else if t.desired_state == TaskState::Running && t.status.state < TaskState::Running {
+        } else if matches!(t.desired_state, TaskState::Running | TaskState::Complete)
+            && t.status.state < TaskState::Running
+        {
+            // A job's task runs to completion at once.
             let state = if t.spec.image == "bad" {
                 TaskState::Failed
+            } else if t.desired_state == TaskState::Complete {
+                TaskState::Complete
             } else {
                 TaskState::Running
             };
@@ -791,4 +799,98 @@ fn max_replicas_and_reservations_limit_a_node_with_swarmkits_words() {
         waiting.status.err,
         "no suitable node (insufficient resources on 2 nodes)"
     );
+}
+
+#[test]
+fn a_replicated_job_runs_its_completions_max_concurrent_at_a_time_and_stops() {
+    let mut st = nodes(&["a", "b"], &[]);
+    let mut s = service(0);
+    s.spec.mode = ServiceMode::ReplicatedJob {
+        max_concurrent: 2,
+        total_completions: 5,
+    };
+    s.spec.task.restart.condition = RestartCondition::OnFailure;
+    create(&mut st, s);
+    let mut now = OffsetDateTime::now_utc();
+    for i in 0..10u64 {
+        for c in reconcile(&st, now) {
+            st.apply(9000 + i, c).unwrap();
+        }
+        let live = st.tasks.values().filter(|t| !t.status.state.is_terminal()).count();
+        assert!(live <= 2, "{live} at once");
+        agents(&mut st, now, 9100 + i);
+        now += time::Duration::milliseconds(100);
+    }
+    let done: Vec<&Task> = st.tasks.values().collect();
+    assert_eq!(done.len(), 5);
+    assert!(
+        done.iter()
+            .all(|t| t.status.state == TaskState::Complete && t.desired_state == TaskState::Complete)
+    );
+    let slots: BTreeSet<u64> = done.iter().map(|t| t.slot).collect();
+    assert_eq!(slots, BTreeSet::from([1, 2, 3, 4, 5]));
+    assert!(
+        reconcile(&st, now + time::Duration::seconds(60)).is_empty(),
+        "completed tasks are not run again"
+    );
+    // A new spec runs the job again.
+    let mut s = st.services["svc"].clone();
+    s.spec.task.force_update += 1;
+    let v = s.meta.version;
+    update_service(&mut st, s, v + 1);
+    run_for(&mut st, now, 2);
+    let rerun = st
+        .tasks
+        .values()
+        .filter(|t| t.spec.force_update == 1 && t.status.state == TaskState::Complete)
+        .count();
+    assert_eq!(rerun, 5);
+}
+
+#[test]
+fn a_global_job_runs_once_per_node_including_a_new_one() {
+    let mut st = nodes(&["a", "b"], &[]);
+    let mut s = service(0);
+    s.spec.mode = ServiceMode::GlobalJob;
+    create(&mut st, s);
+    let now = run_for(&mut st, OffsetDateTime::now_utc(), 2);
+    assert_eq!(st.tasks.len(), 2);
+    assert!(
+        st.tasks.values().all(|t| t.status.state == TaskState::Complete),
+        "{:?}",
+        st.tasks
+            .values()
+            .map(|t| (t.status.state, t.desired_state, &t.status.err))
+            .collect::<Vec<_>>()
+    );
+    st.apply(
+        9500,
+        Command::PutNode(node("c", NodeState::Ready, Availability::Active)),
+    )
+    .unwrap();
+    run_for(&mut st, now, 2);
+    let per: BTreeSet<String> = st.tasks.values().filter_map(|t| t.node_id.clone()).collect();
+    assert_eq!(per, BTreeSet::from(["a".into(), "b".into(), "c".into()]));
+    assert_eq!(st.tasks.len(), 3);
+}
+
+#[test]
+fn a_failing_job_task_is_restarted_under_its_policy_then_left() {
+    let mut st = nodes(&["a"], &[]);
+    let mut s = service(0);
+    s.spec.mode = ServiceMode::ReplicatedJob {
+        max_concurrent: 1,
+        total_completions: 1,
+    };
+    s.spec.task.image = "bad".into();
+    s.spec.task.restart = RestartPolicy {
+        condition: RestartCondition::OnFailure,
+        delay_ns: 100_000_000,
+        max_attempts: 2,
+        window_ns: 0,
+    };
+    create(&mut st, s);
+    run_for(&mut st, OffsetDateTime::now_utc(), 5);
+    assert_eq!(st.tasks.len(), 3, "the first run and two restarts");
+    assert!(st.tasks.values().all(|t| t.status.state == TaskState::Failed));
 }

@@ -499,8 +499,24 @@ impl Default for UpdateConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceMode {
-    Replicated { replicas: u64 },
+    Replicated {
+        replicas: u64,
+    },
     Global,
+    /// Docker's `ReplicatedJob`: `total_completions` tasks run to completion,
+    /// at most `max_concurrent` at a time; a spec change runs it again.
+    ReplicatedJob {
+        max_concurrent: u64,
+        total_completions: u64,
+    },
+    /// Docker's `GlobalJob`: one task to completion on each eligible node.
+    GlobalJob,
+}
+
+impl ServiceMode {
+    pub fn is_job(&self) -> bool {
+        matches!(self, ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

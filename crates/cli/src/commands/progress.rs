@@ -59,6 +59,56 @@ pub(crate) fn view(service: &control::Service, tasks: &[control::Task]) -> View 
     }
 }
 
+/// A job's run: its tasks of the current spec that completed, of how many,
+/// and those still going.
+pub(crate) struct JobView {
+    pub completed: usize,
+    pub total: usize,
+    pub active: usize,
+    /// How many may be going now.
+    pub desired: usize,
+}
+
+pub(crate) fn job_view(service: &control::Service, tasks: &[control::Task]) -> Option<JobView> {
+    let spec = service.spec.clone().unwrap_or_default();
+    if !spec.mode.ends_with("-job") {
+        return None;
+    }
+    let run: Vec<&control::Task> = tasks
+        .iter()
+        .filter(|t| t.spec == spec.task && t.desired_state == "complete")
+        .collect();
+    let state = |t: &&control::Task| t.status.as_ref().map(|s| s.state.clone()).unwrap_or_default();
+    let completed = run.iter().filter(|t| state(t) == "complete").count();
+    let active = run
+        .iter()
+        .filter(|t| {
+            !matches!(
+                state(t).as_str(),
+                "complete" | "failed" | "rejected" | "shutdown" | "orphaned" | "remove"
+            )
+        })
+        .count();
+    let total = if spec.mode == "replicated-job" {
+        usize::try_from(spec.replicas).unwrap_or(usize::MAX)
+    } else {
+        completed + active
+    };
+    let desired = if spec.mode == "replicated-job" {
+        usize::try_from(spec.max_concurrent)
+            .unwrap_or(usize::MAX)
+            .min(total.saturating_sub(completed))
+    } else {
+        active
+    };
+    Some(JobView {
+        completed,
+        total,
+        active,
+        desired,
+    })
+}
+
 /// Polls `service` until it converges, writing progress lines to `out`.
 pub async fn wait(client: &mut Client, service: &str, out: &mut dyn Write) -> Result<(), CliError> {
     let mut last_line = String::new();
@@ -90,6 +140,22 @@ pub async fn wait(client: &mut Client, service: &str, out: &mut dyn Write) -> Re
             .map_err(|e| CliError(daemon_error(&e)))?
             .into_inner()
             .tasks;
+        if let Some(job) = job_view(&s, &tasks) {
+            say(
+                format!("job progress: {} out of {} complete", job.completed, job.total),
+                out,
+            );
+            say(
+                format!("active tasks: {} out of {} tasks", job.active, job.desired),
+                out,
+            );
+            if job.completed >= job.total && job.active == 0 {
+                say("job complete".into(), out);
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
         let v = view(&s, &tasks);
         match v.update.as_ref().map(|(s, m)| (s.as_str(), m.as_str())) {
             Some(("paused", m)) => return Err(CliError(format!("service update paused: {m}"))),

@@ -52,6 +52,8 @@ pub struct CreateFlags<'a> {
     pub placement_prefs: &'a [String],
     /// `--replicas-max-per-node`.
     pub max_replicas: Option<u64>,
+    /// `--max-concurrent` (replicated jobs).
+    pub max_concurrent: Option<u64>,
     pub reserve_cpu: Option<&'a str>,
     pub reserve_memory: Option<&'a str>,
     /// `--with-registry-auth`.
@@ -428,7 +430,15 @@ pub async fn create(
         let secrets = resolve_refs(client, flags.secrets, true).await?;
         let configs = resolve_refs(client, flags.configs, false).await?;
         let restart = control::RestartPolicy {
-            condition: flags.restart_condition.unwrap_or("any").to_string(),
+            // Jobs default to on-failure, as with the docker CLI.
+            condition: flags
+                .restart_condition
+                .unwrap_or(if flags.mode.is_some_and(|m| m.ends_with("-job")) {
+                    "on-failure"
+                } else {
+                    "any"
+                })
+                .to_string(),
             delay_ns: match flags.restart_delay {
                 Some(d) => parse_duration(d)?,
                 None => 5_000_000_000,
@@ -437,11 +447,20 @@ pub async fn create(
             window_ns: flags.restart_window.map(parse_duration).transpose()?.unwrap_or(0),
         };
         let mode = flags.mode.unwrap_or("replicated");
-        if mode != "replicated" && mode != "global" {
-            return Err(CliError(format!("invalid mode {mode:?}: replicated or global")));
+        if !["replicated", "global", "replicated-job", "global-job"].contains(&mode) {
+            return Err(CliError(format!(
+                "invalid mode {mode:?}: replicated, global, replicated-job or global-job"
+            )));
         }
-        if mode == "global" && flags.replicas.is_some() {
-            return Err(CliError("replicas can only be used with replicated mode".into()));
+        if mode.starts_with("global") && flags.replicas.is_some() {
+            return Err(CliError(
+                "replicas can only be used with replicated or replicated-job mode".into(),
+            ));
+        }
+        if mode != "replicated-job" && flags.max_concurrent.is_some() {
+            return Err(CliError(
+                "max-concurrent can only be used with replicated-job mode".into(),
+            ));
         }
         let mut spec = control::ServiceSpec {
             annotations: Some(control::Annotations {
@@ -476,14 +495,17 @@ pub async fn create(
                 ..Default::default()
             }),
             mode: mode.to_string(),
-            replicas: flags.replicas.unwrap_or(1),
+            // A job's replicas are its total completions (default: as many
+            // as run at once, as the docker CLI sends it).
+            replicas: flags.replicas.unwrap_or(if mode == "replicated-job" { 0 } else { 1 }),
             update_config: None,
             rollback_config: None,
+            max_concurrent: flags.max_concurrent.or(flags.replicas).unwrap_or(0),
         };
         if let Some(rollout) = flags.rollout {
             rollout.apply(&mut spec)?;
         }
-        if mode == "global" && flags.max_replicas.is_some_and(|n| n > 0) {
+        if mode.starts_with("global") && flags.max_replicas.is_some_and(|n| n > 0) {
             return Err(CliError(
                 "replicas-max-per-node can only be used with replicated mode".into(),
             ));
@@ -623,15 +645,26 @@ pub async fn ls(client: &mut Client, quiet: bool, format: Option<&str>) -> Outpu
         .map(|s| {
             let spec = s.spec.clone().unwrap_or_default();
             let c = counts.get(s.id.as_str());
-            let replicas = format!(
-                "{}/{}",
-                c.map(|c| c.running).unwrap_or(0),
-                c.map(|c| c.desired).unwrap_or(0)
-            );
+            let (running, desired) = (c.map(|c| c.running).unwrap_or(0), c.map(|c| c.desired).unwrap_or(0));
+            let max_per_node = spec
+                .task
+                .as_ref()
+                .and_then(|t| t.placement.as_ref())
+                .map_or(0, |p| p.max_replicas);
+            // As the docker CLI: jobs show their progress through the run.
+            let replicas = match spec.mode.as_str() {
+                "replicated-job" | "global-job" => format!(
+                    "{running}/{desired} ({}/{} completed)",
+                    c.map(|c| c.completed).unwrap_or(0),
+                    c.map(|c| c.total).unwrap_or(0)
+                ),
+                "replicated" if max_per_node > 0 => format!("{running}/{desired} (max {max_per_node} per node)"),
+                _ => format!("{running}/{desired}"),
+            };
             serde_json::json!({
                 "ID": if format.is_some() || quiet { s.id.as_str() } else { truncate_id(&s.id) },
                 "Image": display_image(&spec.task.map(|t| t.image).unwrap_or_default()),
-                "Mode": spec.mode,
+                "Mode": spec.mode.replace('-', " "),
                 "Name": spec.annotations.map(|a| a.name).unwrap_or_default(),
                 "Ports": "",
                 "Replicas": replicas,

@@ -42,7 +42,7 @@ impl<C: Control> Api<C> {
                     v["ServiceStatus"] = serde_json::json!({
                         "RunningTasks": counts.map(|c| c.running).unwrap_or(0),
                         "DesiredTasks": counts.map(|c| c.desired).unwrap_or(0),
-                        "CompletedTasks": 0,
+                        "CompletedTasks": counts.map(|c| c.completed).unwrap_or(0),
                     });
                 }
                 v

@@ -365,9 +365,14 @@ pub(crate) fn update_config_from_proto(kind: &str, c: Option<control::UpdateConf
 }
 
 pub(crate) fn spec_to_proto(spec: &ServiceSpec) -> control::ServiceSpec {
-    let (mode, replicas) = match spec.mode {
-        ServiceMode::Replicated { replicas } => ("replicated", replicas),
-        ServiceMode::Global => ("global", 0),
+    let (mode, replicas, max_concurrent) = match spec.mode {
+        ServiceMode::Replicated { replicas } => ("replicated", replicas, 0),
+        ServiceMode::Global => ("global", 0, 0),
+        ServiceMode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        } => ("replicated-job", total_completions, max_concurrent),
+        ServiceMode::GlobalJob => ("global-job", 0, 0),
     };
     control::ServiceSpec {
         annotations: Some(annotations_to_proto(&spec.annotations)),
@@ -376,6 +381,7 @@ pub(crate) fn spec_to_proto(spec: &ServiceSpec) -> control::ServiceSpec {
         replicas,
         update_config: Some(update_config_to_proto(&spec.update_config)),
         rollback_config: Some(update_config_to_proto(&spec.rollback_config)),
+        max_concurrent,
     }
 }
 
@@ -562,6 +568,25 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
             replicas: spec.replicas,
         },
         "global" => ServiceMode::Global,
+        // swarmkit's defaults: one at a time, as many completions as that.
+        "replicated-job" if spec.replicas > MAX_REPLICAS || spec.max_concurrent > MAX_REPLICAS => {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("replicas must be at most {MAX_REPLICAS}"),
+            ));
+        }
+        "replicated-job" => {
+            let max_concurrent = spec.max_concurrent.max(1);
+            ServiceMode::ReplicatedJob {
+                max_concurrent,
+                total_completions: if spec.replicas == 0 {
+                    max_concurrent
+                } else {
+                    spec.replicas
+                },
+            }
+        }
+        "global-job" => ServiceMode::GlobalJob,
         other => return Err(rpc(Code::InvalidArgument, format!("invalid service mode {other:?}"))),
     };
     let update_config = update_config_from_proto("UpdateConfig", spec.update_config)?;
@@ -589,7 +614,10 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
             read_only: task.read_only,
             tty: task.tty,
             limits: limits_from_proto(task.limits)?,
-            placement: placement_from_proto(task.placement, mode == ServiceMode::Global)?,
+            placement: placement_from_proto(
+                task.placement,
+                matches!(mode, ServiceMode::Global | ServiceMode::GlobalJob),
+            )?,
             reservations: ResourceLimits {
                 pids: 0,
                 ..limits_from_proto(task.reservations)?

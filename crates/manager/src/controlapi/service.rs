@@ -118,18 +118,42 @@ pub(super) async fn list_services(
             .iter()
             .map(|s| {
                 let tasks = st.tasks.values().filter(|t| t.service_id == s.id);
+                // A job's run: its tasks of the current spec.
+                let wanted = if s.spec.mode.is_job() {
+                    TaskState::Complete
+                } else {
+                    TaskState::Running
+                };
                 let running = tasks
                     .clone()
-                    .filter(|t| t.desired_state == TaskState::Running && t.status.state == TaskState::Running)
+                    .filter(|t| t.desired_state == wanted && t.status.state == TaskState::Running)
                     .count() as u64;
-                let desired = match s.spec.mode {
-                    ServiceMode::Replicated { replicas } => replicas,
-                    ServiceMode::Global => tasks.filter(|t| t.desired_state == TaskState::Running).count() as u64,
+                let completed = tasks
+                    .clone()
+                    .filter(|t| t.spec == s.spec.task && t.status.state == TaskState::Complete)
+                    .count() as u64;
+                let live = tasks
+                    .clone()
+                    .filter(|t| t.desired_state == wanted && !t.status.state.is_terminal())
+                    .count() as u64;
+                let (desired, total) = match s.spec.mode {
+                    ServiceMode::Replicated { replicas } => (replicas, 0),
+                    ServiceMode::Global => (live, 0),
+                    ServiceMode::ReplicatedJob {
+                        max_concurrent,
+                        total_completions,
+                    } => (
+                        max_concurrent.min(total_completions.saturating_sub(completed)),
+                        total_completions,
+                    ),
+                    ServiceMode::GlobalJob => (live, live + completed),
                 };
                 control::ServiceCounts {
                     service_id: s.id.clone(),
                     running,
                     desired,
+                    completed,
+                    total,
                 }
             })
             .collect();
