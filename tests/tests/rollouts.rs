@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use swarmkeep_tests::{Daemon, eventually};
+use swarmkeep_tests::{Daemon, eventually, leaks};
 
 /// One `service ps` row.
 #[derive(Debug, Clone)]
@@ -76,8 +76,11 @@ fn wait_state(d: &Daemon, service: &str, state: &str, secs: u64) {
 fn an_update_goes_in_waves_and_service_rollback_restores_the_spec() {
     let d = Daemon::start();
     d.init();
-    d.cli_stdin(&["secret", "create", "s1", "-"], Some(b"one")).ok();
-    d.cli_stdin(&["secret", "create", "s2", "-"], Some(b"two")).ok();
+    // Values no output may show, whatever an update or rollback does.
+    let one = format!("SKMARK-rollout-one-{}", std::process::id()).into_bytes();
+    let two = format!("SKMARK-rollout-two-{}", std::process::id()).into_bytes();
+    d.cli_stdin(&["secret", "create", "s1", "-"], Some(&one)).ok();
+    d.cli_stdin(&["secret", "create", "s2", "-"], Some(&two)).ok();
     d.cli(&[
         "service",
         "create",
@@ -180,6 +183,18 @@ fn an_update_goes_in_waves_and_service_rollback_restores_the_spec() {
         live.iter().all(|r| r.image == "bb:latest" && r.current == "Running"),
         "{rows:#?}"
     );
+    let mut seen = format!("{v}\n{rows:?}\n").into_bytes();
+    for args in [
+        &["service", "inspect", "--pretty", "web"][..],
+        &["service", "update", "--force", "web"][..],
+        &["service", "rollback", "web"][..],
+    ] {
+        let out = d.cli(args);
+        seen.extend_from_slice(out.stdout.as_bytes());
+        seen.extend_from_slice(out.stderr.as_bytes());
+    }
+    seen.extend_from_slice(d.log().as_bytes());
+    assert!(!leaks(&seen, &one) && !leaks(&seen, &two), "a secret value was shown");
     // --rollback with other flags is refused by name, as by the docker CLI.
     let out = d.cli(&["service", "update", "-d", "--rollback", "--image", "bb:v2", "web"]);
     assert_ne!(out.code, 0);
