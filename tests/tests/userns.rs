@@ -137,11 +137,28 @@ fn a_remapped_tasks_root_is_an_unprivileged_host_user_that_owns_its_task() {
         "{text}"
     );
     assert_eq!(lines.next(), Some("remapped-secret-marker"), "{text}");
-    // The task's command runs as the subordinate user on the host.
+    // The task's command runs as the subordinate user on the host (this
+    // task's: a descendant of its shim, not another test's sleeper).
+    let shim_pid = d.task_pid(&task_id).to_string();
+    let under_shim = |pid: &str| {
+        let mut pid = pid.to_string();
+        for _ in 0..8 {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let Some(ppid) = status.lines().find_map(|l| l.strip_prefix("PPid:")) else {
+                return false;
+            };
+            pid = ppid.trim().to_string();
+            if pid == shim_pid {
+                return true;
+            }
+        }
+        false
+    };
     let sleepers: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x001000\x00"))
+        .filter(|e| under_shim(&e.file_name().to_string_lossy()))
         .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
         .filter_map(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_string))
         .collect();

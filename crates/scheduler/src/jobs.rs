@@ -11,9 +11,9 @@ use swarmkeep_store::ClusterState;
 use swarmkeep_store::objects::{Availability, Service, ServiceMode, Task, TaskState};
 use time::OffsetDateTime;
 
-use crate::orchestrator::{new_task, restart, shut_down};
 use crate::placement::{self, Placement};
 use crate::slots::SlotKey;
+use crate::tasks::{new_task, restart, shut_down};
 
 pub(crate) fn reconcile(
     state: &ClusterState,

@@ -21,6 +21,7 @@ pub mod networks;
 mod orchestrator;
 pub mod placement;
 mod slots;
+mod tasks;
 pub mod update;
 
 pub use names::service_name;

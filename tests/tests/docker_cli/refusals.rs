@@ -22,18 +22,21 @@ fn unsupported_and_bad_requests_get_clear_errors() {
         ports.stderr,
         "Error response from daemon: swarmkeep does not support EndpointSpec.Ports (published ports) yet\n"
     );
+    // A constraint without an operator: swarmkit's words.
     let constraint = d.docker(&[
         "service",
         "create",
         "-d",
         "--constraint",
-        "node.role==manager",
+        "node.role",
         "bb",
         "sleep",
         "1",
     ]);
     assert!(
-        constraint.stderr.contains("does not support TaskTemplate.Placement"),
+        constraint
+            .stderr
+            .contains("constraint expected one operator from ==, !="),
         "{constraint:?}"
     );
     let net = d.docker(&["service", "create", "-d", "--network", "foo", "bb", "sleep", "1"]);
