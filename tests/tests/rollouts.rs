@@ -380,6 +380,26 @@ fn attached_commands_show_dockers_progress_until_converged() {
     converged(&out, "web", 3, true);
     assert_eq!(update_status(&d, "web").0, "rollback_completed");
 
+    // On a terminal: a bar per slot above the overall line (indicatif).
+    let cmd = format!(
+        "{} -H {} service scale web=2",
+        swarmkeep_tests::cli_binary().display(),
+        d.host()
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("COLUMNS", "120")
+        .output()
+        .expect("script (util-linux) gives the CLI a terminal");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(text.contains("1/2: running"), "{text}");
+    assert!(text.contains(&format!("[{}]", "=".repeat(50))), "{text}");
+    assert!(
+        !text.contains("rolling back"),
+        "an earlier rollback is not this scale's: {text}"
+    );
+    assert!(text.contains("verify: Service web converged"), "{text}");
+
     // A paused update ends the wait with Docker's error.
     let out = d.cli(&["service", "update", "--args", "sh -c 'exit 3'", "web"]);
     assert_eq!(out.code, 1, "{out:?}");
@@ -392,5 +412,88 @@ fn attached_commands_show_dockers_progress_until_converged() {
     let out = d.cli(&["service", "update", "-q", "--args", "sleep 100000", "web"]);
     assert_eq!(out.ok(), "web\n");
     assert_eq!(update_status(&d, "web").0, "completed");
-    assert_eq!(running(&d, "web"), 3);
+    assert_eq!(running(&d, "web"), 2);
+}
+
+/// Seconds into the day of a time as the docker CLI prints it.
+fn day_seconds(time: &str) -> f64 {
+    let clock = time
+        .split(['T', ' '])
+        .find(|p| p.matches(':').count() == 2)
+        .unwrap_or("")
+        .trim_end_matches('Z');
+    let f: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap_or(0.0)).collect();
+    f.first().unwrap_or(&0.0) * 3600.0 + f.get(1).unwrap_or(&0.0) * 60.0 + f.get(2).unwrap_or(&0.0)
+}
+
+#[test]
+fn start_first_runs_the_new_task_before_the_old_one_stops_and_stop_first_after() {
+    if swarmkeep_tests::docker::skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.init();
+    for (name, order) in [("sf", "start-first"), ("tf", "stop-first")] {
+        d.cli(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            name,
+            "--stop-grace-period",
+            "1s",
+            "--update-order",
+            order,
+            "--no-resolve-image",
+            "bb:latest",
+            "sleep",
+            "100000",
+        ])
+        .ok();
+    }
+    assert!(eventually(Duration::from_secs(60), || running(&d, "sf") == 1
+        && running(&d, "tf") == 1));
+    for name in ["sf", "tf"] {
+        d.cli(&[
+            "service",
+            "update",
+            "-d",
+            "--image",
+            "bb:v2",
+            "--no-resolve-image",
+            name,
+        ])
+        .ok();
+    }
+    wait_state(&d, "sf", "completed", 60);
+    wait_state(&d, "tf", "completed", 60);
+    // When the new task reached Running, and when the old one reached
+    // Shutdown (each one's last status, through the Docker API).
+    let times = |name: &str| {
+        let rows = ps(&d, name);
+        let at = |image: &str| {
+            let row = rows.iter().find(|r| r.image == image).unwrap();
+            let out = d.docker(&[
+                "inspect",
+                "--format",
+                "{{.Status.State}} {{.Status.Timestamp}}",
+                &row.id,
+            ]);
+            let text = out.ok().trim().to_string();
+            let (state, time) = text.split_once(' ').unwrap();
+            (state.to_string(), day_seconds(time))
+        };
+        (at("bb:v2"), at("bb:latest"))
+    };
+    let ((new_state, new_running), (old_state, old_stopped)) = times("sf");
+    assert_eq!((new_state.as_str(), old_state.as_str()), ("running", "shutdown"));
+    assert!(
+        new_running < old_stopped,
+        "start-first: new running at {new_running}, old stopped at {old_stopped}"
+    );
+    let ((_, new_running), (_, old_stopped)) = times("tf");
+    assert!(
+        old_stopped < new_running,
+        "stop-first: old stopped at {old_stopped}, new running at {new_running}"
+    );
 }

@@ -36,6 +36,8 @@ cleanup() {
   [ "$docker_swarm_made" = 1 ] && docker swarm leave --force >/dev/null 2>&1 || true
   docker rmi -f swk-orch-base:latest >/dev/null 2>&1 || true
   for b in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep '^swk-' || true); do ip link del "$b" || true; done
+  # The killed node's task mounts outlive it.
+  for m in $(awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
   rm -rf "$dir"
 }
 trap cleanup EXIT

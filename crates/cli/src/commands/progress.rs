@@ -6,8 +6,10 @@
 //! with Docker's `service update paused: …`. Plain lines, one per change, as
 //! the docker CLI prints them when stdout is not a terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+
 use std::time::{Duration, Instant};
+use time::OffsetDateTime;
 
 use swarmkeep_api::control::{self, GetServiceRequest, ListTasksRequest};
 
@@ -29,7 +31,9 @@ pub(crate) struct View {
 
 /// The tasks that count: wanted running, of the service's current spec,
 /// and running.
-pub(crate) fn view(service: &control::Service, tasks: &[control::Task]) -> View {
+/// `since`: when the command began (Unix seconds); an `UpdateStatus` that
+/// started before it belongs to an earlier command and is not this one's.
+pub(crate) fn view(service: &control::Service, tasks: &[control::Task], since: i64) -> View {
     let spec = service.spec.clone().unwrap_or_default();
     let current: Vec<&control::Task> = tasks
         .iter()
@@ -47,6 +51,7 @@ pub(crate) fn view(service: &control::Service, tasks: &[control::Task]) -> View 
     let update = service
         .update_status
         .as_ref()
+        .filter(|u| u.started_at.as_ref().is_none_or(|t| t.seconds >= since))
         .map(|u| (u.state.clone(), u.message.clone()));
     let rolling_back = update
         .as_ref()
@@ -109,18 +114,168 @@ pub(crate) fn job_view(service: &control::Service, tasks: &[control::Task]) -> O
     })
 }
 
-/// Polls `service` until it converges, writing progress lines to `out`.
-pub async fn wait(client: &mut Client, service: &str, out: &mut dyn Write) -> Result<(), CliError> {
-    let mut last_line = String::new();
+/// Where progress goes: plain lines, or bars on a terminal.
+pub(crate) trait Display {
+    /// The line `key` (`overall`, `verify`, `rollback`, `job`, `active`) now reads `text`.
+    fn line(&mut self, key: &'static str, text: String);
+    /// Each slot's label (`1/4`, or a node ID), state word and Docker's
+    /// number for it (1 new … 9 running).
+    fn slots(&mut self, _slots: &[(String, String, u64)]) {}
+}
+
+/// The docker CLI's output when stdout is not a terminal: each line as it
+/// changes, no bars.
+pub(crate) struct Plain<W: Write> {
+    out: W,
+    last: String,
+}
+
+impl<W: Write> Plain<W> {
+    pub(crate) fn new(out: W) -> Self {
+        Self {
+            out,
+            last: String::new(),
+        }
+    }
+}
+
+impl<W: Write> Display for Plain<W> {
+    fn line(&mut self, _key: &'static str, text: String) {
+        if text != self.last {
+            let _ = writeln!(self.out, "{text}");
+            let _ = self.out.flush();
+            self.last = text;
+        }
+    }
+}
+
+/// On a terminal: a bar per slot (`1/4: running   [=====>]`) and the
+/// overall and verify lines beneath, redrawn in place (indicatif).
+pub(crate) struct Bars {
+    multi: indicatif::MultiProgress,
+    slots: Vec<(String, indicatif::ProgressBar)>,
+    lines: Vec<(&'static str, indicatif::ProgressBar)>,
+}
+
+impl Bars {
+    pub(crate) fn new() -> Self {
+        Self {
+            multi: indicatif::MultiProgress::new(),
+            slots: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+}
+
+impl Display for Bars {
+    fn line(&mut self, key: &'static str, text: String) {
+        if let Some((_, bar)) = self.lines.iter().find(|(k, _)| *k == key) {
+            bar.set_message(text);
+            return;
+        }
+        let bar = self.multi.add(indicatif::ProgressBar::new(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(text);
+        self.lines.push((key, bar));
+    }
+
+    fn slots(&mut self, slots: &[(String, String, u64)]) {
+        for (label, state, n) in slots {
+            let bar = match self.slots.iter().find(|(l, _)| l == label) {
+                Some((_, bar)) => bar.clone(),
+                None => {
+                    let bar = indicatif::ProgressBar::new(MAX_STATE);
+                    let bar = match self.lines.first() {
+                        Some((_, first)) => self.multi.insert_before(first, bar),
+                        None => self.multi.add(bar),
+                    };
+                    let style = indicatif::ProgressStyle::with_template("{prefix}: {msg:<9} [{bar:50}] ")
+                        .map(|s| s.progress_chars("=> "))
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                    bar.set_style(style);
+                    bar.set_prefix(label.clone());
+                    self.slots.push((label.clone(), bar.clone()));
+                    bar
+                }
+            };
+            bar.set_message(state.clone());
+            bar.set_position(*n);
+        }
+    }
+}
+
+impl Drop for Bars {
+    /// The bars stay on the terminal as they last were, as Docker's do.
+    fn drop(&mut self) {
+        for (_, bar) in &self.slots {
+            bar.finish();
+        }
+        for (_, bar) in &self.lines {
+            bar.finish();
+        }
+    }
+}
+
+/// Docker's numbers for the states a task goes through (running is the last
+/// shown).
+const MAX_STATE: u64 = 9;
+
+fn state_number(state: &str) -> u64 {
+    match state {
+        "new" => 1,
+        "allocated" => 2,
+        "pending" => 3,
+        "assigned" => 4,
+        "accepted" => 5,
+        "preparing" => 6,
+        "ready" => 7,
+        "starting" => 8,
+        "running" => 9,
+        _ => 0,
+    }
+}
+
+/// Each slot's task of the current spec (replicated: `N/M`; global: its
+/// node's short ID), as the docker CLI shows them.
+pub(crate) fn slot_rows(service: &control::Service, tasks: &[control::Task]) -> Vec<(String, String, u64)> {
+    let spec = service.spec.clone().unwrap_or_default();
+    let current: Vec<&control::Task> = tasks
+        .iter()
+        .filter(|t| t.spec == spec.task && (t.desired_state == "running" || t.desired_state == "complete"))
+        .collect();
+    let state = |t: &control::Task| t.status.as_ref().map(|s| s.state.clone()).unwrap_or_default();
+    let mut rows: Vec<(String, String, u64)> = Vec::new();
+    if spec.mode == "replicated" {
+        for slot in 1..=spec.replicas {
+            if let Some(t) = current
+                .iter()
+                .filter(|t| t.slot == slot)
+                .max_by_key(|t| t.meta.as_ref().and_then(|m| m.created_at).map(|c| (c.seconds, c.nanos)))
+            {
+                let st = state(t);
+                rows.push((format!("{slot}/{}", spec.replicas), st.clone(), state_number(&st)));
+            }
+        }
+    } else {
+        for t in &current {
+            let st = state(t);
+            let node: String = t.node_id.chars().take(12).collect();
+            rows.push((node, st.clone(), state_number(&st)));
+        }
+        rows.sort();
+    }
+    rows
+}
+
+/// Polls `service` until it converges, showing its progress on `display`.
+pub(crate) async fn wait(client: &mut Client, service: &str, display: &mut dyn Display) -> Result<(), CliError> {
+    // The command ran just before (a couple of seconds of clock skew allowed).
+    let since = OffsetDateTime::now_utc().unix_timestamp() - 2;
     let mut rollback_said = false;
     let mut stable_since: Option<Instant> = None;
-    let mut say = |line: String, out: &mut dyn Write| {
-        if line != last_line {
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-            last_line = line;
-        }
-    };
     loop {
         let s = client
             .get_service(GetServiceRequest {
@@ -141,35 +296,37 @@ pub async fn wait(client: &mut Client, service: &str, out: &mut dyn Write) -> Re
             .into_inner()
             .tasks;
         if let Some(job) = job_view(&s, &tasks) {
-            say(
+            display.slots(&slot_rows(&s, &tasks));
+            display.line(
+                "job",
                 format!("job progress: {} out of {} complete", job.completed, job.total),
-                out,
             );
-            say(
+            display.line(
+                "active",
                 format!("active tasks: {} out of {} tasks", job.active, job.desired),
-                out,
             );
             if job.completed >= job.total && job.active == 0 {
-                say("job complete".into(), out);
+                display.line("verify", "job complete".into());
                 return Ok(());
             }
             tokio::time::sleep(POLL).await;
             continue;
         }
-        let v = view(&s, &tasks);
+        let v = view(&s, &tasks, since);
         match v.update.as_ref().map(|(s, m)| (s.as_str(), m.as_str())) {
             Some(("paused", m)) => return Err(CliError(format!("service update paused: {m}"))),
             Some(("rollback_paused", m)) => return Err(CliError(format!("service rollback paused: {m}"))),
             Some(("rollback_started", m)) if !rollback_said && m != "manually requested rollback" => {
-                say(format!("rollback: {m}"), out);
+                display.line("rollback", format!("rollback: {m}"));
                 rollback_said = true;
             }
             _ => {}
         }
         let prefix = if v.rolling_back { "rolling back update: " } else { "" };
-        say(
+        display.slots(&slot_rows(&s, &tasks));
+        display.line(
+            "overall",
             format!("overall progress: {prefix}{} out of {} tasks", v.running, v.wanted),
-            out,
         );
         let done = matches!(
             v.update.as_ref().map(|(s, _)| s.as_str()),
@@ -179,16 +336,16 @@ pub async fn wait(client: &mut Client, service: &str, out: &mut dyn Write) -> Re
             let since = *stable_since.get_or_insert_with(Instant::now);
             let left = STABLE.saturating_sub(since.elapsed());
             if left.is_zero() && done {
-                say(format!("verify: Service {service} converged"), out);
+                display.line("verify", format!("verify: Service {service} converged"));
                 return Ok(());
             }
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            say(
+            display.line(
+                "verify",
                 format!(
                     "verify: Waiting {} seconds to verify that tasks are stable...",
                     secs.max(1)
                 ),
-                out,
             );
         } else {
             stable_since = None;
@@ -216,9 +373,11 @@ pub async fn after(
     let _ = stdout.flush();
     for service in services {
         let result = if quiet {
-            wait(client, service, &mut std::io::sink()).await
+            wait(client, service, &mut Plain::new(std::io::sink())).await
+        } else if std::io::stdout().is_terminal() {
+            wait(client, service, &mut Bars::new()).await
         } else {
-            wait(client, service, &mut stdout).await
+            wait(client, service, &mut Plain::new(&mut stdout)).await
         };
         if let Err(e) = result {
             return e.into();
@@ -270,7 +429,7 @@ mod tests {
             task("running", "running", "bb:latest"),
             task("shutdown", "running", "bb:v2"),
         ];
-        let v = view(&service, &tasks);
+        let v = view(&service, &tasks, 0);
         assert_eq!((v.running, v.wanted, v.rolling_back), (1, 3, true));
     }
 }
