@@ -123,29 +123,28 @@ pub(crate) trait Display {
     fn slots(&mut self, _slots: &[(String, String, u64)]) {}
 }
 
-/// The docker CLI's output when stdout is not a terminal: each line as it
-/// changes, no bars.
+/// The docker CLI's lines when stdout is not a terminal, each printed when
+/// it changes (Docker repeats unchanged ones on every poll); no bars.
 pub(crate) struct Plain<W: Write> {
     out: W,
-    last: String,
+    last: Vec<(&'static str, String)>,
 }
 
 impl<W: Write> Plain<W> {
     pub(crate) fn new(out: W) -> Self {
-        Self {
-            out,
-            last: String::new(),
-        }
+        Self { out, last: Vec::new() }
     }
 }
 
 impl<W: Write> Display for Plain<W> {
-    fn line(&mut self, _key: &'static str, text: String) {
-        if text != self.last {
-            let _ = writeln!(self.out, "{text}");
-            let _ = self.out.flush();
-            self.last = text;
+    fn line(&mut self, key: &'static str, text: String) {
+        match self.last.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, last)) if *last == text => return,
+            Some((_, last)) => *last = text.clone(),
+            None => self.last.push((key, text.clone())),
         }
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
     }
 }
 
@@ -389,6 +388,20 @@ pub async fn after(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_prints_each_line_when_it_changes() {
+        let mut buf = Vec::new();
+        {
+            let mut p = Plain::new(&mut buf);
+            p.line("overall", "a".into());
+            p.line("verify", "v".into());
+            p.line("overall", "a".into());
+            p.line("verify", "v".into());
+            p.line("overall", "b".into());
+        }
+        assert_eq!(String::from_utf8(buf).unwrap(), "a\nv\nb\n");
+    }
 
     fn task(desired: &str, state: &str, image: &str) -> control::Task {
         control::Task {
