@@ -537,6 +537,18 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Seconds into the day of a UTC time as the docker CLI or the Docker API
+/// prints it (`…THH:MM:SS.fffZ`, or Go's `YYYY-MM-DD HH:MM:SS.fff +0000 UTC`).
+pub fn day_seconds(time: &str) -> f64 {
+    let clock = time
+        .split(['T', ' '])
+        .find(|p| p.matches(':').count() == 2)
+        .unwrap_or("")
+        .trim_end_matches('Z');
+    let f: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap_or(0.0)).collect();
+    f.first().unwrap_or(&0.0) * 3600.0 + f.get(1).unwrap_or(&0.0) * 60.0 + f.get(2).unwrap_or(&0.0)
+}
+
 /// A node of a test swarm: a daemon and its own 127.0.0.x cluster address.
 pub struct SwarmNode {
     pub daemon: Daemon,

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use swarmkeep_tests::{SwarmNode, eventually, node_rows, swarm};
 
-/// Live tasks of `service` per node hostname (desired running, not ended).
-fn placed(m: &SwarmNode, service: &str) -> BTreeMap<String, usize> {
+/// Tasks of `service` per node hostname whose desired state is running and
+/// whose current state `counts`.
+fn per_node(m: &SwarmNode, service: &str, counts: fn(&str) -> bool) -> BTreeMap<String, usize> {
     let out = m.cli(&[
         "service",
         "ps",
@@ -22,35 +23,25 @@ fn placed(m: &SwarmNode, service: &str) -> BTreeMap<String, usize> {
     for l in out.stdout.lines() {
         let f: Vec<&str> = l.split('|').collect();
         let state = f.get(2).and_then(|s| s.split(' ').next()).unwrap_or("");
-        if f.get(1) == Some(&"Running")
-            && matches!(
-                state,
-                "Running" | "Starting" | "Preparing" | "Assigned" | "Accepted" | "Ready"
-            )
-            && !f[0].is_empty()
-        {
+        if f.get(1) == Some(&"Running") && counts(state) && !f[0].is_empty() {
             *per.entry(f[0].to_string()).or_insert(0) += 1;
         }
     }
     per
 }
 
+/// Live tasks (placed, not ended).
+fn placed(m: &SwarmNode, service: &str) -> BTreeMap<String, usize> {
+    per_node(m, service, |s| {
+        matches!(
+            s,
+            "Running" | "Starting" | "Preparing" | "Assigned" | "Accepted" | "Ready"
+        )
+    })
+}
+
 fn running_on(m: &SwarmNode, service: &str) -> BTreeMap<String, usize> {
-    let out = m.cli(&[
-        "service",
-        "ps",
-        service,
-        "--format",
-        "{{.Node}}|{{.DesiredState}}|{{.CurrentState}}",
-    ]);
-    let mut per = BTreeMap::new();
-    for l in out.stdout.lines() {
-        let f: Vec<&str> = l.split('|').collect();
-        if f.get(1) == Some(&"Running") && f.get(2).is_some_and(|s| s.starts_with("Running")) {
-            *per.entry(f[0].to_string()).or_insert(0) += 1;
-        }
-    }
-    per
+    per_node(m, service, |s| s == "Running")
 }
 
 fn map(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {

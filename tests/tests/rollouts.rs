@@ -415,17 +415,6 @@ fn attached_commands_show_dockers_progress_until_converged() {
     assert_eq!(running(&d, "web"), 2);
 }
 
-/// Seconds into the day of a time as the docker CLI prints it.
-fn day_seconds(time: &str) -> f64 {
-    let clock = time
-        .split(['T', ' '])
-        .find(|p| p.matches(':').count() == 2)
-        .unwrap_or("")
-        .trim_end_matches('Z');
-    let f: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap_or(0.0)).collect();
-    f.first().unwrap_or(&0.0) * 3600.0 + f.get(1).unwrap_or(&0.0) * 60.0 + f.get(2).unwrap_or(&0.0)
-}
-
 #[test]
 fn start_first_runs_the_new_task_before_the_old_one_stops_and_stop_first_after() {
     if swarmkeep_tests::docker::skip() {
@@ -481,7 +470,7 @@ fn start_first_runs_the_new_task_before_the_old_one_stops_and_stop_first_after()
             ]);
             let text = out.ok().trim().to_string();
             let (state, time) = text.split_once(' ').unwrap();
-            (state.to_string(), day_seconds(time))
+            (state.to_string(), swarmkeep_tests::day_seconds(time))
         };
         (at("bb:v2"), at("bb:latest"))
     };

@@ -499,15 +499,21 @@ fn task_template(t: &control::TaskSpec) -> serde_json::Value {
     out
 }
 
-fn update_config_json(c: Option<&control::UpdateConfig>) -> serde_json::Value {
-    let c = c.cloned().unwrap_or(control::UpdateConfig {
+/// Swarm's default `UpdateConfig` (and `RollbackConfig`), for a spec that
+/// has none.
+pub fn default_update_config() -> control::UpdateConfig {
+    control::UpdateConfig {
         parallelism: 1,
         delay_ns: 0,
         failure_action: "pause".into(),
         monitor_ns: 5_000_000_000,
         max_failure_ratio: 0.0,
         order: "stop-first".into(),
-    });
+    }
+}
+
+fn update_config_json(c: Option<&control::UpdateConfig>) -> serde_json::Value {
+    let c = c.cloned().unwrap_or_else(default_update_config);
     let mut m = serde_json::Map::new();
     m.insert("Parallelism".into(), c.parallelism.into());
     if c.delay_ns != 0 {

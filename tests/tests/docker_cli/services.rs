@@ -114,7 +114,7 @@ fn service_commands_match_docker() {
     let mut args = vec!["inspect", "--format", "{{.CreatedAt}}"];
     args.extend(ids.ok().lines());
     let created = d.docker(&args);
-    let mut at: Vec<f64> = created.ok().lines().map(day_seconds).collect();
+    let mut at: Vec<f64> = created.ok().lines().map(swarmkeep_tests::day_seconds).collect();
     at.sort_by(f64::total_cmp);
     assert_eq!(at.len(), 4, "{created:?}");
     assert!(at.iter().all(|t| *t > 0.0), "{created:?}");
@@ -293,19 +293,4 @@ fn a_service_created_by_docker_reads_its_secrets() {
     assert_eq!(detached.ok().trim().len(), 25);
     assert_eq!(d.docker(&["service", "rm", "reader", "quick"]).ok(), "reader\nquick\n");
     assert!(eventually(Duration::from_secs(15), || d.mounts().is_empty()));
-}
-
-/// Seconds into the day of a UTC time as the docker CLI prints it
-/// (`…THH:MM:SS.fffZ` or Go's `YYYY-MM-DD HH:MM:SS.fff +0000 UTC`).
-fn day_seconds(time: &str) -> f64 {
-    let clock = time
-        .split(['T', ' '])
-        .find(|p| p.matches(':').count() == 2)
-        .unwrap_or("")
-        .trim_end_matches('Z');
-    let mut parts = clock.split(':');
-    let h: f64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0.0);
-    let m: f64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0.0);
-    let s: f64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0.0);
-    h * 3600.0 + m * 60.0 + s
 }

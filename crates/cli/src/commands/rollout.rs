@@ -48,18 +48,6 @@ pub struct RolloutFlags {
     pub rollback_order: Option<String>,
 }
 
-/// Swarm's defaults, as the docker CLI fills them in.
-fn swarm_default() -> control::UpdateConfig {
-    control::UpdateConfig {
-        parallelism: 1,
-        delay_ns: 0,
-        failure_action: "pause".into(),
-        monitor_ns: 5_000_000_000,
-        max_failure_ratio: 0.0,
-        order: "stop-first".into(),
-    }
-}
-
 struct One<'a> {
     parallelism: Option<u64>,
     delay: Option<&'a str>,
@@ -85,7 +73,7 @@ impl One<'_> {
         if !self.is_set() {
             return Ok(());
         }
-        let c = config.get_or_insert_with(swarm_default);
+        let c = config.get_or_insert_with(swarmkeep_api::engine::default_update_config);
         if let Some(p) = self.parallelism {
             c.parallelism = p;
         }

@@ -876,13 +876,7 @@ fn pretty(s: &control::Service) -> String {
         ("UpdateConfig", "Update order:     ", &spec.update_config),
         ("RollbackConfig", "Rollback order:   ", &spec.rollback_config),
     ] {
-        let c = config.clone().unwrap_or_else(|| control::UpdateConfig {
-            parallelism: 1,
-            failure_action: "pause".into(),
-            monitor_ns: 5_000_000_000,
-            order: "stop-first".into(),
-            ..Default::default()
-        });
+        let c = config.clone().unwrap_or_else(engine::default_update_config);
         out.push_str(&format!("{title}:\n Parallelism:\t{}\n", c.parallelism));
         if c.delay_ns > 0 {
             out.push_str(&format!(" Delay:\t\t{}\n", go_duration(c.delay_ns)));
