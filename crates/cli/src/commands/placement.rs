@@ -4,7 +4,6 @@
 
 use swarmkeep_api::control;
 
-use super::service::{parse_cpus, parse_memory};
 use crate::client::CliError;
 
 /// `spread=<descriptor>`, the one strategy Swarm has.
@@ -22,17 +21,7 @@ pub fn parse_pref(value: &str) -> Result<String, CliError> {
 
 /// The task's reservations with `--reserve-cpu|memory` applied.
 pub fn reserve(task: &mut control::TaskSpec, cpu: Option<&str>, memory: Option<&str>) -> Result<(), CliError> {
-    if cpu.is_none() && memory.is_none() {
-        return Ok(());
-    }
-    let r = task.reservations.get_or_insert_default();
-    if let Some(c) = cpu {
-        r.nano_cpus = parse_cpus(c)?;
-    }
-    if let Some(m) = memory {
-        r.memory_bytes = parse_memory(m)?;
-    }
-    Ok(())
+    super::service::set_resources(&mut task.reservations, cpu, memory, None)
 }
 
 /// `service update`'s placement flags on the task's placement.

@@ -486,7 +486,6 @@ pub async fn create(
                 hostname: flags.hostname.unwrap_or("").to_string(),
                 read_only: flags.read_only,
                 tty: flags.tty,
-                limits: limits(&flags)?,
                 networks: flags
                     .networks
                     .iter()
@@ -511,6 +510,7 @@ pub async fn create(
             ));
         }
         if let Some(task) = spec.task.as_mut() {
+            set_resources(&mut task.limits, flags.limit_cpu, flags.limit_memory, flags.limit_pids)?;
             super::placement::update(
                 task,
                 flags.constraints,
@@ -578,13 +578,28 @@ pub async fn pin_image(
     }
 }
 
-fn limits(flags: &CreateFlags<'_>) -> Result<Option<control::ResourceLimits>, CliError> {
-    let l = control::ResourceLimits {
-        nano_cpus: flags.limit_cpu.map(parse_cpus).transpose()?.unwrap_or(0),
-        memory_bytes: flags.limit_memory.map(parse_memory).transpose()?.unwrap_or(0),
-        pids: flags.limit_pids.unwrap_or(0),
-    };
-    Ok((l != control::ResourceLimits::default()).then_some(l))
+/// `--limit-*` or `--reserve-*` on the task's limits or reservations: each
+/// value given replaces its own, the others stay; untouched when none is.
+pub fn set_resources(
+    resources: &mut Option<control::ResourceLimits>,
+    cpu: Option<&str>,
+    memory: Option<&str>,
+    pids: Option<i64>,
+) -> Result<(), CliError> {
+    if cpu.is_none() && memory.is_none() && pids.is_none() {
+        return Ok(());
+    }
+    let r = resources.get_or_insert_default();
+    if let Some(c) = cpu {
+        r.nano_cpus = parse_cpus(c)?;
+    }
+    if let Some(m) = memory {
+        r.memory_bytes = parse_memory(m)?;
+    }
+    if let Some(p) = pids {
+        r.pids = p;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use swarmkeep_api::control::{self, GetServiceRequest, UpdateServiceRequest};
 
 use super::Output;
 use super::rollout::RolloutFlags;
-use super::service::{parse_cpus, parse_duration, parse_memory, parse_mount, resolve_refs};
+use super::service::{parse_duration, parse_mount, resolve_refs, set_resources};
 use crate::client::{CliError, Client, daemon_error};
 
 #[derive(clap::Args, Default, Debug)]
@@ -212,18 +212,12 @@ async fn updated_spec(
         a.replicas_max_per_node,
     )?;
     super::placement::reserve(task, a.reserve_cpu.as_deref(), a.reserve_memory.as_deref())?;
-    if a.limit_cpu.is_some() || a.limit_memory.is_some() || a.limit_pids.is_some() {
-        let limits = task.limits.get_or_insert_default();
-        if let Some(c) = &a.limit_cpu {
-            limits.nano_cpus = parse_cpus(c)?;
-        }
-        if let Some(m) = &a.limit_memory {
-            limits.memory_bytes = parse_memory(m)?;
-        }
-        if let Some(p) = a.limit_pids {
-            limits.pids = p;
-        }
-    }
+    set_resources(
+        &mut task.limits,
+        a.limit_cpu.as_deref(),
+        a.limit_memory.as_deref(),
+        a.limit_pids,
+    )?;
     let restart = task.restart.get_or_insert_with(|| control::RestartPolicy {
         condition: "any".into(),
         delay_ns: 5_000_000_000,
