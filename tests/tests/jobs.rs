@@ -102,6 +102,21 @@ fn jobs_run_to_completion_once_and_show_their_progress() {
     assert!(eventually(Duration::from_secs(30), || ls(&d, "each").1 == "0/0 (1/1 completed)"));
     assert_eq!(ls(&d, "each").0, "global job");
 
+    // A job has no rollout: its update settings are refused by name.
+    let refused = d.cli(&[
+        "service",
+        "create",
+        "-d",
+        "--mode",
+        "replicated-job",
+        "--update-parallelism",
+        "2",
+        "bb:latest",
+        "true",
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("cannot be used with jobs"), "{refused:?}");
+
     // Attached: the job's progress, then `job complete`.
     let out = d.cli(&[
         "service",

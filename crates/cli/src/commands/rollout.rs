@@ -97,6 +97,22 @@ impl One<'_> {
 }
 
 impl RolloutFlags {
+    /// Whether any `--update-*` or `--rollback-*` flag is given.
+    pub fn is_set(&self) -> bool {
+        self.update_parallelism.is_some()
+            || self.update_delay.is_some()
+            || self.update_failure_action.is_some()
+            || self.update_monitor.is_some()
+            || self.update_max_failure_ratio.is_some()
+            || self.update_order.is_some()
+            || self.rollback_parallelism.is_some()
+            || self.rollback_delay.is_some()
+            || self.rollback_failure_action.is_some()
+            || self.rollback_monitor.is_some()
+            || self.rollback_max_failure_ratio.is_some()
+            || self.rollback_order.is_some()
+    }
+
     pub fn apply(&self, spec: &mut control::ServiceSpec) -> Result<(), CliError> {
         One {
             parallelism: self.update_parallelism,

@@ -462,6 +462,12 @@ pub async fn create(
                 "max-concurrent can only be used with replicated-job mode".into(),
             ));
         }
+        // A job runs again on a spec change, all at once: it has no rollout.
+        if mode.ends_with("-job") && flags.rollout.is_some_and(|r| r.is_set()) {
+            return Err(CliError(
+                "update and rollback settings (--update-*, --rollback-*) cannot be used with jobs".into(),
+            ));
+        }
         let mut spec = control::ServiceSpec {
             annotations: Some(control::Annotations {
                 name: flags.name.unwrap_or("").to_string(),
