@@ -557,8 +557,101 @@ pub fn service_spec_json(spec: &control::ServiceSpec) -> serde_json::Value {
         "Mode": mode,
         "UpdateConfig": update_config_json(spec.update_config.as_ref()),
         "RollbackConfig": update_config_json(spec.rollback_config.as_ref()),
-        "EndpointSpec": {"Mode": "vip"},
+        "EndpointSpec": endpoint_spec_json(spec.endpoint.as_ref()),
     })
+}
+
+/// Docker's `EndpointSpec`: the mode, and the ports when there are any.
+fn endpoint_spec_json(e: Option<&control::EndpointSpec>) -> serde_json::Value {
+    let e = e.cloned().unwrap_or_default();
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "Mode".into(),
+        if e.mode.is_empty() { "vip".into() } else { e.mode.into() },
+    );
+    if !e.ports.is_empty() {
+        m.insert("Ports".into(), e.ports.iter().map(port_json).collect());
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Docker's `PortConfig` (an empty name left out).
+pub fn port_json(p: &control::PortConfig) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    if !p.name.is_empty() {
+        m.insert("Name".into(), p.name.clone().into());
+    }
+    m.insert("Protocol".into(), p.protocol.clone().into());
+    m.insert("TargetPort".into(), p.target_port.into());
+    m.insert("PublishedPort".into(), p.published_port.into());
+    m.insert("PublishMode".into(), p.publish_mode.clone().into());
+    serde_json::Value::Object(m)
+}
+
+/// Docker's `Endpoint` of a service: `{"Spec": {}}` until something is
+/// allocated (as Swarm shows it), then the spec, the ports with their
+/// published numbers and the virtual IPs.
+fn endpoint_json(s: &control::Service) -> serde_json::Value {
+    let e = s.endpoint.clone().unwrap_or_default();
+    if e.ports.is_empty() && e.virtual_ips.is_empty() {
+        return serde_json::json!({"Spec": {}});
+    }
+    let spec = s.spec.as_ref().and_then(|s| s.endpoint.as_ref());
+    let mut m = serde_json::Map::new();
+    m.insert("Spec".into(), endpoint_spec_json(spec));
+    if !e.ports.is_empty() {
+        m.insert("Ports".into(), e.ports.iter().map(port_json).collect());
+    }
+    if !e.virtual_ips.is_empty() {
+        let vips: Vec<serde_json::Value> = e
+            .virtual_ips
+            .iter()
+            .map(|v| serde_json::json!({"NetworkID": v.network_id, "Addr": v.addr}))
+            .collect();
+        m.insert("VirtualIPs".into(), vips.into());
+    }
+    serde_json::Value::Object(m)
+}
+
+/// A network as swarm objects carry it (`swarm.Network`: a task's
+/// `NetworksAttachments`).
+pub fn swarm_network_json(n: &control::Network) -> serde_json::Value {
+    let (version, created_at, updated_at) = meta_parts(n.meta.as_ref());
+    let spec = n.spec.clone().unwrap_or_default();
+    let (name, labels) = annotations(spec.annotations.as_ref());
+    let mut spec_json = serde_json::json!({
+        "Name": name,
+        "Labels": labels,
+        "DriverConfiguration": {"Name": spec.driver},
+        "Scope": "swarm",
+    });
+    if spec.ingress {
+        spec_json["Ingress"] = true.into();
+    }
+    if spec.attachable {
+        spec_json["Attachable"] = true.into();
+    }
+    if spec.internal {
+        spec_json["Internal"] = true.into();
+    }
+    let mut m = serde_json::json!({
+        "ID": n.id,
+        "Version": {"Index": version.index},
+        "CreatedAt": created_at,
+        "UpdatedAt": updated_at,
+        "Spec": spec_json,
+    });
+    if let Some(a) = &n.allocation {
+        m["DriverState"] = serde_json::json!({
+            "Name": spec.driver,
+            "Options": {"com.docker.network.driver.overlay.vxlanid_list": a.vni.to_string()},
+        });
+        m["IPAMOptions"] = serde_json::json!({
+            "Driver": {"Name": "default"},
+            "Configs": [{"Subnet": a.subnet, "Gateway": a.gateway}],
+        });
+    }
+    m
 }
 
 /// A service as `docker service inspect` prints it.
@@ -573,7 +666,7 @@ pub fn service_json(s: &control::Service) -> serde_json::Value {
     if let Some(prev) = &s.previous_spec {
         m.insert("PreviousSpec".into(), service_spec_json(prev));
     }
-    m.insert("Endpoint".into(), serde_json::json!({"Spec": {}}));
+    m.insert("Endpoint".into(), endpoint_json(s));
     if let Some(u) = &s.update_status {
         let mut st = serde_json::Map::new();
         st.insert("State".into(), u.state.clone().into());
@@ -625,6 +718,16 @@ pub fn task_json(t: &control::Task) -> serde_json::Value {
     }
     m.insert("Status".into(), serde_json::Value::Object(st));
     m.insert("DesiredState".into(), t.desired_state.clone().into());
+    let attachments: Vec<serde_json::Value> = t
+        .networks
+        .iter()
+        .filter(|a| !a.addresses.is_empty())
+        .filter_map(|a| a.network.as_ref().map(|n| (n, a)))
+        .map(|(n, a)| serde_json::json!({"Network": swarm_network_json(n), "Addresses": a.addresses}))
+        .collect();
+    if !attachments.is_empty() {
+        m.insert("NetworksAttachments".into(), attachments.into());
+    }
     serde_json::Value::Object(m)
 }
 
@@ -684,8 +787,27 @@ pub fn network_matches(n: &control::Network, filters: &[(String, String)]) -> bo
 /// `docker network inspect`'s shape.
 pub fn network_json(n: &control::Network) -> serde_json::Value {
     let spec = n.spec.clone().unwrap_or_default();
-    let labels: BTreeMap<String, String> = spec.annotations.unwrap_or_default().labels.into_iter().collect();
+    let labels: BTreeMap<String, String> = spec
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .labels
+        .into_iter()
+        .collect();
     let created = rfc3339_nano(n.meta.as_ref().and_then(|m| m.created_at.as_ref()));
+    let (config, options) = match &n.allocation {
+        Some(a) => {
+            let mut c = serde_json::json!({"Subnet": a.subnet, "Gateway": a.gateway});
+            if !a.range.is_empty() {
+                c["IPRange"] = a.range.clone().into();
+            }
+            (
+                serde_json::json!([c]),
+                serde_json::json!({"com.docker.network.driver.overlay.vxlanid_list": a.vni.to_string()}),
+            )
+        }
+        None => (serde_json::json!([]), serde_json::json!({})),
+    };
     serde_json::json!({
         "Name": network_name(n),
         "Id": n.id,
@@ -693,14 +815,14 @@ pub fn network_json(n: &control::Network) -> serde_json::Value {
         "Scope": network_scope(n),
         "Driver": spec.driver,
         "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": []},
-        "Internal": false,
-        "Attachable": false,
-        "Ingress": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": config},
+        "Internal": spec.internal,
+        "Attachable": spec.attachable,
+        "Ingress": spec.ingress,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
         "Containers": {},
-        "Options": {},
+        "Options": options,
         "Labels": labels,
     })
 }

@@ -235,6 +235,12 @@ struct CreateArgs {
     /// Network attachments (`host`: the node's own network)
     #[arg(long)]
     network: Vec<String>,
+    /// Publish a port as a node port
+    #[arg(short, long)]
+    publish: Vec<String>,
+    /// Endpoint mode (vip or dnsrr)
+    #[arg(long)]
+    endpoint_mode: Option<String>,
     /// Specify configurations to expose to the service
     #[arg(long)]
     config: Vec<String>,
@@ -413,6 +419,15 @@ enum SwarmCmd {
         /// Validity period for node certificates (ns|us|ms|s|m|h)
         #[arg(long)]
         cert_expiry: Option<String>,
+        /// default address pool in CIDR format
+        #[arg(long)]
+        default_addr_pool: Vec<String>,
+        /// default address pool subnet mask length
+        #[arg(long)]
+        default_addr_pool_mask_length: Option<u32>,
+        /// Port number to use for data path traffic (1024 - 49151). If no value is set or is set to 0, the default port (4789) is used.
+        #[arg(long)]
+        data_path_port: Option<u32>,
     },
     /// Update the swarm
     Update {
@@ -667,12 +682,18 @@ async fn run(cli: Cli) -> Output {
             dispatcher_heartbeat,
             autolock,
             cert_expiry,
+            default_addr_pool,
+            default_addr_pool_mask_length,
+            data_path_port,
         }) => {
             let hb = dispatcher_heartbeat.as_deref();
             let settings = commands::swarm::InitSettings {
                 heartbeat: hb,
                 cert_expiry: cert_expiry.as_deref(),
                 autolock,
+                default_addr_pool: &default_addr_pool,
+                default_addr_pool_mask_length,
+                data_path_port,
             };
             commands::swarm::init(c, advertise_addr.as_deref(), listen_addr.as_deref(), settings).await
         }
@@ -775,6 +796,8 @@ async fn run(cli: Cli) -> Output {
                     detach,
                     no_resolve_image,
                     with_registry_auth,
+                    publish,
+                    endpoint_mode,
                     image,
                     args,
                 } = *a;
@@ -810,6 +833,8 @@ async fn run(cli: Cli) -> Output {
                     reserve_cpu: reserve_cpu.as_deref(),
                     reserve_memory: reserve_memory.as_deref(),
                     with_registry_auth,
+                    publish: &publish,
+                    endpoint_mode: endpoint_mode.as_deref(),
                 };
                 // As the docker CLI: the image pinned to the digest its tag
                 // names now (through a node of the swarm), unless told not to.

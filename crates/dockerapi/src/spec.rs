@@ -296,7 +296,37 @@ struct UpdateConfig {
 #[serde(rename_all = "PascalCase", default)]
 struct EndpointSpec {
     mode: String,
-    ports: Option<Value>,
+    ports: Option<Vec<PortConfig>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct PortConfig {
+    name: String,
+    protocol: String,
+    target_port: u32,
+    published_port: u32,
+    publish_mode: String,
+}
+
+impl EndpointSpec {
+    fn into_control(self) -> control::EndpointSpec {
+        control::EndpointSpec {
+            mode: self.mode,
+            ports: self
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| control::PortConfig {
+                    name: p.name,
+                    protocol: p.protocol,
+                    target_port: p.target_port,
+                    published_port: p.published_port,
+                    publish_mode: p.publish_mode,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Whether a JSON value asks for anything: `null`, `false`, `0`, `""` and
@@ -360,21 +390,8 @@ impl ServiceSpec {
         let t = self.task_template;
         let c = t.container_spec.unwrap_or_default();
         let privileges = c.privileges.unwrap_or_default();
-        let refused: [(&str, bool); 17] = [
+        let refused: [(&str, bool); 15] = [
             ("Networks", self.networks.as_ref().is_some_and(is_set)),
-            (
-                "EndpointSpec.Ports (published ports)",
-                self.endpoint_spec
-                    .as_ref()
-                    .and_then(|e| e.ports.as_ref())
-                    .is_some_and(is_set),
-            ),
-            (
-                "EndpointSpec.Mode other than vip",
-                self.endpoint_spec
-                    .as_ref()
-                    .is_some_and(|e| !e.mode.is_empty() && e.mode != "vip"),
-            ),
             ("TaskTemplate.PluginSpec", t.plugin_spec.as_ref().is_some_and(is_set)),
             (
                 "TaskTemplate.NetworkAttachmentSpec",
@@ -497,6 +514,7 @@ impl ServiceSpec {
             })
             .transpose()?;
         Ok(control::ServiceSpec {
+            endpoint: self.endpoint_spec.map(EndpointSpec::into_control),
             max_concurrent,
             annotations: Some(control::Annotations {
                 name: self.name,
@@ -663,12 +681,22 @@ mod tests {
 
     #[test]
     fn what_is_not_built_is_refused_by_name() {
-        let err = parse(
-            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb"}},"EndpointSpec":{"Mode":"vip","Ports":[{"Protocol":"tcp","TargetPort":80,"PublishedPort":18080}]}}"#,
+        let spec = parse(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb"}},"EndpointSpec":{"Mode":"dnsrr","Ports":[{"Protocol":"udp","TargetPort":80,"PublishedPort":18080,"PublishMode":"host"}]}}"#,
         )
-        .unwrap_err();
-        assert_eq!(err.status, 400);
-        assert!(err.message.contains("EndpointSpec.Ports"), "{}", err.message);
+        .unwrap();
+        let endpoint = spec.endpoint.unwrap();
+        assert_eq!(endpoint.mode, "dnsrr");
+        let port = &endpoint.ports[0];
+        assert_eq!(
+            (
+                port.protocol.as_str(),
+                port.target_port,
+                port.published_port,
+                port.publish_mode.as_str()
+            ),
+            ("udp", 80, 18080, "host")
+        );
         let spec = parse(
             r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"bb"},"Placement":{"Constraints":["node.role==manager"],"Preferences":[{"Spread":{"SpreadDescriptor":"node.labels.zone"}}],"MaxReplicas":2},"Resources":{"Reservations":{"NanoCPUs":500000000,"MemoryBytes":67108864}}}}"#,
         )

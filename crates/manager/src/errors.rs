@@ -27,6 +27,10 @@ pub fn write_error(e: WriteError) -> Status {
         WriteError::Rejected(e @ CommandError::InUse { .. }) => rpc(Code::InvalidArgument, e.to_string()),
         WriteError::Rejected(e @ CommandError::NotAssigned { .. }) => rpc(Code::PermissionDenied, e.to_string()),
         WriteError::Rejected(CommandError::VersionConflict) => version_conflict(),
+        // An allocation decided on a state that changed meanwhile: the
+        // caller may allocate again.
+        WriteError::Rejected(e @ CommandError::AddressInUse { .. }) => rpc(Code::Aborted, e.to_string()),
+        WriteError::Rejected(CommandError::Refused(why)) => rpc(Code::FailedPrecondition, why),
         WriteError::Rejected(CommandError::AlreadyInitialized) => plain(Code::Unavailable, ALREADY_IN_SWARM),
         WriteError::NotLeader { leader } => rpc(
             Code::Unavailable,

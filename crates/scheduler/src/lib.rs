@@ -14,6 +14,7 @@
 //! Architecture invariant: decides, never writes, never talks to an agent;
 //! depends on the store's types only.
 
+pub mod ipam;
 mod jobs;
 pub mod liveness;
 mod names;

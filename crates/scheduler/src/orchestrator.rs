@@ -132,6 +132,7 @@ pub fn reconcile(state: &ClusterState, now: OffsetDateTime, new_id: &mut dyn FnM
         .unwrap_or(DEFAULT_HISTORY);
     let remove = old_history(state, &put, limit);
     let mut commands = crate::networks::predefined(state, now, new_id);
+    commands.extend(crate::ipam::allocate(state, &mut put, now));
     if !put.is_empty() {
         commands.push(Command::PutTasks(put.into_values().collect()));
     }

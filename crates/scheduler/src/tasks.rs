@@ -66,6 +66,7 @@ pub(crate) fn new_task(
         status: st,
         running_at: None,
         restarts,
+        addresses: Vec::new(),
     }
 }
 

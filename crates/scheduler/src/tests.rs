@@ -47,9 +47,11 @@ fn node(id: &str, state: NodeState, availability: Availability) -> Node {
 
 fn service(replicas: u64) -> Service {
     Service {
+        endpoint: Default::default(),
         id: "svc".into(),
         meta: meta(OffsetDateTime::UNIX_EPOCH),
         spec: ServiceSpec {
+            endpoint: Default::default(),
             annotations: Annotations {
                 name: "web".into(),
                 labels: BTreeMap::new(),
@@ -567,6 +569,9 @@ fn an_initialized_swarm_gets_its_predefined_networks_once() {
     settle(&mut st, now);
     assert!(st.networks.is_empty(), "no networks before the swarm is initialized");
     st.cluster = Some(Cluster {
+        data_path_port: Default::default(),
+        default_addr_pool: Default::default(),
+        subnet_size: Default::default(),
         id: "c".into(),
         meta: meta(now),
         name: "default".into(),

@@ -54,8 +54,12 @@ pub enum Command {
     RemoveConfig {
         id: String,
     },
-    /// Refused if the name is taken.
+    /// Refused if the name is taken, or its subnet or VNI is.
     CreateNetwork(Network),
+    /// Refused while a service or a task uses it.
+    RemoveNetwork {
+        id: String,
+    },
     /// Refused if the name is taken or a referenced secret, config or network
     /// is gone.
     CreateService(Service),
@@ -129,6 +133,13 @@ pub enum CommandError {
     },
     #[error("task {id} is not assigned to this node")]
     NotAssigned { id: String },
+    /// An address another service or task holds (an allocation decided on
+    /// a state that changed since: the allocator tries again).
+    #[error("address {addr} is already in use on network {network}")]
+    AddressInUse { addr: String, network: String },
+    /// Refused with the reason's own words (a network in use).
+    #[error("{0}")]
+    Refused(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,24 +91,125 @@ pub struct Config {
 /// The label swarmkit puts on the networks every swarm has from the start.
 pub const PREDEFINED_LABEL: &str = "com.docker.swarm.predefined";
 
-/// A swarm network. Today only the predefined ones (`host`); the overlay
-/// networks and their address allocation build on this.
+/// A swarm network: the predefined ones (`host`, `ingress`) and the overlay
+/// networks operators create, with the subnet and VXLAN ID the leader
+/// allocated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     pub id: String,
     pub meta: Meta,
     pub spec: NetworkSpec,
+    /// The overlay's subnet, gateway and VNI (Docker's `IPAMOptions` and
+    /// `DriverState`); none for `host`.
+    #[serde(default)]
+    pub allocation: Option<NetworkAllocation>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     pub annotations: Annotations,
     /// The driver's name: `host` puts a task in its node's own network
-    /// namespace.
+    /// namespace; `overlay` spans the nodes.
     pub driver: String,
+    /// The driver's options (`--opt`), as given.
+    #[serde(default)]
+    pub driver_options: BTreeMap<String, String>,
+    /// The operator's `--subnet`, `--ip-range`, `--gateway` (at most one).
+    #[serde(default)]
+    pub ipam: Vec<IpamConfig>,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    /// The routing mesh's network (`ingress`).
+    #[serde(default)]
+    pub ingress: bool,
+}
+
+/// Docker's `IPAMConfig`: an empty field is the allocator's to choose.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamConfig {
+    pub subnet: String,
+    #[serde(default)]
+    pub range: String,
+    #[serde(default)]
+    pub gateway: String,
+}
+
+/// What the leader allocated for an overlay network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAllocation {
+    /// `10.0.1.0/24`.
+    pub subnet: String,
+    /// `10.0.1.1`.
+    pub gateway: String,
+    /// The addresses handed out, when `--ip-range` narrows the subnet.
+    #[serde(default)]
+    pub range: String,
+    /// The VXLAN network identifier (4096 upward).
+    pub vni: u32,
+}
+
+/// An address a task or a service holds on a network: `10.0.1.3/24`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAddress {
+    pub network_id: String,
+    pub addr: String,
+}
+
+/// Docker's `EndpointSpec`: how a service is reached.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub mode: EndpointMode,
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    /// A virtual IP per network, balanced over the tasks by the kernel.
+    #[default]
+    Vip,
+    /// DNS answers the tasks' addresses.
+    Dnsrr,
+}
+
+/// Docker's `PortConfig`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    #[serde(default)]
+    pub name: String,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    pub target_port: u32,
+    /// 0: the allocator picks one (ingress) or the kernel does (host).
+    pub published_port: u32,
+    pub publish_mode: PublishMode,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    #[default]
+    Ingress,
+    Host,
+}
+
+/// Docker's `Endpoint` of a service: its spec as allocated, the ports with
+/// their published numbers, and a virtual IP per network (vip mode).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ports: Vec<PortConfig>,
+    pub virtual_ips: Vec<NetworkAddress>,
 }
 
 impl Network {
+    /// An overlay network (tasks attached get an address on it).
+    pub fn is_overlay(&self) -> bool {
+        self.spec.driver == "overlay"
+    }
+
     /// One of the networks every swarm has (it cannot be removed).
     pub fn is_predefined(&self) -> bool {
         self.spec
@@ -228,6 +329,15 @@ pub struct Cluster {
     /// `unlock-key`); empty when autolock is off.
     #[serde(default, with = "bytes_b64")]
     pub sealed_unlock_key: Vec<u8>,
+    /// Where overlay subnets come from (`--default-addr-pool`; empty:
+    /// 10.0.0.0/8) and their size (`--default-addr-pool-mask-length`; 0: 24).
+    #[serde(default)]
+    pub default_addr_pool: Vec<String>,
+    #[serde(default)]
+    pub subnet_size: u32,
+    /// The VXLAN UDP port (`--data-path-port`; 0: 4789).
+    #[serde(default)]
+    pub data_path_port: u32,
 }
 
 /// Swarm's default node certificate lifetime: 90 days.
@@ -528,6 +638,8 @@ pub struct ServiceSpec {
     pub update_config: UpdateConfig,
     #[serde(default)]
     pub rollback_config: UpdateConfig,
+    #[serde(default)]
+    pub endpoint: EndpointSpec,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -542,6 +654,9 @@ pub struct Service {
     /// tasks, completed by the orchestrator once they run.
     #[serde(default)]
     pub update_status: Option<UpdateStatus>,
+    /// Its virtual IPs and published ports, allocated by the leader.
+    #[serde(default)]
+    pub endpoint: Endpoint,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -615,4 +730,8 @@ pub struct Task {
     /// `max_attempts` counts, within `window_ns`.
     #[serde(default)]
     pub restarts: Vec<i64>,
+    /// Its address on each overlay network of its spec (ingress first),
+    /// allocated by the leader; held until the task has stopped.
+    #[serde(default)]
+    pub addresses: Vec<NetworkAddress>,
 }

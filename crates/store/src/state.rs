@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use crate::command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind};
 use crate::objects::{
-    Cluster, Config, DEFAULT_CERT_EXPIRY_MS, Named, Network, Node, Secret, Service, Task, TaskState, TaskStatus,
-    UpdateState,
+    Cluster, Config, DEFAULT_CERT_EXPIRY_MS, Named, Network, NetworkAddress, Node, Secret, Service, Task, TaskState,
+    TaskStatus, UpdateState,
 };
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -28,6 +28,11 @@ pub struct ClusterState {
     pub removed_nodes: BTreeMap<String, OffsetDateTime>,
     #[serde(default)]
     pub networks: BTreeMap<String, Network>,
+    /// Network ID → the last address handed out on it (as a `u32`): the
+    /// allocator continues after it, so freed addresses are not reused at
+    /// once (Docker's serial allocation), across leader changes.
+    #[serde(default)]
+    pub ipam_cursor: BTreeMap<String, u32>,
     #[serde(skip)]
     secret_names: NameIndex,
     #[serde(skip)]
@@ -82,6 +87,34 @@ impl NameIndex {
     }
 }
 
+/// A task holds its addresses until it has stopped.
+fn holds_addresses(t: &Task) -> bool {
+    !t.status.state.is_terminal()
+}
+
+/// `10.0.1.3` of `10.0.1.3/24`.
+fn ip_part(addr: &str) -> &str {
+    addr.split_once('/').map_or(addr, |(ip, _)| ip)
+}
+
+fn subnets_overlap(a: &str, b: &str) -> bool {
+    let parse = |s: &str| -> Option<(u32, u32)> {
+        let (ip, prefix) = s.split_once('/')?;
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        let prefix: u32 = prefix.parse().ok()?;
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX.checked_shl(32 - prefix)?
+        };
+        Some((u32::from(ip) & mask, mask))
+    };
+    match (parse(a), parse(b)) {
+        (Some((a, ma)), Some((b, mb))) => a & mb == b || b & ma == a,
+        _ => false,
+    }
+}
+
 fn conflict<T: Named>(kind: ObjectKind, obj: &T) -> CommandError {
     CommandError::NameConflict {
         kind,
@@ -120,6 +153,97 @@ impl ClusterState {
 
     pub fn network_by_name(&self, name: &str) -> Option<&Network> {
         self.network_names.get(&self.networks, name)
+    }
+
+    /// Every address held on an overlay network, with its holder's ID: the
+    /// services' virtual IPs and the addresses of tasks that have not
+    /// stopped (a task past running gives its addresses back).
+    pub fn addresses_in_use(&self) -> impl Iterator<Item = (&str, &NetworkAddress)> {
+        let vips = self
+            .services
+            .values()
+            .flat_map(|s| s.endpoint.virtual_ips.iter().map(move |a| (s.id.as_str(), a)));
+        let tasks = self
+            .tasks
+            .values()
+            .filter(|t| holds_addresses(t))
+            .flat_map(|t| t.addresses.iter().map(move |a| (t.id.as_str(), a)));
+        vips.chain(tasks)
+    }
+
+    /// Refuses `held` (the addresses `holder` is to have) if another holder
+    /// has one of them; `in_use` is [`Self::addresses_in_use`] as a map.
+    fn check_addresses(
+        in_use: &HashMap<(&str, &str), &str>,
+        holder: &str,
+        held: &[NetworkAddress],
+    ) -> Result<(), CommandError> {
+        for a in held {
+            if let Some(other) = in_use.get(&(a.network_id.as_str(), ip_part(&a.addr)))
+                && *other != holder
+            {
+                return Err(CommandError::AddressInUse {
+                    addr: a.addr.clone(),
+                    network: a.network_id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn in_use_map(&self) -> HashMap<(&str, &str), &str> {
+        self.addresses_in_use()
+            .map(|(holder, a)| ((a.network_id.as_str(), ip_part(&a.addr)), holder))
+            .collect()
+    }
+
+    /// Moves each network's cursor to the addresses `new` has that `old`
+    /// did not.
+    fn advance_cursor(&mut self, old: &[NetworkAddress], new: &[NetworkAddress]) {
+        for a in new.iter().filter(|a| !old.contains(a)) {
+            if let Ok(ip) = ip_part(&a.addr).parse::<std::net::Ipv4Addr>() {
+                self.ipam_cursor.insert(a.network_id.clone(), u32::from(ip));
+            }
+        }
+    }
+
+    /// Why the network cannot be removed (swarmkit's words), if it cannot.
+    fn network_in_use(&self, network: &Network) -> Option<String> {
+        let id = &network.id;
+        if network.spec.ingress {
+            return self
+                .services
+                .values()
+                .find(|s| {
+                    s.spec
+                        .endpoint
+                        .ports
+                        .iter()
+                        .any(|p| p.publish_mode == crate::objects::PublishMode::Ingress)
+                })
+                .map(|s| {
+                    format!(
+                        "ingress network cannot be removed because service {} depends on it",
+                        s.id
+                    )
+                });
+        }
+        if let Some(s) = self
+            .services
+            .values()
+            .find(|s| s.spec.task.networks.iter().any(|n| n.target == *id))
+        {
+            return Some(format!("network {id} is in use by service {}", s.id));
+        }
+        self.tasks
+            .values()
+            .find(|t| {
+                t.desired_state <= TaskState::Running
+                    && !t.status.state.is_terminal()
+                    && (t.spec.networks.iter().any(|n| n.target == *id)
+                        || t.addresses.iter().any(|a| a.network_id == *id))
+            })
+            .map(|t| format!("network {id} is in use by task {}", t.id))
     }
 
     /// Names of the services whose tasks reference the secret (or config) `id`.
@@ -295,13 +419,42 @@ impl ClusterState {
                     .ok_or_else(|| not_found(ObjectKind::Config, &id))?;
                 self.config_names.remove(&config);
             }
-            Command::CreateNetwork(network) => self.create_network(index, network)?,
+            Command::CreateNetwork(network) => {
+                if let Some(alloc) = &network.allocation
+                    && let Some(other) = self.networks.values().find(|n| {
+                        n.allocation
+                            .as_ref()
+                            .is_some_and(|a| a.vni == alloc.vni || subnets_overlap(&a.subnet, &alloc.subnet))
+                    })
+                {
+                    return Err(CommandError::AddressInUse {
+                        addr: alloc.subnet.clone(),
+                        network: other.id.clone(),
+                    });
+                }
+                self.create_network(index, network)?
+            }
+            Command::RemoveNetwork { id } => {
+                let network = self
+                    .networks
+                    .get(&id)
+                    .ok_or_else(|| not_found(ObjectKind::Network, &id))?;
+                if let Some(why) = self.network_in_use(network) {
+                    return Err(CommandError::Refused(why));
+                }
+                if let Some(network) = self.networks.remove(&id) {
+                    self.network_names.remove(&network);
+                }
+                self.ipam_cursor.remove(&id);
+            }
             Command::CreateService(mut service) => {
                 self.service_names
                     .check_new(ObjectKind::Service, &service, &self.services)?;
                 if let Some(e) = self.missing_reference(&service) {
                     return Err(e);
                 }
+                Self::check_addresses(&self.in_use_map(), &service.id, &service.endpoint.virtual_ips)?;
+                self.advance_cursor(&[], &service.endpoint.virtual_ips.clone());
                 service.meta.version = index;
                 self.service_names.insert(&service);
                 self.services.insert(service.id.clone(), service);
@@ -321,6 +474,10 @@ impl ClusterState {
                 if let Some(e) = self.missing_reference(&service) {
                     return Err(e);
                 }
+                Self::check_addresses(&self.in_use_map(), &service.id, &service.endpoint.virtual_ips)?;
+                let old_vips = old.endpoint.virtual_ips.clone();
+                self.advance_cursor(&old_vips, &service.endpoint.virtual_ips.clone());
+                let old = &self.services[&service.id];
                 service.meta.created_at = old.meta.created_at;
                 service.meta.version = index;
                 let old = old.clone();
@@ -363,7 +520,32 @@ impl ClusterState {
                 self.tasks.retain(|_, t| t.service_id != id);
             }
             Command::PutTasks(tasks) => {
+                {
+                    let in_use = self.in_use_map();
+                    for task in tasks.iter().filter(|t| holds_addresses(t)) {
+                        Self::check_addresses(&in_use, &task.id, &task.addresses)?;
+                    }
+                    // Two new tasks of the command with one address.
+                    let mut seen = std::collections::HashSet::new();
+                    for task in tasks.iter().filter(|t| holds_addresses(t)) {
+                        for a in &task.addresses {
+                            let old = self.tasks.get(&task.id).map(|o| o.addresses.as_slice()).unwrap_or(&[]);
+                            if !old.contains(a) && !seen.insert((a.network_id.clone(), a.addr.clone())) {
+                                return Err(CommandError::AddressInUse {
+                                    addr: a.addr.clone(),
+                                    network: a.network_id.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
                 for mut task in tasks {
+                    let old_addresses = self
+                        .tasks
+                        .get(&task.id)
+                        .map(|o| o.addresses.clone())
+                        .unwrap_or_default();
+                    self.advance_cursor(&old_addresses, &task.addresses.clone());
                     // A placement decided before its node was removed: the
                     // task is orphaned as RemoveNode orphans the node's tasks.
                     if task
@@ -564,6 +746,7 @@ mod tests {
         let mut st = ClusterState::default();
         let now = OffsetDateTime::UNIX_EPOCH;
         let task = Task {
+            addresses: Default::default(),
             id: "t".into(),
             meta: Meta {
                 version: 0,
@@ -605,6 +788,7 @@ mod tests {
         st.apply(1, Command::CreateSecret(secret("a", "db"))).unwrap();
         let now = OffsetDateTime::UNIX_EPOCH;
         let service = |id: &str, name: &str| Service {
+            endpoint: Default::default(),
             id: id.into(),
             meta: Meta {
                 version: 0,
@@ -612,6 +796,7 @@ mod tests {
                 updated_at: now,
             },
             spec: ServiceSpec {
+                endpoint: Default::default(),
                 annotations: Annotations {
                     name: name.into(),
                     labels: BTreeMap::new(),
@@ -678,6 +863,7 @@ mod tests {
             manager_addr: None,
         };
         let task = |id: &str, node: &str, state: TaskState| Task {
+            addresses: Default::default(),
             id: id.into(),
             meta: meta.clone(),
             service_id: "svc".into(),
@@ -773,6 +959,9 @@ mod tests {
     fn a_cluster_update_against_a_stale_version_changes_nothing() {
         let mut st = ClusterState::default();
         let cluster = crate::objects::Cluster {
+            data_path_port: Default::default(),
+            default_addr_pool: Default::default(),
+            subnet_size: Default::default(),
             id: "c".into(),
             meta: Meta {
                 version: 3,
@@ -819,6 +1008,7 @@ mod tests {
             updated_at: now,
         };
         let network = |id: &str, name: &str| Network {
+            allocation: Default::default(),
             id: id.into(),
             meta: meta.clone(),
             spec: NetworkSpec {
@@ -827,6 +1017,7 @@ mod tests {
                     labels: BTreeMap::new(),
                 },
                 driver: "host".into(),
+                ..Default::default()
             },
         };
         st.apply(1, Command::CreateNetwork(network("n1", "host"))).unwrap();
@@ -839,9 +1030,11 @@ mod tests {
         );
         assert_eq!(st.network_by_name("Host").map(|n| n.id.as_str()), Some("n1"));
         let service = |target: &str| Service {
+            endpoint: Default::default(),
             id: "s".into(),
             meta: meta.clone(),
             spec: ServiceSpec {
+                endpoint: Default::default(),
                 annotations: Annotations {
                     name: "web".into(),
                     labels: BTreeMap::new(),

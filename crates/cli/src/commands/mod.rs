@@ -7,6 +7,7 @@ pub mod image;
 pub mod network;
 pub mod node;
 pub mod placement;
+pub mod ports;
 pub mod progress;
 pub mod registry_auth;
 pub mod rollout;

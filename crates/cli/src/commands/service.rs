@@ -58,6 +58,10 @@ pub struct CreateFlags<'a> {
     pub reserve_memory: Option<&'a str>,
     /// `--with-registry-auth`.
     pub with_registry_auth: bool,
+    /// `-p/--publish`.
+    pub publish: &'a [String],
+    /// `--endpoint-mode`.
+    pub endpoint_mode: Option<&'a str>,
 }
 
 /// `--network` as the docker CLI's NetworkOpt reads it: a bare name or ID,
@@ -469,6 +473,7 @@ pub async fn create(
             ));
         }
         let mut spec = control::ServiceSpec {
+            endpoint: super::ports::endpoint(flags.publish, flags.endpoint_mode)?,
             annotations: Some(control::Annotations {
                 name: flags.name.unwrap_or("").to_string(),
                 labels: parse_labels(flags.labels),

@@ -48,6 +48,10 @@ pub struct InitSettings<'a> {
     pub heartbeat: Option<&'a str>,
     pub cert_expiry: Option<&'a str>,
     pub autolock: bool,
+    /// `--default-addr-pool`, `--default-addr-pool-mask-length`, `--data-path-port`.
+    pub default_addr_pool: &'a [String],
+    pub default_addr_pool_mask_length: Option<u32>,
+    pub data_path_port: Option<u32>,
 }
 
 pub async fn init(
@@ -66,6 +70,9 @@ pub async fn init(
             heartbeat_period_ms,
             autolock,
             node_cert_expiry_ms,
+            default_addr_pool: settings.default_addr_pool.to_vec(),
+            subnet_size: settings.default_addr_pool_mask_length.unwrap_or(0),
+            data_path_port: settings.data_path_port.unwrap_or(0),
         };
         let node_id = client.init(req).await?.into_inner().node_id;
         let mut out = format!("Swarm initialized: current node ({node_id}) is now a manager.\n\n");

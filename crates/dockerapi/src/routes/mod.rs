@@ -97,7 +97,7 @@ impl<C: Control> Api<C> {
             ["tasks", id, "logs"] if get => self.logs("", id, req).await,
 
             ["networks"] if get => self.networks_list(req).await,
-            ["networks", "create"] if post => Err(networks::unsupported()),
+            ["networks", "create"] if post => self.network_create(req).await,
             ["networks", id] if get => self.network_inspect(id, req).await,
             ["networks", id] if delete => self.network_remove(id).await,
 

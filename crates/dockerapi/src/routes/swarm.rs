@@ -54,7 +54,7 @@ fn tls_info(ca_pem: &str) -> serde_json::Value {
 /// `/info`'s `Swarm.Cluster`).
 pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
     let meta = c.meta.unwrap_or_default();
-    let s = c.settings.unwrap_or_default();
+    let s = c.settings.clone().unwrap_or_default();
     serde_json::json!({
         "ID": c.id,
         "Version": {"Index": meta.version.map(|v| v.index).unwrap_or(0)},
@@ -72,9 +72,9 @@ pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
         },
         "TLSInfo": tls_info(&c.ca_cert_pem),
         "RootRotationInProgress": false,
-        "DefaultAddrPool": null,
-        "SubnetSize": 24,
-        "DataPathPort": 4789,
+        "DefaultAddrPool": s.default_addr_pool,
+        "SubnetSize": s.subnet_size,
+        "DataPathPort": s.data_path_port,
         "JoinTokens": {"Worker": c.worker_token, "Manager": c.manager_token},
     })
 }
@@ -130,6 +130,10 @@ struct InitBody {
     spec: SwarmSpec,
     auto_lock_managers: bool,
     availability: String,
+    data_path_addr: String,
+    data_path_port: u32,
+    default_addr_pool: Vec<String>,
+    subnet_size: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -151,7 +155,7 @@ struct UnlockBody {
 /// What of `spec` differs from the current settings (zero means unset, as
 /// in Docker's CLI, except the retention limit which may be 0).
 fn settings_change(current: &GetClusterResponse, spec: &SwarmSpec) -> ApiResult<UpdateClusterRequest> {
-    let s = current.settings.unwrap_or_default();
+    let s = current.settings.clone().unwrap_or_default();
     let mut req = UpdateClusterRequest::default();
     if let Some(v) = spec.orchestration.task_history_retention_limit
         && v != s.task_history_retention_limit
@@ -199,6 +203,11 @@ impl<C: Control> Api<C> {
             return Err(ApiError::bad_request("swarmkeep does not support --force-new-cluster"));
         }
         let availability = availability(&body.availability)?;
+        if !body.data_path_addr.is_empty() {
+            return Err(ApiError::bad_request(
+                "DataPathAddr is not supported: overlay traffic uses the advertise address",
+            ));
+        }
         let heartbeat_period_ms = duration_ms("Dispatcher.HeartbeatPeriod", body.spec.dispatcher.heartbeat_period)?;
         let node_cert_expiry_ms = duration_ms("CAConfig.NodeCertExpiry", body.spec.ca_config.node_cert_expiry)?;
         let init = call!(
@@ -210,6 +219,9 @@ impl<C: Control> Api<C> {
                 heartbeat_period_ms,
                 autolock: body.auto_lock_managers || body.spec.encryption_config.auto_lock_managers,
                 node_cert_expiry_ms,
+                default_addr_pool: body.default_addr_pool,
+                subnet_size: body.subnet_size,
+                data_path_port: body.data_path_port,
             }
         )?;
         // Settings of the init spec that Init itself does not take. If one is

@@ -12,9 +12,9 @@ use swarmkeep_api::targets::effective_target;
 use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_store::ClusterState;
 use swarmkeep_store::objects::{
-    FailureAction, FileReference, Mount, MountKind, NetworkAttachmentConfig, Placement, ResourceLimits,
-    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus,
-    UpdateConfig, UpdateOrder,
+    EndpointMode, EndpointSpec, FailureAction, FileReference, Mount, MountKind, NetworkAttachmentConfig, Placement,
+    PortConfig, PublishMode, ResourceLimits, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task,
+    TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
 };
 use tonic::{Code, Status};
 
@@ -382,7 +382,71 @@ pub(crate) fn spec_to_proto(spec: &ServiceSpec) -> control::ServiceSpec {
         update_config: Some(update_config_to_proto(&spec.update_config)),
         rollback_config: Some(update_config_to_proto(&spec.rollback_config)),
         max_concurrent,
+        endpoint: Some(control::EndpointSpec {
+            mode: match spec.endpoint.mode {
+                EndpointMode::Vip => "vip".into(),
+                EndpointMode::Dnsrr => "dnsrr".into(),
+            },
+            ports: spec.endpoint.ports.iter().map(port_to_proto).collect(),
+        }),
     }
+}
+
+fn port_to_proto(p: &PortConfig) -> control::PortConfig {
+    control::PortConfig {
+        name: p.name.clone(),
+        protocol: p.protocol.clone(),
+        target_port: p.target_port,
+        published_port: p.published_port,
+        publish_mode: match p.publish_mode {
+            PublishMode::Ingress => "ingress".into(),
+            PublishMode::Host => "host".into(),
+        },
+    }
+}
+
+/// Docker's EndpointSpec, checked with Docker's and swarmkit's words.
+fn endpoint_from_proto(e: Option<control::EndpointSpec>) -> Result<EndpointSpec, Status> {
+    let e = e.unwrap_or_default();
+    let mode = match e.mode.as_str() {
+        "" | "vip" => EndpointMode::Vip,
+        "dnsrr" => EndpointMode::Dnsrr,
+        other => {
+            return Err(rpc(
+                Code::InvalidArgument,
+                format!("invalid resolution mode: {other:?}"),
+            ));
+        }
+    };
+    let mut ports = Vec::with_capacity(e.ports.len());
+    for p in e.ports {
+        let protocol = match p.protocol.to_ascii_lowercase().as_str() {
+            "" | "tcp" => "tcp",
+            "udp" => "udp",
+            "sctp" => {
+                return Err(rpc(
+                    Code::InvalidArgument,
+                    "EndpointSpec: sctp ports are not supported by swarmkeep's routing mesh",
+                ));
+            }
+            other => return Err(rpc(Code::InvalidArgument, format!("invalid protocol {other:?}"))),
+        };
+        let publish_mode = match p.publish_mode.as_str() {
+            "" | "ingress" => PublishMode::Ingress,
+            "host" => PublishMode::Host,
+            other => return Err(rpc(Code::InvalidArgument, format!("invalid publish mode {other:?}"))),
+        };
+        ports.push(PortConfig {
+            name: p.name,
+            protocol: protocol.into(),
+            target_port: p.target_port,
+            published_port: p.published_port,
+            publish_mode,
+        });
+    }
+    let spec = EndpointSpec { mode, ports };
+    swarmkeep_scheduler::ipam::check_endpoint(&spec).map_err(|e| rpc(Code::InvalidArgument, e))?;
+    Ok(spec)
 }
 
 pub fn service_to_proto(s: &Service) -> control::Service {
@@ -396,6 +460,18 @@ pub fn service_to_proto(s: &Service) -> control::Service {
             started_at: Some(to_timestamp(u.started_at)),
             completed_at: u.completed_at.map(to_timestamp),
             message: u.message.clone(),
+        }),
+        endpoint: Some(control::Endpoint {
+            ports: s.endpoint.ports.iter().map(port_to_proto).collect(),
+            virtual_ips: s
+                .endpoint
+                .virtual_ips
+                .iter()
+                .map(|v| control::VirtualIp {
+                    network_id: v.network_id.clone(),
+                    addr: v.addr.clone(),
+                })
+                .collect(),
         }),
     }
 }
@@ -412,18 +488,30 @@ pub fn status_to_proto(s: &TaskStatus) -> control::TaskStatus {
 }
 
 /// A task as the control API and the dispatcher show it: with the networks
-/// its spec attaches it to (as swarmkit's `Task.Networks`).
+/// it is attached to and its address on each (swarmkit's `Task.Networks`):
+/// the overlays it was given addresses on (ingress first), then the others
+/// its spec names (`host`).
 pub fn task_to_proto(st: &ClusterState, t: &Task) -> control::Task {
-    let networks = t
-        .spec
-        .networks
+    let mut networks: Vec<control::NetworkAttachment> = t
+        .addresses
         .iter()
-        .filter_map(|a| st.networks.get(&a.target))
-        .map(|n| control::NetworkAttachment {
+        .filter_map(|a| st.networks.get(&a.network_id).map(|n| (n, a)))
+        .map(|(n, a)| control::NetworkAttachment {
             network: Some(super::network::to_proto(n)),
-            addresses: Vec::new(),
+            addresses: vec![a.addr.clone()],
         })
         .collect();
+    networks.extend(
+        t.spec
+            .networks
+            .iter()
+            .filter(|a| !t.addresses.iter().any(|x| x.network_id == a.target))
+            .filter_map(|a| st.networks.get(&a.target))
+            .map(|n| control::NetworkAttachment {
+                network: Some(super::network::to_proto(n)),
+                addresses: Vec::new(),
+            }),
+    );
     control::Task {
         networks,
         id: t.id.clone(),
@@ -591,7 +679,9 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
     };
     let update_config = update_config_from_proto("UpdateConfig", spec.update_config)?;
     let rollback_config = update_config_from_proto("RollbackConfig", spec.rollback_config)?;
+    let endpoint = endpoint_from_proto(spec.endpoint)?;
     Ok(ServiceSpec {
+        endpoint,
         annotations,
         task: TaskSpec {
             image: task.image,

@@ -80,6 +80,7 @@ impl Control for ControlService {
         if req.node_cert_expiry_ms != 0 {
             swarm::check_cert_expiry(req.node_cert_expiry_ms)?;
         }
+        let networking = swarm::network_defaults(&req)?;
         let node_id = self
             .manager
             .init(
@@ -87,6 +88,7 @@ impl Control for ControlService {
                 &req.listen_addr,
                 req.heartbeat_period_ms,
                 req.node_cert_expiry_ms,
+                networking,
             )
             .await?;
         if req.autolock {
@@ -309,6 +311,15 @@ impl Control for ControlService {
         let swarm = self.manager.active()?;
         config::remove_config(&swarm, &req.get_ref().id).await?;
         Ok(Response::new(RemoveConfigResponse {}))
+    }
+
+    async fn create_network(
+        &self,
+        req: Request<CreateNetworkRequest>,
+    ) -> Result<Response<CreateNetworkResponse>, Status> {
+        let swarm = self.manager.active()?;
+        let network = network::create_network(&swarm, req.into_inner().spec).await?;
+        Ok(Response::new(CreateNetworkResponse { network: Some(network) }))
     }
 
     async fn get_network(&self, req: Request<GetNetworkRequest>) -> Result<Response<GetNetworkResponse>, Status> {

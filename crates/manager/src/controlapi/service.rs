@@ -90,16 +90,38 @@ pub(super) async fn create_service(
     let id = new_id();
     spec.task.sealed_registry_auth = super::registry_auth::seal_new(swarm, &id, registry_auth)?;
     let name = spec.annotations.name.clone();
-    let service = Service {
+    let mut service = Service {
         id: id.clone(),
         meta: new_meta(),
         spec,
         previous_spec: None,
         update_status: None,
+        endpoint: Default::default(),
     };
-    let index = swarm.write(Command::CreateService(service)).await?;
+    let index = write_with_endpoint(swarm, &mut service, |service| Command::CreateService(service.clone())).await?;
     tracing::info!(%id, %name, index, "service created");
     get_service(swarm, &id).await
+}
+
+/// Writes `service` with its endpoint (virtual IPs, published ports)
+/// allocated from the state as it is; allocated again if another write took
+/// an address meanwhile (the store refuses a taken one).
+async fn write_with_endpoint(
+    swarm: &ManagerState,
+    service: &mut Service,
+    command: impl Fn(&Service) -> Command,
+) -> Result<u64, Status> {
+    let mut attempts = 0;
+    loop {
+        service.endpoint = swarm.store.read(|st| {
+            swarmkeep_scheduler::ipam::service_endpoint(st, &service.id, &service.spec, &service.endpoint)
+                .map_err(|e| rpc(Code::InvalidArgument, e))
+        })?;
+        match swarm.write(command(service)).await {
+            Err(e) if e.code() == Code::Aborted && attempts < 3 => attempts += 1,
+            other => return other,
+        }
+    }
 }
 
 pub(super) async fn get_service(swarm: &ManagerState, input: &str) -> Result<control::Service, Status> {
@@ -202,13 +224,13 @@ pub(super) async fn update_service(
         check_references(st, &spec)?;
         resolve_networks(st, &mut spec)
     })?;
-    let service = swarmkeep_scheduler::update::apply_spec(&current, spec, rollback, time::OffsetDateTime::now_utc());
-    swarm
-        .write(Command::UpdateService {
-            service,
-            expected_version: version.index,
-        })
-        .await?;
+    let mut service =
+        swarmkeep_scheduler::update::apply_spec(&current, spec, rollback, time::OffsetDateTime::now_utc());
+    write_with_endpoint(swarm, &mut service, |service| Command::UpdateService {
+        service: service.clone(),
+        expected_version: version.index,
+    })
+    .await?;
     tracing::info!(id = %current.id, "service updated");
     get_service(swarm, &current.id).await
 }

@@ -65,6 +65,21 @@ pub(super) async fn cluster_info(swarm: &ManagerState) -> Result<control::GetClu
             heartbeat_period_ms: c.heartbeat_period_ms,
             node_cert_expiry_ms: c.node_cert_expiry_ms,
             autolock: c.autolock,
+            default_addr_pool: if c.default_addr_pool.is_empty() {
+                vec![swarmkeep_scheduler::ipam::DEFAULT_POOL.to_string()]
+            } else {
+                c.default_addr_pool.clone()
+            },
+            subnet_size: if c.subnet_size == 0 {
+                swarmkeep_scheduler::ipam::DEFAULT_SUBNET_SIZE
+            } else {
+                c.subnet_size
+            },
+            data_path_port: if c.data_path_port == 0 {
+                DEFAULT_DATA_PATH_PORT
+            } else {
+                c.data_path_port
+            },
         }),
         ca_cert_pem: c.ca_cert_pem.clone(),
         worker_token: swarm.open_token("worker", &c.sealed_worker_token)?,
@@ -244,4 +259,27 @@ fn min_cert_expiry_ms() -> Option<u64> {
         .parse::<u64>()
         .ok()
         .map(|s| s.max(1) * 1000)
+}
+
+/// The VXLAN port when `--data-path-port` is not given.
+pub const DEFAULT_DATA_PATH_PORT: u32 = 4789;
+
+/// `swarm init`'s networking options, checked as Docker checks them.
+pub(super) fn network_defaults(req: &control::InitRequest) -> Result<crate::node::NetworkDefaults, Status> {
+    if req.data_path_port != 0 && !(1024..=49151).contains(&req.data_path_port) {
+        return Err(rpc(
+            Code::InvalidArgument,
+            format!(
+                "Datapath port number is not in valid range (1024-49151) : {}",
+                req.data_path_port
+            ),
+        ));
+    }
+    swarmkeep_scheduler::ipam::check_pool(&req.default_addr_pool, req.subnet_size)
+        .map_err(|e| rpc(Code::InvalidArgument, e))?;
+    Ok(crate::node::NetworkDefaults {
+        default_addr_pool: req.default_addr_pool.clone(),
+        subnet_size: req.subnet_size,
+        data_path_port: req.data_path_port,
+    })
 }

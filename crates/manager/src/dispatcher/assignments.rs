@@ -155,6 +155,7 @@ mod tests {
 
     fn task(id: &str, node: &str, state: TaskState, secrets: &[&str], configs: &[&str]) -> Task {
         Task {
+            addresses: Vec::new(),
             id: id.into(),
             meta: meta(1),
             service_id: "svc".into(),

@@ -68,6 +68,15 @@ pub struct SwarmNode {
     background: std::sync::Mutex<Option<Background>>,
 }
 
+/// `swarm init`'s `--default-addr-pool`, `--default-addr-pool-mask-length`
+/// and `--data-path-port` (empty and zero: Swarm's defaults).
+#[derive(Clone, Debug, Default)]
+pub struct NetworkDefaults {
+    pub default_addr_pool: Vec<String>,
+    pub subnet_size: u32,
+    pub data_path_port: u32,
+}
+
 impl SwarmNode {
     /// Starts from the data dir: a node that was in a swarm resumes its role;
     /// any leftover of an interrupted init or join is removed.
@@ -200,6 +209,7 @@ impl SwarmNode {
         listen_addr: &str,
         heartbeat_ms: u64,
         cert_expiry_ms: u64,
+        networking: NetworkDefaults,
     ) -> Result<String, Status> {
         let _guard = self.transitions.lock().await;
         self.ensure_inactive()?;
@@ -209,7 +219,9 @@ impl SwarmNode {
             0 => swarmkeep_store::objects::DEFAULT_CERT_EXPIRY_MS,
             ms => ms,
         };
-        let result = self.create_swarm(advertise, listen, heartbeat_ms, cert_expiry_ms).await;
+        let result = self
+            .create_swarm(advertise, listen, heartbeat_ms, cert_expiry_ms, networking)
+            .await;
         if result.is_err() {
             self.abandon().await;
         }
@@ -232,6 +244,7 @@ impl SwarmNode {
         listen: SocketAddr,
         heartbeat_ms: u64,
         cert_expiry_ms: u64,
+        networking: NetworkDefaults,
     ) -> Result<String, Status> {
         let node_id = new_id();
         let cluster_id = new_id();
@@ -301,7 +314,11 @@ impl SwarmNode {
             node_cert_expiry_ms: cert_expiry_ms,
             autolock: false,
             sealed_unlock_key: Vec::new(),
+            default_addr_pool: networking.default_addr_pool,
+            subnet_size: networking.subnet_size,
+            data_path_port: networking.data_path_port,
         };
+        let networks = swarmkeep_scheduler::networks::predefined_networks(&cluster, now, &mut new_id);
         let node = Node {
             id: node_id.clone(),
             meta,
@@ -321,7 +338,7 @@ impl SwarmNode {
                 node: Box::new(node),
                 // The networks every swarm has, there before the first
                 // service can ask for one.
-                networks: swarmkeep_scheduler::networks::predefined_networks(now, &mut new_id),
+                networks,
             })
             .await
             .map_err(write_error)?;
