@@ -13,6 +13,7 @@ use tempfile::TempDir;
 pub use swarmkeep_api::control;
 
 pub mod docker;
+pub mod netns;
 pub mod registry;
 
 struct Binaries {
@@ -93,6 +94,9 @@ pub struct Daemon {
     starts: u32,
     /// A directory the daemon inherits as fd 7 (see [`Daemon::start_inheriting`]).
     inherit_fd7: Option<PathBuf>,
+    /// The network namespace it runs in (a test host's), and that host's
+    /// registry mirror.
+    netns: Option<(PathBuf, String)>,
 }
 
 impl Daemon {
@@ -119,6 +123,28 @@ impl Daemon {
             log_level: log_level.into(),
             starts: 0,
             inherit_fd7: None,
+            netns: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// A daemon in the network namespace `netns` (a test host of
+    /// [`netns::TestHosts`]), pulling from `mirror`.
+    pub fn start_in_netns(netns: &Path, mirror: &str, extra_args: &[&str], log_level: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("swarmkeep-test")
+            .tempdir()
+            .expect("temp dir");
+        let mut d = Daemon {
+            dir,
+            child: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            log_level: log_level.into(),
+            starts: 0,
+            inherit_fd7: None,
+            netns: Some((netns.to_path_buf(), mirror.to_string())),
         };
         d.spawn();
         d
@@ -139,6 +165,7 @@ impl Daemon {
             log_level: "info".into(),
             starts: 0,
             inherit_fd7: Some(dir.to_path_buf()),
+            netns: None,
         };
         d.spawn();
         d
@@ -229,7 +256,10 @@ impl Daemon {
             .arg("--docker-api")
             .arg(format!("unix://{}", self.docker_socket().display()))
             .arg("--registry-mirror")
-            .arg(registry::mirror())
+            .arg(match &self.netns {
+                Some((_, mirror)) => mirror.clone(),
+                None => registry::mirror(),
+            })
             .args(&self.extra_args)
             .env("SWARMKEEP_LOG", &self.log_level)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -255,7 +285,24 @@ impl Daemon {
                 });
             }
         }
+        let ns_file = self
+            .netns
+            .as_ref()
+            .map(|(netns, _)| std::fs::File::open(netns).expect("opening the test host's namespace"));
+        if let Some(ns) = &ns_file {
+            let raw = std::os::fd::AsRawFd::as_raw_fd(ns);
+            // SAFETY: setns between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().expect("starting swarmkeepd");
+        drop(ns_file);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.socket().exists() {

@@ -53,18 +53,29 @@ impl Registry {
     }
 
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, "127.0.0.1")
+    }
+
+    /// An anonymous registry listening on `ip` (an address of this host,
+    /// such as the bridge of the test nodes' namespaces).
+    pub fn start_on(ip: &str) -> Self {
+        Self::start_with(None, ip)
+    }
+
+    /// The registry's HOST:PORT.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// A registry that answers only `user` with `password` (htpasswd, as a
     /// private registry does), over plain HTTP on loopback.
     pub fn start_with_login(user: &str, password: &str) -> Self {
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some((user, password)), "127.0.0.1")
     }
 
-    fn start_with(login: Option<(&str, &str)>) -> Self {
+    fn start_with(login: Option<(&str, &str)>, ip: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("swarmkeep-registry").tempdir().unwrap();
-        let addr = crate::free_addr("127.0.0.1");
+        let addr = crate::free_addr(ip);
         let config = dir.path().join("config.yml");
         let mut yaml = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: test-only\n",

@@ -190,6 +190,7 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
         container_id: String::new(),
         hostname: spec.hostname.clone(),
         network: crate::network::NetworkMode::Bridge,
+        overlays: Vec::new(),
         read_only: spec.read_only,
         tty: spec.tty,
         limits: spec
@@ -259,7 +260,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     let spec = task.spec.clone().unwrap_or_default();
     let prepared = task_files(&agent, &spec);
     let prepared = prepared.and_then(|(files, mut run)| {
-        run.network = network_mode(&task)?;
+        (run.network, run.overlays) = network_mode(&task)?;
         // dockerd's refusal: the node's network is not for a remapped root.
         if run.network == crate::network::NetworkMode::Host && agent.config.userns_remap.is_some() {
             return Err("Cannot share the host's network namespace when user namespaces are enabled".into());
@@ -487,22 +488,47 @@ fn asks_for_net_raw(capability_add: &[String]) -> bool {
 }
 
 /// How the task is networked: in its node's own namespace when attached to a
-/// `host` network, else on the node's task bridge.
-fn network_mode(task: &control::Task) -> Result<crate::network::NetworkMode, String> {
+/// `host` network, else on the node's task bridge, and on the overlay
+/// networks it has an address on.
+fn network_mode(
+    task: &control::Task,
+) -> Result<(crate::network::NetworkMode, Vec<crate::network::OverlayAttachment>), String> {
     let mut mode = crate::network::NetworkMode::Bridge;
-    for network in task.networks.iter().filter_map(|a| a.network.as_ref()) {
+    let mut overlays = Vec::new();
+    for attachment in &task.networks {
+        let Some(network) = attachment.network.as_ref() else {
+            continue;
+        };
         let spec = network.spec.clone().unwrap_or_default();
+        let name = spec.annotations.map(|a| a.name).unwrap_or_default();
         match spec.driver.as_str() {
             "host" => mode = crate::network::NetworkMode::Host,
+            "overlay" => {
+                let alloc = network.allocation.clone().unwrap_or_default();
+                let address = attachment.addresses.first().and_then(|a| a.split_once('/'));
+                let parsed = address.and_then(|(ip, prefix)| Some((ip.parse().ok()?, prefix.parse().ok()?)));
+                let (Some((address, prefix)), Ok(gateway)) = (parsed, alloc.gateway.parse()) else {
+                    return Err(format!("network {name}: the task has no address on it"));
+                };
+                overlays.push(crate::network::OverlayAttachment {
+                    network_id: network.id.clone(),
+                    vni: alloc.vni,
+                    gateway,
+                    address,
+                    prefix,
+                });
+            }
             driver => {
-                let name = spec.annotations.map(|a| a.name).unwrap_or_default();
                 return Err(format!(
                     "network {name}: the {driver:?} driver is not supported on this node"
                 ));
             }
         }
     }
-    Ok(mode)
+    if mode == crate::network::NetworkMode::Host && !overlays.is_empty() {
+        return Err("a task on the host's network cannot be on an overlay network too".into());
+    }
+    Ok((mode, overlays))
 }
 
 /// The task's container as Docker shows it (`docker ps`, `inspect`).

@@ -55,6 +55,7 @@ mod tests {
             container_id: String::new(),
             hostname: String::new(),
             network: crate::network::NetworkMode::Bridge,
+            overlays: Vec::new(),
             read_only: false,
             tty: false,
             limits: Default::default(),

@@ -70,7 +70,12 @@ async fn session(agent: &Arc<AgentState>, tls: &TlsCell, addr: &str) -> Result<(
     tracing::info!(%addr, "dispatcher session open");
     // Log subscriptions ride beside the session, and end with it.
     let logs = AbortOnDrop(tokio::spawn(crate::logs::log_subscriptions(agent.logs.clone(), client)));
-    while let Some(msg) = stream.message().await? {
+    while let Some(mut msg) = stream.message().await? {
+        // The overlays' peers and records first: a task started for this
+        // message finds them.
+        if let Some(view) = msg.network_view.take() {
+            agent.executor.overlays().update_view(view).await;
+        }
         {
             let mut held = lock(&agent.assignments);
             held.apply(&key, msg);

@@ -183,6 +183,37 @@ enum ImageCmd {
 
 #[derive(Subcommand)]
 enum NetworkCmd {
+    /// Create a network
+    Create {
+        /// Driver to manage the Network
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        /// Subnet in CIDR format that represents a network segment
+        #[arg(long)]
+        subnet: Vec<String>,
+        /// Gateway for the master subnet
+        #[arg(long)]
+        gateway: Vec<String>,
+        /// Allocate container ip from a sub-range
+        #[arg(long)]
+        ip_range: Vec<String>,
+        /// Enable manual container attachment
+        #[arg(long)]
+        attachable: bool,
+        /// Restrict external access to the network
+        #[arg(long)]
+        internal: bool,
+        /// Create swarm routing-mesh network
+        #[arg(long)]
+        ingress: bool,
+        /// Set driver specific options
+        #[arg(short, long)]
+        opt: Vec<String>,
+        /// Set metadata on a network
+        #[arg(long)]
+        label: Vec<String>,
+        name: String,
+    },
     /// List networks
     #[command(alias = "list")]
     Ls {
@@ -623,6 +654,31 @@ async fn run(cli: Cli) -> Output {
             }
         }
         Command::Network(cmd) => match cmd {
+            NetworkCmd::Create {
+                driver,
+                subnet,
+                gateway,
+                ip_range,
+                attachable,
+                internal,
+                ingress,
+                opt,
+                label,
+                name,
+            } => {
+                let flags = commands::network::CreateFlags {
+                    driver,
+                    subnets: subnet,
+                    gateways: gateway,
+                    ranges: ip_range,
+                    attachable,
+                    internal,
+                    ingress,
+                    options: opt,
+                    labels: label,
+                };
+                commands::network::create(c, &name, flags).await
+            }
             NetworkCmd::Ls {
                 quiet,
                 no_trunc,

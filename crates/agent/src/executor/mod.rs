@@ -40,6 +40,8 @@ pub struct TaskRun {
     /// `--hostname`; the container ID's first 12 digits when empty.
     pub hostname: String,
     pub network: crate::network::NetworkMode,
+    /// Its addresses on overlay networks (bridge mode only).
+    pub overlays: Vec<crate::network::OverlayAttachment>,
     /// `--read-only`: the task's root is mounted read-only.
     pub read_only: bool,
     /// `--tty`: the command runs on a pseudo-terminal.

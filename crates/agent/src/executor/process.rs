@@ -17,7 +17,7 @@ use super::cgroup::{Limits, TaskCgroup};
 use super::shim::{Credentials, ERROR_FD, SPEC_FD, ShimSpec};
 use super::{TaskRun, container_id};
 use crate::mounts::task_dir;
-use crate::network::{Bridge, Endpoint, NetworkMode, hosts_file, resolv_conf, with_dns};
+use crate::network::{Bridge, Endpoint, NetworkMode, Overlays, hosts_file, overlay_resolv_conf, resolv_conf, with_dns};
 
 pub struct ProcessExecutor {
     inner: Arc<Inner>,
@@ -30,6 +30,8 @@ pub struct Inner {
     pub(super) shim_exe: PathBuf,
     /// The node's task bridge, made when the first task needs it.
     bridge: tokio::sync::OnceCell<Bridge>,
+    /// The overlay networks of the node's tasks.
+    overlays: Overlays,
     /// Bridged sandboxes made ahead, waiting for a task: a task's start
     /// then skips the shim's spawn, the cgroup move (a cgroup v1 move waits
     /// for an RCU grace period, ~8–11 ms here) and the network's plumbing
@@ -258,6 +260,7 @@ impl ProcessExecutor {
                 exec_root: exec_root.to_path_buf(),
                 shim_exe,
                 bridge: tokio::sync::OnceCell::new(),
+                overlays: Overlays::new(exec_root),
                 warm: Mutex::default(),
                 warm_target,
                 refilling: Mutex::default(),
@@ -381,16 +384,24 @@ impl ProcessExecutor {
         }
     }
 
-    /// Frees what the ended task held: its address, its cgroup.
+    /// The overlay networks of the node's tasks.
+    pub fn overlays(&self) -> &Overlays {
+        &self.overlays
+    }
+
+    /// Frees what the ended task held: its addresses, its cgroup.
     pub async fn finish(&self, task: &RunningTask) {
+        self.overlays.detach(&task.task_id).await;
         if let Some(bridge) = self.bridge.get() {
             bridge.detach(&task.task_id, task.endpoint.as_ref()).await;
         }
         task.cgroup.remove().await;
     }
 
-    /// Removes the node's task bridge (daemon shutdown, no task left).
+    /// Removes the node's task bridge and overlays (daemon shutdown, no
+    /// task left).
     pub async fn shutdown(&self) {
+        self.overlays.teardown().await;
         if let Some(bridge) = self.bridge.get() {
             bridge.teardown().await;
         }
@@ -407,6 +418,10 @@ impl ProcessExecutor {
     ) -> Result<Vec<(PathBuf, PathBuf)>, String> {
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (hosts, resolv) = match run.network {
+            NetworkMode::Bridge if !run.overlays.is_empty() => (
+                hosts_file(address, hostname, &run.sandbox.hosts),
+                with_dns(&overlay_resolv_conf(&host_resolv), &run.sandbox.dns),
+            ),
             NetworkMode::Bridge => (
                 hosts_file(address, hostname, &run.sandbox.hosts),
                 with_dns(&resolv_conf(&host_resolv), &run.sandbox.dns),
@@ -537,7 +552,21 @@ impl ProcessExecutor {
             hostname: hostname.clone(),
             env: task_env,
         };
-        let etc = self.etc_files(&dir, run, &hostname, task.endpoint.as_ref().map(|e| e.address));
+        // Its overlay networks, before it runs anything.
+        if !run.overlays.is_empty()
+            && let Err(e) = self.overlays.attach(&run.task_id, pid, &run.overlays).await
+        {
+            let _ = task.child.kill().await;
+            self.finish(&task).await;
+            return Err(format!("attaching the task to its networks: {e}"));
+        }
+        // Docker's /etc/hosts names the container by its first overlay address.
+        let address = run
+            .overlays
+            .first()
+            .map(|o| o.address)
+            .or(task.endpoint.as_ref().map(|e| e.address));
+        let etc = self.etc_files(&dir, run, &hostname, address);
         let passed = etc.and_then(|files| {
             spec.etc_files = files;
             let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
@@ -657,6 +686,7 @@ pub fn cleanup_stale(exec_root: &Path) {
     }
     crate::mounts::unmount_all_under(&tasks);
     super::cgroup::cleanup_stale(&container_ids);
+    Overlays::cleanup_stale(exec_root);
     for dir in [&tasks, &warm] {
         if let Err(e) = std::fs::remove_dir_all(dir)
             && e.kind() != std::io::ErrorKind::NotFound

@@ -3,10 +3,14 @@
 //! `/etc/resolv.conf` Docker writes for a container.
 
 mod bridge;
+mod dns;
 mod firewall;
+mod netns;
 mod nft_netlink;
+mod overlay;
 
 pub use bridge::{Bridge, Endpoint};
+pub use overlay::{OverlayAttachment, Overlays};
 
 use std::net::Ipv4Addr;
 
@@ -63,6 +67,34 @@ pub fn resolv_conf(host: &str) -> String {
     if servers == 0 {
         out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     }
+    out
+}
+
+/// Docker's `/etc/resolv.conf` for a container on a swarm network: the
+/// embedded DNS server instead of the host's nameservers (it forwards to
+/// them), the host's search domains and options, and `ndots:0`.
+pub fn overlay_resolv_conf(host: &str) -> String {
+    let mut out = String::new();
+    let mut options = Vec::new();
+    for line in host.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("nameserver") {
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix("options") {
+            options.extend(
+                rest.split_whitespace()
+                    .filter(|o| !o.starts_with("ndots:"))
+                    .map(str::to_string),
+            );
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(&format!("nameserver {}\n", dns::ADDRESS));
+    options.push("ndots:0".into());
+    out.push_str(&format!("options {}\n", options.join(" ")));
     out
 }
 
@@ -135,6 +167,14 @@ mod tests {
             "search corp\nnameserver 10.9.9.9\noptions ndots:2\n"
         );
         assert_eq!(with_dns(base, &Default::default()), base);
+    }
+
+    #[test]
+    fn a_swarm_networked_task_asks_the_embedded_server() {
+        assert_eq!(
+            overlay_resolv_conf("search corp\nnameserver 10.1.1.1\noptions ndots:2 edns0\n"),
+            "search corp\nnameserver 127.0.0.11\noptions edns0 ndots:0\n"
+        );
     }
 
     #[test]

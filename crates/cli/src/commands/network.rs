@@ -1,12 +1,91 @@
-//! `swarmkeep network ls|inspect|rm`: the swarm's networks (today the
-//! predefined `host`), shown as the docker CLI shows them.
+//! `swarmkeep network create|ls|inspect|rm`: the swarm's networks, shown as
+//! the docker CLI shows them.
 
-use swarmkeep_api::control::{self, GetNetworkRequest, ListNetworksRequest, RemoveNetworkRequest};
+use swarmkeep_api::control::{
+    self, CreateNetworkRequest, GetNetworkRequest, IpamConfig, ListNetworksRequest, RemoveNetworkRequest,
+};
 use swarmkeep_api::engine;
 
 use super::objects::sort_by_name;
 use super::{Output, fetch_each, inspect_output, parse_filters, remove_each};
 use crate::client::{CliError, Client};
+
+/// `network create`'s flags, as the docker CLI's.
+pub struct CreateFlags {
+    pub driver: String,
+    pub subnets: Vec<String>,
+    pub gateways: Vec<String>,
+    pub ranges: Vec<String>,
+    pub attachable: bool,
+    pub internal: bool,
+    pub ingress: bool,
+    pub options: Vec<String>,
+    pub labels: Vec<String>,
+}
+
+/// The docker CLI's IPAM checks: one gateway and range per subnet.
+fn ipam(flags: &CreateFlags) -> Result<Vec<IpamConfig>, CliError> {
+    if flags.subnets.len() > 1 || flags.gateways.len() > 1 || flags.ranges.len() > 1 {
+        return Err(CliError("swarmkeep supports one IPv4 subnet per network".into()));
+    }
+    if flags.subnets.is_empty() && !(flags.gateways.is_empty() && flags.ranges.is_empty()) {
+        let flag = if flags.gateways.is_empty() {
+            "ip-range"
+        } else {
+            "gateway"
+        };
+        return Err(CliError(format!("every {flag} must have a corresponding subnet")));
+    }
+    Ok(flags
+        .subnets
+        .first()
+        .map(|subnet| IpamConfig {
+            subnet: subnet.clone(),
+            gateway: flags.gateways.first().cloned().unwrap_or_default(),
+            range: flags.ranges.first().cloned().unwrap_or_default(),
+        })
+        .into_iter()
+        .collect())
+}
+
+pub async fn create(client: &mut Client, name: &str, flags: CreateFlags) -> Output {
+    let result: Result<String, CliError> = async {
+        let ipam = ipam(&flags)?;
+        let driver_options = flags
+            .options
+            .iter()
+            .map(|o| match o.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (o.to_string(), String::new()),
+            })
+            .collect();
+        let spec = control::NetworkSpec {
+            annotations: Some(control::Annotations {
+                name: name.to_string(),
+                labels: super::parse_labels(&flags.labels),
+            }),
+            driver: flags.driver,
+            driver_options,
+            ipam,
+            internal: flags.internal,
+            attachable: flags.attachable,
+            ingress: flags.ingress,
+            ..Default::default()
+        };
+        let network = client
+            .create_network(CreateNetworkRequest { spec: Some(spec) })
+            .await?
+            .into_inner()
+            .network
+            .unwrap_or_default();
+        Ok(format!("{}\n", network.id))
+    }
+    .await;
+    match result {
+        Ok(s) => Output::ok(s),
+        Err(e) => e.into(),
+    }
+}
 
 const DEFAULT_FORMAT: &str = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
 

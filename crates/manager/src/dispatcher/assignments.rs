@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarmkeep_api::dispatcher::{AssignmentsMessage, ConfigPayload, SealedSecret};
+use swarmkeep_api::dispatcher::{AssignmentsMessage, ConfigPayload, NetworkView, SealedSecret};
 use swarmkeep_crypto::{BoxSealer, DataKey, SecretBytes};
 use swarmkeep_store::ClusterState;
 use swarmkeep_store::objects::Task;
@@ -16,11 +16,13 @@ use crate::controlapi::convert::task_to_proto;
 
 /// What one node holds: task versions, and the secrets and configs its
 /// unfinished tasks reference.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct AssignmentSet {
     tasks: BTreeMap<String, u64>,
     secrets: BTreeSet<String>,
     configs: BTreeSet<String>,
+    /// The overlays its tasks are on, as it needs them.
+    network: NetworkView,
 }
 
 /// The tasks a node is given: placed on it and not yet finished there.
@@ -37,6 +39,7 @@ pub(super) fn assignment_set(st: &ClusterState, node_id: &str) -> AssignmentSet 
         set.secrets.extend(t.spec.secrets.iter().map(|r| r.id.clone()));
         set.configs.extend(t.spec.configs.iter().map(|r| r.id.clone()));
     }
+    set.network = super::network_view::network_view(st, node_id);
     set
 }
 
@@ -123,6 +126,9 @@ pub(super) fn diff_message(
         }
     }
     msg.configs_removed = old.configs.difference(&new.configs).cloned().collect();
+    if complete || old.network != new.network {
+        msg.network_view = Some(new.network.clone());
+    }
     Ok(Some(msg))
 }
 

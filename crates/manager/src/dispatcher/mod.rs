@@ -25,6 +25,7 @@ use crate::controlapi::convert::status_from_proto;
 use crate::state::{CurrentMembership, ManagerState};
 
 mod assignments;
+mod network_view;
 
 use assignments::{AssignmentSet, assignment_set, diff_message, node_may_read_secret, seal_secret};
 

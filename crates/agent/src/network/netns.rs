@@ -1,0 +1,86 @@
+//! Network namespaces the agent makes and works in: a namespace kept alive by
+//! a bind mount on a file (as `ip netns add` does), and running netlink work
+//! inside a namespace from a thread of its own (a namespace is a thread's
+//! property; the agent's runtime threads never change theirs).
+
+use std::future::Future;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+/// Makes a new network namespace held by a bind mount on `path` (the file
+/// is created). Made again if `path` holds one already.
+pub fn create(path: &Path) -> Result<(), String> {
+    if path.exists() {
+        remove(path);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    std::fs::File::create(path).map_err(io(format!("creating {}", path.display())))?;
+    let target = path.to_path_buf();
+    let made = std::thread::spawn(move || -> Result<(), String> {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(io("making a network namespace"))?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(io(format!("holding the network namespace at {}", target.display())))
+    })
+    .join()
+    .map_err(|_| "making a network namespace panicked".to_string())?;
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+/// Lets go of the namespace held at `path` (it ends when nothing else
+/// holds it: its devices go with it) and removes the file.
+pub fn remove(path: &Path) {
+    let _ = nix::mount::umount2(path, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+/// Runs `work` inside the network namespace `ns` (a file such as
+/// `/proc/<pid>/ns/net` or one [`create`] made), on a thread of its own with
+/// a runtime of its own, and waits for it without blocking the caller's
+/// runtime.
+pub async fn run_in<F, Fut, T>(ns: &Path, work: F) -> Result<T, String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, String>>,
+    T: Send + 'static,
+{
+    let file = std::fs::File::open(ns).map_err(io(format!("opening the network namespace {}", ns.display())))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = (|| {
+            nix::sched::setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io("entering a network namespace"))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(io("runtime"))?;
+            rt.block_on(work())
+        })();
+        let _ = tx.send(result);
+    });
+    rx.await
+        .map_err(|_| "work in a network namespace panicked".to_string())?
+}
+
+/// A netlink connection in the calling thread's namespace.
+pub fn connect() -> Result<rtnetlink::Handle, String> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(io("opening a netlink socket"))?;
+    tokio::spawn(connection);
+    Ok(handle)
+}

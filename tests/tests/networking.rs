@@ -1,0 +1,265 @@
+//! Overlay networks on a three-node swarm whose nodes are network namespaces
+//! with their own addresses (made by the test, removed after): tasks on
+//! different nodes reach each other over VXLAN, by service name through the
+//! embedded DNS server and the service's VIP (balanced over every replica),
+//! `tasks.<service>` and `dnsrr` answer task addresses, two overlays are
+//! isolated, a network in use is not removed, and nothing of the data plane
+//! is left after `service rm`, `network rm` and daemon stop.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use swarmkeep_tests::netns::TestHosts;
+use swarmkeep_tests::{SwarmNode, docker, eventually, node_rows};
+
+fn create(m: &SwarmNode, args: &[&str], command: &[&str]) {
+    let mut all = vec![
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--stop-grace-period",
+        "1s",
+    ];
+    all.extend_from_slice(args);
+    all.push("bb:latest");
+    all.extend_from_slice(command);
+    m.cli(&all).ok();
+}
+
+/// Running tasks of `service`: (node hostname, container name, overlay address on `network`).
+fn tasks(m: &SwarmNode, service: &str) -> Vec<(String, String, String)> {
+    let out = m.cli(&[
+        "service",
+        "ps",
+        service,
+        "--filter",
+        "desired-state=running",
+        "--no-trunc",
+        "--format",
+        "{{.Node}}|{{.Name}}.{{.ID}}|{{.CurrentState}}",
+    ]);
+    let mut found = Vec::new();
+    for line in out.stdout.lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        if f.len() == 3 && f[2].starts_with("Running") {
+            let task_id = f[1].rsplit('.').next().unwrap_or_default();
+            let (status, _, body) = docker::http(&m.daemon.docker_socket(), "GET", &format!("/tasks/{task_id}"), None);
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let task: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let addr = task["NetworksAttachments"][0]["Addresses"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            found.push((f[0].to_string(), f[1].to_string(), addr.trim().to_string()));
+        }
+    }
+    found
+}
+
+fn node<'a>(nodes: &'a [SwarmNode], hostname: &str) -> &'a SwarmNode {
+    nodes.iter().find(|n| n.name == hostname).expect("a node of that name")
+}
+
+/// Runs `sh -c script` in the container `name` on `node`; (exit code, stdout).
+fn exec(node: &SwarmNode, name: &str, script: &str) -> (i32, String) {
+    let out = node.cli(&["exec", name, "sh", "-c", script]);
+    (out.code, out.stdout)
+}
+
+fn bare(addr: &str) -> &str {
+    addr.split('/').next().unwrap_or(addr)
+}
+
+#[test]
+fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
+    let hosts = TestHosts::new(3);
+    let mut nodes = hosts.swarm();
+    let m = &nodes[0];
+    assert!(eventually(Duration::from_secs(30), || node_rows(m)
+        .iter()
+        .all(|r| r.1 == "Ready")));
+    let net = m
+        .cli(&["network", "create", "-d", "overlay", "appnet"])
+        .ok()
+        .trim()
+        .to_string();
+    assert_eq!(net.len(), 25, "{net}");
+    m.cli(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.77.0.0/24",
+        "othernet",
+    ])
+    .ok();
+    // The walkthrough's hostname server, one per node.
+    create(
+        m,
+        &["--name", "web", "--mode", "global", "--network", "appnet"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www",
+        ],
+    );
+    create(
+        m,
+        &[
+            "--name",
+            "rr",
+            "--replicas",
+            "2",
+            "--endpoint-mode",
+            "dnsrr",
+            "--network",
+            "name=appnet,alias=roundrobin",
+        ],
+        &["sleep", "100000"],
+    );
+    create(
+        m,
+        &[
+            "--name",
+            "client",
+            "--constraint",
+            "node.hostname==w2",
+            "--network",
+            "appnet",
+        ],
+        &["sleep", "100000"],
+    );
+    create(
+        m,
+        &[
+            "--name",
+            "iso",
+            "--constraint",
+            "node.hostname==w1",
+            "--network",
+            "othernet",
+        ],
+        &["sleep", "100000"],
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || tasks(m, "web").len() == 3
+            && tasks(m, "rr").len() == 2
+            && tasks(m, "client").len() == 1
+            && tasks(m, "iso").len() == 1),
+        "{:?}\n{}",
+        m.cli(&["service", "ps", "web", "rr", "client", "iso"]).stdout,
+        nodes[2].daemon.log()
+    );
+    let web = tasks(m, "web");
+    let (_, client, client_addr) = tasks(m, "client").remove(0);
+    let w2 = node(&nodes, "w2");
+    // Addresses on the network's subnet; the VIP beside them.
+    let subnet = m
+        .cli(&[
+            "network",
+            "inspect",
+            "appnet",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    let prefix = subnet
+        .rsplit_once('.')
+        .map(|(p, _)| format!("{p}."))
+        .unwrap_or_default();
+    assert!(client_addr.starts_with(&prefix), "{client_addr} in {subnet}");
+    let vip = m
+        .cli(&[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    assert!(vip.starts_with(&prefix), "{vip}");
+
+    // Every web task, on every node (two of them remote), answers a ping
+    // and a connection from the client on w2.
+    for (on, _, addr) in &web {
+        let (code, out) = exec(w2, &client, &format!("ping -c 1 -W 5 {}", bare(addr)));
+        assert_eq!(code, 0, "ping {addr} (on {on}) from w2: {out}");
+        let (code, out) = exec(w2, &client, &format!("timeout 5 wget -q -O - http://{}/", bare(addr)));
+        assert_eq!(code, 0, "wget {addr} (on {on}): {out}");
+    }
+    // By name: the VIP, balanced over the three replicas in turn.
+    let (code, out) = exec(w2, &client, "cat /etc/resolv.conf; nslookup web");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("nameserver 127.0.0.11"), "{out}");
+    assert!(
+        out.contains(&format!("Address: {}", bare(&vip))) || out.contains(&format!("Address 1: {}", bare(&vip))),
+        "{out}"
+    );
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        let (code, out) = exec(w2, &client, "timeout 5 wget -q -O - http://web/");
+        assert_eq!(code, 0, "{out}");
+        seen.insert(out.trim().to_string());
+    }
+    assert_eq!(seen.len(), 3, "every replica answers in turn: {seen:?}");
+    // tasks.<service>: every task's address.
+    let (_, out) = exec(w2, &client, "nslookup tasks.web");
+    for (_, _, addr) in &web {
+        assert!(out.contains(bare(addr)), "{addr} in {out}");
+    }
+    // dnsrr (and its alias): the tasks' addresses, no VIP.
+    let rr = tasks(m, "rr");
+    for name in ["rr", "roundrobin"] {
+        let (code, out) = exec(w2, &client, &format!("nslookup {name}"));
+        assert_eq!(code, 0, "{out}");
+        for (_, _, addr) in &rr {
+            assert!(out.contains(bare(addr)), "{addr} in {out}");
+        }
+    }
+    // Another overlay is out of reach, by address and by name.
+    let (_, _, iso_addr) = tasks(m, "iso").remove(0);
+    let (code, _) = exec(w2, &client, &format!("ping -c 1 -W 2 {}", bare(&iso_addr)));
+    assert_ne!(code, 0, "othernet's task is not reachable from appnet");
+    let (code, out) = exec(w2, &client, "nslookup iso");
+    assert_ne!(code, 0, "{out}");
+    // A network in use is not removed (Docker's words).
+    let rm = m.cli(&["network", "rm", "appnet"]);
+    assert!(
+        rm.stderr.contains("network appnet is in use by service") || rm.stderr.contains("in use"),
+        "{rm:?}"
+    );
+    // Each node holds the network while a task of it runs there: a VXLAN
+    // device in a namespace of the agent's own, none in the node's.
+    for (i, n) in nodes.iter().enumerate() {
+        let dir = n.daemon.exec_root().join("netns");
+        assert!(dir.join(&net).exists(), "{} holds appnet", n.name);
+        assert_eq!(hosts.ip(i, &["-o", "link", "show", "type", "vxlan"]), "");
+    }
+
+    // Gone with its services and networks: namespaces, devices, rules.
+    for s in ["web", "rr", "client", "iso"] {
+        m.cli(&["service", "rm", s]).ok();
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || nodes.iter().all(|n| {
+            std::fs::read_dir(n.daemon.exec_root().join("netns")).map_or(true, |mut d| d.next().is_none())
+        })),
+        "every node let go of the overlays"
+    );
+    m.cli(&["network", "rm", "appnet", "othernet"]).ok();
+    let ls = m.cli(&["network", "ls", "--format", "{{.Name}}"]).ok().to_string();
+    assert!(!ls.contains("appnet") && !ls.contains("othernet"), "{ls}");
+    for n in nodes.iter_mut() {
+        n.daemon.stop();
+    }
+    for i in 0..3 {
+        assert_eq!(hosts.ip(i, &["-o", "link", "show", "type", "vxlan"]), "");
+        assert_eq!(hosts.ip(i, &["-o", "link", "show", "type", "bridge"]), "", "host {i}");
+    }
+}
