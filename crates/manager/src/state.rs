@@ -188,3 +188,12 @@ impl ManagerState {
         String::from_utf8(plain.expose().to_vec()).map_err(|_| rpc(Code::Internal, "join token"))
     }
 }
+
+/// `swarm init`'s `--default-addr-pool`, `--default-addr-pool-mask-length`
+/// and `--data-path-port` (empty and zero: Swarm's defaults).
+#[derive(Clone, Debug, Default)]
+pub struct NetworkDefaults {
+    pub default_addr_pool: Vec<String>,
+    pub subnet_size: u32,
+    pub data_path_port: u32,
+}

@@ -265,7 +265,7 @@ fn min_cert_expiry_ms() -> Option<u64> {
 pub const DEFAULT_DATA_PATH_PORT: u32 = 4789;
 
 /// `swarm init`'s networking options, checked as Docker checks them.
-pub(super) fn network_defaults(req: &control::InitRequest) -> Result<crate::node::NetworkDefaults, Status> {
+pub(super) fn network_defaults(req: &control::InitRequest) -> Result<crate::state::NetworkDefaults, Status> {
     if req.data_path_port != 0 && !(1024..=49151).contains(&req.data_path_port) {
         return Err(rpc(
             Code::InvalidArgument,
@@ -277,7 +277,7 @@ pub(super) fn network_defaults(req: &control::InitRequest) -> Result<crate::node
     }
     swarmkeep_scheduler::ipam::check_pool(&req.default_addr_pool, req.subnet_size)
         .map_err(|e| rpc(Code::InvalidArgument, e))?;
-    Ok(crate::node::NetworkDefaults {
+    Ok(crate::state::NetworkDefaults {
         default_addr_pool: req.default_addr_pool.clone(),
         subnet_size: req.subnet_size,
         data_path_port: req.data_path_port,

@@ -243,7 +243,9 @@ mod tests {
         let b = assignment_set(&st, "b");
         assert_eq!(ids(&b.secrets), ["s2"]);
         assert!(b.configs.is_empty());
-        assert_eq!(assignment_set(&st, "nobody"), AssignmentSet::default());
+        let nobody = assignment_set(&st, "nobody");
+        assert!(nobody.tasks.is_empty() && nobody.secrets.is_empty() && nobody.configs.is_empty());
+        assert!(nobody.network.networks.is_empty(), "no task: no overlay");
     }
 
     #[test]

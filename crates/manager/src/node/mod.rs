@@ -40,6 +40,7 @@ use crate::cluster::{self, network::GrpcNetwork};
 use crate::errors::{ALREADY_IN_SWARM, NOT_IN_SWARM, SWARM_NOT_LOCKED, internal, write_error};
 use crate::keystore::KeyStore;
 use crate::leader::call_leader;
+use crate::state::NetworkDefaults;
 use crate::state::{CA_KEY_AAD, CurrentMembership, ManagerState, Membership, NodeIdentity, WorkerState};
 use crate::{orchestrator, tokens, upkeep};
 
@@ -66,15 +67,6 @@ pub struct SwarmNode {
     /// Serialises init, join, leave and role changes.
     transitions: tokio::sync::Mutex<()>,
     background: std::sync::Mutex<Option<Background>>,
-}
-
-/// `swarm init`'s `--default-addr-pool`, `--default-addr-pool-mask-length`
-/// and `--data-path-port` (empty and zero: Swarm's defaults).
-#[derive(Clone, Debug, Default)]
-pub struct NetworkDefaults {
-    pub default_addr_pool: Vec<String>,
-    pub subnet_size: u32,
-    pub data_path_port: u32,
 }
 
 impl SwarmNode {
