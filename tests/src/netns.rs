@@ -9,9 +9,14 @@ use std::process::Command;
 use crate::registry::{Registry, busybox_image};
 use crate::{Daemon, SwarmNode};
 
-/// The test hosts' subnet: 172.31.N.0/24, N from the test process's PID.
-fn subnet_octet() -> u8 {
-    (std::process::id() % 200) as u8 + 20
+/// The hosts of one [`TestHosts`]: a tag for their names and the N of
+/// their subnet 172.31.N.0/24, from the test process's PID and a count of
+/// the sets it made (tests of one process run side by side).
+fn instance() -> (String, u8) {
+    static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let k = MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let pid = std::process::id();
+    (format!("swkt{pid}{}", k % 10), ((pid * 7 + k) % 200) as u8 + 20)
 }
 
 fn ip(args: &[&str]) -> std::process::Output {
@@ -31,8 +36,8 @@ fn ip_ok(args: &[&str]) {
     );
 }
 
-/// Network namespaces `swkt<pid>-<i>` with addresses 172.31.N.(i+1), joined
-/// by a bridge in the namespace `swkt<pid>-sw`, and a registry on this
+/// Network namespaces `swkt<pid><k>-<i>` with addresses 172.31.N.(i+1), joined
+/// by a bridge in the namespace `swkt<pid><k>-sw`, and a registry on this
 /// host's leg into it, 172.31.N.254, holding the test images.
 pub struct TestHosts {
     /// This host's leg into the switch.
@@ -45,9 +50,8 @@ pub struct TestHosts {
 
 impl TestHosts {
     pub fn new(count: usize) -> Self {
-        let pid = std::process::id();
-        let n = subnet_octet();
-        let bridge = format!("swkt{pid}");
+        let (tag, n) = instance();
+        let bridge = tag.clone();
         let mut hosts = Self {
             bridge: bridge.clone(),
             names: Vec::new(),
@@ -56,7 +60,7 @@ impl TestHosts {
         };
         // The switch: a bridge in a namespace of its own, where no firewall
         // (Docker's drops forwarded traffic in this host's) sees the frames.
-        let switch = format!("swkt{pid}-sw");
+        let switch = format!("{tag}-sw");
         ip_ok(&["netns", "add", &switch]);
         hosts.names.push(switch.clone());
         ip_ok(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
@@ -69,7 +73,7 @@ impl TestHosts {
         ip_ok(&["link", "set", &bridge, "up"]);
         ip_ok(&["-n", &switch, "link", "set", "up0", "master", "br0", "up"]);
         for i in 0..count {
-            let name = format!("swkt{pid}-{i}");
+            let name = format!("{tag}-{i}");
             ip_ok(&["netns", "add", &name]);
             hosts.names.push(name.clone());
             let port = format!("p{i}");
@@ -113,6 +117,15 @@ impl TestHosts {
         let mut all = vec!["-n", self.names[i + 1].as_str()];
         all.extend_from_slice(args);
         String::from_utf8_lossy(&ip(&all).stdout).into_owned()
+    }
+
+    /// `nft list tables` in host `i`.
+    pub fn nft_tables(&self, i: usize) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.name(i), "nft", "list", "tables"])
+            .output()
+            .expect("running nft (install nftables)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A swarm with a node per host: host 0 the manager (`m1`), the others

@@ -240,6 +240,11 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
         let dir = n.daemon.exec_root().join("netns");
         assert!(dir.join(&net).exists(), "{} holds appnet", n.name);
         assert_eq!(hosts.ip(i, &["-o", "link", "show", "type", "vxlan"]), "");
+        assert!(
+            hosts.nft_tables(i).contains("swarmkeep_vxlan_"),
+            "{}'s VXLAN guard",
+            n.name
+        );
     }
 
     // Gone with its services and networks: namespaces, devices, rules.
@@ -260,6 +265,124 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
     }
     for i in 0..3 {
         assert_eq!(hosts.ip(i, &["-o", "link", "show", "type", "vxlan"]), "");
+        let tables = hosts.nft_tables(i);
+        assert!(!tables.contains("swarmkeep"), "host {i}: {tables}");
         assert_eq!(hosts.ip(i, &["-o", "link", "show", "type", "bridge"]), "", "host {i}");
+    }
+}
+
+/// Sends `packet` over UDP to `to` from inside the network namespace `ns`
+/// (a task's, as a root task could, or a test host's).
+fn send_udp_from(ns: &std::path::Path, to: &str, packet: &[u8]) {
+    let ns = std::fs::File::open(ns).expect("the namespace");
+    let (to, packet) = (to.to_string(), packet.to_vec());
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("entering the namespace");
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            socket.send_to(&packet, &to).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+/// A VXLAN packet (VNI `vni`) carrying an ARP request from 10.77.0.99 at MAC
+/// 02:de:ad:be:ef:01 for `target`: whoever holds `target` and receives it
+/// learns the forged neighbour.
+fn forged_arp(vni: u32, target: std::net::Ipv4Addr) -> Vec<u8> {
+    let mac = [0x02, 0xde, 0xad, 0xbe, 0xef, 0x01];
+    let mut p = vec![0x08, 0, 0, 0];
+    p.extend_from_slice(&vni.to_be_bytes()[1..]);
+    p.push(0);
+    p.extend_from_slice(&[0xff; 6]);
+    p.extend_from_slice(&mac);
+    p.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    p.extend_from_slice(&mac);
+    p.extend_from_slice(&[10, 77, 0, 99]);
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&target.octets());
+    p
+}
+
+#[test]
+fn a_task_cannot_inject_frames_into_an_overlay() {
+    let hosts = TestHosts::new(2);
+    let nodes = hosts.swarm();
+    let m = &nodes[0];
+    assert!(eventually(Duration::from_secs(30), || node_rows(m)
+        .iter()
+        .all(|r| r.1 == "Ready")));
+    m.cli(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.77.0.0/24",
+        "othernet",
+    ])
+    .ok();
+    let vni: u32 = m
+        .cli(&[
+            "network",
+            "inspect",
+            "othernet",
+            "--format",
+            "{{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}",
+        ])
+        .ok()
+        .trim()
+        .parse()
+        .expect("the network's VNI");
+    // A victim on each node (so both nodes are VXLAN peers of each other),
+    // and an attacker on w1 on no overlay at all.
+    create(
+        m,
+        &["--name", "iso", "--mode", "global", "--network", "othernet"],
+        &["sleep", "100000"],
+    );
+    create(
+        m,
+        &["--name", "evil", "--constraint", "node.hostname==w1"],
+        &["sleep", "100000"],
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || tasks(m, "iso").len() == 2
+            && m.cli(&["service", "ps", "evil", "--format", "{{.CurrentState}}"])
+                .stdout
+                .starts_with("Running")),
+        "{}",
+        m.cli(&["service", "ps", "iso", "evil"]).stdout
+    );
+    let (_, evil, _) = tasks(m, "evil").remove(0);
+    let evil_id = evil.rsplit('.').next().unwrap_or_default().to_string();
+    let evil_ns = format!("/proc/{}/ns/net", node(&nodes, "w1").daemon.task_pid(&evil_id));
+    // To each node's VXLAN port: the other node's (through w1's outbound
+    // NAT, from w1's own address) and w1's own.
+    for (on, _, addr) in tasks(m, "iso") {
+        let target: std::net::Ipv4Addr = bare(&addr).parse().unwrap();
+        let node_addr = &hosts.addrs[if on == "m1" { 0 } else { 1 }];
+        let packet = forged_arp(vni, target);
+        send_udp_from(std::path::Path::new(&evil_ns), &format!("{node_addr}:4789"), &packet);
+        std::thread::sleep(Duration::from_millis(300));
+        let victim = node(&nodes, &on)
+            .cli(&["ps", "--filter", "name=iso", "--format", "{{.Names}}"])
+            .ok()
+            .trim()
+            .to_string();
+        let (_, arp) = exec(node(&nodes, &on), &victim, "cat /proc/net/arp");
+        assert!(
+            !arp.contains("02:de:ad:be:ef:01"),
+            "a frame forged by a task reached othernet on {on}:\n{arp}"
+        );
+        if on == "m1" {
+            // The same packet from a peer node's own address (as its kernel
+            // sends the overlay's frames) is taken: the forgery is well made.
+            send_udp_from(&hosts.netns(1), &format!("{node_addr}:4789"), &packet);
+            std::thread::sleep(Duration::from_millis(300));
+            let (_, arp) = exec(node(&nodes, &on), &victim, "cat /proc/net/arp");
+            assert!(arp.contains("02:de:ad:be:ef:01"), "{arp}");
+        }
     }
 }

@@ -24,6 +24,10 @@ use super::netns;
 pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 /// Docker's TTL for service records.
 const TTL: u32 = 600;
+/// Forwarded queries of one task in flight at most: beyond, a query is
+/// dropped (the task's resolver asks again), so a task flooding its server
+/// cannot make the agent hold unbounded sockets and memory.
+const MAX_FORWARDS: usize = 32;
 
 /// What a name is on the task's networks: `None` when it is not one of
 /// the swarm's (it is forwarded then).
@@ -138,6 +142,7 @@ pub async fn serve(
     .await?;
     let socket = Arc::new(tokio::net::UdpSocket::from_std(socket).map_err(|e| format!("serving DNS: {e}"))?);
     let turn = Arc::new(AtomicUsize::new(0));
+    let forwards = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS));
     Ok(tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
@@ -154,8 +159,12 @@ pub async fn serve(
                     let _ = socket.send_to(&reply, from).await;
                 }
                 None => {
+                    let Ok(permit) = forwards.clone().try_acquire_owned() else {
+                        continue;
+                    };
                     let socket = socket.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Some(reply) = forward(&packet).await.or_else(|| servfail(&packet)) {
                             let _ = socket.send_to(&reply, from).await;
                         }

@@ -76,6 +76,10 @@ struct State {
 /// This node's part of the overlays its tasks are on.
 pub struct Overlays {
     dir: PathBuf,
+    /// The nftables table (in the node's namespace) that lets VXLAN in from
+    /// peers only: named after the exec root, as several agents may share
+    /// a namespace.
+    guard: String,
     view: Arc<RwLock<NetworkView>>,
     state: tokio::sync::Mutex<State>,
 }
@@ -158,6 +162,7 @@ impl Overlays {
     pub fn new(exec_root: &Path) -> Self {
         Self {
             dir: exec_root.join("netns"),
+            guard: guard_table(exec_root),
             view: Arc::default(),
             state: tokio::sync::Mutex::default(),
         }
@@ -165,6 +170,10 @@ impl Overlays {
 
     /// The namespaces a previous run of the agent left (after a crash).
     pub fn cleanup_stale(exec_root: &Path) {
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", &guard_table(exec_root)])
+            .stderr(std::process::Stdio::null())
+            .status();
         let dir = exec_root.join("netns");
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
@@ -191,8 +200,45 @@ impl Overlays {
             .collect()
     }
 
+    /// (Again) the node's VXLAN guard for the current view: the data path
+    /// port takes packets from the view's peers only, and none that the
+    /// node's tasks send (from any agent's task bridge) leaves the node.
+    /// Without it a task — on no overlay at all — could send VXLAN packets
+    /// to its own node, or through its node's NAT to another, and put
+    /// frames on any overlay there.
+    async fn guard(&self) -> Result<(), String> {
+        let (port, peers) = {
+            let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+            let peers: BTreeSet<Ipv4Addr> = view
+                .networks
+                .iter()
+                .flat_map(|n| n.peers.iter().filter_map(|p| p.parse().ok()))
+                .collect();
+            (self.port(), peers)
+        };
+        let t = &self.guard;
+        let elements = if peers.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = peers.iter().map(Ipv4Addr::to_string).collect();
+            format!("elements = {{ {} }}", list.join(", "))
+        };
+        let script = format!(
+            "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n  \
+             set peers {{ type ipv4_addr; {elements} }}\n  \
+             chain input {{ type filter hook input priority filter - 10; policy accept;\n    \
+               udp dport {port} ip saddr != @peers drop\n  }}\n  \
+             chain forward {{ type filter hook forward priority filter - 10; policy accept;\n    \
+               iifname \"swk-*\" udp dport {port} drop\n  }}\n}}\n"
+        );
+        nft(None, &script)
+            .await
+            .map_err(|e| format!("installing the VXLAN guard: {e}"))
+    }
+
     /// Makes the network's namespace, bridge and VXLAN device.
     async fn sandbox(&self, a: &OverlayAttachment) -> Result<NetSandbox, String> {
+        self.guard().await?;
         let path = self.dir.join(&a.network_id);
         netns::create(&path)?;
         let port = self.port();
@@ -397,6 +443,9 @@ impl Overlays {
                 tracing::info!(network = %id, "overlay network removed from this node (no task on it)");
             }
         }
+        if state.nets.is_empty() {
+            let _ = nft(None, &format!("delete table ip {}\n", self.guard)).await;
+        }
     }
 
     /// Takes the dispatcher's new view: peers, VIP backends and DNS records.
@@ -421,6 +470,11 @@ impl Overlays {
                 Err(e) => tracing::warn!(network = %id, error = %e, "updating the overlay's peers failed"),
             }
         }
+        if !state.nets.is_empty()
+            && let Err(e) = self.guard().await
+        {
+            tracing::warn!(error = %e, "updating the VXLAN guard failed");
+        }
         for (id, task) in state.tasks.iter_mut() {
             let rules = balancing_rules(&self.view.read().unwrap_or_else(|p| p.into_inner()), &task.networks);
             if rules == task.balancing {
@@ -444,6 +498,7 @@ impl Overlays {
             netns::remove(&net.path);
         }
         let _ = std::fs::remove_dir(&self.dir);
+        let _ = nft(None, &format!("delete table ip {}\n", self.guard)).await;
     }
 }
 
@@ -480,21 +535,38 @@ async fn apply_balancing(ns: &Path, rules: &str) -> Result<(), String> {
         "add table ip {LB_TABLE}\ndelete table ip {LB_TABLE}\ntable ip {LB_TABLE} {{\n  \
          chain output {{\n    type nat hook output priority -100; policy accept;\n{rules}  }}\n}}\n"
     );
-    let file = std::fs::File::open(ns).map_err(io("opening the task's network namespace"))?;
-    let fd = file.as_raw_fd();
+    nft(Some(ns), &script)
+        .await
+        .map_err(|e| format!("installing the VIP rules: {e}"))
+}
+
+/// The guard's table name for the agent with this exec root.
+fn guard_table(exec_root: &Path) -> String {
+    format!("swarmkeep_vxlan_{}", short(&exec_root.to_string_lossy()))
+}
+
+/// Runs `nft -f -` with `script`, in the network namespace `ns` (the node's
+/// own when `None`).
+async fn nft(ns: Option<&Path>, script: &str) -> Result<(), String> {
+    let file = match ns {
+        Some(ns) => Some(std::fs::File::open(ns).map_err(io("opening the network namespace"))?),
+        None => None,
+    };
     let mut cmd = tokio::process::Command::new("nft");
     cmd.args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    // SAFETY: setns is async-signal-safe; the fd is open in the child.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    if let Some(fd) = file.as_ref().map(|f| f.as_raw_fd()) {
+        // SAFETY: setns is async-signal-safe; the fd is open in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     let mut child = cmd.spawn().map_err(io("running nft (install nftables)"))?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -505,10 +577,7 @@ async fn apply_balancing(ns: &Path, rules: &str) -> Result<(), String> {
     let out = child.wait_with_output().await.map_err(io("nft"))?;
     drop(file);
     if !out.status.success() {
-        return Err(format!(
-            "installing the VIP rules: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
     Ok(())
 }
