@@ -67,6 +67,19 @@ fn exec(node: &SwarmNode, name: &str, script: &str) -> (i32, String) {
     (out.code, out.stdout)
 }
 
+/// `GET /` at `addr` (HOST:PORT) from the test's own namespace: the body,
+/// or None if nothing answers within 5 s.
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer.split_once("\r\n\r\n").map(|(_, body)| body.trim().to_string())
+}
+
 fn bare(addr: &str) -> &str {
     addr.split('/').next().unwrap_or(addr)
 }
@@ -228,6 +241,47 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
     assert_ne!(code, 0, "othernet's task is not reachable from appnet");
     let (code, out) = exec(w2, &client, "nslookup iso");
     assert_ne!(code, 0, "{out}");
+    // The routing mesh: a port published by a service with one task (on
+    // w1) answers on every node's address, the two with no task included.
+    create(
+        m,
+        &["--name", "pub", "--constraint", "node.hostname==w1", "-p", "8080:80"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www",
+        ],
+    );
+    assert!(eventually(Duration::from_secs(60), || tasks(m, "pub").len() == 1));
+    let (_, pub_task, _) = tasks(m, "pub").remove(0);
+    let pub_hostname = exec(node(&nodes, "w1"), &pub_task, "hostname").1.trim().to_string();
+    for addr in &hosts.addrs {
+        assert!(
+            eventually(Duration::from_secs(10), || http_get(&format!("{addr}:8080")).as_deref()
+                == Some(pub_hostname.as_str())),
+            "the published port answers on {addr}:\n{}",
+            nodes[0].daemon.log()
+        );
+    }
+    // Scaled to three: the new replicas join the rotation.
+    m.cli(&["service", "scale", "-d", "pub=3"]).ok();
+    let mut answered = BTreeSet::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            answered.extend(http_get(&format!("{}:8080", hosts.addrs[0])));
+            answered.len() == 3
+        }),
+        "{answered:?}"
+    );
+    m.cli(&["service", "rm", "pub"]).ok();
+    assert!(
+        eventually(Duration::from_secs(20), || http_get(&format!(
+            "{}:8080",
+            hosts.addrs[0]
+        ))
+        .is_none()),
+        "the port closes with its service"
+    );
     // A network in use is not removed (Docker's words).
     let rm = m.cli(&["network", "rm", "appnet"]);
     assert!(

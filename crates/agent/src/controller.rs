@@ -516,6 +516,7 @@ fn network_mode(
                     gateway,
                     address,
                     prefix,
+                    ingress: spec.ingress,
                 });
             }
             driver => {

@@ -525,6 +525,31 @@ pub(crate) fn allocate(state: &ClusterState, put: &mut BTreeMap<String, Task>, n
         }
         put.insert(task.id.clone(), task);
     }
+    // Every node's address on the ingress network (Docker's ingress-sbox
+    // endpoint): the routing mesh on the node takes connections from it.
+    if let Some(ingress) = state
+        .networks
+        .values()
+        .find(|n| n.spec.ingress && n.allocation.is_some())
+    {
+        for node in state.nodes.values() {
+            if node
+                .ingress_address
+                .as_ref()
+                .is_some_and(|a| a.network_id == ingress.id)
+            {
+                continue;
+            }
+            if let Ok(address) = addresses.allocate(ingress) {
+                let mut updated = node.clone();
+                updated.ingress_address = Some(address);
+                commands.push(Command::UpdateNode {
+                    node: updated,
+                    expected_version: node.meta.version,
+                });
+            }
+        }
+    }
     commands
 }
 

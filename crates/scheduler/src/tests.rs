@@ -42,6 +42,7 @@ fn node(id: &str, state: NodeState, availability: Availability) -> Node {
         addr: String::new(),
         raft_id: None,
         manager_addr: None,
+        ingress_address: None,
     }
 }
 

@@ -297,6 +297,11 @@ pub struct Node {
     /// Raft member ID and advertised cluster address, for managers.
     pub raft_id: Option<u64>,
     pub manager_addr: Option<String>,
+    /// Its address on the ingress network (Docker's `ingress-sbox`
+    /// endpoint): where the routing mesh on this node takes connections
+    /// to published ports from, allocated by the leader.
+    #[serde(default)]
+    pub ingress_address: Option<NetworkAddress>,
 }
 
 /// Cluster-wide settings, as `docker swarm inspect` shows them.

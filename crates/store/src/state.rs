@@ -168,7 +168,11 @@ impl ClusterState {
             .values()
             .filter(|t| holds_addresses(t))
             .flat_map(|t| t.addresses.iter().map(move |a| (t.id.as_str(), a)));
-        vips.chain(tasks)
+        let nodes = self
+            .nodes
+            .values()
+            .filter_map(|n| n.ingress_address.as_ref().map(|a| (n.id.as_str(), a)));
+        vips.chain(tasks).chain(nodes)
     }
 
     /// Refuses `held` (the addresses `holder` is to have) if another holder
@@ -342,6 +346,9 @@ impl ClusterState {
                     .ok_or_else(|| not_found(ObjectKind::Node, &node.id))?;
                 if old.meta.version != expected_version {
                     return Err(CommandError::VersionConflict);
+                }
+                if let Some(a) = &node.ingress_address {
+                    Self::check_addresses(&self.in_use_map(), &node.id, std::slice::from_ref(a))?;
                 }
                 node.meta.created_at = old.meta.created_at;
                 node.meta.version = index;
@@ -861,6 +868,7 @@ mod tests {
             addr: String::new(),
             raft_id: None,
             manager_addr: None,
+            ingress_address: None,
         };
         let task = |id: &str, node: &str, state: TaskState| Task {
             addresses: Default::default(),

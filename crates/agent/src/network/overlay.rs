@@ -49,6 +49,9 @@ pub struct OverlayAttachment {
     pub gateway: Ipv4Addr,
     pub address: Ipv4Addr,
     pub prefix: u8,
+    /// The ingress network: its bridge holds the node's own ingress
+    /// address (the routing mesh's), not the gateway.
+    pub ingress: bool,
 }
 
 struct NetSandbox {
@@ -71,7 +74,16 @@ struct TaskNets {
 struct State {
     nets: BTreeMap<String, NetSandbox>,
     tasks: BTreeMap<String, TaskNets>,
+    /// The routing mesh's rules as installed (node's, ingress network's).
+    mesh: Option<(String, String)>,
 }
+
+/// The ingress network's user that is the routing mesh, not a task.
+const MESH_USER: &str = "@ingress";
+/// The routing mesh's link between the node's namespace and the ingress
+/// network's: the node's end, the other end.
+const MESH_NODE_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 223, 1);
+const MESH_SBOX_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 223, 2);
 
 /// This node's part of the overlays its tasks are on.
 pub struct Overlays {
@@ -170,10 +182,14 @@ impl Overlays {
 
     /// The namespaces a previous run of the agent left (after a crash).
     pub fn cleanup_stale(exec_root: &Path) {
-        let _ = std::process::Command::new("nft")
-            .args(["delete", "table", "ip", &guard_table(exec_root)])
-            .stderr(std::process::Stdio::null())
-            .status();
+        let guard = guard_table(exec_root);
+        let mesh = guard.replace("swarmkeep_vxlan_", "swarmkeep_mesh_");
+        for table in [guard, mesh] {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "ip", &table])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         let dir = exec_root.join("netns");
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
@@ -193,8 +209,10 @@ impl Overlays {
 
     fn peers_of(&self, network_id: &str) -> BTreeSet<Ipv4Addr> {
         let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let mesh = view.ingress.as_ref().and_then(|i| i.network.as_ref());
         view.networks
             .iter()
+            .chain(mesh)
             .filter(|n| n.id == network_id)
             .flat_map(|n| n.peers.iter().filter_map(|p| p.parse().ok()))
             .collect()
@@ -209,9 +227,11 @@ impl Overlays {
     async fn guard(&self) -> Result<(), String> {
         let (port, peers) = {
             let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+            let mesh = view.ingress.as_ref().and_then(|i| i.network.as_ref());
             let peers: BTreeSet<Ipv4Addr> = view
                 .networks
                 .iter()
+                .chain(mesh)
                 .flat_map(|n| n.peers.iter().filter_map(|p| p.parse().ok()))
                 .collect();
             (self.port(), peers)
@@ -242,7 +262,7 @@ impl Overlays {
         let path = self.dir.join(&a.network_id);
         netns::create(&path)?;
         let port = self.port();
-        let (vni, gateway, prefix) = (a.vni, a.gateway, a.prefix);
+        let (vni, gateway, prefix, ingress) = (a.vni, a.gateway, a.prefix, a.ingress);
         let made = async {
             // From the node's namespace: the VXLAN socket is bound here.
             let handle = netns::connect()?;
@@ -268,12 +288,14 @@ impl Overlays {
                     .await
                     .map_err(io("creating the network's bridge"))?;
                 let br = link_index(&handle, "br0").await?.ok_or("the bridge vanished")?;
-                handle
-                    .address()
-                    .add(br, IpAddr::V4(gateway), prefix)
-                    .execute()
-                    .await
-                    .map_err(io("addressing the network's bridge"))?;
+                if !ingress {
+                    handle
+                        .address()
+                        .add(br, IpAddr::V4(gateway), prefix)
+                        .execute()
+                        .await
+                        .map_err(io("addressing the network's bridge"))?;
+                }
                 let vx = link_index(&handle, "vxlan0")
                     .await?
                     .ok_or("the VXLAN device vanished")?;
@@ -470,6 +492,9 @@ impl Overlays {
                 Err(e) => tracing::warn!(network = %id, error = %e, "updating the overlay's peers failed"),
             }
         }
+        if let Err(e) = self.sync_mesh(&mut state).await {
+            tracing::warn!(error = %e, "updating the routing mesh failed");
+        }
         if !state.nets.is_empty()
             && let Err(e) = self.guard().await
         {
@@ -490,6 +515,7 @@ impl Overlays {
     /// Removes every overlay of this node (daemon stop).
     pub async fn teardown(&self) {
         let mut state = self.state.lock().await;
+        self.stop_mesh(&mut state).await;
         let ids: Vec<String> = state.tasks.keys().cloned().collect();
         for id in ids {
             self.release(&mut state, &id).await;
@@ -500,6 +526,207 @@ impl Overlays {
         let _ = std::fs::remove_dir(&self.dir);
         let _ = nft(None, &format!("delete table ip {}\n", self.guard)).await;
     }
+
+    fn mesh_table(&self) -> String {
+        self.guard.replace("swarmkeep_vxlan_", "swarmkeep_mesh_")
+    }
+
+    fn mesh_link(&self) -> String {
+        format!("swi{}", &self.guard["swarmkeep_vxlan_".len()..][..8])
+    }
+
+    /// Brings the routing mesh to the view: while a port is published, the
+    /// ingress network's namespace is on this node with the node's ingress
+    /// address, linked to the node's namespace; the node's published ports
+    /// go there (nftables DNAT) and on to the services' tasks (DNAT,
+    /// `numgen inc`), masqueraded to the node's ingress address so replies
+    /// come back the same way.
+    async fn sync_mesh(&self, state: &mut State) -> Result<(), String> {
+        let ingress = self.view.read().unwrap_or_else(|p| p.into_inner()).ingress.clone();
+        let Some(ingress) = ingress else {
+            self.stop_mesh(state).await;
+            return Ok(());
+        };
+        let network = ingress.network.clone().unwrap_or_default();
+        let (address, prefix) = ingress
+            .address
+            .split_once('/')
+            .and_then(|(a, p)| Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?)))
+            .ok_or("the node's ingress address is not an address")?;
+        if !state.nets.contains_key(&network.id) {
+            let attachment = OverlayAttachment {
+                network_id: network.id.clone(),
+                vni: network.vni,
+                gateway: network.gateway.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                address,
+                prefix,
+                ingress: true,
+            };
+            let sandbox = self.sandbox(&attachment).await?;
+            state.nets.insert(network.id.clone(), sandbox);
+        }
+        let Some(net) = state.nets.get_mut(&network.id) else {
+            return Ok(());
+        };
+        let fresh = net.users.insert(MESH_USER.to_string());
+        let peers = self.peers_of(&network.id);
+        let (old, path) = (net.peers.clone(), net.path.clone());
+        let link = self.mesh_link();
+        if fresh {
+            let ns = std::fs::File::open(&path).map_err(io("opening the ingress network's namespace"))?;
+            let handle = netns::connect()?;
+            if let Some(index) = link_index(&handle, &link).await? {
+                let _ = handle.link().del(index).execute().await;
+            }
+            let sbox_end = LinkMessageBuilder::<LinkUnspec>::new()
+                .name("mesh0".to_string())
+                .setns_by_fd(ns.as_raw_fd())
+                .build();
+            handle
+                .link()
+                .add(
+                    LinkVeth::new(&link, "mesh0")
+                        .set_info_data(InfoData::Veth(InfoVeth::Peer(sbox_end)))
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(io("linking the routing mesh"))?;
+            let index = link_index(&handle, &link).await?.ok_or("the mesh link vanished")?;
+            handle
+                .address()
+                .add(index, IpAddr::V4(MESH_NODE_ADDR), 30)
+                .execute()
+                .await
+                .map_err(io("addressing the mesh link"))?;
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(io("bringing up the mesh link"))?;
+            // Connections from the node itself (to 127.0.0.1:PORT) may leave
+            // by the link once masqueraded.
+            let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{link}/route_localnet"), "1");
+            netns::run_in(&path, move || async move {
+                let handle = netns::connect()?;
+                let index = link_index(&handle, "mesh0").await?.ok_or("the mesh link vanished")?;
+                handle
+                    .address()
+                    .add(index, IpAddr::V4(MESH_SBOX_ADDR), 30)
+                    .execute()
+                    .await
+                    .map_err(io("addressing the mesh link"))?;
+                handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(index).up().build())
+                    .execute()
+                    .await
+                    .map_err(io("bringing up the mesh link"))?;
+                let br = link_index(&handle, "br0").await?.ok_or("the ingress bridge is gone")?;
+                match handle.address().add(br, IpAddr::V4(address), prefix).execute().await {
+                    Ok(()) => {}
+                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+                    Err(e) => return Err(format!("addressing the ingress bridge: {e}")),
+                }
+                std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(io("enabling forwarding"))
+            })
+            .await?;
+        }
+        if old != peers {
+            let new = peers.clone();
+            netns::run_in(&path, move || async move {
+                let handle = netns::connect()?;
+                sync_peers(&handle, &old, &new).await
+            })
+            .await?;
+            net.peers = peers;
+        }
+        let rules = mesh_rules(&self.mesh_table(), &link, &ingress.ports);
+        if state.mesh.as_ref() != Some(&rules) {
+            nft(None, &rules.0)
+                .await
+                .map_err(|e| format!("installing the routing mesh: {e}"))?;
+            nft(Some(&path), &rules.1)
+                .await
+                .map_err(|e| format!("installing the routing mesh: {e}"))?;
+            state.mesh = Some(rules);
+        }
+        Ok(())
+    }
+
+    /// Takes the routing mesh off this node (no port published any more).
+    async fn stop_mesh(&self, state: &mut State) {
+        if state.mesh.take().is_none() && !state.nets.values().any(|n| n.users.contains(MESH_USER)) {
+            return;
+        }
+        let _ = nft(None, &format!("delete table ip {}\n", self.mesh_table())).await;
+        if let Ok(handle) = netns::connect()
+            && let Ok(Some(index)) = link_index(&handle, &self.mesh_link()).await
+        {
+            let _ = handle.link().del(index).execute().await;
+        }
+        let idle: Vec<String> = state
+            .nets
+            .iter_mut()
+            .filter_map(|(id, n)| (n.users.remove(MESH_USER) && n.users.is_empty()).then(|| id.clone()))
+            .collect();
+        for id in idle {
+            if let Some(net) = state.nets.remove(&id) {
+                netns::remove(&net.path);
+            }
+        }
+        tracing::info!("routing mesh removed from this node");
+    }
+}
+
+/// The routing mesh's nftables scripts: the node's (published ports to the
+/// ingress namespace over the link) and the ingress namespace's (to the
+/// services' tasks, in turn).
+fn mesh_rules(table: &str, link: &str, ports: &[swarmkeep_api::dispatcher::IngressPort]) -> (String, String) {
+    let mut node = String::new();
+    let mut sbox = String::new();
+    for p in ports {
+        let proto = if p.protocol.is_empty() {
+            "tcp"
+        } else {
+            p.protocol.as_str()
+        };
+        let published = p.published_port;
+        node.push_str(&format!(
+            "    fib daddr type local {proto} dport {published} dnat to {MESH_SBOX_ADDR}\n"
+        ));
+        if p.backends.is_empty() {
+            continue;
+        }
+        let map: Vec<String> = p
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{i} : {b}"))
+            .collect();
+        sbox.push_str(&format!(
+            "    iifname \"mesh0\" {proto} dport {published} dnat to numgen inc mod {} map {{ {} }} : {}\n",
+            map.len(),
+            map.join(", "),
+            p.target_port
+        ));
+    }
+    let node = format!(
+        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n  \
+         chain prerouting {{ type nat hook prerouting priority dstnat; policy accept;\n{node}  }}\n  \
+         chain output {{ type nat hook output priority -100; policy accept;\n{node}  }}\n  \
+         chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n    \
+           oifname \"{link}\" masquerade\n  }}\n}}\n"
+    );
+    let t = "swarmkeep_ingress";
+    let sbox = format!(
+        "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n  \
+         chain prerouting {{ type nat hook prerouting priority dstnat; policy accept;\n{sbox}  }}\n  \
+         chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n    \
+           ip saddr {MESH_NODE_ADDR} masquerade\n  }}\n}}\n"
+    );
+    (node, sbox)
 }
 
 /// The nftables ruleset that balances the VIPs of `networks` over their

@@ -155,6 +155,7 @@ impl NodeCa for ClusterService {
             addr,
             raft_id: None,
             manager_addr: None,
+            ingress_address: None,
         };
         swarm.write(Command::PutNode(node)).await?;
         tracing::info!(%node_id, ?role, "node joined");

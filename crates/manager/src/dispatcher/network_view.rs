@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarmkeep_api::dispatcher::{NetworkView, OverlayNetwork, ServiceRecord, TaskRecord};
+use swarmkeep_api::dispatcher::{IngressPort, IngressView, NetworkView, OverlayNetwork, ServiceRecord, TaskRecord};
 use swarmkeep_api::naming::container_name;
 use swarmkeep_store::ClusterState;
-use swarmkeep_store::objects::{EndpointMode, Task, TaskState};
+use swarmkeep_store::objects::{EndpointMode, PublishMode, Task, TaskState};
 
 /// Swarm's VXLAN port when the cluster does not say otherwise.
 const DEFAULT_DATA_PATH_PORT: u32 = 4789;
@@ -110,5 +110,75 @@ pub(super) fn network_view(st: &ClusterState, node_id: &str) -> NetworkView {
     NetworkView {
         data_path_port,
         networks,
+        ingress: ingress_view(st, node_id),
+        host_ports: Vec::new(),
     }
+}
+
+/// The routing mesh as `node_id` runs it: while any service publishes a
+/// port through it, every node with an ingress address takes the ports and
+/// passes connections to the services' running tasks.
+fn ingress_view(st: &ClusterState, node_id: &str) -> Option<IngressView> {
+    let network = st.networks.values().find(|n| n.spec.ingress)?;
+    let alloc = network.allocation.as_ref()?;
+    let address = st
+        .nodes
+        .get(node_id)?
+        .ingress_address
+        .as_ref()
+        .filter(|a| a.network_id == network.id)?
+        .addr
+        .clone();
+    let mut ports = Vec::new();
+    for s in st.services.values() {
+        let published: Vec<_> = s
+            .endpoint
+            .ports
+            .iter()
+            .filter(|p| p.publish_mode == PublishMode::Ingress && p.published_port != 0)
+            .collect();
+        if published.is_empty() {
+            continue;
+        }
+        let backends: Vec<String> = st
+            .tasks
+            .values()
+            .filter(|t| {
+                t.service_id == s.id && t.status.state == TaskState::Running && t.desired_state == TaskState::Running
+            })
+            .filter_map(|t| t.addresses.iter().find(|a| a.network_id == network.id))
+            .map(|a| bare(&a.addr).to_string())
+            .collect();
+        for p in published {
+            ports.push(IngressPort {
+                protocol: p.protocol.clone(),
+                published_port: p.published_port,
+                target_port: p.target_port,
+                backends: backends.clone(),
+            });
+        }
+    }
+    if ports.is_empty() {
+        return None;
+    }
+    let peers: BTreeSet<String> = st
+        .nodes
+        .values()
+        .filter(|n| n.id != node_id && n.ingress_address.is_some() && !n.addr.is_empty())
+        .map(|n| n.addr.clone())
+        .collect();
+    Some(IngressView {
+        network: Some(OverlayNetwork {
+            id: network.id.clone(),
+            name: network.spec.annotations.name.clone(),
+            vni: alloc.vni,
+            subnet: alloc.subnet.clone(),
+            gateway: alloc.gateway.clone(),
+            peers: peers.into_iter().collect(),
+            services: Vec::new(),
+            internal: false,
+        }),
+        address,
+        ports,
+    })
 }

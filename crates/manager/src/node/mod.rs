@@ -322,6 +322,7 @@ impl SwarmNode {
             addr: advertise.ip().to_string(),
             raft_id: Some(raft_id),
             manager_addr: Some(advertise.to_string()),
+            ingress_address: None,
         };
         swarm
             .store
