@@ -856,6 +856,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         };
         assert_eq!(
             balancing_rules(&view, &["a".into()]),
