@@ -433,7 +433,13 @@ fn endpoint_from_proto(e: Option<control::EndpointSpec>) -> Result<EndpointSpec,
         };
         let publish_mode = match p.publish_mode.as_str() {
             "" | "ingress" => PublishMode::Ingress,
-            "host" => PublishMode::Host,
+            // Allocated by the scheduler already; the node's side is not built.
+            "host" => {
+                return Err(rpc(
+                    Code::InvalidArgument,
+                    "swarmkeep does not support publishing ports in host mode (mode=host) yet",
+                ));
+            }
             other => return Err(rpc(Code::InvalidArgument, format!("invalid publish mode {other:?}"))),
         };
         ports.push(PortConfig {
