@@ -156,11 +156,32 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
         ],
         &["sleep", "100000"],
     );
+    // Beside the client on w2: a task of the other overlay, and one on no
+    // overlay at all.
+    create(
+        m,
+        &[
+            "--name",
+            "iso2",
+            "--constraint",
+            "node.hostname==w2",
+            "--network",
+            "othernet",
+        ],
+        &["sleep", "100000"],
+    );
+    create(
+        m,
+        &["--name", "plain", "--constraint", "node.hostname==w2"],
+        &["sleep", "100000"],
+    );
     assert!(
         eventually(Duration::from_secs(60), || tasks(m, "web").len() == 3
             && tasks(m, "rr").len() == 2
             && tasks(m, "client").len() == 1
-            && tasks(m, "iso").len() == 1),
+            && tasks(m, "iso").len() == 1
+            && tasks(m, "iso2").len() == 1
+            && tasks(m, "plain").len() == 1),
         "{:?}\n{}",
         m.cli(&["service", "ps", "web", "rr", "client", "iso"]).stdout,
         nodes[2].daemon.log()
@@ -241,6 +262,19 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
     assert_ne!(code, 0, "othernet's task is not reachable from appnet");
     let (code, out) = exec(w2, &client, "nslookup iso");
     assert_ne!(code, 0, "{out}");
+    // Nor over the node's bridge: tasks on swarm networks do not talk there
+    // (Docker's docker_gwbridge), while a task on none still answers.
+    let eth0 = |name: &str| {
+        let (_, task, _) = tasks(m, name).remove(0);
+        exec(w2, &task, "ip -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1")
+            .1
+            .trim()
+            .to_string()
+    };
+    let (code, _) = exec(w2, &client, &format!("ping -c 1 -W 2 {}", eth0("iso2")));
+    assert_ne!(code, 0, "iso2's bridge address is not reachable from the client");
+    let (code, out) = exec(w2, &client, &format!("ping -c 1 -W 2 {}", eth0("plain")));
+    assert_eq!(code, 0, "{out}");
     // The routing mesh: a port published by a service with one task (on
     // w1) answers on every node's address, the two with no task included.
     create(
@@ -302,7 +336,7 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
     }
 
     // Gone with its services and networks: namespaces, devices, rules.
-    for s in ["web", "rr", "client", "iso"] {
+    for s in ["web", "rr", "client", "iso", "iso2", "plain"] {
         m.cli(&["service", "rm", s]).ok();
     }
     assert!(

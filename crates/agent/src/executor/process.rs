@@ -552,7 +552,17 @@ impl ProcessExecutor {
             hostname: hostname.clone(),
             env: task_env,
         };
-        // Its overlay networks, before it runs anything.
+        // Its overlay networks, before it runs anything; on the node's
+        // bridge it then talks to no other such task.
+        let isolated = match (run.overlays.is_empty(), bridge, task.endpoint.as_ref()) {
+            (false, Some(b), Some(e)) => b.isolate(e).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = isolated {
+            let _ = task.child.kill().await;
+            self.finish(&task).await;
+            return Err(e);
+        }
         if !run.overlays.is_empty()
             && let Err(e) = self.overlays.attach(&run.task_id, pid, &run.overlays).await
         {
@@ -686,7 +696,6 @@ pub fn cleanup_stale(exec_root: &Path) {
     }
     crate::mounts::unmount_all_under(&tasks);
     super::cgroup::cleanup_stale(&container_ids);
-    Overlays::cleanup_stale(exec_root);
     for dir in [&tasks, &warm] {
         if let Err(e) = std::fs::remove_dir_all(dir)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -694,4 +703,5 @@ pub fn cleanup_stale(exec_root: &Path) {
             tracing::warn!(dir = %dir.display(), error = %e, "removing stale task directories failed");
         }
     }
+    Overlays::cleanup_stale(exec_root);
 }

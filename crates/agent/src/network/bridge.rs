@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::firewall;
 
@@ -251,6 +251,23 @@ impl Bridge {
     /// only: its element of the bridge's anti-spoofing set.
     pub async fn admit(&self, endpoint: &Endpoint) -> Result<(), String> {
         firewall::allow(&self.name, &endpoint.host_veth, &endpoint.mac, endpoint.address).await
+    }
+
+    /// Makes the endpoint's port an isolated one: it exchanges no frame with
+    /// another isolated port (a task on a swarm network reaches the other
+    /// tasks of its node only over their networks, as Docker's
+    /// `docker_gwbridge` has no inter-container traffic), only with the bridge.
+    pub async fn isolate(&self, endpoint: &Endpoint) -> Result<(), String> {
+        let handle = connect()?;
+        let index = link_index(&handle, &endpoint.host_veth)
+            .await?
+            .ok_or("the task's veth vanished")?;
+        handle
+            .link()
+            .set_port(LinkBridgePort::new(index).isolated(true).build())
+            .execute()
+            .await
+            .map_err(io("isolating the task's port on the bridge"))
     }
 
     /// Whether the endpoint's veth is still on this bridge (a bridge

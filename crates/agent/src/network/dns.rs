@@ -63,18 +63,35 @@ pub(crate) fn resolve(view: &NetworkView, networks: &[String], name: &str, turn:
     None
 }
 
-/// The node's resolvers, from its `/etc/resolv.conf`.
+/// The node's resolvers, from its `/etc/resolv.conf`, less loopback ones (a
+/// task reaches none of the node's loopback services otherwise; Docker's
+/// embedded server leaves them out too).
 fn upstreams() -> Vec<SocketAddr> {
     std::fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|s| s.trim().parse::<std::net::IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback())
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
 }
 
-async fn forward(query: &[u8]) -> Option<Vec<u8>> {
+/// What to do with a packet a task sent.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Reply {
+    /// Answered here.
+    Local(Vec<u8>),
+    /// Not a swarm name: this query, as parsed and written again, goes to
+    /// the node's resolvers.
+    Forward(Vec<u8>, u16),
+    /// Not a DNS query: dropped.
+    Drop,
+}
+
+/// Asks the node's resolvers `query` (ID `id`); the first answer with
+/// that ID from the server asked.
+async fn forward(query: &[u8], id: u16) -> Option<Vec<u8>> {
     for server in upstreams() {
         let bind: SocketAddr = if server.is_ipv4() {
             "0.0.0.0:0".parse().ok()?
@@ -84,23 +101,39 @@ async fn forward(query: &[u8]) -> Option<Vec<u8>> {
         let Ok(socket) = tokio::net::UdpSocket::bind(bind).await else {
             continue;
         };
-        if socket.send_to(query, server).await.is_err() {
+        // Connected: only the server's datagrams are received.
+        if socket.connect(server).await.is_err() || socket.send(query).await.is_err() {
             continue;
         }
         let mut buf = vec![0u8; 4096];
-        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await {
-            buf.truncate(n);
-            return Some(buf);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            if Message::from_vec(&buf[..n]).is_ok_and(|m| m.id() == id) {
+                buf.truncate(n);
+                return Some(buf);
+            }
         }
     }
     None
 }
 
-/// The answer to one query packet; `None` to forward it.
-pub(crate) fn answer(view: &NetworkView, networks: &[String], packet: &[u8], turn: usize) -> Option<Vec<u8>> {
-    let request = Message::from_vec(packet).ok()?;
-    let query = request.queries().first()?.clone();
-    let addrs = resolve(view, networks, &query.name().to_ascii(), turn)?;
+/// What to do with one packet from the task.
+pub(crate) fn answer(view: &NetworkView, networks: &[String], packet: &[u8], turn: usize) -> Reply {
+    let Ok(request) = Message::from_vec(packet) else {
+        return Reply::Drop;
+    };
+    if request.message_type() != MessageType::Query {
+        return Reply::Drop;
+    }
+    let Some(query) = request.queries().first().cloned() else {
+        return Reply::Drop;
+    };
+    let Some(addrs) = resolve(view, networks, &query.name().to_ascii(), turn) else {
+        return match request.to_vec() {
+            Ok(bytes) => Reply::Forward(bytes, request.id()),
+            Err(_) => Reply::Drop,
+        };
+    };
     let mut response = Message::new();
     response
         .set_id(request.id())
@@ -115,7 +148,7 @@ pub(crate) fn answer(view: &NetworkView, networks: &[String], packet: &[u8], tur
             response.add_answer(Record::from_rdata(query.name().clone(), TTL, RData::A(A(a))));
         }
     }
-    response.to_vec().ok()
+    response.to_vec().map_or(Reply::Drop, Reply::Local)
 }
 
 fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
@@ -155,21 +188,22 @@ pub async fn serve(
                 answer(&view, &networks, &packet, turn.fetch_add(1, Ordering::Relaxed))
             };
             match local {
-                Some(reply) => {
+                Reply::Local(reply) => {
                     let _ = socket.send_to(&reply, from).await;
                 }
-                None => {
+                Reply::Forward(query, id) => {
                     let Ok(permit) = forwards.clone().try_acquire_owned() else {
                         continue;
                     };
                     let socket = socket.clone();
                     tokio::spawn(async move {
                         let _permit = permit;
-                        if let Some(reply) = forward(&packet).await.or_else(|| servfail(&packet)) {
+                        if let Some(reply) = forward(&query, id).await.or_else(|| servfail(&packet)) {
                             let _ = socket.send_to(&reply, from).await;
                         }
                     });
                 }
+                Reply::Drop => {}
             }
         }
     }))
@@ -253,19 +287,30 @@ mod tests {
         let mut q = Message::new();
         q.set_id(7)
             .add_query(Query::query(Name::from_ascii("web.").unwrap(), RecordType::A));
-        let reply = Message::from_vec(&answer(&view, &on_a, &q.to_vec().unwrap(), 0).unwrap()).unwrap();
+        let Reply::Local(bytes) = answer(&view, &on_a, &q.to_vec().unwrap(), 0) else {
+            panic!("web is answered here")
+        };
+        let reply = Message::from_vec(&bytes).unwrap();
         assert_eq!(reply.id(), 7);
         assert_eq!(reply.answers().len(), 1);
         assert_eq!(reply.answers()[0].data(), &RData::A(A(ip("10.0.1.2"))));
         let mut q = Message::new();
         q.add_query(Query::query(Name::from_ascii("web.").unwrap(), RecordType::AAAA));
-        let reply = Message::from_vec(&answer(&view, &on_a, &q.to_vec().unwrap(), 0).unwrap()).unwrap();
+        let Reply::Local(bytes) = answer(&view, &on_a, &q.to_vec().unwrap(), 0) else {
+            panic!("web is answered here")
+        };
+        let reply = Message::from_vec(&bytes).unwrap();
         assert_eq!(
             (reply.response_code(), reply.answers().len()),
             (ResponseCode::NoError, 0)
         );
         let mut q = Message::new();
         q.add_query(Query::query(Name::from_ascii("example.org.").unwrap(), RecordType::A));
-        assert!(answer(&view, &on_a, &q.to_vec().unwrap(), 0).is_none());
+        assert!(matches!(
+            answer(&view, &on_a, &q.to_vec().unwrap(), 0),
+            Reply::Forward(..)
+        ));
+        // Bytes that are no DNS query go nowhere.
+        assert_eq!(answer(&view, &on_a, b"GET / HTTP/1.0\r\n\r\n", 0), Reply::Drop);
     }
 }

@@ -247,7 +247,8 @@ impl Overlays {
             "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n  \
              set peers {{ type ipv4_addr; {elements} }}\n  \
              chain input {{ type filter hook input priority filter - 10; policy accept;\n    \
-               udp dport {port} ip saddr != @peers drop\n  }}\n  \
+               udp dport {port} ip saddr != @peers drop\n    \
+               iifname \"swi*\" udp dport {port} drop\n  }}\n  \
              chain forward {{ type filter hook forward priority filter - 10; policy accept;\n    \
                iifname \"swk-*\" udp dport {port} drop\n  }}\n}}\n"
         );
@@ -258,6 +259,10 @@ impl Overlays {
 
     /// Makes the network's namespace, bridge and VXLAN device.
     async fn sandbox(&self, a: &OverlayAttachment) -> Result<NetSandbox, String> {
+        // (The ID names a file under the exec root.)
+        if a.network_id.is_empty() || !a.network_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("invalid network ID {:?}", a.network_id));
+        }
         self.guard().await?;
         let path = self.dir.join(&a.network_id);
         netns::create(&path)?;
@@ -347,6 +352,7 @@ impl Overlays {
                 net.users.insert(task_id.to_string());
                 task.networks.push(a.network_id.clone());
                 let peers = self.peers_of(&a.network_id);
+                let synced = peers.clone();
                 let old = net.peers.clone();
                 let hex = short(&format!("{task_id}/{}", a.network_id));
                 let (port, temp) = (format!("veth{hex}"), format!("ovl{hex}"));
@@ -382,7 +388,8 @@ impl Overlays {
                     up(&handle, index, "the task's veth").await
                 })
                 .await?;
-                net.peers = self.peers_of(&a.network_id);
+                // What was synced (a newer view syncs the rest itself).
+                net.peers = synced;
                 let (name, a) = (format!("eth{}", i + 1), a.clone());
                 netns::run_in(&ns, move || async move {
                     let handle = netns::connect()?;
@@ -568,7 +575,9 @@ impl Overlays {
         let Some(net) = state.nets.get_mut(&network.id) else {
             return Ok(());
         };
-        let fresh = net.users.insert(MESH_USER.to_string());
+        // The mesh's user goes in once its link is made: a failed setup
+        // is tried again with the next view.
+        let fresh = !net.users.contains(MESH_USER);
         let peers = self.peers_of(&network.id);
         let (old, path) = (net.peers.clone(), net.path.clone());
         let link = self.mesh_link();
@@ -632,6 +641,7 @@ impl Overlays {
                 std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(io("enabling forwarding"))
             })
             .await?;
+            net.users.insert(MESH_USER.to_string());
         }
         if old != peers {
             let new = peers.clone();
@@ -724,7 +734,9 @@ fn mesh_rules(table: &str, link: &str, ports: &[swarmkeep_api::dispatcher::Ingre
         "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n  \
          chain prerouting {{ type nat hook prerouting priority dstnat; policy accept;\n{sbox}  }}\n  \
          chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n    \
-           ip saddr {MESH_NODE_ADDR} masquerade\n  }}\n}}\n"
+           ip saddr {MESH_NODE_ADDR} masquerade\n  }}\n  \
+         chain forward {{ type filter hook forward priority filter; policy accept;\n    \
+           iifname \"br0\" oifname \"mesh0\" ct state != {{ established, related }} drop\n  }}\n}}\n"
     );
     (node, sbox)
 }

@@ -58,7 +58,9 @@ pub(super) fn network_view(st: &ClusterState, node_id: &str) -> NetworkView {
             }
         }
         let mut services = Vec::new();
-        for s in st.services.values() {
+        // The ingress network carries the routing mesh only: no names, no
+        // VIPs there (Docker's embedded DNS does not answer on it).
+        for s in st.services.values().filter(|_| !network.spec.ingress) {
             let attached = s.endpoint.virtual_ips.iter().any(|v| v.network_id == id)
                 || s.spec.task.networks.iter().any(|a| a.target == id);
             if !attached {
