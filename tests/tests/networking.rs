@@ -287,6 +287,11 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
         ],
     );
     assert!(eventually(Duration::from_secs(60), || tasks(m, "pub").len() == 1));
+    let ls = m.cli(&["service", "ls", "--format", "{{.Name}} {{.Ports}}"]);
+    assert!(
+        ls.ok().lines().any(|l| l == "pub *:8080->80/tcp"),
+        "service ls's PORTS as Docker's: {ls:?}"
+    );
     let (_, pub_task, _) = tasks(m, "pub").remove(0);
     let pub_hostname = exec(node(&nodes, "w1"), &pub_task, "hostname").1.trim().to_string();
     for addr in &hosts.addrs {

@@ -133,8 +133,75 @@ fn long(value: &str) -> Result<control::PortConfig, CliError> {
     Ok(p)
 }
 
+/// `service ls`'s PORTS, as the docker CLI writes them: the ports published
+/// through the routing mesh, `*:PUBLISHED->TARGET/PROTOCOL`, runs of
+/// consecutive ports folded into ranges (`*:8080-8081->80-81/tcp`).
+pub fn ls_column(endpoint: Option<&control::Endpoint>) -> String {
+    let mut ports: Vec<&control::PortConfig> = endpoint
+        .map(|e| e.ports.iter().filter(|p| p.publish_mode != "host").collect())
+        .unwrap_or_default();
+    ports.sort_by(|a, b| (&a.protocol, a.published_port).cmp(&(&b.protocol, b.published_port)));
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(&str, u32, u32, u32, u32)> = None;
+    let show = |(proto, p0, p1, t0, t1): (&str, u32, u32, u32, u32)| {
+        let proto = if proto.is_empty() { "tcp" } else { proto };
+        if p0 == p1 {
+            format!("*:{p0}->{t0}/{proto}")
+        } else {
+            format!("*:{p0}-{p1}->{t0}-{t1}/{proto}")
+        }
+    };
+    for p in ports {
+        run = match run {
+            Some((proto, p0, p1, t0, t1))
+                if proto == p.protocol && p.published_port == p1 + 1 && p.target_port == t1 + 1 =>
+            {
+                Some((proto, p0, p.published_port, t0, p.target_port))
+            }
+            other => {
+                out.extend(other.map(show));
+                Some((
+                    p.protocol.as_str(),
+                    p.published_port,
+                    p.published_port,
+                    p.target_port,
+                    p.target_port,
+                ))
+            }
+        };
+    }
+    out.extend(run.map(show));
+    out.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_ports_column_is_the_docker_clis() {
+        let port = |published: u32, target: u32, protocol: &str, mode: &str| control::PortConfig {
+            protocol: protocol.into(),
+            target_port: target,
+            published_port: published,
+            publish_mode: mode.into(),
+            ..Default::default()
+        };
+        let endpoint = control::Endpoint {
+            ports: vec![
+                port(8081, 81, "tcp", "ingress"),
+                port(8080, 80, "tcp", "ingress"),
+                port(53, 53, "udp", "ingress"),
+                port(9000, 90, "tcp", "host"),
+                port(30000, 443, "tcp", "ingress"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            ls_column(Some(&endpoint)),
+            "*:8080-8081->80-81/tcp, *:30000->443/tcp, *:53->53/udp"
+        );
+        assert_eq!(ls_column(None), "");
+    }
+
     use super::*;
 
     #[test]

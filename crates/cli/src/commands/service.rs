@@ -692,7 +692,7 @@ pub async fn ls(client: &mut Client, quiet: bool, format: Option<&str>) -> Outpu
                 "Image": display_image(&spec.task.map(|t| t.image).unwrap_or_default()),
                 "Mode": spec.mode.replace('-', " "),
                 "Name": spec.annotations.map(|a| a.name).unwrap_or_default(),
-                "Ports": "",
+                "Ports": super::ports::ls_column(s.endpoint.as_ref()),
                 "Replicas": replicas,
             })
         })
