@@ -214,3 +214,87 @@ fn get(addr: &str, path: &str) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out)
 }
+
+/// The walkthrough's overlay commands through the unmodified docker CLI, as
+/// golden/services-2.txt recorded them on a real swarm.
+#[test]
+fn overlay_network_commands_match_golden() {
+    if docker::skip() {
+        return;
+    }
+    let (d, _) = docker_swarm();
+    docker::assert_golden(
+        "services-2.txt",
+        "docker network ls",
+        &d.docker(&["network", "ls"]).ok(),
+    );
+    let created = d.docker(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.255.9.0/24",
+        "myoverlay",
+    ]);
+    docker::assert_golden(
+        "services-2.txt",
+        "docker network create -d overlay --subnet 10.255.9.0/24 myoverlay",
+        created.ok(),
+    );
+    d.docker(&[
+        "service",
+        "create",
+        "--name",
+        "server",
+        "--replicas",
+        "2",
+        "--network",
+        "myoverlay",
+        "-d",
+        "bb:latest",
+        "sleep",
+        "1000000",
+    ])
+    .ok();
+    let vips = d.docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Endpoint.VirtualIPs}}",
+        "server",
+    ]);
+    docker::assert_golden(
+        "services-2.txt",
+        "docker service inspect --format \"{{json .Endpoint.VirtualIPs}}\" server",
+        vips.ok(),
+    );
+    assert!(
+        vips.stdout.contains(created.stdout.trim()),
+        "the VIP is on myoverlay: {vips:?}"
+    );
+    let ipam = d.docker(&[
+        "network",
+        "inspect",
+        "myoverlay",
+        "--format",
+        "{{json .IPAM}} {{.Driver}} {{.Scope}}",
+    ]);
+    docker::assert_golden(
+        "services-2.txt",
+        "docker network inspect myoverlay --format \"{{json .IPAM}} {{.Driver}} {{.Scope}}\"",
+        ipam.ok(),
+    );
+    let rm = d.docker(&["network", "rm", "myoverlay"]);
+    docker::assert_golden("services-2.txt", "docker network rm myoverlay", &rm.stderr);
+    assert_ne!(rm.code, 0);
+    assert!(
+        d.docker(&["network", "ls", "--format", "{{.Name}}"])
+            .ok()
+            .contains("myoverlay"),
+        "nothing removed"
+    );
+    // Once the service is gone it goes.
+    d.docker(&["service", "rm", "server"]).ok();
+    d.docker(&["network", "rm", "myoverlay"]).ok();
+}
