@@ -312,6 +312,29 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
         }),
         "{answered:?}"
     );
+    // Published later, by an update: the tasks (now also on the ingress
+    // network) are replaced and the port answers; removed again, it closes.
+    m.cli(&["service", "update", "-d", "--publish-add", "8090:80", "web"])
+        .ok();
+    let ports = m
+        .cli(&["service", "inspect", "web", "--format", "{{json .Endpoint.Ports}}"])
+        .ok()
+        .to_string();
+    assert!(ports.contains("\"PublishedPort\":8090"), "{ports}");
+    assert!(
+        eventually(Duration::from_secs(60), || hosts
+            .addrs
+            .iter()
+            .all(|a| http_get(&format!("{a}:8090")).is_some())),
+        "{}",
+        m.cli(&["service", "ps", "web"]).stdout
+    );
+    m.cli(&["service", "update", "-d", "--publish-rm", "80", "web"]).ok();
+    assert!(eventually(Duration::from_secs(30), || http_get(&format!(
+        "{}:8090",
+        hosts.addrs[2]
+    ))
+    .is_none()));
     m.cli(&["service", "rm", "pub"]).ok();
     assert!(
         eventually(Duration::from_secs(20), || http_get(&format!(

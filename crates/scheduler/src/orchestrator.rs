@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::placement::{self, Placement};
 use crate::slots::{SlotKey, stopping};
-use crate::tasks::{new_task, restart, shut_down, status};
+use crate::tasks::{new_task, of_spec, restart, shut_down, status};
 
 /// Swarm's default `TaskHistoryRetentionLimit`.
 const DEFAULT_HISTORY: usize = 5;
@@ -171,11 +171,11 @@ fn reconcile_slot(
         .collect();
     let live_old: Vec<&&&Task> = current
         .iter()
-        .filter(|t| t.spec != *spec && !t.status.state.is_terminal())
+        .filter(|t| !of_spec(t, service) && !t.status.state.is_terminal())
         .collect();
     if let Some(new) = current
         .iter()
-        .find(|t| t.spec == *spec && !t.status.state.is_terminal())
+        .find(|t| of_spec(t, service) && !t.status.state.is_terminal())
     {
         // Replaced: the old task stops at once (stop-first), or once its
         // replacement runs (start-first).
@@ -188,7 +188,9 @@ fn reconcile_slot(
     }
     // A replacement that failed while the old task runs (start-first) is
     // restarted under the restart policy, the old one running meanwhile.
-    let failed_replacement = current.iter().any(|t| t.spec == *spec && t.status.state.is_terminal());
+    let failed_replacement = current
+        .iter()
+        .any(|t| of_spec(t, service) && t.status.state.is_terminal());
     if !live_old.is_empty() && !failed_replacement {
         // Of an older spec: replaced when the rollout says.
         if !step.replace {

@@ -67,7 +67,14 @@ pub(crate) fn new_task(
         running_at: None,
         restarts,
         addresses: Vec::new(),
+        endpoint_spec: service.spec.endpoint.clone(),
     }
+}
+
+/// Whether `t` was made from `service`'s current spec: its task spec and its
+/// endpoint spec (swarmkit's `IsTaskDirty`, negated).
+pub(crate) fn of_spec(t: &Task, service: &Service) -> bool {
+    t.spec == service.spec.task && t.endpoint_spec == service.spec.endpoint
 }
 
 pub(crate) fn shut_down(t: &Task, now: OffsetDateTime) -> Task {

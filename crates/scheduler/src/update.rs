@@ -11,6 +11,7 @@ use swarmkeep_store::objects::{
 use time::OffsetDateTime;
 
 use crate::slots::{SlotKey, nanos, stopping};
+use crate::tasks::of_spec;
 
 /// `service` with `spec` in place of its current spec, which becomes the
 /// previous one (a rollback passes the previous spec back). When the task
@@ -24,7 +25,7 @@ pub fn apply_spec(current: &Service, spec: ServiceSpec, rollback: bool, now: Off
         .update_status
         .as_ref()
         .is_some_and(|s| matches!(s.state, UpdateState::Paused | UpdateState::RollbackPaused));
-    if spec.task != current.spec.task || paused {
+    if spec.task != current.spec.task || spec.endpoint != current.spec.endpoint || paused {
         let (state, message) = if rollback {
             (UpdateState::RollbackStarted, "manually requested rollback")
         } else {
@@ -66,12 +67,11 @@ pub(crate) fn plan<'a>(
     ready: &BTreeSet<&str>,
     now: OffsetDateTime,
 ) -> Rollout<'a> {
-    let spec = &service.spec.task;
     let live = |t: &Task| t.desired_state <= TaskState::Running && !t.status.state.is_terminal();
     let history = |key: &SlotKey<'a>| slots.get(key).map(Vec::as_slice).unwrap_or_default();
     let dirty: Vec<SlotKey<'a>> = wanted
         .iter()
-        .filter(|k| history(k).iter().any(|t| live(t) && t.spec != *spec))
+        .filter(|k| history(k).iter().any(|t| live(t) && !of_spec(t, service)))
         .copied()
         .collect();
     let all_at_once = |config: &UpdateConfig| Rollout {
@@ -102,7 +102,7 @@ pub(crate) fn plan<'a>(
     let delay = nanos(config.delay_ns);
     let monitor = nanos(config.monitor_ns);
     // The tasks this rollout made.
-    let ours = |t: &Task| t.spec == *spec && t.meta.created_at >= status.started_at;
+    let ours = |t: &Task| of_spec(t, service) && t.meta.created_at >= status.started_at;
 
     // The task the rollout made for each slot (later ones are restarts).
     let replacement = |tasks: &[&'a Task]| -> Option<&'a Task> {
@@ -160,7 +160,7 @@ pub(crate) fn plan<'a>(
             // Stop-first: the old task stopped by this rollout, its
             // replacement not made yet (it waits for the stop).
             None => tasks.iter().any(|t| {
-                t.spec != *spec
+                !of_spec(t, service)
                     && t.desired_state > TaskState::Running
                     && t.meta.updated_at >= status.started_at
                     && (stopping(t, ready, now) || t.status.state.is_terminal())
@@ -182,7 +182,7 @@ pub(crate) fn plan<'a>(
     let filled = wanted.iter().all(|k| {
         history(k)
             .iter()
-            .any(|t| t.spec == *spec && t.desired_state == TaskState::Running)
+            .any(|t| of_spec(t, service) && t.desired_state == TaskState::Running)
     });
     let change = (dirty.is_empty() && busy == 0 && watched && filled).then(|| Command::CompleteServiceUpdate {
         id: service.id.clone(),

@@ -739,4 +739,9 @@ pub struct Task {
     /// allocated by the leader; held until the task has stopped.
     #[serde(default)]
     pub addresses: Vec<NetworkAddress>,
+    /// The service's endpoint spec it was made with (swarmkit's
+    /// `Task.Endpoint.Spec`): a task made under another is out of date, as
+    /// publishing a port puts the tasks on the ingress network.
+    #[serde(default)]
+    pub endpoint_spec: EndpointSpec,
 }

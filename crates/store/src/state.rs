@@ -754,6 +754,7 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH;
         let task = Task {
             addresses: Default::default(),
+            endpoint_spec: Default::default(),
             id: "t".into(),
             meta: Meta {
                 version: 0,
@@ -872,6 +873,7 @@ mod tests {
         };
         let task = |id: &str, node: &str, state: TaskState| Task {
             addresses: Default::default(),
+            endpoint_spec: Default::default(),
             id: id.into(),
             meta: meta.clone(),
             service_id: "svc".into(),

@@ -226,7 +226,7 @@ fn overlay_network_commands_match_golden() {
     docker::assert_golden(
         "services-2.txt",
         "docker network ls",
-        &d.docker(&["network", "ls"]).ok(),
+        d.docker(&["network", "ls"]).ok(),
     );
     let created = d.docker(&[
         "network",

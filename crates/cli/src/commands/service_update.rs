@@ -36,6 +36,18 @@ pub struct UpdateArgs {
     /// Remove a configuration file
     #[arg(long)]
     pub config_rm: Vec<String>,
+    /// Add a network
+    #[arg(long)]
+    pub network_add: Vec<String>,
+    /// Remove a network
+    #[arg(long)]
+    pub network_rm: Vec<String>,
+    /// Add or update a published port
+    #[arg(long)]
+    pub publish_add: Vec<String>,
+    /// Remove a published port by its target port
+    #[arg(long)]
+    pub publish_rm: Vec<String>,
     /// Number of tasks
     #[arg(long)]
     pub replicas: Option<u64>,
@@ -138,6 +150,84 @@ impl UpdateArgs {
         };
         format!("{self:?}") != format!("{plain:?}")
     }
+}
+
+/// The network's ID (a name, ID or ID prefix given).
+async fn network_id(client: &mut Client, name: &str) -> Result<String, CliError> {
+    let network = client
+        .get_network(control::GetNetworkRequest { id: name.to_string() })
+        .await
+        .map_err(|s| CliError(daemon_error(&s)))?
+        .into_inner()
+        .network
+        .unwrap_or_default();
+    Ok(network.id)
+}
+
+/// `--network-rm` then `--network-add`, as the docker CLI's
+/// `updateNetworks`: an attachment already there is refused with its words.
+async fn update_networks(
+    client: &mut Client,
+    spec: &mut control::ServiceSpec,
+    add: &[String],
+    rm: &[String],
+) -> Result<(), CliError> {
+    if add.is_empty() && rm.is_empty() {
+        return Ok(());
+    }
+    let task = spec.task.get_or_insert_default();
+    for name in rm {
+        let id = network_id(client, name).await?;
+        task.networks.retain(|n| n.target != id && n.target != *name);
+    }
+    for value in add {
+        let mut attachment = super::service::parse_network(value)?;
+        let id = network_id(client, &attachment.target).await?;
+        if task.networks.iter().any(|n| n.target == id) {
+            return Err(CliError(format!(
+                "service is already attached to network {}",
+                attachment.target
+            )));
+        }
+        attachment.target = id;
+        task.networks.push(attachment);
+    }
+    Ok(())
+}
+
+/// `--publish-rm` (by target port, and protocol when given) then
+/// `--publish-add` (replacing a port published on the same number), as the
+/// docker CLI's `updatePorts`.
+fn update_ports(spec: &mut control::ServiceSpec, add: &[String], rm: &[String]) -> Result<(), CliError> {
+    if add.is_empty() && rm.is_empty() {
+        return Ok(());
+    }
+    let endpoint = spec.endpoint.get_or_insert_default();
+    for value in rm {
+        let (port, protocol) = value.split_once('/').unwrap_or((value.as_str(), ""));
+        let target: u32 = port.parse().map_err(|_| {
+            CliError(format!(
+                "invalid argument \"{value}\" for \"--publish-rm\" flag: invalid port"
+            ))
+        })?;
+        endpoint.ports.retain(|p| {
+            let proto = if p.protocol.is_empty() {
+                "tcp"
+            } else {
+                p.protocol.as_str()
+            };
+            !(p.target_port == target && (protocol.is_empty() || protocol == proto))
+        });
+    }
+    for value in add {
+        for port in super::ports::parse(value)? {
+            endpoint.ports.retain(|p| {
+                !(p.published_port != 0 && p.published_port == port.published_port && p.protocol == port.protocol)
+            });
+            endpoint.ports.push(port);
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `KEY=…` entries (and bare `KEY`) by key, as the docker CLI's
@@ -244,6 +334,8 @@ async fn updated_spec(
     if let Some(w) = &a.workdir {
         task.workdir = w.clone();
     }
+    update_networks(client, &mut spec, &a.network_add, &a.network_rm).await?;
+    update_ports(&mut spec, &a.publish_add, &a.publish_rm)?;
     // Added references replace the ones with the same source.
     let secrets = resolve_refs(client, &a.secret_add, true).await?;
     let configs = resolve_refs(client, &a.config_add, false).await?;

@@ -162,6 +162,7 @@ mod tests {
     fn task(id: &str, node: &str, state: TaskState, secrets: &[&str], configs: &[&str]) -> Task {
         Task {
             addresses: Vec::new(),
+            endpoint_spec: Default::default(),
             id: id.into(),
             meta: meta(1),
             service_id: "svc".into(),
