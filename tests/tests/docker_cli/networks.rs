@@ -223,11 +223,7 @@ fn overlay_network_commands_match_golden() {
         return;
     }
     let (d, _) = docker_swarm();
-    docker::assert_golden(
-        "services-2.txt",
-        "docker network ls",
-        d.docker(&["network", "ls"]).ok(),
-    );
+    docker::assert_golden("services-2.txt", "docker network ls", d.docker(&["network", "ls"]).ok());
     let created = d.docker(&[
         "network",
         "create",

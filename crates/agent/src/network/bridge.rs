@@ -21,6 +21,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::firewall;
+use super::netns::{connect, io, link_index};
 
 /// The range agents take their /24 from: 10.213.0.0/16.
 const RANGE: [u8; 2] = [10, 213];
@@ -47,10 +48,6 @@ pub struct Bridge {
     _lock: std::fs::File,
 }
 
-fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
-    move |e| format!("{what}: {e}")
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -70,22 +67,6 @@ fn bridge_name(exec_root: &Path) -> String {
     let digest = swarmkeep_image::sha256_digest(exec_root.as_os_str().as_encoded_bytes());
     let hex = digest.trim_start_matches("sha256:");
     format!("{BRIDGE_PREFIX}{}", &hex[..10])
-}
-
-fn connect() -> Result<Handle, String> {
-    let (connection, handle, _) = rtnetlink::new_connection().map_err(io("opening a netlink socket"))?;
-    tokio::spawn(connection);
-    Ok(handle)
-}
-
-async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, String> {
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    match links.try_next().await {
-        Ok(link) => Ok(link.map(|l| l.header.index)),
-        // ENODEV: no such link.
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(format!("looking up link {name}: {e}")),
-    }
 }
 
 impl Bridge {

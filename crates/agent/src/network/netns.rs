@@ -10,7 +10,8 @@ use std::path::Path;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
-fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
+/// An error's text, said of `what`.
+pub(super) fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
     move |e| format!("{what}: {e}")
 }
 
@@ -83,4 +84,38 @@ pub fn connect() -> Result<rtnetlink::Handle, String> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(io("opening a netlink socket"))?;
     tokio::spawn(connection);
     Ok(handle)
+}
+
+/// The index of the link `name`, if there is one.
+pub(super) async fn link_index(handle: &rtnetlink::Handle, name: &str) -> Result<Option<u32>, String> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match futures::TryStreamExt::try_next(&mut links).await {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        // ENODEV: no such link.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(format!("looking up link {name}: {e}")),
+    }
+}
+
+/// Gives link `index` the address `addr/prefix` and brings it up; `what`
+/// names it in errors.
+pub(super) async fn address_up(
+    handle: &rtnetlink::Handle,
+    index: u32,
+    addr: std::net::Ipv4Addr,
+    prefix: u8,
+    what: &str,
+) -> Result<(), String> {
+    handle
+        .address()
+        .add(index, std::net::IpAddr::V4(addr), prefix)
+        .execute()
+        .await
+        .map_err(io(format!("addressing {what}")))?;
+    handle
+        .link()
+        .set(rtnetlink::LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(io(format!("bringing up {what}")))
 }

@@ -24,7 +24,6 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use futures::TryStreamExt;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -34,7 +33,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan};
 use swarmkeep_api::dispatcher::NetworkView;
 
-use super::netns;
+use super::netns::{self, io, link_index};
 
 /// VXLAN's 50 bytes of headers out of a 1500-byte underlay.
 const MTU: u32 = 1450;
@@ -96,22 +95,9 @@ pub struct Overlays {
     state: tokio::sync::Mutex<State>,
 }
 
-fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
-    move |e| format!("{what}: {e}")
-}
-
 fn short(text: &str) -> String {
     let digest = swarmkeep_image::sha256_digest(text.as_bytes());
     digest.trim_start_matches("sha256:")[..10].to_string()
-}
-
-async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, String> {
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    match links.try_next().await {
-        Ok(link) => Ok(link.map(|l| l.header.index)),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(format!("looking up link {name}: {e}")),
-    }
 }
 
 async fn up(handle: &Handle, index: u32, what: &str) -> Result<(), String> {
@@ -602,36 +588,14 @@ impl Overlays {
                 .await
                 .map_err(io("linking the routing mesh"))?;
             let index = link_index(&handle, &link).await?.ok_or("the mesh link vanished")?;
-            handle
-                .address()
-                .add(index, IpAddr::V4(MESH_NODE_ADDR), 30)
-                .execute()
-                .await
-                .map_err(io("addressing the mesh link"))?;
-            handle
-                .link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute()
-                .await
-                .map_err(io("bringing up the mesh link"))?;
+            netns::address_up(&handle, index, MESH_NODE_ADDR, 30, "the mesh link").await?;
             // Connections from the node itself (to 127.0.0.1:PORT) may leave
             // by the link once masqueraded.
             let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{link}/route_localnet"), "1");
             netns::run_in(&path, move || async move {
                 let handle = netns::connect()?;
                 let index = link_index(&handle, "mesh0").await?.ok_or("the mesh link vanished")?;
-                handle
-                    .address()
-                    .add(index, IpAddr::V4(MESH_SBOX_ADDR), 30)
-                    .execute()
-                    .await
-                    .map_err(io("addressing the mesh link"))?;
-                handle
-                    .link()
-                    .set(LinkUnspec::new_with_index(index).up().build())
-                    .execute()
-                    .await
-                    .map_err(io("bringing up the mesh link"))?;
+                netns::address_up(&handle, index, MESH_SBOX_ADDR, 30, "the mesh link").await?;
                 let br = link_index(&handle, "br0").await?.ok_or("the ingress bridge is gone")?;
                 match handle.address().add(br, IpAddr::V4(address), prefix).execute().await {
                     Ok(()) => {}
