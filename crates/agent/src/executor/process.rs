@@ -420,7 +420,15 @@ impl ProcessExecutor {
         let (hosts, resolv) = match run.network {
             NetworkMode::Bridge if !run.overlays.is_empty() => (
                 hosts_file(address, hostname, &run.sandbox.hosts),
-                with_dns(&overlay_resolv_conf(&host_resolv), &run.sandbox.dns),
+                // The embedded server stays the nameserver; `--dns` servers
+                // are what it asks (as Docker's).
+                with_dns(
+                    &overlay_resolv_conf(&host_resolv),
+                    &swarmkeep_api::control::DnsConfig {
+                        nameservers: Vec::new(),
+                        ..run.sandbox.dns.clone()
+                    },
+                ),
             ),
             NetworkMode::Bridge => (
                 hosts_file(address, hostname, &run.sandbox.hosts),
@@ -564,7 +572,10 @@ impl ProcessExecutor {
             return Err(e);
         }
         if !run.overlays.is_empty()
-            && let Err(e) = self.overlays.attach(&run.task_id, pid, &run.overlays).await
+            && let Err(e) = self
+                .overlays
+                .attach(&run.task_id, pid, &run.overlays, dns_servers(&run.sandbox.dns))
+                .await
         {
             let _ = task.child.kill().await;
             self.finish(&task).await;
@@ -613,6 +624,11 @@ impl ProcessExecutor {
         }
         Ok(task)
     }
+}
+
+/// The service's `--dns` servers that are addresses.
+fn dns_servers(dns: &swarmkeep_api::control::DnsConfig) -> Vec<std::net::IpAddr> {
+    dns.nameservers.iter().filter_map(|s| s.parse().ok()).collect()
 }
 
 /// What `cleanup_stale` finds of a shim: its PID and start time (its

@@ -7,7 +7,7 @@
 //! resolvers. The socket is made inside the task's namespace and served by
 //! the agent; records come from the dispatcher's network view.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -63,17 +63,22 @@ pub(crate) fn resolve(view: &NetworkView, networks: &[String], name: &str, turn:
     None
 }
 
-/// The node's resolvers, from its `/etc/resolv.conf`, less loopback ones (a
-/// task reaches none of the node's loopback services otherwise; Docker's
-/// embedded server leaves them out too).
-fn upstreams() -> Vec<SocketAddr> {
-    std::fs::read_to_string("/etc/resolv.conf")
+/// Where other names are asked: the service's own servers (`--dns`) when
+/// it has some, else the node's resolvers from its `/etc/resolv.conf`; never
+/// a loopback one (a task reaches none of the node's loopback services
+/// otherwise; Docker's embedded server leaves them out too).
+fn upstreams(given: &[IpAddr]) -> Vec<SocketAddr> {
+    let node: Vec<IpAddr> = std::fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|s| s.trim().parse::<std::net::IpAddr>().ok())
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    let servers = if given.is_empty() { &node[..] } else { given };
+    servers
+        .iter()
         .filter(|ip| !ip.is_loopback())
-        .map(|ip| SocketAddr::new(ip, 53))
+        .map(|ip| SocketAddr::new(*ip, 53))
         .collect()
 }
 
@@ -91,8 +96,8 @@ pub(crate) enum Reply {
 
 /// Asks the node's resolvers `query` (ID `id`); the first answer with
 /// that ID from the server asked.
-async fn forward(query: &[u8], id: u16) -> Option<Vec<u8>> {
-    for server in upstreams() {
+async fn forward(query: &[u8], id: u16, given: &[IpAddr]) -> Option<Vec<u8>> {
+    for server in upstreams(given) {
         let bind: SocketAddr = if server.is_ipv4() {
             "0.0.0.0:0".parse().ok()?
         } else {
@@ -159,12 +164,15 @@ fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Binds 127.0.0.11:53 inside the namespace `ns` and answers there until
-/// the returned task is aborted.
+/// the returned task is aborted; other names go to `given` (the service's
+/// `--dns` servers) or, without, to the node's resolvers.
 pub async fn serve(
     ns: &Path,
     view: Arc<RwLock<NetworkView>>,
     networks: Vec<String>,
+    given: Vec<IpAddr>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
+    let given = Arc::new(given);
     let socket = netns::run_in(ns, || async {
         let socket = std::net::UdpSocket::bind((ADDRESS, 53)).map_err(|e| format!("binding {ADDRESS}:53: {e}"))?;
         socket
@@ -195,10 +203,10 @@ pub async fn serve(
                     let Ok(permit) = forwards.clone().try_acquire_owned() else {
                         continue;
                     };
-                    let socket = socket.clone();
+                    let (socket, given) = (socket.clone(), given.clone());
                     tokio::spawn(async move {
                         let _permit = permit;
-                        if let Some(reply) = forward(&query, id).await.or_else(|| servfail(&packet)) {
+                        if let Some(reply) = forward(&query, id, &given).await.or_else(|| servfail(&packet)) {
                             let _ = socket.send_to(&reply, from).await;
                         }
                     });

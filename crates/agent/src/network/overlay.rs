@@ -316,7 +316,15 @@ impl Overlays {
 
     /// Puts the task running as `pid` (in its own namespace) on its overlay
     /// networks, with its DNS server and VIP rules, before it runs.
-    pub async fn attach(&self, task_id: &str, pid: u32, attachments: &[OverlayAttachment]) -> Result<(), String> {
+    /// `dns`: the service's own servers (`--dns`), which the task's DNS
+    /// server asks for names that are not the swarm's.
+    pub async fn attach(
+        &self,
+        task_id: &str,
+        pid: u32,
+        attachments: &[OverlayAttachment],
+        dns: Vec<IpAddr>,
+    ) -> Result<(), String> {
         let mut state = self.state.lock().await;
         let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let mut task = TaskNets {
@@ -402,7 +410,7 @@ impl Overlays {
                 })
                 .await?;
             }
-            task.dns = super::dns::serve(&ns, self.view.clone(), task.networks.clone()).await?;
+            task.dns = super::dns::serve(&ns, self.view.clone(), task.networks.clone(), dns).await?;
             task.balancing = balancing_rules(&self.view.read().unwrap_or_else(|p| p.into_inner()), &task.networks);
             apply_balancing(&ns, &task.balancing).await?;
             Ok::<(), String>(())
