@@ -148,12 +148,29 @@ pub(crate) fn answer(view: &NetworkView, networks: &[String], packet: &[u8], tur
         .set_recursion_available(true)
         .set_response_code(ResponseCode::NoError);
     response.add_query(query.clone());
-    if query.query_type() == RecordType::A {
-        for a in addrs {
-            response.add_answer(Record::from_rdata(query.name().clone(), TTL, RData::A(A(a))));
+    if query.query_type() != RecordType::A {
+        return response.to_vec().map_or(Reply::Drop, Reply::Local);
+    }
+    // As many answers as the asker's UDP size takes (512 bytes without
+    // EDNS); fewer, flagged truncated, so it may ask again over TCP.
+    let limit = usize::from(request.max_payload());
+    let mut shown = addrs.len();
+    loop {
+        let mut message = response.clone();
+        for a in &addrs[..shown] {
+            message.add_answer(Record::from_rdata(query.name().clone(), TTL, RData::A(A(*a))));
+        }
+        message.set_truncated(shown < addrs.len());
+        match message.to_vec() {
+            Ok(bytes) if bytes.len() <= limit || shown == 0 => return Reply::Local(bytes),
+            Ok(bytes) => {
+                // Each further answer is 16 bytes (its name compressed).
+                let over = (bytes.len() - limit).div_ceil(16);
+                shown = shown.saturating_sub(over.max(1));
+            }
+            Err(_) => return Reply::Drop,
         }
     }
-    response.to_vec().map_or(Reply::Drop, Reply::Local)
 }
 
 fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
@@ -318,6 +335,24 @@ mod tests {
             answer(&view, &on_a, &q.to_vec().unwrap(), 0),
             Reply::Forward(..)
         ));
+        // An answer larger than 512 bytes is cut, flagged truncated.
+        let mut view = view;
+        view.networks[0].services[0].vip.clear();
+        view.networks[0].services[0].tasks = (1..=100)
+            .map(|i| TaskRecord {
+                name: format!("web.{i}.x"),
+                addr: format!("10.0.1.{}", i + 10),
+                ..Default::default()
+            })
+            .collect();
+        let mut q = Message::new();
+        q.add_query(Query::query(Name::from_ascii("web.").unwrap(), RecordType::A));
+        let Reply::Local(bytes) = answer(&view, &on_a, &q.to_vec().unwrap(), 0) else {
+            panic!("web is answered here")
+        };
+        let reply = Message::from_vec(&bytes).unwrap();
+        assert!(bytes.len() <= 512 && reply.truncated(), "{} bytes", bytes.len());
+        assert!(reply.answers().len() > 20, "{}", reply.answers().len());
         // Bytes that are no DNS query go nowhere.
         assert_eq!(answer(&view, &on_a, b"GET / HTTP/1.0\r\n\r\n", 0), Reply::Drop);
     }
