@@ -109,13 +109,13 @@ impl Daemon {
         Self::start_with_env(extra_args, log_level, &[])
     }
 
-    /// [`Daemon::start_with`], with variables added to its environment.
-    pub fn start_with_env(extra_args: &[&str], log_level: &str, env: &[(&str, &str)]) -> Self {
+    /// A daemon on a fresh temporary directory, not started yet.
+    fn unstarted(extra_args: &[&str], log_level: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("swarmkeep-test")
             .tempdir()
             .expect("temp dir");
-        let mut d = Daemon {
+        Daemon {
             dir,
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -124,7 +124,12 @@ impl Daemon {
             starts: 0,
             inherit_fd7: None,
             netns: None,
-        };
+        }
+    }
+
+    /// [`Daemon::start_with`], with variables added to its environment.
+    pub fn start_with_env(extra_args: &[&str], log_level: &str, env: &[(&str, &str)]) -> Self {
+        let mut d = Self::unstarted(extra_args, log_level, env);
         d.spawn();
         d
     }
@@ -132,20 +137,8 @@ impl Daemon {
     /// A daemon in the network namespace `netns` (a test host of
     /// [`netns::TestHosts`]), pulling from `mirror`.
     pub fn start_in_netns(netns: &Path, mirror: &str, extra_args: &[&str], log_level: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("swarmkeep-test")
-            .tempdir()
-            .expect("temp dir");
-        let mut d = Daemon {
-            dir,
-            child: None,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
-            log_level: log_level.into(),
-            starts: 0,
-            inherit_fd7: None,
-            netns: Some((netns.to_path_buf(), mirror.to_string())),
-        };
+        let mut d = Self::unstarted(extra_args, log_level, &[]);
+        d.netns = Some((netns.to_path_buf(), mirror.to_string()));
         d.spawn();
         d
     }
@@ -153,20 +146,8 @@ impl Daemon {
     /// A daemon started with `dir` open as its fd 7 (not close-on-exec), as a
     /// careless parent would leave one.
     pub fn start_inheriting(dir: &Path) -> Self {
-        let tmp = tempfile::Builder::new()
-            .prefix("swarmkeep-test")
-            .tempdir()
-            .expect("temp dir");
-        let mut d = Daemon {
-            dir: tmp,
-            child: None,
-            extra_args: Vec::new(),
-            env: Vec::new(),
-            log_level: "info".into(),
-            starts: 0,
-            inherit_fd7: Some(dir.to_path_buf()),
-            netns: None,
-        };
+        let mut d = Self::unstarted(&[], "info", &[]);
+        d.inherit_fd7 = Some(dir.to_path_buf());
         d.spawn();
         d
     }
