@@ -121,11 +121,24 @@ impl TestHosts {
 
     /// `nft list tables` in host `i`.
     pub fn nft_tables(&self, i: usize) -> String {
+        self.nft(i, &["list", "tables"])
+    }
+
+    /// `nft ARGS`' output in host `i`.
+    pub fn nft(&self, i: usize, args: &[&str]) -> String {
         let out = Command::new("ip")
-            .args(["netns", "exec", self.name(i), "nft", "list", "tables"])
+            .args(["netns", "exec", self.name(i), "nft"])
+            .args(args)
             .output()
             .expect("running nft (install nftables)");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// This host's address on the hosts' network (the test's connections
+    /// to them come from it).
+    pub fn this_host(&self) -> String {
+        let first = self.addrs.first().map(String::as_str).unwrap_or("172.31.0.1");
+        format!("{}.254", first.rsplit_once('.').map_or(first, |(net, _)| net))
     }
 
     /// A swarm with a node per host: host 0 the manager (`m1`), the others

@@ -509,3 +509,250 @@ fn a_task_cannot_inject_frames_into_an_overlay() {
         }
     }
 }
+
+/// `service`'s running tasks: (node hostname, container name, its
+/// `PortStatus.Ports` as JSON).
+fn host_ports(m: &SwarmNode, service: &str) -> Vec<(String, String, String)> {
+    let out = m.cli(&[
+        "service",
+        "ps",
+        service,
+        "--filter",
+        "desired-state=running",
+        "--no-trunc",
+        "--format",
+        "{{.Node}}|{{.Name}}.{{.ID}}|{{.CurrentState}}",
+    ]);
+    let mut found = Vec::new();
+    for line in out.stdout.lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        if f.len() == 3 && f[2].starts_with("Running") {
+            let task_id = f[1].rsplit('.').next().unwrap_or_default();
+            let (status, _, body) = docker::http(&m.daemon.docker_socket(), "GET", &format!("/tasks/{task_id}"), None);
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let task: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            found.push((
+                f[0].to_string(),
+                f[1].to_string(),
+                task["Status"]["PortStatus"]["Ports"].to_string(),
+            ));
+        }
+    }
+    found
+}
+
+/// A CGI answering the client's address as the task saw it.
+const WHO_SERVER: &str = "mkdir -p /www/cgi-bin && hostname > /www/index.html && \
+    printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && \
+    exec httpd -f -p 80 -h /www";
+
+fn http_get_path(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    // (A CGI's header ends with a bare newline.)
+    let answer = answer.replace("\r\n", "\n");
+    answer.split_once("\n\n").map(|(_, body)| body.trim().to_string())
+}
+
+#[test]
+fn host_mode_ports_answer_only_where_a_task_runs() {
+    let hosts = TestHosts::new(3);
+    let mut nodes = hosts.swarm();
+    let m = &nodes[0];
+    assert!(eventually(Duration::from_secs(30), || node_rows(m)
+        .iter()
+        .all(|r| r.1 == "Ready")));
+    create(
+        m,
+        &[
+            "--name",
+            "hp",
+            "--replicas",
+            "2",
+            "--publish",
+            "mode=host,target=80,published=8081",
+        ],
+        &["sh", "-c", WHO_SERVER],
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || host_ports(m, "hp").len() == 2),
+        "{}",
+        m.cli(&["service", "ps", "hp"]).stdout
+    );
+    let running = host_ports(m, "hp");
+    for (_, _, ports) in &running {
+        assert_eq!(
+            ports, r#"[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8081,"PublishMode":"host"}]"#,
+            "the task's PortStatus as Docker's"
+        );
+    }
+    let with_task: BTreeSet<&str> = running.iter().map(|(n, _, _)| n.as_str()).collect();
+    // Where a task runs the port is its task's, with the client's own
+    // address (no NAT of the source, unlike the mesh); elsewhere nothing.
+    for (i, addr) in hosts.addrs.iter().enumerate() {
+        let name = &nodes[i].name;
+        let answer = http_get(&format!("{addr}:8081"));
+        if with_task.contains(name.as_str()) {
+            let (_, container, _) = running.iter().find(|(n, _, _)| n == name).unwrap();
+            let hostname = exec(&nodes[i], container, "hostname").1;
+            assert_eq!(answer.as_deref(), Some(hostname.trim()), "{name} answers with its task");
+            // (httpd's socket is IPv6: `[::ffff:A.B.C.D]`.)
+            let client = http_get_path(&format!("{addr}:8081"), "/cgi-bin/ip").unwrap_or_default();
+            assert_eq!(
+                client.trim_start_matches("[::ffff:").trim_end_matches(']'),
+                hosts.this_host(),
+                "the task sees the client's address"
+            );
+        } else {
+            assert_eq!(answer, None, "{name} runs no task of hp: its port is closed");
+        }
+    }
+    // One node runs one task publishing a port: a third replica has none.
+    m.cli(&["service", "scale", "-d", "hp=4"]).ok();
+    let pending = || {
+        m.cli(&[
+            "service",
+            "ps",
+            "hp",
+            "--no-trunc",
+            "--format",
+            "{{.CurrentState}}|{{.Error}}",
+        ])
+        .stdout
+        .lines()
+        .any(|l| {
+            l.starts_with("Pending ") && l.ends_with("|\"no suitable node (host-mode port already in use on 3 nodes)\"")
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(30), pending),
+        "{}",
+        m.cli(&[
+            "service",
+            "ps",
+            "hp",
+            "--no-trunc",
+            "--format",
+            "{{.CurrentState}}|{{.Error}}"
+        ])
+        .stdout
+    );
+    assert!(eventually(Duration::from_secs(60), || host_ports(m, "hp").len() == 3));
+    for addr in &hosts.addrs {
+        assert!(eventually(Duration::from_secs(10), || http_get(&format!(
+            "{addr}:8081"
+        ))
+        .is_some()));
+    }
+    // `service ps` PORTS as the docker CLI's.
+    let ps = m.cli(&[
+        "service",
+        "ps",
+        "hp",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Ports}}",
+    ]);
+    assert_eq!(ps.ok().lines().filter(|l| *l == "*:8081->80/tcp").count(), 3, "{ps:?}");
+    // No port given: the node picks one, and the task's status says which.
+    create(
+        m,
+        &["--name", "any", "--publish", "mode=host,target=80"],
+        &["sh", "-c", WHO_SERVER],
+    );
+    assert!(eventually(Duration::from_secs(60), || host_ports(m, "any").len() == 1));
+    let (node_name, _, ports) = host_ports(m, "any").remove(0);
+    let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
+    let port = ports[0]["PublishedPort"].as_u64().unwrap();
+    assert!(port >= 1024, "{ports}");
+    let i = nodes.iter().position(|n| n.name == node_name).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || http_get(&format!(
+            "{}:{port}",
+            hosts.addrs[i]
+        ))
+        .is_some()),
+        "the chosen port answers"
+    );
+    // A port the node itself listens on (the manager's swarm port) is not
+    // a task's to take: its task is rejected, and the swarm port still the
+    // manager's (the workers' sessions go on through it).
+    create(
+        m,
+        &[
+            "--name",
+            "grab",
+            "--constraint",
+            "node.hostname==m1",
+            "--publish",
+            "mode=host,target=80,published=2377",
+        ],
+        &["sh", "-c", WHO_SERVER],
+    );
+    let rejected = || {
+        m.cli(&[
+            "service",
+            "ps",
+            "grab",
+            "--no-trunc",
+            "--format",
+            "{{.CurrentState}}|{{.Error}}",
+        ])
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("Rejected ") && l.contains("listen tcp4 0.0.0.0:2377: bind: address already in use"))
+    };
+    assert!(
+        eventually(Duration::from_secs(30), rejected),
+        "{}",
+        m.cli(&["service", "ps", "grab", "--no-trunc"]).stdout
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        node_rows(m).iter().all(|r| r.1 == "Ready"),
+        "the workers still reach the manager"
+    );
+    assert!(
+        std::net::TcpStream::connect_timeout(
+            &format!("{}:2377", hosts.addrs[0]).parse().unwrap(),
+            Duration::from_secs(5)
+        )
+        .is_ok(),
+        "the manager still answers on its swarm port"
+    );
+    // Gone with the services: ports closed, the nodes' maps empty.
+    m.cli(&["service", "rm", "hp", "any", "grab"]).ok();
+    assert!(
+        eventually(Duration::from_secs(30), || hosts
+            .addrs
+            .iter()
+            .all(|a| http_get(&format!("{a}:8081")).is_none())),
+        "the ports close with their service"
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        (0..3).all(|i| {
+            // Each task bridge's map of host-mode ports: empty.
+            hosts
+                .nft_tables(i)
+                .lines()
+                .filter_map(|l| l.strip_prefix("table ip swk_"))
+                .all(|t| {
+                    let map = hosts.nft(i, &["list", "map", "ip", &format!("swk_{t}"), "host_ports"]);
+                    map.contains("host_ports") && !map.contains("elements")
+                })
+        })
+    }));
+    for n in nodes.iter_mut() {
+        n.daemon.stop();
+    }
+    for i in 0..3 {
+        let tables = hosts.nft_tables(i);
+        assert!(!tables.contains("swk_"), "host {i}: {tables}");
+    }
+}

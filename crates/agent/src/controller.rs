@@ -191,6 +191,7 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
         hostname: spec.hostname.clone(),
         network: crate::network::NetworkMode::Bridge,
         overlays: Vec::new(),
+        host_ports: Vec::new(),
         read_only: spec.read_only,
         tty: spec.tty,
         limits: spec
@@ -249,10 +250,12 @@ fn task_files(agent: &AgentState, spec: &control::TaskSpec) -> Result<(Vec<TaskF
 
 async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot::Receiver<()>) {
     let id = task.id.clone();
+    // Its host-mode ports, once published: in every status after.
+    let ports: std::sync::Mutex<Vec<control::PortConfig>> = Default::default();
     let report = |state: TaskState, message: &str, err: String, code: Option<i32>, pid: Option<u32>| {
-        let _ = agent
-            .status_tx
-            .send((id.clone(), status(state, message, err, code, pid)));
+        let mut status = status(state, message, err, code, pid);
+        status.port_status = lock(&ports).clone();
+        let _ = agent.status_tx.send((id.clone(), status));
     };
     let t0 = std::time::Instant::now();
     report(TaskState::Accepted, "accepted", String::new(), None, None);
@@ -261,6 +264,10 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
     let prepared = task_files(&agent, &spec);
     let prepared = prepared.and_then(|(files, mut run)| {
         (run.network, run.overlays) = network_mode(&task)?;
+        if run.network == crate::network::NetworkMode::Bridge {
+            let endpoint = task.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or_default();
+            run.host_ports = crate::network::host_ports::wanted(endpoint);
+        }
         // dockerd's refusal: the node's network is not for a remapped root.
         if run.network == crate::network::NetworkMode::Host && agent.config.userns_remap.is_some() {
             return Err("Cannot share the host's network namespace when user namespaces are enabled".into());
@@ -361,6 +368,7 @@ async fn run_task(agent: Arc<AgentState>, task: control::Task, mut stop: oneshot
         }
     };
     tracing::debug!(task = %id, mounted, started = t0.elapsed().as_secs_f64() * 1000.0, "task start (ms since assigned)");
+    *lock(&ports) = proc.published.iter().map(|p| p.status()).collect();
     agent
         .containers
         .started(container_record(&task, &spec, &run, &image, &proc, created));

@@ -56,6 +56,7 @@ mod tests {
             hostname: String::new(),
             network: crate::network::NetworkMode::Bridge,
             overlays: Vec::new(),
+            host_ports: Vec::new(),
             read_only: false,
             tty: false,
             limits: Default::default(),

@@ -28,6 +28,7 @@ pub(crate) fn status(
         err,
         exit_code,
         pid,
+        port_status: Vec::new(),
     }
 }
 

@@ -701,7 +701,16 @@ pub fn task_json(t: &control::Task) -> serde_json::Value {
             }),
         );
     }
-    st.insert("PortStatus".into(), serde_json::json!({}));
+    // Docker's PortStatus: `{}`, or the host-mode ports the task publishes.
+    let ports: Vec<serde_json::Value> = status.port_status.iter().map(port_json).collect();
+    st.insert(
+        "PortStatus".into(),
+        if ports.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({ "Ports": ports })
+        },
+    );
     let mut m = serde_json::Map::new();
     m.insert("ID".into(), t.id.clone().into());
     m.insert("Version".into(), serde_json::json!({"Index": version.index}));

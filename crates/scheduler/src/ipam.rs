@@ -560,7 +560,8 @@ pub fn check_endpoint(spec: &EndpointSpec) -> Result<(), String> {
         if p.publish_mode == PublishMode::Ingress && spec.mode == EndpointMode::Dnsrr {
             return Err("EndpointSpec: port published with ingress mode can't be used with dnsrr mode".into());
         }
-        if p.published_port != 0 && !published.insert((p.protocol.clone(), p.published_port, p.publish_mode)) {
+        // (swarmkit's key: the port and protocol, whatever the mode.)
+        if p.published_port != 0 && !published.insert((p.protocol.clone(), p.published_port)) {
             return Err("EndpointSpec: duplicate published ports provided".into());
         }
         if p.target_port == 0 || p.target_port > 65535 || p.published_port > 65535 {

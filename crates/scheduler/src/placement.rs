@@ -6,10 +6,10 @@
 //! repeatable). A task no node takes stays pending with swarmkit's
 //! `no suitable node (…)` explanation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use swarmkeep_store::ClusterState;
-use swarmkeep_store::objects::{Availability, Node, NodeRole, NodeState, Task, TaskSpec, TaskState};
+use swarmkeep_store::objects::{Availability, Node, NodeRole, NodeState, PublishMode, Task, TaskSpec, TaskState};
 
 /// A constraint as swarmkit parses it: `key==value` or `key!=value`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +76,7 @@ enum Filter {
     Resources,
     Constraints,
     Platform,
+    HostPort,
     MaxReplicas,
 }
 
@@ -88,6 +89,7 @@ impl Filter {
             Filter::Constraints if n == 1 => "scheduling constraint not satisfied on 1 node".into(),
             Filter::Constraints => format!("scheduling constraints not satisfied on {n} nodes"),
             Filter::Platform => format!("unsupported platform on {n} node{plural}"),
+            Filter::HostPort => format!("host-mode port already in use on {n} node{plural}"),
             Filter::MaxReplicas => "max replicas per node limit exceed".into(),
         }
     }
@@ -101,6 +103,8 @@ struct Load {
     by_service: BTreeMap<String, usize>,
     nano_cpus: i64,
     memory_bytes: i64,
+    /// The host-mode ports its live tasks publish: (protocol, port).
+    host_ports: BTreeSet<(String, u32)>,
 }
 
 pub(crate) struct Placement<'a> {
@@ -144,6 +148,8 @@ impl<'a> Placement<'a> {
                 Some(Filter::Constraints)
             } else if !on_platform(node, spec) {
                 Some(Filter::Platform)
+            } else if host_ports(task).any(|p| load.host_ports.contains(&p)) {
+                Some(Filter::HostPort)
             } else if spec.placement.max_replicas > 0
                 && load.by_service.get(&task.service_id).copied().unwrap_or(0) as u64 >= spec.placement.max_replicas
             {
@@ -219,7 +225,18 @@ impl Load {
         *self.by_service.entry(t.service_id.clone()).or_default() += 1;
         self.nano_cpus += t.spec.reservations.nano_cpus;
         self.memory_bytes += t.spec.reservations.memory_bytes;
+        self.host_ports.extend(host_ports(t));
     }
+}
+
+/// The ports a task publishes on its node (host mode, a number given): one
+/// node runs one task publishing each (a port left 0 is the node's choice).
+fn host_ports(t: &Task) -> impl Iterator<Item = (String, u32)> + '_ {
+    t.endpoint_spec
+        .ports
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Host && p.published_port != 0)
+        .map(|p| (p.protocol.clone(), p.published_port))
 }
 
 /// The node is one of the platforms the task names (any, when none).

@@ -96,5 +96,6 @@ pub(crate) fn status(state: TaskState, message: &str, now: OffsetDateTime) -> Ta
         err: String::new(),
         exit_code: None,
         pid: None,
+        port_status: Vec::new(),
     }
 }

@@ -167,6 +167,7 @@ fn a_failed_task_is_replaced_after_the_restart_delay() {
         err: "task: non-zero exit (1)".into(),
         exit_code: Some(1),
         pid: None,
+        port_status: Vec::new(),
     };
     st.apply(
         300,
@@ -214,6 +215,7 @@ fn restart_condition_none_leaves_the_slot_finished() {
             err: String::new(),
             exit_code: Some(0),
             pid: None,
+            port_status: Vec::new(),
         };
         st.apply(
             60,
@@ -257,6 +259,7 @@ fn agents(st: &mut ClusterState, at: OffsetDateTime, index: u64) {
             err: String::new(),
             exit_code: None,
             pid: None,
+            port_status: Vec::new(),
         },
     };
     let mut reports = Vec::new();

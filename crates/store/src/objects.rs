@@ -709,6 +709,10 @@ pub struct TaskStatus {
     pub err: String,
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
+    /// Docker's `PortStatus`: the ports the task publishes on its node (host
+    /// mode), as its node bound them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_status: Vec<PortConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -639,6 +639,7 @@ fn orphan(task: &mut Task, at: OffsetDateTime) {
         err: String::new(),
         exit_code: None,
         pid: None,
+        port_status: Vec::new(),
     };
 }
 
@@ -744,6 +745,7 @@ mod tests {
             err: String::new(),
             exit_code: None,
             pid: None,
+            port_status: Vec::new(),
         }
     }
 
@@ -890,6 +892,7 @@ mod tests {
                 err: String::new(),
                 exit_code: None,
                 pid: None,
+                port_status: Vec::new(),
             },
             running_at: None,
             restarts: Vec::new(),

@@ -20,21 +20,24 @@ fn unsupported_and_bad_requests_get_clear_errors() {
         encrypted.stderr,
         "Error response from daemon: rpc error: code = InvalidArgument desc = network driver option \"encrypted\" is not supported yet\n"
     );
-    let host_mode = d.docker(&[
+    // One port published twice, by the mesh and on the node: swarmkit's words.
+    let twice = d.docker(&[
         "service",
         "create",
         "-d",
         "--publish",
-        "mode=host,target=80,published=8081",
+        "8081:80",
+        "--publish",
+        "mode=host,target=81,published=8081",
         "bb",
         "sleep",
         "1",
     ]);
     assert!(
-        host_mode
+        twice
             .stderr
-            .contains("swarmkeep does not support publishing ports in host mode (mode=host) yet"),
-        "{host_mode:?}"
+            .contains("EndpointSpec: duplicate published ports provided"),
+        "{twice:?}"
     );
     // A constraint without an operator: swarmkit's words.
     let constraint = d.docker(&[

@@ -42,6 +42,8 @@ pub struct TaskRun {
     pub network: crate::network::NetworkMode,
     /// Its addresses on overlay networks (bridge mode only).
     pub overlays: Vec<crate::network::OverlayAttachment>,
+    /// Its ports to publish on the node (host mode, bridge mode only).
+    pub host_ports: Vec<swarmkeep_api::control::PortConfig>,
     /// `--read-only`: the task's root is mounted read-only.
     pub read_only: bool,
     /// `--tty`: the command runs on a pseudo-terminal.

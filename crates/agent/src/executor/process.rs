@@ -85,6 +85,8 @@ pub struct RunningTask {
     pub hostname: String,
     /// The environment it was started with (an exec inherits it).
     pub env: Vec<String>,
+    /// Its ports published on the node (host mode).
+    pub published: Vec<crate::network::host_ports::Published>,
 }
 
 impl RunningTask {
@@ -393,6 +395,7 @@ impl ProcessExecutor {
     pub async fn finish(&self, task: &RunningTask) {
         self.overlays.detach(&task.task_id).await;
         if let Some(bridge) = self.bridge.get() {
+            crate::network::host_ports::unpublish(bridge.name(), &task.published).await;
             bridge.detach(&task.task_id, task.endpoint.as_ref()).await;
         }
         task.cgroup.remove().await;
@@ -559,6 +562,7 @@ impl ProcessExecutor {
             cgroup,
             hostname: hostname.clone(),
             env: task_env,
+            published: Vec::new(),
         };
         // Its overlay networks, before it runs anything; on the node's
         // bridge it then talks to no other such task.
@@ -580,6 +584,19 @@ impl ProcessExecutor {
             let _ = task.child.kill().await;
             self.finish(&task).await;
             return Err(format!("attaching the task to its networks: {e}"));
+        }
+        // Its host-mode ports (on the node's own network a task binds them itself).
+        if let (Some(b), Some(e)) = (bridge, task.endpoint.as_ref())
+            && !run.host_ports.is_empty()
+        {
+            match crate::network::host_ports::publish(b.name(), e.address, &run.host_ports).await {
+                Ok(published) => task.published = published,
+                Err(e) => {
+                    let _ = task.child.kill().await;
+                    self.finish(&task).await;
+                    return Err(e);
+                }
+            }
         }
         // Docker's /etc/hosts names the container by its first overlay address.
         let address = run

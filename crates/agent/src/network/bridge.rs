@@ -119,6 +119,10 @@ impl Bridge {
         })
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::new(RANGE[0], RANGE[1], self.subnet, 1)
     }

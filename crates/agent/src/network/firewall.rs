@@ -7,6 +7,11 @@
 //!   carry its own MAC and IPv4 address (ARP included), as the set of
 //!   endpoints says; anything but IPv4 and ARP is dropped — so a task with
 //!   NET_RAW cannot poison a neighbour's ARP cache and read its traffic;
+//! - the task ports published in host mode: a map from protocol and node
+//!   port to the task's address and port, DNATed for every local address
+//!   of the node (prerouting, and output for the node's own connections),
+//!   let through the forward chain, and masqueraded when a task of the
+//!   bridge reaches one through its node (hairpin);
 //! - where Docker's iptables rules drop forwarded traffic by default, an
 //!   accept for the bridge in Docker's `DOCKER-USER` chain, marked so it can
 //!   be removed (a drop in our own chains still wins).
@@ -57,13 +62,24 @@ pub async fn install(bridge: &str, subnet: String, ports: &str) -> Result<(), St
         "add table ip {t}\n\
          delete table ip {t}\n\
          table ip {t} {{\n\
+           map host_ports {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
+           chain prerouting {{\n\
+             type nat hook prerouting priority dstnat; policy accept;\n\
+             fib daddr type local dnat ip to meta l4proto . th dport map @host_ports\n\
+           }}\n\
+           chain output {{\n\
+             type nat hook output priority -100; policy accept;\n\
+             fib daddr type local dnat ip to meta l4proto . th dport map @host_ports\n\
+           }}\n\
            chain postrouting {{\n\
              type nat hook postrouting priority srcnat; policy accept;\n\
              ip saddr {subnet} ip daddr != {subnet} oifname != \"{bridge}\" masquerade\n\
+             ip saddr {subnet} oifname \"{bridge}\" ct status dnat masquerade\n\
            }}\n\
            chain forward {{\n\
              type filter hook forward priority filter - 1; policy accept;\n\
              iifname \"{bridge}\" oifname \"swk-*\" oifname != \"{bridge}\" drop\n\
+             oifname \"{bridge}\" ct status dnat accept\n\
              oifname \"{bridge}\" iifname != \"{bridge}\" ct state != {{ established, related }} drop\n\
            }}\n\
          }}\n\
@@ -112,6 +128,53 @@ async fn remove_docker_user(bridge: &str) {
         .collect();
     if !script.is_empty() {
         let _ = nft(&script).await;
+    }
+}
+
+/// Publishes `published` (of `protocol`) on the node's addresses for the
+/// task at `address`:`target`; refused, as dockerd words it, when another
+/// task of this bridge has it.
+pub async fn publish(
+    bridge: &str,
+    protocol: &str,
+    published: u16,
+    address: std::net::Ipv4Addr,
+    target: u16,
+) -> Result<(), String> {
+    let t = table(bridge);
+    let protocol = host_protocol(protocol)?;
+    nft(&format!(
+        "create element ip {t} host_ports {{ {protocol} . {published} : {address} . {target} }}\n"
+    ))
+    .await
+    .map(drop)
+    .map_err(|e| {
+        if e.contains("File exists") {
+            format!("Bind for 0.0.0.0:{published} failed: port is already allocated")
+        } else {
+            e
+        }
+    })
+}
+
+/// Takes back what [`publish`] did.
+pub async fn unpublish(bridge: &str, protocol: &str, published: u16) {
+    let Ok(protocol) = host_protocol(protocol) else { return };
+    let t = table(bridge);
+    if let Err(e) = nft(&format!(
+        "delete element ip {t} host_ports {{ {protocol} . {published} }}\n"
+    ))
+    .await
+    {
+        tracing::debug!(published, error = %e, "removing a host-mode port");
+    }
+}
+
+fn host_protocol(protocol: &str) -> Result<&'static str, String> {
+    match protocol {
+        "" | "tcp" => Ok("tcp"),
+        "udp" => Ok("udp"),
+        other => Err(format!("cannot publish a {other:?} port")),
     }
 }
 

@@ -5,6 +5,7 @@
 mod bridge;
 mod dns;
 mod firewall;
+pub mod host_ports;
 mod netns;
 mod nft_netlink;
 mod overlay;

@@ -848,7 +848,13 @@ fn task_rows(
             "DesiredState": capitalize(&t.desired_state),
             "CurrentState": current,
             "Error": error,
-            "Ports": "",
+            // The docker CLI's: the task's host-mode ports, joined by ",".
+            "Ports": status
+                .port_status
+                .iter()
+                .map(|p| format!("*:{}->{}/{}", p.published_port, p.target_port, p.protocol))
+                .collect::<Vec<_>>()
+                .join(","),
         }));
     }
     rows

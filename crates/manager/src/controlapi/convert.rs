@@ -382,13 +382,17 @@ pub(crate) fn spec_to_proto(spec: &ServiceSpec) -> control::ServiceSpec {
         update_config: Some(update_config_to_proto(&spec.update_config)),
         rollback_config: Some(update_config_to_proto(&spec.rollback_config)),
         max_concurrent,
-        endpoint: Some(control::EndpointSpec {
-            mode: match spec.endpoint.mode {
-                EndpointMode::Vip => "vip".into(),
-                EndpointMode::Dnsrr => "dnsrr".into(),
-            },
-            ports: spec.endpoint.ports.iter().map(port_to_proto).collect(),
-        }),
+        endpoint: Some(endpoint_to_proto(&spec.endpoint)),
+    }
+}
+
+fn endpoint_to_proto(e: &EndpointSpec) -> control::EndpointSpec {
+    control::EndpointSpec {
+        mode: match e.mode {
+            EndpointMode::Vip => "vip".into(),
+            EndpointMode::Dnsrr => "dnsrr".into(),
+        },
+        ports: e.ports.iter().map(port_to_proto).collect(),
     }
 }
 
@@ -433,13 +437,7 @@ fn endpoint_from_proto(e: Option<control::EndpointSpec>) -> Result<EndpointSpec,
         };
         let publish_mode = match p.publish_mode.as_str() {
             "" | "ingress" => PublishMode::Ingress,
-            // Allocated by the scheduler already; the node's side is not built.
-            "host" => {
-                return Err(rpc(
-                    Code::InvalidArgument,
-                    "swarmkeep does not support publishing ports in host mode (mode=host) yet",
-                ));
-            }
+            "host" => PublishMode::Host,
             other => return Err(rpc(Code::InvalidArgument, format!("invalid publish mode {other:?}"))),
         };
         ports.push(PortConfig {
@@ -490,6 +488,7 @@ pub fn status_to_proto(s: &TaskStatus) -> control::TaskStatus {
         err: s.err.clone(),
         exit_code: s.exit_code,
         pid: s.pid,
+        port_status: s.port_status.iter().map(port_to_proto).collect(),
     }
 }
 
@@ -529,6 +528,7 @@ pub fn task_to_proto(st: &ClusterState, t: &Task) -> control::Task {
         spec: Some(task_spec_to_proto(&t.spec)),
         desired_state: t.desired_state.as_str().into(),
         status: Some(status_to_proto(&t.status)),
+        endpoint: Some(endpoint_to_proto(&t.endpoint_spec)),
     }
 }
 
@@ -548,7 +548,36 @@ pub fn status_from_proto(s: control::TaskStatus) -> Result<TaskStatus, Status> {
         err: s.err,
         exit_code: s.exit_code,
         pid: s.pid,
+        port_status: port_status_from_proto(s.port_status)?,
     })
+}
+
+/// The host-mode ports an agent says its task publishes: shown in the
+/// task's `PortStatus`, so held to what one can be.
+fn port_status_from_proto(ports: Vec<control::PortConfig>) -> Result<Vec<PortConfig>, Status> {
+    const MAX: usize = 1024;
+    if ports.len() > MAX {
+        return Err(rpc(Code::InvalidArgument, format!("more than {MAX} published ports")));
+    }
+    ports
+        .into_iter()
+        .map(|p| {
+            let protocol = match p.protocol.as_str() {
+                "tcp" | "udp" => p.protocol,
+                other => return Err(rpc(Code::InvalidArgument, format!("invalid protocol {other:?}"))),
+            };
+            if p.publish_mode != "host" || p.published_port == 0 || p.published_port > 65535 || p.target_port > 65535 {
+                return Err(rpc(Code::InvalidArgument, "invalid published port status"));
+            }
+            Ok(PortConfig {
+                name: String::new(),
+                protocol,
+                target_port: p.target_port,
+                published_port: p.published_port,
+                publish_mode: PublishMode::Host,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn refs_from_proto(

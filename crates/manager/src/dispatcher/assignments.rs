@@ -185,6 +185,7 @@ mod tests {
                 err: String::new(),
                 exit_code: None,
                 pid: None,
+                port_status: Vec::new(),
             },
         }
     }

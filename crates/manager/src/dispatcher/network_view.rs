@@ -113,7 +113,6 @@ pub(super) fn network_view(st: &ClusterState, node_id: &str) -> NetworkView {
         data_path_port,
         networks,
         ingress: ingress_view(st, node_id),
-        host_ports: Vec::new(),
     }
 }
 
