@@ -16,6 +16,7 @@ mod refusals;
 mod registry_auth;
 mod secrets;
 mod services;
+mod stacks;
 mod swarm;
 
 use swarmkeep_tests::{Daemon, free_addr};

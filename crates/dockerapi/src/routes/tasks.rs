@@ -57,32 +57,45 @@ impl<C: Control> Api<C> {
             }
         )?
         .tasks;
+        let labels = filters.labels("label");
+        let up_to_date = filters.contains("_up-to-date");
+        let services: HashMap<String, swarmkeep_api::control::ServiceSpec> = if up_to_date || !labels.is_empty() {
+            call!(self, list_services, ListServicesRequest { filters: None })?
+                .services
+                .into_iter()
+                .map(|s| (s.id, s.spec.unwrap_or_default()))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         // `_up-to-date`: tasks made from their service's current spec, which
         // is what the CLI's progress display counts during an update.
-        let current: Option<HashMap<String, Option<TaskSpec>>> = if filters.contains("_up-to-date") {
-            let services = call!(self, list_services, ListServicesRequest { filters: None })?.services;
-            Some(
-                services
-                    .into_iter()
-                    .map(|s| (s.id, s.spec.and_then(|sp| sp.task)))
-                    .collect(),
-            )
-        } else {
-            None
+        let current: Option<HashMap<&str, Option<&TaskSpec>>> = up_to_date.then(|| {
+            services
+                .iter()
+                .map(|(id, spec)| (id.as_str(), spec.task.as_ref()))
+                .collect()
+        });
+        // `label`: a task's labels are its service's (swarmkit matches the
+        // service annotations a task carries), as `docker stack ps` asks.
+        let labelled = |t: &Task| {
+            labels.is_empty()
+                || services.get(&t.service_id).is_some_and(|spec| {
+                    let have = spec.annotations.as_ref().map(|a| a.labels.clone()).unwrap_or_default();
+                    crate::filters::labels_match(&have, &labels)
+                })
         };
-        // Tasks carry no labels of their own: a label filter matches none.
-        if !filters.labels("label").is_empty() {
-            return Ok(Reply::Json(200, serde_json::json!([])));
-        }
         let names = filters.get("name");
         let out: Vec<serde_json::Value> = tasks
             .iter()
             .filter(|t| names.is_empty() || names.contains(&task_name(t)))
             .filter(|t| {
-                current
-                    .as_ref()
-                    .is_none_or(|c| c.get(&t.service_id).is_some_and(|spec| *spec == t.spec))
+                current.as_ref().is_none_or(|c| {
+                    c.get(t.service_id.as_str())
+                        .is_some_and(|spec| *spec == t.spec.as_ref())
+                })
             })
+            .filter(|t| labelled(t))
             .map(engine::task_json)
             .collect();
         Ok(Reply::Json(200, out.into()))
