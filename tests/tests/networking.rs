@@ -282,6 +282,71 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
     assert_ne!(code, 0, "iso2's bridge address is not reachable from the client");
     let (code, out) = exec(w2, &client, &format!("ping -c 1 -W 2 {}", eth0("plain")));
     assert_eq!(code, 0, "{out}");
+    // An internal network: its tasks reach each other (across nodes, by
+    // name) and nothing else — no default route, not even their node, no
+    // upstream resolvers; a task on an ordinary overlay reaches its node.
+    m.cli(&["network", "create", "-d", "overlay", "--internal", "inside"])
+        .ok();
+    create(
+        m,
+        &[
+            "--name",
+            "sealed",
+            "--constraint",
+            "node.hostname==w1",
+            "--network",
+            "inside",
+        ],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www",
+        ],
+    );
+    create(
+        m,
+        &[
+            "--name",
+            "probe",
+            "--constraint",
+            "node.hostname==w2",
+            "--network",
+            "inside",
+        ],
+        &["sleep", "100000"],
+    );
+    assert!(eventually(Duration::from_secs(60), || tasks(m, "sealed").len() == 1
+        && tasks(m, "probe").len() == 1));
+    let (_, sealed, _) = tasks(m, "sealed").remove(0);
+    let (_, probe, _) = tasks(m, "probe").remove(0);
+    let sealed_host = exec(node(&nodes, "w1"), &sealed, "hostname").1;
+    let (code, out) = exec(w2, &probe, "timeout 5 wget -qO- http://sealed/");
+    assert_eq!(
+        (code, out.trim()),
+        (0, sealed_host.trim()),
+        "by name over the internal overlay"
+    );
+    let (_, routes) = exec(w2, &probe, "ip route");
+    assert!(!routes.contains("default"), "{routes}");
+    let (_, links) = exec(w2, &probe, "ls /sys/class/net");
+    assert_eq!(
+        links.split_whitespace().collect::<Vec<_>>(),
+        ["eth1", "lo"],
+        "no leg on the node's bridge"
+    );
+    for addr in [&hosts.addrs[2], &hosts.addrs[0]] {
+        let (code, out) = exec(w2, &probe, &format!("ping -c 1 -W 2 {addr}"));
+        assert_ne!(code, 0, "an internal task reached {addr}: {out}");
+    }
+    let (_, out) = exec(w2, &probe, "nslookup example.invalid 2>&1");
+    assert!(out.contains("SERVFAIL"), "no upstream resolver: {out}");
+    let (code, out) = exec(w2, &client, &format!("ping -c 1 -W 2 {}", hosts.addrs[2]));
+    assert_eq!(code, 0, "an ordinary overlay task reaches its node: {out}");
+    let (_, routes) = exec(w2, &client, "ip route");
+    assert!(routes.contains("default"), "{routes}");
+    for s in ["sealed", "probe"] {
+        m.cli(&["service", "rm", s]).ok();
+    }
     // The routing mesh: a port published by a service with one task (on
     // w1) answers on every node's address, the two with no task included.
     create(
@@ -380,9 +445,12 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
         })),
         "every node let go of the overlays"
     );
-    m.cli(&["network", "rm", "appnet", "othernet"]).ok();
+    m.cli(&["network", "rm", "appnet", "othernet", "inside"]).ok();
     let ls = m.cli(&["network", "ls", "--format", "{{.Name}}"]).ok().to_string();
-    assert!(!ls.contains("appnet") && !ls.contains("othernet"), "{ls}");
+    assert!(
+        !ls.contains("appnet") && !ls.contains("othernet") && !ls.contains("inside"),
+        "{ls}"
+    );
     for n in nodes.iter_mut() {
         n.daemon.stop();
     }

@@ -525,6 +525,7 @@ fn network_mode(
                     address,
                     prefix,
                     ingress: spec.ingress,
+                    internal: spec.internal,
                 });
             }
             driver => {

@@ -585,6 +585,17 @@ impl ProcessExecutor {
             self.finish(&task).await;
             return Err(format!("attaching the task to its networks: {e}"));
         }
+        // On internal networks only it keeps no leg on the node's bridge.
+        if crate::network::internal_only(&run.overlays)
+            && let (Some(b), Some(endpoint)) = (bridge, task.endpoint.take())
+        {
+            b.detach(&run.task_id, Some(&endpoint)).await;
+            if !run.host_ports.is_empty() {
+                let _ = task.child.kill().await;
+                self.finish(&task).await;
+                return Err("a task on internal networks only cannot publish ports on its node".into());
+            }
+        }
         // Its host-mode ports (on the node's own network a task binds them itself).
         if let (Some(b), Some(e)) = (bridge, task.endpoint.as_ref())
             && !run.host_ports.is_empty()

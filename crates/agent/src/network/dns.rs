@@ -180,16 +180,26 @@ fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
     response.to_vec().ok()
 }
 
+/// Where a task's DNS server asks for names that are not the swarm's.
+pub enum Upstream {
+    /// The service's `--dns` servers, or (none given) the node's resolvers.
+    Given(Vec<IpAddr>),
+    /// Nowhere (a task on internal networks only): SERVFAIL, as Docker's.
+    None,
+}
+
 /// Binds 127.0.0.11:53 inside the namespace `ns` and answers there until
-/// the returned task is aborted; other names go to `given` (the service's
-/// `--dns` servers) or, without, to the node's resolvers.
+/// the returned task is aborted; other names go where `upstream` says.
 pub async fn serve(
     ns: &Path,
     view: Arc<RwLock<NetworkView>>,
     networks: Vec<String>,
-    given: Vec<IpAddr>,
+    upstream: Upstream,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let given = Arc::new(given);
+    let (given, forwarding) = match upstream {
+        Upstream::Given(given) => (Arc::new(given), true),
+        Upstream::None => (Arc::new(Vec::new()), false),
+    };
     let socket = netns::run_in(ns, || async {
         let socket = std::net::UdpSocket::bind((ADDRESS, 53)).map_err(|e| format!("binding {ADDRESS}:53: {e}"))?;
         socket
@@ -215,6 +225,11 @@ pub async fn serve(
             match local {
                 Reply::Local(reply) => {
                     let _ = socket.send_to(&reply, from).await;
+                }
+                Reply::Forward(..) if !forwarding => {
+                    if let Some(reply) = servfail(&packet) {
+                        let _ = socket.send_to(&reply, from).await;
+                    }
                 }
                 Reply::Forward(query, id) => {
                     let Ok(permit) = forwards.clone().try_acquire_owned() else {

@@ -11,7 +11,7 @@ mod nft_netlink;
 mod overlay;
 
 pub use bridge::{Bridge, Endpoint};
-pub use overlay::{OverlayAttachment, Overlays};
+pub use overlay::{OverlayAttachment, Overlays, internal_only};
 
 use std::net::Ipv4Addr;
 

@@ -51,6 +51,15 @@ pub struct OverlayAttachment {
     /// The ingress network: its bridge holds the node's own ingress
     /// address (the routing mesh's), not the gateway.
     pub ingress: bool,
+    /// `--internal`: no way out of the overlay (a task on internal networks
+    /// only has no leg on the node's bridge and no upstream resolvers).
+    pub internal: bool,
+}
+
+/// Whether a task on `overlays` is on internal networks only: then it has
+/// nothing but them (Docker leaves such a container off `docker_gwbridge`).
+pub fn internal_only(overlays: &[OverlayAttachment]) -> bool {
+    !overlays.is_empty() && overlays.iter().all(|o| o.internal)
 }
 
 struct NetSandbox {
@@ -410,7 +419,13 @@ impl Overlays {
                 })
                 .await?;
             }
-            task.dns = super::dns::serve(&ns, self.view.clone(), task.networks.clone(), dns).await?;
+            // On internal networks only, the swarm's names are all it learns.
+            let upstream = if internal_only(attachments) {
+                super::dns::Upstream::None
+            } else {
+                super::dns::Upstream::Given(dns)
+            };
+            task.dns = super::dns::serve(&ns, self.view.clone(), task.networks.clone(), upstream).await?;
             task.balancing = balancing_rules(&self.view.read().unwrap_or_else(|p| p.into_inner()), &task.networks);
             apply_balancing(&ns, &task.balancing).await?;
             Ok::<(), String>(())
@@ -562,6 +577,7 @@ impl Overlays {
                 address,
                 prefix,
                 ingress: true,
+                internal: false,
             };
             let sandbox = self.sandbox(&attachment).await?;
             state.nets.insert(network.id.clone(), sandbox);

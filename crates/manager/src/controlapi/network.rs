@@ -63,12 +63,6 @@ fn spec_from_proto(spec: Option<control::NetworkSpec>) -> Result<NetworkSpec, St
             format!("network driver {driver:?} is not supported: swarmkeep's swarm networks are overlay networks"),
         ));
     }
-    if spec.internal {
-        return Err(rpc(
-            Code::InvalidArgument,
-            "swarmkeep does not support internal networks (--internal) yet",
-        ));
-    }
     if spec.ipv6 {
         return Err(rpc(
             Code::InvalidArgument,
