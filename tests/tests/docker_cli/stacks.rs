@@ -118,8 +118,18 @@ fn a_compose_stack_deploys_and_is_removed() {
         .trim()
         .to_string();
     assert!(!client.is_empty());
-    let by_name = d.docker(&["exec", &client, "wget", "-qO-", "http://web/index.html"]);
-    assert_eq!(by_name.code, 0, "{by_name:?}");
+    // (Each task's VIP rules follow the tasks the network view lists: the
+    // web tasks' addresses join them as they come up.)
+    let mut by_name = None;
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let out = d.docker(&["exec", &client, "wget", "-qO-", "http://web/index.html"]);
+            let ok = out.code == 0;
+            by_name = Some(out);
+            ok
+        }),
+        "{by_name:?}"
+    );
 
     let ls = d.docker(&["stack", "ls"]);
     assert_eq!(ls.ok(), "NAME      SERVICES\nst        2\n");
