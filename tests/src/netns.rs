@@ -64,6 +64,15 @@ impl TestHosts {
         ip_ok(&["netns", "add", &switch]);
         hosts.names.push(switch.clone());
         ip_ok(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
+        // A switch: frames are bridged, never put through IP's firewall hooks.
+        for hook in ["iptables", "ip6tables", "arptables"] {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &switch, "sysctl", "-qw"])
+                .arg(format!("net.bridge.bridge-nf-call-{hook}=0"))
+                .output()
+                .expect("running sysctl");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
         ip_ok(&["-n", &switch, "link", "set", "br0", "up"]);
         // This host's leg (the registry's address): traffic to it ends here.
         ip_ok(&[

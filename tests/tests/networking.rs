@@ -340,7 +340,8 @@ fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
     }
     let (_, out) = exec(w2, &probe, "nslookup example.invalid 2>&1");
     assert!(out.contains("SERVFAIL"), "no upstream resolver: {out}");
-    let (code, out) = exec(w2, &client, &format!("ping -c 1 -W 2 {}", hosts.addrs[2]));
+    // (A few tries: its first packet waits for the gateway's ARP entry.)
+    let (code, out) = exec(w2, &client, &format!("ping -c 3 -W 2 {}", hosts.addrs[2]));
     assert_eq!(code, 0, "an ordinary overlay task reaches its node: {out}");
     let (_, routes) = exec(w2, &client, "ip route");
     assert!(routes.contains("default"), "{routes}");

@@ -280,6 +280,15 @@ impl Overlays {
                 .await
                 .map_err(io(format!("creating the VXLAN device (VNI {vni}, port {port})")))?;
             netns::run_in(&path, move || async move {
+                // Frames bridged here (task to VXLAN, task to task) skip the
+                // IP firewall hooks: nothing in this namespace filters them,
+                // and conntrack per bridged frame costs every connection.
+                for hook in ["iptables", "ip6tables", "arptables"] {
+                    let knob = format!("/proc/sys/net/bridge/bridge-nf-call-{hook}");
+                    if let Err(e) = std::fs::write(&knob, "0") {
+                        tracing::debug!(knob, error = %e, "bridged frames stay on the IP hooks");
+                    }
+                }
                 let handle = netns::connect()?;
                 handle
                     .link()
