@@ -6,8 +6,11 @@
 //! - directly: to the task's address on w1's task bridge, port 80;
 //! - through the mesh at w1's own address, port 8080 (w1's mesh, then its
 //!   ingress bridge to the task);
-//! - through the mesh at m1's address, port 8080 (m1 runs no task: the
-//!   connection crosses m1's mesh and the ingress overlay's VXLAN to w1).
+//! - to m1's address, port 8081, published in host mode by a task of its
+//!   own on m1 (the same server): a connection to a task on another node
+//!   without the mesh;
+//! - through the mesh at m1's address, port 8080 (m1 runs no task of `web`:
+//!   the connection crosses m1's mesh and the ingress overlay's VXLAN to w1).
 //!
 //! It prints connections per second (a small page, one connection each) and
 //! throughput (a 16 MiB file), both ways, and the mesh/direct ratios; then
@@ -103,6 +106,27 @@ fn main() {
          && exec httpd -f -p 80 -h /www",
     ])
     .ok();
+    // The same server on m1, its port published on m1 only (host mode): a
+    // connection from w1 crossing to a task on another node without the
+    // mesh, the baseline for the mesh's cross-node case.
+    m.cli(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "far",
+        "--constraint",
+        "node.hostname==m1",
+        "--publish",
+        "mode=host,target=80,published=8081",
+        "bb:latest",
+        "sh",
+        "-c",
+        "mkdir -p /www && hostname > /www/index.html && dd if=/dev/zero of=/www/big bs=1M count=16 2>/dev/null \
+         && exec httpd -f -p 80 -h /www",
+    ])
+    .ok();
     let w1 = &nodes[1];
     let mesh: SocketAddr = format!("{}:8080", hosts.addrs[0]).parse().unwrap();
     let w1_ns = hosts.netns(1);
@@ -129,19 +153,31 @@ fn main() {
     measure(&w1_ns, mesh, 0.5);
     let local: SocketAddr = format!("{}:8080", hosts.addrs[1]).parse().unwrap();
     measure(&w1_ns, local, 0.5);
+    let far: SocketAddr = format!("{}:8081", hosts.addrs[0]).parse().unwrap();
+    let far_ready = eventually(Duration::from_secs(60), || {
+        let ns = w1_ns.clone();
+        in_netns(&ns, move || get(far, "/big").is_ok_and(|(n, _)| n == 16 << 20))
+    });
+    assert!(far_ready, "the host-mode port on m1 did not answer");
+    measure(&w1_ns, far, 0.5);
     let (d_cps, d_mib) = measure(&w1_ns, direct, seconds);
     let (l_cps, l_mib) = measure(&w1_ns, local, seconds);
+    let (f_cps, f_mib) = measure(&w1_ns, far, seconds);
     let (m_cps, m_mib) = measure(&w1_ns, mesh, seconds);
-    println!("                     direct   mesh (task's node)   mesh (m1, over VXLAN)");
+    println!("                     direct   mesh (task's node)   task on m1 (host port)   mesh (m1, over VXLAN)");
     println!(
-        "connections/s  {d_cps:11.0}  {l_cps:10.0} ({:.2})  {m_cps:12.0} ({:.2})",
+        "connections/s  {d_cps:11.0}  {l_cps:10.0} ({:.2})  {f_cps:14.0} ({:.2})  {m_cps:12.0} ({:.2}; {:.2} of m1's host port)",
         l_cps / d_cps,
-        m_cps / d_cps
+        f_cps / d_cps,
+        m_cps / d_cps,
+        m_cps / f_cps
     );
     println!(
-        "MiB/s          {d_mib:11.0}  {l_mib:10.0} ({:.2})  {m_mib:12.0} ({:.2})",
+        "MiB/s          {d_mib:11.0}  {l_mib:10.0} ({:.2})  {f_mib:14.0} ({:.2})  {m_mib:12.0} ({:.2}; {:.2} of m1's host port)",
         l_mib / d_mib,
-        m_mib / d_mib
+        f_mib / d_mib,
+        m_mib / d_mib,
+        m_mib / f_mib
     );
     // Scale-up to traffic: the second replica's hostname answers.
     let first = in_netns(&w1_ns, move || get(mesh, "/").expect("a page").1);
