@@ -17,6 +17,7 @@
 mod error;
 mod exchange;
 mod filters;
+mod gojson;
 mod http;
 mod routes;
 mod spec;

@@ -1,0 +1,98 @@
+//! The Docker Engine API as Docker SDKs use it, through raw HTTP (no docker
+//! CLI): request bodies decoded as dockerd's Go decoder decodes them —
+//! object keys matched to fields ignoring case, as clients written in other
+//! languages send them (`{"mode":{"replicated":{"replicas":3}}}`), map keys
+//! (labels) kept as sent — and a value of the wrong type refused with Go's
+//! words, nothing made.
+
+use swarmkeep_tests::docker::http;
+use swarmkeep_tests::{Daemon, free_addr};
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
+}
+
+#[test]
+fn request_keys_match_fields_ignoring_case_as_dockerd_does() {
+    let d = Daemon::start();
+    let sock = d.docker_socket();
+    // Swarm init, its keys in lower case.
+    let init = format!(
+        r#"{{"listenaddr":"{}","advertiseaddr":"127.0.0.1","spec":{{"dispatcher":{{"heartbeatperiod":500000000}}}}}}"#,
+        free_addr("127.0.0.1")
+    );
+    let (status, _, body) = http(&sock, "POST", "/v1.41/swarm/init", Some(init.as_bytes()));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
+    assert_eq!(json(&body)["Spec"]["Dispatcher"]["HeartbeatPeriod"], 500_000_000u64);
+
+    // A global service (`mode.global`), in camel case as many SDKs write it.
+    let global = br#"{"name":"g","taskTemplate":{"containerSpec":{"image":"bb:latest","command":["sleep","1000"]}},"mode":{"global":{}}}"#;
+    let (status, _, body) = http(&sock, "POST", "/v1.41/services/create", Some(global));
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = http(&sock, "GET", "/v1.41/services/g", None);
+    let spec = &json(&body)["Spec"];
+    assert!(spec["Mode"]["Global"].is_object(), "{spec}");
+    assert!(spec["Mode"]["Replicated"].is_null(), "{spec}");
+    assert_eq!(spec["TaskTemplate"]["ContainerSpec"]["Command"][0], "sleep");
+
+    // Replicated, with update and rollback configs, all lower case.
+    let replicated = br#"{"name":"r","labels":{"Team":"a","team":"b"},
+        "tasktemplate":{"containerspec":{"image":"bb:latest","command":["sleep","1000"]}},
+        "mode":{"replicated":{"replicas":3}},
+        "updateconfig":{"parallelism":2,"order":"start-first"},
+        "rollbackconfig":{"order":"start-first","failureaction":"pause"}}"#;
+    let (status, _, body) = http(&sock, "POST", "/v1.41/services/create", Some(replicated));
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = http(&sock, "GET", "/v1.41/services/r", None);
+    let service = json(&body);
+    let spec = &service["Spec"];
+    assert_eq!(spec["Mode"]["Replicated"]["Replicas"], 3, "{spec}");
+    assert_eq!(spec["UpdateConfig"]["Parallelism"], 2, "{spec}");
+    assert_eq!(spec["UpdateConfig"]["Order"], "start-first", "{spec}");
+    assert_eq!(spec["RollbackConfig"]["Order"], "start-first", "{spec}");
+    assert_eq!(spec["RollbackConfig"]["FailureAction"], "pause", "{spec}");
+    // A map's keys are data: both labels kept as sent.
+    assert_eq!(spec["Labels"]["Team"], "a");
+    assert_eq!(spec["Labels"]["team"], "b");
+
+    // Scaled by an update in lower case.
+    let version = service["Version"]["Index"].as_u64().unwrap();
+    let scale = br#"{"name":"r","tasktemplate":{"containerspec":{"image":"bb:latest","command":["sleep","1000"]}},"mode":{"replicated":{"replicas":1}}}"#;
+    let (status, _, body) = http(
+        &sock,
+        "POST",
+        &format!("/v1.41/services/r/update?version={version}"),
+        Some(scale),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = http(&sock, "GET", "/v1.41/services/r", None);
+    assert_eq!(json(&body)["Spec"]["Mode"]["Replicated"]["Replicas"], 1);
+
+    // A secret with its labels, keys in lower case.
+    let secret = br#"{"name":"s","data":"c2VjcmV0","labels":{"Env":"prod"}}"#;
+    let (status, _, body) = http(&sock, "POST", "/v1.41/secrets/create", Some(secret));
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = http(&sock, "GET", "/v1.41/secrets/s", None);
+    let s = json(&body);
+    assert_eq!(s["Spec"]["Name"], "s");
+    assert_eq!(s["Spec"]["Labels"]["Env"], "prod");
+
+    // The wrong type: Go's words (never the value), nothing made.
+    let wrong = br#"{"name":"w","tasktemplate":{"containerspec":{"image":"bb:latest"}},"mode":{"replicated":{"replicas":"MARKER-three"}}}"#;
+    let (status, _, body) = http(&sock, "POST", "/v1.41/services/create", Some(wrong));
+    assert_eq!(status, 400);
+    assert_eq!(
+        json(&body)["message"],
+        "json: cannot unmarshal string into Go struct field ServiceSpec.Mode.Replicated.Replicas of type uint64"
+    );
+    let (_, _, body) = http(&sock, "GET", "/v1.41/services", None);
+    let names: Vec<String> = json(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Spec"]["Name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!names.contains(&"w".to_string()), "{names:?}");
+    assert!(!d.log().contains("MARKER-three"));
+}
