@@ -3,7 +3,7 @@
 //! object keys matched to fields ignoring case, as clients written in other
 //! languages send them (`{"mode":{"replicated":{"replicas":3}}}`), map keys
 //! (labels) kept as sent — and a value of the wrong type refused with Go's
-//! words, nothing made.
+//! words, nothing made; dockerd's status codes.
 
 use swarmkeep_tests::docker::http;
 use swarmkeep_tests::{Daemon, free_addr};
@@ -95,4 +95,18 @@ fn request_keys_match_fields_ignoring_case_as_dockerd_does() {
         .collect();
     assert!(!names.contains(&"w".to_string()), "{names:?}");
     assert!(!d.log().contains("MARKER-three"));
+
+    // The last manager leaving without force: dockerd's 503 and words; still in.
+    let (status, _, body) = http(&sock, "POST", "/v1.41/swarm/leave", None);
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        json(&body)["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Removing the last manager erases all current state of the swarm"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _, _) = http(&sock, "GET", "/v1.41/swarm", None);
+    assert_eq!(status, 200);
 }

@@ -296,7 +296,16 @@ impl<C: Control> Api<C> {
             LeaveRequest {
                 force: req.flag("force")
             }
-        )?;
+        )
+        .map_err(|e| {
+            // dockerd answers a manager's leave without force with 503
+            // (its notAvailableError), not 400.
+            if e.status == 400 {
+                ApiError::new(503, e.message)
+            } else {
+                e
+            }
+        })?;
         Ok(Reply::Empty(200))
     }
 
