@@ -552,6 +552,24 @@ pub fn memory_kib(pid: u32, field: &str) -> u64 {
         .expect("a memory figure")
 }
 
+/// `GET path` at `addr` (HOST:PORT) over HTTP/1.0 from this process's
+/// namespace: the body as sent (a CGI's bare-newline header ending taken
+/// too), or None if nothing answers within 5 s.
+pub fn http_body(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let at = answer
+        .find("\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| answer.find("\r\n\n").map(|i| i + 3))?;
+    Some(answer[at..].to_string())
+}
+
 pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

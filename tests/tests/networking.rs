@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use swarmkeep_tests::netns::TestHosts;
-use swarmkeep_tests::{SwarmNode, docker, eventually, node_rows};
+use swarmkeep_tests::{SwarmNode, docker, eventually, http_body, node_rows};
 
 fn create(m: &SwarmNode, args: &[&str], command: &[&str]) {
     let mut all = vec![
@@ -27,8 +27,9 @@ fn create(m: &SwarmNode, args: &[&str], command: &[&str]) {
     m.cli(&all).ok();
 }
 
-/// Running tasks of `service`: (node hostname, container name, overlay address on `network`).
-fn tasks(m: &SwarmNode, service: &str) -> Vec<(String, String, String)> {
+/// Running tasks of `service`: (node hostname, container name, the task
+/// as the Docker API shows it).
+fn running(m: &SwarmNode, service: &str) -> Vec<(String, String, serde_json::Value)> {
     let out = m.cli(&[
         "service",
         "ps",
@@ -47,14 +48,26 @@ fn tasks(m: &SwarmNode, service: &str) -> Vec<(String, String, String)> {
             let (status, _, body) = docker::http(&m.daemon.docker_socket(), "GET", &format!("/tasks/{task_id}"), None);
             assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
             let task: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            let addr = task["NetworksAttachments"][0]["Addresses"][0]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            found.push((f[0].to_string(), f[1].to_string(), addr.trim().to_string()));
+            found.push((f[0].to_string(), f[1].to_string(), task));
         }
     }
     found
+}
+
+/// Running tasks of `service`: (node hostname, container name, its address
+/// on its first network).
+fn tasks(m: &SwarmNode, service: &str) -> Vec<(String, String, String)> {
+    running(m, service)
+        .into_iter()
+        .map(|(node, name, task)| {
+            let addr = task["NetworksAttachments"][0]["Addresses"][0]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            (node, name, addr)
+        })
+        .collect()
 }
 
 fn node<'a>(nodes: &'a [SwarmNode], hostname: &str) -> &'a SwarmNode {
@@ -68,30 +81,29 @@ fn exec(node: &SwarmNode, name: &str, script: &str) -> (i32, String) {
 }
 
 /// `GET /` at `addr` (HOST:PORT) from the test's own namespace: the body,
-/// or None if nothing answers within 5 s.
+/// trimmed, or None if nothing answers within 5 s.
 fn http_get(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = addr.parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    answer.split_once("\r\n\r\n").map(|(_, body)| body.trim().to_string())
+    http_body(addr, "/").map(|b| b.trim().to_string())
 }
 
 fn bare(addr: &str) -> &str {
     addr.split('/').next().unwrap_or(addr)
 }
 
+/// The hosts' swarm, every node Ready.
+fn ready_swarm(hosts: &TestHosts) -> Vec<SwarmNode> {
+    let nodes = hosts.swarm();
+    assert!(eventually(Duration::from_secs(30), || node_rows(&nodes[0])
+        .iter()
+        .all(|r| r.1 == "Ready")));
+    nodes
+}
+
 #[test]
 fn tasks_on_different_nodes_talk_over_an_overlay_by_service_name() {
     let hosts = TestHosts::new(3);
-    let mut nodes = hosts.swarm();
+    let mut nodes = ready_swarm(&hosts);
     let m = &nodes[0];
-    assert!(eventually(Duration::from_secs(30), || node_rows(m)
-        .iter()
-        .all(|r| r.1 == "Ready")));
     let net = m
         .cli(&["network", "create", "-d", "overlay", "appnet"])
         .ok()
@@ -593,32 +605,23 @@ fn a_task_cannot_inject_frames_into_an_overlay() {
 /// `service`'s running tasks: (node hostname, container name, its
 /// `PortStatus.Ports` as JSON).
 fn host_ports(m: &SwarmNode, service: &str) -> Vec<(String, String, String)> {
-    let out = m.cli(&[
+    running(m, service)
+        .into_iter()
+        .map(|(node, name, task)| (node, name, task["Status"]["PortStatus"]["Ports"].to_string()))
+        .collect()
+}
+
+/// `service ps SERVICE`'s current states and errors, whole: `STATE|"ERROR"`.
+fn states(m: &SwarmNode, service: &str) -> String {
+    m.cli(&[
         "service",
         "ps",
         service,
-        "--filter",
-        "desired-state=running",
         "--no-trunc",
         "--format",
-        "{{.Node}}|{{.Name}}.{{.ID}}|{{.CurrentState}}",
-    ]);
-    let mut found = Vec::new();
-    for line in out.stdout.lines() {
-        let f: Vec<&str> = line.split('|').collect();
-        if f.len() == 3 && f[2].starts_with("Running") {
-            let task_id = f[1].rsplit('.').next().unwrap_or_default();
-            let (status, _, body) = docker::http(&m.daemon.docker_socket(), "GET", &format!("/tasks/{task_id}"), None);
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-            let task: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            found.push((
-                f[0].to_string(),
-                f[1].to_string(),
-                task["Status"]["PortStatus"]["Ports"].to_string(),
-            ));
-        }
-    }
-    found
+        "{{.CurrentState}}|{{.Error}}",
+    ])
+    .stdout
 }
 
 /// A CGI answering the client's address as the task saw it.
@@ -626,27 +629,11 @@ const WHO_SERVER: &str = "mkdir -p /www/cgi-bin && hostname > /www/index.html &&
     printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && \
     exec httpd -f -p 80 -h /www";
 
-fn http_get_path(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = addr.parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    // (A CGI's header ends with a bare newline.)
-    let answer = answer.replace("\r\n", "\n");
-    answer.split_once("\n\n").map(|(_, body)| body.trim().to_string())
-}
-
 #[test]
 fn host_mode_ports_answer_only_where_a_task_runs() {
     let hosts = TestHosts::new(3);
-    let mut nodes = hosts.swarm();
+    let mut nodes = ready_swarm(&hosts);
     let m = &nodes[0];
-    assert!(eventually(Duration::from_secs(30), || node_rows(m)
-        .iter()
-        .all(|r| r.1 == "Ready")));
     create(
         m,
         &[
@@ -682,9 +669,9 @@ fn host_mode_ports_answer_only_where_a_task_runs() {
             let hostname = exec(&nodes[i], container, "hostname").1;
             assert_eq!(answer.as_deref(), Some(hostname.trim()), "{name} answers with its task");
             // (httpd's socket is IPv6: `[::ffff:A.B.C.D]`.)
-            let client = http_get_path(&format!("{addr}:8081"), "/cgi-bin/ip").unwrap_or_default();
+            let client = http_body(&format!("{addr}:8081"), "/cgi-bin/ip").unwrap_or_default();
             assert_eq!(
-                client.trim_start_matches("[::ffff:").trim_end_matches(']'),
+                client.trim().trim_start_matches("[::ffff:").trim_end_matches(']'),
                 hosts.this_host(),
                 "the task sees the client's address"
             );
@@ -695,33 +682,11 @@ fn host_mode_ports_answer_only_where_a_task_runs() {
     // One node runs one task publishing a port: a third replica has none.
     m.cli(&["service", "scale", "-d", "hp=4"]).ok();
     let pending = || {
-        m.cli(&[
-            "service",
-            "ps",
-            "hp",
-            "--no-trunc",
-            "--format",
-            "{{.CurrentState}}|{{.Error}}",
-        ])
-        .stdout
-        .lines()
-        .any(|l| {
+        states(m, "hp").lines().any(|l| {
             l.starts_with("Pending ") && l.ends_with("|\"no suitable node (host-mode port already in use on 3 nodes)\"")
         })
     };
-    assert!(
-        eventually(Duration::from_secs(30), pending),
-        "{}",
-        m.cli(&[
-            "service",
-            "ps",
-            "hp",
-            "--no-trunc",
-            "--format",
-            "{{.CurrentState}}|{{.Error}}"
-        ])
-        .stdout
-    );
+    assert!(eventually(Duration::from_secs(30), pending), "{}", states(m, "hp"));
     assert!(eventually(Duration::from_secs(60), || host_ports(m, "hp").len() == 3));
     for addr in &hosts.addrs {
         assert!(eventually(Duration::from_secs(10), || http_get(&format!(
@@ -776,23 +741,11 @@ fn host_mode_ports_answer_only_where_a_task_runs() {
         &["sh", "-c", WHO_SERVER],
     );
     let rejected = || {
-        m.cli(&[
-            "service",
-            "ps",
-            "grab",
-            "--no-trunc",
-            "--format",
-            "{{.CurrentState}}|{{.Error}}",
-        ])
-        .stdout
-        .lines()
-        .any(|l| l.starts_with("Rejected ") && l.contains("listen tcp4 0.0.0.0:2377: bind: address already in use"))
+        states(m, "grab")
+            .lines()
+            .any(|l| l.starts_with("Rejected ") && l.contains("listen tcp4 0.0.0.0:2377: bind: address already in use"))
     };
-    assert!(
-        eventually(Duration::from_secs(30), rejected),
-        "{}",
-        m.cli(&["service", "ps", "grab", "--no-trunc"]).stdout
-    );
+    assert!(eventually(Duration::from_secs(30), rejected), "{}", states(m, "grab"));
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         node_rows(m).iter().all(|r| r.1 == "Ready"),

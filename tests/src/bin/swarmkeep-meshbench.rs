@@ -76,6 +76,29 @@ fn measure(ns: &Path, addr: SocketAddr, seconds: f64) -> (f64, f64) {
     })
 }
 
+/// A service `name` of one busybox httpd (a page with its hostname and a
+/// 16 MiB file) placed by `constraint`, publishing `publish`.
+fn serve(m: &swarmkeep_tests::SwarmNode, name: &str, constraint: &str, publish: &str) {
+    m.cli(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        name,
+        "--constraint",
+        constraint,
+        "--publish",
+        publish,
+        "bb:latest",
+        "sh",
+        "-c",
+        "mkdir -p /www && hostname > /www/index.html && dd if=/dev/zero of=/www/big bs=1M count=16 2>/dev/null \
+         && exec httpd -f -p 80 -h /www",
+    ])
+    .ok();
+}
+
 fn main() {
     let seconds: f64 = std::env::args()
         .skip_while(|a| a != "--seconds")
@@ -88,45 +111,11 @@ fn main() {
     assert!(eventually(Duration::from_secs(30), || {
         swarmkeep_tests::node_rows(m).iter().all(|r| r.1 == "Ready")
     }));
-    m.cli(&[
-        "service",
-        "create",
-        "-d",
-        "--no-resolve-image",
-        "--name",
-        "web",
-        "--constraint",
-        "node.hostname==w1",
-        "-p",
-        "8080:80",
-        "bb:latest",
-        "sh",
-        "-c",
-        "mkdir -p /www && hostname > /www/index.html && dd if=/dev/zero of=/www/big bs=1M count=16 2>/dev/null \
-         && exec httpd -f -p 80 -h /www",
-    ])
-    .ok();
+    serve(m, "web", "node.hostname==w1", "8080:80");
     // The same server on m1, its port published on m1 only (host mode): a
     // connection from w1 crossing to a task on another node without the
     // mesh, the baseline for the mesh's cross-node case.
-    m.cli(&[
-        "service",
-        "create",
-        "-d",
-        "--no-resolve-image",
-        "--name",
-        "far",
-        "--constraint",
-        "node.hostname==m1",
-        "--publish",
-        "mode=host,target=80,published=8081",
-        "bb:latest",
-        "sh",
-        "-c",
-        "mkdir -p /www && hostname > /www/index.html && dd if=/dev/zero of=/www/big bs=1M count=16 2>/dev/null \
-         && exec httpd -f -p 80 -h /www",
-    ])
-    .ok();
+    serve(m, "far", "node.hostname==m1", "mode=host,target=80,published=8081");
     let w1 = &nodes[1];
     let mesh: SocketAddr = format!("{}:8080", hosts.addrs[0]).parse().unwrap();
     let w1_ns = hosts.netns(1);

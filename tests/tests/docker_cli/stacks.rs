@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use swarmkeep_tests::netns::TestHosts;
-use swarmkeep_tests::{docker, eventually};
+use swarmkeep_tests::{docker, eventually, http_body as http_get};
 
 const COMPOSE: &str = r#"version: "3.8"
 services:
@@ -51,17 +51,6 @@ configs:
   app:
     file: ./app.conf
 "#;
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = addr.parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
 
 #[test]
 fn a_compose_stack_deploys_and_is_removed() {

@@ -413,12 +413,14 @@ async fn create(handle: &Handle, name: &str, lock_path: &Path, subnet: Option<u8
         .await
         .map_err(io(format!("creating the task bridge {name}")))?;
     let index = link_index(handle, name).await?.ok_or("the task bridge vanished")?;
-    // The alias is set on the link made (the kernel ignores it at creation).
+    // The alias is set on the link made (the kernel ignores it at creation),
+    // with an address of its own (see `bridge_mac`).
     handle
         .link()
         .set(
             LinkUnspec::new_with_index(index)
                 .alias(lock_path.to_string_lossy().into_owned())
+                .address(super::netns::bridge_mac(name))
                 .build(),
         )
         .execute()

@@ -80,6 +80,25 @@ where
 }
 
 /// A netlink connection in the calling thread's namespace.
+/// A MAC address of a bridge's own, set when it is made: a Linux bridge
+/// whose address was never set takes its lowest port's, and so changes as
+/// ports come and go — every neighbour's ARP entry for it goes stale and
+/// the tasks behind it lose their gateway until it is learned again.
+/// Locally administered, unicast, unique per bridge.
+pub fn bridge_mac(name: &str) -> Vec<u8> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let digest = swarmkeep_image::sha256_digest(format!("{name}/{}/{nanos}", std::process::id()).as_bytes());
+    let hex = digest.trim_start_matches("sha256:");
+    let mut mac: Vec<u8> = (0..6)
+        .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap_or_default())
+        .collect();
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
+}
+
 pub fn connect() -> Result<rtnetlink::Handle, String> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(io("opening a netlink socket"))?;
     tokio::spawn(connection);

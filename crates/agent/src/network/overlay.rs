@@ -297,6 +297,12 @@ impl Overlays {
                     .await
                     .map_err(io("creating the network's bridge"))?;
                 let br = link_index(&handle, "br0").await?.ok_or("the bridge vanished")?;
+                handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(br).address(netns::bridge_mac("br0")).build())
+                    .execute()
+                    .await
+                    .map_err(io("giving the network's bridge its address"))?;
                 if !ingress {
                     handle
                         .address()
