@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use swarmkeep_tests::netns::TestHosts;
-use swarmkeep_tests::{docker, eventually, http_body as http_get};
+use swarmkeep_tests::{docker, eventually, http_body};
 
 const COMPOSE: &str = r#"version: "3.8"
 services:
@@ -92,14 +92,14 @@ fn a_compose_stack_deploys_and_is_removed() {
     // The published port answers with what the tasks read from their files.
     let addr = format!("{}:8082", hosts.addrs[0]);
     assert!(
-        eventually(Duration::from_secs(60), || http_get(&addr, "/db").as_deref()
+        eventually(Duration::from_secs(60), || http_body(&addr, "/db").as_deref()
             == Some(marker.as_str())),
         "{}\n{}",
         d.docker(&["stack", "ps", "st", "--no-trunc"]).stdout,
         d.log()
     );
-    assert_eq!(http_get(&addr, "/ext").as_deref(), Some("external-value"));
-    assert_eq!(http_get(&addr, "/conf").as_deref(), Some("listen 80\n"));
+    assert_eq!(http_body(&addr, "/ext").as_deref(), Some("external-value"));
+    assert_eq!(http_body(&addr, "/conf").as_deref(), Some("listen 80\n"));
     // The stack's services are on its default overlay, by their short names.
     let client = d
         .docker(&["ps", "-q", "--filter", "name=st_client"])
@@ -206,7 +206,7 @@ fn a_compose_stack_deploys_and_is_removed() {
             .contains("failed to update secret st_db_pass: Error response from daemon: rpc error: code = InvalidArgument desc = only updates to Labels are allowed"),
         "{changed:?}"
     );
-    assert_eq!(http_get(&addr, "/db").as_deref(), Some(marker.as_str()));
+    assert_eq!(http_body(&addr, "/db").as_deref(), Some(marker.as_str()));
 
     // Removed: services, secrets, configs, networks, in Docker's order.
     let rm = d.docker(&["stack", "rm", "st"]);
@@ -215,7 +215,7 @@ fn a_compose_stack_deploys_and_is_removed() {
         "Removing service st_client\nRemoving service st_web\nRemoving secret st_db_pass\n\
          Removing config st_app\nRemoving network st_default\n"
     );
-    assert!(eventually(Duration::from_secs(30), || http_get(&addr, "/").is_none()));
+    assert!(eventually(Duration::from_secs(30), || http_body(&addr, "/").is_none()));
     assert_eq!(d.docker(&["stack", "ls"]).ok(), "NAME      SERVICES\n");
     assert_eq!(
         d.docker(&["secret", "ls", "--format", "{{.Name}}"]).ok(),

@@ -170,7 +170,8 @@ pub async fn unpublish(bridge: &str, protocol: &str, published: u16) {
     }
 }
 
-fn host_protocol(protocol: &str) -> Result<&'static str, String> {
+/// A host-mode port's protocol as nft (and the kernel's sockets) name it.
+pub(super) fn host_protocol(protocol: &str) -> Result<&'static str, String> {
     match protocol {
         "" | "tcp" => Ok("tcp"),
         "udp" => Ok("udp"),

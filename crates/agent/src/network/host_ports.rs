@@ -44,14 +44,14 @@ pub fn wanted(ports: &[PortConfig]) -> Vec<PortConfig> {
 
 /// Holds `port` (0: one the kernel picks) of `protocol` on the node.
 fn hold(protocol: &str, port: u16) -> Result<(OwnedFd, u16), String> {
-    let kind = match protocol {
-        "" | "tcp" => SockType::Stream,
-        "udp" => SockType::Datagram,
-        other => return Err(format!("cannot publish a {other:?} port")),
+    let proto = super::firewall::host_protocol(protocol)?;
+    let kind = if proto == "tcp" {
+        SockType::Stream
+    } else {
+        SockType::Datagram
     };
     let fd = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None)
         .map_err(|e| format!("reserving port {port}: {e}"))?;
-    let proto = if kind == SockType::Stream { "tcp" } else { "udp" };
     bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
@@ -75,11 +75,7 @@ pub async fn publish(bridge: &str, address: Ipv4Addr, ports: &[PortConfig]) -> R
         let result = async {
             let asked = u16::try_from(p.published_port).map_err(|_| format!("invalid port {}", p.published_port))?;
             let target = u16::try_from(p.target_port).map_err(|_| format!("invalid port {}", p.target_port))?;
-            let protocol = if p.protocol.is_empty() {
-                "tcp"
-            } else {
-                p.protocol.as_str()
-            };
+            let protocol = super::firewall::host_protocol(&p.protocol)?;
             let (fd, published) = hold(protocol, asked)?;
             super::firewall::publish(bridge, protocol, published, address, target).await?;
             Ok::<_, String>(Published {

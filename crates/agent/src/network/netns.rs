@@ -79,7 +79,6 @@ where
         .map_err(|_| "work in a network namespace panicked".to_string())?
 }
 
-/// A netlink connection in the calling thread's namespace.
 /// A MAC address of a bridge's own, set when it is made: a Linux bridge
 /// whose address was never set takes its lowest port's, and so changes as
 /// ports come and go — every neighbour's ARP entry for it goes stale and
@@ -99,6 +98,7 @@ pub fn bridge_mac(name: &str) -> Vec<u8> {
     mac
 }
 
+/// A netlink connection in the calling thread's namespace.
 pub fn connect() -> Result<rtnetlink::Handle, String> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(io("opening a netlink socket"))?;
     tokio::spawn(connection);

@@ -80,10 +80,10 @@ impl<C: Control> Api<C> {
         // service annotations a task carries), as `docker stack ps` asks.
         let labelled = |t: &Task| {
             labels.is_empty()
-                || services.get(&t.service_id).is_some_and(|spec| {
-                    let have = spec.annotations.as_ref().map(|a| a.labels.clone()).unwrap_or_default();
-                    crate::filters::labels_match(&have, &labels)
-                })
+                || services
+                    .get(&t.service_id)
+                    .and_then(|spec| spec.annotations.as_ref())
+                    .is_some_and(|a| crate::filters::labels_match(&a.labels, &labels))
         };
         let names = filters.get("name");
         let out: Vec<serde_json::Value> = tasks
