@@ -285,11 +285,13 @@ impl Daemon {
         let child = cmd.spawn().expect("starting swarmkeepd");
         drop(ns_file);
         self.child = Some(child);
+        // Both its sockets: the control API's and the Docker API's (opened
+        // a moment later; a loaded machine once lost that race).
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.socket().exists() {
+        while !self.socket().exists() || !self.docker_socket().exists() {
             assert!(
                 Instant::now() < deadline,
-                "swarmkeepd did not open its socket:\n{}",
+                "swarmkeepd did not open its sockets:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(10));
