@@ -3,7 +3,8 @@
 //! object keys matched to fields ignoring case, as clients written in other
 //! languages send them (`{"mode":{"replicated":{"replicas":3}}}`), map keys
 //! (labels) kept as sent — and a value of the wrong type refused with Go's
-//! words, nothing made; dockerd's status codes.
+//! words, nothing made; dockerd's status codes. And the official Docker SDK
+//! for Python driving a swarm (`tests/python/docker_sdk.py`).
 
 use swarmkeep_tests::docker::http;
 use swarmkeep_tests::{Daemon, free_addr};
@@ -109,4 +110,54 @@ fn request_keys_match_fields_ignoring_case_as_dockerd_does() {
     );
     let (status, _, _) = http(&sock, "GET", "/v1.41/swarm", None);
     assert_eq!(status, 200);
+}
+
+// The official Docker SDK for Python drives swarmkeep through its Docker
+// Engine API (`tests/python/docker_sdk.py`): a swarm with its address pool,
+// secrets and configs with labels, a global service, a replicated one that
+// reads its secret and is scaled, update and rollback settings read back,
+// dockerd's status codes — and the secret's value never shown or logged.
+
+/// Whether python3 can import the SDK; without it the test is skipped,
+/// saying so, unless CI (which installs it) asks for it.
+fn sdk_present() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import docker"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("SWARMKEEP_REQUIRE_DOCKER_SDK").is_none(),
+            "SWARMKEEP_REQUIRE_DOCKER_SDK is set but python3 cannot import the Docker SDK (pip install docker)"
+        );
+        eprintln!("skipped: python3 has no Docker SDK (pip install docker)");
+    }
+    ok
+}
+
+#[test]
+fn the_python_docker_sdk_drives_a_swarm() {
+    if !sdk_present() {
+        return;
+    }
+    let d = Daemon::start_with(&["--hostname", "vm"], "debug");
+    let marker = format!("SKMARK-sdk-{}", std::process::id());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/docker_sdk.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(d.docker_socket())
+        .arg(free_addr("127.0.0.1"))
+        .arg(&marker)
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Each step's time, for whoever reads the test's output.
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!d.log().contains(&marker), "the secret's value is in the daemon's log");
+    assert!(!stderr.contains(&marker));
 }

@@ -7,6 +7,7 @@
 //! hold ciphertext only.
 
 pub mod command;
+pub mod events;
 pub mod objects;
 mod proposer;
 pub mod raft;
@@ -79,6 +80,7 @@ pub struct Store {
     /// The last applied log index and whether this member leads, updated only
     /// when one of them changes (raft metrics change far more often).
     changes: tokio::sync::watch::Receiver<(u64, bool)>,
+    events: Arc<events::EventLog>,
 }
 
 impl Store {
@@ -94,7 +96,8 @@ impl Store {
         // redb creates its file with the umask's mode.
         swarmkeep_disk::restrict_file(&log_path)
             .map_err(|e| StoreError::Raft(format!("{}: {e}", log_path.display())))?;
-        let sm = StateMachineStore::open(&dir.join("snapshots"))?;
+        let events = Arc::new(events::EventLog::default());
+        let sm = StateMachineStore::open(&dir.join("snapshots"), events.clone())?;
         let state = sm.shared();
         let config = openraft::Config {
             cluster_name: "swarmkeep".into(),
@@ -124,6 +127,7 @@ impl Store {
             proposer,
             raft_id,
             changes,
+            events,
         };
         store.elect_if_sole_voter().await;
         Ok(store)
@@ -260,6 +264,11 @@ impl Store {
     }
 
     /// The raft handle, for the transport that feeds it peers' messages.
+    /// The swarm events this manager has applied (`docker events`).
+    pub fn events(&self) -> &events::EventLog {
+        &self.events
+    }
+
     pub fn raft(&self) -> &Raft {
         &self.raft
     }

@@ -13,7 +13,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for OnDisk {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = LogStore::open(&dir.path().join("log.redb"))?;
-        let sm = StateMachineStore::open(&dir.path().join("snapshots"))?;
+        let sm = StateMachineStore::open(&dir.path().join("snapshots"), Default::default())?;
         Ok((dir, log, sm))
     }
 }

@@ -5,6 +5,7 @@
 //! docker CLI is installed.
 
 mod containers;
+mod events;
 mod health;
 mod images;
 mod leaks;

@@ -2,6 +2,7 @@
 //! calls the control service and shapes the answer as dockerd does.
 
 mod containers;
+mod events;
 mod images;
 mod logs;
 mod networks;
@@ -59,6 +60,7 @@ impl<C: Control> Api<C> {
             ["_ping"] if get => Ok(system::ping()),
             ["version"] if get => Ok(system::version()),
             ["info"] if get => self.info().await,
+            ["events"] if get => self.events(req).await,
 
             ["swarm"] if get => self.swarm_inspect().await,
             ["swarm", "init"] if post => self.swarm_init(req).await,

@@ -49,9 +49,47 @@ impl ControlService {
 
 pub use crate::logs::LogStream;
 
+/// `Events`' answer: control events as this manager applies them.
+pub type EventStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<swarmkeep_api::control::Event, Status>> + Send>>;
+
+fn event_to_proto(e: swarmkeep_store::events::Event) -> swarmkeep_api::control::Event {
+    swarmkeep_api::control::Event {
+        r#type: e.kind.as_str().into(),
+        action: e.action.as_str().into(),
+        id: e.id,
+        attributes: e.attributes.into_iter().collect(),
+        time_ns: i64::try_from(e.time.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
 #[tonic::async_trait]
 impl Control for ControlService {
     type ServiceLogsStream = LogStream;
+    type EventsStream = EventStream;
+
+    /// Served by every manager from what it applies itself (each applies
+    /// every entry), so no call goes to the leader.
+    async fn events(&self, req: Request<EventsRequest>) -> Result<Response<EventStream>, Status> {
+        use tokio_stream::StreamExt;
+        let swarm = self.manager.active()?;
+        let (history, feed) = swarm.store.events().subscribe();
+        let req = req.into_inner();
+        let history = if req.history || req.history_only {
+            history
+        } else {
+            Vec::new()
+        };
+        let history = tokio_stream::iter(history).map(|e| Ok(event_to_proto(e)));
+        if req.history_only {
+            return Ok(Response::new(Box::pin(history)));
+        }
+        // A subscriber that fell behind the feed skips what it missed.
+        let live = tokio_stream::wrappers::BroadcastStream::new(feed).filter_map(Result::ok);
+        Ok(Response::new(Box::pin(
+            history.chain(live.map(|e| Ok(event_to_proto(e)))),
+        )))
+    }
 
     /// Served by the leader, which holds the agents' sessions; a follower
     /// passes the call on to it over the cluster port.

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use crate::command::ProposalResult;
+use crate::events::{self, EventLog};
 use crate::state::ClusterState;
 
 /// What has been applied, kept under one lock so readers see a state and the
@@ -44,6 +45,8 @@ const SNAPSHOT_FILE: &str = "snapshot.json";
 pub struct StateMachineStore {
     applied: SharedState,
     dir: PathBuf,
+    /// Where applied commands' events go (`docker events`).
+    events: Arc<EventLog>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -56,11 +59,12 @@ fn snapshot_write_err(e: impl std::error::Error + 'static) -> StorageError {
 
 impl StateMachineStore {
     /// Opens the state machine in `dir`, loading the newest snapshot if any.
-    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+    pub fn open(dir: &Path, events: Arc<EventLog>) -> Result<Self, StorageError> {
         swarmkeep_disk::private_dir(dir).map_err(snapshot_write_err)?;
         let store = Self {
             applied: SharedState::default(),
             dir: dir.to_path_buf(),
+            events,
         };
         if let Some(file) = store.read_snapshot_file()? {
             let mut state: ClusterState = serde_json::from_str(&file.data).map_err(sm_read_err)?;
@@ -150,7 +154,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     let results = proposal
                         .commands
                         .into_iter()
-                        .map(|cmd| applied.state.apply(index, cmd))
+                        .map(|cmd| {
+                            let touched = events::touched(&applied.state, &cmd);
+                            let result = applied.state.apply(index, cmd);
+                            if result.is_ok() {
+                                self.events.publish(events::events(&applied.state, touched));
+                            }
+                            result
+                        })
                         .collect();
                     replies.push(ProposalResult { results });
                 }
