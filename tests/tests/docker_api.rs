@@ -112,6 +112,72 @@ fn request_keys_match_fields_ignoring_case_as_dockerd_does() {
     assert_eq!(status, 200);
 }
 
+#[test]
+fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
+    let d = Daemon::start();
+    let sock = d.docker_socket();
+    let listen = free_addr("127.0.0.1");
+    let init = |spec: &str| format!(r#"{{"ListenAddr":"{listen}","AdvertiseAddr":"127.0.0.1","Spec":{spec}}}"#);
+    // What swarmkeep cannot honour, refused by name, and no swarm made.
+    for (spec, field) in [
+        (r#"{"Labels":{"a":"b"}}"#, "Spec.Labels"),
+        (r#"{"Raft":{"KeepOldSnapshots":2}}"#, "Raft.KeepOldSnapshots"),
+        (
+            r#"{"raft":{"logEntriesForSlowFollowers":7}}"#,
+            "Raft.LogEntriesForSlowFollowers",
+        ),
+        (r#"{"Raft":{"ElectionTick":3}}"#, "Raft.ElectionTick"),
+        (r#"{"Raft":{"HeartbeatTick":2}}"#, "Raft.HeartbeatTick"),
+        (
+            r#"{"CAConfig":{"ExternalCAs":[{"Protocol":"cfssl","URL":"https://ca"}]}}"#,
+            "CAConfig.ExternalCAs",
+        ),
+        (r#"{"CAConfig":{"SigningCACert":"x"}}"#, "CAConfig.SigningCACert"),
+        (r#"{"caconfig":{"forcerotate":1}}"#, "CAConfig.ForceRotate"),
+        (
+            r#"{"TaskDefaults":{"LogDriver":{"Name":"json-file"}}}"#,
+            "TaskDefaults.LogDriver",
+        ),
+    ] {
+        let (status, _, body) = http(&sock, "POST", "/v1.41/swarm/init", Some(init(spec).as_bytes()));
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{spec}: {text}");
+        assert!(
+            text.contains(field) && text.contains("does not support"),
+            "{spec}: {text}"
+        );
+        let (status, _, _) = http(&sock, "GET", "/v1.41/swarm", None);
+        assert_eq!(status, 503, "{spec} made a swarm");
+    }
+    // Docker's values (or 0, unset) are taken, as the docker CLI sends them.
+    let spec = r#"{"Name":"default","Labels":{},"Raft":{"ElectionTick":0,"HeartbeatTick":0,"LogEntriesForSlowFollowers":500,"SnapshotInterval":5000},"CAConfig":{},"TaskDefaults":{}}"#;
+    let (status, _, body) = http(&sock, "POST", "/v1.41/swarm/init", Some(init(spec).as_bytes()));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
+    let swarm = json(&body);
+    assert_eq!(
+        swarm["Spec"]["Raft"],
+        serde_json::json!({"SnapshotInterval": 5000, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1})
+    );
+    // The spec read comes back unchanged through an update; a refused field
+    // in an update changes nothing.
+    let version = swarm["Version"]["Index"].as_u64().unwrap();
+    let mut spec = swarm["Spec"].clone();
+    spec["Orchestration"]["TaskHistoryRetentionLimit"] = 7.into();
+    spec["CAConfig"]["ForceRotate"] = 1.into();
+    let path = format!("/v1.41/swarm/update?version={version}");
+    let (status, _, body) = http(&sock, "POST", &path, Some(spec.to_string().as_bytes()));
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("CAConfig.ForceRotate"));
+    let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
+    assert_eq!(json(&body)["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 5);
+    spec["CAConfig"]["ForceRotate"] = 0.into();
+    let (status, _, body) = http(&sock, "POST", &path, Some(spec.to_string().as_bytes()));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
+    assert_eq!(json(&body)["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 7);
+}
+
 // The official Docker SDK for Python drives swarmkeep through its Docker
 // Engine API (`tests/python/docker_sdk.py`): a swarm with its address pool,
 // secrets and configs with labels, a global service, a replicated one that

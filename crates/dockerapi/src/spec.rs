@@ -342,7 +342,7 @@ fn is_set(v: &Value) -> bool {
     }
 }
 
-fn unsupported(field: &str) -> ApiError {
+pub(crate) fn unsupported(field: &str) -> ApiError {
     ApiError::bad_request(format!("swarmkeep does not support {field} yet"))
 }
 

@@ -1,6 +1,8 @@
 //! `/swarm`: init, join, leave, inspect, update (settings, token and unlock
 //! key rotation), unlockkey, unlock.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
@@ -64,7 +66,13 @@ pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
             "Name": "default",
             "Labels": {},
             "Orchestration": {"TaskHistoryRetentionLimit": s.task_history_retention_limit},
-            "Raft": {"SnapshotInterval": s.snapshot_interval},
+            "Raft": {
+                "SnapshotInterval": s.snapshot_interval,
+                "KeepOldSnapshots": 0,
+                "LogEntriesForSlowFollowers": LOG_ENTRIES_FOR_SLOW_FOLLOWERS,
+                "ElectionTick": ELECTION_TICK,
+                "HeartbeatTick": HEARTBEAT_TICK,
+            },
             "Dispatcher": {"HeartbeatPeriod": go_duration(s.heartbeat_period_ms)},
             "CAConfig": {"NodeCertExpiry": go_duration(s.node_cert_expiry_ms)},
             "TaskDefaults": {},
@@ -79,16 +87,22 @@ pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
     })
 }
 
-/// The parts of Docker's `SwarmSpec` swarmkeep has settings for.
+/// Docker's `SwarmSpec`, every field of API 1.41: what swarmkeep has a
+/// setting for is taken, the rest is accepted at the value `GET /swarm`
+/// shows (so a spec read and sent back goes through) and refused by name
+/// otherwise ([`SwarmSpec::refused`]).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct SwarmSpec {
+    name: String,
+    labels: Option<HashMap<String, String>>,
     orchestration: Orchestration,
     raft: Raft,
     dispatcher: Dispatcher,
     #[serde(rename = "CAConfig")]
     ca_config: CaConfig,
     encryption_config: EncryptionConfig,
+    task_defaults: TaskDefaults,
 }
 
 #[derive(Deserialize, Default)]
@@ -97,11 +111,24 @@ struct Orchestration {
     task_history_retention_limit: Option<i64>,
 }
 
+/// Swarm's raft settings. swarmkeep's raft keeps its own timing (100 ms
+/// heartbeats, elections after 0.4–0.8 s) and the log entries kept for slow
+/// followers are fixed at Swarm's 500: `GET /swarm` shows Swarm's defaults
+/// for the ticks and counts, and only those (or 0: unset) are accepted.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct Raft {
     snapshot_interval: u64,
+    keep_old_snapshots: Option<u64>,
+    log_entries_for_slow_followers: u64,
+    election_tick: i64,
+    heartbeat_tick: i64,
 }
+
+/// Swarm's defaults, as `GET /swarm` shows them.
+const ELECTION_TICK: i64 = 10;
+const HEARTBEAT_TICK: i64 = 1;
+const LOG_ENTRIES_FOR_SLOW_FOLLOWERS: u64 = 500;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
@@ -113,12 +140,74 @@ struct Dispatcher {
 #[serde(rename_all = "PascalCase", default)]
 struct CaConfig {
     node_cert_expiry: u64,
+    #[serde(rename = "ExternalCAs")]
+    external_cas: Option<Vec<serde_json::Value>>,
+    #[serde(rename = "SigningCACert")]
+    signing_ca_cert: String,
+    #[serde(rename = "SigningCAKey")]
+    signing_ca_key: String,
+    force_rotate: u64,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct EncryptionConfig {
     auto_lock_managers: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct TaskDefaults {
+    log_driver: Option<serde_json::Value>,
+}
+
+impl SwarmSpec {
+    /// The first field set to what swarmkeep cannot honour, by its name.
+    fn refused(&self) -> ApiResult<()> {
+        let raft = &self.raft;
+        let ca = &self.ca_config;
+        let set = |v: &Option<serde_json::Value>| v.as_ref().is_some_and(|v| !v.is_null());
+        let refused: [(&str, bool); 10] = [
+            (
+                "a swarm name other than default",
+                !self.name.is_empty() && self.name != "default",
+            ),
+            (
+                "swarm labels (Spec.Labels)",
+                self.labels.as_ref().is_some_and(|l| !l.is_empty()),
+            ),
+            (
+                "Raft.KeepOldSnapshots (it keeps the newest snapshot only)",
+                raft.keep_old_snapshots.is_some_and(|k| k != 0),
+            ),
+            (
+                "Raft.LogEntriesForSlowFollowers other than 500",
+                ![0, LOG_ENTRIES_FOR_SLOW_FOLLOWERS].contains(&raft.log_entries_for_slow_followers),
+            ),
+            (
+                "Raft.ElectionTick other than 10 (its raft has its own timing)",
+                ![0, ELECTION_TICK].contains(&raft.election_tick),
+            ),
+            (
+                "Raft.HeartbeatTick other than 1 (its raft has its own timing)",
+                ![0, HEARTBEAT_TICK].contains(&raft.heartbeat_tick),
+            ),
+            (
+                "an external CA (CAConfig.ExternalCAs)",
+                ca.external_cas.as_ref().is_some_and(|e| !e.is_empty()),
+            ),
+            (
+                "a root CA rotation (CAConfig.SigningCACert, SigningCAKey)",
+                !ca.signing_ca_cert.is_empty() || !ca.signing_ca_key.is_empty(),
+            ),
+            ("CAConfig.ForceRotate (docker swarm ca --rotate)", ca.force_rotate != 0),
+            ("TaskDefaults.LogDriver", set(&self.task_defaults.log_driver)),
+        ];
+        match refused.iter().find(|(_, on)| *on) {
+            Some((field, _)) => Err(crate::spec::unsupported(field)),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -199,6 +288,7 @@ impl<C: Control> Api<C> {
 
     pub async fn swarm_init(&self, req: &Req) -> ApiResult<Reply> {
         let body: InitBody = json_body(req)?;
+        body.spec.refused()?;
         if body.force_new_cluster {
             return Err(ApiError::bad_request("swarmkeep does not support --force-new-cluster"));
         }
@@ -314,6 +404,7 @@ impl<C: Control> Api<C> {
     pub async fn swarm_update(&self, req: &Req) -> ApiResult<Reply> {
         let version = version_param(req, "swarm")?;
         let spec: SwarmSpec = json_body(req)?;
+        spec.refused()?;
         let cluster = call!(self, get_cluster, GetClusterRequest {})?;
         let current = cluster
             .meta
