@@ -331,7 +331,12 @@ fn container_spec(t: &control::TaskSpec) -> serde_json::Value {
                     if !v.labels.is_empty() {
                         vo.insert("Labels".into(), sorted(&v.labels));
                     }
-                    vo.insert("DriverConfig".into(), serde_json::json!({}));
+                    let driver = if v.driver.is_empty() {
+                        serde_json::json!({})
+                    } else {
+                        serde_json::json!({"Name": v.driver})
+                    };
+                    vo.insert("DriverConfig".into(), driver);
                     o["VolumeOptions"] = vo.into();
                 }
                 if let Some(t) = &x.tmpfs_options {

@@ -354,8 +354,11 @@ fn file_refs(refs: Option<Vec<FileRef>>, kind: &str) -> ApiResult<Vec<control::F
     refs.unwrap_or_default()
         .into_iter()
         .map(|r| {
-            if r.runtime.as_ref().is_some_and(is_set) {
-                return Err(unsupported(&format!("{kind} references without a file target")));
+            // `Runtime: {}` (an empty object) is a runtime reference too.
+            if r.runtime.as_ref().is_some_and(|v| !v.is_null()) {
+                return Err(unsupported(&format!(
+                    "{kind} references' Runtime (a reference without a file target)"
+                )));
             }
             Ok(control::FileReference {
                 id: r.id,
@@ -468,7 +471,7 @@ impl ServiceSpec {
             return Err(unsupported(field));
         }
         if !t.runtime.is_empty() && t.runtime != "container" {
-            return Err(unsupported(&format!("the {} runtime", t.runtime)));
+            return Err(unsupported(&format!("TaskTemplate.Runtime {:?}", t.runtime)));
         }
         let modes = [
             self.mode.replicated.is_some(),

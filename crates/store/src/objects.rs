@@ -552,6 +552,9 @@ pub struct Mount {
     pub no_copy: bool,
     #[serde(default)]
     pub volume_labels: BTreeMap<String, String>,
+    /// Volume: the driver named (`local`, the only one; empty: not named).
+    #[serde(default)]
+    pub volume_driver: String,
     /// Tmpfs: its size (0: the kernel's default) and mode (0: 1777).
     #[serde(default)]
     pub tmpfs_size: i64,

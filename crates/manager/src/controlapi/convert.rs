@@ -90,7 +90,7 @@ pub fn task_spec_to_proto(t: &TaskSpec) -> control::TaskSpec {
                 volume_options: (m.kind == MountKind::Volume).then(|| control::VolumeOptions {
                     no_copy: m.no_copy,
                     labels: m.volume_labels.clone().into_iter().collect(),
-                    driver: String::new(),
+                    driver: m.volume_driver.clone(),
                 }),
                 tmpfs_options: (m.kind == MountKind::Tmpfs).then_some(control::TmpfsOptions {
                     size_bytes: m.tmpfs_size,
@@ -301,6 +301,7 @@ fn mounts_from_proto(mounts: Vec<control::Mount>) -> Result<Vec<Mount>, Status> 
             read_only: m.read_only,
             no_copy: volume.no_copy,
             volume_labels: volume.labels.into_iter().collect(),
+            volume_driver: volume.driver,
             tmpfs_size: tmpfs.size_bytes,
             tmpfs_mode: tmpfs.mode,
         });
