@@ -16,6 +16,7 @@ use crate::filters::{Filters, labels_match};
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct NodeSpec {
+    name: String,
     labels: Option<BTreeMap<String, String>>,
     role: String,
     availability: String,
@@ -83,6 +84,9 @@ impl<C: Control> Api<C> {
         not_self(id)?;
         let version = version_param(req, "node")?;
         let spec: NodeSpec = json_body(req)?;
+        if !spec.name.is_empty() {
+            return Err(crate::spec::unsupported("a node name (NodeSpec.Name)"));
+        }
         let node = call!(self, get_node, GetNodeRequest { id: id.into() })?
             .node
             .unwrap_or_default();

@@ -73,10 +73,11 @@ struct Spec {
 impl Spec {
     /// Secret drivers and templating are not built; refused rather than ignored.
     fn check_supported(&self, kind: &str) -> ApiResult<()> {
-        for (field, v) in [("drivers", &self.driver), ("templating", &self.templating)] {
-            if v.as_ref().is_some_and(|v| !v.is_null()) {
+        for (field, what) in [("Driver", &self.driver), ("Templating", &self.templating)] {
+            if what.as_ref().is_some_and(|v| !v.is_null()) {
                 return Err(ApiError::bad_request(format!(
-                    "swarmkeep does not support {kind} {field}"
+                    "swarmkeep does not support {kind} {} ({field}) yet",
+                    field.to_ascii_lowercase()
                 )));
             }
         }
