@@ -211,6 +211,79 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     assert_eq!(json(&body)["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 7);
 }
 
+/// `GET /services/{id}` shows the spec as stored; `insertDefaults=true` adds
+/// Swarm's defaults where the request left sections out — as recorded from
+/// dockerd 20.10 for `{"Name":"mini","TaskTemplate":{"ContainerSpec":
+/// {"Image":"busybox:latest"}}}`. A `RestartPolicy.Window` given as 0 is shown.
+#[test]
+fn a_service_spec_is_shown_as_stored_unless_defaults_are_asked_for() {
+    let d = Daemon::start();
+    let sock = d.docker_socket();
+    let init = format!(
+        r#"{{"ListenAddr":"{}","AdvertiseAddr":"127.0.0.1"}}"#,
+        free_addr("127.0.0.1")
+    );
+    assert_eq!(http(&sock, "POST", "/v1.41/swarm/init", Some(init.as_bytes())).0, 200);
+    let mini = br#"{"Name":"mini","TaskTemplate":{"ContainerSpec":{"Image":"bb:latest"}}}"#;
+    assert_eq!(http(&sock, "POST", "/v1.41/services/create", Some(mini)).0, 201);
+    let (_, _, out) = http(&sock, "GET", "/v1.41/services/mini", None);
+    let stored = json(&out)["Spec"].clone();
+    for absent in ["UpdateConfig", "RollbackConfig"] {
+        assert!(stored.get(absent).is_none(), "{absent}: {stored}");
+    }
+    for absent in ["RestartPolicy", "Resources", "Placement"] {
+        assert!(stored["TaskTemplate"].get(absent).is_none(), "{absent}: {stored}");
+    }
+    for absent in ["StopGracePeriod", "DNSConfig"] {
+        assert!(
+            stored["TaskTemplate"]["ContainerSpec"].get(absent).is_none(),
+            "{absent}: {stored}"
+        );
+    }
+    assert_eq!(stored["Mode"], serde_json::json!({"Replicated": {"Replicas": 1}}));
+    assert_eq!(stored["TaskTemplate"]["Runtime"], "container");
+    // The list shows the same.
+    let (_, _, out) = http(&sock, "GET", "/v1.41/services", None);
+    assert_eq!(json(&out)[0]["Spec"], stored);
+
+    let (_, _, out) = http(&sock, "GET", "/v1.41/services/mini?insertDefaults=true", None);
+    let full = json(&out)["Spec"].clone();
+    let defaults = serde_json::json!({"Parallelism": 1, "FailureAction": "pause", "Monitor": 5_000_000_000u64, "MaxFailureRatio": 0, "Order": "stop-first"});
+    assert_eq!(full["UpdateConfig"], defaults, "{full}");
+    assert_eq!(full["RollbackConfig"], defaults, "{full}");
+    assert_eq!(
+        full["TaskTemplate"]["RestartPolicy"],
+        serde_json::json!({"Condition": "any", "Delay": 5_000_000_000u64, "MaxAttempts": 0}),
+        "{full}"
+    );
+    assert_eq!(
+        full["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"],
+        10_000_000_000u64
+    );
+    assert!(full["TaskTemplate"]["ContainerSpec"]["DNSConfig"].is_object(), "{full}");
+    assert!(full["TaskTemplate"]["Placement"].is_object(), "{full}");
+
+    // Given sections are shown as given, a zero Window included; an update
+    // that sends the spec it read keeps what was left out, out.
+    let windowed = br#"{"Name":"w","TaskTemplate":{"ContainerSpec":{"Image":"bb:latest"},"RestartPolicy":{"Condition":"none","Window":0}}}"#;
+    assert_eq!(http(&sock, "POST", "/v1.41/services/create", Some(windowed)).0, 201);
+    let (_, _, out) = http(&sock, "GET", "/v1.41/services/w", None);
+    let w = json(&out);
+    assert_eq!(
+        w["Spec"]["TaskTemplate"]["RestartPolicy"],
+        serde_json::json!({"Condition": "none", "Delay": 5_000_000_000u64, "MaxAttempts": 0, "Window": 0})
+    );
+    let mut spec = w["Spec"].clone();
+    spec["TaskTemplate"]["ContainerSpec"]["Env"] = serde_json::json!(["A=1"]);
+    let path = format!("/v1.41/services/w/update?version={}", w["Version"]["Index"]);
+    assert_eq!(http(&sock, "POST", &path, Some(spec.to_string().as_bytes())).0, 200);
+    let (_, _, out) = http(&sock, "GET", "/v1.41/services/w", None);
+    let after = json(&out)["Spec"].clone();
+    assert_eq!(after["TaskTemplate"]["ContainerSpec"]["Env"][0], "A=1");
+    assert!(after.get("UpdateConfig").is_none(), "{after}");
+    assert_eq!(after["TaskTemplate"]["RestartPolicy"]["Window"], 0, "{after}");
+}
+
 /// Every leaf of `v` as (its path of keys, value); array items by index.
 fn leaves(prefix: &[String], v: &serde_json::Value, out: &mut Vec<(Vec<String>, serde_json::Value)>) {
     let mut down = |key: String, v: &serde_json::Value| {

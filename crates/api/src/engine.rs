@@ -659,17 +659,63 @@ pub fn swarm_network_json(n: &control::Network) -> serde_json::Value {
     m
 }
 
-/// A service as `docker service inspect` prints it.
+/// A service as `docker service inspect` prints it (`insertDefaults=true`).
 pub fn service_json(s: &control::Service) -> serde_json::Value {
+    service_json_with(s, true)
+}
+
+/// The spec as dockerd shows it: as stored — the sections a Docker API
+/// request left out stay out — unless `insert_defaults` (the query's
+/// `insertDefaults=true`) asks for Swarm's defaults in their place. A
+/// `RestartPolicy.Window` that was given is shown, even when 0.
+fn spec_as_stored(spec: &control::ServiceSpec, insert_defaults: bool) -> serde_json::Value {
+    let mut out = service_spec_json(spec);
+    let omitted = spec.omitted.clone().unwrap_or_default();
+    if omitted.restart_window_given
+        && let Some(restart) = out["TaskTemplate"]["RestartPolicy"].as_object_mut()
+    {
+        let window = spec
+            .task
+            .as_ref()
+            .and_then(|t| t.restart.as_ref())
+            .map_or(0, |r| r.window_ns);
+        restart.insert("Window".into(), window.into());
+    }
+    if insert_defaults {
+        return out;
+    }
+    let remove = |v: &mut serde_json::Value, key: &str, omitted: bool| {
+        if let (true, Some(m)) = (omitted, v.as_object_mut()) {
+            m.remove(key);
+        }
+    };
+    remove(&mut out, "UpdateConfig", omitted.update_config);
+    remove(&mut out, "RollbackConfig", omitted.rollback_config);
+    let task = &mut out["TaskTemplate"];
+    remove(task, "RestartPolicy", omitted.restart_policy);
+    remove(task, "Resources", omitted.resources);
+    remove(task, "Placement", omitted.placement);
+    let container = &mut task["ContainerSpec"];
+    remove(container, "StopGracePeriod", omitted.stop_grace_period);
+    remove(container, "DNSConfig", omitted.dns_config);
+    out
+}
+
+/// [`service_json`], with Swarm's defaults in the left-out sections only if
+/// `insert_defaults`.
+pub fn service_json_with(s: &control::Service, insert_defaults: bool) -> serde_json::Value {
     let (version, created_at, updated_at) = meta_parts(s.meta.as_ref());
     let mut m = serde_json::Map::new();
     m.insert("ID".into(), s.id.clone().into());
     m.insert("Version".into(), serde_json::json!({"Index": version.index}));
     m.insert("CreatedAt".into(), created_at.into());
     m.insert("UpdatedAt".into(), updated_at.into());
-    m.insert("Spec".into(), service_spec_json(&s.spec.clone().unwrap_or_default()));
+    m.insert(
+        "Spec".into(),
+        spec_as_stored(&s.spec.clone().unwrap_or_default(), insert_defaults),
+    );
     if let Some(prev) = &s.previous_spec {
-        m.insert("PreviousSpec".into(), service_spec_json(prev));
+        m.insert("PreviousSpec".into(), spec_as_stored(prev, insert_defaults));
     }
     m.insert("Endpoint".into(), endpoint_json(s));
     if let Some(u) = &s.update_status {

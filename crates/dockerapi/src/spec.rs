@@ -497,6 +497,17 @@ impl ServiceSpec {
             (Some(r), None) => ("replicated", r.replicas.unwrap_or(1), 0),
             (None, None) => ("replicated", 1, 0),
         };
+        // What the request left out: shown again only with insertDefaults.
+        let omitted = control::SpecOmitted {
+            update_config: self.update_config.is_none(),
+            rollback_config: self.rollback_config.is_none(),
+            restart_policy: t.restart_policy.is_none(),
+            resources: t.resources.is_none(),
+            placement: t.placement.is_none(),
+            stop_grace_period: c.stop_grace_period.is_none(),
+            dns_config: c.dns_config.is_none(),
+            restart_window_given: t.restart_policy.as_ref().is_some_and(|r| r.window.is_some()),
+        };
         let restart = t
             .restart_policy
             .map(|r| {
@@ -645,6 +656,7 @@ impl ServiceSpec {
             replicas,
             update_config: update_config(self.update_config, "UpdateConfig")?,
             rollback_config: update_config(self.rollback_config, "RollbackConfig")?,
+            omitted: Some(omitted),
         })
     }
 }

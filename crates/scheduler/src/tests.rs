@@ -65,6 +65,7 @@ fn service(replicas: u64) -> Service {
             mode: ServiceMode::Replicated { replicas },
             update_config: Default::default(),
             rollback_config: Default::default(),
+            omitted: Default::default(),
         },
         previous_spec: None,
         update_status: None,

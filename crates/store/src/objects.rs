@@ -648,6 +648,27 @@ pub struct ServiceSpec {
     pub rollback_config: UpdateConfig,
     #[serde(default)]
     pub endpoint: EndpointSpec,
+    /// What a Docker API request left out (shown only with insertDefaults).
+    #[serde(default)]
+    pub omitted: SpecOmitted,
+}
+
+/// Docker's optional `ServiceSpec` sections a spec did not give: dockerd shows
+/// a spec as stored and fills them only with `insertDefaults=true`. All
+/// false (a spec from the control API, or stored before this existed):
+/// shown whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpecOmitted {
+    pub update_config: bool,
+    pub rollback_config: bool,
+    pub restart_policy: bool,
+    pub resources: bool,
+    pub placement: bool,
+    pub stop_grace_period: bool,
+    pub dns_config: bool,
+    /// `RestartPolicy.Window` was given: shown even when 0.
+    pub restart_window_given: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

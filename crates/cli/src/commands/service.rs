@@ -473,6 +473,8 @@ pub async fn create(
             ));
         }
         let mut spec = control::ServiceSpec {
+            // Made here, the spec is whole: nothing is left for defaults.
+            omitted: None,
             endpoint: super::ports::endpoint(flags.publish, flags.endpoint_mode)?,
             annotations: Some(control::Annotations {
                 name: flags.name.unwrap_or("").to_string(),

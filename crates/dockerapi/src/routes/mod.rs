@@ -89,7 +89,7 @@ impl<C: Control> Api<C> {
 
             ["services"] if get => self.services_list(req).await,
             ["services", "create"] if post => self.service_create(req).await,
-            ["services", id] if get => self.service_inspect(id).await,
+            ["services", id] if get => self.service_inspect(id, req).await,
             ["services", id, "update"] if post => self.service_update(id, req).await,
             ["services", id] if delete => self.service_remove(id).await,
             ["services", id, "logs"] if get => self.logs(id, "", req).await,

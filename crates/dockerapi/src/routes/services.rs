@@ -36,7 +36,8 @@ impl<C: Control> Api<C> {
                 modes.is_empty() || modes.iter().any(|m| m == mode)
             })
             .map(|s| {
-                let mut v = engine::service_json(s);
+                // dockerd's list shows specs as stored (no insertDefaults).
+                let mut v = engine::service_json_with(s, false);
                 if status {
                     let counts = counts.get(s.id.as_str());
                     v["ServiceStatus"] = serde_json::json!({
@@ -66,11 +67,14 @@ impl<C: Control> Api<C> {
         Ok(Reply::Json(201, serde_json::json!({ "ID": service.id })))
     }
 
-    pub async fn service_inspect(&self, id: &str) -> ApiResult<Reply> {
+    pub async fn service_inspect(&self, id: &str, req: &Req) -> ApiResult<Reply> {
         let service = call!(self, get_service, GetServiceRequest { id: id.into() })?
             .service
             .unwrap_or_default();
-        Ok(Reply::Json(200, engine::service_json(&service)))
+        Ok(Reply::Json(
+            200,
+            engine::service_json_with(&service, req.flag("insertDefaults")),
+        ))
     }
 
     pub async fn service_update(&self, id: &str, req: &Req) -> ApiResult<Reply> {

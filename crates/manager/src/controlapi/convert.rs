@@ -13,8 +13,8 @@ use swarmkeep_api::timefmt::{to_datetime, to_timestamp};
 use swarmkeep_store::ClusterState;
 use swarmkeep_store::objects::{
     EndpointMode, EndpointSpec, FailureAction, FileReference, Mount, MountKind, NetworkAttachmentConfig, Placement,
-    PortConfig, PublishMode, ResourceLimits, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task,
-    TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
+    PortConfig, PublishMode, ResourceLimits, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec,
+    SpecOmitted, Task, TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder,
 };
 use tonic::{Code, Status};
 
@@ -384,6 +384,16 @@ pub(crate) fn spec_to_proto(spec: &ServiceSpec) -> control::ServiceSpec {
         rollback_config: Some(update_config_to_proto(&spec.rollback_config)),
         max_concurrent,
         endpoint: Some(endpoint_to_proto(&spec.endpoint)),
+        omitted: Some(control::SpecOmitted {
+            update_config: spec.omitted.update_config,
+            rollback_config: spec.omitted.rollback_config,
+            restart_policy: spec.omitted.restart_policy,
+            resources: spec.omitted.resources,
+            placement: spec.omitted.placement,
+            stop_grace_period: spec.omitted.stop_grace_period,
+            dns_config: spec.omitted.dns_config,
+            restart_window_given: spec.omitted.restart_window_given,
+        }),
     }
 }
 
@@ -716,8 +726,19 @@ pub(crate) fn spec_from_proto(spec: Option<control::ServiceSpec>) -> Result<Serv
     let update_config = update_config_from_proto("UpdateConfig", spec.update_config)?;
     let rollback_config = update_config_from_proto("RollbackConfig", spec.rollback_config)?;
     let endpoint = endpoint_from_proto(spec.endpoint)?;
+    let omitted = spec.omitted.unwrap_or_default();
     Ok(ServiceSpec {
         endpoint,
+        omitted: SpecOmitted {
+            update_config: omitted.update_config,
+            rollback_config: omitted.rollback_config,
+            restart_policy: omitted.restart_policy,
+            resources: omitted.resources,
+            placement: omitted.placement,
+            stop_grace_period: omitted.stop_grace_period,
+            dns_config: omitted.dns_config,
+            restart_window_given: omitted.restart_window_given,
+        },
         annotations,
         task: TaskSpec {
             image: task.image,
