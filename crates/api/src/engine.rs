@@ -670,7 +670,7 @@ pub fn service_json(s: &control::Service) -> serde_json::Value {
 /// `RestartPolicy.Window` that was given is shown, even when 0.
 fn spec_as_stored(spec: &control::ServiceSpec, insert_defaults: bool) -> serde_json::Value {
     let mut out = service_spec_json(spec);
-    let omitted = spec.omitted.clone().unwrap_or_default();
+    let omitted = spec.omitted.unwrap_or_default();
     if omitted.restart_window_given
         && let Some(restart) = out["TaskTemplate"]["RestartPolicy"].as_object_mut()
     {
