@@ -367,8 +367,20 @@ impl Drop for Daemon {
         // What a killed agent leaves: its tasks' processes and mounts.
         if let Ok(entries) = std::fs::read_dir(self.exec_root().join("tasks")) {
             for e in entries.flatten() {
-                let pid = std::fs::read_to_string(e.path().join("pid")).unwrap_or_default();
-                if let Some(pid) = pid.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()) {
+                let record = std::fs::read_to_string(e.path().join("pid")).unwrap_or_default();
+                let mut fields = record.split_whitespace();
+                let (Some(pid), Some(start)) = (fields.next().and_then(|p| p.parse::<i32>().ok()), fields.next())
+                else {
+                    continue;
+                };
+                // Only the process recorded, not another that took its pid
+                // since (a busy suite wraps pid_max): its start time (field
+                // 22 of /proc/PID/stat) must be the one recorded.
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let started = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(19));
+                if pid > 0 && started == Some(start) {
                     let _ =
                         nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 }
