@@ -13,6 +13,18 @@ fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
 }
 
+/// A daemon whose one-node swarm was made through the Docker API.
+fn http_swarm() -> Daemon {
+    let d = Daemon::start();
+    let init = format!(
+        r#"{{"ListenAddr":"{}","AdvertiseAddr":"127.0.0.1"}}"#,
+        free_addr("127.0.0.1")
+    );
+    let (status, _, body) = http(&d.docker_socket(), "POST", "/v1.41/swarm/init", Some(init.as_bytes()));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    d
+}
+
 #[test]
 fn request_keys_match_fields_ignoring_case_as_dockerd_does() {
     let d = Daemon::start();
@@ -217,13 +229,8 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
 /// {"Image":"busybox:latest"}}}`. A `RestartPolicy.Window` given as 0 is shown.
 #[test]
 fn a_service_spec_is_shown_as_stored_unless_defaults_are_asked_for() {
-    let d = Daemon::start();
+    let d = http_swarm();
     let sock = d.docker_socket();
-    let init = format!(
-        r#"{{"ListenAddr":"{}","AdvertiseAddr":"127.0.0.1"}}"#,
-        free_addr("127.0.0.1")
-    );
-    assert_eq!(http(&sock, "POST", "/v1.41/swarm/init", Some(init.as_bytes())).0, 200);
     let mini = br#"{"Name":"mini","TaskTemplate":{"ContainerSpec":{"Image":"bb:latest"}}}"#;
     assert_eq!(http(&sock, "POST", "/v1.41/services/create", Some(mini)).0, 201);
     let (_, _, out) = http(&sock, "GET", "/v1.41/services/mini", None);
@@ -364,14 +371,8 @@ fn uncovered(endpoint: &str, sent: &[Vec<String>]) -> Vec<String> {
 #[test]
 fn every_service_spec_field_comes_back_or_is_refused_by_name() {
     use serde_json::json;
-    let d = Daemon::start();
+    let d = http_swarm();
     let sock = d.docker_socket();
-    let init = format!(
-        r#"{{"ListenAddr":"{}","AdvertiseAddr":"127.0.0.1"}}"#,
-        free_addr("127.0.0.1")
-    );
-    let (status, _, _) = http(&sock, "POST", "/v1.41/swarm/init", Some(init.as_bytes()));
-    assert_eq!(status, 200);
     let made = |path: &str, body: serde_json::Value| {
         let (status, _, out) = http(&sock, "POST", path, Some(body.to_string().as_bytes()));
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&out));
@@ -651,13 +652,8 @@ fn every_service_spec_field_comes_back_or_is_refused_by_name() {
 #[test]
 fn every_secret_config_and_node_spec_field_comes_back_or_is_refused_by_name() {
     use serde_json::json;
-    let d = Daemon::start();
+    let d = http_swarm();
     let sock = d.docker_socket();
-    let init = format!(
-        r#"{{"ListenAddr":"{}","AdvertiseAddr":"127.0.0.1"}}"#,
-        free_addr("127.0.0.1")
-    );
-    assert_eq!(http(&sock, "POST", "/v1.41/swarm/init", Some(init.as_bytes())).0, 200);
     let mut wrong = Vec::new();
     for (endpoint, kind) in [("POST /secrets/create", "secrets"), ("POST /configs/create", "configs")] {
         let mut walked = Vec::new();
