@@ -317,6 +317,24 @@ fn at<'a>(v: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_json::V
     })
 }
 
+/// Sends one schema-walk case to `path` under `name`: what it sends (each
+/// leaf) is added to `walked`; answers (status, body, the leaves sent).
+type Leaves = Vec<(Vec<String>, serde_json::Value)>;
+fn send_case(
+    sock: &std::path::Path,
+    path: &str,
+    name: &str,
+    mut body: serde_json::Value,
+    walked: &mut Vec<Vec<String>>,
+) -> (u16, String, Leaves) {
+    body["Name"] = serde_json::json!(name);
+    let mut sent = Vec::new();
+    leaves(&[], &body, &mut sent);
+    walked.extend(sent.iter().map(|(p, _)| p.clone()));
+    let (status, _, out) = http(sock, "POST", path, Some(body.to_string().as_bytes()));
+    (status, String::from_utf8_lossy(&out).into_owned(), sent)
+}
+
 /// The request-body fields of `endpoint` in Docker Engine API 1.41's swagger
 /// (`tests/fixtures/docker-api-1.41-request-fields.txt`), each as its path
 /// of keys (`[]`: an array item, `{}`: a map value).
@@ -595,19 +613,9 @@ fn every_service_spec_field_comes_back_or_is_refused_by_name() {
     ];
     let mut wrong = Vec::new();
     let mut walked = Vec::new();
-    for (i, (fields, mut spec)) in cases.into_iter().enumerate() {
+    for (i, (fields, spec)) in cases.into_iter().enumerate() {
         let name = format!("walk{i}");
-        spec["Name"] = json!(name);
-        let mut sent = Vec::new();
-        leaves(&[], &spec, &mut sent);
-        walked.extend(sent.iter().map(|(p, _)| p.clone()));
-        let (status, _, out) = http(
-            &sock,
-            "POST",
-            "/v1.41/services/create",
-            Some(spec.to_string().as_bytes()),
-        );
-        let text = String::from_utf8_lossy(&out).into_owned();
+        let (status, text, sent) = send_case(&sock, "/v1.41/services/create", &name, spec, &mut walked);
         if status == 400 {
             // Refused: by the field's name (its last part is enough).
             let last = fields.rsplit(['.', ' ']).next().unwrap_or(fields);
@@ -793,19 +801,9 @@ fn every_network_create_field_comes_back_or_is_refused_by_name() {
     ];
     let mut walked = Vec::new();
     let mut wrong = Vec::new();
-    for (i, (field, mut body)) in cases.into_iter().enumerate() {
+    for (i, (field, body)) in cases.into_iter().enumerate() {
         let name = format!("walk{i}");
-        body["Name"] = json!(name);
-        let mut sent = Vec::new();
-        leaves(&[], &body, &mut sent);
-        walked.extend(sent.iter().map(|(p, _)| p.clone()));
-        let (status, _, out) = http(
-            &sock,
-            "POST",
-            "/v1.41/networks/create",
-            Some(body.to_string().as_bytes()),
-        );
-        let text = String::from_utf8_lossy(&out).into_owned();
+        let (status, text, sent) = send_case(&sock, "/v1.41/networks/create", &name, body, &mut walked);
         let named = field
             .split(", ")
             .any(|f| text.contains(f.rsplit('.').next().unwrap_or(f)))
