@@ -335,6 +335,22 @@ fn send_case(
     (status, String::from_utf8_lossy(&out).into_owned(), sent)
 }
 
+/// What of `sent` `shown` does not show at the same place with the same value
+/// (numbers compared as numbers), each as a line saying so under `label`.
+fn not_shown(label: &str, sent: Leaves, shown: &serde_json::Value) -> Vec<String> {
+    sent.into_iter()
+        .filter_map(|(path, value)| {
+            let back = at(shown, &path);
+            let same = match (back, &value) {
+                (Some(b), serde_json::Value::Number(n)) => b.as_f64() == n.as_f64(),
+                (Some(b), v) => b == v,
+                (None, _) => false,
+            };
+            (!same).then(|| format!("{label}: sent {} = {value}, shown {back:?}", path.join(".")))
+        })
+        .collect()
+}
+
 /// The request-body fields of `endpoint` in Docker Engine API 1.41's swagger
 /// (`tests/fixtures/docker-api-1.41-request-fields.txt`), each as its path
 /// of keys (`[]`: an array item, `{}`: a map value).
@@ -630,18 +646,7 @@ fn every_service_spec_field_comes_back_or_is_refused_by_name() {
         }
         let (_, _, out) = http(&sock, "GET", &format!("/v1.41/services/{name}"), None);
         let shown = json(&out)["Spec"].clone();
-        for (path, value) in sent {
-            let path_text = path.join(".");
-            let back = at(&shown, &path);
-            let same = match (back, &value) {
-                (Some(b), serde_json::Value::Number(n)) => b.as_f64() == n.as_f64(),
-                (Some(b), v) => b == v,
-                (None, _) => false,
-            };
-            if !same {
-                wrong.push(format!("{fields}: sent {path_text} = {value}, shown {back:?}"));
-            }
-        }
+        wrong.extend(not_shown(fields, sent, &shown));
         http(&sock, "DELETE", &format!("/v1.41/services/{name}"), None);
     }
     assert!(
@@ -702,19 +707,14 @@ fn every_secret_config_and_node_spec_field_comes_back_or_is_refused_by_name() {
             let id = json(&out)["ID"].as_str().unwrap().to_string();
             let (_, _, out) = http(&sock, "GET", &format!("/v1.41/{kind}/{id}"), None);
             let shown = json(&out)["Spec"].clone();
-            for (path, value) in sent {
-                if kind == "secrets" && path == ["Data"] {
-                    assert!(shown.get("Data").is_none(), "a secret's data shown");
-                    continue;
-                }
-                if at(&shown, &path) != Some(&value) {
-                    wrong.push(format!(
-                        "{kind} {field}: sent {} = {value}, shown {:?}",
-                        path.join("."),
-                        at(&shown, &path)
-                    ));
-                }
+            if kind == "secrets" {
+                assert!(shown.get("Data").is_none(), "a secret's data shown");
             }
+            let sent = sent
+                .into_iter()
+                .filter(|(p, _)| kind != "secrets" || p != &["Data"])
+                .collect();
+            wrong.extend(not_shown(&format!("{kind} {field}"), sent, &shown));
         }
         let missed = uncovered(endpoint, &walked);
         assert!(
@@ -758,15 +758,7 @@ fn every_secret_config_and_node_spec_field_comes_back_or_is_refused_by_name() {
         }
         let (_, _, out) = http(&sock, "GET", &format!("/v1.41/nodes/{node}"), None);
         let shown = json(&out)["Spec"].clone();
-        for (path, value) in sent {
-            if at(&shown, &path) != Some(&value) {
-                wrong.push(format!(
-                    "node {field}: sent {} = {value}, shown {:?}",
-                    path.join("."),
-                    at(&shown, &path)
-                ));
-            }
-        }
+        wrong.extend(not_shown(&format!("node {field}"), sent, &shown));
     }
     let missed = uncovered("POST /nodes/{id}/update", &walked);
     assert!(missed.is_empty(), "swagger fields the walk does not send: {missed:#?}");
@@ -822,18 +814,8 @@ fn every_network_create_field_comes_back_or_is_refused_by_name() {
         }
         let (_, _, out) = http(&sock, "GET", &format!("/v1.41/networks/{name}"), None);
         let shown = json(&out);
-        for (path, value) in sent {
-            if path == ["CheckDuplicate"] {
-                continue;
-            }
-            if at(&shown, &path) != Some(&value) {
-                wrong.push(format!(
-                    "{field}: sent {} = {value}, shown {:?}",
-                    path.join("."),
-                    at(&shown, &path)
-                ));
-            }
-        }
+        let sent = sent.into_iter().filter(|(p, _)| p != &["CheckDuplicate"]).collect();
+        wrong.extend(not_shown(field, sent, &shown));
     }
     let missed = uncovered("POST /networks/create", &walked);
     assert!(missed.is_empty(), "swagger fields the walk does not send: {missed:#?}");
