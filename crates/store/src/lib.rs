@@ -91,11 +91,17 @@ impl Store {
         N: openraft::RaftNetworkFactory<raft::TypeConfig>,
     {
         swarmkeep_disk::private_dir(dir).map_err(|e| StoreError::Raft(format!("creating {}: {e}", dir.display())))?;
-        let log_path = dir.join("log.redb");
-        let log = LogStore::open(&log_path)?;
-        // redb creates its file with the umask's mode.
-        swarmkeep_disk::restrict_file(&log_path)
-            .map_err(|e| StoreError::Raft(format!("{}: {e}", log_path.display())))?;
+        let redb_log = dir.join("log.redb");
+        if redb_log.exists() {
+            return Err(StoreError::Raft(format!(
+                "{} holds the raft log in the redb format that swarmkeep used until 2026-12; this version \
+                 keeps it in {}/ and cannot read the old file: rejoin this manager to the swarm with an \
+                 empty data dir (the file is left as it is)",
+                redb_log.display(),
+                dir.join("log").display()
+            )));
+        }
+        let log = LogStore::open(&dir.join("log"))?;
         let events = Arc::new(events::EventLog::default());
         let sm = StateMachineStore::open(&dir.join("snapshots"), events.clone())?;
         let state = sm.shared();

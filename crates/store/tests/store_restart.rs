@@ -88,3 +88,17 @@ async fn writes_survive_restart_and_snapshots_compact_the_log() {
     store.write(secret("new", "after-restart")).await.unwrap();
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_raft_log_of_the_old_redb_format_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("log.redb");
+    std::fs::write(&old, b"redb\x1a\n\xa9\r\n").unwrap();
+    let err = match Store::open(dir.path(), 1, &StoreSettings::default(), NoPeers).await {
+        Ok(_) => panic!("a data dir with a redb raft log was opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("log.redb") && err.contains("redb format"), "{err}");
+    assert_eq!(std::fs::read(&old).unwrap(), b"redb\x1a\n\xa9\r\n");
+    assert!(!dir.path().join("log").exists(), "a new log was started beside the old one");
+}
