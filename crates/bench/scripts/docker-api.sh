@@ -2,7 +2,9 @@
 # The shared Docker-API benchmark (api_bench.py: secret create/list/inspect/
 # delete over the Engine API) against swarmkeepd's --docker-api and, in the
 # same run, against this machine's dockerd in swarm mode; prints both figure
-# lines and their ratios.
+# lines and their ratios, and each side's client ceiling (client_ceiling.py:
+# the same client against a request refused before the store), which bounds
+# what api_bench.py can report on this machine whatever the server.
 #
 #   crates/bench/scripts/docker-api.sh [path/to/api_bench.py] [extra api_bench args…]
 #
@@ -37,6 +39,8 @@ DOCKER_HOST="tcp://127.0.0.1:$port" DOCKER_CONFIG="$dir/dcfg" \
 echo "swarmkeep:" >&2
 ours=$(python3 "$bench" --host "tcp://127.0.0.1:$port" "$@")
 echo "$ours"
+conc=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["conc"])' "$ours")
+python3 "$here/crates/bench/scripts/client_ceiling.py" --bench "$bench" --host "tcp://127.0.0.1:$port" --conc "$conc"
 
 theirs=""
 if docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null | grep -q inactive; then
@@ -47,6 +51,7 @@ if docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null | grep -q true
   echo "dockerd (swarm mode):" >&2
   theirs=$(python3 "$bench" --host unix:///var/run/docker.sock "$@")
   echo "$theirs"
+  python3 "$here/crates/bench/scripts/client_ceiling.py" --bench "$bench" --host unix:///var/run/docker.sock --conc "$conc"
 else
   echo "no local dockerd manager to compare with" >&2
 fi
