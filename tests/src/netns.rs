@@ -150,9 +150,28 @@ impl TestHosts {
         format!("{}.254", first.rsplit_once('.').map_or(first, |(net, _)| net))
     }
 
+    /// A second address on host `i`'s interface (172.31.N.(101 + i)), its
+    /// own traffic still leaving from the first.
+    pub fn second_address(&self, i: usize) -> String {
+        let first = &self.addrs[i];
+        let addr = format!(
+            "{}.{}",
+            first.rsplit_once('.').map_or(first.as_str(), |(net, _)| net),
+            101 + i
+        );
+        ip_ok(&["-n", self.name(i), "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        addr
+    }
+
     /// A swarm with a node per host: host 0 the manager (`m1`), the others
     /// workers (`w1`, `w2`, …), heartbeats every 500 ms.
     pub fn swarm(&self) -> Vec<SwarmNode> {
+        self.swarm_with_data_path(&[])
+    }
+
+    /// As [`swarm`](Self::swarm), host `i` given `--data-path-addr
+    /// data_path[i]` at init or join (where there is one).
+    pub fn swarm_with_data_path(&self, data_path: &[String]) -> Vec<SwarmNode> {
         let mut nodes: Vec<SwarmNode> = Vec::new();
         for i in 0..self.addrs.len() {
             let name = if i == 0 { "m1".to_string() } else { format!("w{i}") };
@@ -162,8 +181,12 @@ impl TestHosts {
                 addr: format!("{}:2377", self.addrs[i]),
                 name,
             };
+            let data_path: Vec<&str> = data_path
+                .get(i)
+                .map(|a| vec!["--data-path-addr", a.as_str()])
+                .unwrap_or_default();
             if i == 0 {
-                node.cli(&[
+                let mut args = vec![
                     "swarm",
                     "init",
                     "--advertise-addr",
@@ -172,15 +195,16 @@ impl TestHosts {
                     &node.addr,
                     "--dispatcher-heartbeat",
                     "500ms",
-                ])
-                .ok();
+                ];
+                args.extend(&data_path);
+                node.cli(&args).ok();
             } else {
                 let token = nodes[0]
                     .cli(&["swarm", "join-token", "-q", "worker"])
                     .ok()
                     .trim()
                     .to_string();
-                let out = node.cli(&[
+                let mut args = vec![
                     "swarm",
                     "join",
                     "--token",
@@ -189,8 +213,10 @@ impl TestHosts {
                     &node.addr,
                     "--listen-addr",
                     &node.addr,
-                    &nodes[0].addr,
-                ]);
+                ];
+                args.extend(&data_path);
+                args.push(&nodes[0].addr);
+                let out = node.cli(&args);
                 assert_eq!(out.ok(), "This node joined a swarm as a worker.\n");
             }
             nodes.push(node);

@@ -520,6 +520,89 @@ fn forged_arp(vni: u32, target: std::net::Ipv4Addr) -> Vec<u8> {
     p
 }
 
+/// `--data-path-addr` (a second address on each host's interface, not the
+/// advertise address): the overlay's VXLAN packets leave each node from it,
+/// and each node's guard takes them only from the other's, so tasks on the
+/// two nodes talk only if both ends honour it.
+#[test]
+fn overlay_traffic_runs_between_the_data_path_addresses() {
+    let hosts = TestHosts::new(2);
+    let data_path: Vec<String> = (0..2).map(|i| hosts.second_address(i)).collect();
+    let nodes = hosts.swarm_with_data_path(&data_path);
+    assert!(eventually(Duration::from_secs(30), || node_rows(&nodes[0])
+        .iter()
+        .all(|r| r.1 == "Ready")));
+    let m = &nodes[0];
+    let net = m
+        .cli(&["network", "create", "-d", "overlay", "dpnet"])
+        .ok()
+        .trim()
+        .to_string();
+    create(
+        m,
+        &["--name", "web", "--mode", "global", "--network", "dpnet"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www",
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || tasks(m, "web").len() == 2),
+        "{}",
+        m.cli(&["service", "ps", "web"]).stdout
+    );
+    let web = tasks(m, "web");
+    let (_, on_m1, _) = web.iter().find(|t| t.0 == "m1").expect("a task on m1");
+    let (_, on_w1, w1_addr) = web.iter().find(|t| t.0 == "w1").expect("a task on w1");
+    let (code, w1_host) = exec(node(&nodes, "w1"), on_w1, "hostname");
+    assert_eq!(code, 0, "{w1_host}");
+    let (code, out) = exec(
+        node(&nodes, "m1"),
+        on_m1,
+        &format!("timeout 5 wget -q -O - http://{}/", bare(w1_addr)),
+    );
+    assert_eq!(
+        (code, out.trim()),
+        (0, w1_host.trim()),
+        "the task on w1 over the overlay"
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        let other = 1 - i;
+        let rules = hosts.nft(i, &["list", "ruleset"]);
+        let peers: BTreeSet<&str> = rules
+            .split("set peers")
+            .nth(1)
+            .and_then(|r| r.split("elements = {").nth(1))
+            .and_then(|r| r.split('}').next())
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            peers,
+            BTreeSet::from([data_path[other].as_str()]),
+            "{}'s VXLAN peers, not {}",
+            n.name,
+            hosts.addrs[other]
+        );
+        let vxlan = std::process::Command::new("nsenter")
+            .arg(format!(
+                "--net={}",
+                n.daemon.exec_root().join("netns").join(&net).display()
+            ))
+            .args(["ip", "-d", "link", "show", "vxlan0"])
+            .output()
+            .expect("running nsenter");
+        let vxlan = String::from_utf8_lossy(&vxlan.stdout);
+        assert!(
+            vxlan.contains(&format!("local {}", data_path[i])),
+            "{}'s vxlan0: {vxlan}",
+            n.name
+        );
+    }
+}
+
 #[test]
 fn a_task_cannot_inject_frames_into_an_overlay() {
     let hosts = TestHosts::new(2);

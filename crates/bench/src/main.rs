@@ -273,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
             remote_addr: addr.clone(),
             advertise_addr: d.addr.clone(),
             listen_addr: d.addr.clone(),
+            ..Default::default()
         };
         c.join(req).await?;
     }

@@ -459,6 +459,9 @@ enum SwarmCmd {
         /// Port number to use for data path traffic (1024 - 49151). If no value is set or is set to 0, the default port (4789) is used.
         #[arg(long)]
         data_path_port: Option<u32>,
+        /// Address or interface to use for data path traffic (format: <ip|interface>)
+        #[arg(long)]
+        data_path_addr: Option<String>,
     },
     /// Update the swarm
     Update {
@@ -506,6 +509,9 @@ enum SwarmCmd {
         /// Listen address (format: <ip>[:port])
         #[arg(long)]
         listen_addr: Option<String>,
+        /// Address or interface to use for data path traffic (format: <ip|interface>)
+        #[arg(long)]
+        data_path_addr: Option<String>,
         /// HOST:PORT of a manager
         remote: String,
     },
@@ -741,6 +747,7 @@ async fn run(cli: Cli) -> Output {
             default_addr_pool,
             default_addr_pool_mask_length,
             data_path_port,
+            data_path_addr,
         }) => {
             let hb = dispatcher_heartbeat.as_deref();
             let settings = commands::swarm::InitSettings {
@@ -750,6 +757,7 @@ async fn run(cli: Cli) -> Output {
                 default_addr_pool: &default_addr_pool,
                 default_addr_pool_mask_length,
                 data_path_port,
+                data_path_addr: data_path_addr.as_deref(),
             };
             commands::swarm::init(c, advertise_addr.as_deref(), listen_addr.as_deref(), settings).await
         }
@@ -776,8 +784,19 @@ async fn run(cli: Cli) -> Output {
             token,
             advertise_addr,
             listen_addr,
+            data_path_addr,
             remote,
-        }) => commands::swarm::join(c, &token, &remote, advertise_addr.as_deref(), listen_addr.as_deref()).await,
+        }) => {
+            commands::swarm::join(
+                c,
+                &token,
+                &remote,
+                advertise_addr.as_deref(),
+                listen_addr.as_deref(),
+                data_path_addr.as_deref(),
+            )
+            .await
+        }
         Command::Swarm(SwarmCmd::Leave { force }) => commands::swarm::leave(c, force).await,
         Command::Swarm(SwarmCmd::JoinToken { quiet, rotate, role }) => {
             commands::swarm::join_token(c, &role, quiet, rotate).await

@@ -302,6 +302,21 @@ pub struct Node {
     /// to published ports from, allocated by the leader.
     #[serde(default)]
     pub ingress_address: Option<NetworkAddress>,
+    /// `--data-path-addr`: the IP its overlay (VXLAN) traffic leaves from and
+    /// arrives at; empty: `addr`. Docker shows it nowhere, nor does this.
+    #[serde(default)]
+    pub data_path_addr: String,
+}
+
+impl Node {
+    /// The IP overlay peers send this node's VXLAN traffic to.
+    pub fn data_addr(&self) -> &str {
+        if self.data_path_addr.is_empty() {
+            &self.addr
+        } else {
+            &self.data_path_addr
+        }
+    }
 }
 
 /// Cluster-wide settings, as `docker swarm inspect` shows them.

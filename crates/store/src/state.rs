@@ -873,6 +873,7 @@ mod tests {
             raft_id: None,
             manager_addr: None,
             ingress_address: None,
+            data_path_addr: String::new(),
         };
         let task = |id: &str, node: &str, state: TaskState| Task {
             addresses: Default::default(),

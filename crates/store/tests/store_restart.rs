@@ -100,5 +100,8 @@ async fn a_raft_log_of_the_old_redb_format_is_refused_and_left_alone() {
     };
     assert!(err.contains("log.redb") && err.contains("redb format"), "{err}");
     assert_eq!(std::fs::read(&old).unwrap(), b"redb\x1a\n\xa9\r\n");
-    assert!(!dir.path().join("log").exists(), "a new log was started beside the old one");
+    assert!(
+        !dir.path().join("log").exists(),
+        "a new log was started beside the old one"
+    );
 }

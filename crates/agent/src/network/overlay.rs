@@ -252,6 +252,17 @@ impl Overlays {
             .map_err(|e| format!("installing the VXLAN guard: {e}"))
     }
 
+    /// This node's data-path address, the VXLAN devices' local address (none
+    /// from a manager that does not send it: the route decides).
+    fn local_addr(&self) -> Option<Ipv4Addr> {
+        self.view
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .local_addr
+            .parse()
+            .ok()
+    }
+
     /// Makes the network's namespace, bridge and VXLAN device.
     async fn sandbox(&self, a: &OverlayAttachment) -> Result<NetSandbox, String> {
         // (The ID names a file under the exec root.)
@@ -262,20 +273,22 @@ impl Overlays {
         let path = self.dir.join(&a.network_id);
         netns::create(&path)?;
         let port = self.port();
+        let local = self.local_addr();
         let (vni, gateway, prefix, ingress) = (a.vni, a.gateway, a.prefix, a.ingress);
         let made = async {
             // From the node's namespace: the VXLAN socket is bound here.
             let handle = netns::connect()?;
             let ns = std::fs::File::open(&path).map_err(io("opening the network's namespace"))?;
+            // Sent from the data-path address, which is what the peers take
+            // overlay packets from.
+            let vxlan = LinkVxlan::new("vxlan0", vni).port(port).learning(true);
+            let vxlan = match local {
+                Some(ip) => vxlan.local(ip),
+                None => vxlan,
+            };
             handle
                 .link()
-                .add(
-                    LinkVxlan::new("vxlan0", vni)
-                        .port(port)
-                        .learning(true)
-                        .setns_by_fd(ns.as_raw_fd())
-                        .build(),
-                )
+                .add(vxlan.setns_by_fd(ns.as_raw_fd()).build())
                 .execute()
                 .await
                 .map_err(io(format!("creating the VXLAN device (VNI {vni}, port {port})")))?;

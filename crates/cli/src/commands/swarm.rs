@@ -52,6 +52,8 @@ pub struct InitSettings<'a> {
     pub default_addr_pool: &'a [String],
     pub default_addr_pool_mask_length: Option<u32>,
     pub data_path_port: Option<u32>,
+    /// `--data-path-addr`.
+    pub data_path_addr: Option<&'a str>,
 }
 
 pub async fn init(
@@ -73,6 +75,7 @@ pub async fn init(
             default_addr_pool: settings.default_addr_pool.to_vec(),
             subnet_size: settings.default_addr_pool_mask_length.unwrap_or(0),
             data_path_port: settings.data_path_port.unwrap_or(0),
+            data_path_addr: settings.data_path_addr.unwrap_or("").to_string(),
         };
         let node_id = client.init(req).await?.into_inner().node_id;
         let mut out = format!("Swarm initialized: current node ({node_id}) is now a manager.\n\n");
@@ -102,12 +105,14 @@ pub async fn join(
     remote: &str,
     advertise_addr: Option<&str>,
     listen_addr: Option<&str>,
+    data_path_addr: Option<&str>,
 ) -> Output {
     let req = JoinRequest {
         token: token.into(),
         remote_addr: remote.into(),
         advertise_addr: advertise_addr.unwrap_or("").into(),
         listen_addr: listen_addr.unwrap_or("").into(),
+        data_path_addr: data_path_addr.unwrap_or("").into(),
     };
     match client.join(req).await {
         Ok(r) => Output::ok(format!("This node joined a swarm as a {}.\n", r.into_inner().role)),

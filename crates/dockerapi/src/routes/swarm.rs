@@ -233,6 +233,7 @@ struct JoinBody {
     remote_addrs: Vec<String>,
     join_token: String,
     availability: String,
+    data_path_addr: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -293,11 +294,6 @@ impl<C: Control> Api<C> {
             return Err(ApiError::bad_request("swarmkeep does not support --force-new-cluster"));
         }
         let availability = availability(&body.availability)?;
-        if !body.data_path_addr.is_empty() {
-            return Err(ApiError::bad_request(
-                "DataPathAddr is not supported: overlay traffic uses the advertise address",
-            ));
-        }
         let heartbeat_period_ms = duration_ms("Dispatcher.HeartbeatPeriod", body.spec.dispatcher.heartbeat_period)?;
         let node_cert_expiry_ms = duration_ms("CAConfig.NodeCertExpiry", body.spec.ca_config.node_cert_expiry)?;
         let init = call!(
@@ -312,6 +308,7 @@ impl<C: Control> Api<C> {
                 default_addr_pool: body.default_addr_pool,
                 subnet_size: body.subnet_size,
                 data_path_port: body.data_path_port,
+                data_path_addr: body.data_path_addr,
             }
         )?;
         // Settings of the init spec that Init itself does not take. If one is
@@ -374,6 +371,7 @@ impl<C: Control> Api<C> {
                 remote_addr: remote,
                 advertise_addr: body.advertise_addr,
                 listen_addr: body.listen_addr,
+                data_path_addr: body.data_path_addr,
             }
         )?;
         Ok(Reply::Empty(200))

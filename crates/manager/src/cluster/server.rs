@@ -125,6 +125,7 @@ impl NodeCa for ClusterService {
             (_, true) => NodeRole::Manager,
             _ => return Err(invalid()),
         };
+        crate::node::check_joiner_data_path_addr(&req.data_path_addr)?;
         let node_id = new_id();
         let cert = sign(&swarm, &cluster, &req.csr_pem, &node_id, role)?;
         let addr = req
@@ -156,6 +157,7 @@ impl NodeCa for ClusterService {
             raft_id: None,
             manager_addr: None,
             ingress_address: None,
+            data_path_addr: req.data_path_addr,
         };
         swarm.write(Command::PutNode(node)).await?;
         tracing::info!(%node_id, ?role, "node joined");

@@ -127,6 +127,7 @@ impl Control for ControlService {
                 req.heartbeat_period_ms,
                 req.node_cert_expiry_ms,
                 networking,
+                &req.data_path_addr,
             )
             .await?;
         if req.autolock {
@@ -173,7 +174,13 @@ impl Control for ControlService {
         let req = req.into_inner();
         let role = self
             .manager
-            .join(&req.token, &req.remote_addr, &req.advertise_addr, &req.listen_addr)
+            .join(
+                &req.token,
+                &req.remote_addr,
+                &req.advertise_addr,
+                &req.listen_addr,
+                &req.data_path_addr,
+            )
             .await?;
         Ok(Response::new(JoinResponse { role }))
     }

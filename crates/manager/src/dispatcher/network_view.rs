@@ -32,7 +32,14 @@ pub(super) fn network_view(st: &ClusterState, node_id: &str) -> NetworkView {
             wanted.extend(t.addresses.iter().map(|a| a.network_id.as_str()));
         }
     }
-    let node_addr = |id: &str| st.nodes.get(id).map(|n| n.addr.clone()).filter(|a| !a.is_empty());
+    // Peers are reached at their data-path addresses (`--data-path-addr`, or
+    // the advertise address's IP).
+    let node_addr = |id: &str| {
+        st.nodes
+            .get(id)
+            .map(|n| n.data_addr().to_string())
+            .filter(|a| !a.is_empty())
+    };
     let mut networks = Vec::new();
     for id in wanted {
         let Some(network) = st.networks.get(id) else { continue };
@@ -113,6 +120,11 @@ pub(super) fn network_view(st: &ClusterState, node_id: &str) -> NetworkView {
         data_path_port,
         networks,
         ingress: ingress_view(st, node_id),
+        local_addr: st
+            .nodes
+            .get(node_id)
+            .map(|n| n.data_addr().to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -165,8 +177,8 @@ fn ingress_view(st: &ClusterState, node_id: &str) -> Option<IngressView> {
     let peers: BTreeSet<String> = st
         .nodes
         .values()
-        .filter(|n| n.id != node_id && n.ingress_address.is_some() && !n.addr.is_empty())
-        .map(|n| n.addr.clone())
+        .filter(|n| n.id != node_id && n.ingress_address.is_some() && !n.data_addr().is_empty())
+        .map(|n| n.data_addr().to_string())
         .collect();
     Some(IngressView {
         network: Some(OverlayNetwork {

@@ -89,6 +89,78 @@ fn default_route_ip() -> Option<IpAddr> {
     })
 }
 
+/// dockerd's refusal of a `--data-path-addr` that is neither an interface
+/// nor a non-zero IP.
+const BAD_DATA_PATH_ADDR: &str =
+    "data path address must be a non-zero IP address or network interface (without a port number)";
+
+/// `--data-path-addr` as dockerd resolves it: an interface name (its one IPv4
+/// address, else its one IPv6 address) or a non-zero IP, without a port;
+/// empty when not given. Overlay networks here are IPv4, so an IPv6 address
+/// is refused by name.
+pub(super) fn resolve_data_path_addr(text: &str) -> Result<String, Status> {
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    let invalid = |m: String| plain(Code::InvalidArgument, m);
+    let ip = match interface_addr(text)? {
+        Some(ip) => ip,
+        None => match text.parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => ip,
+            _ => return Err(invalid(BAD_DATA_PATH_ADDR.into())),
+        },
+    };
+    match ip {
+        IpAddr::V4(v4) => Ok(v4.to_string()),
+        IpAddr::V6(_) => Err(invalid(format!(
+            "an IPv6 data path address ({ip}) is not supported: swarmkeep's overlay networks carry VXLAN over IPv4"
+        ))),
+    }
+}
+
+/// The address of interface `name` as dockerd picks it: `None` if there is
+/// no such interface; an error if it has two of a family or none at all.
+fn interface_addr(name: &str) -> Result<Option<IpAddr>, Status> {
+    let invalid = |m: String| plain(Code::InvalidArgument, m);
+    let Ok(all) = nix::ifaddrs::getifaddrs() else {
+        return Ok(None);
+    };
+    let (mut found, mut v4, mut v6) = (false, None::<IpAddr>, None::<IpAddr>);
+    for ifa in all.filter(|ifa| ifa.interface_name == name) {
+        found = true;
+        let Some(addr) = ifa.address.as_ref() else { continue };
+        let (slot, ip, family) = if let Some(sin) = addr.as_sockaddr_in() {
+            (&mut v4, IpAddr::V4(sin.ip()), "IPv4")
+        } else if let Some(sin6) = addr.as_sockaddr_in6() {
+            (&mut v6, IpAddr::V6(sin6.ip()), "IPv6")
+        } else {
+            continue;
+        };
+        if let Some(first) = slot {
+            return Err(invalid(format!(
+                "interface {name} has more than one {family} address ({first} and {ip})"
+            )));
+        }
+        *slot = Some(ip);
+    }
+    if !found {
+        return Ok(None);
+    }
+    v4.or(v6)
+        .map(Some)
+        .ok_or_else(|| invalid(format!("interface {name} has no usable IPv4 or IPv6 address")))
+}
+
+/// What a manager takes as a joiner's data-path address: empty, or a
+/// non-zero IPv4 address (the joiner resolved any interface name).
+pub(crate) fn check_joiner_data_path_addr(text: &str) -> Result<(), Status> {
+    match text.parse::<IpAddr>() {
+        _ if text.is_empty() => Ok(()),
+        Ok(IpAddr::V4(v4)) if !v4.is_unspecified() => Ok(()),
+        _ => Err(plain(Code::InvalidArgument, BAD_DATA_PATH_ADDR)),
+    }
+}
+
 pub(super) fn describe_host(hostname: Option<&str>) -> NodeDescription {
     let hostname = hostname
         .map(str::to_string)
@@ -136,5 +208,27 @@ mod tests {
             choose_advertise_addr("", specific).unwrap().to_string(),
             "127.0.0.5:3000"
         );
+    }
+
+    #[test]
+    fn data_path_addresses_resolve_as_dockerd_resolves_them() {
+        assert_eq!(resolve_data_path_addr("").unwrap(), "");
+        assert_eq!(resolve_data_path_addr("10.1.2.3").unwrap(), "10.1.2.3");
+        assert_eq!(resolve_data_path_addr("lo").unwrap(), "127.0.0.1");
+        for bad in ["nosuchif0", "0.0.0.0", "999.1.1.1", "10.1.2.3:4789"] {
+            let e = resolve_data_path_addr(bad).unwrap_err();
+            assert_eq!(e.message(), BAD_DATA_PATH_ADDR, "{bad}");
+        }
+        assert!(
+            resolve_data_path_addr("fd00::1")
+                .unwrap_err()
+                .message()
+                .contains("IPv6")
+        );
+        assert!(check_joiner_data_path_addr("10.1.2.3").is_ok());
+        assert!(check_joiner_data_path_addr("").is_ok());
+        for bad in ["lo", "0.0.0.0", "fd00::1"] {
+            assert!(check_joiner_data_path_addr(bad).is_err(), "{bad}");
+        }
     }
 }

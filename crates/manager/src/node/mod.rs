@@ -33,7 +33,8 @@ use tokio::sync::watch;
 use tonic::{Code, Status};
 
 use crate::saved::SavedState;
-use address::{addresses, describe_host, resolve_remote};
+pub(crate) use address::check_joiner_data_path_addr;
+use address::{addresses, describe_host, resolve_data_path_addr, resolve_remote};
 
 use crate::ca::{RootCa, cert_digest, node_key_and_csr};
 use crate::cluster::{self, network::GrpcNetwork};
@@ -202,17 +203,26 @@ impl SwarmNode {
         heartbeat_ms: u64,
         cert_expiry_ms: u64,
         networking: NetworkDefaults,
+        data_path_addr: &str,
     ) -> Result<String, Status> {
         let _guard = self.transitions.lock().await;
         self.ensure_inactive()?;
         let (advertise, listen) = addresses(advertise_addr, listen_addr)?;
+        let data_path_addr = resolve_data_path_addr(data_path_addr)?;
         self.remove_local_state();
         let cert_expiry_ms = match cert_expiry_ms {
             0 => swarmkeep_store::objects::DEFAULT_CERT_EXPIRY_MS,
             ms => ms,
         };
         let result = self
-            .create_swarm(advertise, listen, heartbeat_ms, cert_expiry_ms, networking)
+            .create_swarm(
+                advertise,
+                listen,
+                heartbeat_ms,
+                cert_expiry_ms,
+                networking,
+                data_path_addr,
+            )
             .await;
         if result.is_err() {
             self.abandon().await;
@@ -237,6 +247,7 @@ impl SwarmNode {
         heartbeat_ms: u64,
         cert_expiry_ms: u64,
         networking: NetworkDefaults,
+        data_path_addr: String,
     ) -> Result<String, Status> {
         let node_id = new_id();
         let cluster_id = new_id();
@@ -323,6 +334,7 @@ impl SwarmNode {
             raft_id: Some(raft_id),
             manager_addr: Some(advertise.to_string()),
             ingress_address: None,
+            data_path_addr,
         };
         swarm
             .store
@@ -360,14 +372,18 @@ impl SwarmNode {
         remote: &str,
         advertise_addr: &str,
         listen_addr: &str,
+        data_path_addr: &str,
     ) -> Result<String, Status> {
         let _guard = self.transitions.lock().await;
         self.ensure_inactive()?;
         let parsed = tokens::parse(token).ok_or_else(|| plain(Code::InvalidArgument, "invalid join token"))?;
         let remote = resolve_remote(remote).await?;
         let (advertise, listen) = addresses(advertise_addr, listen_addr)?;
+        let data_path_addr = resolve_data_path_addr(data_path_addr)?;
         self.remove_local_state();
-        let result = self.join_swarm(parsed, &remote, advertise, listen).await;
+        let result = self
+            .join_swarm(parsed, &remote, advertise, listen, data_path_addr)
+            .await;
         if result.is_err() {
             self.abandon().await;
         }
@@ -380,6 +396,7 @@ impl SwarmNode {
         remote: &str,
         advertise: SocketAddr,
         listen: SocketAddr,
+        data_path_addr: String,
     ) -> Result<String, Status> {
         let unreachable = |e: &dyn std::fmt::Display| {
             rpc(
@@ -420,6 +437,7 @@ impl SwarmNode {
                 nano_cpus: desc.nano_cpus,
                 memory_bytes: desc.memory_bytes,
                 engine_version: desc.engine_version.clone(),
+                data_path_addr,
             })
             .await?
             .into_inner();

@@ -213,10 +213,7 @@ impl LogStore {
         }
         let open_chunk = log.stat().open_chunk.chunk_id;
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner {
-                log,
-                open_chunk,
-            })),
+            inner: Arc::new(Mutex::new(Inner { log, open_chunk })),
         })
     }
 
