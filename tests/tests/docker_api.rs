@@ -141,11 +141,6 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     for (body, field) in [
         (init(r#"{"Labels":{"a":"b"}}"#), "Spec.Labels"),
         (init(r#"{"Name":"other"}"#), "name other than default"),
-        (init(r#"{"Raft":{"KeepOldSnapshots":2}}"#), "Raft.KeepOldSnapshots"),
-        (
-            init(r#"{"raft":{"logEntriesForSlowFollowers":7}}"#),
-            "Raft.LogEntriesForSlowFollowers",
-        ),
         (init(r#"{"Raft":{"ElectionTick":3}}"#), "Raft.ElectionTick"),
         (init(r#"{"Raft":{"HeartbeatTick":2}}"#), "Raft.HeartbeatTick"),
         (
@@ -196,7 +191,7 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     let body = format!(
         r#"{{"ListenAddr":"{listen}","AdvertiseAddr":"127.0.0.1","DataPathAddr":"lo","DataPathPort":4790,"DefaultAddrPool":["10.55.0.0/16"],"SubnetSize":25,
         "Spec":{{"Name":"default","Labels":{{}},"Orchestration":{{"TaskHistoryRetentionLimit":6}},
-        "Raft":{{"ElectionTick":0,"HeartbeatTick":0,"LogEntriesForSlowFollowers":500,"SnapshotInterval":5000}},
+        "Raft":{{"ElectionTick":0,"HeartbeatTick":0,"KeepOldSnapshots":2,"LogEntriesForSlowFollowers":70,"SnapshotInterval":5000}},
         "Dispatcher":{{"HeartbeatPeriod":4000000000}},"CAConfig":{{"NodeCertExpiry":172800000000000}},
         "EncryptionConfig":{{"AutoLockManagers":true}},"TaskDefaults":{{}}}}}}"#
     );
@@ -219,7 +214,7 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     let swarm = json(&body);
     assert_eq!(
         swarm["Spec"]["Raft"],
-        serde_json::json!({"SnapshotInterval": 5000, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1})
+        serde_json::json!({"SnapshotInterval": 5000, "KeepOldSnapshots": 2, "LogEntriesForSlowFollowers": 70, "ElectionTick": 10, "HeartbeatTick": 1})
     );
     // The spec read comes back unchanged through an update; a refused field
     // in an update changes nothing.
@@ -238,6 +233,74 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
     assert_eq!(json(&body)["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 7);
+}
+
+/// The swarm's `Raft.SnapshotInterval` and `KeepOldSnapshots` are honoured
+/// by the manager: it snapshots on the interval and keeps that many older
+/// snapshots on disk beside the newest, no more, as the setting changes.
+#[test]
+fn the_raft_spec_decides_the_snapshots_kept_on_disk() {
+    let d = http_swarm();
+    let sock = d.docker_socket();
+    let update = |raft: serde_json::Value| {
+        let (_, _, out) = http(&sock, "GET", "/v1.41/swarm", None);
+        let swarm = json(&out);
+        let mut spec = swarm["Spec"].clone();
+        for (k, v) in raft.as_object().unwrap() {
+            spec["Raft"][k] = v.clone();
+        }
+        let path = format!("/v1.41/swarm/update?version={}", swarm["Version"]["Index"]);
+        let (status, _, out) = http(&sock, "POST", &path, Some(spec.to_string().as_bytes()));
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    };
+    let snapshots = || {
+        let dir = d.data_dir().join("raft/snapshots");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|r| r.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    // Writes in rounds of 15, each given time for the snapshot it makes due
+    // (a manager checks every 250 ms).
+    let create = |from: usize, to: usize| {
+        for i in from..to {
+            let body = format!(r#"{{"Name":"s{i}","Data":"c2VjcmV0"}}"#);
+            let (status, _, out) = http(&sock, "POST", "/v1.41/secrets/create", Some(body.as_bytes()));
+            assert_eq!(status, 201, "{}", String::from_utf8_lossy(&out));
+            if i % 15 == 14 {
+                std::thread::sleep(std::time::Duration::from_millis(700));
+            }
+        }
+    };
+    update(serde_json::json!({"SnapshotInterval": 10, "KeepOldSnapshots": 2, "LogEntriesForSlowFollowers": 3}));
+    create(0, 80);
+    let two_old = |names: &[String]| {
+        names.iter().any(|n| n == "snapshot.json") && names.iter().filter(|n| n.starts_with("snapshot-")).count() == 2
+    };
+    assert!(
+        swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || two_old(&snapshots())),
+        "{:?}",
+        snapshots()
+    );
+    // A snapshot still comes every 10 entries, and two older ones stay.
+    let before = snapshots();
+    create(80, 120);
+    assert!(
+        swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || {
+            let now = snapshots();
+            two_old(&now) && now != before
+        }),
+        "{before:?} → {:?}",
+        snapshots()
+    );
+    update(serde_json::json!({"KeepOldSnapshots": 0}));
+    create(120, 150);
+    assert!(
+        swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || snapshots() == ["snapshot.json"]),
+        "{:?}",
+        snapshots()
+    );
 }
 
 /// `GET /services/{id}` shows the spec as stored; `insertDefaults=true` adds

@@ -477,6 +477,9 @@ enum SwarmCmd {
         /// Number of log entries between Raft snapshots
         #[arg(long)]
         snapshot_interval: Option<u64>,
+        /// Number of additional Raft snapshots to retain
+        #[arg(long)]
+        max_snapshots: Option<u64>,
         /// Task history retention limit
         #[arg(long)]
         task_history_limit: Option<i64>,
@@ -766,6 +769,7 @@ async fn run(cli: Cli) -> Output {
             cert_expiry,
             dispatcher_heartbeat,
             snapshot_interval,
+            max_snapshots,
             task_history_limit,
         }) => {
             let flags = commands::swarm::UpdateFlags {
@@ -773,6 +777,7 @@ async fn run(cli: Cli) -> Output {
                 cert_expiry: cert_expiry.as_deref(),
                 dispatcher_heartbeat: dispatcher_heartbeat.as_deref(),
                 snapshot_interval,
+                max_snapshots,
                 task_history_limit,
             };
             commands::swarm::update(c, flags).await

@@ -195,7 +195,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Managers snapshot on the cluster's interval, not openraft's policy.
         store: StoreSettings {
             snapshot_interval: None,
-            ..StoreSettings::default()
+            log_entries_for_slow_followers: None,
         },
         initial_snapshot_interval: args.snapshot_interval,
     };

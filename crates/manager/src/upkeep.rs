@@ -1,6 +1,6 @@
 //! What every manager keeps up on its own, leader or not: its data key
-//! wrapped the way the cluster asks (autolock), and snapshots on the
-//! cluster's interval.
+//! wrapped the way the cluster asks (autolock), snapshots on the cluster's
+//! interval, and its log compacted behind them as far as the cluster says.
 
 use std::sync::atomic::Ordering;
 use swarmkeep_store::objects::NodeRole;
@@ -22,11 +22,15 @@ pub(crate) async fn upkeep_pass(swarm: &ManagerState) {
             .map(|n| n.id.clone())
             .collect::<Vec<_>>()
     }));
-    let interval = swarm
-        .store
-        .read(|st| st.cluster.as_ref().map(|c| c.snapshot_interval))
-        .unwrap_or(0);
+    let Some((interval, keep)) = swarm.store.read(|st| {
+        st.cluster
+            .as_ref()
+            .map(|c| (c.snapshot_interval, c.log_entries_for_slow_followers))
+    }) else {
+        return;
+    };
     swarm.store.snapshot_if_due(interval).await;
+    swarm.store.compact(keep).await;
 }
 
 /// Every manager keeps its data key wrapped the way the cluster asks: by the

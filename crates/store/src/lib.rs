@@ -49,15 +49,17 @@ pub struct StoreSettings {
     /// how managers follow the cluster-wide setting of `swarm update`.
     pub snapshot_interval: Option<u64>,
     /// Entries kept behind a snapshot for slow followers (Swarm's
-    /// LogEntriesForSlowFollowers, 500).
-    pub log_entries_for_slow_followers: u64,
+    /// LogEntriesForSlowFollowers, 500), as openraft's own policy. `None`
+    /// leaves purging to the caller ([`Store::compact`]), which is how
+    /// managers follow the cluster-wide setting.
+    pub log_entries_for_slow_followers: Option<u64>,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             snapshot_interval: Some(DEFAULT_SNAPSHOT_INTERVAL),
-            log_entries_for_slow_followers: 500,
+            log_entries_for_slow_followers: Some(objects::DEFAULT_LOG_ENTRIES_FOR_SLOW_FOLLOWERS),
         }
     }
 }
@@ -117,7 +119,8 @@ impl Store {
                 Some(n) => SnapshotPolicy::LogsSinceLast(n),
                 None => SnapshotPolicy::Never,
             },
-            max_in_snapshot_log_to_keep: settings.log_entries_for_slow_followers,
+            // Never purged by openraft when the caller purges.
+            max_in_snapshot_log_to_keep: settings.log_entries_for_slow_followers.unwrap_or(u64::MAX),
             purge_batch_size: 256,
             ..Default::default()
         };
@@ -347,6 +350,22 @@ impl Store {
         // openraft ignores a trigger while a snapshot is being built.
         if interval > 0 && applied.saturating_sub(snapshot) >= interval {
             let _ = self.raft.trigger().snapshot().await;
+        }
+    }
+
+    /// Purges the log up to `keep` entries behind the newest snapshot (Swarm's
+    /// LogEntriesForSlowFollowers); entries no snapshot holds are kept.
+    pub async fn compact(&self, keep: u64) {
+        let (snapshot, purged) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.snapshot.map(|l| l.index), m.purged.map(|l| l.index))
+        };
+        let Some(upto) = snapshot.and_then(|s| s.checked_sub(keep)) else {
+            return;
+        };
+        if purged.is_none_or(|p| p < upto) {
+            let _ = self.raft.trigger().purge_log(upto).await;
         }
     }
 

@@ -319,6 +319,13 @@ impl Node {
     }
 }
 
+/// Swarm's default `Raft.LogEntriesForSlowFollowers`.
+pub const DEFAULT_LOG_ENTRIES_FOR_SLOW_FOLLOWERS: u64 = 500;
+
+fn default_log_entries_for_slow_followers() -> u64 {
+    DEFAULT_LOG_ENTRIES_FOR_SLOW_FOLLOWERS
+}
+
 /// Cluster-wide settings, as `docker swarm inspect` shows them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cluster {
@@ -326,6 +333,14 @@ pub struct Cluster {
     pub meta: Meta,
     pub name: String,
     pub snapshot_interval: u64,
+    /// Swarm's `Raft.KeepOldSnapshots`: snapshot files kept beside the newest.
+    #[serde(default)]
+    pub keep_old_snapshots: u64,
+    /// Swarm's `Raft.LogEntriesForSlowFollowers`: log entries kept behind the
+    /// newest snapshot, so a follower that lags by fewer catches up from the
+    /// log rather than by a snapshot.
+    #[serde(default = "default_log_entries_for_slow_followers")]
+    pub log_entries_for_slow_followers: u64,
     pub task_history_retention_limit: i64,
     /// How often nodes heartbeat; a node is Down after three missed periods.
     pub heartbeat_period_ms: u64,

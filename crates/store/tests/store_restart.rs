@@ -30,7 +30,7 @@ async fn writes_survive_restart_and_snapshots_compact_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let settings = StoreSettings {
         snapshot_interval: Some(50),
-        log_entries_for_slow_followers: 5,
+        log_entries_for_slow_followers: Some(5),
     };
     let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();
     assert!(!store.is_initialized().await);
@@ -104,4 +104,48 @@ async fn a_raft_log_of_the_old_redb_format_is_refused_and_left_alone() {
         !dir.path().join("log").exists(),
         "a new log was started beside the old one"
     );
+}
+
+/// With purging left to the caller, `compact(keep)` purges the log up to
+/// `keep` entries behind the newest snapshot, and no further.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_keeps_the_asked_entries_behind_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StoreSettings {
+        snapshot_interval: None,
+        log_entries_for_slow_followers: None,
+    };
+    let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();
+    store.bootstrap("127.0.0.1:2377").await.unwrap();
+    for i in 0..60 {
+        store.write(secret(&format!("id{i}"), &format!("s{i}"))).await.unwrap();
+    }
+    let metrics = || store.raft().metrics().borrow().clone();
+    store.snapshot_if_due(50).await;
+    let snapshot = store
+        .raft()
+        .wait(Some(std::time::Duration::from_secs(10)))
+        .metrics(|m| m.snapshot.is_some(), "a snapshot")
+        .await
+        .unwrap()
+        .snapshot
+        .unwrap()
+        .index;
+    // Nothing is purged until asked.
+    assert_eq!(metrics().purged, None);
+    store.compact(7).await;
+    let purged = store
+        .raft()
+        .wait(Some(std::time::Duration::from_secs(10)))
+        .metrics(|m| m.purged.is_some(), "a purge")
+        .await
+        .unwrap()
+        .purged
+        .unwrap()
+        .index;
+    assert_eq!(purged, snapshot - 7);
+    // Asked again, it does not go further.
+    store.compact(7).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(metrics().purged.unwrap().index, snapshot - 7);
 }

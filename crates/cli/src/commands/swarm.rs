@@ -162,6 +162,7 @@ pub struct UpdateFlags<'a> {
     pub cert_expiry: Option<&'a str>,
     pub dispatcher_heartbeat: Option<&'a str>,
     pub snapshot_interval: Option<u64>,
+    pub max_snapshots: Option<u64>,
     pub task_history_limit: Option<i64>,
 }
 
@@ -170,6 +171,7 @@ pub async fn update(client: &mut Client, flags: UpdateFlags<'_>) -> Output {
         let req = UpdateClusterRequest {
             task_history_retention_limit: flags.task_history_limit,
             snapshot_interval: flags.snapshot_interval,
+            keep_old_snapshots: flags.max_snapshots,
             heartbeat_period_ms: flags.dispatcher_heartbeat.map(parse_duration_ms).transpose()?,
             node_cert_expiry_ms: flags.cert_expiry.map(parse_duration_ms).transpose()?,
             autolock: flags.autolock,

@@ -68,8 +68,8 @@ pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
             "Orchestration": {"TaskHistoryRetentionLimit": s.task_history_retention_limit},
             "Raft": {
                 "SnapshotInterval": s.snapshot_interval,
-                "KeepOldSnapshots": 0,
-                "LogEntriesForSlowFollowers": LOG_ENTRIES_FOR_SLOW_FOLLOWERS,
+                "KeepOldSnapshots": s.keep_old_snapshots,
+                "LogEntriesForSlowFollowers": s.log_entries_for_slow_followers,
                 "ElectionTick": ELECTION_TICK,
                 "HeartbeatTick": HEARTBEAT_TICK,
             },
@@ -111,16 +111,17 @@ struct Orchestration {
     task_history_retention_limit: Option<i64>,
 }
 
-/// Swarm's raft settings. swarmkeep's raft keeps its own timing (100 ms
-/// heartbeats, elections after 0.4–0.8 s) and the log entries kept for slow
-/// followers are fixed at Swarm's 500: `GET /swarm` shows Swarm's defaults
-/// for the ticks and counts, and only those (or 0: unset) are accepted.
+/// Swarm's raft settings. The snapshot interval, the older snapshots kept
+/// and the log entries kept behind a snapshot are the cluster's, honoured by
+/// every manager. swarmkeep's raft keeps its own timing (100 ms heartbeats,
+/// elections after 0.4–0.8 s): `GET /swarm` shows Swarm's default ticks, and
+/// only those (or 0: unset) are accepted.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct Raft {
     snapshot_interval: u64,
     keep_old_snapshots: Option<u64>,
-    log_entries_for_slow_followers: u64,
+    log_entries_for_slow_followers: Option<u64>,
     election_tick: i64,
     heartbeat_tick: i64,
 }
@@ -128,7 +129,6 @@ struct Raft {
 /// Swarm's defaults, as `GET /swarm` shows them.
 const ELECTION_TICK: i64 = 10;
 const HEARTBEAT_TICK: i64 = 1;
-const LOG_ENTRIES_FOR_SLOW_FOLLOWERS: u64 = 500;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
@@ -167,7 +167,7 @@ impl SwarmSpec {
         let raft = &self.raft;
         let ca = &self.ca_config;
         let set = |v: &Option<serde_json::Value>| v.as_ref().is_some_and(|v| !v.is_null());
-        let refused: [(&str, bool); 10] = [
+        let refused: [(&str, bool); 8] = [
             (
                 "a swarm name other than default",
                 !self.name.is_empty() && self.name != "default",
@@ -175,14 +175,6 @@ impl SwarmSpec {
             (
                 "swarm labels (Spec.Labels)",
                 self.labels.as_ref().is_some_and(|l| !l.is_empty()),
-            ),
-            (
-                "Raft.KeepOldSnapshots (it keeps the newest snapshot only)",
-                raft.keep_old_snapshots.is_some_and(|k| k != 0),
-            ),
-            (
-                "Raft.LogEntriesForSlowFollowers other than 500",
-                ![0, LOG_ENTRIES_FOR_SLOW_FOLLOWERS].contains(&raft.log_entries_for_slow_followers),
             ),
             (
                 "Raft.ElectionTick other than 10 (its raft has its own timing)",
@@ -254,6 +246,16 @@ fn settings_change(current: &GetClusterResponse, spec: &SwarmSpec) -> ApiResult<
     }
     if spec.raft.snapshot_interval != 0 && spec.raft.snapshot_interval != s.snapshot_interval {
         req.snapshot_interval = Some(spec.raft.snapshot_interval);
+    }
+    if let Some(v) = spec.raft.keep_old_snapshots
+        && v != s.keep_old_snapshots
+    {
+        req.keep_old_snapshots = Some(v);
+    }
+    if let Some(v) = spec.raft.log_entries_for_slow_followers
+        && v != s.log_entries_for_slow_followers
+    {
+        req.log_entries_for_slow_followers = Some(v);
     }
     let heartbeat_ms = duration_ms("Dispatcher.HeartbeatPeriod", spec.dispatcher.heartbeat_period)?;
     if spec.dispatcher.heartbeat_period != 0 && heartbeat_ms != s.heartbeat_period_ms {
@@ -332,6 +334,10 @@ impl<C: Control> Api<C> {
         let mut change = settings_change(&cluster, spec)?;
         change.autolock = None;
         change.heartbeat_period_ms = None;
+        // At init 0 is unset, as dockerd takes it: Swarm's 500 stays.
+        if change.log_entries_for_slow_followers == Some(0) {
+            change.log_entries_for_slow_followers = None;
+        }
         if !is_empty(&change) {
             call!(self, update_cluster, change)?;
         }

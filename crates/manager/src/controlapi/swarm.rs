@@ -62,6 +62,8 @@ pub(super) async fn cluster_info(swarm: &ManagerState) -> Result<control::GetClu
         settings: Some(control::ClusterSettings {
             task_history_retention_limit: c.task_history_retention_limit,
             snapshot_interval: c.snapshot_interval,
+            keep_old_snapshots: c.keep_old_snapshots,
+            log_entries_for_slow_followers: c.log_entries_for_slow_followers,
             heartbeat_period_ms: c.heartbeat_period_ms,
             node_cert_expiry_ms: c.node_cert_expiry_ms,
             autolock: c.autolock,
@@ -141,6 +143,12 @@ fn changed(
             return Err(rpc(Code::InvalidArgument, "snapshot interval must be greater than 0"));
         }
         cluster.snapshot_interval = v;
+    }
+    if let Some(v) = req.keep_old_snapshots {
+        cluster.keep_old_snapshots = v;
+    }
+    if let Some(v) = req.log_entries_for_slow_followers {
+        cluster.log_entries_for_slow_followers = v;
     }
     if let Some(v) = req.heartbeat_period_ms {
         if v == 0 {

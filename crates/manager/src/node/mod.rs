@@ -304,6 +304,8 @@ impl SwarmNode {
             meta: meta.clone(),
             name: "default".into(),
             snapshot_interval: self.config.initial_snapshot_interval,
+            keep_old_snapshots: 0,
+            log_entries_for_slow_followers: swarmkeep_store::objects::DEFAULT_LOG_ENTRIES_FOR_SLOW_FOLLOWERS,
             task_history_retention_limit: 5,
             heartbeat_period_ms: if heartbeat_ms == 0 {
                 swarmkeep_scheduler::liveness::DEFAULT_HEARTBEAT_MS

@@ -41,10 +41,18 @@ struct SnapshotFile {
 
 const SNAPSHOT_FILE: &str = "snapshot.json";
 
+/// An older snapshot kept beside the newest (Swarm's KeepOldSnapshots),
+/// named by its last log index so that names sort by age.
+fn old_snapshot_name(index: u64) -> String {
+    format!("snapshot-{index:020}.json")
+}
+
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: SharedState,
     dir: PathBuf,
+    /// The last log index of the snapshot in `SNAPSHOT_FILE`, if there is one.
+    current: Arc<std::sync::Mutex<Option<u64>>>,
     /// Where applied commands' events go (`docker events`).
     events: Arc<EventLog>,
 }
@@ -64,9 +72,12 @@ impl StateMachineStore {
         let store = Self {
             applied: SharedState::default(),
             dir: dir.to_path_buf(),
+            current: Default::default(),
             events,
         };
         if let Some(file) = store.read_snapshot_file()? {
+            *store.current.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(file.meta.last_log_id.map_or(0, |l| l.index));
             let mut state: ClusterState = serde_json::from_str(&file.data).map_err(sm_read_err)?;
             state.reindex();
             let mut applied = store.applied.write().map_err(|_| poisoned())?;
@@ -92,10 +103,50 @@ impl StateMachineStore {
         }
     }
 
-    fn write_snapshot_file(&self, file: &SnapshotFile) -> Result<(), StorageError> {
+    /// Writes `file` as the newest snapshot. With `keep_old` > 0 the one it
+    /// replaces stays as an older snapshot (a hard link, made first, so the
+    /// newest name always holds a whole snapshot), and only the `keep_old`
+    /// newest older ones are kept.
+    fn write_snapshot_file(&self, file: &SnapshotFile, keep_old: u64) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(file).map_err(snapshot_write_err)?;
-        swarmkeep_disk::write_private(&self.dir.join(SNAPSHOT_FILE), &bytes).map_err(snapshot_write_err)
+        let newest = self.dir.join(SNAPSHOT_FILE);
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let index = file.meta.last_log_id.map_or(0, |l| l.index);
+        if let Some(previous) = *current
+            && keep_old > 0
+            && previous != index
+        {
+            let old = self.dir.join(old_snapshot_name(previous));
+            match std::fs::hard_link(&newest, &old) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(snapshot_write_err(e)),
+            }
+        }
+        swarmkeep_disk::write_private(&newest, &bytes).map_err(snapshot_write_err)?;
+        *current = Some(index);
+        self.prune_old_snapshots(keep_old).map_err(snapshot_write_err)
     }
+
+    fn prune_old_snapshots(&self, keep_old: u64) -> std::io::Result<()> {
+        let mut old: Vec<String> = std::fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("snapshot-") && n.ends_with(".json"))
+            .collect();
+        old.sort();
+        let excess = old
+            .len()
+            .saturating_sub(usize::try_from(keep_old).unwrap_or(usize::MAX));
+        for name in &old[..excess] {
+            std::fs::remove_file(self.dir.join(name))?;
+        }
+        Ok(())
+    }
+}
+
+/// The cluster's KeepOldSnapshots, as of the state a snapshot holds.
+fn keep_old_snapshots(state: &ClusterState) -> u64 {
+    state.cluster.as_ref().map_or(0, |c| c.keep_old_snapshots)
 }
 
 fn poisoned() -> StorageError {
@@ -104,10 +155,15 @@ fn poisoned() -> StorageError {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, last_log_id, membership) = {
+        let (data, last_log_id, membership, keep_old) = {
             let applied = self.applied.read().map_err(|_| poisoned())?;
             let data = serde_json::to_string(&applied.state).map_err(snapshot_write_err)?;
-            (data, applied.last_applied, applied.membership.clone())
+            (
+                data,
+                applied.last_applied,
+                applied.membership.clone(),
+                keep_old_snapshots(&applied.state),
+            )
         };
         let snapshot_id = match last_log_id {
             Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
@@ -122,7 +178,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        self.write_snapshot_file(&file)?;
+        self.write_snapshot_file(&file, keep_old)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(file.data.into_bytes())),
@@ -192,10 +248,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut state: ClusterState =
             serde_json::from_str(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         state.reindex();
-        self.write_snapshot_file(&SnapshotFile {
-            meta: meta.clone(),
-            data,
-        })?;
+        self.write_snapshot_file(
+            &SnapshotFile {
+                meta: meta.clone(),
+                data,
+            },
+            keep_old_snapshots(&state),
+        )?;
         let mut applied = self.applied.write().map_err(|_| poisoned())?;
         applied.state = state;
         applied.last_applied = meta.last_log_id;
