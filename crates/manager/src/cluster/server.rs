@@ -125,7 +125,7 @@ impl NodeCa for ClusterService {
             (_, true) => NodeRole::Manager,
             _ => return Err(invalid()),
         };
-        crate::node::check_joiner_data_path_addr(&req.data_path_addr)?;
+        check_joiner_data_path_addr(&req.data_path_addr)?;
         let node_id = new_id();
         let cert = sign(&swarm, &cluster, &req.csr_pem, &node_id, role)?;
         let addr = req
@@ -372,4 +372,19 @@ async fn update_node(swarm: &ManagerState, id: &str, change: impl Fn(&mut Node))
         }
     }
     Err(Status::aborted("node changed too often to update"))
+}
+
+/// dockerd's refusal of a `--data-path-addr` that is neither an interface
+/// nor a non-zero IP.
+pub(crate) const BAD_DATA_PATH_ADDR: &str =
+    "data path address must be a non-zero IP address or network interface (without a port number)";
+
+/// What a manager takes as a joiner's data-path address: empty, or a
+/// non-zero IPv4 address (the joiner resolved any interface name).
+pub(crate) fn check_joiner_data_path_addr(text: &str) -> Result<(), Status> {
+    match text.parse::<std::net::IpAddr>() {
+        _ if text.is_empty() => Ok(()),
+        Ok(std::net::IpAddr::V4(v4)) if !v4.is_unspecified() => Ok(()),
+        _ => Err(swarmkeep_api::errors::plain(Code::InvalidArgument, BAD_DATA_PATH_ADDR)),
+    }
 }

@@ -5,6 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use swarmkeep_api::errors::plain;
+
+use crate::cluster::server::BAD_DATA_PATH_ADDR;
 use swarmkeep_store::objects::NodeDescription;
 use tonic::{Code, Status};
 
@@ -89,11 +91,6 @@ fn default_route_ip() -> Option<IpAddr> {
     })
 }
 
-/// dockerd's refusal of a `--data-path-addr` that is neither an interface
-/// nor a non-zero IP.
-const BAD_DATA_PATH_ADDR: &str =
-    "data path address must be a non-zero IP address or network interface (without a port number)";
-
 /// `--data-path-addr` as dockerd resolves it: an interface name (its one IPv4
 /// address, else its one IPv6 address) or a non-zero IP, without a port;
 /// empty when not given. Overlay networks here are IPv4, so an IPv6 address
@@ -151,16 +148,6 @@ fn interface_addr(name: &str) -> Result<Option<IpAddr>, Status> {
         .ok_or_else(|| invalid(format!("interface {name} has no usable IPv4 or IPv6 address")))
 }
 
-/// What a manager takes as a joiner's data-path address: empty, or a
-/// non-zero IPv4 address (the joiner resolved any interface name).
-pub(crate) fn check_joiner_data_path_addr(text: &str) -> Result<(), Status> {
-    match text.parse::<IpAddr>() {
-        _ if text.is_empty() => Ok(()),
-        Ok(IpAddr::V4(v4)) if !v4.is_unspecified() => Ok(()),
-        _ => Err(plain(Code::InvalidArgument, BAD_DATA_PATH_ADDR)),
-    }
-}
-
 pub(super) fn describe_host(hostname: Option<&str>) -> NodeDescription {
     let hostname = hostname
         .map(str::to_string)
@@ -192,6 +179,7 @@ pub(super) fn describe_host(hostname: Option<&str>) -> NodeDescription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::server::check_joiner_data_path_addr;
 
     #[test]
     fn addresses_take_docker_forms() {

@@ -33,7 +33,6 @@ use tokio::sync::watch;
 use tonic::{Code, Status};
 
 use crate::saved::SavedState;
-pub(crate) use address::check_joiner_data_path_addr;
 use address::{addresses, describe_host, resolve_data_path_addr, resolve_remote};
 
 use crate::ca::{RootCa, cert_digest, node_key_and_csr};
