@@ -1,5 +1,7 @@
 //! Losing managers: the leader killed with `kill -9` under a stream of
-//! writes (five managers), and a cluster without a quorum (three managers).
+//! writes through a follower (five managers; each write readable on that
+//! follower as soon as it is acknowledged), and a cluster without a quorum
+//! (three managers).
 
 use std::time::{Duration, Instant};
 
@@ -53,7 +55,16 @@ fn leader_kill_9_under_writes_loses_no_acknowledged_write() {
             if let (Some(k), None) = (killed_at, first_ack_after_kill) {
                 first_ack_after_kill = Some(k.elapsed());
             }
+            // Read-your-writes on the follower that forwarded it, across
+            // the leader change: the create answers with the secret as that
+            // follower has applied it (a local read, no barrier).
+            assert_eq!(out.stdout.trim().len(), 25, "{name}: {}", out.stdout);
+            let seen = nodes[writer].cli(&["secret", "inspect", "--format", "{{.Spec.Name}}", &name]);
+            assert_eq!((seen.code, seen.stdout.trim()), (0, name.as_str()), "{}", seen.stderr);
             acknowledged.push(name);
+        } else {
+            // Refused or timed out, never committed-but-not-yet-applied here.
+            assert!(!out.stderr.contains("not found"), "{name}: {}", out.stderr);
         }
     }
     let failover = first_ack_after_kill.expect("writes resumed after the leader died");

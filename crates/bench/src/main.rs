@@ -37,6 +37,10 @@ struct Args {
     /// Managers in the swarm.
     #[arg(long, default_value_t = 1)]
     managers: usize,
+    /// Send the store figures' creates and inspects to a follower (writes
+    /// forwarded to the leader) instead of the leader.
+    #[arg(long)]
+    at_follower: bool,
     /// Leader kills for the failover figures (needs at least 3 managers).
     #[arg(long, default_value_t = 0)]
     failover_kills: usize,
@@ -279,7 +283,15 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let leader = leader_index(&daemons, 0).await?;
-    let host = daemons[leader].host();
+    if args.at_follower && daemons.len() < 2 {
+        bail!("--at-follower needs at least 2 managers");
+    }
+    let target = if args.at_follower {
+        (leader + 1) % daemons.len()
+    } else {
+        leader
+    };
+    let host = daemons[target].host();
     if delivery {
         let mut c = connect(&host).await?;
         let mut report = serde_json::json!({"managers": daemons.len()});
@@ -344,6 +356,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut report = serde_json::json!({
         "managers": daemons.len(),
+        "at_follower": args.at_follower,
         "creates_per_s_1_client": one.round(),
         "creates_per_s_8_clients": eight.round(),
         "inspect_p50_ms": percentile(&lat, 0.5),

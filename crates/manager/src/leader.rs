@@ -38,10 +38,24 @@ where
     F: Fn(ClusterClient<Channel>) -> Fut,
     Fut: Future<Output = Result<Response<T>, Status>>,
 {
+    let channel = |addr: &str| tls.channel(addr).map_err(|e| rpc(Code::Unavailable, e.to_string()));
+    follow_leader(channel, first, f).await
+}
+
+/// [`call_leader`] over the channels `channel` gives for an address.
+async fn follow_leader<T, F, Fut>(
+    channel: impl Fn(&str) -> Result<Channel, Status>,
+    first: &str,
+    f: F,
+) -> Result<T, Status>
+where
+    F: Fn(ClusterClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
     let mut addr = first.to_string();
     let deadline = Instant::now() + WRITE_TIMEOUT;
     loop {
-        let channel = tls.channel(&addr).map_err(|e| rpc(Code::Unavailable, e.to_string()))?;
+        let channel = channel(&addr)?;
         match f(ClusterClient::new(channel)).await {
             Ok(r) => return Ok(r.into_inner()),
             Err(s) if is_not_leader(&s) && Instant::now() < deadline => match leader_hint(&s) {
@@ -110,9 +124,11 @@ impl ManagerState {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let resp = tokio::time::timeout(
                     left,
-                    call_leader(&swarm.tls, &leader, |mut c| async move {
-                        c.read_index(ReadIndexRequest {}).await
-                    }),
+                    follow_leader(
+                        |a| leader_channel(swarm, a),
+                        &leader,
+                        |mut c| async move { c.read_index(ReadIndexRequest {}).await },
+                    ),
                 )
                 .await
                 .map_err(|_| no_quorum_for_read())?
@@ -139,11 +155,26 @@ fn no_quorum_for_read() -> Status {
     )
 }
 
-async fn forward(swarm: &ManagerState, leader: &str, command: &Command) -> Result<u64, Status> {
+/// The kept channel to the manager at `addr` (made on first use).
+fn leader_channel(swarm: &ManagerState, addr: &str) -> Result<Channel, Status> {
+    let mut kept = swarm.leader_channels.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(channel) = kept.get(addr) {
+        return Ok(channel.clone());
+    }
     let channel = swarm
         .tls
-        .channel(leader)
+        .channel(addr)
         .map_err(|e| rpc(Code::Unavailable, e.to_string()))?;
+    // Leaders come and go; a handful of managers' channels at most.
+    if kept.len() >= 16 {
+        kept.clear();
+    }
+    kept.insert(addr.to_string(), channel.clone());
+    Ok(channel)
+}
+
+async fn forward(swarm: &ManagerState, leader: &str, command: &Command) -> Result<u64, Status> {
+    let channel = leader_channel(swarm, leader)?;
     let payload = serde_json::to_vec(command).map_err(|e| rpc(Code::Internal, e.to_string()))?;
     let resp = ClusterClient::new(channel)
         .propose(ProposeRequest { command: payload })
@@ -154,10 +185,10 @@ async fn forward(swarm: &ManagerState, leader: &str, command: &Command) -> Resul
     result.map_err(|e| write_error(WriteError::Rejected(e)))
 }
 
-/// Read-your-writes on a follower: wait until the forwarded write is applied here.
+/// Read-your-writes on a follower: wait until the forwarded write is applied
+/// here, woken by the apply itself (the store's change feed), not a poll.
 async fn wait_applied(swarm: &ManagerState, index: u64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while swarm.store.last_applied() < index && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let mut changes = swarm.store.changes();
+    let applied = changes.wait_for(|(applied, _)| *applied >= index);
+    let _ = tokio::time::timeout(Duration::from_secs(5), applied).await;
 }

@@ -50,6 +50,10 @@ pub struct ManagerState {
     /// The managers a newly joined member takes raft traffic from until it
     /// has the cluster state (from then on, the store says who is one).
     pub bootstrap_peers: Vec<String>,
+    /// Channels to the managers writes are forwarded to, by address: kept,
+    /// so a forwarded write does not pay a TCP and TLS handshake (a channel
+    /// reconnects by itself, presenting the identity as it is then).
+    pub(crate) leader_channels: std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
 }
 
 /// A worker: no store, no keys; it knows the managers to heartbeat.
@@ -149,6 +153,7 @@ impl ManagerState {
             keys_reconciled_at: AtomicU64::new(0),
             logs: Arc::default(),
             bootstrap_peers: Vec::new(),
+            leader_channels: Default::default(),
         }
     }
 
