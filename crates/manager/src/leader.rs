@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::{ProposeRequest, ReadIndexRequest};
 use swarmkeep_api::errors::rpc;
+use swarmkeep_store::objects::NodeRole;
 use swarmkeep_store::{Command, CommandError, WriteError};
 use swarmkeep_transport::leader::{is_not_leader, leader_hint};
 use swarmkeep_transport::tls::TlsCell;
@@ -155,21 +156,35 @@ fn no_quorum_for_read() -> Status {
     )
 }
 
-/// The kept channel to the manager at `addr` (made on first use).
+/// The kept channel to the manager at `addr` (made on first use). Kept only
+/// while a manager of the store's has that address: a connection made to a
+/// manager since demoted or removed is not reused (a new one must pass the
+/// pinned-manager check of its handshake).
 fn leader_channel(swarm: &ManagerState, addr: &str) -> Result<Channel, Status> {
+    let is_manager = swarm.store.read(|st| {
+        st.nodes
+            .values()
+            .any(|n| n.role == NodeRole::Manager && n.manager_addr.as_deref() == Some(addr))
+    });
     let mut kept = swarm.leader_channels.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(channel) = kept.get(addr) {
-        return Ok(channel.clone());
+    match kept.get(addr) {
+        Some(channel) if is_manager => return Ok(channel.clone()),
+        Some(_) => {
+            kept.remove(addr);
+        }
+        None => {}
     }
     let channel = swarm
         .tls
         .channel(addr)
         .map_err(|e| rpc(Code::Unavailable, e.to_string()))?;
     // Leaders come and go; a handful of managers' channels at most.
-    if kept.len() >= 16 {
-        kept.clear();
+    if is_manager {
+        if kept.len() >= 16 {
+            kept.clear();
+        }
+        kept.insert(addr.to_string(), channel.clone());
     }
-    kept.insert(addr.to_string(), channel.clone());
     Ok(channel)
 }
 
