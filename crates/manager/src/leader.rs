@@ -85,7 +85,9 @@ impl ManagerState {
                     match forwarded {
                         Err(_) => return Err(no_quorum()),
                         Ok(Ok(index)) => {
-                            wait_applied(swarm, index).await;
+                            // Read-your-writes: applied here too before it
+                            // returns (woken by the apply, not a poll).
+                            swarm.store.wait_applied(index, Duration::from_secs(5)).await;
                             return Ok(index);
                         }
                         Ok(Err(s)) if is_not_leader(&s) || s.code() == Code::Unavailable => {
@@ -198,12 +200,4 @@ async fn forward(swarm: &ManagerState, leader: &str, command: &Command) -> Resul
     let result: Result<u64, CommandError> =
         serde_json::from_slice(&resp.result).map_err(|e| rpc(Code::Internal, e.to_string()))?;
     result.map_err(|e| write_error(WriteError::Rejected(e)))
-}
-
-/// Read-your-writes on a follower: wait until the forwarded write is applied
-/// here, woken by the apply itself (the store's change feed), not a poll.
-async fn wait_applied(swarm: &ManagerState, index: u64) {
-    let mut changes = swarm.store.changes();
-    let applied = changes.wait_for(|(applied, _)| *applied >= index);
-    let _ = tokio::time::timeout(Duration::from_secs(5), applied).await;
 }

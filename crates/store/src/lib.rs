@@ -261,11 +261,6 @@ impl Store {
         self.raft.metrics().borrow().current_leader == Some(self.raft_id)
     }
 
-    /// The index of the last log entry this member applied.
-    pub fn last_applied(&self) -> u64 {
-        self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
-    }
-
     /// Changes whenever a log entry is applied or leadership moves: what the
     /// leader's loops (orchestrator, dispatcher sessions) wait on.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<(u64, bool)> {
