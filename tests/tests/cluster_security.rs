@@ -374,6 +374,68 @@ async fn a_peer_without_a_certificate_cannot_make_the_daemon_hold_memory() {
     );
 }
 
+/// A joiner holding a valid token cannot have every peer send its overlay
+/// traffic to a multicast group or the broadcast address (its data-path
+/// address): the node CA refuses the request before issuing anything, and no
+/// node is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_cannot_aim_its_peers_overlay_traffic_at_a_group() {
+    use swarmkeep_api::cluster::IssueNodeCertificateRequest;
+    use swarmkeep_api::cluster::node_ca_client::NodeCaClient;
+    use swarmkeep_tests::Daemon;
+
+    let d = tokio::task::spawn_blocking(|| {
+        let d = Daemon::start();
+        d.init();
+        d
+    })
+    .await
+    .unwrap();
+    let addr = d
+        .cli(&["node", "inspect", "self", "--format", "{{.ManagerStatus.Addr}}"])
+        .ok()
+        .trim()
+        .to_string();
+    let token = d.cli(&["swarm", "join-token", "-q", "worker"]).ok().trim().to_string();
+    let ca_pem = tls_of(&d.data_dir()).ca_pem;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let join = |data_path_addr: &str| {
+        let request = IssueNodeCertificateRequest {
+            token: token.clone(),
+            csr_pem: csr.clone(),
+            hostname: "joiner".into(),
+            advertise_addr: "10.9.8.7:2377".into(),
+            data_path_addr: data_path_addr.into(),
+            ..Default::default()
+        };
+        let channel = pinned_channel(&addr, &ca_pem).unwrap();
+        async move { NodeCaClient::new(channel).issue_node_certificate(request).await }
+    };
+    for bad in [
+        "224.0.0.1",
+        "239.255.0.7",
+        "255.255.255.255",
+        "0.0.0.0",
+        "eth0",
+        "fd00::1",
+    ] {
+        let refused = join(bad).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{bad}: {refused:?}");
+    }
+    let nodes = d.cli(&["node", "ls", "-q"]).ok().to_string();
+    assert_eq!(nodes.lines().count(), 1, "{nodes}");
+    // The same request with a unicast address joins.
+    join("10.9.8.7").await.unwrap();
+    let nodes = d.cli(&["node", "ls", "-q"]).ok().to_string();
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
+}
+
 /// Whether a client dialing a manager (as every node does: raft, joins,
 /// heartbeats, the dispatcher) would accept `cert_pem` as the server: the
 /// same rustls check, for the name `swarm-manager`, against the cluster CA.

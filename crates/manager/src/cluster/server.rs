@@ -380,10 +380,16 @@ pub(crate) const BAD_DATA_PATH_ADDR: &str =
     "data path address must be a non-zero IP address or network interface (without a port number)";
 
 /// What a manager takes as a joiner's data-path address: empty, or a
-/// non-zero IPv4 address (the joiner resolved any interface name).
+/// non-zero unicast IPv4 address (the joiner resolved any interface name).
+/// Every peer sends the joiner's overlay traffic there, so a multicast or
+/// broadcast one — which would spread it over the network — is refused.
 pub(crate) fn check_joiner_data_path_addr(text: &str) -> Result<(), Status> {
     match text.parse::<std::net::IpAddr>() {
         _ if text.is_empty() => Ok(()),
+        Ok(std::net::IpAddr::V4(v4)) if v4.is_multicast() || v4.is_broadcast() => Err(swarmkeep_api::errors::plain(
+            Code::InvalidArgument,
+            format!("a data path address must be a unicast address, not {v4}"),
+        )),
         Ok(std::net::IpAddr::V4(v4)) if !v4.is_unspecified() => Ok(()),
         _ => Err(swarmkeep_api::errors::plain(Code::InvalidArgument, BAD_DATA_PATH_ADDR)),
     }

@@ -108,6 +108,9 @@ pub(super) fn resolve_data_path_addr(text: &str) -> Result<String, Status> {
         },
     };
     match ip {
+        IpAddr::V4(v4) if v4.is_multicast() || v4.is_broadcast() => Err(invalid(format!(
+            "a data path address must be a unicast address, not {v4}"
+        ))),
         IpAddr::V4(v4) => Ok(v4.to_string()),
         IpAddr::V6(_) => Err(invalid(format!(
             "an IPv6 data path address ({ip}) is not supported: swarmkeep's overlay networks carry VXLAN over IPv4"
@@ -215,8 +218,12 @@ mod tests {
         );
         assert!(check_joiner_data_path_addr("10.1.2.3").is_ok());
         assert!(check_joiner_data_path_addr("").is_ok());
-        for bad in ["lo", "0.0.0.0", "fd00::1"] {
+        for bad in ["lo", "0.0.0.0", "fd00::1", "239.1.1.1", "255.255.255.255"] {
             assert!(check_joiner_data_path_addr(bad).is_err(), "{bad}");
+        }
+        for multi in ["224.0.0.1", "255.255.255.255"] {
+            let e = resolve_data_path_addr(multi).unwrap_err();
+            assert!(e.message().contains("unicast"), "{multi}: {}", e.message());
         }
     }
 }
