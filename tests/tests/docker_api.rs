@@ -141,8 +141,6 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     for (body, field) in [
         (init(r#"{"Labels":{"a":"b"}}"#), "Spec.Labels"),
         (init(r#"{"Name":"other"}"#), "name other than default"),
-        (init(r#"{"Raft":{"ElectionTick":3}}"#), "Raft.ElectionTick"),
-        (init(r#"{"Raft":{"HeartbeatTick":2}}"#), "Raft.HeartbeatTick"),
         (
             init(
                 r#"{"CAConfig":{"ExternalCAs":[{"Protocol":"cfssl","URL":"https://ca","Options":{"o":"p"},"CACert":"c"}]}}"#,
@@ -168,6 +166,23 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
         let (status, _, _) = http(&sock, "GET", "/v1.41/swarm", None);
         assert_eq!(status, 503, "{body} made a swarm");
     }
+    // Ticks raft cannot run with (etcd's raft under swarmkit refuses them
+    // too), refused by name, and no swarm.
+    for (body, text) in [
+        (
+            init(r#"{"Raft":{"ElectionTick":2,"HeartbeatTick":2}}"#),
+            "Raft.ElectionTick (2) must be greater than Raft.HeartbeatTick (2)",
+        ),
+        (init(r#"{"Raft":{"ElectionTick":-1}}"#), "Raft.ElectionTick must be between 0"),
+        (init(r#"{"Raft":{"ElectionTick":5000}}"#), "Raft.ElectionTick (5000) must be at most 1000"),
+    ] {
+        let (status, _, out) = http(&sock, "POST", "/v1.41/swarm/init", Some(body.as_bytes()));
+        let out = String::from_utf8_lossy(&out);
+        assert_eq!(status, 400, "{body}: {out}");
+        assert!(out.contains(text), "{body}: {out}");
+        let (status, _, _) = http(&sock, "GET", "/v1.41/swarm", None);
+        assert_eq!(status, 503, "{body} made a swarm");
+    }
     // A data path address dockerd would not resolve gets dockerd's 400 (text
     // recorded from dockerd 20.10), and no swarm.
     for bad in ["nosuchif0", "0.0.0.0", "999.1.1.1", "127.0.0.1:4789"] {
@@ -185,13 +200,13 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
         let (status, _, _) = http(&sock, "GET", "/v1.41/swarm", None);
         assert_eq!(status, 503, "{body} made a swarm");
     }
-    // Docker's values (or 0, unset) are taken, as the docker CLI sends them;
-    // the rest is shown as sent. (A data path address, an interface here, is
+    // Every value is shown as sent (0 ticks: Swarm's defaults, as the docker
+    // CLI sends them). (A data path address, an interface here, is
     // shown nowhere, by Docker either: networking.rs sees it used.)
     let body = format!(
         r#"{{"ListenAddr":"{listen}","AdvertiseAddr":"127.0.0.1","DataPathAddr":"lo","DataPathPort":4790,"DefaultAddrPool":["10.55.0.0/16"],"SubnetSize":25,
         "Spec":{{"Name":"default","Labels":{{}},"Orchestration":{{"TaskHistoryRetentionLimit":6}},
-        "Raft":{{"ElectionTick":0,"HeartbeatTick":0,"KeepOldSnapshots":2,"LogEntriesForSlowFollowers":70,"SnapshotInterval":5000}},
+        "Raft":{{"ElectionTick":20,"HeartbeatTick":2,"KeepOldSnapshots":2,"LogEntriesForSlowFollowers":70,"SnapshotInterval":5000}},
         "Dispatcher":{{"HeartbeatPeriod":4000000000}},"CAConfig":{{"NodeCertExpiry":172800000000000}},
         "EncryptionConfig":{{"AutoLockManagers":true}},"TaskDefaults":{{}}}}}}"#
     );
@@ -214,7 +229,14 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     let swarm = json(&body);
     assert_eq!(
         swarm["Spec"]["Raft"],
-        serde_json::json!({"SnapshotInterval": 5000, "KeepOldSnapshots": 2, "LogEntriesForSlowFollowers": 70, "ElectionTick": 10, "HeartbeatTick": 1})
+        serde_json::json!({"SnapshotInterval": 5000, "KeepOldSnapshots": 2, "LogEntriesForSlowFollowers": 70, "ElectionTick": 20, "HeartbeatTick": 2})
+    );
+    // The swarm's raft started with them: 2 × 30 ms heartbeats, elections
+    // after 20 ticks.
+    assert!(
+        d.log().contains("heartbeat_ms=60 election_timeout_min_ms=600"),
+        "{}",
+        d.log()
     );
     // The spec read comes back unchanged through an update; a refused field
     // in an update changes nothing.
@@ -233,6 +255,64 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
     assert_eq!(json(&body)["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 7);
+}
+
+/// The swarm's `Raft.ElectionTick` and `HeartbeatTick` are the cluster's:
+/// shown as updated, refused by name when raft cannot run with them, and
+/// taken by the manager's raft at its next start (openraft, like swarmkit's
+/// raft, fixes its timing when it starts).
+#[test]
+fn the_raft_ticks_are_the_clusters_and_a_manager_runs_with_them_from_its_next_start() {
+    let mut d = http_swarm();
+    let sock = d.docker_socket();
+    let update = |raft: serde_json::Value| {
+        let (_, _, out) = http(&sock, "GET", "/v1.41/swarm", None);
+        let swarm = json(&out);
+        let mut spec = swarm["Spec"].clone();
+        for (k, v) in raft.as_object().unwrap() {
+            spec["Raft"][k] = v.clone();
+        }
+        let path = format!("/v1.41/swarm/update?version={}", swarm["Version"]["Index"]);
+        let (status, _, out) = http(&sock, "POST", &path, Some(spec.to_string().as_bytes()));
+        (status, String::from_utf8_lossy(&out).into_owned())
+    };
+    let raft = |sock: &std::path::Path| {
+        let (_, _, out) = http(sock, "GET", "/v1.41/swarm", None);
+        json(&out)["Spec"]["Raft"].clone()
+    };
+    assert_eq!(raft(&sock)["ElectionTick"], 10);
+    assert_eq!(raft(&sock)["HeartbeatTick"], 1);
+    assert!(d.log().contains("heartbeat_ms=30 election_timeout_min_ms=300"), "{}", d.log());
+
+    let (status, out) = update(serde_json::json!({"ElectionTick": 1, "HeartbeatTick": 1}));
+    assert_eq!(status, 400, "{out}");
+    assert!(out.contains("Raft.ElectionTick (1) must be greater than Raft.HeartbeatTick (1)"), "{out}");
+    assert_eq!(raft(&sock)["ElectionTick"], 10, "a refused update changed the ticks");
+
+    let (status, out) = update(serde_json::json!({"ElectionTick": 16, "HeartbeatTick": 2}));
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(raft(&sock)["ElectionTick"], 16);
+    assert_eq!(raft(&sock)["HeartbeatTick"], 2);
+    assert!(
+        swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || d
+            .log()
+            .contains("they take effect when it restarts")),
+        "{}",
+        d.log()
+    );
+    d.restart();
+    let sock = d.docker_socket();
+    assert!(
+        swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || d
+            .log()
+            .contains("heartbeat_ms=60 election_timeout_min_ms=480")),
+        "{}",
+        d.log()
+    );
+    assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || {
+        http(&sock, "POST", "/v1.41/secrets/create", Some(br#"{"Name":"after","Data":"eA=="}"#)).0 == 201
+    }));
+    assert_eq!(raft(&sock)["ElectionTick"], 16);
 }
 
 /// The swarm's `Raft.SnapshotInterval` and `KeepOldSnapshots` are honoured

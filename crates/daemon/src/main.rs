@@ -196,6 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         store: StoreSettings {
             snapshot_interval: None,
             log_entries_for_slow_followers: None,
+            ..StoreSettings::default()
         },
         initial_snapshot_interval: args.snapshot_interval,
     };

@@ -194,6 +194,17 @@ impl ManagerState {
     }
 }
 
+/// What `swarm init` sets besides the addresses (zero and empty: Swarm's
+/// defaults).
+#[derive(Clone, Debug, Default)]
+pub struct InitSettings {
+    pub heartbeat_ms: u64,
+    pub cert_expiry_ms: u64,
+    pub networking: NetworkDefaults,
+    /// Checked: the raft of the new swarm's first manager starts with them.
+    pub ticks: swarmkeep_store::RaftTicks,
+}
+
 /// `swarm init`'s `--default-addr-pool`, `--default-addr-pool-mask-length`
 /// and `--data-path-port` (empty and zero: Swarm's defaults).
 #[derive(Clone, Debug, Default)]

@@ -1,6 +1,7 @@
 //! What every manager keeps up on its own, leader or not: its data key
 //! wrapped the way the cluster asks (autolock), snapshots on the cluster's
-//! interval, and its log compacted behind them as far as the cluster says.
+//! interval, and its log compacted behind them as far as the cluster says;
+//! the cluster's raft ticks saved for its next start.
 
 use std::sync::atomic::Ordering;
 use swarmkeep_store::objects::NodeRole;
@@ -22,13 +23,29 @@ pub(crate) async fn upkeep_pass(swarm: &ManagerState) {
             .map(|n| n.id.clone())
             .collect::<Vec<_>>()
     }));
-    let Some((interval, keep)) = swarm.store.read(|st| {
+    let Some((interval, keep, ticks)) = swarm.store.read(|st| {
         st.cluster
             .as_ref()
-            .map(|c| (c.snapshot_interval, c.log_entries_for_slow_followers))
+            .map(|c| (c.snapshot_interval, c.log_entries_for_slow_followers, c.raft_ticks()))
     }) else {
         return;
     };
+    // The cluster's raft timing, for this manager's next start (openraft
+    // fixes it when a member starts, as swarmkit's raft does).
+    match swarm.store.save_ticks(ticks) {
+        Ok(true) if ticks != swarm.store.ticks() => {
+            let running = swarm.store.ticks();
+            tracing::warn!(
+                election_tick = ticks.election,
+                heartbeat_tick = ticks.heartbeat,
+                running_election_tick = running.election,
+                running_heartbeat_tick = running.heartbeat,
+                "the cluster's raft ticks differ from this manager's: they take effect when it restarts"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "saving the cluster's raft ticks failed"),
+    }
     swarm.store.snapshot_if_due(interval).await;
     swarm.store.compact(keep).await;
 }

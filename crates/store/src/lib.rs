@@ -12,9 +12,10 @@ pub mod objects;
 mod proposer;
 pub mod raft;
 pub mod state;
+pub mod timing;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use openraft::{BasicNode, SnapshotPolicy};
 pub use command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind, Proposal, ProposalResult};
 pub use proposer::WriteError;
 pub use state::ClusterState;
+pub use timing::RaftTicks;
 
 use raft::log_store::LogStore;
 use raft::state_machine::{SharedState, StateMachineStore};
@@ -53,6 +55,9 @@ pub struct StoreSettings {
     /// leaves purging to the caller ([`Store::compact`]), which is how
     /// managers follow the cluster-wide setting.
     pub log_entries_for_slow_followers: Option<u64>,
+    /// The raft timing of a new member. One that has run before starts with
+    /// the ticks saved beside its log ([`Store::save_ticks`]).
+    pub ticks: RaftTicks,
 }
 
 impl Default for StoreSettings {
@@ -60,6 +65,7 @@ impl Default for StoreSettings {
         Self {
             snapshot_interval: Some(DEFAULT_SNAPSHOT_INTERVAL),
             log_entries_for_slow_followers: Some(objects::DEFAULT_LOG_ENTRIES_FOR_SLOW_FOLLOWERS),
+            ticks: RaftTicks::default(),
         }
     }
 }
@@ -83,6 +89,13 @@ pub struct Store {
     /// when one of them changes (raft metrics change far more often).
     changes: tokio::sync::watch::Receiver<(u64, bool)>,
     events: Arc<events::EventLog>,
+    dir: PathBuf,
+    /// The timing this member runs with, and what is saved for its next start.
+    ticks: RaftTicks,
+    saved_ticks: Arc<std::sync::Mutex<RaftTicks>>,
+    /// A quorum acknowledgement younger than this proves the leader still
+    /// leads (half the election timeout).
+    recent_ack_ms: u64,
 }
 
 impl Store {
@@ -107,13 +120,35 @@ impl Store {
         let events = Arc::new(events::EventLog::default());
         let sm = StateMachineStore::open(&dir.join("snapshots"), events.clone())?;
         let state = sm.shared();
+        let ticks = match RaftTicks::load(dir) {
+            Ok(Some(saved)) => saved,
+            Ok(None) => {
+                settings.ticks.check().map_err(StoreError::Raft)?;
+                settings
+                    .ticks
+                    .save(dir)
+                    .map_err(|e| StoreError::Raft(format!("saving the raft timing: {e}")))?;
+                settings.ticks
+            }
+            Err(e) => return Err(StoreError::Raft(format!("reading {}/timing.json: {e}", dir.display()))),
+        };
+        let (election_min, election_max) = ticks.election_ms();
+        tracing::info!(
+            election_tick = ticks.election,
+            heartbeat_tick = ticks.heartbeat,
+            heartbeat_ms = ticks.heartbeat_ms(),
+            election_timeout_min_ms = election_min,
+            election_timeout_max_ms = election_max,
+            "raft timing"
+        );
         let config = openraft::Config {
             cluster_name: "swarmkeep".into(),
-            // Loopback and LAN timings with room for a busy 2-core machine:
-            // a dead leader is noticed within 0.4–0.8 s.
-            heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            // Swarm's ticks in swarmkeep's 30 ms tick: with the defaults a
+            // dead leader is replaced within 0.75–0.9 s (openraft waits out
+            // its leader lease, the timeout's upper end, before the timeout).
+            heartbeat_interval: ticks.heartbeat_ms(),
+            election_timeout_min: election_min,
+            election_timeout_max: election_max,
             install_snapshot_timeout: 10_000,
             snapshot_policy: match settings.snapshot_interval {
                 Some(n) => SnapshotPolicy::LogsSinceLast(n),
@@ -128,7 +163,8 @@ impl Store {
         let raft = Raft::new(raft_id, config, network, log, sm)
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
-        let proposer = proposer::Proposer::spawn(raft.clone());
+        let recent_ack_ms = election_min / 2;
+        let proposer = proposer::Proposer::spawn(raft.clone(), recent_ack_ms);
         let changes = watch_changes(&raft, raft_id);
         let store = Self {
             raft,
@@ -137,6 +173,10 @@ impl Store {
             raft_id,
             changes,
             events,
+            dir: dir.to_path_buf(),
+            ticks,
+            saved_ticks: Arc::new(std::sync::Mutex::new(ticks)),
+            recent_ack_ms,
         };
         store.elect_if_sole_voter().await;
         Ok(store)
@@ -207,9 +247,8 @@ impl Store {
 
     /// The leader's side of a linearizable read: an index such that a member
     /// that has applied it sees every write acknowledged before the call.
-    /// Within the leader's lease (a quorum acknowledged it less than two
-    /// heartbeats ago, well inside the election timeout, so no other leader
-    /// can exist) that is its last log index; otherwise openraft confirms
+    /// Within the leader's lease (a quorum acknowledged it less than half an
+    /// election timeout ago, so no other leader can exist) that is its last log index; otherwise openraft confirms
     /// leadership with a quorum round trip.
     pub async fn read_index(&self) -> Result<u64, WriteError> {
         let (lease, last_log) = {
@@ -218,7 +257,7 @@ impl Store {
             (
                 m.current_leader == Some(self.raft_id)
                     && m.millis_since_quorum_ack
-                        .is_some_and(|ms| ms < proposer::RECENT_QUORUM_ACK_MS),
+                        .is_some_and(|ms| ms < self.recent_ack_ms),
                 m.last_log_index.unwrap_or(0),
             )
         };
@@ -246,6 +285,24 @@ impl Store {
             )
             .await
             .is_ok()
+    }
+
+    /// The raft timing this member runs with.
+    pub fn ticks(&self) -> RaftTicks {
+        self.ticks
+    }
+
+    /// Saves `ticks` for this member's next start; `Ok(true)` when that
+    /// changed what was saved.
+    pub fn save_ticks(&self, ticks: RaftTicks) -> std::io::Result<bool> {
+        ticks.check().map_err(std::io::Error::other)?;
+        let mut saved = self.saved_ticks.lock().unwrap_or_else(|p| p.into_inner());
+        if *saved == ticks {
+            return Ok(false);
+        }
+        ticks.save(&self.dir)?;
+        *saved = ticks;
+        Ok(true)
     }
 
     pub fn raft_id(&self) -> NodeId {

@@ -326,6 +326,24 @@ fn default_log_entries_for_slow_followers() -> u64 {
     DEFAULT_LOG_ENTRIES_FOR_SLOW_FOLLOWERS
 }
 
+impl Cluster {
+    /// The raft timing the cluster asks of its managers.
+    pub fn raft_ticks(&self) -> crate::timing::RaftTicks {
+        crate::timing::RaftTicks {
+            election: self.election_tick,
+            heartbeat: self.heartbeat_tick,
+        }
+    }
+}
+
+fn default_election_tick() -> u32 {
+    crate::timing::DEFAULT_ELECTION_TICK
+}
+
+fn default_heartbeat_tick() -> u32 {
+    crate::timing::DEFAULT_HEARTBEAT_TICK
+}
+
 /// Cluster-wide settings, as `docker swarm inspect` shows them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cluster {
@@ -341,6 +359,13 @@ pub struct Cluster {
     /// log rather than by a snapshot.
     #[serde(default = "default_log_entries_for_slow_followers")]
     pub log_entries_for_slow_followers: u64,
+    /// Swarm's `Raft.ElectionTick` and `Raft.HeartbeatTick`, in swarmkeep's
+    /// raft tick ([`crate::timing::TICK`]): every manager starts its raft
+    /// with them (a change takes effect at each one's next start).
+    #[serde(default = "default_election_tick")]
+    pub election_tick: u32,
+    #[serde(default = "default_heartbeat_tick")]
+    pub heartbeat_tick: u32,
     pub task_history_retention_limit: i64,
     /// How often nodes heartbeat; a node is Down after three missed periods.
     pub heartbeat_period_ms: u64,

@@ -40,9 +40,10 @@ pub(crate) struct Proposer {
 }
 
 impl Proposer {
-    pub(crate) fn spawn(raft: Raft) -> Self {
+    /// `recent_ack_ms`: see [`check_quorum`].
+    pub(crate) fn spawn(raft: Raft, recent_ack_ms: u64) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, recent_ack_ms, rx));
         Self { tx }
     }
 
@@ -60,16 +61,15 @@ impl Proposer {
 /// How long the leader waits for a quorum to confirm it still leads.
 const QUORUM_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// A quorum acknowledgement younger than this (two heartbeats) is taken as
-/// proof the leader still leads, without another round trip.
-pub(crate) const RECENT_QUORUM_ACK_MS: u64 = 200;
-
-async fn check_quorum(raft: &Raft) -> Result<(), WriteError> {
+/// Whether a quorum still follows this leader: acknowledged less than
+/// `recent_ack_ms` ago (half the election timeout: no follower has voted for
+/// another since), or confirmed now by a round trip.
+async fn check_quorum(raft: &Raft, recent_ack_ms: u64) -> Result<(), WriteError> {
     let recent = raft
         .metrics()
         .borrow()
         .millis_since_quorum_ack
-        .is_some_and(|ms| ms < RECENT_QUORUM_ACK_MS);
+        .is_some_and(|ms| ms < recent_ack_ms);
     if recent {
         return Ok(());
     }
@@ -87,7 +87,7 @@ async fn check_quorum(raft: &Raft) -> Result<(), WriteError> {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
+async fn run(raft: Raft, recent_ack_ms: u64, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
     while let Some(first) = rx.recv().await {
         let mut commands = vec![first.0];
         let mut replies = vec![first.1];
@@ -101,9 +101,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
             }
         }
         // Propose only while a quorum still follows this leader (acknowledged
-        // within two heartbeats, or confirmed now): a write refused here never
+        // recently, or confirmed now): a write refused here never
         // enters the log, so its failure cannot turn into a commit later.
-        if let Err(err) = check_quorum(&raft).await {
+        if let Err(err) = check_quorum(&raft, recent_ack_ms).await {
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));
             }

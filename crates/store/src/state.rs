@@ -986,6 +986,8 @@ mod tests {
             name: "default".into(),
             snapshot_interval: 10_000,
             keep_old_snapshots: 0,
+            election_tick: 10,
+            heartbeat_tick: 1,
             log_entries_for_slow_followers: crate::objects::DEFAULT_LOG_ENTRIES_FOR_SLOW_FOLLOWERS,
             task_history_retention_limit: 5,
             heartbeat_period_ms: 5000,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use swarmkeep_store::objects::{Annotations, Meta, Secret};
 use swarmkeep_store::raft::network::NoPeers;
-use swarmkeep_store::{Command, CommandError, ObjectKind, Store, StoreSettings, WriteError};
+use swarmkeep_store::{Command, CommandError, ObjectKind, RaftTicks, Store, StoreSettings, WriteError};
 use time::OffsetDateTime;
 
 fn secret(id: &str, name: &str) -> Command {
@@ -31,6 +31,7 @@ async fn writes_survive_restart_and_snapshots_compact_the_log() {
     let settings = StoreSettings {
         snapshot_interval: Some(50),
         log_entries_for_slow_followers: Some(5),
+        ..StoreSettings::default()
     };
     let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();
     assert!(!store.is_initialized().await);
@@ -114,6 +115,7 @@ async fn compact_keeps_the_asked_entries_behind_the_snapshot() {
     let settings = StoreSettings {
         snapshot_interval: None,
         log_entries_for_slow_followers: None,
+        ..StoreSettings::default()
     };
     let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();
     store.bootstrap("127.0.0.1:2377").await.unwrap();
@@ -148,4 +150,45 @@ async fn compact_keeps_the_asked_entries_behind_the_snapshot() {
     store.compact(7).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(metrics().purged.unwrap().index, snapshot - 7);
+}
+
+/// A member starts with the ticks saved beside its log: the settings' ticks
+/// only for a new member; the cluster's (saved by `save_ticks`) from its next
+/// start on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_starts_with_the_raft_ticks_saved_beside_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = RaftTicks {
+        election: 20,
+        heartbeat: 2,
+    };
+    let settings = StoreSettings {
+        ticks: slow,
+        ..StoreSettings::default()
+    };
+    let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();
+    store.bootstrap("127.0.0.1:2377").await.unwrap();
+    assert_eq!(store.ticks(), slow);
+    assert_eq!(store.raft().config().heartbeat_interval, 60);
+    assert_eq!(store.raft().config().election_timeout_min, 600);
+    store.shutdown().await;
+
+    // Restarted with other settings: the saved timing wins.
+    let store = Store::open(dir.path(), 1, &StoreSettings::default(), NoPeers).await.unwrap();
+    assert_eq!(store.ticks(), slow);
+    let fast = RaftTicks {
+        election: 12,
+        heartbeat: 1,
+    };
+    assert!(store.save_ticks(fast).unwrap());
+    assert!(!store.save_ticks(fast).unwrap(), "saving the same ticks again changes nothing");
+    assert_eq!(store.ticks(), slow, "openraft's timing is fixed until the next start");
+    assert!(store.save_ticks(RaftTicks { election: 1, heartbeat: 1 }).is_err());
+    store.shutdown().await;
+
+    let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();
+    assert_eq!(store.ticks(), fast);
+    assert_eq!(store.raft().config().heartbeat_interval, 30);
+    assert_eq!(store.raft().config().election_timeout_min, 360);
+    store.shutdown().await;
 }

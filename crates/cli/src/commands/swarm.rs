@@ -76,6 +76,9 @@ pub async fn init(
             subnet_size: settings.default_addr_pool_mask_length.unwrap_or(0),
             data_path_port: settings.data_path_port.unwrap_or(0),
             data_path_addr: settings.data_path_addr.unwrap_or("").to_string(),
+            // docker swarm init has no flags for them: Swarm's defaults.
+            election_tick: 0,
+            heartbeat_tick: 0,
         };
         let node_id = client.init(req).await?.into_inner().node_id;
         let mut out = format!("Swarm initialized: current node ({node_id}) is now a manager.\n\n");
@@ -207,7 +210,13 @@ pub async fn inspect(client: &mut Client, format: Option<&str>) -> Output {
             "Name": "default",
             "Labels": {},
             "Orchestration": {"TaskHistoryRetentionLimit": settings.task_history_retention_limit},
-            "Raft": {"SnapshotInterval": settings.snapshot_interval, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1},
+            "Raft": {
+                "SnapshotInterval": settings.snapshot_interval,
+                "KeepOldSnapshots": settings.keep_old_snapshots,
+                "LogEntriesForSlowFollowers": settings.log_entries_for_slow_followers,
+                "ElectionTick": settings.election_tick,
+                "HeartbeatTick": settings.heartbeat_tick,
+            },
             "Dispatcher": {"HeartbeatPeriod": settings.heartbeat_period_ms * 1_000_000},
             "CAConfig": {"NodeCertExpiry": settings.node_cert_expiry_ms * 1_000_000},
             "TaskDefaults": {},
@@ -215,9 +224,9 @@ pub async fn inspect(client: &mut Client, format: Option<&str>) -> Output {
         },
         "TLSInfo": {"TrustRoot": c.ca_cert_pem},
         "RootRotationInProgress": false,
-        "DefaultAddrPool": null,
-        "SubnetSize": 24,
-        "DataPathPort": 4789,
+        "DefaultAddrPool": settings.default_addr_pool,
+        "SubnetSize": settings.subnet_size,
+        "DataPathPort": settings.data_path_port,
         "JoinTokens": {"Worker": c.worker_token, "Manager": c.manager_token},
     });
     super::inspect_output(vec![json], None, format, Vec::new())

@@ -70,8 +70,8 @@ pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
                 "SnapshotInterval": s.snapshot_interval,
                 "KeepOldSnapshots": s.keep_old_snapshots,
                 "LogEntriesForSlowFollowers": s.log_entries_for_slow_followers,
-                "ElectionTick": ELECTION_TICK,
-                "HeartbeatTick": HEARTBEAT_TICK,
+                "ElectionTick": s.election_tick,
+                "HeartbeatTick": s.heartbeat_tick,
             },
             "Dispatcher": {"HeartbeatPeriod": go_duration(s.heartbeat_period_ms)},
             "CAConfig": {"NodeCertExpiry": go_duration(s.node_cert_expiry_ms)},
@@ -111,11 +111,11 @@ struct Orchestration {
     task_history_retention_limit: Option<i64>,
 }
 
-/// Swarm's raft settings. The snapshot interval, the older snapshots kept
-/// and the log entries kept behind a snapshot are the cluster's, honoured by
-/// every manager. swarmkeep's raft keeps its own timing (100 ms heartbeats,
-/// elections after 0.4–0.8 s): `GET /swarm` shows Swarm's default ticks, and
-/// only those (or 0: unset) are accepted.
+/// Swarm's raft settings, all the cluster's and honoured by every manager:
+/// the snapshot interval, the older snapshots kept, the log entries kept
+/// behind a snapshot, and the ticks (counted in swarmkeep's 30 ms raft tick
+/// where Swarm's is one second; each manager takes new ticks at its next
+/// start, as in Swarm). 0 leaves a tick as it is.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct Raft {
@@ -126,9 +126,21 @@ struct Raft {
     heartbeat_tick: i64,
 }
 
-/// Swarm's defaults, as `GET /swarm` shows them.
-const ELECTION_TICK: i64 = 10;
-const HEARTBEAT_TICK: i64 = 1;
+impl Raft {
+    /// A tick as the control API takes it (0: unset), refused by name when
+    /// it cannot be one.
+    fn tick(field: &str, v: i64) -> ApiResult<u32> {
+        u32::try_from(v).map_err(|_| ApiError::bad_request(format!("{field} must be between 0 and {}", u32::MAX)))
+    }
+
+    fn election_tick(&self) -> ApiResult<u32> {
+        Self::tick("Raft.ElectionTick", self.election_tick)
+    }
+
+    fn heartbeat_tick(&self) -> ApiResult<u32> {
+        Self::tick("Raft.HeartbeatTick", self.heartbeat_tick)
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
@@ -164,10 +176,9 @@ struct TaskDefaults {
 impl SwarmSpec {
     /// The first field set to what swarmkeep cannot honour, by its name.
     fn refused(&self) -> ApiResult<()> {
-        let raft = &self.raft;
         let ca = &self.ca_config;
         let set = |v: &Option<serde_json::Value>| v.as_ref().is_some_and(|v| !v.is_null());
-        let refused: [(&str, bool); 8] = [
+        let refused: [(&str, bool); 6] = [
             (
                 "a swarm name other than default",
                 !self.name.is_empty() && self.name != "default",
@@ -175,14 +186,6 @@ impl SwarmSpec {
             (
                 "swarm labels (Spec.Labels)",
                 self.labels.as_ref().is_some_and(|l| !l.is_empty()),
-            ),
-            (
-                "Raft.ElectionTick other than 10 (its raft has its own timing)",
-                ![0, ELECTION_TICK].contains(&raft.election_tick),
-            ),
-            (
-                "Raft.HeartbeatTick other than 1 (its raft has its own timing)",
-                ![0, HEARTBEAT_TICK].contains(&raft.heartbeat_tick),
             ),
             (
                 "an external CA (CAConfig.ExternalCAs)",
@@ -257,6 +260,14 @@ fn settings_change(current: &GetClusterResponse, spec: &SwarmSpec) -> ApiResult<
     {
         req.log_entries_for_slow_followers = Some(v);
     }
+    let election_tick = spec.raft.election_tick()?;
+    if election_tick != 0 && election_tick != s.election_tick {
+        req.election_tick = Some(election_tick);
+    }
+    let heartbeat_tick = spec.raft.heartbeat_tick()?;
+    if heartbeat_tick != 0 && heartbeat_tick != s.heartbeat_tick {
+        req.heartbeat_tick = Some(heartbeat_tick);
+    }
     let heartbeat_ms = duration_ms("Dispatcher.HeartbeatPeriod", spec.dispatcher.heartbeat_period)?;
     if spec.dispatcher.heartbeat_period != 0 && heartbeat_ms != s.heartbeat_period_ms {
         req.heartbeat_period_ms = Some(heartbeat_ms.max(1));
@@ -311,6 +322,8 @@ impl<C: Control> Api<C> {
                 subnet_size: body.subnet_size,
                 data_path_port: body.data_path_port,
                 data_path_addr: body.data_path_addr,
+                election_tick: body.spec.raft.election_tick()?,
+                heartbeat_tick: body.spec.raft.heartbeat_tick()?,
             }
         )?;
         // Settings of the init spec that Init itself does not take. If one is
@@ -334,6 +347,9 @@ impl<C: Control> Api<C> {
         let mut change = settings_change(&cluster, spec)?;
         change.autolock = None;
         change.heartbeat_period_ms = None;
+        // Init itself started the raft with them.
+        change.election_tick = None;
+        change.heartbeat_tick = None;
         // At init 0 is unset, as dockerd takes it: Swarm's 500 stays.
         if change.log_entries_for_slow_followers == Some(0) {
             change.log_entries_for_slow_followers = None;

@@ -249,16 +249,20 @@ impl Cluster for ClusterService {
         authority::manager(&swarm, &id)?;
         let key: SecretBytes = swarm.data_key.to_bytes();
         tracing::info!(node_id = %id, "data key sent to a manager");
-        let manager_node_ids = swarm.store.read(|st| {
-            st.nodes
+        let (manager_node_ids, ticks) = swarm.store.read(|st| {
+            let ids = st
+                .nodes
                 .values()
                 .filter(|n| n.role == NodeRole::Manager)
                 .map(|n| n.id.clone())
-                .collect()
+                .collect();
+            (ids, st.cluster.as_ref().map(|c| c.raft_ticks()).unwrap_or_default())
         });
         Ok(Response::new(ManagerKeysResponse {
             data_key: key.expose().to_vec(),
             manager_node_ids,
+            election_tick: ticks.election,
+            heartbeat_tick: ticks.heartbeat,
         }))
     }
 

@@ -118,17 +118,15 @@ impl Control for ControlService {
         if req.node_cert_expiry_ms != 0 {
             swarm::check_cert_expiry(req.node_cert_expiry_ms)?;
         }
-        let networking = swarm::network_defaults(&req)?;
+        let settings = crate::state::InitSettings {
+            heartbeat_ms: req.heartbeat_period_ms,
+            cert_expiry_ms: req.node_cert_expiry_ms,
+            networking: swarm::network_defaults(&req)?,
+            ticks: swarm::init_ticks(&req)?,
+        };
         let node_id = self
             .manager
-            .init(
-                &req.advertise_addr,
-                &req.listen_addr,
-                req.heartbeat_period_ms,
-                req.node_cert_expiry_ms,
-                networking,
-                &req.data_path_addr,
-            )
+            .init(&req.advertise_addr, &req.listen_addr, settings, &req.data_path_addr)
             .await?;
         if req.autolock {
             let swarm = self.manager.active()?;

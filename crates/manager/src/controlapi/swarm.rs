@@ -2,7 +2,7 @@
 
 use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
-use swarmkeep_store::Command;
+use swarmkeep_store::{Command, RaftTicks};
 use swarmkeep_store::objects::Cluster;
 use time::OffsetDateTime;
 use tonic::{Code, Status};
@@ -64,6 +64,8 @@ pub(super) async fn cluster_info(swarm: &ManagerState) -> Result<control::GetClu
             snapshot_interval: c.snapshot_interval,
             keep_old_snapshots: c.keep_old_snapshots,
             log_entries_for_slow_followers: c.log_entries_for_slow_followers,
+            election_tick: c.election_tick,
+            heartbeat_tick: c.heartbeat_tick,
             heartbeat_period_ms: c.heartbeat_period_ms,
             node_cert_expiry_ms: c.node_cert_expiry_ms,
             autolock: c.autolock,
@@ -149,6 +151,15 @@ fn changed(
     }
     if let Some(v) = req.log_entries_for_slow_followers {
         cluster.log_entries_for_slow_followers = v;
+    }
+    if req.election_tick.is_some() || req.heartbeat_tick.is_some() {
+        let ticks = RaftTicks {
+            election: req.election_tick.unwrap_or(cluster.election_tick),
+            heartbeat: req.heartbeat_tick.unwrap_or(cluster.heartbeat_tick),
+        };
+        ticks.check().map_err(|e| rpc(Code::InvalidArgument, e))?;
+        cluster.election_tick = ticks.election;
+        cluster.heartbeat_tick = ticks.heartbeat;
     }
     if let Some(v) = req.heartbeat_period_ms {
         if v == 0 {
@@ -267,6 +278,17 @@ fn min_cert_expiry_ms() -> Option<u64> {
         .parse::<u64>()
         .ok()
         .map(|s| s.max(1) * 1000)
+}
+
+/// `swarm init`'s raft ticks (0: Swarm's defaults), checked.
+pub(super) fn init_ticks(req: &control::InitRequest) -> Result<RaftTicks, Status> {
+    let defaults = RaftTicks::default();
+    let ticks = RaftTicks {
+        election: if req.election_tick == 0 { defaults.election } else { req.election_tick },
+        heartbeat: if req.heartbeat_tick == 0 { defaults.heartbeat } else { req.heartbeat_tick },
+    };
+    ticks.check().map_err(|e| rpc(Code::InvalidArgument, e))?;
+    Ok(ticks)
 }
 
 /// The VXLAN port when `--data-path-port` is not given.

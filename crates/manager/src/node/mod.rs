@@ -24,7 +24,7 @@ use swarmkeep_api::cluster::{
 use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_crypto::{DataKey, SecretBytes, new_id, random_bytes};
 use swarmkeep_store::objects::{Availability, Cluster, Meta, Node, NodeRole, NodeState};
-use swarmkeep_store::{Command, Store, StoreSettings};
+use swarmkeep_store::{Command, RaftTicks, Store, StoreSettings};
 use swarmkeep_transport::leader::leader_hint;
 use swarmkeep_transport::tls::{NodeTls, TlsCell, pinned_channel, unverified_channel};
 use swarmkeep_transport::{Dispatchers, Upstream};
@@ -40,7 +40,7 @@ use crate::cluster::{self, network::GrpcNetwork};
 use crate::errors::{ALREADY_IN_SWARM, NOT_IN_SWARM, SWARM_NOT_LOCKED, internal, write_error};
 use crate::keystore::KeyStore;
 use crate::leader::call_leader;
-use crate::state::NetworkDefaults;
+use crate::state::InitSettings;
 use crate::state::{CA_KEY_AAD, CurrentMembership, ManagerState, Membership, NodeIdentity, WorkerState};
 use crate::{orchestrator, tokens, upkeep};
 
@@ -104,7 +104,7 @@ impl SwarmNode {
                 if local.role == NodeRole::Manager {
                     let data_key = KeyStore::new(&manager.keys_dir()).load().map_err(|e| e.to_string())?;
                     let store = manager
-                        .open_store(local.raft_id, &tls)
+                        .open_store(local.raft_id, &tls, RaftTicks::default())
                         .await
                         .map_err(|e| e.message().to_string())?;
                     manager.set(Membership::Manager(Arc::new(
@@ -151,11 +151,17 @@ impl SwarmNode {
         }
     }
 
-    async fn open_store(&self, raft_id: u64, tls: &Arc<TlsCell>) -> Result<Store, Status> {
+    /// Opens this manager's raft store; `ticks` is the timing of a new
+    /// member (one that has run before keeps the timing it saved).
+    async fn open_store(&self, raft_id: u64, tls: &Arc<TlsCell>, ticks: RaftTicks) -> Result<Store, Status> {
+        let settings = StoreSettings {
+            ticks,
+            ..self.config.store.clone()
+        };
         Store::open(
             &self.raft_dir(),
             raft_id,
-            &self.config.store,
+            &settings,
             GrpcNetwork::new(tls.clone()),
         )
         .await
@@ -199,9 +205,7 @@ impl SwarmNode {
         self: &Arc<Self>,
         advertise_addr: &str,
         listen_addr: &str,
-        heartbeat_ms: u64,
-        cert_expiry_ms: u64,
-        networking: NetworkDefaults,
+        mut settings: InitSettings,
         data_path_addr: &str,
     ) -> Result<String, Status> {
         let _guard = self.transitions.lock().await;
@@ -209,20 +213,10 @@ impl SwarmNode {
         let (advertise, listen) = addresses(advertise_addr, listen_addr)?;
         let data_path_addr = resolve_data_path_addr(data_path_addr)?;
         self.remove_local_state();
-        let cert_expiry_ms = match cert_expiry_ms {
-            0 => swarmkeep_store::objects::DEFAULT_CERT_EXPIRY_MS,
-            ms => ms,
-        };
-        let result = self
-            .create_swarm(
-                advertise,
-                listen,
-                heartbeat_ms,
-                cert_expiry_ms,
-                networking,
-                data_path_addr,
-            )
-            .await;
+        if settings.cert_expiry_ms == 0 {
+            settings.cert_expiry_ms = swarmkeep_store::objects::DEFAULT_CERT_EXPIRY_MS;
+        }
+        let result = self.create_swarm(advertise, listen, settings, data_path_addr).await;
         if result.is_err() {
             self.abandon().await;
         }
@@ -243,11 +237,15 @@ impl SwarmNode {
         self: &Arc<Self>,
         advertise: SocketAddr,
         listen: SocketAddr,
-        heartbeat_ms: u64,
-        cert_expiry_ms: u64,
-        networking: NetworkDefaults,
+        settings: InitSettings,
         data_path_addr: String,
     ) -> Result<String, Status> {
+        let InitSettings {
+            heartbeat_ms,
+            cert_expiry_ms,
+            networking,
+            ticks,
+        } = settings;
         let node_id = new_id();
         let cluster_id = new_id();
         let raft_id = random_raft_id();
@@ -274,7 +272,7 @@ impl SwarmNode {
             .create(&data_key)
             .map_err(|e| internal("writing keys", &e))?;
 
-        let store = self.open_store(raft_id, &tls).await?;
+        let store = self.open_store(raft_id, &tls, ticks).await?;
         let info = NodeIdentity {
             node_id: node_id.clone(),
             cluster_id: cluster_id.clone(),
@@ -304,6 +302,8 @@ impl SwarmNode {
             name: "default".into(),
             snapshot_interval: self.config.initial_snapshot_interval,
             keep_old_snapshots: 0,
+            election_tick: ticks.election,
+            heartbeat_tick: ticks.heartbeat,
             log_entries_for_slow_followers: swarmkeep_store::objects::DEFAULT_LOG_ENTRIES_FOR_SLOW_FOLLOWERS,
             task_history_retention_limit: 5,
             heartbeat_period_ms: if heartbeat_ms == 0 {
@@ -509,7 +509,13 @@ impl SwarmNode {
             .map_err(|e| internal("writing keys", &e))?;
         let raft_id = random_raft_id();
         let _ = std::fs::remove_dir_all(self.raft_dir());
-        let store = self.open_store(raft_id, &tls).await?;
+        let ticks = RaftTicks {
+            election: keys.election_tick,
+            heartbeat: keys.heartbeat_tick,
+        };
+        // A manager of a version before the ticks were replicated sends none.
+        let ticks = if ticks.check().is_ok() { ticks } else { RaftTicks::default() };
+        let store = self.open_store(raft_id, &tls, ticks).await?;
         let advertise = info.advertise_addr.clone();
         let listen = info.listen_addr.clone();
         let swarm = Arc::new(
@@ -704,7 +710,7 @@ impl SwarmNode {
         let data_key = KeyStore::new(&self.keys_dir()).unlock(&kek).map_err(|_| invalid())?;
         let tls = NodeTls::load(&self.tls_dir()).map_err(|e| internal("reading TLS identity", &e))?;
         let tls = TlsCell::new(Arc::new(tls)).map_err(|e| internal("reading TLS identity", &e))?;
-        let store = self.open_store(local.raft_id, &tls).await?;
+        let store = self.open_store(local.raft_id, &tls, RaftTicks::default()).await?;
         let info = NodeIdentity {
             node_id: local.node_id.clone(),
             cluster_id: local.cluster_id.clone(),
