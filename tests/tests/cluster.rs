@@ -19,12 +19,16 @@ fn three_managers_two_workers_join_promote_demote_drain_leave_rm() {
     let nodes = swarm(3, 2);
     let (m1, m2, m3, w1, w2) = (&nodes[0], &nodes[1], &nodes[2], &nodes[3], &nodes[4]);
 
-    // Every node is seen Ready; one leader, two reachable managers, workers blank.
-    let settled = eventually(Duration::from_secs(15), || {
-        let rows = node_rows(m2);
-        rows.len() == 5 && rows.iter().all(|r| r.1 == "Ready")
-    });
-    assert!(settled, "{:?}", node_rows(m2));
+    // As soon as the joins have returned, every node is listed Ready and
+    // every manager Leader or Reachable (Docker lists a node Ready once its
+    // join returns; not after a heartbeat or a liveness pass).
+    let rows = node_rows(m2);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "Ready"), "{rows:?}");
+    for m in ["m1", "m2", "m3"] {
+        assert!(["Leader", "Reachable"].contains(&row(&rows, m).3.as_str()), "{rows:?}");
+    }
+    // One leader, two reachable managers, workers blank.
     // (Polled: on a busy machine an election may be under way at any instant.)
     let one_leader = eventually(Duration::from_secs(10), || {
         let rows = node_rows(m3);

@@ -173,8 +173,14 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
             init(r#"{"Raft":{"ElectionTick":2,"HeartbeatTick":2}}"#),
             "Raft.ElectionTick (2) must be greater than Raft.HeartbeatTick (2)",
         ),
-        (init(r#"{"Raft":{"ElectionTick":-1}}"#), "Raft.ElectionTick must be between 0"),
-        (init(r#"{"Raft":{"ElectionTick":5000}}"#), "Raft.ElectionTick (5000) must be at most 1000"),
+        (
+            init(r#"{"Raft":{"ElectionTick":-1}}"#),
+            "Raft.ElectionTick must be between 0",
+        ),
+        (
+            init(r#"{"Raft":{"ElectionTick":5000}}"#),
+            "Raft.ElectionTick (5000) must be at most 1000",
+        ),
     ] {
         let (status, _, out) = http(&sock, "POST", "/v1.41/swarm/init", Some(body.as_bytes()));
         let out = String::from_utf8_lossy(&out);
@@ -282,11 +288,18 @@ fn the_raft_ticks_are_the_clusters_and_a_manager_runs_with_them_from_its_next_st
     };
     assert_eq!(raft(&sock)["ElectionTick"], 10);
     assert_eq!(raft(&sock)["HeartbeatTick"], 1);
-    assert!(d.log().contains("heartbeat_ms=30 election_timeout_min_ms=300"), "{}", d.log());
+    assert!(
+        d.log().contains("heartbeat_ms=30 election_timeout_min_ms=300"),
+        "{}",
+        d.log()
+    );
 
     let (status, out) = update(serde_json::json!({"ElectionTick": 1, "HeartbeatTick": 1}));
     assert_eq!(status, 400, "{out}");
-    assert!(out.contains("Raft.ElectionTick (1) must be greater than Raft.HeartbeatTick (1)"), "{out}");
+    assert!(
+        out.contains("Raft.ElectionTick (1) must be greater than Raft.HeartbeatTick (1)"),
+        "{out}"
+    );
     assert_eq!(raft(&sock)["ElectionTick"], 10, "a refused update changed the ticks");
 
     let (status, out) = update(serde_json::json!({"ElectionTick": 16, "HeartbeatTick": 2}));
@@ -310,7 +323,13 @@ fn the_raft_ticks_are_the_clusters_and_a_manager_runs_with_them_from_its_next_st
         d.log()
     );
     assert!(swarmkeep_tests::eventually(std::time::Duration::from_secs(10), || {
-        http(&sock, "POST", "/v1.41/secrets/create", Some(br#"{"Name":"after","Data":"eA=="}"#)).0 == 201
+        http(
+            &sock,
+            "POST",
+            "/v1.41/secrets/create",
+            Some(br#"{"Name":"after","Data":"eA=="}"#),
+        )
+        .0 == 201
     }));
     assert_eq!(raft(&sock)["ElectionTick"], 16);
 }

@@ -3,6 +3,7 @@
 //!
 //!   cargo build --release && target/release/swarmkeep-bench                 # one manager
 //!   target/release/swarmkeep-bench --managers 3 --failover-kills 20         # three managers
+//!   target/release/swarmkeep-bench --compare-swarm --failover-kills 20      # against Docker Swarm
 //!
 //! Starts its own daemons on temporary data dirs (the `swarmkeepd` beside this
 //! binary unless `--daemon` says otherwise), each manager on its own
@@ -67,6 +68,24 @@ struct Args {
     /// `--daemon-arg=--warm-sandboxes=0`.
     #[arg(long = "daemon-arg", allow_hyphen_values = true)]
     daemon_args: Vec<String>,
+    /// Instead of the figures above: the shared Docker-API client
+    /// (`--api-bench`) against a 3-manager swarmkeep and, where
+    /// /usr/sbin/dockerd is, a 3-manager Docker Swarm of three extra dockerd
+    /// (needs root); prints a table of both (see compare.rs).
+    #[arg(long)]
+    compare_swarm: bool,
+    /// The shared Docker-API benchmark client.
+    #[arg(long, default_value = "../shared/bench/api_bench.py")]
+    api_bench: PathBuf,
+    /// Load runs per side (alternating) for `--compare-swarm`.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Secrets per 8-client run of `--compare-swarm` (a quarter with 1).
+    #[arg(long, default_value_t = 2000)]
+    compare_n: usize,
+    /// Leader kills of the Docker Swarm side (each takes Swarm 10 s or more).
+    #[arg(long, default_value_t = 3)]
+    swarm_kills: usize,
 }
 
 struct Daemon {
@@ -227,6 +246,7 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
+mod compare;
 mod secrets;
 
 #[tokio::main]
@@ -236,6 +256,17 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("swarmkeepd"),
     };
+    if args.compare_swarm {
+        let plan = compare::Plan {
+            daemon: binary,
+            api_bench: args.api_bench,
+            runs: args.runs.max(1),
+            n: args.compare_n,
+            swarmkeep_kills: args.failover_kills,
+            swarm_kills: args.swarm_kills,
+        };
+        return tokio::task::spawn_blocking(move || compare::run(&plan)).await?;
+    }
     let delivery = args.services > 0 || args.fanout_agents > 0;
     let mut daemons = Vec::new();
     for i in 0..args.managers.max(1) {

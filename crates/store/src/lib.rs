@@ -256,8 +256,7 @@ impl Store {
             let m = m.borrow();
             (
                 m.current_leader == Some(self.raft_id)
-                    && m.millis_since_quorum_ack
-                        .is_some_and(|ms| ms < self.recent_ack_ms),
+                    && m.millis_since_quorum_ack.is_some_and(|ms| ms < self.recent_ack_ms),
                 m.last_log_index.unwrap_or(0),
             )
         };

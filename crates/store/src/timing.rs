@@ -116,14 +116,24 @@ mod tests {
             "Raft.ElectionTick (3) must be greater than Raft.HeartbeatTick (3)"
         );
         assert_eq!(bad(1001, 1), "Raft.ElectionTick (1001) must be at most 1000");
-        assert_eq!(RaftTicks { election: 2, heartbeat: 1 }.check(), Ok(()));
+        assert_eq!(
+            RaftTicks {
+                election: 2,
+                heartbeat: 1
+            }
+            .check(),
+            Ok(())
+        );
     }
 
     #[test]
     fn saved_ticks_come_back_and_a_damaged_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(RaftTicks::load(dir.path()).unwrap(), None);
-        let t = RaftTicks { election: 20, heartbeat: 2 };
+        let t = RaftTicks {
+            election: 20,
+            heartbeat: 2,
+        };
         t.save(dir.path()).unwrap();
         assert_eq!(RaftTicks::load(dir.path()).unwrap(), Some(t));
         std::fs::write(dir.path().join(TIMING_FILE), br#"{"election":1,"heartbeat":1}"#).unwrap();

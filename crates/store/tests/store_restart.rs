@@ -174,16 +174,28 @@ async fn a_member_starts_with_the_raft_ticks_saved_beside_its_log() {
     store.shutdown().await;
 
     // Restarted with other settings: the saved timing wins.
-    let store = Store::open(dir.path(), 1, &StoreSettings::default(), NoPeers).await.unwrap();
+    let store = Store::open(dir.path(), 1, &StoreSettings::default(), NoPeers)
+        .await
+        .unwrap();
     assert_eq!(store.ticks(), slow);
     let fast = RaftTicks {
         election: 12,
         heartbeat: 1,
     };
     assert!(store.save_ticks(fast).unwrap());
-    assert!(!store.save_ticks(fast).unwrap(), "saving the same ticks again changes nothing");
+    assert!(
+        !store.save_ticks(fast).unwrap(),
+        "saving the same ticks again changes nothing"
+    );
     assert_eq!(store.ticks(), slow, "openraft's timing is fixed until the next start");
-    assert!(store.save_ticks(RaftTicks { election: 1, heartbeat: 1 }).is_err());
+    assert!(
+        store
+            .save_ticks(RaftTicks {
+                election: 1,
+                heartbeat: 1
+            })
+            .is_err()
+    );
     store.shutdown().await;
 
     let store = Store::open(dir.path(), 1, &settings, NoPeers).await.unwrap();

@@ -144,7 +144,9 @@ impl NodeCa for ClusterService {
             labels: Default::default(),
             role,
             availability: Availability::Active,
-            state: NodeState::Unknown,
+            // It is up: it just called. The leader's liveness judgement
+            // takes over from here (Down after three missed heartbeats).
+            state: NodeState::Ready,
             description: NodeDescription {
                 hostname: req.hostname,
                 os: req.os,
@@ -276,9 +278,13 @@ impl Cluster for ClusterService {
             .add_voter(req.raft_id, &req.addr)
             .await
             .map_err(crate::errors::write_error)?;
+        // Ready and Reachable from now on in node ls (it just called), not
+        // from the next liveness pass.
+        swarm.heartbeats.saw(&id);
         update_node(&swarm, &id, |n| {
             n.raft_id = Some(req.raft_id);
             n.manager_addr = Some(req.addr.clone());
+            n.state = NodeState::Ready;
         })
         .await?;
         tracing::info!(node_id = %id, raft_id = req.raft_id, "manager added to the raft group");

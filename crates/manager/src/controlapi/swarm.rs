@@ -2,8 +2,8 @@
 
 use swarmkeep_api::control;
 use swarmkeep_api::errors::rpc;
-use swarmkeep_store::{Command, RaftTicks};
 use swarmkeep_store::objects::Cluster;
+use swarmkeep_store::{Command, RaftTicks};
 use time::OffsetDateTime;
 use tonic::{Code, Status};
 
@@ -284,8 +284,16 @@ fn min_cert_expiry_ms() -> Option<u64> {
 pub(super) fn init_ticks(req: &control::InitRequest) -> Result<RaftTicks, Status> {
     let defaults = RaftTicks::default();
     let ticks = RaftTicks {
-        election: if req.election_tick == 0 { defaults.election } else { req.election_tick },
-        heartbeat: if req.heartbeat_tick == 0 { defaults.heartbeat } else { req.heartbeat_tick },
+        election: if req.election_tick == 0 {
+            defaults.election
+        } else {
+            req.election_tick
+        },
+        heartbeat: if req.heartbeat_tick == 0 {
+            defaults.heartbeat
+        } else {
+            req.heartbeat_tick
+        },
     };
     ticks.check().map_err(|e| rpc(Code::InvalidArgument, e))?;
     Ok(ticks)

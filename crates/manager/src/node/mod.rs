@@ -158,14 +158,9 @@ impl SwarmNode {
             ticks,
             ..self.config.store.clone()
         };
-        Store::open(
-            &self.raft_dir(),
-            raft_id,
-            &settings,
-            GrpcNetwork::new(tls.clone()),
-        )
-        .await
-        .map_err(|e| internal("opening the raft store", &e))
+        Store::open(&self.raft_dir(), raft_id, &settings, GrpcNetwork::new(tls.clone()))
+            .await
+            .map_err(|e| internal("opening the raft store", &e))
     }
 
     fn set(&self, m: Membership) {
@@ -514,7 +509,11 @@ impl SwarmNode {
             heartbeat: keys.heartbeat_tick,
         };
         // A manager of a version before the ticks were replicated sends none.
-        let ticks = if ticks.check().is_ok() { ticks } else { RaftTicks::default() };
+        let ticks = if ticks.check().is_ok() {
+            ticks
+        } else {
+            RaftTicks::default()
+        };
         let store = self.open_store(raft_id, &tls, ticks).await?;
         let advertise = info.advertise_addr.clone();
         let listen = info.listen_addr.clone();
