@@ -526,7 +526,7 @@ fn print_table(plan: &Plan, sides: &[(&str, &Figures)]) {
         plan.swarmkeep_kills
     );
     println!();
-    println!("| | Swarm 20.10 | swarmkeep | ratio |");
+    println!("| | Swarm 20.10 | swarmkeep | swarmkeep ÷ Swarm |");
     println!("|---|---|---|---|");
     let get = |name: &str, key: &str| {
         let f = sides.iter().find(|(n, _)| *n == name)?.1;
@@ -549,11 +549,8 @@ fn print_table(plan: &Plan, sides: &[(&str, &Figures)]) {
         let (theirs, ours) = (get("swarm", key), get("swarmkeep", key));
         let ratio = match (theirs, ours) {
             (Some(t), Some(o)) if t > 0.0 && o > 0.0 => {
-                if higher_is_better {
-                    format!("{:.2}×", o / t)
-                } else {
-                    format!("{:.2}× the time", o / t)
-                }
+                let better = if higher_is_better { o >= t } else { o <= t };
+                format!("{:.2}{}", o / t, if better { "" } else { " (worse)" })
             }
             _ => "—".into(),
         };

@@ -4,6 +4,7 @@
 //!   cargo build --release && target/release/swarmkeep-bench                 # one manager
 //!   target/release/swarmkeep-bench --managers 3 --failover-kills 20         # three managers
 //!   target/release/swarmkeep-bench --compare-swarm --failover-kills 20      # against Docker Swarm
+//!   target/release/swarmkeep-bench --scale-out 50                           # 5 managers, 50 workers
 //!
 //! Starts its own daemons on temporary data dirs (the `swarmkeepd` beside this
 //! binary unless `--daemon` says otherwise), each manager on its own
@@ -83,6 +84,11 @@ struct Args {
     /// Secrets per 8-client run of `--compare-swarm` (a quarter with 1).
     #[arg(long, default_value_t = 2000)]
     compare_n: usize,
+    /// Instead of the figures above: 5 managers, the write load (`--n`
+    /// creates, 8 clients) at the leader alone and then with this many
+    /// workers holding dispatcher sessions (see scale.rs; needs root).
+    #[arg(long, default_value_t = 0)]
+    scale_out: usize,
     /// Leader kills of the Docker Swarm side (each takes Swarm 10 s or more).
     #[arg(long, default_value_t = 3)]
     swarm_kills: usize,
@@ -122,6 +128,10 @@ impl Daemon {
         };
         d.spawn()?;
         Ok(d)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     fn host(&self) -> String {
@@ -247,6 +257,7 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
 }
 
 mod compare;
+mod scale;
 mod secrets;
 
 #[tokio::main]
@@ -256,6 +267,11 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("swarmkeepd"),
     };
+    if args.scale_out > 0 {
+        let report = scale::run(&binary, args.scale_out, args.n, &args.daemon_args).await?;
+        println!("{report}");
+        return Ok(());
+    }
     if args.compare_swarm {
         let plan = compare::Plan {
             daemon: binary,

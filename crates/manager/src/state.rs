@@ -54,6 +54,8 @@ pub struct ManagerState {
     /// so a forwarded write does not pay a TCP and TLS handshake (a channel
     /// reconnects by itself, presenting the identity as it is then).
     pub(crate) leader_channels: std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+    /// Agent sessions this manager's dispatcher holds open (while leading).
+    pub(crate) open_sessions: std::sync::atomic::AtomicUsize,
 }
 
 /// A worker: no store, no keys; it knows the managers to heartbeat.
@@ -154,6 +156,7 @@ impl ManagerState {
             logs: Arc::default(),
             bootstrap_peers: Vec::new(),
             leader_channels: Default::default(),
+            open_sessions: Default::default(),
         }
     }
 

@@ -41,6 +41,18 @@ pub struct ClusterState {
     service_names: NameIndex,
     #[serde(skip)]
     network_names: NameIndex,
+    /// Moves with every applied command that can change what a node is
+    /// assigned; see [`ClusterState::assignment_epoch`].
+    #[serde(skip)]
+    assignment_epoch: u64,
+}
+
+/// Epoch values are drawn from one counter, so a state restored from a
+/// snapshot never repeats a value a reader saw before it.
+static NEXT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_epoch() -> u64 {
+    NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Lower-cased name → ID: names are unique case-insensitively, as in swarmkit.
@@ -125,6 +137,7 @@ fn conflict<T: Named>(kind: ObjectKind, obj: &T) -> CommandError {
 impl ClusterState {
     /// Rebuilds the derived indexes after deserializing a snapshot.
     pub fn reindex(&mut self) {
+        self.assignment_epoch = next_epoch();
         self.secret_names = NameIndex::of(self.secrets.values());
         self.config_names = NameIndex::of(self.configs.values());
         self.service_names = NameIndex::of(self.services.values());
@@ -294,7 +307,29 @@ impl ClusterState {
     }
 
     /// Applies one command at raft log `index`. A refused command changes nothing.
+    /// A value that changes whenever an applied command may have changed
+    /// some node's assignments — tasks, services, networks, nodes, cluster
+    /// settings — and not for secret and config creates, label updates and
+    /// removals, which change none (a task's reference comes with a task
+    /// change, and a referenced secret or config cannot be removed). The
+    /// dispatcher recomputes a node's assignments only when it moved, so a
+    /// secret write costs the leader the same whatever the number of nodes.
+    pub fn assignment_epoch(&self) -> u64 {
+        self.assignment_epoch
+    }
+
     pub fn apply(&mut self, index: u64, command: Command) -> CommandResult {
+        if !matches!(
+            command,
+            Command::CreateSecret(_)
+                | Command::UpdateSecretLabels(_)
+                | Command::RemoveSecret { .. }
+                | Command::CreateConfig(_)
+                | Command::UpdateConfigLabels(_)
+                | Command::RemoveConfig { .. }
+        ) {
+            self.assignment_epoch = next_epoch();
+        }
         match command {
             Command::InitCluster {
                 mut cluster,
@@ -735,6 +770,34 @@ mod tests {
         let mut back: ClusterState = serde_json::from_str(&json).unwrap();
         back.reindex();
         assert_eq!(back.secret_by_name("x").map(|s| s.id.as_str()), Some("a"));
+    }
+
+    #[test]
+    fn secret_and_config_writes_leave_the_assignment_epoch_and_other_writes_move_it() {
+        let mut st = ClusterState::default();
+        let e0 = st.assignment_epoch();
+        st.apply(1, Command::CreateSecret(secret("a", "x"))).unwrap();
+        st.apply(
+            2,
+            Command::UpdateSecretLabels(crate::command::LabelUpdate {
+                id: "a".into(),
+                expected_version: 1,
+                labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
+                updated_at: OffsetDateTime::UNIX_EPOCH,
+            }),
+        )
+        .unwrap();
+        st.apply(3, Command::RemoveSecret { id: "a".into() }).unwrap();
+        assert_eq!(st.assignment_epoch(), e0, "secret writes change no node's assignments");
+        // A task change moves it (even one refused: conservative).
+        st.apply(4, Command::RemoveTasks(vec!["none".into()])).ok();
+        let e1 = st.assignment_epoch();
+        assert_ne!(e1, e0);
+        // A state restored from a snapshot never shows an epoch seen before.
+        let mut back: ClusterState = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+        back.reindex();
+        assert_ne!(back.assignment_epoch(), e1);
+        assert_ne!(back.assignment_epoch(), e0);
     }
 
     fn task_status(state: crate::objects::TaskState) -> crate::objects::TaskStatus {

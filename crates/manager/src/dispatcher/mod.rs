@@ -9,6 +9,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::Stream;
@@ -37,9 +38,25 @@ async fn run_session(
     session_key: Vec<u8>,
     tx: mpsc::Sender<Result<AssignmentsMessage, Status>>,
 ) {
+    let open = swarm.open_sessions.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::info!(node = %node_id, open_sessions = open, "agent session opened");
+    session_loop(&swarm, &node_id, &session_key, &tx).await;
+    let open = swarm.open_sessions.fetch_sub(1, Ordering::Relaxed) - 1;
+    tracing::info!(node = %node_id, open_sessions = open, "agent session closed");
+}
+
+async fn session_loop(
+    swarm: &ManagerState,
+    node_id: &str,
+    session_key: &[u8],
+    tx: &mpsc::Sender<Result<AssignmentsMessage, Status>>,
+) {
     let mut metrics = swarm.store.changes();
     let mut sent: Option<AssignmentSet> = None;
     let mut sequence = 0u64;
+    // The assignment epoch the last look was at: an apply that left it (a
+    // secret or config written) changes no node's assignments.
+    let mut looked_at: Option<u64> = None;
     loop {
         if !swarm.store.is_leader() {
             let _ = tx
@@ -48,21 +65,34 @@ async fn run_session(
             return;
         }
         let step = swarm.store.read(|st| {
-            if !st.nodes.contains_key(&node_id) {
+            let epoch = st.assignment_epoch();
+            if looked_at == Some(epoch) {
+                return Ok(None);
+            }
+            if !st.nodes.contains_key(node_id) {
                 return Err(Status::permission_denied(format!(
                     "node {node_id} is not part of this swarm"
                 )));
             }
-            let set = assignment_set(st, &node_id);
-            let msg = diff_message(&swarm.data_key, st, sent.as_ref(), &set, &session_key)?;
-            Ok((set, msg))
+            let set = assignment_set(st, node_id);
+            let msg = diff_message(&swarm.data_key, st, sent.as_ref(), &set, session_key)?;
+            Ok(Some((epoch, set, msg)))
         });
+        let step = match step {
+            Ok(None) => Ok(None),
+            Ok(Some((epoch, set, msg))) => {
+                looked_at = Some(epoch);
+                Ok(Some((set, msg)))
+            }
+            Err(e) => Err(e),
+        };
         match step {
+            Ok(None) => {}
             Err(status) => {
                 let _ = tx.send(Err(status)).await;
                 return;
             }
-            Ok((set, Some(mut msg))) => {
+            Ok(Some((set, Some(mut msg)))) => {
                 sequence += 1;
                 msg.sequence = sequence;
                 tracing::debug!(
@@ -83,7 +113,7 @@ async fn run_session(
                 }
                 sent = Some(set);
             }
-            Ok((_, None)) => {}
+            Ok(Some((_, None))) => {}
         }
         tokio::select! {
             _ = tx.closed() => return,
@@ -172,7 +202,6 @@ impl Dispatcher for DispatcherService {
         if key.len() != 32 {
             return Err(Status::invalid_argument("invalid session public key"));
         }
-        tracing::info!(node = %node_id, "agent session opened");
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(run_session(swarm, node_id, key, tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
