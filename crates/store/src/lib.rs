@@ -89,6 +89,7 @@ pub struct Store {
     /// when one of them changes (raft metrics change far more often).
     changes: tokio::sync::watch::Receiver<(u64, bool)>,
     events: Arc<events::EventLog>,
+    assignments: tokio::sync::watch::Receiver<u64>,
     dir: PathBuf,
     /// The timing this member runs with, and what is saved for its next start.
     ticks: RaftTicks,
@@ -120,6 +121,7 @@ impl Store {
         let events = Arc::new(events::EventLog::default());
         let sm = StateMachineStore::open(&dir.join("snapshots"), events.clone())?;
         let state = sm.shared();
+        let assignments = sm.assignment_changes();
         let ticks = match RaftTicks::load(dir) {
             Ok(Some(saved)) => saved,
             Ok(None) => {
@@ -173,6 +175,7 @@ impl Store {
             raft_id,
             changes,
             events,
+            assignments,
             dir: dir.to_path_buf(),
             ticks,
             saved_ticks: Arc::new(std::sync::Mutex::new(ticks)),
@@ -284,6 +287,15 @@ impl Store {
             )
             .await
             .is_ok()
+    }
+
+    /// Changes whenever an apply may have changed some node's assignments
+    /// ([`ClusterState::assignment_epoch`]); quiet for secret and config
+    /// writes.
+    pub fn assignment_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut rx = self.assignments.clone();
+        rx.mark_changed();
+        rx
     }
 
     /// The raft timing this member runs with.

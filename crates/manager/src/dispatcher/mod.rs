@@ -51,7 +51,9 @@ async fn session_loop(
     session_key: &[u8],
     tx: &mpsc::Sender<Result<AssignmentsMessage, Status>>,
 ) {
-    let mut metrics = swarm.store.changes();
+    // Woken only when an apply may have changed some node's assignments: a
+    // secret write costs nothing per session.
+    let mut assignments = swarm.store.assignment_changes();
     let mut sent: Option<AssignmentSet> = None;
     let mut sequence = 0u64;
     // The assignment epoch the last look was at: an apply that left it (a
@@ -117,8 +119,9 @@ async fn session_loop(
         }
         tokio::select! {
             _ = tx.closed() => return,
-            changed = metrics.changed() => if changed.is_err() { return },
-            // Leadership can be lost without a local apply; look again now and then.
+            changed = assignments.changed() => if changed.is_err() { return },
+            // Leadership can be lost without an apply that moves the
+            // assignments; look again now and then.
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }

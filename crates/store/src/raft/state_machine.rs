@@ -55,6 +55,9 @@ pub struct StateMachineStore {
     current: Arc<std::sync::Mutex<Option<u64>>>,
     /// Where applied commands' events go (`docker events`).
     events: Arc<EventLog>,
+    /// The state's assignment epoch, sent when an apply (or an installed
+    /// snapshot) moved it: what dispatcher sessions wait on.
+    assignments: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -74,6 +77,7 @@ impl StateMachineStore {
             dir: dir.to_path_buf(),
             current: Default::default(),
             events,
+            assignments: Arc::new(tokio::sync::watch::channel(0).0),
         };
         if let Some(file) = store.read_snapshot_file()? {
             *store.current.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -91,6 +95,19 @@ impl StateMachineStore {
     /// The state readers see; shared with the [`crate::Store`] handle.
     pub fn shared(&self) -> SharedState {
         self.applied.clone()
+    }
+
+    /// Told of every move of [`ClusterState::assignment_epoch`].
+    pub fn assignment_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.assignments.subscribe()
+    }
+
+    fn publish_epoch(&self, epoch: u64) {
+        self.assignments.send_if_modified(|seen| {
+            let moved = *seen != epoch;
+            *seen = epoch;
+            moved
+        });
     }
 
     fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError> {
@@ -227,6 +244,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             }
         }
+        let epoch = applied.state.assignment_epoch();
+        drop(applied);
+        self.publish_epoch(epoch);
         Ok(replies)
     }
 
@@ -259,6 +279,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         applied.state = state;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
+        let epoch = applied.state.assignment_epoch();
+        drop(applied);
+        self.publish_epoch(epoch);
         Ok(())
     }
 
