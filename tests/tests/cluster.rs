@@ -154,6 +154,40 @@ fn three_managers_two_workers_join_promote_demote_drain_leave_rm() {
     assert!(m3.cli(&["secret", "ls"]).stderr.contains("not a swarm manager"));
 }
 
+/// MANAGER STATUS follows raft: a manager killed with -9 is Unreachable as
+/// soon as it stops answering the leader (while its STATUS is still Ready:
+/// Down takes three missed 5 s heartbeats), and Reachable again once it is
+/// back.
+#[test]
+fn a_manager_that_stops_answering_raft_is_unreachable_before_it_is_down() {
+    let mut nodes = swarm(3, 0);
+    let rows = node_rows(&nodes[0]);
+    let leader = ["m1", "m2", "m3"]
+        .iter()
+        .position(|m| row(&rows, m).3 == "Leader")
+        .unwrap_or_else(|| panic!("no leader in {rows:?}"));
+    let victim = (leader + 1) % 3;
+    let asker = (leader + 2) % 3;
+    let name = nodes[victim].name.clone();
+    nodes[victim].daemon.kill9();
+    let killed = std::time::Instant::now();
+    let unreachable = eventually(Duration::from_secs(20), || {
+        row(&node_rows(&nodes[asker]), &name).3 == "Unreachable"
+    });
+    assert!(unreachable, "{:?}", node_rows(&nodes[asker]));
+    let rows = node_rows(&nodes[asker]);
+    assert!(
+        killed.elapsed() < Duration::from_secs(12) && row(&rows, &name).1 == "Ready",
+        "Unreachable only with Down ({:?} after the kill): {rows:?}",
+        killed.elapsed()
+    );
+    nodes[victim].daemon.restart();
+    let back = eventually(Duration::from_secs(30), || {
+        row(&node_rows(&nodes[asker]), &name).3 == "Reachable"
+    });
+    assert!(back, "{:?}", node_rows(&nodes[asker]));
+}
+
 /// The refusals of golden/nodes.txt on a one-manager swarm.
 #[test]
 fn last_manager_refusals_match_docker() {

@@ -58,6 +58,9 @@ pub(crate) async fn liveness_pass(swarm: &ManagerState) {
         let mut seen = swarm.heartbeats.seen.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let first_pass = !swarm.heartbeats.was_leader.swap(true, Ordering::SeqCst);
+        if first_pass {
+            *swarm.heartbeats.leading_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        }
         swarm.store.read(|st| {
             // A node heard of for the first time (or by a new leader) gets
             // a full grace period.
@@ -82,7 +85,55 @@ pub(crate) async fn liveness_pass(swarm: &ManagerState) {
             tracing::debug!(error = %e, "node status update not applied");
         }
     }
+    reconcile_reachability(swarm).await;
     reconcile_raft_members(swarm).await;
+}
+
+/// On the leader: a manager it has had no raft answer from for twice its
+/// election timeout's upper end (at least a second) is Unreachable in
+/// `node ls`, and Reachable again once it answers (the leader's heartbeats
+/// reach every member every heartbeat interval). A new leader judges only
+/// once it has led that long. Written only when it changes.
+async fn reconcile_reachability(swarm: &ManagerState) {
+    let (_, election_max) = swarm.store.ticks().election_ms();
+    let limit = Duration::from_millis((election_max * 2).max(1000));
+    let leading_for = swarm
+        .heartbeats
+        .leading_since
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .map(|t| t.elapsed())
+        .unwrap_or_default();
+    if leading_for < limit {
+        return;
+    }
+    let me = swarm.store.raft_id();
+    let updates: Vec<Command> = swarm.store.read(|st| {
+        st.nodes
+            .values()
+            .filter(|n| n.role == NodeRole::Manager)
+            .filter_map(|n| {
+                let peer = n.raft_id?;
+                let unreachable = peer != me && swarm.raft_contact.silent_for(peer).is_none_or(|d| d > limit);
+                (n.raft_unreachable != unreachable).then(|| {
+                    let mut node = n.clone();
+                    node.raft_unreachable = unreachable;
+                    Command::UpdateNode {
+                        expected_version: n.meta.version,
+                        node,
+                    }
+                })
+            })
+            .collect()
+    });
+    for command in updates {
+        if let Command::UpdateNode { node, .. } = &command {
+            tracing::info!(node_id = %node.id, unreachable = node.raft_unreachable, "manager reachability changed");
+        }
+        if let Err(e) = swarm.store.write(command).await {
+            tracing::debug!(error = %e, "manager reachability update not applied");
+        }
+    }
 }
 
 /// Demoted nodes leave the raft group: the leader removes any voter whose

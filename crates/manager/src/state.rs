@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use swarmkeep_api::errors::{plain, rpc};
 use swarmkeep_crypto::{DataKey, SecretBytes};
@@ -56,6 +56,8 @@ pub struct ManagerState {
     pub(crate) leader_channels: std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
     /// Agent sessions this manager's dispatcher holds open (while leading).
     pub(crate) open_sessions: std::sync::atomic::AtomicUsize,
+    /// The raft peers' last answers to this manager (see `cluster::network`).
+    pub(crate) raft_contact: Arc<RaftContact>,
 }
 
 /// A worker: no store, no keys; it knows the managers to heartbeat.
@@ -126,6 +128,8 @@ pub struct Heartbeats {
     /// Whether this manager led at the last look: a new leader first gives
     /// every node a full grace period.
     pub(crate) was_leader: AtomicBool,
+    /// Since when this manager leads (its first liveness pass as leader).
+    pub(crate) leading_since: Mutex<Option<Instant>>,
 }
 
 impl Heartbeats {
@@ -157,6 +161,7 @@ impl ManagerState {
             bootstrap_peers: Vec::new(),
             leader_channels: Default::default(),
             open_sessions: Default::default(),
+            raft_contact: Default::default(),
         }
     }
 
@@ -194,6 +199,29 @@ impl ManagerState {
             )
         })?;
         String::from_utf8(plain.expose().to_vec()).map_err(|_| rpc(Code::Internal, "join token"))
+    }
+}
+
+/// When this manager last had an answer from each raft peer (any answer:
+/// a peer that refuses a request is still reachable).
+#[derive(Default)]
+pub struct RaftContact(Mutex<HashMap<u64, Instant>>);
+
+impl RaftContact {
+    pub(crate) fn heard(&self, peer: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, Instant::now());
+    }
+
+    /// How long since `peer` last answered; `None` if it never did.
+    pub fn silent_for(&self, peer: u64) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .map(|t| t.elapsed())
     }
 }
 

@@ -43,6 +43,7 @@ fn node(id: &str, state: NodeState, availability: Availability) -> Node {
         raft_id: None,
         manager_addr: None,
         ingress_address: None,
+        raft_unreachable: false,
         data_path_addr: String::new(),
     }
 }

@@ -306,6 +306,11 @@ pub struct Node {
     /// arrives at; empty: `addr`. Docker shows it nowhere, nor does this.
     #[serde(default)]
     pub data_path_addr: String,
+    /// A manager the leader has had no raft answer from for longer than an
+    /// election timeout (`ManagerStatus.Reachability: unreachable`); written
+    /// by the leader when it changes, as Ready/Down.
+    #[serde(default)]
+    pub raft_unreachable: bool,
 }
 
 impl Node {

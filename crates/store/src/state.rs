@@ -936,6 +936,7 @@ mod tests {
             raft_id: None,
             manager_addr: None,
             ingress_address: None,
+            raft_unreachable: false,
             data_path_addr: String::new(),
         };
         let task = |id: &str, node: &str, state: TaskState| Task {

@@ -1,6 +1,7 @@
 //! openraft's network over the cluster's mTLS gRPC: each raft message is
 //! serialized with serde into a `RaftMessage`. One lazily connecting channel
-//! per peer, reused for every RPC.
+//! per peer, reused for every RPC. Every answer a peer gives is noted
+//! ([`RaftContact`]): the leader judges managers' reachability from it.
 
 use std::sync::Arc;
 
@@ -20,20 +21,24 @@ use tonic::transport::Channel;
 
 use swarmkeep_transport::tls::TlsCell;
 
+use crate::state::RaftContact;
+
 #[derive(Clone)]
 pub struct GrpcNetwork {
     tls: Arc<TlsCell>,
+    contact: Arc<RaftContact>,
 }
 
 impl GrpcNetwork {
-    pub fn new(tls: Arc<TlsCell>) -> Self {
-        Self { tls }
+    pub fn new(tls: Arc<TlsCell>, contact: Arc<RaftContact>) -> Self {
+        Self { tls, contact }
     }
 }
 
 pub struct PeerClient {
     target: NodeId,
     client: Option<RaftClient<Channel>>,
+    contact: Arc<RaftContact>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -41,7 +46,11 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let client = self.tls.channel(&node.addr).ok().map(RaftClient::new);
-        PeerClient { target, client }
+        PeerClient {
+            target,
+            client,
+            contact: self.contact.clone(),
+        }
     }
 }
 
@@ -66,6 +75,9 @@ impl PeerClient {
             Kind::Vote => client.vote(msg).await,
             Kind::Snapshot => client.install_snapshot(msg).await,
         };
+        if resp.is_ok() {
+            self.contact.heard(self.target);
+        }
         let resp = resp.map_err(|status| match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
                 RPCError::Unreachable(Unreachable::new(&status))

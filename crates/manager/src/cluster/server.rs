@@ -159,6 +159,7 @@ impl NodeCa for ClusterService {
             raft_id: None,
             manager_addr: None,
             ingress_address: None,
+            raft_unreachable: false,
             data_path_addr: req.data_path_addr,
         };
         swarm.write(Command::PutNode(node)).await?;

@@ -20,7 +20,8 @@ pub(super) fn node_to_proto(swarm: &ManagerState, n: &Node) -> control::Node {
         NodeState::Unknown => "unknown",
     };
     let leader = n.raft_id.is_some() && n.raft_id == swarm.store.current_leader();
-    let reachability = if n.state == NodeState::Ready {
+    // Down, or not answering the leader's raft messages.
+    let reachability = if n.state == NodeState::Ready && !n.raft_unreachable {
         "reachable"
     } else {
         "unreachable"

@@ -67,6 +67,9 @@ pub struct SwarmNode {
     /// Serialises init, join, leave and role changes.
     transitions: tokio::sync::Mutex<()>,
     background: std::sync::Mutex<Option<Background>>,
+    /// Raft peers' last answers, shared by this node's raft network and its
+    /// manager state (the leader's reachability judgement).
+    raft_contact: Arc<crate::state::RaftContact>,
 }
 
 impl SwarmNode {
@@ -85,6 +88,7 @@ impl SwarmNode {
             membership: Arc::default(),
             transitions: Default::default(),
             background: Default::default(),
+            raft_contact: Default::default(),
         });
         match SavedState::load(&manager.config.data_dir).map_err(|e| format!("reading node state: {e}"))? {
             Some(local) => {
@@ -158,9 +162,14 @@ impl SwarmNode {
             ticks,
             ..self.config.store.clone()
         };
-        Store::open(&self.raft_dir(), raft_id, &settings, GrpcNetwork::new(tls.clone()))
-            .await
-            .map_err(|e| internal("opening the raft store", &e))
+        Store::open(
+            &self.raft_dir(),
+            raft_id,
+            &settings,
+            GrpcNetwork::new(tls.clone(), self.raft_contact.clone()),
+        )
+        .await
+        .map_err(|e| internal("opening the raft store", &e))
     }
 
     fn set(&self, m: Membership) {
@@ -183,7 +192,9 @@ impl SwarmNode {
         identity: NodeIdentity,
         tls: Arc<TlsCell>,
     ) -> ManagerState {
-        ManagerState::new(store, data_key, identity, tls, self.keys_dir())
+        let mut state = ManagerState::new(store, data_key, identity, tls, self.keys_dir());
+        state.raft_contact = self.raft_contact.clone();
+        state
     }
 
     fn ensure_inactive(&self) -> Result<(), Status> {
@@ -330,6 +341,7 @@ impl SwarmNode {
             raft_id: Some(raft_id),
             manager_addr: Some(advertise.to_string()),
             ingress_address: None,
+            raft_unreachable: false,
             data_path_addr,
         };
         swarm
