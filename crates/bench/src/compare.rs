@@ -276,6 +276,10 @@ impl Side {
             }
             out.push(killed.elapsed());
             self.members[leader].spawn()?;
+            // Let it catch up before the next kill, as the store figures'
+            // failover does (a member behind on the log waits longer before
+            // it campaigns, on both sides).
+            std::thread::sleep(Duration::from_secs(2));
         }
         self.settled()?;
         Ok(out)
