@@ -263,6 +263,20 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     assert_eq!(json(&body)["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 7);
 }
 
+/// `swarm update` of the fields in `raft` (the rest of the spec as read),
+/// answered with its status and body.
+fn update_raft(sock: &std::path::Path, raft: serde_json::Value) -> (u16, String) {
+    let (_, _, out) = http(sock, "GET", "/v1.41/swarm", None);
+    let swarm = json(&out);
+    let mut spec = swarm["Spec"].clone();
+    for (k, v) in raft.as_object().unwrap() {
+        spec["Raft"][k] = v.clone();
+    }
+    let path = format!("/v1.41/swarm/update?version={}", swarm["Version"]["Index"]);
+    let (status, _, out) = http(sock, "POST", &path, Some(spec.to_string().as_bytes()));
+    (status, String::from_utf8_lossy(&out).into_owned())
+}
+
 /// The swarm's `Raft.ElectionTick` and `HeartbeatTick` are the cluster's:
 /// shown as updated, refused by name when raft cannot run with them, and
 /// taken by the manager's raft at its next start (openraft, like swarmkit's
@@ -271,17 +285,7 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
 fn the_raft_ticks_are_the_clusters_and_a_manager_runs_with_them_from_its_next_start() {
     let mut d = http_swarm();
     let sock = d.docker_socket();
-    let update = |raft: serde_json::Value| {
-        let (_, _, out) = http(&sock, "GET", "/v1.41/swarm", None);
-        let swarm = json(&out);
-        let mut spec = swarm["Spec"].clone();
-        for (k, v) in raft.as_object().unwrap() {
-            spec["Raft"][k] = v.clone();
-        }
-        let path = format!("/v1.41/swarm/update?version={}", swarm["Version"]["Index"]);
-        let (status, _, out) = http(&sock, "POST", &path, Some(spec.to_string().as_bytes()));
-        (status, String::from_utf8_lossy(&out).into_owned())
-    };
+    let update = |raft: serde_json::Value| update_raft(&sock, raft);
     let raft = |sock: &std::path::Path| {
         let (_, _, out) = http(sock, "GET", "/v1.41/swarm", None);
         json(&out)["Spec"]["Raft"].clone()
@@ -342,15 +346,8 @@ fn the_raft_spec_decides_the_snapshots_kept_on_disk() {
     let d = http_swarm();
     let sock = d.docker_socket();
     let update = |raft: serde_json::Value| {
-        let (_, _, out) = http(&sock, "GET", "/v1.41/swarm", None);
-        let swarm = json(&out);
-        let mut spec = swarm["Spec"].clone();
-        for (k, v) in raft.as_object().unwrap() {
-            spec["Raft"][k] = v.clone();
-        }
-        let path = format!("/v1.41/swarm/update?version={}", swarm["Version"]["Index"]);
-        let (status, _, out) = http(&sock, "POST", &path, Some(spec.to_string().as_bytes()));
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+        let (status, out) = update_raft(&sock, raft);
+        assert_eq!(status, 200, "{out}");
     };
     let snapshots = || {
         let dir = d.data_dir().join("raft/snapshots");

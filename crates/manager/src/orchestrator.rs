@@ -108,23 +108,8 @@ async fn reconcile_reachability(swarm: &ManagerState) {
         return;
     }
     let me = swarm.store.raft_id();
-    let updates: Vec<Command> = swarm.store.read(|st| {
-        st.nodes
-            .values()
-            .filter(|n| n.role == NodeRole::Manager)
-            .filter_map(|n| {
-                let peer = n.raft_id?;
-                let unreachable = peer != me && swarm.raft_contact.silent_for(peer).is_none_or(|d| d > limit);
-                (n.raft_unreachable != unreachable).then(|| {
-                    let mut node = n.clone();
-                    node.raft_unreachable = unreachable;
-                    Command::UpdateNode {
-                        expected_version: n.meta.version,
-                        node,
-                    }
-                })
-            })
-            .collect()
+    let updates = swarm.store.read(|st| {
+        swarmkeep_scheduler::liveness::manager_reachability(st, me, &|peer| swarm.raft_contact.silent_for(peer), limit)
     });
     for command in updates {
         if let Command::UpdateNode { node, .. } = &command {

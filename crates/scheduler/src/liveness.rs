@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use swarmkeep_store::objects::NodeState;
+use swarmkeep_store::objects::{NodeRole, NodeState};
 use swarmkeep_store::{ClusterState, Command};
 
 /// Swarm's default dispatcher heartbeat period.
@@ -34,6 +34,35 @@ pub fn node_states(state: &ClusterState, silent_for: &dyn Fn(&str) -> Duration) 
             (n.state != want).then(|| {
                 let mut node = n.clone();
                 node.state = want;
+                Command::UpdateNode {
+                    expected_version: n.meta.version,
+                    node,
+                }
+            })
+        })
+        .collect()
+}
+
+/// The node updates that make each manager's reachability match the raft
+/// answers the leader (raft member `me`) has had: `silent_for(raft_id)` is
+/// the time since that member last answered (`None`: never). A manager
+/// silent for longer than `limit` is unreachable; the leader itself never.
+pub fn manager_reachability(
+    state: &ClusterState,
+    me: u64,
+    silent_for: &dyn Fn(u64) -> Option<Duration>,
+    limit: Duration,
+) -> Vec<Command> {
+    state
+        .nodes
+        .values()
+        .filter(|n| n.role == NodeRole::Manager)
+        .filter_map(|n| {
+            let peer = n.raft_id?;
+            let unreachable = peer != me && silent_for(peer).is_none_or(|d| d > limit);
+            (n.raft_unreachable != unreachable).then(|| {
+                let mut node = n.clone();
+                node.raft_unreachable = unreachable;
                 Command::UpdateNode {
                     expected_version: n.meta.version,
                     node,

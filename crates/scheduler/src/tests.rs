@@ -910,3 +910,48 @@ fn a_failing_job_task_is_restarted_under_its_policy_then_left() {
     assert_eq!(st.tasks.len(), 3, "the first run and two restarts");
     assert!(st.tasks.values().all(|t| t.status.state == TaskState::Failed));
 }
+
+#[test]
+fn a_manager_silent_to_the_leader_for_longer_than_the_limit_is_unreachable_until_it_answers() {
+    use crate::liveness::manager_reachability;
+    use std::time::Duration;
+    let mut st = ClusterState::default();
+    for (id, raft) in [("leader", 1), ("quiet", 2), ("never", 3), ("answers", 4)] {
+        let mut n = node(id, NodeState::Ready, Availability::Active);
+        n.role = NodeRole::Manager;
+        n.raft_id = Some(raft);
+        st.nodes.insert(id.into(), n);
+    }
+    st.nodes
+        .insert("worker".into(), node("worker", NodeState::Ready, Availability::Active));
+    let limit = Duration::from_secs(1);
+    let silent = |peer: u64| match peer {
+        2 => Some(Duration::from_secs(5)),
+        4 => Some(Duration::from_millis(30)),
+        _ => None,
+    };
+    let marked = |cmds: Vec<Command>| -> BTreeMap<String, bool> {
+        cmds.into_iter()
+            .map(|c| match c {
+                Command::UpdateNode { node, .. } => (node.id, node.raft_unreachable),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let got = marked(manager_reachability(&st, 1, &silent, limit));
+    assert_eq!(
+        got,
+        BTreeMap::from([("quiet".to_string(), true), ("never".to_string(), true)]),
+        "the leader itself, a manager that answers and a worker are left alone"
+    );
+    // Once it is marked, nothing more is written until it answers again.
+    for id in ["quiet", "never"] {
+        st.nodes.get_mut(id).unwrap().raft_unreachable = true;
+    }
+    assert!(manager_reachability(&st, 1, &silent, limit).is_empty());
+    let answered = |peer: u64| [2, 4].contains(&peer).then(|| Duration::from_millis(10));
+    assert_eq!(
+        marked(manager_reachability(&st, 1, &answered, limit)),
+        BTreeMap::from([("quiet".to_string(), false)])
+    );
+}
