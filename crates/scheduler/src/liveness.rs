@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use swarmkeep_store::objects::{NodeRole, NodeState};
+use swarmkeep_store::objects::{Node, NodeRole, NodeState};
 use swarmkeep_store::{ClusterState, Command};
 
 /// Swarm's default dispatcher heartbeat period.
@@ -31,16 +31,19 @@ pub fn node_states(state: &ClusterState, silent_for: &dyn Fn(&str) -> Duration) 
             } else {
                 NodeState::Down
             };
-            (n.state != want).then(|| {
-                let mut node = n.clone();
-                node.state = want;
-                Command::UpdateNode {
-                    expected_version: n.meta.version,
-                    node,
-                }
-            })
+            (n.state != want).then(|| updated(n, |node| node.state = want))
         })
         .collect()
+}
+
+/// `n` changed by `change`, as an update against the version read.
+fn updated(n: &Node, change: impl FnOnce(&mut Node)) -> Command {
+    let mut node = n.clone();
+    change(&mut node);
+    Command::UpdateNode {
+        expected_version: n.meta.version,
+        node,
+    }
 }
 
 /// The node updates that make each manager's reachability match the raft
@@ -60,14 +63,7 @@ pub fn manager_reachability(
         .filter_map(|n| {
             let peer = n.raft_id?;
             let unreachable = peer != me && silent_for(peer).is_none_or(|d| d > limit);
-            (n.raft_unreachable != unreachable).then(|| {
-                let mut node = n.clone();
-                node.raft_unreachable = unreachable;
-                Command::UpdateNode {
-                    expected_version: n.meta.version,
-                    node,
-                }
-            })
+            (n.raft_unreachable != unreachable).then(|| updated(n, |node| node.raft_unreachable = unreachable))
         })
         .collect()
 }
