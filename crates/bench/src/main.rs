@@ -250,6 +250,43 @@ async fn leader_index(daemons: &[Daemon], ask: usize) -> anyhow::Result<usize> {
     }
 }
 
+/// `swarm init` on the first daemon and the others joined as managers;
+/// returns the worker join token.
+async fn form_swarm(daemons: &[Daemon]) -> anyhow::Result<String> {
+    let addr = &daemons[0].addr;
+    let mut first = connect(&daemons[0].host()).await?;
+    first
+        .init(InitRequest {
+            advertise_addr: addr.clone(),
+            listen_addr: addr.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let token = |role: &str| GetJoinTokenRequest {
+        role: role.into(),
+        rotate: false,
+    };
+    let manager_token = first.get_join_token(token("manager")).await?.into_inner().token;
+    let worker_token = first.get_join_token(token("worker")).await?.into_inner().token;
+    for d in &daemons[1..] {
+        join(d, addr, &manager_token).await?;
+    }
+    Ok(worker_token)
+}
+
+/// Joins `d` to the swarm whose manager is at `remote`, with `token`.
+async fn join(d: &Daemon, remote: &str, token: &str) -> anyhow::Result<()> {
+    let req = JoinRequest {
+        token: token.to_string(),
+        remote_addr: remote.to_string(),
+        advertise_addr: d.addr.clone(),
+        listen_addr: d.addr.clone(),
+        ..Default::default()
+    };
+    connect(&d.host()).await?.join(req).await?;
+    Ok(())
+}
+
 fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), from) {
         a.extend(b);
@@ -300,34 +337,7 @@ async fn main() -> anyhow::Result<()> {
         };
         daemons.push(Daemon::start(&binary, i, args.services > 0, extra, log)?);
     }
-    let mut first = connect(&daemons[0].host()).await?;
-    let addr = daemons[0].addr.clone();
-    first
-        .init(InitRequest {
-            advertise_addr: addr.clone(),
-            listen_addr: addr.clone(),
-            ..Default::default()
-        })
-        .await?;
-    let token = first
-        .get_join_token(GetJoinTokenRequest {
-            role: "manager".into(),
-            rotate: false,
-        })
-        .await?
-        .into_inner()
-        .token;
-    for d in &daemons[1..] {
-        let mut c = connect(&d.host()).await?;
-        let req = JoinRequest {
-            token: token.clone(),
-            remote_addr: addr.clone(),
-            advertise_addr: d.addr.clone(),
-            listen_addr: d.addr.clone(),
-            ..Default::default()
-        };
-        c.join(req).await?;
-    }
+    form_swarm(&daemons).await?;
 
     let leader = leader_index(&daemons, 0).await?;
     if args.at_follower && daemons.len() < 2 {

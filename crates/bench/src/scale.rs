@@ -8,10 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use swarmkeep_api::control::{GetJoinTokenRequest, InitRequest, JoinRequest};
 use swarmkeep_cli::client::connect;
 
-use crate::{Daemon, create_all, leader_index};
+use crate::{Daemon, create_all, form_swarm, join, leader_index};
 
 const MANAGERS: usize = 5;
 
@@ -83,31 +82,8 @@ pub async fn run(binary: &Path, workers: usize, n: usize, extra: &[String]) -> a
     for i in 0..MANAGERS {
         managers.push(Daemon::start(binary, i, false, extra.to_vec(), log(i))?);
     }
+    let worker_token = form_swarm(&managers).await?;
     let addr = managers[0].addr.clone();
-    let mut first = connect(&managers[0].host()).await?;
-    first
-        .init(InitRequest {
-            advertise_addr: addr.clone(),
-            listen_addr: addr.clone(),
-            ..Default::default()
-        })
-        .await?;
-    let token = |role: &str| GetJoinTokenRequest {
-        role: role.into(),
-        rotate: false,
-    };
-    let manager_token = first.get_join_token(token("manager")).await?.into_inner().token;
-    let worker_token = first.get_join_token(token("worker")).await?.into_inner().token;
-    let join = |d: &Daemon, token: &str| JoinRequest {
-        token: token.to_string(),
-        remote_addr: addr.clone(),
-        advertise_addr: d.addr.clone(),
-        listen_addr: d.addr.clone(),
-        ..Default::default()
-    };
-    for d in &managers[1..] {
-        connect(&d.host()).await?.join(join(d, &manager_token)).await?;
-    }
     let leader = leader_index(&managers, 0).await?;
     let leader_log = logs.path().join(format!("daemon-{leader}.log"));
     let without = phase(&managers, leader, n, "alone").await?;
@@ -120,7 +96,7 @@ pub async fn run(binary: &Path, workers: usize, n: usize, extra: &[String]) -> a
         let i = MANAGERS + w;
         let d = Daemon::start(binary, i, true, worker_args.clone(), log(i))
             .with_context(|| format!("starting worker {w}"))?;
-        connect(&d.host()).await?.join(join(&d, &worker_token)).await?;
+        join(&d, &addr, &worker_token).await?;
         nodes.push(d);
     }
     let deadline = Instant::now() + Duration::from_secs(120);
