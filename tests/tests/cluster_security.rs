@@ -609,6 +609,74 @@ fn certificates_renew_themselves_before_they_expire() {
     assert!(listed.ok().contains("after-renewals"));
 }
 
+/// `swarm ca --rotate` (CAConfig.ForceRotate) gives every node a new key
+/// and certificate from the same root, once: the leader, a follower manager
+/// and a worker that was down when it was ordered (it renews when it is back).
+/// Afterwards the swarm works, and nobody renews again.
+#[test]
+fn a_forced_rotation_renews_every_nodes_certificate_once() {
+    use std::time::Duration;
+
+    use swarmkeep_tests::{eventually, node_rows};
+
+    let mut nodes = swarm(2, 1);
+    let tls = |n: &swarmkeep_tests::SwarmNode| tls_of(&n.daemon.data_dir());
+    let before: Vec<NodeTls> = nodes.iter().map(tls).collect();
+    nodes[2].daemon.stop();
+    let out = nodes[0].cli(&["swarm", "ca", "--rotate"]);
+    // The root stays, and is what the command prints.
+    assert_eq!(out.ok().trim(), before[0].ca_pem.trim());
+    let inspect = nodes[1].cli(&["swarm", "inspect", "--format", "{{json .Spec.CAConfig}}"]);
+    assert!(inspect.ok().contains("\"ForceRotate\":1"), "{}", inspect.stdout);
+    nodes[2].daemon.restart();
+    for (n, old) in nodes.iter().zip(&before) {
+        assert!(
+            eventually(Duration::from_secs(20), || tls(n).cert_pem != old.cert_pem),
+            "{} kept its certificate",
+            n.name
+        );
+        let new = tls(n);
+        assert_ne!(new.key_pem, old.key_pem, "{}: same key", n.name);
+        assert_eq!(new.ca_pem, old.ca_pem, "{}: another root", n.name);
+        assert!(
+            serves_as_manager(&new.ca_pem, &new.cert_pem) == n.name.starts_with('m'),
+            "{}",
+            n.name
+        );
+    }
+    let rotated: Vec<String> = nodes.iter().map(|n| tls(n).cert_pem).collect();
+    // Still one swarm: every node heartbeats (new connections, new
+    // certificates) and a follower's write reaches the leader.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let rows = node_rows(&nodes[1]);
+            rows.len() == 3 && rows.iter().all(|r| r.1 == "Ready")
+        }),
+        "{:?}",
+        node_rows(&nodes[1])
+    );
+    nodes[1]
+        .daemon
+        .cli_stdin(&["secret", "create", "after-rotation", "-"], Some(b"v"))
+        .ok();
+    assert!(nodes[0].cli(&["secret", "ls"]).ok().contains("after-rotation"));
+    // Once: several heartbeats later, the same certificates.
+    std::thread::sleep(Duration::from_secs(3));
+    let now: Vec<String> = nodes.iter().map(|n| tls(n).cert_pem).collect();
+    assert_eq!(now, rotated, "a node renewed again");
+    for n in &nodes {
+        assert_eq!(
+            n.daemon
+                .log()
+                .matches("the swarm rotated its node certificates")
+                .count(),
+            1,
+            "{}",
+            n.name
+        );
+    }
+}
+
 /// A demoted manager's old certificate (still unexpired, still naming
 /// `swarm-manager`) cannot pass as a manager to a worker: the worker accepts
 /// as managers only the nodes the managers list (kept across its restarts).

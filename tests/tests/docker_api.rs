@@ -151,7 +151,6 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
             init(r#"{"CAConfig":{"SigningCACert":"x","SigningCAKey":"y"}}"#),
             "CAConfig.SigningCACert",
         ),
-        (init(r#"{"caconfig":{"forcerotate":1}}"#), "CAConfig.ForceRotate"),
         (
             init(r#"{"TaskDefaults":{"LogDriver":{"Name":"json-file","Options":{"max-size":"1m"}}}}"#),
             "TaskDefaults.LogDriver",
@@ -213,7 +212,7 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
         r#"{{"ListenAddr":"{listen}","AdvertiseAddr":"127.0.0.1","DataPathAddr":"lo","DataPathPort":4790,"DefaultAddrPool":["10.55.0.0/16"],"SubnetSize":25,
         "Spec":{{"Name":"default","Labels":{{}},"Orchestration":{{"TaskHistoryRetentionLimit":6}},
         "Raft":{{"ElectionTick":20,"HeartbeatTick":2,"KeepOldSnapshots":2,"LogEntriesForSlowFollowers":70,"SnapshotInterval":5000}},
-        "Dispatcher":{{"HeartbeatPeriod":4000000000}},"CAConfig":{{"NodeCertExpiry":172800000000000}},
+        "Dispatcher":{{"HeartbeatPeriod":4000000000}},"CAConfig":{{"NodeCertExpiry":172800000000000,"ForceRotate":3}},
         "EncryptionConfig":{{"AutoLockManagers":true}},"TaskDefaults":{{}}}}}}"#
     );
     walk(&body);
@@ -230,6 +229,7 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     assert_eq!(spec["Orchestration"]["TaskHistoryRetentionLimit"], 6, "{spec}");
     assert_eq!(spec["Dispatcher"]["HeartbeatPeriod"], 4_000_000_000u64, "{spec}");
     assert_eq!(spec["CAConfig"]["NodeCertExpiry"], 172_800_000_000_000u64, "{spec}");
+    assert_eq!(spec["CAConfig"]["ForceRotate"], 3, "{spec}");
     assert_eq!(spec["EncryptionConfig"]["AutoLockManagers"], true, "{spec}");
     let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
     let swarm = json(&body);
@@ -249,14 +249,14 @@ fn every_swarm_spec_field_is_honoured_shown_as_docker_or_refused_by_name() {
     let version = swarm["Version"]["Index"].as_u64().unwrap();
     let mut spec = swarm["Spec"].clone();
     spec["Orchestration"]["TaskHistoryRetentionLimit"] = 7.into();
-    spec["CAConfig"]["ForceRotate"] = 1.into();
+    spec["CAConfig"]["SigningCAKey"] = "x".into();
     let path = format!("/v1.41/swarm/update?version={version}");
     let (status, _, body) = http(&sock, "POST", &path, Some(spec.to_string().as_bytes()));
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
-    assert!(String::from_utf8_lossy(&body).contains("CAConfig.ForceRotate"));
+    assert!(String::from_utf8_lossy(&body).contains("CAConfig.SigningCACert, SigningCAKey"));
     let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);
     assert_eq!(json(&body)["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 6);
-    spec["CAConfig"]["ForceRotate"] = 0.into();
+    spec["CAConfig"].as_object_mut().unwrap().remove("SigningCAKey");
     let (status, _, body) = http(&sock, "POST", &path, Some(spec.to_string().as_bytes()));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let (_, _, body) = http(&sock, "GET", "/v1.41/swarm", None);

@@ -29,6 +29,10 @@ pub struct SavedState {
     /// worker accepts from a server, from the moment it restarts.
     #[serde(default)]
     pub manager_ids: Vec<String>,
+    /// The cluster's `CAConfig.ForceRotate` the node's certificate was
+    /// signed under.
+    #[serde(default)]
+    pub cert_rotation: u64,
 }
 
 fn manager_role() -> NodeRole {

@@ -594,6 +594,7 @@ fn an_initialized_swarm_gets_its_predefined_networks_once() {
         sealed_worker_token: Vec::new(),
         sealed_manager_token: Vec::new(),
         node_cert_expiry_ms: 1,
+        ca_force_rotate: 0,
         autolock: false,
         sealed_unlock_key: Vec::new(),
     });

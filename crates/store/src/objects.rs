@@ -387,6 +387,10 @@ pub struct Cluster {
     /// Node certificate lifetime (Swarm's default: 90 days).
     #[serde(default = "default_cert_expiry_ms")]
     pub node_cert_expiry_ms: u64,
+    /// Swarm's `CAConfig.ForceRotate`: every node whose certificate was
+    /// signed under another value takes a new key and certificate.
+    #[serde(default)]
+    pub ca_force_rotate: u64,
     /// Autolock: managers keep the data key wrapped by the unlock key only.
     #[serde(default)]
     pub autolock: bool,

@@ -1060,6 +1060,7 @@ mod tests {
             sealed_worker_token: Vec::new(),
             sealed_manager_token: Vec::new(),
             node_cert_expiry_ms: 1,
+            ca_force_rotate: 0,
             autolock: false,
             sealed_unlock_key: Vec::new(),
         };

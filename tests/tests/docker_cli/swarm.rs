@@ -1,7 +1,11 @@
 //! `docker swarm …` (golden/swarm-and-nodes.txt).
 
+use std::time::Duration;
 use swarmkeep_tests::docker::{self, assert_golden, http};
-use swarmkeep_tests::{Daemon, free_addr};
+
+use swarmkeep_tests::{Daemon, eventually, free_addr};
+
+use super::docker_swarm;
 
 #[test]
 fn swarm_commands_match_docker() {
@@ -194,4 +198,39 @@ fn a_refused_swarm_update_saves_nothing() {
     assert!(after > version && autolock);
     assert_ne!(new_token, token);
     assert_ne!(unlock_key(), key);
+}
+
+/// `docker swarm ca` shows the root; `docker swarm ca --rotate` (attached:
+/// the CLI's progress compares each node's TLSInfo with the swarm's) comes
+/// back with the same root, and the node has a new certificate and key.
+#[test]
+fn docker_swarm_ca_rotate_renews_the_nodes_certificate() {
+    if docker::skip() {
+        return;
+    }
+    let (d, _) = docker_swarm();
+    let tls = || swarmkeep_transport::tls::NodeTls::load(&d.data_dir().join("tls")).expect("node TLS identity");
+    let before = tls();
+    let shown = d.docker(&["swarm", "ca"]);
+    assert_eq!(shown.ok().trim(), before.ca_pem.trim());
+    let rotated = d.docker(&["swarm", "ca", "--rotate"]);
+    assert_eq!(rotated.code, 0, "{rotated:?}");
+    assert!(rotated.stdout.contains(before.ca_pem.trim()), "{rotated:?}");
+    let force = d.docker(&["info", "--format", "{{.Swarm.Cluster.Spec.CAConfig.ForceRotate}}"]);
+    assert_eq!(force.ok().trim(), "1");
+    assert!(
+        eventually(Duration::from_secs(10), || tls().cert_pem != before.cert_pem),
+        "the certificate was not renewed"
+    );
+    let after = tls();
+    assert_ne!(after.key_pem, before.key_pem);
+    assert_eq!(after.ca_pem, before.ca_pem);
+    let node = d.docker(&[
+        "node",
+        "inspect",
+        "self",
+        "--format",
+        "{{.Description.TLSInfo.TrustRoot}}",
+    ]);
+    assert_eq!(node.ok().trim(), before.ca_pem.trim());
 }

@@ -201,6 +201,10 @@ pub async fn inspect(client: &mut Client, format: Option<&str>) -> Output {
     };
     let settings = c.settings.unwrap_or_default();
     let meta = c.meta.as_ref();
+    let mut ca_config = serde_json::json!({"NodeCertExpiry": settings.node_cert_expiry_ms * 1_000_000});
+    if settings.ca_force_rotate != 0 {
+        ca_config["ForceRotate"] = settings.ca_force_rotate.into();
+    }
     let json = serde_json::json!({
         "ID": c.id,
         "Version": {"Index": meta.and_then(|m| m.version.as_ref()).map(|v| v.index).unwrap_or(0)},
@@ -218,7 +222,7 @@ pub async fn inspect(client: &mut Client, format: Option<&str>) -> Output {
                 "HeartbeatTick": settings.heartbeat_tick,
             },
             "Dispatcher": {"HeartbeatPeriod": settings.heartbeat_period_ms * 1_000_000},
-            "CAConfig": {"NodeCertExpiry": settings.node_cert_expiry_ms * 1_000_000},
+            "CAConfig": ca_config,
             "TaskDefaults": {},
             "EncryptionConfig": {"AutoLockManagers": settings.autolock},
         },
@@ -247,6 +251,32 @@ pub async fn unlock_key(client: &mut Client, quiet: bool, rotate: bool) -> Outpu
             Output::ok(format!("{prefix}{}", unlock_key_text(&key)))
         }
         Err(s) => CliError::from(s).into(),
+    }
+}
+
+/// `swarm ca [--rotate]`: the root CA certificate; `--rotate` first makes
+/// every node take a new key and certificate from the CA (the root stays:
+/// a root rotation is not supported yet).
+pub async fn ca(client: &mut Client, rotate: bool) -> Output {
+    let result = async {
+        let mut cluster = client.get_cluster(GetClusterRequest {}).await?.into_inner();
+        if rotate {
+            let settings = cluster.settings.clone().unwrap_or_default();
+            let req = UpdateClusterRequest {
+                ca_force_rotate: Some(settings.ca_force_rotate.wrapping_add(1)),
+                // Two rotations at once are two, not one.
+                version: cluster.meta.as_ref().and_then(|m| m.version),
+                ..Default::default()
+            };
+            client.update_cluster(req).await?;
+            cluster = client.get_cluster(GetClusterRequest {}).await?.into_inner();
+        }
+        Ok::<_, CliError>(cluster.ca_cert_pem)
+    };
+    match result.await {
+        Ok(pem) if pem.ends_with('\n') => Output::ok(pem),
+        Ok(pem) => Output::ok(format!("{pem}\n")),
+        Err(e) => e.into(),
     }
 }
 

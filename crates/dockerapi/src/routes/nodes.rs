@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use swarmkeep_api::control::control_server::Control;
-use swarmkeep_api::control::{GetNodeRequest, ListNodesRequest, RemoveNodeRequest, UpdateNodeRequest, Version};
+use swarmkeep_api::control::{
+    GetClusterRequest, GetNodeRequest, ListNodesRequest, RemoveNodeRequest, UpdateNodeRequest, Version,
+};
 use swarmkeep_api::engine;
 
 use super::{Api, call, json_body, version_param};
@@ -48,6 +50,7 @@ impl<C: Control> Api<C> {
             }
         )?
         .nodes;
+        let tls = self.node_tls_info().await?;
         let node_labels = filters.labels("node.label");
         let roles = filters.get("role");
         let membership = filters.get("membership");
@@ -61,9 +64,18 @@ impl<C: Control> Api<C> {
                     // Every node swarmkeep lists is accepted (joins are admitted by token).
                     && (membership.is_empty() || membership.iter().any(|m| m == "accepted"))
             })
-            .map(|n| serde_json::to_value(engine::Node::from(n)).unwrap_or_default())
+            .map(|n| node_json(n, &tls))
             .collect();
         Ok(Reply::Json(200, out.into()))
+    }
+
+    /// A node's `Description.TLSInfo`: its certificate's issuer, which is
+    /// the cluster's root CA for every node (swarmkeep has one root; `swarm
+    /// ca --rotate` renews the nodes' certificates under it, and the docker
+    /// CLI's progress compares these with `GET /swarm`'s).
+    async fn node_tls_info(&self) -> ApiResult<serde_json::Value> {
+        let cluster = call!(self, get_cluster, GetClusterRequest {})?;
+        Ok(super::swarm::tls_info(&cluster.ca_cert_pem))
     }
 
     pub async fn node_inspect(&self, id: &str) -> ApiResult<Reply> {
@@ -71,10 +83,8 @@ impl<C: Control> Api<C> {
         let node = call!(self, get_node, GetNodeRequest { id: id.into() })?
             .node
             .unwrap_or_default();
-        Ok(Reply::Json(
-            200,
-            serde_json::to_value(engine::Node::from(&node)).unwrap_or_default(),
-        ))
+        let tls = self.node_tls_info().await?;
+        Ok(Reply::Json(200, node_json(&node, &tls)))
     }
 
     /// Docker sends the whole spec; swarmkeep's update takes changes, so the
@@ -137,4 +147,10 @@ impl<C: Control> Api<C> {
         )?;
         Ok(Reply::Empty(200))
     }
+}
+
+fn node_json(node: &swarmkeep_api::control::Node, tls: &serde_json::Value) -> serde_json::Value {
+    let mut json = serde_json::to_value(engine::Node::from(node)).unwrap_or_default();
+    json["Description"]["TLSInfo"] = tls.clone();
+    json
 }

@@ -34,7 +34,7 @@ fn duration_ms(field: &str, ns: u64) -> ApiResult<u64> {
 
 /// `TLSInfo` of the cluster's root CA: the PEM, and the DER subject and
 /// public key base64-encoded as Go's `[]byte`.
-fn tls_info(ca_pem: &str) -> serde_json::Value {
+pub(super) fn tls_info(ca_pem: &str) -> serde_json::Value {
     let (subject, public_key) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
         .ok()
         .and_then(|(_, pem)| {
@@ -57,6 +57,11 @@ fn tls_info(ca_pem: &str) -> serde_json::Value {
 pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
     let meta = c.meta.unwrap_or_default();
     let s = c.settings.clone().unwrap_or_default();
+    let mut ca_config = serde_json::json!({"NodeCertExpiry": go_duration(s.node_cert_expiry_ms)});
+    // `omitempty` in Docker's CAConfig.
+    if s.ca_force_rotate != 0 {
+        ca_config["ForceRotate"] = s.ca_force_rotate.into();
+    }
     serde_json::json!({
         "ID": c.id,
         "Version": {"Index": meta.version.map(|v| v.index).unwrap_or(0)},
@@ -74,7 +79,7 @@ pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
                 "HeartbeatTick": s.heartbeat_tick,
             },
             "Dispatcher": {"HeartbeatPeriod": go_duration(s.heartbeat_period_ms)},
-            "CAConfig": {"NodeCertExpiry": go_duration(s.node_cert_expiry_ms)},
+            "CAConfig": ca_config,
             "TaskDefaults": {},
             "EncryptionConfig": {"AutoLockManagers": s.autolock},
         },
@@ -178,7 +183,7 @@ impl SwarmSpec {
     fn refused(&self) -> ApiResult<()> {
         let ca = &self.ca_config;
         let set = |v: &Option<serde_json::Value>| v.as_ref().is_some_and(|v| !v.is_null());
-        let refused: [(&str, bool); 6] = [
+        let refused: [(&str, bool); 5] = [
             (
                 "a swarm name other than default",
                 !self.name.is_empty() && self.name != "default",
@@ -195,7 +200,6 @@ impl SwarmSpec {
                 "a root CA rotation (CAConfig.SigningCACert, SigningCAKey)",
                 !ca.signing_ca_cert.is_empty() || !ca.signing_ca_key.is_empty(),
             ),
-            ("CAConfig.ForceRotate (docker swarm ca --rotate)", ca.force_rotate != 0),
             ("TaskDefaults.LogDriver", set(&self.task_defaults.log_driver)),
         ];
         match refused.iter().find(|(_, on)| *on) {
@@ -275,6 +279,11 @@ fn settings_change(current: &GetClusterResponse, spec: &SwarmSpec) -> ApiResult<
     let expiry_ms = duration_ms("CAConfig.NodeCertExpiry", spec.ca_config.node_cert_expiry)?;
     if spec.ca_config.node_cert_expiry != 0 && expiry_ms != s.node_cert_expiry_ms {
         req.node_cert_expiry_ms = Some(expiry_ms);
+    }
+    // Any other value than the cluster's is a rotation of every node's
+    // certificate (the root CA stays).
+    if spec.ca_config.force_rotate != s.ca_force_rotate {
+        req.ca_force_rotate = Some(spec.ca_config.force_rotate);
     }
     if spec.encryption_config.auto_lock_managers != s.autolock {
         req.autolock = Some(spec.encryption_config.auto_lock_managers);

@@ -169,6 +169,7 @@ impl NodeCa for ClusterService {
             certificate_pem: cert,
             role: role.as_str().into(),
             cluster_id: cluster.id,
+            cert_rotation: cluster.ca_force_rotate,
         }))
     }
 
@@ -193,6 +194,9 @@ impl NodeCa for ClusterService {
         Ok(Response::new(RenewNodeCertificateResponse {
             certificate_pem,
             role: node.role.as_str().into(),
+            // Read before signing: a rotation ordered meanwhile is not
+            // taken as done by this certificate.
+            cert_rotation: cluster.ca_force_rotate,
         }))
     }
 }
@@ -343,9 +347,10 @@ impl Cluster for ClusterService {
         let node = authority::member(&swarm, &id)
             .map_err(|_| Status::unavailable(format!("node {id} is not known to this manager yet")))?;
         swarm.heartbeats.saw(&id);
-        let (period_ms, managers, manager_ids) = swarm.store.read(|st| {
+        let (period_ms, cert_rotation, managers, manager_ids) = swarm.store.read(|st| {
             (
                 st.cluster.as_ref().map(|c| c.heartbeat_period_ms).unwrap_or(5000),
+                st.cluster.as_ref().map(|c| c.ca_force_rotate).unwrap_or(0),
                 st.nodes
                     .values()
                     .filter_map(|n| n.manager_addr.clone())
@@ -363,6 +368,7 @@ impl Cluster for ClusterService {
             period_ms,
             managers,
             manager_ids,
+            cert_rotation,
         }))
     }
 }

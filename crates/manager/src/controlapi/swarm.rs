@@ -66,6 +66,7 @@ pub(super) async fn cluster_info(swarm: &ManagerState) -> Result<control::GetClu
             log_entries_for_slow_followers: c.log_entries_for_slow_followers,
             election_tick: c.election_tick,
             heartbeat_tick: c.heartbeat_tick,
+            ca_force_rotate: c.ca_force_rotate,
             heartbeat_period_ms: c.heartbeat_period_ms,
             node_cert_expiry_ms: c.node_cert_expiry_ms,
             autolock: c.autolock,
@@ -169,6 +170,9 @@ fn changed(
             return Err(rpc(Code::InvalidArgument, "heartbeat period is out of range"));
         }
         cluster.heartbeat_period_ms = v;
+    }
+    if let Some(v) = req.ca_force_rotate {
+        cluster.ca_force_rotate = v;
     }
     if let Some(v) = req.node_cert_expiry_ms {
         check_cert_expiry(v)?;

@@ -28,6 +28,9 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
             Membership::Manager(swarm) => {
                 if swarm.store.is_leader() {
                     swarm.heartbeats.saw(&swarm.identity.node_id);
+                    if let Some(v) = swarm.store.read(|st| st.cluster.as_ref().map(|c| c.ca_force_rotate)) {
+                        m.cert_rotation.heard(v);
+                    }
                     let demoted = swarm.store.read(|st| {
                         st.nodes
                             .get(&swarm.identity.node_id)
@@ -65,6 +68,7 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
             Ok(resp) => {
                 let resp = resp.into_inner();
                 period = Duration::from_millis(resp.period_ms.clamp(100, 60_000));
+                m.cert_rotation.heard(resp.cert_rotation);
                 if let Membership::Worker(w) = m.membership()
                     && !resp.managers.is_empty()
                 {

@@ -70,6 +70,8 @@ pub struct SwarmNode {
     /// Raft peers' last answers, shared by this node's raft network and its
     /// manager state (the leader's reachability judgement).
     raft_contact: Arc<crate::state::RaftContact>,
+    /// `CAConfig.ForceRotate`: the node certificate's and the cluster's.
+    cert_rotation: renewal::CertRotation,
 }
 
 impl SwarmNode {
@@ -89,10 +91,12 @@ impl SwarmNode {
             transitions: Default::default(),
             background: Default::default(),
             raft_contact: Default::default(),
+            cert_rotation: Default::default(),
         });
         match SavedState::load(&manager.config.data_dir).map_err(|e| format!("reading node state: {e}"))? {
             Some(local) => {
                 let tls = NodeTls::load(&manager.tls_dir()).map_err(|e| format!("reading TLS identity: {e}"))?;
+                manager.cert_rotation.reset(local.cert_rotation);
                 let tls = TlsCell::new(Arc::new(tls)).map_err(|e| e.to_string())?;
                 let info = NodeIdentity {
                     node_id: local.node_id.clone(),
@@ -322,6 +326,7 @@ impl SwarmNode {
             sealed_worker_token: swarm.seal_token("worker", &tokens::generate(&digest)),
             sealed_manager_token: swarm.seal_token("manager", &tokens::generate(&digest)),
             node_cert_expiry_ms: cert_expiry_ms,
+            ca_force_rotate: 0,
             autolock: false,
             sealed_unlock_key: Vec::new(),
             default_addr_pool: networking.default_addr_pool,
@@ -364,9 +369,11 @@ impl SwarmNode {
             role: NodeRole::Manager,
             managers: vec![advertise.to_string()],
             manager_ids: Vec::new(),
+            cert_rotation: 0,
         }
         .save(&self.config.data_dir)
         .map_err(|e| internal("writing node state", &e))?;
+        self.cert_rotation.reset(0);
         tracing::info!(%node_id, %advertise, "swarm initialized");
         Ok(node_id)
     }
@@ -478,7 +485,9 @@ impl SwarmNode {
             role,
             managers: vec![remote.to_string()],
             manager_ids: Vec::new(),
+            cert_rotation: issued.cert_rotation,
         };
+        self.cert_rotation.reset(issued.cert_rotation);
         if role == NodeRole::Manager {
             let swarm = self.become_manager(info, tls, remote).await?;
             local.raft_id = swarm.store.raft_id();
@@ -641,6 +650,15 @@ impl SwarmNode {
         });
         tls.save_and_replace(renewed, &self.tls_dir())
             .map_err(|e| internal("the renewed TLS identity", &e))?;
+        self.cert_rotation.signed_under(resp.cert_rotation);
+        let saved = SavedState::load(&self.config.data_dir).ok().flatten().map(|mut local| {
+            local.cert_rotation = resp.cert_rotation;
+            local.save(&self.config.data_dir)
+        });
+        if let Some(Err(e)) = saved {
+            // It renews once more after a restart.
+            tracing::warn!(error = %e, "saving the certificate's rotation failed");
+        }
         tracing::info!(role = %resp.role, "node certificate renewed");
         Ok(())
     }

@@ -6,8 +6,15 @@
 //! were in certificates) is renewed at once. Connections made after a
 //! renewal — the node's listener's included — present the new certificate;
 //! open ones carry on.
+//!
+//! `CAConfig.ForceRotate` (`swarm update`, Docker's `swarm ca --rotate`)
+//! renews every node's at once: each certificate is signed under the
+//! cluster's value of it, every heartbeat's answer carries the value now
+//! (a leader reads its own store), and a node whose certificate was signed
+//! under another one renews it.
 
 use std::sync::Weak;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use swarmkeep_store::objects::NodeRole;
@@ -24,7 +31,55 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// Failed renewals back off from one second to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
+/// `CAConfig.ForceRotate` as this node knows it: the value its certificate
+/// was signed under, and the cluster's as last heard.
+pub(super) struct CertRotation {
+    own: AtomicU64,
+    cluster: watch::Sender<u64>,
+}
+
+impl Default for CertRotation {
+    fn default() -> Self {
+        Self {
+            own: AtomicU64::new(0),
+            cluster: watch::channel(0).0,
+        }
+    }
+}
+
+impl CertRotation {
+    /// A certificate from a start, an init or a join: nothing to rotate
+    /// until the cluster says otherwise.
+    pub(super) fn reset(&self, value: u64) {
+        self.own.store(value, Ordering::SeqCst);
+        self.cluster.send_replace(value);
+    }
+
+    /// A renewed certificate, signed under `value`.
+    pub(super) fn signed_under(&self, value: u64) {
+        self.own.store(value, Ordering::SeqCst);
+    }
+
+    /// The cluster's value, from a heartbeat's answer or the leader's store.
+    pub(super) fn heard(&self, value: u64) {
+        self.cluster.send_if_modified(|v| {
+            let changed = *v != value;
+            *v = value;
+            changed
+        });
+    }
+
+    /// Whether the certificate predates the cluster's last rotation.
+    fn due(&self) -> bool {
+        *self.cluster.borrow() != self.own.load(Ordering::SeqCst)
+    }
+}
+
 pub(super) async fn renewal_loop(node: Weak<SwarmNode>, mut stop: watch::Receiver<bool>) {
+    let mut rotation = match node.upgrade() {
+        Some(n) => n.cert_rotation.cluster.subscribe(),
+        None => return,
+    };
     // The point at which the certificate (by its PEM) is due.
     let mut due: Option<(String, SystemTime)> = None;
     // No attempt before this (after a renewal, or a failure's backoff).
@@ -34,7 +89,9 @@ pub(super) async fn renewal_loop(node: Weak<SwarmNode>, mut stop: watch::Receive
         let wait = {
             let Some(n) = node.upgrade() else { return };
             let Some((cert_pem, role)) = current(&n) else { return };
+            let rotate = n.cert_rotation.due();
             let at = match &due {
+                _ if rotate => SystemTime::now(),
                 Some((pem, at)) if *pem == cert_pem => *at,
                 _ => {
                     let at = CertInfo::from_pem(&cert_pem)
@@ -52,10 +109,14 @@ pub(super) async fn renewal_loop(node: Weak<SwarmNode>, mut stop: watch::Receive
             // certificate meanwhile, and the next pass sees it.
             tokio::select! {
                 _ = stop.changed() => return,
+                _ = rotation.changed() => continue,
                 _ = tokio::time::sleep(wait.min(Duration::from_secs(60))) => continue,
             }
         }
         let Some(n) = node.upgrade() else { return };
+        if n.cert_rotation.due() {
+            tracing::info!("the swarm rotated its node certificates (CAConfig.ForceRotate): renewing this node's");
+        }
         match n.renew_own_certificate().await {
             Ok(()) => {
                 due = None;
