@@ -19,9 +19,10 @@ daemon=$here/target/release/swarmkeepd
 [ -f "$bench" ] || { echo "no benchmark script at $bench" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/swarmkeep-apibench.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# Both daemons are driven over a unix socket, as the docker CLI drives dockerd.
+api="unix://$dir/docker.sock"
 cluster=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$daemon" --data-dir "$dir/data" -H "unix://$dir/ctl.sock" --docker-api "tcp://127.0.0.1:$port" \
+"$daemon" --data-dir "$dir/data" -H "unix://$dir/ctl.sock" --docker-api "$api" \
   --no-agent --log-level warn 2>"$dir/log" &
 pid=$!
 ours_swarm_left=0
@@ -32,15 +33,15 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$dir/ctl.sock" ] && break; sleep 0.05; done
-DOCKER_HOST="tcp://127.0.0.1:$port" DOCKER_CONFIG="$dir/dcfg" \
+for _ in $(seq 100); do [ -S "$dir/ctl.sock" ] && [ -S "$dir/docker.sock" ] && break; sleep 0.05; done
+DOCKER_HOST="$api" DOCKER_CONFIG="$dir/dcfg" \
   docker swarm init --advertise-addr 127.0.0.1 --listen-addr "127.0.0.1:$cluster" >/dev/null
 
 echo "swarmkeep:" >&2
-ours=$(python3 "$bench" --host "tcp://127.0.0.1:$port" "$@")
+ours=$(python3 "$bench" --host "$api" "$@")
 echo "$ours"
 conc=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["conc"])' "$ours")
-python3 "$here/crates/bench/scripts/client_ceiling.py" --bench "$bench" --host "tcp://127.0.0.1:$port" --conc "$conc"
+python3 "$here/crates/bench/scripts/client_ceiling.py" --bench "$bench" --host "$api" --conc "$conc"
 
 theirs=""
 if docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null | grep -q inactive; then
