@@ -161,6 +161,9 @@ fn three_managers_two_workers_join_promote_demote_drain_leave_rm() {
 #[test]
 fn a_manager_that_stops_answering_raft_is_unreachable_before_it_is_down() {
     let mut nodes = swarm(3, 0);
+    // The helper's 500 ms heartbeats would make a node Down 1–1.5 s after a
+    // kill, as soon as raft finds it Unreachable: Swarm's 5 s keep them apart.
+    nodes[0].cli(&["swarm", "update", "--dispatcher-heartbeat", "5s"]).ok();
     let rows = node_rows(&nodes[0]);
     let leader = ["m1", "m2", "m3"]
         .iter()

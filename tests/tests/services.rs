@@ -228,7 +228,7 @@ fn agent_kill9_and_restart_leaves_no_stale_mount_and_tasks_come_back() {
     d.cli_stdin(&["secret", "create", "db", "-"], Some(&value)).ok();
     let out = out_dir(&d);
     let script = format!(
-        "echo started >> {o}/starts; cat /run/secrets/db > {o}/value; exec sleep 1000",
+        "echo started >> {o}/starts; cat /run/secrets/db > {o}/value.tmp && mv {o}/value.tmp {o}/value; exec sleep 1000",
         o = "/out"
     );
     d.cli(&[
