@@ -645,6 +645,15 @@ fn a_forced_rotation_renews_every_nodes_certificate_once() {
         );
     }
     let rotated: Vec<String> = nodes.iter().map(|n| tls(n).cert_pem).collect();
+    // Every node shows the root that issued its certificate, as Docker's do.
+    let shown = nodes[1].cli(&[
+        "node",
+        "inspect",
+        "w1",
+        "--format",
+        "{{.Description.TLSInfo.TrustRoot}}",
+    ]);
+    assert_eq!(shown.ok().trim(), before[0].ca_pem.trim());
     // Still one swarm: every node heartbeats (new connections, new
     // certificates) and a follower's write reaches the leader.
     assert!(

@@ -230,6 +230,35 @@ impl From<&control::Node> for Node {
     }
 }
 
+/// `TLSInfo` of the cluster's root CA (`GET /swarm`'s, and every node's:
+/// swarmkeep's one root issues every node certificate): the PEM, and the DER subject and
+/// public key base64-encoded as Go's `[]byte`.
+pub fn tls_info(ca_pem: &str) -> serde_json::Value {
+    let (subject, public_key) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .ok()
+        .and_then(|(_, pem)| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents).ok()?;
+            Some((
+                base64::engine::general_purpose::STANDARD.encode(cert.tbs_certificate.subject.as_raw()),
+                base64::engine::general_purpose::STANDARD.encode(cert.tbs_certificate.subject_pki.raw),
+            ))
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "TrustRoot": ca_pem,
+        "CertIssuerSubject": subject,
+        "CertIssuerPublicKey": public_key,
+    })
+}
+
+/// A node as Docker shows it, with `Description.TLSInfo` (from
+/// [`tls_info`] of the cluster's root).
+pub fn node_json(node: &control::Node, tls: &serde_json::Value) -> serde_json::Value {
+    let mut json = serde_json::to_value(Node::from(node)).unwrap_or_default();
+    json["Description"]["TLSInfo"] = tls.clone();
+    json
+}
+
 /// JSON as Go's `encoding/json` writes it: `<`, `>` and `&` inside strings are
 /// escaped (they never occur outside strings in JSON).
 pub fn go_escape(json: String) -> String {

@@ -1,6 +1,6 @@
 //! `swarmkeep node ls|inspect`.
 
-use swarmkeep_api::control::{self, GetNodeRequest, InfoRequest, ListNodesRequest};
+use swarmkeep_api::control::{self, GetClusterRequest, GetNodeRequest, InfoRequest, ListNodesRequest};
 use swarmkeep_api::engine;
 use swarmkeep_api::timefmt::pretty;
 
@@ -152,10 +152,12 @@ pub async fn inspect(client: &mut Client, names: &[String], is_pretty: bool, for
     })
     .await;
     let texts = is_pretty.then(|| found.iter().map(pretty_node).collect());
-    let json = found
-        .iter()
-        .map(|n| serde_json::to_value(engine::Node::from(n)).unwrap_or_default())
-        .collect();
+    // Every node's certificate is issued by the cluster's root.
+    let tls = match client.get_cluster(GetClusterRequest {}).await {
+        Ok(c) => engine::tls_info(&c.into_inner().ca_cert_pem),
+        Err(s) => return CliError::from(s).into(),
+    };
+    let json = found.iter().map(|n| engine::node_json(n, &tls)).collect();
     inspect_output(json, texts, format, errors)
 }
 

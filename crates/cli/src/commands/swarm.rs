@@ -226,7 +226,7 @@ pub async fn inspect(client: &mut Client, format: Option<&str>) -> Output {
             "TaskDefaults": {},
             "EncryptionConfig": {"AutoLockManagers": settings.autolock},
         },
-        "TLSInfo": {"TrustRoot": c.ca_cert_pem},
+        "TLSInfo": swarmkeep_api::engine::tls_info(&c.ca_cert_pem),
         "RootRotationInProgress": false,
         "DefaultAddrPool": settings.default_addr_pool,
         "SubnetSize": settings.subnet_size,

@@ -64,7 +64,7 @@ impl<C: Control> Api<C> {
                     // Every node swarmkeep lists is accepted (joins are admitted by token).
                     && (membership.is_empty() || membership.iter().any(|m| m == "accepted"))
             })
-            .map(|n| node_json(n, &tls))
+            .map(|n| engine::node_json(n, &tls))
             .collect();
         Ok(Reply::Json(200, out.into()))
     }
@@ -75,7 +75,7 @@ impl<C: Control> Api<C> {
     /// CLI's progress compares these with `GET /swarm`'s).
     async fn node_tls_info(&self) -> ApiResult<serde_json::Value> {
         let cluster = call!(self, get_cluster, GetClusterRequest {})?;
-        Ok(super::swarm::tls_info(&cluster.ca_cert_pem))
+        Ok(engine::tls_info(&cluster.ca_cert_pem))
     }
 
     pub async fn node_inspect(&self, id: &str) -> ApiResult<Reply> {
@@ -84,7 +84,7 @@ impl<C: Control> Api<C> {
             .node
             .unwrap_or_default();
         let tls = self.node_tls_info().await?;
-        Ok(Reply::Json(200, node_json(&node, &tls)))
+        Ok(Reply::Json(200, engine::node_json(&node, &tls)))
     }
 
     /// Docker sends the whole spec; swarmkeep's update takes changes, so the
@@ -147,10 +147,4 @@ impl<C: Control> Api<C> {
         )?;
         Ok(Reply::Empty(200))
     }
-}
-
-fn node_json(node: &swarmkeep_api::control::Node, tls: &serde_json::Value) -> serde_json::Value {
-    let mut json = serde_json::to_value(engine::Node::from(node)).unwrap_or_default();
-    json["Description"]["TLSInfo"] = tls.clone();
-    json
 }

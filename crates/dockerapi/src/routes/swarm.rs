@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use swarmkeep_api::control::control_server::Control;
 use swarmkeep_api::control::{
@@ -30,26 +28,6 @@ fn duration_ms(field: &str, ns: u64) -> ApiResult<u64> {
         return Err(ApiError::bad_request(format!("{field} is out of range")));
     }
     Ok(ns / NS_PER_MS)
-}
-
-/// `TLSInfo` of the cluster's root CA: the PEM, and the DER subject and
-/// public key base64-encoded as Go's `[]byte`.
-pub(super) fn tls_info(ca_pem: &str) -> serde_json::Value {
-    let (subject, public_key) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
-        .ok()
-        .and_then(|(_, pem)| {
-            let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents).ok()?;
-            Some((
-                STANDARD.encode(cert.tbs_certificate.subject.as_raw()),
-                STANDARD.encode(cert.tbs_certificate.subject_pki.raw),
-            ))
-        })
-        .unwrap_or_default();
-    serde_json::json!({
-        "TrustRoot": ca_pem,
-        "CertIssuerSubject": subject,
-        "CertIssuerPublicKey": public_key,
-    })
 }
 
 /// The `Swarm` object of `GET /swarm` (and, without `JoinTokens`, of
@@ -83,7 +61,7 @@ pub fn cluster_json(c: &GetClusterResponse) -> serde_json::Value {
             "TaskDefaults": {},
             "EncryptionConfig": {"AutoLockManagers": s.autolock},
         },
-        "TLSInfo": tls_info(&c.ca_cert_pem),
+        "TLSInfo": swarmkeep_api::engine::tls_info(&c.ca_cert_pem),
         "RootRotationInProgress": false,
         "DefaultAddrPool": s.default_addr_pool,
         "SubnetSize": s.subnet_size,
