@@ -499,17 +499,12 @@ enum SwarmCmd {
         #[arg(long)]
         rotate: bool,
     },
-    /// Display and rotate the root CA
+    /// Display the root CA; rotate the node certificates
     Ca {
-        /// Rotate the swarm's node certificates (every node takes a new key and certificate)
+        /// Rotate the swarm's node certificates: every node takes a new key and certificate from the same root
+        /// within a heartbeat period (the command returns once the rotation is ordered; it does not wait)
         #[arg(long)]
         rotate: bool,
-        /// Exit immediately instead of waiting for the rotation
-        #[arg(short, long)]
-        detach: bool,
-        /// Suppress progress output
-        #[arg(short, long)]
-        quiet: bool,
     },
     /// Unlock swarm (the key is read from standard input)
     Unlock,
@@ -796,8 +791,7 @@ async fn run(cli: Cli) -> Output {
         }
         Command::Swarm(SwarmCmd::Inspect { format }) => commands::swarm::inspect(c, format.as_deref()).await,
         Command::Swarm(SwarmCmd::UnlockKey { quiet, rotate }) => commands::swarm::unlock_key(c, quiet, rotate).await,
-        // Nothing to wait for: each node renews within a heartbeat period.
-        Command::Swarm(SwarmCmd::Ca { rotate, .. }) => commands::swarm::ca(c, rotate).await,
+        Command::Swarm(SwarmCmd::Ca { rotate }) => commands::swarm::ca(c, rotate).await,
         Command::Swarm(SwarmCmd::Unlock) => commands::swarm::unlock(c).await,
         Command::Swarm(SwarmCmd::Join {
             token,
