@@ -3,6 +3,7 @@
 //! mutual TLS (`--tlsverify`); never plaintext where another host can reach.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use swarmkeep_tests::{Daemon, daemon_binary, daemon_refuses, free_addr};
@@ -55,6 +56,28 @@ fn unix_sockets_are_for_the_daemons_user_and_group_only() {
     }
     // And they work.
     d.init();
+    // A user outside the sockets' group is refused, in docker's words.
+    let out = std::process::Command::new(swarmkeep_tests::cli_binary())
+        .args([
+            "-H",
+            &format!("unix://{}", d.socket().display()),
+            "swarm",
+            "ca",
+            "--rotate",
+        ])
+        .uid(65534)
+        // `bin`: neither root's group nor the sockets'.
+        .gid(2)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "Got permission denied while trying to connect to the swarmkeep daemon socket at unix://{}: connect: permission denied\n",
+            d.socket().display()
+        )
+    );
+    assert!(!d.cli(&["swarm", "inspect"]).ok().contains("ForceRotate"));
 }
 
 #[test]

@@ -45,6 +45,18 @@ fn cannot_connect(host: &str) -> CliError {
     ))
 }
 
+/// Why the unix socket at `host` took no connection: docker's words for a
+/// socket this user may not use, else [`cannot_connect`].
+fn unix_error(host: &str) -> CliError {
+    let path = host.trim_start_matches("unix://");
+    match std::os::unix::net::UnixStream::connect(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => CliError(format!(
+            "Got permission denied while trying to connect to the swarmkeep daemon socket at {host}: connect: permission denied"
+        )),
+        _ => cannot_connect(host),
+    }
+}
+
 /// What a client presents to a daemon's TCP API served with `--tlsverify`:
 /// the CA the daemon's certificate must chain to, and its own certificate.
 pub struct ClientTls {
@@ -95,7 +107,7 @@ pub async fn channel_with(host: &str, tls: Option<&ClientTls>) -> Result<Channel
                 async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
             }))
             .await
-            .map_err(|_| cannot_connect(host))?
+            .map_err(|_| unix_error(host))?
     } else if let Some(addr) = host.strip_prefix("tcp://") {
         match tls {
             None => Endpoint::from_shared(format!("http://{addr}"))
