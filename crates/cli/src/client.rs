@@ -45,16 +45,23 @@ fn cannot_connect(host: &str) -> CliError {
     ))
 }
 
-/// Why the unix socket at `host` took no connection: docker's words for a
-/// socket this user may not use, else [`cannot_connect`].
-fn unix_error(host: &str) -> CliError {
-    let path = host.trim_start_matches("unix://");
-    match std::os::unix::net::UnixStream::connect(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => CliError(format!(
-            "Got permission denied while trying to connect to the swarmkeep daemon socket at {host}: connect: permission denied"
-        )),
-        _ => cannot_connect(host),
+/// Why the unix socket at `host` took no connection (the connector's own
+/// error, found in `e`'s sources): docker's words for a socket this user may
+/// not use, else [`cannot_connect`].
+fn unix_error(host: &str, e: &tonic::transport::Error) -> CliError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return CliError(format!(
+                "Got permission denied while trying to connect to the swarmkeep daemon socket at {host}: connect: permission denied"
+            ));
+        }
+        source = err.source();
     }
+    cannot_connect(host)
 }
 
 /// What a client presents to a daemon's TCP API served with `--tlsverify`:
@@ -107,7 +114,7 @@ pub async fn channel_with(host: &str, tls: Option<&ClientTls>) -> Result<Channel
                 async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
             }))
             .await
-            .map_err(|_| unix_error(host))?
+            .map_err(|e| unix_error(host, &e))?
     } else if let Some(addr) = host.strip_prefix("tcp://") {
         match tls {
             None => Endpoint::from_shared(format!("http://{addr}"))
