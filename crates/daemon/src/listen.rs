@@ -131,6 +131,20 @@ pub fn remove_own_socket(path: &OwnSocket) {
     }
 }
 
+/// Where the socket at `path` is bound before it is renamed into place:
+/// beside it (a rename stays on one file system), named for this process; a
+/// shorter name when the path is near the 107 bytes a socket address holds.
+fn staging_path(path: &Path) -> PathBuf {
+    let pid = std::process::id();
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let long = path.with_file_name(format!(".{name}.{pid}"));
+    if long.as_os_str().len() <= 107 {
+        long
+    } else {
+        path.with_file_name(format!(".{pid}"))
+    }
+}
+
 /// A unix socket path and the file this daemon bound there.
 pub struct OwnSocket {
     pub path: PathBuf,
@@ -143,20 +157,33 @@ pub fn bind(host: &str, group: Option<&nix::unistd::Group>) -> anyhow::Result<Li
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        match std::fs::remove_file(&path) {
+        // Bound, listening and given to its group under a name of its own,
+        // then renamed into place: a client that sees the path can connect
+        // (between bind(2) and listen(2) a connect is refused, and a loaded
+        // machine once lost that race), and never finds it with the wrong group.
+        let staging = staging_path(&path);
+        match std::fs::remove_file(&staging) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing stale socket {}", path.display())),
+            Err(e) => return Err(e).with_context(|| format!("removing stale socket {}", staging.display())),
         }
         // Made 0660 by the umask at bind: never, even briefly, wider.
         use nix::sys::stat::{Mode, umask};
         let old = umask(Mode::from_bits_truncate(0o117));
-        let bound = UnixListener::bind(&path);
+        let bound = UnixListener::bind(&staging);
         umask(old);
         let listener = bound.with_context(|| format!("binding {}", path.display()))?;
-        if let Some(group) = group {
-            nix::unistd::chown(&path, None, Some(group.gid))
-                .with_context(|| format!("giving {} to group {}", path.display(), group.name))?;
+        let published = (|| {
+            if let Some(group) = group {
+                nix::unistd::chown(&staging, None, Some(group.gid))
+                    .with_context(|| format!("giving {} to group {}", path.display(), group.name))?;
+            }
+            // Replaces a stale socket left by a daemon that did not clean up.
+            std::fs::rename(&staging, &path).with_context(|| format!("binding {}", path.display()))
+        })();
+        if let Err(e) = published {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
         }
         let identity = identity(&path).with_context(|| format!("reading {}", path.display()))?;
         Ok(Listener::Unix(listener, OwnSocket { path, identity }))
@@ -166,5 +193,48 @@ pub fn bind(host: &str, group: Option<&nix::unistd::Group>) -> anyhow::Result<Li
         Ok(Listener::Tcp(TcpListener::from_std(std_listener)?))
     } else {
         bail!("invalid --host {host:?}: expected unix:///PATH or tcp://IP:PORT")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_unix_socket_accepts_connections_once_its_path_exists_and_leaves_no_staging_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("api.sock");
+        // A stale socket file (a daemon killed without cleaning up) is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("stale socket"));
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_err());
+        let Listener::Unix(listener, own) = bind(&format!("unix://{}", path.display()), None).expect("bind") else {
+            panic!("a unix listener");
+        };
+        let client = tokio::net::UnixStream::connect(&path).await.expect("connect");
+        let _served = listener.accept().await.expect("accept");
+        drop(client);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("api.sock")]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        remove_own_socket(&own);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_staging_name_fits_a_socket_address() {
+        let near = format!("/{}/d.sock", "x".repeat(96));
+        let staged = staging_path(Path::new(&near));
+        assert!(staged.as_os_str().len() <= 107, "{}", staged.display());
+        assert_eq!(staged.parent(), Path::new(&near).parent());
+        let short = staging_path(Path::new("/run/swarmkeep.sock"));
+        assert_eq!(
+            short,
+            PathBuf::from(format!("/run/.swarmkeep.sock.{}", std::process::id()))
+        );
     }
 }
