@@ -113,9 +113,15 @@ struct Args {
     #[arg(long = "userns-remap")]
     userns_remap: Option<String>,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
-    #[arg(long, env = "SWARMKEEP_LOG", default_value = "info,openraft=warn")]
+    #[arg(long, env = "SWARMKEEP_LOG", default_value = DEFAULT_LOG)]
     log_level: String,
 }
+
+/// The default log filter: openraft's warnings, but not the one it logs for
+/// every heartbeat (every 30 ms) and replication retry to a manager that is
+/// down — `swarmkeep node ls` shows that manager Unreachable.
+const DEFAULT_LOG: &str = "info,openraft=warn,openraft::core::heartbeat=error,openraft::replication=error,\
+                           openraft::engine::handler::replication_handler=error";
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum SecretsBackend {

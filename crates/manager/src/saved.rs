@@ -26,7 +26,9 @@ pub struct SavedState {
     #[serde(default)]
     pub managers: Vec<String>,
     /// The managers' node IDs, as last heard: the only certificates a
-    /// worker accepts from a server, from the moment it restarts.
+    /// worker accepts from a server, from the moment it restarts; for a
+    /// manager, those it was told of when it joined, the only raft peers it
+    /// takes traffic from while its store is still empty.
     #[serde(default)]
     pub manager_ids: Vec<String>,
     /// The cluster's `CAConfig.ForceRotate` the node's certificate was

@@ -113,6 +113,14 @@ pub struct Proposal {
     pub commands: Vec<Command>,
 }
 
+/// What openraft logs of an entry: how many commands it carries, never what
+/// they hold.
+impl std::fmt::Display for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "proposal of {} command(s)", self.commands.len())
+    }
+}
+
 /// Why the state machine refused a command. Nothing was changed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CommandError {

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{BasicNode, SnapshotPolicy};
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, ReadPolicy, SnapshotPolicy};
 
 pub use command::{Command, CommandError, CommandResult, LabelUpdate, ObjectKind, Proposal, ProposalResult};
 pub use proposer::WriteError;
@@ -31,7 +32,7 @@ use raft::state_machine::{SharedState, StateMachineStore};
 use raft::{NodeId, Raft};
 
 fn membership_error(
-    e: &openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>,
+    e: &openraft::error::RaftError<raft::TypeConfig, openraft::error::ClientWriteError<raft::TypeConfig>>,
 ) -> WriteError {
     match e.forward_to_leader() {
         Some(fwd) => WriteError::NotLeader {
@@ -73,7 +74,7 @@ impl Default for StoreSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage: {0}")]
-    Storage(#[from] openraft::StorageError<NodeId>),
+    Storage(#[from] std::io::Error),
     #[error("raft: {0}")]
     Raft(String),
 }
@@ -97,6 +98,8 @@ pub struct Store {
     /// A quorum acknowledgement younger than this proves the leader still
     /// leads (half the election timeout).
     recent_ack_ms: u64,
+    /// `true` once the raft log is closed (see [`LogStore::closed`]).
+    log_closed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Store {
@@ -105,6 +108,7 @@ impl Store {
     pub async fn open<N>(dir: &Path, raft_id: NodeId, settings: &StoreSettings, network: N) -> Result<Self, StoreError>
     where
         N: openraft::RaftNetworkFactory<raft::TypeConfig>,
+        N::Network: openraft::network::NetSnapshot<raft::TypeConfig, SnapshotData = raft::SnapshotData>,
     {
         swarmkeep_disk::private_dir(dir).map_err(|e| StoreError::Raft(format!("creating {}: {e}", dir.display())))?;
         let redb_log = dir.join("log.redb");
@@ -118,6 +122,7 @@ impl Store {
             )));
         }
         let log = LogStore::open(&dir.join("log"))?;
+        let log_closed = log.closed();
         let events = Arc::new(events::EventLog::default());
         let sm = StateMachineStore::open(&dir.join("snapshots"), events.clone())?;
         let state = sm.shared();
@@ -180,6 +185,7 @@ impl Store {
             ticks,
             saved_ticks: Arc::new(std::sync::Mutex::new(ticks)),
             recent_ack_ms,
+            log_closed,
         };
         store.elect_if_sole_voter().await;
         Ok(store)
@@ -201,12 +207,12 @@ impl Store {
     async fn elect_if_sole_voter(&self) {
         let sole = {
             let m = self.raft.metrics();
-            let m = m.borrow();
+            let m = m.borrow_watched();
             let voters: Vec<_> = m.membership_config.membership().voter_ids().collect();
             voters == [self.raft_id]
         };
         if sole {
-            let _ = self.raft.trigger().elect().await;
+            let _ = self.raft.trigger().elect(false).await;
         }
     }
 
@@ -242,7 +248,7 @@ impl Store {
     /// applied everything committed so far (openraft's linearizable read).
     pub async fn read_linearizable<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> Result<R, WriteError> {
         self.raft
-            .ensure_linearizable()
+            .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
             .map_err(|e| WriteError::from_raft(&e.to_string()))?;
         Ok(self.read(f))
@@ -256,18 +262,17 @@ impl Store {
     pub async fn read_index(&self) -> Result<u64, WriteError> {
         let (lease, last_log) = {
             let m = self.raft.metrics();
-            let m = m.borrow();
+            let m = m.borrow_watched();
             (
-                m.current_leader == Some(self.raft_id)
-                    && m.millis_since_quorum_ack.is_some_and(|ms| ms < self.recent_ack_ms),
+                m.current_leader == Some(self.raft_id) && quorum_acked_within(&m, self.recent_ack_ms),
                 m.last_log_index.unwrap_or(0),
             )
         };
         if lease {
             return Ok(last_log);
         }
-        match self.raft.ensure_linearizable().await {
-            Ok(read_log_id) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read_log_id) => Ok(read_log_id.index()),
             Err(e) => Err(match e.forward_to_leader() {
                 Some(fwd) => WriteError::NotLeader {
                     leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
@@ -322,11 +327,11 @@ impl Store {
 
     /// The raft ID of the member this one believes leads, if any.
     pub fn current_leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.metrics().borrow_watched().current_leader
     }
 
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.raft_id)
+        self.raft.metrics().borrow_watched().current_leader == Some(self.raft_id)
     }
 
     /// Changes whenever a log entry is applied or leadership moves: what the
@@ -349,7 +354,7 @@ impl Store {
     pub fn voters(&self) -> BTreeSet<NodeId> {
         self.raft
             .metrics()
-            .borrow()
+            .borrow_watched()
             .membership_config
             .membership()
             .voter_ids()
@@ -358,7 +363,7 @@ impl Store {
 
     /// The cluster address of the member this one believes leads.
     pub fn leader_addr(&self) -> Option<String> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let leader = m.current_leader?;
         m.membership_config
             .membership()
@@ -404,7 +409,7 @@ impl Store {
     pub async fn snapshot_if_due(&self, interval: u64) {
         let (applied, snapshot) = {
             let m = self.raft.metrics();
-            let m = m.borrow();
+            let m = m.borrow_watched();
             (
                 m.last_applied.map(|l| l.index).unwrap_or(0),
                 m.snapshot.map(|l| l.index).unwrap_or(0),
@@ -421,7 +426,7 @@ impl Store {
     pub async fn compact(&self, keep: u64) {
         let (snapshot, purged) = {
             let m = self.raft.metrics();
-            let m = m.borrow();
+            let m = m.borrow_watched();
             (m.snapshot.map(|l| l.index), m.purged.map(|l| l.index))
         };
         let Some(upto) = snapshot.and_then(|s| s.checked_sub(keep)) else {
@@ -432,20 +437,37 @@ impl Store {
         }
     }
 
+    /// Stops this member's raft node and returns once its log is closed, so
+    /// that the directory can be opened again (a later `swarm init` or join).
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+        let mut closed = self.log_closed.clone();
+        if tokio::time::timeout(Duration::from_secs(10), closed.wait_for(|c| *c))
+            .await
+            .is_err()
+        {
+            tracing::warn!("the raft log is still open 10 s after the raft node stopped");
+        }
     }
+}
+
+/// Whether a quorum acknowledged this leader less than `ms` ago.
+pub(crate) fn quorum_acked_within(m: &raft::RaftMetrics, ms: u64) -> bool {
+    use openraft::Instant;
+    m.last_quorum_acked
+        .as_ref()
+        .is_some_and(|at| at.elapsed() < Duration::from_millis(ms))
 }
 
 fn watch_changes(raft: &Raft, raft_id: NodeId) -> tokio::sync::watch::Receiver<(u64, bool)> {
     let mut metrics = raft.metrics();
-    let current = move |m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>| {
+    let current = move |m: &raft::RaftMetrics| {
         (
             m.last_applied.map(|l| l.index).unwrap_or(0),
             m.current_leader == Some(raft_id),
         )
     };
-    let (tx, rx) = tokio::sync::watch::channel(current(&metrics.borrow()));
+    let (tx, rx) = tokio::sync::watch::channel(current(&metrics.borrow_watched()));
     tokio::spawn(async move {
         while metrics.changed().await.is_ok() {
             let now = current(&metrics.borrow_and_update());

@@ -1,10 +1,11 @@
 //! Group commit: concurrent writes are gathered into one raft entry.
 //!
-//! openraft 0.9 appends and fsyncs one client write at a time, so without this
-//! every create costs a full fsync of its own. The proposer keeps one proposal
+//! openraft appends and fsyncs each client write as an entry of its own, so
+//! without this every create costs a full fsync of its own. The proposer keeps one proposal
 //! in flight; everything that arrives meanwhile becomes the next proposal, so
 //! N concurrent writers share each fsync.
 
+use openraft::async_runtime::WatchReceiver;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Command, CommandError, Proposal};
@@ -65,15 +66,11 @@ const QUORUM_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// `recent_ack_ms` ago (half the election timeout: no follower has voted for
 /// another since), or confirmed now by a round trip.
 async fn check_quorum(raft: &Raft, recent_ack_ms: u64) -> Result<(), WriteError> {
-    let recent = raft
-        .metrics()
-        .borrow()
-        .millis_since_quorum_ack
-        .is_some_and(|ms| ms < recent_ack_ms);
+    let recent = crate::quorum_acked_within(&raft.metrics().borrow_watched(), recent_ack_ms);
     if recent {
         return Ok(());
     }
-    match tokio::time::timeout(QUORUM_CHECK, raft.ensure_linearizable()).await {
+    match tokio::time::timeout(QUORUM_CHECK, raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(match e.forward_to_leader() {
             Some(fwd) => WriteError::NotLeader {
@@ -109,6 +106,17 @@ async fn run(raft: Raft, recent_ack_ms: u64, mut rx: mpsc::UnboundedReceiver<(Co
             }
             continue;
         }
+        // A caller that stopped waiting (its write timed out while the
+        // quorum was being confirmed) was told its write failed: it must not
+        // be proposed after that, when a quorum returns.
+        let (commands, replies): (Vec<_>, Vec<_>) = commands
+            .into_iter()
+            .zip(replies)
+            .filter(|(_, reply)| !reply.is_closed())
+            .unzip();
+        if commands.is_empty() {
+            continue;
+        }
         match raft.client_write(Proposal { commands }).await {
             Ok(resp) => {
                 let results = resp.data.results;
@@ -117,11 +125,19 @@ async fn run(raft: Raft, recent_ack_ms: u64, mut rx: mpsc::UnboundedReceiver<(Co
                 }
             }
             Err(e) => {
-                let err = match e.forward_to_leader() {
-                    Some(fwd) => WriteError::NotLeader {
-                        leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
+                let err = match &e {
+                    // Appended, then lost this leader's term: it may yet be
+                    // committed by the next leader, so it must not be retried
+                    // elsewhere as if it had never been written.
+                    openraft::error::RaftError::APIError(openraft::error::ClientWriteError::LogEntryDiscarded(_)) => {
+                        WriteError::Unavailable(e.to_string())
+                    }
+                    _ => match e.forward_to_leader() {
+                        Some(fwd) => WriteError::NotLeader {
+                            leader: fwd.leader_node.as_ref().map(|n| n.addr.clone()),
+                        },
+                        None => WriteError::Unavailable(e.to_string()),
                     },
-                    None => WriteError::Unavailable(e.to_string()),
                 };
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));

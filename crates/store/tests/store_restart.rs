@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use openraft::async_runtime::WatchReceiver;
 use swarmkeep_store::objects::{Annotations, Meta, Secret};
 use swarmkeep_store::raft::network::NoPeers;
 use swarmkeep_store::{Command, CommandError, ObjectKind, RaftTicks, Store, StoreSettings, WriteError};
@@ -122,7 +123,7 @@ async fn compact_keeps_the_asked_entries_behind_the_snapshot() {
     for i in 0..60 {
         store.write(secret(&format!("id{i}"), &format!("s{i}"))).await.unwrap();
     }
-    let metrics = || store.raft().metrics().borrow().clone();
+    let metrics = || store.raft().metrics().borrow_watched().clone();
     store.snapshot_if_due(50).await;
     let snapshot = store
         .raft()

@@ -6,17 +6,17 @@
 use std::sync::Arc;
 
 use openraft::BasicNode;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+use openraft::error::{NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft_legacy::network_v1::{
+    Adapter, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse, RaftNetwork,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use swarmkeep_api::cluster::RaftMessage;
 use swarmkeep_api::cluster::raft_client::RaftClient;
-use swarmkeep_store::raft::{NodeId, TypeConfig};
+use swarmkeep_store::raft::{NodeId, SnapshotData, TypeConfig};
 use tonic::transport::Channel;
 
 use swarmkeep_transport::tls::TlsCell;
@@ -41,20 +41,22 @@ pub struct PeerClient {
     contact: Arc<RaftContact>,
 }
 
+/// Snapshots go in chunks (openraft's v1 messages, through its adapter).
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
-    type Network = PeerClient;
+    type Network = Adapter<TypeConfig, PeerClient, SnapshotData>;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         let client = self.tls.channel(&node.addr).ok().map(RaftClient::new);
         PeerClient {
             target,
             client,
             contact: self.contact.clone(),
         }
+        .into_v2()
     }
 }
 
-type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
+type RpcResult<T, E> = Result<T, RPCError<TypeConfig, E>>;
 
 impl PeerClient {
     async fn call<Req, Resp, E>(&mut self, kind: Kind, req: &Req) -> RpcResult<Resp, E>
@@ -102,7 +104,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+    ) -> RpcResult<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>> {
         self.call(Kind::Append, &rpc).await
     }
 
@@ -110,15 +112,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+    ) -> RpcResult<InstallSnapshotResponse<TypeConfig>, RaftError<TypeConfig, InstallSnapshotError>> {
         self.call(Kind::Snapshot, &rpc).await
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+    ) -> RpcResult<VoteResponse<TypeConfig>, RaftError<TypeConfig>> {
         self.call(Kind::Vote, &rpc).await
     }
 }

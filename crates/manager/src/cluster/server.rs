@@ -2,6 +2,7 @@
 //! certificate from the cluster CA; its node ID is that certificate's CN, and
 //! manager-only calls check the caller's role in the store.
 
+use openraft_legacy::network_v1::ChunkedSnapshotReceiver;
 use std::sync::Arc;
 
 use swarmkeep_api::cluster::cluster_server::Cluster;
@@ -77,7 +78,7 @@ impl RaftService for ClusterService {
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let swarm = self.raft_peer(&req)?;
         let rpc = decode(&req.into_inner().payload)?;
-        encode(&swarm.store.raft().install_snapshot(rpc).await)
+        encode(&ChunkedSnapshotReceiver::install_snapshot(swarm.store.raft(), rpc).await)
     }
 }
 

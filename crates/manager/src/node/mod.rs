@@ -115,8 +115,13 @@ impl SwarmNode {
                         .open_store(local.raft_id, &tls, RaftTicks::default())
                         .await
                         .map_err(|e| e.message().to_string())?;
+                    // A manager restarted before its store received
+                    // anything takes raft traffic from the managers it was
+                    // told of, as right after joining.
                     manager.set(Membership::Manager(Arc::new(
-                        manager.manager_state(store, data_key, info, tls),
+                        manager
+                            .manager_state(store, data_key, info, tls)
+                            .with_bootstrap_peers(local.manager_ids.clone()),
                     )));
                 } else {
                     // The managers it last heard of, and only them.
@@ -491,6 +496,7 @@ impl SwarmNode {
         if role == NodeRole::Manager {
             let swarm = self.become_manager(info, tls, remote).await?;
             local.raft_id = swarm.store.raft_id();
+            local.manager_ids = swarm.bootstrap_peers.clone();
         } else {
             self.set(Membership::Worker(Arc::new(WorkerState {
                 identity: info,
@@ -599,7 +605,7 @@ impl SwarmNode {
             managers: RwLock::new(managers.clone()),
         })));
         self.start_background(&swarm.identity.listen_addr)?;
-        self.save_role(NodeRole::Worker, 0, managers)?;
+        self.save_role(NodeRole::Worker, 0, managers, None)?;
         tracing::info!("demoted: now a worker");
         Ok(())
     }
@@ -613,7 +619,12 @@ impl SwarmNode {
         // A manager's certificate first: the other managers dial it as one.
         self.renew_certificate(&w.tls, via).await?;
         let swarm = self.become_manager(w.identity.clone(), w.tls.clone(), via).await?;
-        self.save_role(NodeRole::Manager, swarm.store.raft_id(), vec![via.to_string()])?;
+        self.save_role(
+            NodeRole::Manager,
+            swarm.store.raft_id(),
+            vec![via.to_string()],
+            Some(swarm.bootstrap_peers.clone()),
+        )?;
         tracing::info!("promoted: now a manager");
         Ok(())
     }
@@ -713,13 +724,24 @@ impl SwarmNode {
         }
     }
 
-    fn save_role(&self, role: NodeRole, raft_id: u64, managers: Vec<String>) -> Result<(), Status> {
+    /// Saves a role change; `manager_ids`, when given, replaces the managers'
+    /// node IDs kept for the next start.
+    fn save_role(
+        &self,
+        role: NodeRole,
+        raft_id: u64,
+        managers: Vec<String>,
+        manager_ids: Option<Vec<String>>,
+    ) -> Result<(), Status> {
         let mut local = SavedState::load(&self.config.data_dir)
             .map_err(|e| internal("reading node state", &e))?
             .ok_or_else(|| internal("node state", &"missing"))?;
         local.role = role;
         local.raft_id = raft_id;
         local.managers = managers;
+        if let Some(ids) = manager_ids {
+            local.manager_ids = ids;
+        }
         local
             .save(&self.config.data_dir)
             .map_err(|e| internal("writing node state", &e))
@@ -747,7 +769,8 @@ impl SwarmNode {
             listen_addr: local.listen_addr.clone(),
         };
         self.set(Membership::Manager(Arc::new(
-            self.manager_state(store, data_key, info, tls),
+            self.manager_state(store, data_key, info, tls)
+                .with_bootstrap_peers(local.manager_ids.clone()),
         )));
         self.start_background(&local.listen_addr)?;
         tracing::info!("swarm unlocked");

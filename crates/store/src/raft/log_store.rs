@@ -15,13 +15,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::vote::RaftLeaderId;
+use openraft::{OptionalSend, RaftLogReader};
 use raft_log::api::raft_log_writer::RaftLogWriter;
 use raft_log::codeq::{Decode, Encode};
 use raft_log::{ChunkId, RaftLog};
 
-use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
+use super::{Entry, LeaderId, LogId, TypeConfig, Vote};
 
 /// A chunk file is closed and a new one started past this size; purged
 /// entries leave the disk a whole chunk at a time. It also bounds the entries
@@ -54,7 +55,7 @@ impl raft_log::Types for WalTypes {
 pub struct WalLogId(LogId);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd)]
-pub struct WalVote(Vote<NodeId>);
+pub struct WalVote(Vote);
 
 /// An entry's payload, encoded once when it is appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +85,7 @@ impl Decode for WalLogId {
         let term = read_u64(&mut r)?;
         let node_id = read_u64(&mut r)?;
         let index = read_u64(&mut r)?;
-        Ok(Self(openraft::LogId::new(
-            openraft::CommittedLeaderId::new(term, node_id),
-            index,
-        )))
+        Ok(Self(LogId::new(LeaderId::new(term, node_id), index)))
     }
 }
 
@@ -127,14 +125,14 @@ impl Decode for WalPayload {
 
 /// Who waits for a flush: openraft's append callback, or a caller awaiting it.
 pub enum Flushed {
-    Append(LogFlushed<TypeConfig>),
+    Append(IOFlushed<TypeConfig>),
     Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
 
 impl raft_log::Callback for Flushed {
     fn send(self, res: io::Result<()>) {
         match self {
-            Flushed::Append(cb) => cb.log_io_completed(res),
+            Flushed::Append(cb) => cb.io_completed(res),
             Flushed::Wait(tx) => {
                 let _ = tx.send(res);
             }
@@ -151,18 +149,32 @@ struct Inner {
     log: RaftLog<WalTypes>,
     /// The chunk being written, whose file mode has been made private.
     open_chunk: ChunkId,
+    /// Dropped after `log` (fields drop in order): says the log is closed and
+    /// its directory lock released.
+    _closed: Closed,
 }
 
-fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::read_logs(&e).into()
+/// Sends `true` when dropped.
+struct Closed(tokio::sync::watch::Sender<bool>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
-fn write_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::write_logs(&e).into()
+/// openraft's storage traits return `io::Error`s; each says what it was
+/// doing to the raft log.
+fn read_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("reading the raft log: {e}"))
 }
 
-fn vote_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::write_vote(&e).into()
+fn write_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("writing the raft log: {e}"))
+}
+
+fn vote_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("saving the raft vote: {e}"))
 }
 
 impl Inner {
@@ -194,7 +206,7 @@ async fn flushed(rx: tokio::sync::oneshot::Receiver<io::Result<()>>) -> io::Resu
 
 impl LogStore {
     /// Opens (or creates) the log in the directory `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+    pub fn open(dir: &Path) -> io::Result<Self> {
         swarmkeep_disk::private_dir(dir).map_err(write_err)?;
         let dir_str = dir
             .to_str()
@@ -213,8 +225,20 @@ impl LogStore {
         }
         let open_chunk = log.stat().open_chunk.chunk_id;
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner { log, open_chunk })),
+            inner: Arc::new(Mutex::new(Inner {
+                log,
+                open_chunk,
+                _closed: Closed(tokio::sync::watch::channel(false).0),
+            })),
         })
+    }
+
+    /// Becomes `true` once every handle on this log is gone: the log is
+    /// closed and another can open its directory. openraft's state machine
+    /// worker holds a log reader and is not joined by `Raft::shutdown`, so a
+    /// shutdown waits for this before the directory is used again.
+    pub fn closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.lock()._closed.0.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -242,7 +266,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> io::Result<Vec<Entry>> {
         let (from, to) = index_range(&range);
         if from >= to {
             return Ok(Vec::new());
@@ -260,12 +284,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
             })
             .collect()
     }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        Ok(self.lock().log.log_state().vote().map(|v| v.0))
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let inner = self.lock();
         let state = inner.log.log_state();
         let last_purged_log_id = state.purged().map(|id| id.0);
@@ -279,7 +307,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         let rx = {
             let mut inner = self.lock();
             inner.log.save_vote(WalVote(*vote)).map_err(vote_err)?;
@@ -289,11 +317,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         flushed(rx).await.map_err(vote_err)
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        Ok(self.lock().log.log_state().vote().map(|v| v.0))
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         // An optimisation that lets a restart re-apply committed entries at
         // once; it rides along with the next flush.
         if let Some(committed) = committed {
@@ -304,11 +328,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
         Ok(self.lock().log.log_state().committed().map(|id| id.0))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -328,17 +352,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(write_err)
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    /// Removes every entry after `last_log_id` (all of them for `None`).
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let rx = {
             let mut inner = self.lock();
-            inner.log.truncate(log_id.index).map_err(write_err)?;
+            let from = last_log_id.map_or(0, |id| id.index + 1);
+            // raft-log refuses to truncate at or past its end: nothing is
+            // after `last_log_id` then.
+            let end = inner.log.log_state().last().map_or(0, |id| id.0.index + 1);
+            if from >= end {
+                return Ok(());
+            }
+            inner.log.truncate(from).map_err(write_err)?;
             inner.restrict_new_chunk().map_err(write_err)?;
             inner.flush().map_err(write_err)?
         };
         flushed(rx).await.map_err(write_err)
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let mut inner = self.lock();
         inner.log.purge(WalLogId(log_id)).map_err(write_err)?;
         inner.restrict_new_chunk().map_err(write_err)?;
@@ -354,7 +386,7 @@ mod tests {
 
     #[test]
     fn ids_and_votes_survive_their_encoding() {
-        let id = WalLogId(openraft::LogId::new(openraft::CommittedLeaderId::new(7, 3), 42));
+        let id = WalLogId(LogId::new(LeaderId::new(7, 3), 42));
         let mut buf = Vec::new();
         id.encode(&mut buf).unwrap();
         assert_eq!(WalLogId::decode(buf.as_slice()).unwrap(), id);

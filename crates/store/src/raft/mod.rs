@@ -1,15 +1,9 @@
 //! openraft wiring: the type configuration, the on-disk log, the state
 //! machine with its snapshots, and the network between managers.
 
-// openraft's `StorageError` is what its storage traits return; our helpers return it
-// too rather than boxing and unboxing at every trait boundary.
-#![allow(clippy::result_large_err)]
-
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
-
-use std::io::Cursor;
 
 use crate::command::{Proposal, ProposalResult};
 
@@ -22,13 +16,21 @@ openraft::declare_raft_types!(
         R = ProposalResult,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
 );
 
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type LogId = openraft::LogId<NodeId>;
+/// A snapshot as it is held and sent: the JSON of a cluster state.
+pub type SnapshotData = std::io::Cursor<Vec<u8>>;
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachineStore>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type LeaderId = openraft::alias::CommittedLeaderIdOf<TypeConfig>;
+pub type Membership = openraft::Membership<NodeId, openraft::BasicNode>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+pub type EntryPayload = openraft::alias::EntryPayloadOf<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
 
 /// The bytes openraft's types take on disk (a log entry's payload, a
 /// snapshot's meta) and between managers (votes, log ids), pinned: an
@@ -39,9 +41,10 @@ pub type LogId = openraft::LogId<NodeId>;
 mod encoding {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership, SnapshotMeta, StoredMembership, Vote};
+    use openraft::BasicNode;
+    use openraft::vote::RaftLeaderId;
 
-    use super::{LogId, NodeId, TypeConfig};
+    use super::{EntryPayload, LeaderId, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 
     /// `value` is written as `json`, and `json` reads back as `value`.
     fn pinned<T>(value: &T, json: &str)
@@ -52,7 +55,7 @@ mod encoding {
         assert_eq!(&serde_json::from_str::<T>(json).unwrap(), value);
     }
 
-    fn membership() -> Membership<NodeId, BasicNode> {
+    fn membership() -> Membership {
         Membership::new(
             vec![BTreeSet::from([1, 2])],
             BTreeMap::from([
@@ -60,6 +63,7 @@ mod encoding {
                 (2, BasicNode::new("127.0.0.6:2377")),
             ]),
         )
+        .unwrap()
     }
 
     const LOG_ID: &str = r#"{"leader_id":{"term":3,"node_id":1},"index":42}"#;
@@ -68,25 +72,25 @@ mod encoding {
 
     #[test]
     fn log_ids_and_votes() {
-        let id: LogId = LogId::new(CommittedLeaderId::new(3, 1), 42);
+        let id: LogId = LogId::new(LeaderId::new(3, 1), 42);
         pinned(&id, LOG_ID);
-        let mut vote = Vote::<NodeId>::new(5, 2);
+        let mut vote = Vote::new(5, 2);
         vote.committed = true;
         pinned(&vote, r#"{"leader_id":{"term":5,"node_id":2},"committed":true}"#);
     }
 
     #[test]
     fn entry_payloads_other_than_commands() {
-        let blank = EntryPayload::<TypeConfig>::Blank;
+        let blank = EntryPayload::Blank;
         assert_eq!(serde_json::to_string(&blank).unwrap(), r#""Blank""#);
         assert!(matches!(
-            serde_json::from_str::<EntryPayload<TypeConfig>>(r#""Blank""#).unwrap(),
+            serde_json::from_str::<EntryPayload>(r#""Blank""#).unwrap(),
             EntryPayload::Blank
         ));
-        let change = EntryPayload::<TypeConfig>::Membership(membership());
+        let change = EntryPayload::Membership(membership());
         let json = format!(r#"{{"Membership":{MEMBERSHIP}}}"#);
         assert_eq!(serde_json::to_string(&change).unwrap(), json);
-        match serde_json::from_str::<EntryPayload<TypeConfig>>(&json).unwrap() {
+        match serde_json::from_str::<EntryPayload>(&json).unwrap() {
             EntryPayload::Membership(m) => assert_eq!(m, membership()),
             other => panic!("{other:?}"),
         }
@@ -94,14 +98,17 @@ mod encoding {
 
     #[test]
     fn snapshot_meta() {
-        let meta = SnapshotMeta::<NodeId, BasicNode> {
-            last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), 42)),
-            last_membership: StoredMembership::new(Some(LogId::new(CommittedLeaderId::new(3, 1), 40)), membership()),
-            snapshot_id: "3-1-42".into(),
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(LeaderId::new(3, 1), 42)),
+            last_membership: StoredMembership::new(Some(LogId::new(LeaderId::new(3, 1), 40)), membership()),
         };
+        // The id slot openraft 0.9 wrote is still written (empty) and read
+        // past: a snapshot file written before the upgrade loads.
         let json = format!(
-            r#"{{"last_log_id":{LOG_ID},"last_membership":{{"log_id":{{"leader_id":{{"term":3,"node_id":1}},"index":40}},"membership":{MEMBERSHIP}}},"snapshot_id":"3-1-42"}}"#
+            r#"{{"last_log_id":{LOG_ID},"last_membership":{{"log_id":{{"leader_id":{{"term":3,"node_id":1}},"index":40}},"membership":{MEMBERSHIP}}},"snapshot_id":""}}"#
         );
         pinned(&meta, &json);
+        let written_by_0_9 = json.replace(r#""snapshot_id":"""#, r#""snapshot_id":"3-1-42""#);
+        assert_eq!(serde_json::from_str::<SnapshotMeta>(&written_by_0_9).unwrap(), meta);
     }
 }

@@ -6,17 +6,16 @@
 //! Snapshot files are written to a temporary name, fsync'd, renamed into
 //! place and the directory fsync'd, so a crash leaves the old or the new one.
 
-use std::io::Cursor;
+use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
-};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
+use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::command::ProposalResult;
 use crate::events::{self, EventLog};
 use crate::state::ClusterState;
@@ -27,14 +26,14 @@ use crate::state::ClusterState;
 pub struct Applied {
     pub state: ClusterState,
     pub last_applied: Option<LogId>,
-    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub membership: StoredMembership,
 }
 
 pub type SharedState = Arc<RwLock<Applied>>;
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
-    meta: SnapshotMeta<NodeId, BasicNode>,
+    meta: SnapshotMeta,
     /// The snapshot data as sent to followers: the JSON of a [`ClusterState`].
     data: String,
 }
@@ -60,17 +59,23 @@ pub struct StateMachineStore {
     assignments: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
-fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::read_state_machine(&e).into()
+/// openraft's storage traits return `io::Error`s; each says what it was
+/// doing.
+fn sm_read_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("reading the state machine: {e}"))
 }
 
-fn snapshot_write_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::write_snapshot(None, &e).into()
+fn snapshot_read_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("reading a raft snapshot: {e}"))
+}
+
+fn snapshot_write_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("writing a raft snapshot: {e}"))
 }
 
 impl StateMachineStore {
     /// Opens the state machine in `dir`, loading the newest snapshot if any.
-    pub fn open(dir: &Path, events: Arc<EventLog>) -> Result<Self, StorageError> {
+    pub fn open(dir: &Path, events: Arc<EventLog>) -> io::Result<Self> {
         swarmkeep_disk::private_dir(dir).map_err(snapshot_write_err)?;
         let store = Self {
             applied: SharedState::default(),
@@ -110,13 +115,11 @@ impl StateMachineStore {
         });
     }
 
-    fn read_snapshot_file(&self) -> Result<Option<SnapshotFile>, StorageError> {
+    fn read_snapshot_file(&self) -> io::Result<Option<SnapshotFile>> {
         match std::fs::read(self.dir.join(SNAPSHOT_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StorageIOError::read_snapshot(None, &e).into()),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(snapshot_read_err),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StorageIOError::read_snapshot(None, &e).into()),
+            Err(e) => Err(snapshot_read_err(e)),
         }
     }
 
@@ -124,7 +127,7 @@ impl StateMachineStore {
     /// replaces stays as an older snapshot (a hard link, made first, so the
     /// newest name always holds a whole snapshot), and only the `keep_old`
     /// newest older ones are kept.
-    fn write_snapshot_file(&self, file: &SnapshotFile, keep_old: u64) -> Result<(), StorageError> {
+    fn write_snapshot_file(&self, file: &SnapshotFile, keep_old: u64) -> io::Result<()> {
         let bytes = serde_json::to_vec(file).map_err(snapshot_write_err)?;
         let newest = self.dir.join(SNAPSHOT_FILE);
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,12 +169,14 @@ fn keep_old_snapshots(state: &ClusterState) -> u64 {
     state.cluster.as_ref().map_or(0, |c| c.keep_old_snapshots)
 }
 
-fn poisoned() -> StorageError {
-    StorageIOError::read_state_machine(&std::io::Error::other("state lock poisoned")).into()
+fn poisoned() -> io::Error {
+    io::Error::other("the state machine's lock is poisoned")
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let (data, last_log_id, membership, keep_old) = {
             let applied = self.applied.read().map_err(|_| poisoned())?;
             let data = serde_json::to_string(&applied.state).map_err(snapshot_write_err)?;
@@ -182,14 +187,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 keep_old_snapshots(&applied.state),
             )
         };
-        let snapshot_id = match last_log_id {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
-            None => "empty".to_string(),
-        };
         let meta = SnapshotMeta {
             last_log_id,
             last_membership: membership,
-            snapshot_id,
         };
         let file = SnapshotFile {
             meta: meta.clone(),
@@ -198,75 +198,74 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         self.write_snapshot_file(&file, keep_old)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(file.data.into_bytes())),
+            snapshot: Cursor::new(file.data.into_bytes()),
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
         let applied = self.applied.read().map_err(|_| poisoned())?;
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResult>, StorageError>
+    /// Applies each entry and answers its writer (if it has one here) as soon
+    /// as it is applied; the state lock is never held across an await.
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let mut applied = self.applied.write().map_err(|_| poisoned())?;
-        let mut replies = Vec::new();
-        for entry in entries {
-            applied.last_applied = Some(entry.log_id);
-            let index = entry.log_id.index;
-            match entry.payload {
-                EntryPayload::Blank => replies.push(ProposalResult::default()),
-                EntryPayload::Normal(proposal) => {
-                    let results = proposal
-                        .commands
-                        .into_iter()
-                        .map(|cmd| {
-                            let touched = events::touched(&applied.state, &cmd);
-                            let result = applied.state.apply(index, cmd);
-                            if result.is_ok() {
-                                self.events.publish(events::events(&applied.state, touched));
-                            }
-                            result
-                        })
-                        .collect();
-                    replies.push(ProposalResult { results });
-                }
-                EntryPayload::Membership(m) => {
-                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
-                    replies.push(ProposalResult::default());
-                }
+        let mut epoch = None;
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let reply = {
+                let mut applied = self.applied.write().map_err(|_| poisoned())?;
+                applied.last_applied = Some(entry.log_id);
+                let index = entry.log_id.index;
+                let reply = match entry.payload {
+                    EntryPayload::Blank => ProposalResult::default(),
+                    EntryPayload::Normal(proposal) => {
+                        let results = proposal
+                            .commands
+                            .into_iter()
+                            .map(|cmd| {
+                                let touched = events::touched(&applied.state, &cmd);
+                                let result = applied.state.apply(index, cmd);
+                                if result.is_ok() {
+                                    self.events.publish(events::events(&applied.state, touched));
+                                }
+                                result
+                            })
+                            .collect();
+                        ProposalResult { results }
+                    }
+                    EntryPayload::Membership(m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                        ProposalResult::default()
+                    }
+                };
+                epoch = Some(applied.state.assignment_epoch());
+                reply
+            };
+            if let Some(responder) = responder {
+                responder.send(reply);
             }
         }
-        let epoch = applied.state.assignment_epoch();
-        drop(applied);
-        self.publish_epoch(epoch);
-        Ok(replies)
+        if let Some(epoch) = epoch {
+            self.publish_epoch(epoch);
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = String::from_utf8(snapshot.into_inner())
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        let mut state: ClusterState =
-            serde_json::from_str(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
+        let data = String::from_utf8(snapshot.into_inner()).map_err(snapshot_read_err)?;
+        let mut state: ClusterState = serde_json::from_str(&data).map_err(snapshot_read_err)?;
         state.reindex();
         self.write_snapshot_file(
             &SnapshotFile {
@@ -285,10 +284,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         Ok(self.read_snapshot_file()?.map(|file| Snapshot {
             meta: file.meta,
-            snapshot: Box::new(Cursor::new(file.data.into_bytes())),
+            snapshot: Cursor::new(file.data.into_bytes()),
         }))
+    }
+}
+
+/// Where a snapshot sent in chunks (openraft's v1 snapshot messages, which
+/// the managers speak) is gathered before it is installed.
+impl openraft_legacy::network_v1::SnapshotReceiverFactory<TypeConfig> for StateMachineStore {
+    type SnapshotReceiver = SnapshotData;
+
+    async fn begin_receiving_snapshot(&mut self) -> io::Result<SnapshotData> {
+        Ok(Cursor::new(Vec::new()))
     }
 }
