@@ -163,3 +163,55 @@ fn without_quorum_writes_fail_cleanly_and_resume_when_it_returns() {
         );
     }
 }
+
+/// A manager whose store is empty when it starts again — killed the moment
+/// its join returned, before the leader's first append reached it — takes
+/// raft traffic from the managers it was told of when it joined (kept in its
+/// `state.json`), as right after the join; before, it refused the leader for
+/// good ("not a manager this new member was told of"). The empty store is
+/// made here by removing the raft directory of a stopped manager, which
+/// otherwise depends on the moment of the kill.
+#[test]
+fn a_manager_that_restarts_with_an_empty_store_catches_up_from_the_managers_it_joined() {
+    let mut nodes = swarm(3, 0);
+    let ids = |n: &SwarmNode| -> Vec<String> {
+        let state = std::fs::read(n.daemon.data_dir().join("state.json")).expect("state.json");
+        let state: serde_json::Value = serde_json::from_slice(&state).expect("JSON");
+        let mut ids: Vec<String> = state["manager_ids"]
+            .as_array()
+            .expect("manager_ids")
+            .iter()
+            .map(|v| v.as_str().expect("an ID").to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    // (The leader's list includes the new manager itself.)
+    let node_id = |n: &SwarmNode| {
+        n.cli(&["node", "inspect", "self", "--format", "{{.ID}}"])
+            .ok()
+            .trim()
+            .to_string()
+    };
+    nodes[2].daemon.kill9();
+    let kept = ids(&nodes[2]);
+    for m in [&nodes[0], &nodes[1]] {
+        assert!(
+            kept.contains(&node_id(m)),
+            "m3 keeps the managers it was told of: {kept:?}"
+        );
+    }
+    std::fs::remove_dir_all(nodes[2].daemon.data_dir().join("raft")).expect("removing m3's raft dir");
+    nodes[0]
+        .daemon
+        .cli_stdin(&["secret", "create", "while_m3_was_down", "-"], Some(b"v"))
+        .ok();
+    nodes[2].daemon.restart();
+    assert!(
+        eventually(Duration::from_secs(30), || secret_names(&nodes[2])
+            .contains(&"while_m3_was_down".to_string())),
+        "m3 caught up: {:?}\n{}",
+        nodes[2].cli(&["secret", "ls"]),
+        nodes[2].daemon.log()
+    );
+}
