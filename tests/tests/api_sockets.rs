@@ -324,3 +324,61 @@ fn a_stopping_daemon_leaves_a_newer_daemons_socket_alone() {
     assert!(sock.exists(), "the old daemon removed the new one's socket");
     assert!(!out.stderr.contains("Cannot connect"), "{out:?}");
 }
+
+/// A socket is bound under a name of its own beside its path, then renamed
+/// into place. A local user who plants a link at that name (in a shared,
+/// sticky directory such as /tmp; the name is predictable from the daemon's
+/// PID) gets it replaced by the socket — the daemon starts all the same, the
+/// file the link points to keeps its owner, group and mode, and the socket has
+/// the daemon's group.
+#[test]
+fn a_link_planted_at_the_sockets_staging_name_changes_nothing_it_points_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let target = dir.path().join("target");
+    std::fs::write(&target, b"root's file").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let group = nix::unistd::Group::from_name("nogroup")
+        .unwrap()
+        .or_else(|| nix::unistd::Group::from_name("daemon").unwrap())
+        .expect("a nogroup or daemon group");
+    let sock = shared.join("s.sock");
+    let log = dir.path().join("log");
+    // `nobody` plants the link at the name the daemon, exec'd by this very
+    // shell (so with its PID), will bind first.
+    let script = format!(
+        "su nobody -s /bin/sh -c \"ln -s {target} {shared}/.s.sock.$$\" && exec {daemon} --data-dir {data} \
+         --no-agent -H unix://{sock} --group {group}",
+        target = target.display(),
+        shared = shared.display(),
+        daemon = daemon_binary().display(),
+        data = dir.path().join("data").display(),
+        sock = sock.display(),
+        group = group.name,
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let planted = shared.join(format!(".s.sock.{}", child.id()));
+    let up = swarmkeep_tests::eventually(Duration::from_secs(20), || sock.exists());
+    let out = swarmkeep_tests::run_cli(&format!("unix://{}", sock.display()), &["secret", "ls"], None, None);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(!out.stderr.contains("Cannot connect"), "{out:?}");
+    let meta = std::fs::metadata(&target).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777),
+        (0, 0, 0o600),
+        "the link's target was changed"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"root's file");
+    assert!(std::fs::symlink_metadata(&planted).is_err(), "the planted link is gone");
+    // Killed, the daemon left its socket behind.
+    assert_eq!(std::fs::metadata(&sock).unwrap().gid(), group.gid.as_raw());
+}

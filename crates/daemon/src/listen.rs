@@ -175,7 +175,9 @@ pub fn bind(host: &str, group: Option<&nix::unistd::Group>) -> anyhow::Result<Li
         let listener = bound.with_context(|| format!("binding {}", path.display()))?;
         let published = (|| {
             if let Some(group) = group {
-                nix::unistd::chown(&staging, None, Some(group.gid))
+                // The socket itself, never what a link planted at its name
+                // points to.
+                std::os::unix::fs::lchown(&staging, None, Some(group.gid.as_raw()))
                     .with_context(|| format!("giving {} to group {}", path.display(), group.name))?;
             }
             // Replaces a stale socket left by a daemon that did not clean up.
