@@ -142,6 +142,13 @@ async fn foreign_certificates_and_workers_cannot_call_manager_rpcs() {
         .await
         .unwrap_err();
     assert_eq!(append.code(), tonic::Code::PermissionDenied, "{append:?}");
+    let pre_vote = raft_as_worker
+        .pre_vote(RaftMessage {
+            payload: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(pre_vote.code(), tonic::Code::PermissionDenied, "{pre_vote:?}");
 
     // No client certificate at all.
     let mut anonymous = ClusterClient::new(pinned_channel(&m1.addr, &worker_tls.ca_pem).unwrap());
@@ -273,6 +280,8 @@ async fn a_removed_nodes_certificate_has_no_authority_left() {
     let mut raft = RaftClient::new(stolen.channel(&m1.addr).unwrap());
     let vote = br#"{"vote":{"leader_id":{"term":100,"voted_for":7},"committed":false},"last_log_id":null}"#;
     let refused = raft.vote(RaftMessage { payload: vote.to_vec() }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let refused = raft.pre_vote(RaftMessage { payload: vote.to_vec() }).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     let remove = format!(r#"{{"RemoveSecret":{{"id":"{secret_id}"}}}}"#);
     let entries = format!(

@@ -215,3 +215,37 @@ fn a_manager_that_restarts_with_an_empty_store_catches_up_from_the_managers_it_j
         nodes[2].daemon.log()
     );
 }
+
+/// A manager that was paused past the election timeout (SIGSTOP: a stalled
+/// VM, a long GC pause, a partition that heals) does not depose a leader a
+/// quorum still follows when it resumes: with Pre-Vote it asks whether it
+/// would win before it raises its term, and it would not. Without Pre-Vote
+/// it raised its term, and its answers made the leader step down.
+#[test]
+fn a_paused_manager_that_resumes_does_not_depose_the_leader() {
+    let nodes = swarm(3, 0);
+    let leader = leader_index(&nodes, &nodes[0]);
+    let paused = (leader + 1) % 3;
+    let terms = |n: &SwarmNode| n.daemon.log().matches("vote is changing").count();
+    let before = terms(&nodes[leader]);
+    let pid = nix::unistd::Pid::from_raw(nodes[paused].daemon.pid().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    std::thread::sleep(Duration::from_secs(3));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    // Its timers fire at once on resuming; give its campaign time to happen.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(leader_index(&nodes, &nodes[0]), leader, "the leader changed");
+    assert_eq!(
+        terms(&nodes[leader]),
+        before,
+        "the leader's vote changed: {}",
+        nodes[leader].daemon.log()
+    );
+    assert!(
+        nodes[leader]
+            .daemon
+            .cli_stdin(&["secret", "create", "after_the_pause", "-"], Some(b"v"))
+            .code
+            == 0
+    );
+}

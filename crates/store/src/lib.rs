@@ -164,6 +164,10 @@ impl Store {
             // Never purged by openraft when the caller purges.
             max_in_snapshot_log_to_keep: settings.log_entries_for_slow_followers.unwrap_or(u64::MAX),
             purge_batch_size: 256,
+            // A member that cannot win (back from a partition, or a pause)
+            // first asks whether it would get the votes, without raising its
+            // term: it does not depose a leader a quorum still follows.
+            enable_pre_vote: Some(true),
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| StoreError::Raft(e.to_string()))?);

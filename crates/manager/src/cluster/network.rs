@@ -5,10 +5,15 @@
 
 use std::sync::Arc;
 
+use std::future::Future;
+
 use openraft::BasicNode;
-use openraft::error::{NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::error::{NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft_legacy::network_v1::{
     Adapter, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse, RaftNetwork,
 };
@@ -16,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use swarmkeep_api::cluster::RaftMessage;
 use swarmkeep_api::cluster::raft_client::RaftClient;
-use swarmkeep_store::raft::{NodeId, SnapshotData, TypeConfig};
+use swarmkeep_store::raft::{NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
 use tonic::transport::Channel;
 
 use swarmkeep_transport::tls::TlsCell;
@@ -41,54 +46,131 @@ pub struct PeerClient {
     contact: Arc<RaftContact>,
 }
 
-/// Snapshots go in chunks (openraft's v1 messages, through its adapter).
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
-    type Network = Adapter<TypeConfig, PeerClient, SnapshotData>;
+    type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         let client = self.tls.channel(&node.addr).ok().map(RaftClient::new);
-        PeerClient {
-            target,
-            client,
-            contact: self.contact.clone(),
-        }
-        .into_v2()
+        Peer(
+            PeerClient {
+                target,
+                client,
+                contact: self.contact.clone(),
+            }
+            .into_v2(),
+        )
+    }
+}
+
+/// A raft peer: openraft's v1 messages through its adapter (snapshots in
+/// chunks), and Pre-Vote, which the adapter does not carry.
+pub struct Peer(Adapter<TypeConfig, PeerClient, SnapshotData>);
+
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.0.append_entries(rpc, option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        RaftNetworkV2::vote(&mut self.0, rpc, option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let peer = self.0.inner_mut();
+        let payload = match peer.send(Kind::PreVote, &rpc).await {
+            Ok(payload) => payload,
+            // A manager of a version without Pre-Vote: counted as granting,
+            // as openraft counts a network without it (the real vote is
+            // still judged by its rules).
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                return Ok(VoteResponse::new(rpc.vote, None, true));
+            }
+            Err(status) => return Err(rpc_error(status)),
+        };
+        let result: Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>> =
+            serde_json::from_slice(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // A remote refusal (it stopped, say) is this RPC failing.
+        result.map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        self.0.full_snapshot(vote, snapshot, cancel, option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.0.transfer_leader(rpc, option).await
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        RaftNetworkV2::backoff(&self.0)
     }
 }
 
 type RpcResult<T, E> = Result<T, RPCError<TypeConfig, E>>;
 
 impl PeerClient {
+    /// Sends one raft message; every answer notes the peer as heard.
+    async fn send<Req: Serialize>(&mut self, kind: Kind, req: &Req) -> Result<Vec<u8>, tonic::Status> {
+        let Some(client) = self.client.as_mut() else {
+            return Err(tonic::Status::unavailable("invalid peer address"));
+        };
+        let payload = serde_json::to_vec(req).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let msg = RaftMessage { payload };
+        let resp = match kind {
+            Kind::Append => client.append_entries(msg).await,
+            Kind::Vote => client.vote(msg).await,
+            Kind::Snapshot => client.install_snapshot(msg).await,
+            Kind::PreVote => client.pre_vote(msg).await,
+        };
+        if resp.is_ok() {
+            self.contact.heard(self.target);
+        }
+        resp.map(|r| r.into_inner().payload)
+    }
+
     async fn call<Req, Resp, E>(&mut self, kind: Kind, req: &Req) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let Some(client) = self.client.as_mut() else {
-            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
-                "invalid peer address",
-            ))));
-        };
-        let payload = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let msg = RaftMessage { payload };
-        let resp = match kind {
-            Kind::Append => client.append_entries(msg).await,
-            Kind::Vote => client.vote(msg).await,
-            Kind::Snapshot => client.install_snapshot(msg).await,
-        };
-        if resp.is_ok() {
-            self.contact.heard(self.target);
-        }
-        let resp = resp.map_err(|status| match status.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
-                RPCError::Unreachable(Unreachable::new(&status))
-            }
-            _ => RPCError::Network(NetworkError::new(&status)),
-        })?;
+        let payload = self.send(kind, req).await.map_err(rpc_error)?;
         let result: Result<Resp, E> =
-            serde_json::from_slice(&resp.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            serde_json::from_slice(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+fn rpc_error<E: std::error::Error>(status: tonic::Status) -> RPCError<TypeConfig, E> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
     }
 }
 
@@ -97,6 +179,7 @@ enum Kind {
     Append,
     Vote,
     Snapshot,
+    PreVote,
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {

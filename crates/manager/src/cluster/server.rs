@@ -75,6 +75,12 @@ impl RaftService for ClusterService {
         encode(&swarm.store.raft().vote(rpc).await)
     }
 
+    async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let swarm = self.raft_peer(&req)?;
+        let rpc = decode(&req.into_inner().payload)?;
+        encode(&swarm.store.raft().pre_vote(rpc).await)
+    }
+
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let swarm = self.raft_peer(&req)?;
         let rpc = decode(&req.into_inner().payload)?;
