@@ -115,6 +115,33 @@ fn three_managers_two_workers_join_promote_demote_drain_leave_rm() {
         row(&node_rows(m1), "w1").3.is_empty() && w1.cli(&["secret", "ls"]).stderr == WORKER_REFUSAL
     });
     assert!(demoted, "{:?}", node_rows(m1));
+    // It keeps, for its next start, the managers it last knew as a manager
+    // (the only servers it then accepts): m1, m2, m3 — not itself.
+    let manager_ids = |n: &swarmkeep_tests::SwarmNode| {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(n.daemon.data_dir().join("state.json")).unwrap()).unwrap();
+        let mut ids: Vec<String> = state["manager_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let id_of = |n: &swarmkeep_tests::SwarmNode| {
+        n.cli(&["node", "inspect", "self", "--format", "{{.ID}}"])
+            .ok()
+            .trim()
+            .to_string()
+    };
+    let mut expected = vec![id_of(m1), id_of(m2), id_of(m3)];
+    expected.sort();
+    assert!(
+        eventually(Duration::from_secs(10), || manager_ids(w1) == expected),
+        "{:?} {expected:?}",
+        manager_ids(w1)
+    );
 
     // A live node cannot be removed; a manager must be demoted first.
     let rm_live = m1.cli(&["node", "rm", "w2"]);

@@ -585,6 +585,16 @@ impl SwarmNode {
             })
             .await;
         }
+        // The managers as this store last knew them: the certificates the
+        // worker accepts from a server when it restarts (not the managers it
+        // was told of when it joined, which may be long gone).
+        let manager_ids: Vec<String> = swarm.store.read(|st| {
+            st.nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager)
+                .map(|n| n.id.clone())
+                .collect()
+        });
         swarm.store.shutdown().await;
         let _ = std::fs::remove_dir_all(self.raft_dir());
         let _ = std::fs::remove_dir_all(self.keys_dir());
@@ -605,7 +615,7 @@ impl SwarmNode {
             managers: RwLock::new(managers.clone()),
         })));
         self.start_background(&swarm.identity.listen_addr)?;
-        self.save_role(NodeRole::Worker, 0, managers, None)?;
+        self.save_role(NodeRole::Worker, 0, managers, manager_ids)?;
         tracing::info!("demoted: now a worker");
         Ok(())
     }
@@ -623,7 +633,7 @@ impl SwarmNode {
             NodeRole::Manager,
             swarm.store.raft_id(),
             vec![via.to_string()],
-            Some(swarm.bootstrap_peers.clone()),
+            swarm.bootstrap_peers.clone(),
         )?;
         tracing::info!("promoted: now a manager");
         Ok(())
@@ -724,14 +734,14 @@ impl SwarmNode {
         }
     }
 
-    /// Saves a role change; `manager_ids`, when given, replaces the managers'
-    /// node IDs kept for the next start.
+    /// Saves a role change, with the managers' addresses and node IDs kept for
+    /// the next start.
     fn save_role(
         &self,
         role: NodeRole,
         raft_id: u64,
         managers: Vec<String>,
-        manager_ids: Option<Vec<String>>,
+        manager_ids: Vec<String>,
     ) -> Result<(), Status> {
         let mut local = SavedState::load(&self.config.data_dir)
             .map_err(|e| internal("reading node state", &e))?
@@ -739,9 +749,7 @@ impl SwarmNode {
         local.role = role;
         local.raft_id = raft_id;
         local.managers = managers;
-        if let Some(ids) = manager_ids {
-            local.manager_ids = ids;
-        }
+        local.manager_ids = manager_ids;
         local
             .save(&self.config.data_dir)
             .map_err(|e| internal("writing node state", &e))
