@@ -1,9 +1,9 @@
 //! Group commit: concurrent writes are gathered into one raft entry.
 //!
-//! openraft appends and fsyncs each client write as an entry of its own, so
-//! without this every create costs a full fsync of its own. The proposer keeps one proposal
-//! in flight; everything that arrives meanwhile becomes the next proposal, so
-//! N concurrent writers share each fsync.
+//! Each client write is a raft entry of its own to openraft; the proposer
+//! keeps one proposal in flight and makes everything that arrives meanwhile
+//! the next proposal, so N concurrent writers share one entry, one quorum
+//! check and each fsync.
 
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::{mpsc, oneshot};

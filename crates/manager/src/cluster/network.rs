@@ -3,9 +3,8 @@
 //! per peer, reused for every RPC. Every answer a peer gives is noted
 //! ([`RaftContact`]): the leader judges managers' reachability from it.
 
-use std::sync::Arc;
-
 use std::future::Future;
+use std::sync::Arc;
 
 use openraft::BasicNode;
 use openraft::error::{NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable};
@@ -101,10 +100,13 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             }
             Err(status) => return Err(rpc_error(status)),
         };
-        let result: Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>> =
-            serde_json::from_slice(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         // A remote refusal (it stopped, say) is this RPC failing.
-        result.map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        peer.decode::<_, RaftError<TypeConfig>>(&payload).map_err(|e| match e {
+            RPCError::RemoteError(e) => RPCError::Network(NetworkError::new(&e)),
+            RPCError::Network(e) => RPCError::Network(e),
+            RPCError::Unreachable(e) => RPCError::Unreachable(e),
+            RPCError::Timeout(e) => RPCError::Timeout(e),
+        })
     }
 
     async fn full_snapshot(
@@ -159,8 +161,17 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = self.send(kind, req).await.map_err(rpc_error)?;
+        self.decode(&payload)
+    }
+
+    /// A peer's answer: what it returned, or its refusal as a remote error.
+    fn decode<Resp, E>(&self, payload: &[u8]) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let result: Result<Resp, E> =
-            serde_json::from_slice(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            serde_json::from_slice(payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
