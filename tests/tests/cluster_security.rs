@@ -4,7 +4,7 @@ use std::path::Path;
 
 use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::raft_client::RaftClient;
-use swarmkeep_api::cluster::{HeartbeatRequest, ManagerKeysRequest, ProposeRequest, RaftMessage};
+use swarmkeep_api::cluster::{HeartbeatRequest, ManagerKeysRequest, ProposeRequest, RaftMessage, RaftStreamMessage};
 use swarmkeep_tests::{free_addr, memory_kib, swarm, swarm_node};
 use swarmkeep_transport::tls::{NodeTls, pinned_channel};
 
@@ -149,6 +149,13 @@ async fn foreign_certificates_and_workers_cannot_call_manager_rpcs() {
         .await
         .unwrap_err();
     assert_eq!(pre_vote.code(), tonic::Code::PermissionDenied, "{pre_vote:?}");
+    let (_tx, rx) = tokio::sync::mpsc::channel::<RaftStreamMessage>(1);
+    let stream = raft_as_worker
+        .append_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(stream.code(), tonic::Code::PermissionDenied, "{stream:?}");
 
     // No client certificate at all.
     let mut anonymous = ClusterClient::new(pinned_channel(&m1.addr, &worker_tls.ca_pem).unwrap());
@@ -311,6 +318,60 @@ async fn a_removed_nodes_certificate_has_no_authority_left() {
         "{}",
         placed()
     );
+}
+
+/// An append stream outlives the check made when it opened: a manager's
+/// stream, opened while it was one, is cut at its next message once the
+/// manager has been demoted and removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_managers_open_append_stream_is_refused_at_its_next_message() {
+    use std::time::Duration;
+    use swarmkeep_tests::eventually;
+
+    let nodes = tokio::task::spawn_blocking(|| swarm(2, 0)).await.unwrap();
+    let (m1, m2) = (&nodes[0], &nodes[1]);
+    // m2's identity as it is now, a manager's.
+    let stolen = tls_of(&m2.daemon.data_dir());
+    let mut raft = RaftClient::new(stolen.channel(&m1.addr).unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel::<RaftStreamMessage>(4);
+    let mut answers = raft
+        .append_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("a manager opens an append stream")
+        .into_inner();
+    // An append of a long-past term: answered (the leader's vote is higher),
+    // with the request's seq.
+    let stale = br#"{"vote":{"leader_id":{"term":0,"node_id":999},"committed":true},"prev_log_id":null,"entries":[],"leader_commit":null}"#;
+    tx.send(RaftStreamMessage {
+        seq: 41,
+        payload: stale.to_vec(),
+    })
+    .await
+    .unwrap();
+    let answer = answers.message().await.expect("answered").expect("an answer");
+    assert_eq!(answer.seq, 41);
+    assert!(
+        String::from_utf8_lossy(&answer.payload).contains("HigherVote"),
+        "{}",
+        String::from_utf8_lossy(&answer.payload)
+    );
+
+    m1.cli(&["node", "demote", "m2"]).ok();
+    // Removable once it has also left the raft group.
+    assert!(eventually(Duration::from_secs(20), || {
+        m1.cli(&["node", "rm", "--force", "m2"]).code == 0
+    }));
+    tx.send(RaftStreamMessage {
+        seq: 42,
+        payload: stale.to_vec(),
+    })
+    .await
+    .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("the removed manager's stream got no answer")
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
 }
 
 /// The audit's memory attack, replayed: four concurrent 100 MB raft messages

@@ -61,8 +61,52 @@ impl ClusterService {
     }
 }
 
+/// A leader's stream of appends, answered in order (see [`RaftService::append_stream`]).
+type AppendStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftStreamMessage, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RaftService for ClusterService {
+    type AppendStreamStream = AppendStream;
+
+    /// Each message is taken only while its sender is still a raft peer (a
+    /// stream outlives the check of its opening: a manager removed since is
+    /// refused at its next message, and the stream ends there). Messages are
+    /// handled one after the other, so the answers come back in their order.
+    async fn append_stream(
+        &self,
+        req: Request<tonic::Streaming<RaftStreamMessage>>,
+    ) -> Result<Response<AppendStream>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.swarm()?;
+        authority::raft_peer(&swarm, &id)?;
+        let service = self.clone();
+        let input = req.into_inner();
+        let answers = futures::stream::unfold(Some(input), move |input| {
+            let (service, id) = (service.clone(), id.clone());
+            async move {
+                let mut input = input?;
+                let msg = match input.message().await {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => return None,
+                    Err(status) => return Some((Err(status), None)),
+                };
+                let answer = async {
+                    let swarm = service.swarm()?;
+                    authority::raft_peer(&swarm, &id)?;
+                    let rpc = decode(&msg.payload)?;
+                    let answer = swarm.store.raft().append_entries(rpc).await;
+                    serde_json::to_vec(&answer).map_err(|e| Status::internal(e.to_string()))
+                }
+                .await;
+                match answer {
+                    Ok(payload) => Some((Ok(RaftStreamMessage { seq: msg.seq, payload }), Some(input))),
+                    Err(status) => Some((Err(status), None)),
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let swarm = self.raft_peer(&req)?;
         let rpc = decode(&req.into_inner().payload)?;
