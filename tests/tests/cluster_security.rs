@@ -4,7 +4,10 @@ use std::path::Path;
 
 use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::raft_client::RaftClient;
-use swarmkeep_api::cluster::{HeartbeatRequest, ManagerKeysRequest, ProposeRequest, RaftMessage, RaftStreamMessage};
+use swarmkeep_api::cluster::{
+    HeartbeatRequest, LeaderCall, ManagerKeysRequest, ProposeRequest, RaftMessage, RaftStreamMessage, ReadIndexRequest,
+    leader_answer, leader_call,
+};
 use swarmkeep_tests::{free_addr, memory_kib, swarm, swarm_node};
 use swarmkeep_transport::tls::{NodeTls, pinned_channel};
 
@@ -152,6 +155,13 @@ async fn foreign_certificates_and_workers_cannot_call_manager_rpcs() {
     let (_tx, rx) = tokio::sync::mpsc::channel::<RaftStreamMessage>(1);
     let stream = raft_as_worker
         .append_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(stream.code(), tonic::Code::PermissionDenied, "{stream:?}");
+    let (_tx, rx) = tokio::sync::mpsc::channel::<LeaderCall>(1);
+    let stream = ClusterClient::new(worker_tls.channel(&m1.addr).unwrap())
+        .leader_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .map(|_| ())
         .unwrap_err();
@@ -320,11 +330,11 @@ async fn a_removed_nodes_certificate_has_no_authority_left() {
     );
 }
 
-/// An append stream outlives the check made when it opened: a manager's
-/// stream, opened while it was one, is cut at its next message once the
-/// manager has been demoted and removed.
+/// Streams outlive the check made when they opened: a manager's append
+/// stream and leader stream, opened while it was one, are refused at their
+/// next message once the manager has been demoted and removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_managers_open_append_stream_is_refused_at_its_next_message() {
+async fn a_removed_managers_open_streams_are_refused_at_their_next_message() {
     use std::time::Duration;
     use swarmkeep_tests::eventually;
 
@@ -355,6 +365,26 @@ async fn a_removed_managers_open_append_stream_is_refused_at_its_next_message() 
         "{}",
         String::from_utf8_lossy(&answer.payload)
     );
+    // Its leader stream: a read index is answered, a write would be.
+    let (calls, rx) = tokio::sync::mpsc::channel::<LeaderCall>(4);
+    let mut leader_answers = ClusterClient::new(stolen.channel(&m1.addr).unwrap())
+        .leader_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("a manager opens a leader stream")
+        .into_inner();
+    calls
+        .send(LeaderCall {
+            seq: 5,
+            call: Some(leader_call::Call::ReadIndex(ReadIndexRequest {})),
+        })
+        .await
+        .unwrap();
+    let answer = leader_answers.message().await.unwrap().unwrap();
+    assert_eq!(answer.seq, 5);
+    assert!(
+        matches!(answer.answer, Some(leader_answer::Answer::ReadIndex(ref r)) if r.index > 0),
+        "{answer:?}"
+    );
 
     m1.cli(&["node", "demote", "m2"]).ok();
     // Removable once it has also left the raft group.
@@ -372,6 +402,37 @@ async fn a_removed_managers_open_append_stream_is_refused_at_its_next_message() 
         .expect("the removed manager's stream got no answer")
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // A write removing a secret, on the leader stream: refused, not applied.
+    m1.daemon
+        .cli_stdin(&["secret", "create", "kept", "-"], Some(b"leader-stream-marker"))
+        .ok();
+    let secret_id = m1
+        .cli(&["secret", "inspect", "kept", "--format", "{{.ID}}"])
+        .ok()
+        .trim()
+        .to_string();
+    calls
+        .send(LeaderCall {
+            seq: 6,
+            call: Some(leader_call::Call::Propose(ProposeRequest {
+                command: format!(r#"{{"RemoveSecret":{{"id":"{secret_id}"}}}}"#).into_bytes(),
+            })),
+        })
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), leader_answers.message())
+        .await
+        .expect("the removed manager's write got no answer")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.seq, 6);
+    match answer.answer {
+        Some(leader_answer::Answer::Refused(r)) => {
+            assert_eq!(r.code, tonic::Code::PermissionDenied as i32, "{r:?}");
+        }
+        other => panic!("the removed manager's write was not refused: {other:?}"),
+    }
+    assert_eq!(m1.cli(&["secret", "ls", "--format", "{{.Name}}"]).ok(), "kept\n");
 }
 
 /// The audit's memory attack, replayed: four concurrent 100 MB raft messages

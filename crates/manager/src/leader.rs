@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use swarmkeep_api::cluster::cluster_client::ClusterClient;
-use swarmkeep_api::cluster::{ProposeRequest, ReadIndexRequest};
+use swarmkeep_api::cluster::{ProposeRequest, ProposeResponse, ReadIndexRequest, leader_answer, leader_call};
 use swarmkeep_api::errors::rpc;
 use swarmkeep_store::objects::NodeRole;
 use swarmkeep_store::{Command, CommandError, WriteError};
@@ -39,26 +39,27 @@ where
     F: Fn(ClusterClient<Channel>) -> Fut,
     Fut: Future<Output = Result<Response<T>, Status>>,
 {
-    let channel = |addr: &str| tls.channel(addr).map_err(|e| rpc(Code::Unavailable, e.to_string()));
-    follow_leader(channel, first, f).await
+    follow_leader(first, |addr| {
+        let channel = tls.channel(&addr).map_err(|e| rpc(Code::Unavailable, e.to_string()));
+        let call = channel.map(|c| f(ClusterClient::new(c)));
+        async move { Ok(call?.await?.into_inner()) }
+    })
+    .await
 }
 
-/// [`call_leader`] over the channels `channel` gives for an address.
-async fn follow_leader<T, F, Fut>(
-    channel: impl Fn(&str) -> Result<Channel, Status>,
-    first: &str,
-    f: F,
-) -> Result<T, Status>
+/// `call(address)` from the manager at `first` on, following "not the
+/// leader" answers to the leader (or waiting a moment when none is named)
+/// until [`WRITE_TIMEOUT`].
+async fn follow_leader<T, F, Fut>(first: &str, call: F) -> Result<T, Status>
 where
-    F: Fn(ClusterClient<Channel>) -> Fut,
-    Fut: Future<Output = Result<Response<T>, Status>>,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
 {
     let mut addr = first.to_string();
     let deadline = Instant::now() + WRITE_TIMEOUT;
     loop {
-        let channel = channel(&addr)?;
-        match f(ClusterClient::new(channel)).await {
-            Ok(r) => return Ok(r.into_inner()),
+        match call(addr.clone()).await {
+            Ok(r) => return Ok(r),
             Err(s) if is_not_leader(&s) && Instant::now() < deadline => match leader_hint(&s) {
                 Some(leader) => addr = leader,
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -125,18 +126,11 @@ impl ManagerState {
                 }
             } else if let Some(leader) = swarm.store.leader_addr() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let resp = tokio::time::timeout(
-                    left,
-                    follow_leader(
-                        |a| leader_channel(swarm, a),
-                        &leader,
-                        |mut c| async move { c.read_index(ReadIndexRequest {}).await },
-                    ),
-                )
-                .await
-                .map_err(|_| no_quorum_for_read())?
-                .map_err(|_| no_quorum_for_read())?;
-                break resp.index;
+                let index = tokio::time::timeout(left, follow_leader(&leader, |a| read_index_at(swarm, a)))
+                    .await
+                    .map_err(|_| no_quorum_for_read())?
+                    .map_err(|_| no_quorum_for_read())?;
+                break index;
             }
             if Instant::now() >= deadline {
                 return Err(no_quorum_for_read());
@@ -159,10 +153,11 @@ fn no_quorum_for_read() -> Status {
 }
 
 /// The kept channel to the manager at `addr` (made on first use). Kept only
-/// while a manager of the store's has that address: a connection made to a
-/// manager since demoted or removed is not reused (a new one must pass the
-/// pinned-manager check of its handshake).
-fn leader_channel(swarm: &ManagerState, addr: &str) -> Result<Channel, Status> {
+/// while a manager of the store's has that address: a connection (or leader
+/// stream) made to a manager since demoted or removed is not reused (a new
+/// one must pass the pinned-manager check of its handshake). `false` with a
+/// channel not kept.
+fn leader_channel(swarm: &ManagerState, addr: &str) -> Result<(Channel, bool), Status> {
     let is_manager = swarm.store.read(|st| {
         st.nodes
             .values()
@@ -170,11 +165,14 @@ fn leader_channel(swarm: &ManagerState, addr: &str) -> Result<Channel, Status> {
     });
     let mut kept = swarm.leader_channels.lock().unwrap_or_else(|p| p.into_inner());
     match kept.get(addr) {
-        Some(channel) if is_manager => return Ok(channel.clone()),
+        Some(channel) if is_manager => return Ok((channel.clone(), true)),
         Some(_) => {
             kept.remove(addr);
         }
         None => {}
+    }
+    if !is_manager {
+        swarm.leader_links.forget(addr);
     }
     let channel = swarm
         .tls
@@ -187,16 +185,45 @@ fn leader_channel(swarm: &ManagerState, addr: &str) -> Result<Channel, Status> {
         }
         kept.insert(addr.to_string(), channel.clone());
     }
-    Ok(channel)
+    Ok((channel, is_manager))
+}
+
+/// `call` to the manager at `addr`: on the leader stream to it when it is a
+/// manager of the store's that has one, as a call of its own otherwise.
+async fn to_leader(swarm: &ManagerState, addr: &str, call: leader_call::Call) -> Result<leader_answer::Answer, Status> {
+    let (channel, kept) = leader_channel(swarm, addr)?;
+    if kept && !swarm.leader_links.unsupported(addr) {
+        match swarm.leader_links.call(addr, channel.clone(), call.clone()).await {
+            Err(s) if s.code() == Code::Unimplemented => {}
+            answer => return answer,
+        }
+    }
+    let mut client = ClusterClient::new(channel);
+    match call {
+        leader_call::Call::Propose(p) => Ok(leader_answer::Answer::Propose(client.propose(p).await?.into_inner())),
+        leader_call::Call::ReadIndex(r) => Ok(leader_answer::Answer::ReadIndex(
+            client.read_index(r).await?.into_inner(),
+        )),
+    }
+}
+
+async fn read_index_at(swarm: &ManagerState, addr: String) -> Result<u64, Status> {
+    match to_leader(swarm, &addr, leader_call::Call::ReadIndex(ReadIndexRequest {})).await? {
+        leader_answer::Answer::ReadIndex(r) => Ok(r.index),
+        _ => Err(rpc(
+            Code::Internal,
+            "the leader answered a read index with something else",
+        )),
+    }
 }
 
 async fn forward(swarm: &ManagerState, leader: &str, command: &Command) -> Result<u64, Status> {
-    let channel = leader_channel(swarm, leader)?;
-    let payload = serde_json::to_vec(command).map_err(|e| rpc(Code::Internal, e.to_string()))?;
-    let resp = ClusterClient::new(channel)
-        .propose(ProposeRequest { command: payload })
-        .await?
-        .into_inner();
+    let command = serde_json::to_vec(command).map_err(|e| rpc(Code::Internal, e.to_string()))?;
+    let resp: ProposeResponse =
+        match to_leader(swarm, leader, leader_call::Call::Propose(ProposeRequest { command })).await? {
+            leader_answer::Answer::Propose(resp) => resp,
+            _ => return Err(rpc(Code::Internal, "the leader answered a write with something else")),
+        };
     let result: Result<u64, CommandError> =
         serde_json::from_slice(&resp.result).map_err(|e| rpc(Code::Internal, e.to_string()))?;
     result.map_err(|e| write_error(WriteError::Rejected(e)))

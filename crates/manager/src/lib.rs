@@ -28,6 +28,7 @@ pub mod dispatcher;
 pub mod errors;
 mod keystore;
 pub mod leader;
+mod leader_link;
 pub mod logbroker;
 mod logs;
 mod lookup;

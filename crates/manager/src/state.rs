@@ -54,6 +54,8 @@ pub struct ManagerState {
     /// so a forwarded write does not pay a TCP and TLS handshake (a channel
     /// reconnects by itself, presenting the identity as it is then).
     pub(crate) leader_channels: std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+    /// The streams forwarded writes and read indexes go to the leader on.
+    pub(crate) leader_links: crate::leader_link::LeaderLinks,
     /// Agent sessions this manager's dispatcher holds open (while leading).
     pub(crate) open_sessions: std::sync::atomic::AtomicUsize,
     /// The raft peers' last answers to this manager (see `cluster::network`).
@@ -160,6 +162,7 @@ impl ManagerState {
             logs: Arc::default(),
             bootstrap_peers: Vec::new(),
             leader_channels: Default::default(),
+            leader_links: Default::default(),
             open_sessions: Default::default(),
             raft_contact: Default::default(),
         }

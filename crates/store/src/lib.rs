@@ -91,6 +91,8 @@ pub struct Store {
     changes: tokio::sync::watch::Receiver<(u64, bool)>,
     events: Arc<events::EventLog>,
     assignments: tokio::sync::watch::Receiver<u64>,
+    /// The last log index applied to `state` (see [`Store::wait_applied`]).
+    applied_index: tokio::sync::watch::Receiver<u64>,
     dir: PathBuf,
     /// The timing this member runs with, and what is saved for its next start.
     ticks: RaftTicks,
@@ -127,6 +129,7 @@ impl Store {
         let sm = StateMachineStore::open(&dir.join("snapshots"), events.clone())?;
         let state = sm.shared();
         let assignments = sm.assignment_changes();
+        let applied_index = sm.applied_index();
         let ticks = match RaftTicks::load(dir) {
             Ok(Some(saved)) => saved,
             Ok(None) => {
@@ -185,6 +188,7 @@ impl Store {
             changes,
             events,
             assignments,
+            applied_index,
             dir: dir.to_path_buf(),
             ticks,
             saved_ticks: Arc::new(std::sync::Mutex::new(ticks)),
@@ -239,6 +243,12 @@ impl Store {
     /// Proposes `command`, returning once it is committed on a quorum (fsync'd)
     /// and applied here, with the raft index it was applied at.
     pub async fn write(&self, command: Command) -> Result<u64, WriteError> {
+        // A follower that knows another leader says so at once, without a
+        // round trip through the proposer and raft's core (were it leader
+        // by now, the manager named answers "not the leader" in turn).
+        if let Some(leader) = self.other_leader_addr() {
+            return Err(WriteError::NotLeader { leader: Some(leader) });
+        }
         self.proposer.propose(command).await
     }
 
@@ -286,16 +296,14 @@ impl Store {
         }
     }
 
-    /// Waits until this member has applied `index` (or `timeout` passes).
+    /// Waits until this member has applied `index` (or `timeout` passes):
+    /// woken by the apply itself, once the state readers see holds it.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
-        self.raft
-            .wait(Some(timeout))
-            .metrics(
-                |m| m.last_applied.map(|l| l.index).unwrap_or(0) >= index,
-                "applied up to the read index",
-            )
-            .await
-            .is_ok()
+        let mut applied = self.applied_index.clone();
+        matches!(
+            tokio::time::timeout(timeout, applied.wait_for(|applied| *applied >= index)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Changes whenever an apply may have changed some node's assignments
@@ -367,8 +375,20 @@ impl Store {
 
     /// The cluster address of the member this one believes leads.
     pub fn leader_addr(&self) -> Option<String> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
         let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// The leader's address when a member other than this one leads.
+    fn other_leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let leader = m.current_leader.filter(|l| *l != self.raft_id)?;
         m.membership_config
             .membership()
             .get_node(&leader)

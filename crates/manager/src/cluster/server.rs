@@ -16,7 +16,7 @@ use swarmkeep_store::{Command, WriteError};
 use time::OffsetDateTime;
 use tonic::{Code, Request, Response, Status};
 
-use swarmkeep_transport::leader::not_leader;
+use swarmkeep_transport::leader::{leader_hint, not_leader};
 
 use crate::authority;
 use crate::ca::{RootCa, caller};
@@ -51,7 +51,38 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Statu
     Ok(Response::new(RaftMessage { payload }))
 }
 
+/// Calls one leader stream may have under way at once.
+const LEADER_STREAM_CALLS: usize = 256;
+
 impl ClusterService {
+    /// A write a follower carried here (unary or on its leader stream).
+    async fn propose_for(&self, id: &str, req: ProposeRequest) -> Result<ProposeResponse, Status> {
+        let swarm = self.leader()?;
+        authority::manager_role(&swarm, id)?;
+        let command: Command = decode(&req.command)?;
+        let result = match swarm.store.write(command).await {
+            Ok(index) => Ok(index),
+            Err(WriteError::Rejected(e)) => Err(e),
+            Err(WriteError::NotLeader { leader }) => return Err(not_leader(leader)),
+            Err(e) => return Err(Status::unavailable(e.to_string())),
+        };
+        let index = *result.as_ref().unwrap_or(&0);
+        let result = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(ProposeResponse { result, index })
+    }
+
+    /// The leader's read index for a follower's linearizable read.
+    async fn read_index_for(&self, id: &str) -> Result<ReadIndexResponse, Status> {
+        let swarm = self.leader()?;
+        authority::manager_role(&swarm, id)?;
+        let index = match swarm.store.read_index().await {
+            Ok(i) => i,
+            Err(WriteError::NotLeader { leader }) => return Err(not_leader(leader)),
+            Err(e) => return Err(Status::unavailable(e.to_string())),
+        };
+        Ok(ReadIndexResponse { index })
+    }
+
     /// Raft traffic: only from a raft peer (see [`authority::raft_peer`]).
     fn raft_peer<T>(&self, req: &Request<T>) -> Result<Arc<ManagerState>, Status> {
         let id = caller(req)?;
@@ -287,18 +318,7 @@ impl Cluster for ClusterService {
 
     async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
         let id = caller(&req)?;
-        let swarm = self.leader()?;
-        authority::manager(&swarm, &id)?;
-        let command: Command = decode(&req.into_inner().command)?;
-        let result = match swarm.store.write(command).await {
-            Ok(index) => Ok(index),
-            Err(WriteError::Rejected(e)) => Err(e),
-            Err(WriteError::NotLeader { leader }) => return Err(not_leader(leader)),
-            Err(e) => return Err(Status::unavailable(e.to_string())),
-        };
-        let index = *result.as_ref().unwrap_or(&0);
-        let result = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(ProposeResponse { result, index }))
+        Ok(Response::new(self.propose_for(&id, req.into_inner()).await?))
     }
 
     async fn manager_keys(&self, req: Request<ManagerKeysRequest>) -> Result<Response<ManagerKeysResponse>, Status> {
@@ -374,14 +394,68 @@ impl Cluster for ClusterService {
 
     async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         let id = caller(&req)?;
-        let swarm = self.leader()?;
-        authority::manager(&swarm, &id)?;
-        let index = match swarm.store.read_index().await {
-            Ok(i) => i,
-            Err(WriteError::NotLeader { leader }) => return Err(not_leader(leader)),
-            Err(e) => return Err(Status::unavailable(e.to_string())),
-        };
-        Ok(Response::new(ReadIndexResponse { index }))
+        Ok(Response::new(self.read_index_for(&id).await?))
+    }
+
+    type LeaderStreamStream = tokio_stream::wrappers::ReceiverStream<Result<LeaderAnswer, Status>>;
+
+    /// The calls of a manager's stream are each checked as their own call
+    /// would be (leader, caller a manager, now) and answered as they
+    /// complete; at most [`LEADER_STREAM_CALLS`] at once per stream.
+    async fn leader_stream(
+        &self,
+        req: Request<tonic::Streaming<LeaderCall>>,
+    ) -> Result<Response<Self::LeaderStreamStream>, Status> {
+        let id = caller(&req)?;
+        let swarm = self.swarm()?;
+        authority::manager_role(&swarm, &id)?;
+        drop(swarm);
+        let mut calls = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(LEADER_STREAM_CALLS);
+        let service = self.clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(LEADER_STREAM_CALLS));
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let call = match calls.message().await {
+                    Ok(Some(call)) => call,
+                    Ok(None) => return,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                let (service, id, tx) = (service.clone(), id.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let answer = match call.call {
+                        Some(leader_call::Call::Propose(p)) => {
+                            service.propose_for(&id, p).await.map(leader_answer::Answer::Propose)
+                        }
+                        Some(leader_call::Call::ReadIndex(_)) => {
+                            service.read_index_for(&id).await.map(leader_answer::Answer::ReadIndex)
+                        }
+                        None => Err(Status::invalid_argument("a leader call names no call")),
+                    };
+                    let answer = answer.unwrap_or_else(|s| {
+                        leader_answer::Answer::Refused(CallRefused {
+                            code: s.code() as i32,
+                            message: s.message().to_string(),
+                            leader: leader_hint(&s).unwrap_or_default(),
+                        })
+                    });
+                    let _ = tx
+                        .send(Ok(LeaderAnswer {
+                            seq: call.seq,
+                            answer: Some(answer),
+                        }))
+                        .await;
+                    drop(slot);
+                });
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {

@@ -57,6 +57,10 @@ pub struct StateMachineStore {
     /// The state's assignment epoch, sent when an apply (or an installed
     /// snapshot) moved it: what dispatcher sessions wait on.
     assignments: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The last log index whose state readers see, sent as each batch of
+    /// entries is applied (or a snapshot installed): a write's caller waits on
+    /// it directly, not for openraft's metrics, which follow one hop later.
+    applied_index: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// openraft's storage traits return `io::Error`s; each says what it was
@@ -83,6 +87,7 @@ impl StateMachineStore {
             current: Default::default(),
             events,
             assignments: Arc::new(tokio::sync::watch::channel(0).0),
+            applied_index: Arc::new(tokio::sync::watch::channel(0).0),
         };
         if let Some(file) = store.read_snapshot_file()? {
             *store.current.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -93,6 +98,9 @@ impl StateMachineStore {
             applied.state = state;
             applied.last_applied = file.meta.last_log_id;
             applied.membership = file.meta.last_membership;
+            store
+                .applied_index
+                .send_replace(file.meta.last_log_id.map_or(0, |l| l.index));
         }
         Ok(store)
     }
@@ -105,6 +113,11 @@ impl StateMachineStore {
     /// Told of every move of [`ClusterState::assignment_epoch`].
     pub fn assignment_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.assignments.subscribe()
+    }
+
+    /// The last applied log index, as readers of the state see it.
+    pub fn applied_index(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied_index.subscribe()
     }
 
     fn publish_epoch(&self, epoch: u64) {
@@ -219,7 +232,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
         let mut epoch = None;
+        let mut last = None;
         while let Some((entry, responder)) = entries.try_next().await? {
+            last = Some(entry.log_id.index);
             let reply = {
                 let mut applied = self.applied.write().map_err(|_| poisoned())?;
                 applied.last_applied = Some(entry.log_id);
@@ -253,6 +268,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 responder.send(reply);
             }
         }
+        if let Some(last) = last {
+            self.applied_index.send_replace(last);
+        }
         if let Some(epoch) = epoch {
             self.publish_epoch(epoch);
         }
@@ -280,6 +298,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         applied.membership = meta.last_membership.clone();
         let epoch = applied.state.assignment_epoch();
         drop(applied);
+        self.applied_index.send_replace(meta.last_log_id.map_or(0, |l| l.index));
         self.publish_epoch(epoch);
         Ok(())
     }
