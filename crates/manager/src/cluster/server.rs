@@ -428,7 +428,7 @@ impl Cluster for ClusterService {
                     }
                 };
                 let (service, id, tx) = (service.clone(), id.clone(), tx.clone());
-                tokio::spawn(async move {
+                let mut answering = Box::pin(async move {
                     let answer = match call.call {
                         Some(leader_call::Call::Propose(p)) => {
                             service.propose_for(&id, p).await.map(leader_answer::Answer::Propose)
@@ -453,6 +453,13 @@ impl Cluster for ClusterService {
                         .await;
                     drop(slot);
                 });
+                // A call done at once (a read index within the leader's
+                // lease) is answered here; one that waits (a write) gets a
+                // task of its own, so it does not hold up the calls behind it.
+                let mut now = std::task::Context::from_waker(std::task::Waker::noop());
+                if answering.as_mut().poll(&mut now).is_pending() {
+                    tokio::spawn(answering);
+                }
             }
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
