@@ -193,9 +193,10 @@ fn leader_channel(swarm: &ManagerState, addr: &str) -> Result<(Channel, bool), S
 async fn to_leader(swarm: &ManagerState, addr: &str, call: leader_call::Call) -> Result<leader_answer::Answer, Status> {
     let (channel, kept) = leader_channel(swarm, addr)?;
     if kept && !swarm.leader_links.unsupported(addr) {
-        match swarm.leader_links.call(addr, channel.clone(), call.clone()).await {
+        match swarm.leader_links.link(addr, channel.clone()).await {
+            Ok(link) => return link.call(call).await,
             Err(s) if s.code() == Code::Unimplemented => {}
-            answer => return answer,
+            Err(s) => return Err(s),
         }
     }
     let mut client = ClusterClient::new(channel);

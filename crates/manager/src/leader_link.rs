@@ -31,7 +31,7 @@ pub(crate) struct LeaderLinks {
 }
 
 #[derive(Clone)]
-struct Link {
+pub(crate) struct Link {
     tx: mpsc::Sender<LeaderCall>,
     shared: Arc<Shared>,
 }
@@ -83,39 +83,10 @@ impl LeaderLinks {
         self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
     }
 
-    /// Sends `call` to the manager at `addr` on its stream (opened over
-    /// `channel` on first use, and again after the stream ended) and waits
-    /// for its answer. `Unimplemented` when that manager has no leader stream.
-    pub(crate) async fn call(&self, addr: &str, channel: Channel, call: leader_call::Call) -> Answer {
-        let link = self.link(addr, channel).await?;
-        let seq = link.shared.next_seq.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        link.shared.pending().insert(seq, tx);
-        let _waiting = Waiting {
-            shared: &link.shared,
-            seq,
-        };
-        // Closed before the call was noted: no reader is left to answer it.
-        if link.shared.closed.load(Ordering::SeqCst) {
-            self.drop_link(addr, &link);
-            return Err(rpc(Code::Unavailable, "the stream to the leader closed"));
-        }
-        if link.tx.send(LeaderCall { seq, call: Some(call) }).await.is_err() {
-            self.drop_link(addr, &link);
-            return Err(rpc(Code::Unavailable, "the stream to the leader closed"));
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(rpc(Code::Unavailable, "the stream to the leader closed")))
-    }
-
-    fn drop_link(&self, addr: &str, link: &Link) {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        if links.get(addr).is_some_and(|l| Arc::ptr_eq(&l.shared, &link.shared)) {
-            links.remove(addr);
-        }
-    }
-
-    async fn link(&self, addr: &str, channel: Channel) -> Result<Link, Status> {
+    /// The stream to the manager at `addr`, opened over `channel` on first
+    /// use and again after it ended. `Unimplemented` when that manager has
+    /// no leader stream.
+    pub(crate) async fn link(&self, addr: &str, channel: Channel) -> Result<Link, Status> {
         {
             let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
             match links.get(addr) {
@@ -152,6 +123,30 @@ impl LeaderLinks {
             .unwrap_or_else(|p| p.into_inner())
             .insert(addr.to_string(), link.clone());
         Ok(link)
+    }
+}
+
+impl Link {
+    /// Sends `call` on the stream and waits for its answer.
+    pub(crate) async fn call(&self, call: leader_call::Call) -> Answer {
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.shared.pending().insert(seq, tx);
+        let _waiting = Waiting {
+            shared: &self.shared,
+            seq,
+        };
+        let closed = || rpc(Code::Unavailable, "the stream to the leader closed");
+        // Closed before the call was noted: no reader is left to answer it
+        // (the next `link` opens a new stream).
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
+        if self.tx.send(LeaderCall { seq, call: Some(call) }).await.is_err() {
+            self.shared.close(&closed());
+            return Err(closed());
+        }
+        rx.await.unwrap_or_else(|_| Err(closed()))
     }
 }
 
