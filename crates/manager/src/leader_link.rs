@@ -4,9 +4,10 @@
 //! concurrent callers share the stream. A call of its own cost a new HTTP/2
 //! stream, three writes and two certificate parses per forwarded write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_api::cluster::{CallRefused, LeaderAnswer, LeaderCall, leader_answer, leader_call};
@@ -19,6 +20,10 @@ use tonic::{Code, Status};
 /// Calls sent and not yet taken by the stream.
 const QUEUED_CALLS: usize = 256;
 
+/// How long a manager that had no leader stream is taken at its word: it
+/// may be upgraded (a rolling upgrade restarts it under the same address).
+const RETRY_STREAM_AFTER: Duration = Duration::from_secs(60);
+
 type Answer = Result<leader_answer::Answer, Status>;
 
 /// The open streams, by the leader's address.
@@ -26,8 +31,9 @@ type Answer = Result<leader_answer::Answer, Status>;
 pub(crate) struct LeaderLinks {
     links: Mutex<HashMap<String, Link>>,
     /// Managers that answered they have no leader stream (an earlier
-    /// version): their callers use a call each.
-    without: Mutex<HashSet<String>>,
+    /// version), and when: their callers use a call each until
+    /// `RETRY_STREAM_AFTER` has passed.
+    without: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Clone)]
@@ -74,7 +80,19 @@ impl Drop for Waiting<'_> {
 impl LeaderLinks {
     /// Whether `addr` answered that it has no leader stream.
     pub(crate) fn unsupported(&self, addr: &str) -> bool {
-        self.without.lock().unwrap_or_else(|p| p.into_inner()).contains(addr)
+        self.unsupported_at(addr, Instant::now())
+    }
+
+    fn unsupported_at(&self, addr: &str, now: Instant) -> bool {
+        let mut without = self.without.lock().unwrap_or_else(|p| p.into_inner());
+        match without.get(addr) {
+            Some(since) if now.saturating_duration_since(*since) < RETRY_STREAM_AFTER => true,
+            Some(_) => {
+                without.remove(addr);
+                false
+            }
+            None => false,
+        }
     }
 
     /// Closes the stream to `addr`, if one is open (it is no longer a
@@ -108,7 +126,7 @@ impl LeaderLinks {
                     self.without
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(addr.to_string());
+                        .insert(addr.to_string(), Instant::now());
                 }
                 return Err(status);
             }
@@ -206,6 +224,18 @@ mod tests {
         });
         assert_eq!(denied.code(), Code::PermissionDenied);
         assert_eq!(denied.message(), "node x is not a manager");
+    }
+
+    #[test]
+    fn a_manager_without_the_stream_is_asked_again_after_a_while() {
+        let links = LeaderLinks::default();
+        let noted = Instant::now();
+        links.without.lock().unwrap().insert("127.0.0.3:2377".into(), noted);
+        assert!(links.unsupported_at("127.0.0.3:2377", noted + Duration::from_secs(1)));
+        assert!(!links.unsupported_at("127.0.0.4:2377", noted));
+        // Upgraded since, perhaps: its stream is tried again.
+        assert!(!links.unsupported_at("127.0.0.3:2377", noted + RETRY_STREAM_AFTER));
+        assert!(links.without.lock().unwrap().is_empty());
     }
 
     #[test]
