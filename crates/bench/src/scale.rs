@@ -1,13 +1,16 @@
 //! `--scale-out W`: 5 managers, then the same write load again with W
 //! workers (real `swarmkeepd` processes with their agents, each on its own
 //! 127.0.0.x) holding dispatcher sessions with the leader. Reports, for both
-//! phases, the leader's CPU time per 1000 writes, every manager's CPU and
-//! RSS, and the leader dispatcher's open sessions (from its log).
+//! phases (each load run three times, after an idle window), the leader's
+//! CPU time per 1000 writes, also net of its idle CPU over the same time,
+//! every manager's CPU and RSS, and the leader dispatcher's open sessions
+//! (from its log).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use swarmkeep_api::control::RemoveSecretRequest;
 use swarmkeep_cli::client::connect;
 
 use crate::{Daemon, create_all, form_swarm, join, leader_index};
@@ -55,9 +58,22 @@ fn open_sessions(log: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// One write load at the leader and what it cost each manager.
+/// Idle window before each load: the leader's standing CPU (heartbeats,
+/// dispatcher sessions, raft ticks) is measured over it and taken out of
+/// the load's, so the per-write figure is the writes' own.
+const IDLE: Duration = Duration::from_secs(3);
+
+/// Loads per phase (the figures' medians are reported).
+const REPS: usize = 3;
+
+/// One write load at the leader and what it cost each manager, after an
+/// idle window of the same managers.
 async fn phase(managers: &[Daemon], leader: usize, n: usize, tag: &str) -> anyhow::Result<serde_json::Value> {
     let pids: Vec<u32> = managers.iter().map(|d| d.pid().unwrap_or(0)).collect();
+    let idle_from = cpu_ms(pids[leader]);
+    let idle_started = Instant::now();
+    tokio::time::sleep(IDLE).await;
+    let idle_ms_per_s = (cpu_ms(pids[leader]) - idle_from) / idle_started.elapsed().as_secs_f64();
     let before: Vec<f64> = pids.iter().map(|p| cpu_ms(*p)).collect();
     let mut clients = Vec::new();
     for _ in 0..8 {
@@ -67,11 +83,63 @@ async fn phase(managers: &[Daemon], leader: usize, n: usize, tag: &str) -> anyho
     let rate = create_all(clients, n, tag).await?;
     let wall = started.elapsed().as_secs_f64();
     let cpu: Vec<f64> = pids.iter().zip(&before).map(|(p, b)| cpu_ms(*p) - b).collect();
+    let writes_ms = (cpu[leader] - idle_ms_per_s * wall).max(0.0);
+    // Each load starts from the same state: its secrets are removed again
+    // (not measured), so a later load does not pay for a larger store.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(connect(&managers[leader].host()).await?);
+    }
+    remove_all(clients, n, tag).await?;
     Ok(serde_json::json!({
         "creates_per_s_8_clients": rate.round(),
         "leader_cpu_ms_per_1000_writes": (cpu[leader] / n as f64 * 1000.0).round(),
+        "leader_idle_cpu_ms_per_s": (idle_ms_per_s * 10.0).round() / 10.0,
+        "leader_cpu_ms_per_1000_writes_above_idle": (writes_ms / n as f64 * 1000.0).round(),
         "manager_cpu_percent": cpu.iter().map(|c| (c / 10.0 / wall).round()).collect::<Vec<_>>(),
         "manager_rss_mib": pids.iter().map(|p| rss_mib(*p).round()).collect::<Vec<_>>(),
+    }))
+}
+
+/// Removes the secrets `create_all` made under `prefix`.
+async fn remove_all(clients: Vec<swarmkeep_cli::client::Client>, n: usize, prefix: &str) -> anyhow::Result<()> {
+    let conc = clients.len();
+    let mut tasks = Vec::new();
+    for (w, mut c) in clients.into_iter().enumerate() {
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(conc) {
+                c.remove_secret(RemoveSecretRequest {
+                    id: format!("{prefix}-{i}"),
+                })
+                .await?;
+            }
+            Ok::<_, tonic::Status>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// `REPS` loads, each figure's median and every load's figures.
+async fn phases(managers: &[Daemon], leader: usize, n: usize, tag: &str) -> anyhow::Result<serde_json::Value> {
+    let mut runs = Vec::new();
+    for rep in 0..REPS {
+        runs.push(phase(managers, leader, n, &format!("{tag}{rep}")).await?);
+    }
+    let median = |key: &str| {
+        let mut v: Vec<f64> = runs.iter().filter_map(|r| r[key].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    Ok(serde_json::json!({
+        "median_leader_cpu_ms_per_1000_writes": median("leader_cpu_ms_per_1000_writes"),
+        "median_leader_cpu_ms_per_1000_writes_above_idle": median("leader_cpu_ms_per_1000_writes_above_idle"),
+        "median_leader_idle_cpu_ms_per_s": median("leader_idle_cpu_ms_per_s"),
+        "median_creates_per_s_8_clients": median("creates_per_s_8_clients"),
+        "runs": runs,
     }))
 }
 
@@ -86,7 +154,7 @@ pub async fn run(binary: &Path, workers: usize, n: usize, extra: &[String]) -> a
     let addr = managers[0].addr.clone();
     let leader = leader_index(&managers, 0).await?;
     let leader_log = logs.path().join(format!("daemon-{leader}.log"));
-    let without = phase(&managers, leader, n, "alone").await?;
+    let without = phases(&managers, leader, n, "alone").await?;
 
     // Workers with their agents (no warm sandboxes: nothing runs on them).
     let mut worker_args = extra.to_vec();
@@ -112,7 +180,7 @@ pub async fn run(binary: &Path, workers: usize, n: usize, extra: &[String]) -> a
     if leader_index(&managers, 0).await? != leader {
         bail!("the leader changed while the workers joined");
     }
-    let with = phase(&managers, leader, n, "crowd").await?;
+    let with = phases(&managers, leader, n, "crowd").await?;
     let sessions = open_sessions(&leader_log);
     Ok(serde_json::json!({
         "managers": MANAGERS,
