@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use swarmkeep_tests::{eventually, node_rows, swarm};
+use swarmkeep_tests::{eventually, node_rows, swarm, swarm_logging};
 
 const WORKER_REFUSAL: &str = "Error response from daemon: This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.\n";
 
@@ -259,4 +259,29 @@ fn last_manager_refusals_match_docker() {
         m1.cli(&["node", "ls"]).stderr,
         "Error response from daemon: This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.\n"
     );
+}
+
+/// A node's heartbeats go on one kept connection to the manager: a new
+/// connection each period cost the leader a TLS handshake per node and
+/// heartbeat (with 50 workers on Swarm's 5 s period, ten a second).
+#[test]
+fn heartbeats_go_on_one_kept_connection() {
+    let nodes = swarm_logging(1, 1, "info,swarmkeep_manager::cluster::incoming=debug");
+    let m1 = &nodes[0];
+    let accepted = || m1.daemon.log().matches("cluster connection accepted").count();
+    assert!(eventually(Duration::from_secs(10), || {
+        node_rows(m1).iter().any(|r| r.0 == "w1" && r.1 == "Ready")
+    }));
+    std::thread::sleep(Duration::from_secs(1));
+    let before = accepted();
+    assert!(before > 0, "the manager's log counts no accepted connection");
+    // Six of the helper's 500 ms heartbeat periods.
+    std::thread::sleep(Duration::from_secs(3));
+    let opened = accepted() - before;
+    assert!(
+        opened == 0,
+        "{opened} new connections to the manager in 3 s of 500 ms heartbeats"
+    );
+    // Still heartbeating: the worker stays Ready.
+    assert_eq!(row(&node_rows(m1), "w1").1, "Ready");
 }

@@ -107,7 +107,10 @@ pub(super) fn incoming(
             let tcp = tokio::select! {
                 _ = stop.changed() => return,
                 accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => tcp,
+                    Ok((tcp, peer)) => {
+                        tracing::debug!(%peer, "cluster connection accepted");
+                        tcp
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cluster accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -2,21 +2,49 @@
 //! up, and how the node learns its role changed (promoted, demoted, removed)
 //! and which managers there are (a worker's list to find the leader by).
 
-use std::sync::Weak;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use swarmkeep_api::cluster::HeartbeatRequest;
 use swarmkeep_api::cluster::cluster_client::ClusterClient;
 use swarmkeep_store::objects::NodeRole;
 use swarmkeep_transport::leader::leader_hint;
+use swarmkeep_transport::tls::{NodeTls, TlsCell};
 use tokio::sync::watch;
+use tonic::transport::Channel;
 
 use super::SwarmNode;
 use crate::state::Membership;
 
+/// How long one connection carries the heartbeats at most: a new one then
+/// presents the certificate again (an expired one is refused at the
+/// handshake, as it would be on any new connection).
+const KEEP_CONNECTION: Duration = Duration::from_secs(60);
+
+/// The connection the heartbeats go on, kept while the manager, this node's
+/// identity and its pinned managers stay the same: a connection per
+/// heartbeat cost the leader a TLS handshake per node and period.
+struct Kept {
+    target: String,
+    cell: Arc<TlsCell>,
+    identity: Arc<NodeTls>,
+    opened: Instant,
+    channel: Channel,
+}
+
+impl Kept {
+    fn fits(&self, target: &str, cell: &Arc<TlsCell>) -> bool {
+        self.target == target
+            && Arc::ptr_eq(&self.cell, cell)
+            && Arc::ptr_eq(&self.identity, &cell.get())
+            && self.opened.elapsed() < KEEP_CONNECTION
+    }
+}
+
 pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Receiver<bool>) {
     let mut period = Duration::from_millis(500);
     let mut next_manager = 0usize;
+    let mut kept: Option<Kept> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -63,8 +91,27 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
                 )
             }
         };
-        let Ok(channel) = tls.channel(&target) else { continue };
-        match ClusterClient::new(channel).heartbeat(HeartbeatRequest {}).await {
+        let channel = match &kept {
+            Some(k) if k.fits(&target, &tls) => k.channel.clone(),
+            _ => {
+                let identity = tls.get();
+                let Ok(channel) = tls.channel(&target) else { continue };
+                kept = Some(Kept {
+                    target: target.clone(),
+                    cell: tls.clone(),
+                    identity,
+                    opened: Instant::now(),
+                    channel: channel.clone(),
+                });
+                channel
+            }
+        };
+        let answer = ClusterClient::new(channel).heartbeat(HeartbeatRequest {}).await;
+        if answer.is_err() {
+            // The next heartbeat starts on a new connection.
+            kept = None;
+        }
+        match answer {
             Ok(resp) => {
                 let resp = resp.into_inner();
                 period = Duration::from_millis(resp.period_ms.clamp(100, 60_000));
@@ -80,6 +127,8 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
                     // A worker accepts as managers only these from now on,
                     // across restarts too. (Managers pin from their store.)
                     if tls.pin_managers(resp.manager_ids.iter().cloned()) {
+                        // Connections from now on check the new pins.
+                        kept = None;
                         let (m, ids) = (m.clone(), resp.manager_ids.clone());
                         tokio::spawn(async move { m.save_managers(list, ids).await });
                     }
