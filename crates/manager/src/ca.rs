@@ -131,25 +131,6 @@ pub fn node_id_of(cert_der: &[u8]) -> Option<String> {
     Some(cn)
 }
 
-/// The node ID of a client certificate that is valid now. The handshake
-/// checked it when the connection opened; a connection (a kept heartbeat
-/// connection, a forwarding channel) can outlive it, so the door checks
-/// again at every call.
-pub(crate) fn valid_node_id(cert_der: &[u8]) -> Result<String, &'static str> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(cert_der).map_err(|_| "the client certificate cannot be read")?;
-    if !cert.validity().is_valid() {
-        return Err("the client certificate has expired");
-    }
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .ok_or("the client certificate names no node")?;
-    Ok(cn.to_string())
-}
-
 /// The caller's node ID, from its verified client certificate.
 pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Result<String, tonic::Status> {
     let certs = req

@@ -1,8 +1,7 @@
 //! The door of the cluster port: who may be heard at all, decided from the
 //! TLS handshake and the method's path before a byte of the request body is
 //! read. A connection without a client certificate reaches only the node CA
-//! (what a joiner needs); a certificate that expired since the connection
-//! opened reaches nothing; a removed node's certificate reaches nothing; raft
+//! (what a joiner needs); a removed node's certificate reaches nothing; raft
 //! traffic comes only from raft peers. The services then check what each
 //! method needs (leader only, manager only, the caller's own tasks).
 
@@ -15,7 +14,7 @@ use tonic::codegen::{BoxFuture, Context, Poll, Service};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::authority;
-use crate::ca::valid_node_id;
+use crate::ca::node_id_of;
 use crate::state::CurrentMembership;
 
 const NODE_CA: &str = "swarmkeep.cluster.NodeCA";
@@ -36,14 +35,12 @@ impl Gate {
         if service == NODE_CA {
             return Ok(());
         }
-        let required = || Status::unauthenticated("a cluster client certificate is required");
-        let certs = req
+        let node_id = req
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
             .and_then(|i| i.peer_certs())
-            .ok_or_else(required)?;
-        let leaf = certs.first().ok_or_else(required)?;
-        let node_id = valid_node_id(leaf.as_ref()).map_err(Status::unauthenticated)?;
+            .and_then(|certs| certs.first().and_then(|c| node_id_of(c.as_ref())))
+            .ok_or_else(|| Status::unauthenticated("a cluster client certificate is required"))?;
         let swarm = self.membership.serving()?;
         if service == RAFT {
             return authority::raft_peer(&swarm, &node_id);
