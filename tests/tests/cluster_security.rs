@@ -646,7 +646,7 @@ fn certificates_carry_the_nodes_role() {
 /// Every node renews its certificate before it expires, with no one asking:
 /// with 30 s certificates, after 80 s each of three nodes (two managers, a
 /// worker) has had at least two new ones, each for its role, and the swarm
-/// still works — heartbeats (a new connection each), raft between the
+/// still works — heartbeats (a new connection with each new certificate), raft between the
 /// managers, a write forwarded from a follower.
 #[test]
 fn certificates_renew_themselves_before_they_expire() {
