@@ -55,6 +55,8 @@ pub(super) async fn heartbeat_loop(manager: Weak<SwarmNode>, mut stop: watch::Re
             Membership::Inactive | Membership::Locked(_) => return,
             Membership::Manager(swarm) => {
                 if swarm.store.is_leader() {
+                    // No connection held to a manager this one no longer asks.
+                    kept = None;
                     swarm.heartbeats.saw(&swarm.identity.node_id);
                     if let Some(v) = swarm.store.read(|st| st.cluster.as_ref().map(|c| c.ca_force_rotate)) {
                         m.cert_rotation.heard(v);
