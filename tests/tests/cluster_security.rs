@@ -1001,3 +1001,113 @@ fn peers_without_a_certificate_cannot_hold_the_cluster_port() {
         "closed before their lifetime"
     );
 }
+
+/// The one connection a test opens with `tls` to the manager at `addr`: a
+/// channel over it cannot connect again, so what it answers is what that
+/// connection carries. The client checks the manager's certificate at the
+/// handshake only, never closes on its own.
+async fn one_connection(tls: &NodeTls, addr: &str) -> tonic::transport::Channel {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::{Arc, Mutex};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.expose()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("swarm-manager").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake while the certificate is valid");
+    let once = Arc::new(Mutex::new(Some(stream)));
+    tonic::transport::Endpoint::from_static("http://swarm-manager")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let stream = once.lock().unwrap().take();
+            async move {
+                stream
+                    .map(hyper_util::rt::TokioIo::new)
+                    .ok_or_else(|| std::io::Error::other("this test's channel has one connection only"))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+/// A connection lives no longer than the client certificate it was opened
+/// with: the handshake checked it once, and kept connections (heartbeats,
+/// raft peers, an agent's session) outlive that moment. A worker's 10 s
+/// certificate, on one connection the client never closes: a heartbeat goes
+/// through while it is valid; after its expiry the manager has closed the
+/// connection, so nothing more is heard on it (and a new one would fail its
+/// handshake).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_ends_when_its_client_certificate_expires() {
+    use std::time::{Duration, SystemTime};
+
+    use swarmkeep_tests::swarm_node_with_env;
+    use swarmkeep_transport::tls::CertInfo;
+
+    let nodes = tokio::task::spawn_blocking(|| {
+        let env = [("SWARMKEEP_TEST_MIN_CERT_EXPIRY_SECS", "1")];
+        let m1 = swarm_node_with_env(0, "m1", "info", &env);
+        m1.cli(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &m1.addr,
+            "--listen-addr",
+            &m1.addr,
+            "--cert-expiry",
+            "10s",
+        ])
+        .ok();
+        let token = m1.cli(&["swarm", "join-token", "-q", "worker"]).ok().trim().to_string();
+        let w1 = swarm_node_with_env(1, "w1", "info", &env);
+        w1.cli(&[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            "--advertise-addr",
+            &w1.addr,
+            "--listen-addr",
+            &w1.addr,
+            &m1.addr,
+        ])
+        .ok();
+        vec![m1, w1]
+    })
+    .await
+    .unwrap();
+    let (m1, w1) = (&nodes[0], &nodes[1]);
+    // The worker's certificate now, kept here whatever the worker renews to.
+    let worker_tls = tls_of(&w1.daemon.data_dir());
+    let not_after = CertInfo::from_pem(&worker_tls.cert_pem)
+        .expect("a certificate")
+        .not_after;
+    let mut client = ClusterClient::new(one_connection(&worker_tls, &m1.addr).await);
+    client
+        .heartbeat(HeartbeatRequest {})
+        .await
+        .expect("a heartbeat while the certificate is valid");
+    let left = not_after.duration_since(SystemTime::now()).unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(1500)).await;
+    let after = client.heartbeat(HeartbeatRequest {}).await;
+    assert!(
+        after.is_err(),
+        "a heartbeat went through on a connection whose certificate expired: {after:?}"
+    );
+}
