@@ -285,3 +285,38 @@ fn heartbeats_go_on_one_kept_connection() {
     // Still heartbeating: the worker stays Ready.
     assert_eq!(row(&node_rows(m1), "w1").1, "Ready");
 }
+
+/// A secret or config write does not wake the leader's orchestrator: it
+/// reads services, tasks, nodes, networks and cluster settings, never
+/// secrets or configs, so a secret write costs the leader no orchestration
+/// pass (a scan of the whole swarm's services and tasks) whatever the swarm
+/// runs. The orchestrator still passes every half second (restart delays):
+/// 30 secret writes add nothing to those.
+#[test]
+fn secret_and_config_writes_do_not_wake_the_orchestrator() {
+    let nodes = swarm_logging(1, 0, "info,swarmkeep_manager::orchestrator=debug");
+    let m1 = &nodes[0];
+    let passes = || m1.daemon.log().matches("orchestrator pass").count();
+    assert!(
+        eventually(Duration::from_secs(10), || passes() > 0),
+        "no orchestrator pass is logged"
+    );
+    let before = passes();
+    let started = std::time::Instant::now();
+    for i in 0..15 {
+        m1.daemon
+            .cli_stdin(&["secret", "create", &format!("s{i}"), "-"], Some(b"v"))
+            .ok();
+        m1.daemon
+            .cli_stdin(&["config", "create", &format!("c{i}"), "-"], Some(b"v"))
+            .ok();
+    }
+    let elapsed = started.elapsed();
+    let during = passes() - before;
+    // The half-second passes in that time, and one more either side.
+    let ticks = (elapsed.as_millis() / 500) as usize + 2;
+    assert!(
+        during <= ticks,
+        "{during} orchestrator passes during 30 secret and config writes in {elapsed:?} (the timer alone makes {ticks})"
+    );
+}

@@ -64,14 +64,18 @@ impl ManagerState {
             // the service goes away.
             let swarm = swarm.clone();
             tokio::spawn(async move {
-                let mut changes = swarm.store.changes();
+                let (mut assignments, mut leadership) = (swarm.store.assignment_changes(), swarm.store.leadership());
                 while swarm.logs.is_open(&id) {
-                    tokio::select! {
-                        changed = changes.changed() => if changed.is_err() {
-                            swarm.logs.fail(&id, Status::unavailable("this manager is shutting down"));
-                            return;
-                        },
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    let changed = tokio::select! {
+                        changed = assignments.changed() => changed,
+                        changed = leadership.changed() => changed,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => Ok(()),
+                    };
+                    if changed.is_err() {
+                        swarm
+                            .logs
+                            .fail(&id, Status::unavailable("this manager is shutting down"));
+                        return;
                     }
                     if !swarm.store.is_leader() {
                         let leader = swarm.store.leader_addr().unwrap_or_default();

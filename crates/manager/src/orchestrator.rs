@@ -13,12 +13,14 @@ use tokio::sync::watch;
 
 use crate::state::{CurrentMembership, ManagerState, Membership};
 
-/// On the leader: runs the orchestrator and scheduler whenever the state
-/// changes (and every half second, for restart delays), and proposes what
-/// they decide.
+/// On the leader: runs the orchestrator and scheduler whenever what they
+/// read may have changed — services, tasks, nodes, networks, cluster
+/// settings (the assignment epoch: not secret or config writes, which they
+/// never read) — or leadership moves, and every half second (restart
+/// delays), and proposes what they decide.
 pub(crate) async fn orchestrator_loop(membership: Arc<CurrentMembership>, mut stop: watch::Receiver<bool>) {
-    let mut metrics = match membership.get() {
-        Membership::Manager(swarm) => swarm.store.changes(),
+    let (mut assignments, mut leadership) = match membership.get() {
+        Membership::Manager(swarm) => (swarm.store.assignment_changes(), swarm.store.leadership()),
         _ => return,
     };
     loop {
@@ -26,6 +28,7 @@ pub(crate) async fn orchestrator_loop(membership: Arc<CurrentMembership>, mut st
             return;
         };
         if swarm.store.is_leader() {
+            tracing::debug!("orchestrator pass");
             let now = time::OffsetDateTime::now_utc();
             let commands = swarm
                 .store
@@ -40,7 +43,8 @@ pub(crate) async fn orchestrator_loop(membership: Arc<CurrentMembership>, mut st
         drop(swarm);
         tokio::select! {
             _ = stop.changed() => return,
-            changed = metrics.changed() => if changed.is_err() { return },
+            changed = assignments.changed() => if changed.is_err() { return },
+            changed = leadership.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }

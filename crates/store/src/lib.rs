@@ -86,9 +86,9 @@ pub struct Store {
     state: SharedState,
     proposer: proposer::Proposer,
     raft_id: NodeId,
-    /// The last applied log index and whether this member leads, updated only
-    /// when one of them changes (raft metrics change far more often).
-    changes: tokio::sync::watch::Receiver<(u64, bool)>,
+    /// Whether this member leads, updated only when that changes (raft's
+    /// server metrics move on votes, leaders and memberships, not on writes).
+    leadership: tokio::sync::watch::Receiver<bool>,
     events: Arc<events::EventLog>,
     assignments: tokio::sync::watch::Receiver<u64>,
     /// The last log index applied to `state` (see [`Store::wait_applied`]).
@@ -179,13 +179,13 @@ impl Store {
             .map_err(|e| StoreError::Raft(e.to_string()))?;
         let recent_ack_ms = election_min / 2;
         let proposer = proposer::Proposer::spawn(raft.clone(), recent_ack_ms);
-        let changes = watch_changes(&raft, raft_id);
+        let leadership = watch_leadership(&raft, raft_id);
         let store = Self {
             raft,
             state,
             proposer,
             raft_id,
-            changes,
+            leadership,
             events,
             assignments,
             applied_index,
@@ -346,10 +346,13 @@ impl Store {
         self.raft.metrics().borrow_watched().current_leader == Some(self.raft_id)
     }
 
-    /// Changes whenever a log entry is applied or leadership moves: what the
-    /// leader's loops (orchestrator, dispatcher sessions) wait on.
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<(u64, bool)> {
-        self.changes.clone()
+    /// Whether this member leads; changes when it starts or stops leading
+    /// (not with each write): with [`Store::assignment_changes`], what the
+    /// leader's loops wait on.
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        let mut rx = self.leadership.clone();
+        rx.mark_changed();
+        rx
     }
 
     /// The raft handle, for the transport that feeds it peers' messages.
@@ -483,18 +486,13 @@ pub(crate) fn quorum_acked_within(m: &raft::RaftMetrics, ms: u64) -> bool {
         .is_some_and(|at| at.elapsed() < Duration::from_millis(ms))
 }
 
-fn watch_changes(raft: &Raft, raft_id: NodeId) -> tokio::sync::watch::Receiver<(u64, bool)> {
-    let mut metrics = raft.metrics();
-    let current = move |m: &raft::RaftMetrics| {
-        (
-            m.last_applied.map(|l| l.index).unwrap_or(0),
-            m.current_leader == Some(raft_id),
-        )
-    };
-    let (tx, rx) = tokio::sync::watch::channel(current(&metrics.borrow_watched()));
+fn watch_leadership(raft: &Raft, raft_id: NodeId) -> tokio::sync::watch::Receiver<bool> {
+    let mut server = raft.server_metrics();
+    let leads = move |m: &openraft::metrics::RaftServerMetrics<raft::TypeConfig>| m.current_leader == Some(raft_id);
+    let (tx, rx) = tokio::sync::watch::channel(leads(&server.borrow_watched()));
     tokio::spawn(async move {
-        while metrics.changed().await.is_ok() {
-            let now = current(&metrics.borrow_and_update());
+        while server.changed().await.is_ok() {
+            let now = leads(&server.borrow_watched());
             tx.send_if_modified(|v| {
                 let changed = *v != now;
                 *v = now;
