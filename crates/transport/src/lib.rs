@@ -8,7 +8,6 @@
 //! the wire contract (`api`) and the key types (`crypto`).
 
 pub mod leader;
-pub mod lifetime;
 pub mod tls;
 
 use std::sync::Arc;

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::lifetime::{Deadline, Expiring, left_of};
 use hyper_util::rt::TokioIo;
 use rustls::DigitallySignedStruct;
 use rustls::client::WebPkiServerVerifier;
@@ -456,30 +455,18 @@ impl TlsCell {
                 // identity as it is then, not as it was when the channel
                 // was made.
                 let config = current.read().unwrap_or_else(|p| p.into_inner()).client.clone();
+                let connector = tokio_rustls::TlsConnector::from(config);
                 let target = target.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(connect(config, &target).await?)) }
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(&target).await?;
+                    tcp.set_nodelay(true)?;
+                    let name = ServerName::try_from(TLS_SERVER_NAME).map_err(std::io::Error::other)?;
+                    let tls = connector.connect(name, tcp).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                }
             })),
         )
     }
-}
-
-/// An mTLS connection to the manager at `target`, which ends when the
-/// manager's certificate expires (see `lifetime`).
-async fn connect(
-    config: Arc<rustls::ClientConfig>,
-    target: &str,
-) -> std::io::Result<Expiring<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>> {
-    let tcp = tokio::net::TcpStream::connect(target).await?;
-    tcp.set_nodelay(true)?;
-    let name = ServerName::try_from(TLS_SERVER_NAME).map_err(std::io::Error::other)?;
-    let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
-    let left = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .map_or(Duration::ZERO, |leaf| left_of(leaf.as_ref()));
-    Ok(Expiring::new(tls, Deadline::after(left)))
 }
 
 /// An endpoint for `addr`; TLS is the connector's (the scheme is unused).
@@ -608,12 +595,6 @@ mod tests {
     /// A CA and a function issuing node certificates from it, as the
     /// cluster CA does (CN = node, OU and DNS name = role).
     fn ca() -> (String, impl Fn(&str, &str) -> NodeTls) {
-        let (ca_pem, issue) = ca_issuing();
-        (ca_pem, move |node: &str, role: &str| issue(node, role, None))
-    }
-
-    /// As [`ca`], each certificate valid for `lifetime` if one is given.
-    fn ca_issuing() -> (String, impl Fn(&str, &str, Option<Duration>) -> NodeTls) {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -621,15 +602,10 @@ mod tests {
         let ca_pem = params.self_signed(&key).unwrap().pem();
         let issuer = Issuer::new(params, key);
         let ca = ca_pem.clone();
-        (ca_pem, move |node: &str, role: &str, lifetime: Option<Duration>| {
+        (ca_pem, move |node: &str, role: &str| {
             let mut p = CertificateParams::new(vec![role.to_string()]).unwrap();
             p.distinguished_name.push(DnType::CommonName, node);
             p.distinguished_name.push(DnType::OrganizationalUnitName, role);
-            if let Some(lifetime) = lifetime {
-                let now = time::OffsetDateTime::now_utc();
-                p.not_before = now - time::Duration::hours(1);
-                p.not_after = now + lifetime;
-            }
             let key = KeyPair::generate().unwrap();
             NodeTls {
                 ca_pem: ca.clone(),
@@ -658,46 +634,6 @@ mod tests {
         let renewed = issue("a", MANAGER_CERT_NAME);
         cell.replace(Arc::new(renewed.clone())).unwrap();
         assert_eq!(cell.get().cert_pem, renewed.cert_pem);
-    }
-
-    /// A kept connection ends when the manager's certificate expires: the
-    /// handshake checked it once, the connection does not outlive it (the
-    /// channel then connects again and checks the certificate presented
-    /// then).
-    #[tokio::test]
-    async fn a_connection_ends_when_the_managers_certificate_expires() {
-        use tokio::io::AsyncReadExt;
-
-        let (_, issue) = ca_issuing();
-        let manager = TlsCell::new(Arc::new(issue("m", MANAGER_CERT_NAME, Some(Duration::from_secs(3))))).unwrap();
-        let worker = TlsCell::new(Arc::new(issue("w", WORKER_CERT_NAME, None))).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let acceptor = tokio_rustls::TlsAcceptor::from(manager.server_config());
-        // The server accepts one connection and holds it open, saying nothing.
-        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let tls = acceptor.accept(tcp).await.unwrap();
-            let _ = held_rx.await;
-            drop(tls);
-        });
-        let config = worker.current.read().unwrap().client.clone();
-        let started = std::time::Instant::now();
-        let mut conn = connect(config, &addr)
-            .await
-            .expect("the certificate is valid at the handshake");
-        let mut buf = [0u8; 16];
-        let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
-            .await
-            .expect("the connection ends at the certificate's expiry, not later");
-        assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
-        let after = started.elapsed();
-        assert!(
-            after >= Duration::from_secs(1),
-            "ended after {after:?}, before the expiry"
-        );
-        let _ = held_tx.send(());
     }
 
     #[test]

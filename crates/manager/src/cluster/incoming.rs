@@ -1,17 +1,15 @@
 //! The cluster port's connections: accepted, then their TLS handshakes made
 //! beside the accept loop (each within [`HANDSHAKE_TIMEOUT`]), at most
 //! [`MAX_CONNECTIONS`] held at once, of which at most [`MAX_ANONYMOUS`]
-//! without a client certificate, each for at most [`ANONYMOUS_LIFETIME`],
-//! every other one no longer than its client certificate is valid. The
-//! certificate presented is the node's current one, so a renewal needs no
-//! restart.
+//! without a client certificate, each for at most [`ANONYMOUS_LIFETIME`]. The certificate presented is the node's
+//! current one, so a renewal needs no restart.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use swarmkeep_transport::lifetime::{Deadline, Expiring, left_of};
 use swarmkeep_transport::tls::TlsCell;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -34,14 +32,19 @@ const MAX_ANONYMOUS: usize = 256;
 const ANONYMOUS_LIFETIME: Duration = Duration::from_secs(30);
 
 /// A connection that finished its handshake; it holds a connection slot
-/// (and an anonymous one if it has no certificate) until it closes, which is
-/// at the latest when its client certificate expires (see
-/// `swarmkeep_transport::lifetime`) or, without one, after
-/// [`ANONYMOUS_LIFETIME`].
+/// (and an anonymous one if it has no certificate) until it closes.
 pub(crate) struct Admitted {
-    io: Expiring<TlsStream<TcpStream>>,
+    io: TlsStream<TcpStream>,
     _slot: OwnedSemaphorePermit,
     _anonymous: Option<OwnedSemaphorePermit>,
+    /// Past this, reads and writes fail (anonymous connections only).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Admitted {
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready())
+    }
 }
 
 /// The gate and the services read the peer's certificate from what this
@@ -50,31 +53,25 @@ impl Connected for Admitted {
     type ConnectInfo = <TlsStream<TcpStream> as Connected>::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.get_ref().connect_info()
+        self.io.connect_info()
     }
 }
 
 impl AsyncRead for Admitted {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Admitted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -129,21 +126,20 @@ pub(super) fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(io)) => {
-                        let leaf = io.get_ref().1.peer_certificates().and_then(|certs| certs.first());
-                        let (anonymous, left) = match leaf {
-                            Some(leaf) => (None, left_of(leaf.as_ref())),
-                            None => {
-                                let Ok(permit) = anonymous.try_acquire_owned() else {
-                                    tracing::debug!("cluster port: too many connections without a certificate");
-                                    return;
-                                };
-                                (Some(permit), ANONYMOUS_LIFETIME)
-                            }
+                        let (anonymous, deadline) = if io.get_ref().1.peer_certificates().is_some() {
+                            (None, None)
+                        } else {
+                            let Ok(permit) = anonymous.try_acquire_owned() else {
+                                tracing::debug!("cluster port: too many connections without a certificate");
+                                return;
+                            };
+                            (Some(permit), Some(Box::pin(tokio::time::sleep(ANONYMOUS_LIFETIME))))
                         };
                         let admitted = Admitted {
-                            io: Expiring::new(io, Deadline::after(left)),
+                            io,
                             _slot: slot,
                             _anonymous: anonymous,
+                            deadline,
                         };
                         let _ = tx.send(Ok(admitted)).await;
                     }
