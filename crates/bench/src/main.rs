@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use swarmkeep_api::control::{
     Annotations, CreateSecretRequest, GetJoinTokenRequest, GetSecretRequest, InitRequest, JoinRequest,
-    ListNodesRequest, SecretSpec,
+    ListNodesRequest, RemoveSecretRequest, SecretSpec,
 };
 use swarmkeep_cli::client::{Client, connect};
 
@@ -202,17 +202,39 @@ fn spec(name: String) -> Option<SecretSpec> {
 }
 
 async fn create_all(clients: Vec<Client>, n: usize, prefix: &str) -> anyhow::Result<f64> {
-    let conc = clients.len();
     let start = Instant::now();
+    on_all(clients, n, prefix, Op::Create).await?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Removes the secrets [`create_all`] made under `prefix`.
+pub(crate) async fn remove_all(clients: Vec<Client>, n: usize, prefix: &str) -> anyhow::Result<()> {
+    on_all(clients, n, prefix, Op::Remove).await
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Create,
+    Remove,
+}
+
+/// Creates or removes the secrets `{prefix}-0` … `{prefix}-{n-1}`, the
+/// clients taking turns (client `w` takes `w`, `w + clients`, …) at once.
+async fn on_all(clients: Vec<Client>, n: usize, prefix: &str, op: Op) -> anyhow::Result<()> {
+    let conc = clients.len();
     let mut tasks = Vec::new();
     for (w, mut c) in clients.into_iter().enumerate() {
         let prefix = prefix.to_string();
         tasks.push(tokio::spawn(async move {
             for i in (w..n).step_by(conc) {
-                c.create_secret(CreateSecretRequest {
-                    spec: spec(format!("{prefix}-{i}")),
-                })
-                .await?;
+                let name = format!("{prefix}-{i}");
+                match op {
+                    Op::Create => c
+                        .create_secret(CreateSecretRequest { spec: spec(name) })
+                        .await
+                        .map(drop)?,
+                    Op::Remove => c.remove_secret(RemoveSecretRequest { id: name }).await.map(drop)?,
+                }
             }
             Ok::<_, tonic::Status>(())
         }));
@@ -220,7 +242,7 @@ async fn create_all(clients: Vec<Client>, n: usize, prefix: &str) -> anyhow::Res
     for t in tasks {
         t.await??;
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+    Ok(())
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {

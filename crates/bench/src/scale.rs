@@ -10,10 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use swarmkeep_api::control::RemoveSecretRequest;
 use swarmkeep_cli::client::connect;
 
-use crate::{Daemon, create_all, form_swarm, join, leader_index};
+use crate::{Daemon, create_all, form_swarm, join, leader_index, remove_all};
 
 const MANAGERS: usize = 5;
 
@@ -99,28 +98,6 @@ async fn phase(managers: &[Daemon], leader: usize, n: usize, tag: &str) -> anyho
         "manager_cpu_percent": cpu.iter().map(|c| (c / 10.0 / wall).round()).collect::<Vec<_>>(),
         "manager_rss_mib": pids.iter().map(|p| rss_mib(*p).round()).collect::<Vec<_>>(),
     }))
-}
-
-/// Removes the secrets `create_all` made under `prefix`.
-async fn remove_all(clients: Vec<swarmkeep_cli::client::Client>, n: usize, prefix: &str) -> anyhow::Result<()> {
-    let conc = clients.len();
-    let mut tasks = Vec::new();
-    for (w, mut c) in clients.into_iter().enumerate() {
-        let prefix = prefix.to_string();
-        tasks.push(tokio::spawn(async move {
-            for i in (w..n).step_by(conc) {
-                c.remove_secret(RemoveSecretRequest {
-                    id: format!("{prefix}-{i}"),
-                })
-                .await?;
-            }
-            Ok::<_, tonic::Status>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(())
 }
 
 /// `REPS` loads, each figure's median and every load's figures.
